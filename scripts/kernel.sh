@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Build (or reuse) the custom kernel: Debian's linux-source-7.3 + rust/patches/*.patch +
+# kconfig fragments. Cached under a key of (source version, fragments, patches, this script).
+# Prints the tree's path on stdout.   VARIANT=base|debug
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+VARIANT=${VARIANT:-base}
+frags=("$VD_ROOT/kconfig/base.config")
+[ "$VARIANT" = debug ] && frags+=("$VD_ROOT/kconfig/debug.config")
+[ -f "$KSRC_TARBALL" ] || die "kernel: $KSRC_TARBALL missing: run scripts/deps.sh"
+srcver=$(cat "$VD_CACHE/linux-source.version")
+key=$( { echo "$srcver $VARIANT"; cat "${frags[@]}" "$VD_ROOT"/rust/patches/*.patch "$0"; } | sha256sum | cut -c1-16)
+tree="$VD_CACHE/kernel/$VARIANT-$key"
+if [ -f "$tree/.vd-built" ]; then
+    log "kernel: cached $VARIANT tree $tree (linux-source $srcver)"
+    echo "$tree"; exit 0
+fi
+log "kernel: building $VARIANT kernel (linux-source $srcver, key $key); about 12 min on 2 cores"
+rm -rf "$tree"; mkdir -p "$tree"
+tar -C "$tree" --strip-components=1 -xf "$KSRC_TARBALL"
+for p in "$VD_ROOT"/rust/patches/*.patch; do
+    log "kernel: applying $(basename "$p")"
+    patch -d "$tree" -p1 --quiet --forward < "$p" || die "kernel: patch $(basename "$p") does not apply to $srcver"
+done
+cd "$tree"
+make -s "${KMAKE_ARGS[@]}" rustavailable >/dev/null || die "kernel: Rust toolchain not usable for this kernel (make rustavailable)"
+make -s "${KMAKE_ARGS[@]}" tinyconfig >/dev/null
+KCONFIG_CONFIG=.config scripts/kconfig/merge_config.sh -m -Q .config "${frags[@]}" >/dev/null
+make -s "${KMAKE_ARGS[@]}" olddefconfig >/dev/null
+# Every fragment line must have survived olddefconfig, or a dependency is missing.
+for f in "${frags[@]}"; do
+    grep -E '^CONFIG_[A-Z0-9_]+=' "$f" | while IFS= read -r line; do
+        sym=${line%%=*}; val=${line#*=}
+        if [ "$val" = n ]; then
+            ! grep -q "^$sym=" .config || die "kernel: $sym should be off"
+        else
+            grep -qx "$line" .config || log "kernel: warning: $line did not stick ($(grep "^$sym=" .config || echo unset))"
+        fi
+    done
+done
+make -s "${KMAKE_ARGS[@]}" -j"$(( $(nproc) + 1 ))" bzImage modules >"$tree/.vd-build.log" 2>&1 \
+    || { tail -40 "$tree/.vd-build.log" >&2; die "kernel: build failed (log: $tree/.vd-build.log)"; }
+touch "$tree/.vd-built"
+log "kernel: built $tree"
+echo "$tree"
