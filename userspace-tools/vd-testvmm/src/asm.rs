@@ -59,8 +59,14 @@ mod tests {
 
     #[test]
     fn single_instructions_encode() {
-        assert_eq!(RealModeCode::new().mov_dx_imm16(0x0500).into_bytes(), [0xba, 0x00, 0x05]);
-        assert_eq!(RealModeCode::new().mov_al_imm8(0x42).into_bytes(), [0xb0, 0x42]);
+        assert_eq!(
+            RealModeCode::new().mov_dx_imm16(0x0500).into_bytes(),
+            [0xba, 0x00, 0x05]
+        );
+        assert_eq!(
+            RealModeCode::new().mov_al_imm8(0x42).into_bytes(),
+            [0xb0, 0x42]
+        );
         assert_eq!(RealModeCode::new().out_dx_al().into_bytes(), [0xee]);
         assert_eq!(RealModeCode::new().hlt().into_bytes(), [0xf4]);
     }

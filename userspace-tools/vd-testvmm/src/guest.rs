@@ -24,7 +24,8 @@ const RFLAGS_RESERVED: u64 = 0x2;
 /// Taking the path (instead of always using `/dev/kvm`) lets tests exercise
 /// the failure path without touching the real device.
 pub fn open_kvm(path: &str) -> Result<Kvm> {
-    let cpath = CString::new(path).with_context(|| format!("KVM device path {path:?} contains a NUL byte"))?;
+    let cpath = CString::new(path)
+        .with_context(|| format!("KVM device path {path:?} contains a NUL byte"))?;
     Kvm::new_with_path(&cpath).with_context(|| {
         format!(
             "open {path}: is kvm_amd (or kvm_intel) loaded, and can this user read/write {path}?"
@@ -45,7 +46,7 @@ impl GuestMemory {
     /// Map `len` bytes (a non-zero multiple of the page size) of zeroed memory.
     pub fn new(len: usize) -> Result<Self> {
         ensure!(
-            len != 0 && len % PAGE_SIZE == 0,
+            len != 0 && len.is_multiple_of(PAGE_SIZE),
             "guest memory size {len:#x} must be a non-zero multiple of {PAGE_SIZE:#x}"
         );
         let size = NonZeroUsize::new(len).context("guest memory size is zero")?;
@@ -59,7 +60,9 @@ impl GuestMemory {
                 MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE,
             )
         }
-        .with_context(|| format!("mmap {len:#x} bytes of guest memory: check RLIMIT_AS / free memory"))?;
+        .with_context(|| {
+            format!("mmap {len:#x} bytes of guest memory: check RLIMIT_AS / free memory")
+        })?;
         Ok(Self { ptr, len })
     }
 
@@ -171,10 +174,9 @@ impl Guest {
 
     /// Create vCPU `id` in real mode with CS base/selector 0, starting at `entry`.
     pub fn create_real_mode_vcpu(&self, id: u64, entry: u16) -> Result<Vcpu<'_>> {
-        let fd = self
-            .vm
-            .create_vcpu(id)
-            .with_context(|| format!("KVM_CREATE_VCPU {id}: check the vCPU limit (KVM_CAP_MAX_VCPUS)"))?;
+        let fd = self.vm.create_vcpu(id).with_context(|| {
+            format!("KVM_CREATE_VCPU {id}: check the vCPU limit (KVM_CAP_MAX_VCPUS)")
+        })?;
         setup_real_mode(&fd, entry)?;
         Ok(Vcpu {
             fd,
@@ -202,7 +204,8 @@ fn setup_real_mode(vcpu: &VcpuFd, entry: u16) -> Result<()> {
     let mut sregs = vcpu.get_sregs().context("KVM_GET_SREGS on new vCPU")?;
     sregs.cs.base = 0;
     sregs.cs.selector = 0;
-    vcpu.set_sregs(&sregs).context("KVM_SET_SREGS (real-mode CS=0)")?;
+    vcpu.set_sregs(&sregs)
+        .context("KVM_SET_SREGS (real-mode CS=0)")?;
 
     let mut regs = vcpu.get_regs().context("KVM_GET_REGS on new vCPU")?;
     regs.rip = u64::from(entry);
@@ -234,17 +237,22 @@ mod tests {
     #[test]
     fn open_kvm_missing_device_names_path() {
         let path = "/nonexistent/dev/kvm";
-        let err = open_kvm(path).err().expect("opening a nonexistent device must fail");
+        let Err(err) = open_kvm(path) else {
+            panic!("opening a nonexistent device must fail");
+        };
         let msg = format!("{err:#}");
         assert!(msg.contains(path), "error should name the device: {msg}");
-        assert!(msg.contains("kvm_amd"), "error should say what to check: {msg}");
+        assert!(
+            msg.contains("kvm_amd"),
+            "error should say what to check: {msg}"
+        );
     }
 
     #[test]
     fn guest_with_missing_device_fails_cleanly() {
-        let err = Guest::with_kvm_path("/nonexistent/dev/kvm", 0x10000)
-            .err()
-            .expect("must fail without a KVM device");
+        let Err(err) = Guest::with_kvm_path("/nonexistent/dev/kvm", 0x10000) else {
+            panic!("must fail without a KVM device");
+        };
         assert!(format!("{err:#}").contains("/nonexistent/dev/kvm"));
     }
 

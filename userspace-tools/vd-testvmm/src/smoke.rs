@@ -71,7 +71,10 @@ impl SmokeReport {
 pub fn run(kvm_path: &str) -> Result<SmokeReport> {
     let guest = Guest::with_kvm_path(kvm_path, MEM_SIZE)?;
     guest
-        .write(u64::from(CODE_GPA), &asm::out_loop_then_hlt(KICK_PORT, KICK_VALUE, KICKS))
+        .write(
+            u64::from(CODE_GPA),
+            &asm::out_loop_then_hlt(KICK_PORT, KICK_VALUE, KICKS),
+        )
         .context("load smoke program")?;
     let evt = register_kick_eventfd(&guest)?;
     let mut vcpu = guest.create_real_mode_vcpu(0, CODE_GPA)?;
@@ -145,10 +148,16 @@ mod tests {
 
     #[test]
     fn missing_kvm_is_an_error_naming_the_device() {
-        let err = run("/nonexistent/dev/kvm").err().expect("must fail");
+        let Err(err) = run("/nonexistent/dev/kvm") else {
+            panic!("must fail without a KVM device");
+        };
         let report = SmokeReport::failed(&err);
         assert!(!report.pass);
-        assert!(report.error.as_deref().unwrap_or("").contains("/nonexistent/dev/kvm"));
+        assert!(report
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("/nonexistent/dev/kvm"));
     }
 
     #[test]

@@ -143,3 +143,187 @@ pub const fn fixed_str<const N: usize>(s: &str) -> [u8; N] {
     }
     out
 }
+
+// ---------------------------------------------------------------------------------------------
+// vd_evtchn: `/dev/vd_evtchn`, one open file per domain (VM). The ring layout is `vd-ring`.
+
+/// Feature bit: echo backend.
+pub const VDE_FEAT_ECHO: u64 = 1 << 0;
+/// Feature bit: null (counting sink) backend.
+pub const VDE_FEAT_NULL: u64 = 1 << 1;
+/// Feature bit: file-backed block backend.
+pub const VDE_FEAT_BLOCK: u64 = 1 << 2;
+/// Feature bit: userspace backend.
+pub const VDE_FEAT_USER: u64 = 1 << 3;
+/// Feature bit: save/restore.
+pub const VDE_FEAT_SAVE_RESTORE: u64 = 1 << 4;
+
+/// Most channels per domain.
+pub const VDE_MAX_CHANNELS: u32 = 256;
+/// `mmap` offset of channel `id` is `id * VDE_MMAP_STRIDE` (bytes); a ring is at most 2 MiB + 4 KiB.
+pub const VDE_MMAP_STRIDE: u64 = 4 << 20;
+
+/// `VDE_IOC_CREATE`: in `entries`, `entry_size`, `flags`; out the rest.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdeCreate {
+    /// Slots per array: a power of two, 1..=4096.
+    pub entries: u32,
+    /// Bytes per slot: a power of two, 32..=4096; entries * entry_size <= 1 MiB.
+    pub entry_size: u32,
+    /// Must be 0.
+    pub flags: u32,
+    /// Out: the channel id.
+    pub id: u32,
+    /// Out: `mmap` offset of the ring.
+    pub mmap_offset: u64,
+    /// Out: bytes to map.
+    pub mmap_size: u64,
+}
+const _: () = {
+    assert!(size_of::<VdeCreate>() == 32);
+    assert!(offset_of!(VdeCreate, id) == 12);
+    assert!(offset_of!(VdeCreate, mmap_offset) == 16);
+    assert!(offset_of!(VdeCreate, mmap_size) == 24);
+};
+
+/// `VDE_IOC_BIND`: notification eventfds of a channel. `-1` leaves one unbound (unbinds it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdeBind {
+    /// Channel id.
+    pub id: u32,
+    /// Eventfd the VMM registered with `KVM_IOEVENTFD` (the guest's doorbell).
+    pub kick_fd: i32,
+    /// Eventfd the VMM registered with `KVM_IRQFD` (the guest's interrupt).
+    pub call_fd: i32,
+    /// Must be 0.
+    pub flags: u32,
+}
+const _: () = assert!(size_of::<VdeBind>() == 16);
+
+/// Backend kinds for [`VdeAttach::backend`].
+pub mod vde_backend {
+    /// Detach: requests wait in the ring.
+    pub const NONE: u32 = 0;
+    /// Echo: every request is answered with its own payload.
+    pub const ECHO: u32 = 1;
+    /// Null: every request is answered with status 0 and no payload (counting sink).
+    pub const NULL: u32 = 2;
+    /// Block: `fd` is a host file or block device opened read-write; ops `BLK_*`.
+    pub const BLOCK: u32 = 3;
+    /// Userspace: `fd` is an eventfd the kernel signals on kicks; the process serves the ring
+    /// through its own mapping and raises the guest interrupt with `VDE_IOC_NOTIFY`.
+    pub const USER: u32 = 4;
+}
+
+/// `VDE_IOC_ATTACH`: puts a backend on a channel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdeAttach {
+    /// Channel id.
+    pub id: u32,
+    /// A `vde_backend` value.
+    pub backend: u32,
+    /// Backend argument (see `vde_backend`), else -1.
+    pub fd: i32,
+    /// Must be 0.
+    pub flags: u32,
+}
+const _: () = assert!(size_of::<VdeAttach>() == 16);
+
+/// Channel state in [`VdeStats::state`].
+pub mod vde_state {
+    /// Created, no backend.
+    pub const IDLE: u32 = 0;
+    /// A backend serves it.
+    pub const ACTIVE: u32 = 1;
+    /// The ring was found broken; nothing is served any more.
+    pub const FAILED: u32 = 2;
+}
+
+/// `VDE_IOC_STATS`: counters of channel `id`, or of the whole domain with `id = VDE_ALL`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdeStats {
+    /// In: channel id or [`VDE_ALL`].
+    pub id: u32,
+    /// Out: a `vde_state` value (domain: channels in FAILED state).
+    pub state: u32,
+    /// Out: a `vde_backend` value (domain: number of channels).
+    pub backend: u32,
+    /// Out: ring entries (domain: 0).
+    pub entries: u32,
+    /// Requests consumed.
+    pub requests: u64,
+    /// Responses published.
+    pub responses: u64,
+    /// Request payload bytes.
+    pub bytes_in: u64,
+    /// Response payload bytes.
+    pub bytes_out: u64,
+    /// Kicks received on the kick eventfd (batched kicks each count).
+    pub kicks: u64,
+    /// Handler runs (one per batch of kicks).
+    pub wakeups: u64,
+    /// Interrupts sent on the call eventfd.
+    pub irqs: u64,
+    /// Response batches published without an interrupt because the guest did not ask for one.
+    pub irqs_suppressed: u64,
+    /// Ring protocol errors (the channel is FAILED after the first).
+    pub errors: u64,
+    /// Requests answered with an error status (bad op, I/O error).
+    pub req_errors: u64,
+}
+const _: () = {
+    assert!(size_of::<VdeStats>() == 96);
+    assert!(offset_of!(VdeStats, requests) == 16);
+    assert!(offset_of!(VdeStats, req_errors) == 88);
+};
+/// [`VdeStats::id`] for the domain totals.
+pub const VDE_ALL: u32 = u32::MAX;
+
+/// `VDE_IOC_SAVE` (out) / `VDE_IOC_RESTORE` (in): what a channel needs to continue elsewhere.
+/// The ring bytes themselves are guest memory, which the VMM migrates; restore them into the new
+/// channel's mapping first, then call `VDE_IOC_RESTORE`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdeState {
+    /// Channel id.
+    pub id: u32,
+    /// Ring entries.
+    pub entries: u32,
+    /// Ring entry size.
+    pub entry_size: u32,
+    /// Ring generation; restore publishes `generation + 1`.
+    pub generation: u32,
+    /// Backend's request consumer index.
+    pub req_cons: u32,
+    /// Backend's response producer index.
+    pub rsp_prod: u32,
+    /// Backend kind at save time (restore does not re-attach it).
+    pub backend: u32,
+    /// Must be 0.
+    pub flags: u32,
+}
+const _: () = assert!(size_of::<VdeState>() == 32);
+
+/// `_IOWR(0xB7, 0x10, struct vde_create)`.
+pub const VDE_IOC_CREATE: u32 = iowr::<VdeCreate>(0x10);
+/// `_IOW(0xB7, 0x11, u32)`: destroy channel.
+pub const VDE_IOC_DESTROY: u32 = iow::<u32>(0x11);
+/// `_IOW(0xB7, 0x12, struct vde_bind)`.
+pub const VDE_IOC_BIND: u32 = iow::<VdeBind>(0x12);
+/// `_IOW(0xB7, 0x13, struct vde_attach)`.
+pub const VDE_IOC_ATTACH: u32 = iow::<VdeAttach>(0x13);
+/// `_IOWR(0xB7, 0x14, struct vde_stats)`.
+pub const VDE_IOC_STATS: u32 = iowr::<VdeStats>(0x14);
+/// `_IOW(0xB7, 0x15, u32)`: userspace backend published responses; signal the call eventfd
+/// if the guest asked for an interrupt.
+pub const VDE_IOC_NOTIFY: u32 = iow::<u32>(0x15);
+/// `_IOWR(0xB7, 0x16, struct vde_state)`.
+pub const VDE_IOC_SAVE: u32 = iowr::<VdeState>(0x16);
+/// `_IOW(0xB7, 0x17, struct vde_state)`.
+pub const VDE_IOC_RESTORE: u32 = iow::<VdeState>(0x17);
+/// `_IOW(0xB7, 0x18, u32)`: run the backend now, as if kicked (polling VMMs, tests).
+pub const VDE_IOC_KICK: u32 = iow::<u32>(0x18);

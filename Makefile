@@ -1,0 +1,53 @@
+# vd: virtual-desktop I/O for KVM hosts.  Quick start: `make demo`, `make test`.
+# Every target installs what it lacks first (scripts/deps.sh is idempotent).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VARIANT ?= base
+export VARIANT
+
+.PHONY: help deps kernel modules tools initramfs demo shell test test-host test-vm bench clean
+
+help:
+	@echo "make demo     build everything, boot the test VM, load the modules, run vdctl status"
+	@echo "make test     build everything, run every test (host cargo tests + KUnit + VM integration)"
+	@echo "make shell    boot the test VM with the modules and tools, interactive"
+	@echo "make bench    benchmarks in the test VM (medians and ratios from one boot)"
+	@echo "make kernel|modules|tools|initramfs   single build steps  (VARIANT=debug for lockdep/KASAN/kmemleak)"
+	@echo "TESTS='name ...' make test-vm         run only the named VM tests (see scripts/vmtests/)"
+
+deps:
+	@bash scripts/deps.sh
+
+kernel: deps
+	@bash scripts/kernel.sh >/dev/null
+
+modules: kernel
+	@bash scripts/build.sh modules
+
+tools: deps
+	@bash scripts/build.sh tools
+
+initramfs: modules tools
+	@bash scripts/build.sh initramfs
+
+demo: initramfs
+	@bash scripts/vm.sh demo
+
+shell: initramfs
+	@bash scripts/vm.sh shell
+
+test:
+	@bash scripts/test.sh all
+
+test-host:
+	@bash scripts/test.sh host
+
+test-vm: initramfs
+	@bash scripts/test.sh vm
+
+bench: initramfs
+	@bash scripts/vm.sh bench
+
+clean:
+	rm -rf build userspace-tools/target
+	@bash -c '. scripts/lib.sh; tree=$$(ls -d $$VD_CACHE/kernel/$(VARIANT)-* 2>/dev/null | head -1); [ -z "$$tree" ] || $(MAKE) -s -C $$tree M=$(CURDIR) clean >/dev/null 2>&1 || true'

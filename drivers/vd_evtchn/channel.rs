@@ -1,0 +1,267 @@
+// SPDX-License-Identifier: GPL-2.0
+//! One event channel: a ring shared with the guest, its notification eventfds and the backend
+//! that serves it.
+
+use crate::backend::{HostDriver, Served};
+use crate::ring::{self, Backend as RingBackend, BackendState, Geometry, RingError, RingMem};
+use crate::uapi::{vde_state, VdeState, VdeStats};
+use crate::vd::eventfd::{EventFd, KickHandler, Kicked};
+use crate::vd::shmem::SharedPages;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use kernel::prelude::*;
+use kernel::sync::Mutex;
+
+/// A channel as the domain holds it: the channel inside its kick waiter.
+pub(crate) type ChannelRef = kernel::sync::Arc<Kicked<Channel>>;
+
+/// Counters, updated lock-free by the handler and read by `VDE_IOC_STATS`.
+#[derive(Default)]
+pub(crate) struct ChanStats {
+    requests: AtomicU64,
+    responses: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    kicks: AtomicU64,
+    wakeups: AtomicU64,
+    irqs: AtomicU64,
+    irqs_suppressed: AtomicU64,
+    errors: AtomicU64,
+    req_errors: AtomicU64,
+}
+
+impl ChanStats {
+    /// Adds these counters into `out`.
+    pub(crate) fn add_to(&self, out: &mut VdeStats) {
+        out.requests += self.requests.load(Relaxed);
+        out.responses += self.responses.load(Relaxed);
+        out.bytes_in += self.bytes_in.load(Relaxed);
+        out.bytes_out += self.bytes_out.load(Relaxed);
+        out.kicks += self.kicks.load(Relaxed);
+        out.wakeups += self.wakeups.load(Relaxed);
+        out.irqs += self.irqs.load(Relaxed);
+        out.irqs_suppressed += self.irqs_suppressed.load(Relaxed);
+        out.errors += self.errors.load(Relaxed);
+        out.req_errors += self.req_errors.load(Relaxed);
+    }
+}
+
+/// The fields protected by [`Channel::st`].
+pub(crate) struct ChanState {
+    /// The host side of the ring protocol (private indices).
+    ring: RingBackend,
+    /// Who serves the requests.
+    driver: HostDriver,
+    /// Where interrupts go (`KVM_IRQFD`).
+    call: Option<EventFd>,
+    /// Generation published in the ring header.
+    generation: u32,
+    /// Request payload copied out of the ring.
+    req_buf: KVec<u8>,
+    /// Response payload built by the backend.
+    rsp_buf: KVec<u8>,
+}
+
+/// An event channel.
+#[pin_data]
+pub(crate) struct Channel {
+    /// Index in the domain's table.
+    pub(crate) id: u32,
+    /// Owning domain's id, for log lines.
+    domain: u64,
+    /// Geometry, fixed at creation; the copy in ring memory is never trusted.
+    pub(crate) geo: Geometry,
+    /// The ring pages.
+    pub(crate) mem: SharedPages,
+    /// Ring indices, backend, call eventfd and buffers. Taken by the handler (workqueue) and by
+    /// ioctls; never in atomic context.
+    #[pin]
+    st: Mutex<ChanState>,
+    /// Counters.
+    pub(crate) stats: ChanStats,
+}
+
+impl Channel {
+    /// A new channel with a freshly initialised ring.
+    pub(crate) fn new(id: u32, domain: u64, geo: Geometry) -> Result<impl PinInit<Kicked<Self>, Error>> {
+        let mem = SharedPages::new(geo.total_bytes())?;
+        ring::init_ring(&mem, geo, 1);
+        let max = geo.max_payload();
+        let req_buf = KVec::from_elem(0u8, max, GFP_KERNEL)?;
+        let rsp_buf = KVec::from_elem(0u8, max, GFP_KERNEL)?;
+        let st = ChanState { ring: RingBackend::new(geo, BackendState::default()), driver: HostDriver::None, call: None, generation: 1, req_buf, rsp_buf };
+        Ok(Kicked::new(try_pin_init!(Self { id, domain, geo, mem, st <- kernel::new_mutex!(st), stats: ChanStats::default() })))
+    }
+
+    /// Sets (or with `None`, clears) the call eventfd.
+    pub(crate) fn set_call(&self, call: Option<EventFd>) {
+        self.st.lock().call = call;
+    }
+
+    /// Replaces the backend.
+    pub(crate) fn set_driver(&self, d: HostDriver) {
+        self.st.lock().driver = d;
+    }
+
+    /// Userspace backend published responses: interrupt the guest if it asked.
+    pub(crate) fn notify_from_user(&self) -> Result {
+        let st = self.st.lock();
+        if !matches!(st.driver, HostDriver::User(_)) {
+            return Err(EINVAL);
+        }
+        // The process runs the same `vd-ring` backend code and calls this only when its
+        // `publish` said the guest asked for an interrupt.
+        match &st.call {
+            Some(call) => {
+                call.signal();
+                self.stats.irqs.fetch_add(1, Relaxed);
+                Ok(())
+            }
+            None => Err(ENOTCONN),
+        }
+    }
+
+    /// Fills `out` with this channel's counters and state.
+    pub(crate) fn stats_into(&self, out: &mut VdeStats) {
+        let st = self.st.lock();
+        out.state = if st.ring.failure().is_some() {
+            vde_state::FAILED
+        } else if matches!(st.driver, HostDriver::None) {
+            vde_state::IDLE
+        } else {
+            vde_state::ACTIVE
+        };
+        out.backend = st.driver.kind();
+        out.entries = self.geo.entries();
+        drop(st);
+        self.stats.add_to(out);
+    }
+
+    /// Whether the ring was failed.
+    pub(crate) fn failed(&self) -> bool {
+        self.st.lock().ring.failure().is_some()
+    }
+
+    /// `VDE_IOC_SAVE`.
+    pub(crate) fn save(&self) -> VdeState {
+        let st = self.st.lock();
+        let s = st.ring.state();
+        VdeState {
+            id: self.id,
+            entries: self.geo.entries(),
+            entry_size: self.geo.entry_size(),
+            generation: st.generation,
+            req_cons: s.req_cons,
+            rsp_prod: s.rsp_prod,
+            backend: st.driver.kind(),
+            flags: 0,
+        }
+    }
+
+    /// `VDE_IOC_RESTORE`: continue from saved indices over ring bytes the VMM copied back into
+    /// this channel's pages. The geometry must match; the ring header must be a vd ring with the
+    /// same geometry.
+    pub(crate) fn restore(&self, s: &VdeState) -> Result {
+        if s.entries != self.geo.entries() || s.entry_size != self.geo.entry_size() || s.flags != 0 {
+            return Err(EINVAL);
+        }
+        if self.mem.load_u32(ring::OFF_MAGIC) != ring::RING_MAGIC
+            || self.mem.load_u32(ring::OFF_ENTRIES) != self.geo.entries()
+            || self.mem.load_u32(ring::OFF_ENTRY_SIZE) != self.geo.entry_size()
+        {
+            return Err(EPROTO);
+        }
+        let mut st = self.st.lock();
+        st.ring = RingBackend::new(self.geo, BackendState { req_cons: s.req_cons, rsp_prod: s.rsp_prod });
+        st.generation = s.generation.wrapping_add(1);
+        // The backend line is ours: republish it as saved, and clear a stale FAILED bit.
+        self.mem.store_u32(ring::OFF_REQ_CONS, s.req_cons);
+        self.mem.store_u32(ring::OFF_STATUS, 0);
+        self.mem.store_u32(ring::OFF_GENERATION, st.generation);
+        self.mem.store_release_u32(ring::OFF_RSP_PROD, s.rsp_prod);
+        Ok(())
+    }
+
+    fn fail_log(&self, e: RingError) {
+        self.stats.errors.fetch_add(1, Relaxed);
+        crate::vd_warn_ratelimited!(
+            "vd_evtchn: domain {} channel {}: ring failed ({}); channel stopped\n",
+            self.domain,
+            self.id,
+            e.name()
+        );
+    }
+
+    /// Serves every request the ring holds, publishes responses, interrupts the guest if it
+    /// asked, and re-arms kicks; loops while requests keep arriving.
+    fn serve(&self) {
+        let mut guard = self.st.lock();
+        let st = &mut *guard;
+        if st.ring.failure().is_some() {
+            return;
+        }
+        if let HostDriver::User(efd) = &st.driver {
+            efd.signal();
+            return;
+        }
+        if matches!(st.driver, HostDriver::None) {
+            return;
+        }
+        loop {
+            let mut budget = self.geo.entries();
+            while budget > 0 {
+                budget -= 1;
+                let req = match st.ring.pop_request(&self.mem, &mut st.req_buf) {
+                    Ok(Some(r)) => r,
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.fail_log(e);
+                        return;
+                    }
+                };
+                let payload = &st.req_buf[..req.len as usize];
+                self.stats.requests.fetch_add(1, Relaxed);
+                self.stats.bytes_in.fetch_add(req.len as u64, Relaxed);
+                let Served { status, len } = st.driver.serve(&req, payload, &mut st.rsp_buf);
+                if status != 0 {
+                    self.stats.req_errors.fetch_add(1, Relaxed);
+                }
+                if let Err(e) = st.ring.push_response(&self.mem, req.id, status, &st.rsp_buf[..len]) {
+                    // pop_request guaranteed room; a failure here is the guest's doing.
+                    self.fail_log(e);
+                    return;
+                }
+                self.stats.bytes_out.fetch_add(len as u64, Relaxed);
+            }
+            let (n, notify) = st.ring.publish(&self.mem);
+            if n > 0 {
+                self.stats.responses.fetch_add(n as u64, Relaxed);
+                match (&st.call, notify) {
+                    (Some(call), true) => {
+                        call.signal();
+                        self.stats.irqs.fetch_add(1, Relaxed);
+                    }
+                    _ => {
+                        self.stats.irqs_suppressed.fetch_add(1, Relaxed);
+                    }
+                }
+            }
+            match st.ring.enable_kicks(&self.mem) {
+                Ok(true) => continue,
+                Ok(false) => return,
+                Err(e) => {
+                    self.fail_log(e);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl KickHandler for Channel {
+    fn handle(&self, kicks: u64) {
+        self.stats.kicks.fetch_add(kicks, Relaxed);
+        self.stats.wakeups.fetch_add(1, Relaxed);
+        self.serve();
+    }
+}
+

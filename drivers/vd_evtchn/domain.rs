@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: GPL-2.0
+//! A domain: the channels of one open file (one VM).
+
+use crate::backend::HostDriver;
+use crate::channel::{Channel, ChannelRef};
+use crate::ring::Geometry;
+use crate::uapi::*;
+use crate::vd::common::OpenGuard;
+use crate::vd::eventfd::EventFd;
+use core::sync::atomic::Ordering::Relaxed;
+use kernel::mm::virt::VmaNew;
+use kernel::page::PAGE_SIZE;
+use kernel::prelude::*;
+use kernel::sync::{Arc, Mutex};
+
+/// The fields protected by [`Domain::inner`].
+struct DomainInner {
+    /// Channel `i` at index `i`; `None` for a free id.
+    channels: KVec<Option<ChannelRef>>,
+}
+
+/// One open file of `/dev/vd_evtchn`.
+#[pin_data(PinnedDrop)]
+pub(crate) struct Domain {
+    /// Id for log lines: the opener's thread-group id.
+    id: u64,
+    /// The channel table. Held only to look up, insert or remove; channel work happens on a
+    /// cloned reference after the lock is dropped.
+    #[pin]
+    inner: Mutex<DomainInner>,
+    _open: OpenGuard,
+}
+
+impl Domain {
+    pub(crate) fn new() -> impl PinInit<Self, Error> {
+        let id = kernel::current!().tgid() as u64;
+        try_pin_init!(Self {
+            id,
+            inner <- kernel::new_mutex!(DomainInner { channels: KVec::new() }),
+            _open: crate::OPEN.enter(),
+        })
+    }
+
+    /// The channel with id `id` (`ENOENT` if none).
+    pub(crate) fn channel(&self, id: u32) -> Result<ChannelRef> {
+        let inner = self.inner.lock();
+        inner.channels.get(id as usize).and_then(|c| c.clone()).ok_or(ENOENT)
+    }
+
+    pub(crate) fn create(&self, c: &mut VdeCreate) -> Result {
+        if c.flags != 0 {
+            return Err(EINVAL);
+        }
+        let geo = Geometry::new(c.entries, c.entry_size).map_err(|_| EINVAL)?;
+        let mut inner = self.inner.lock();
+        let id = match inner.channels.iter().position(Option::is_none) {
+            Some(i) => i,
+            None if inner.channels.len() < VDE_MAX_CHANNELS as usize => {
+                inner.channels.push(None, GFP_KERNEL)?;
+                inner.channels.len() - 1
+            }
+            None => return Err(ENOSPC),
+        };
+        let ch = Arc::pin_init(Channel::new(id as u32, self.id, geo)?, GFP_KERNEL)?;
+        inner.channels[id] = Some(ch);
+        crate::CHANNELS.fetch_add(1, Relaxed);
+        c.id = id as u32;
+        c.mmap_offset = id as u64 * VDE_MMAP_STRIDE;
+        c.mmap_size = geo.total_bytes() as u64;
+        Ok(())
+    }
+
+    pub(crate) fn destroy(&self, id: u32) -> Result {
+        let ch = {
+            let mut inner = self.inner.lock();
+            inner.channels.get_mut(id as usize).and_then(Option::take).ok_or(ENOENT)?
+        };
+        teardown(ch);
+        Ok(())
+    }
+
+    pub(crate) fn bind(&self, b: &VdeBind) -> Result {
+        if b.flags != 0 {
+            return Err(EINVAL);
+        }
+        let ch = self.channel(b.id)?;
+        let call = if b.call_fd >= 0 { Some(EventFd::from_fd(b.call_fd)?) } else { None };
+        if b.kick_fd >= 0 {
+            ch.attach(b.kick_fd)?;
+        } else {
+            ch.detach();
+        }
+        ch.data.set_call(call);
+        Ok(())
+    }
+
+    pub(crate) fn attach(&self, a: &VdeAttach) -> Result {
+        if a.flags != 0 {
+            return Err(EINVAL);
+        }
+        let ch = self.channel(a.id)?;
+        ch.data.set_driver(HostDriver::from_attach(a.backend, a.fd)?);
+        // Serve whatever the guest queued before the backend arrived.
+        ch.kick_now();
+        Ok(())
+    }
+
+    pub(crate) fn stats(&self, s: &mut VdeStats) -> Result {
+        let id = s.id;
+        *s = VdeStats { id, ..Default::default() };
+        if id != VDE_ALL {
+            self.channel(id)?.data.stats_into(s);
+            return Ok(());
+        }
+        let chans: KVec<ChannelRef> = {
+            let inner = self.inner.lock();
+            let mut v = KVec::with_capacity(inner.channels.len(), GFP_KERNEL)?;
+            for c in inner.channels.iter().flatten() {
+                v.push(c.clone(), GFP_KERNEL)?;
+            }
+            v
+        };
+        for c in chans.iter() {
+            c.data.stats.add_to(s);
+            s.backend += 1;
+            if c.data.failed() {
+                s.state += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Maps the ring of the channel that `vma`'s offset names.
+    pub(crate) fn mmap(&self, vma: &VmaNew) -> Result {
+        let pgoff = crate::vd::shmem::vma_pgoff(vma) as u64;
+        let stride = VDE_MMAP_STRIDE / PAGE_SIZE as u64;
+        let (id, first) = (pgoff / stride, (pgoff % stride) as usize);
+        let ch = self.channel(u32::try_from(id).map_err(|_| EINVAL)?)?;
+        ch.data.mem.map(vma, first, true)
+    }
+}
+
+/// Stops a channel: no more kicks or handler runs; the memory goes when the last reference
+/// (and the last mapping of its pages) does.
+fn teardown(ch: ChannelRef) {
+    ch.detach();
+    crate::CHANNELS.fetch_sub(1, Relaxed);
+    drop(ch);
+}
+
+#[pinned_drop]
+impl PinnedDrop for Domain {
+    fn drop(self: Pin<&mut Self>) {
+        let chans = core::mem::take(&mut self.inner.lock().channels);
+        for ch in chans.into_iter().flatten() {
+            teardown(ch);
+        }
+    }
+}

@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: GPL-2.0
+//! [`BackingFile`]: a host file (regular file or block device node) that a kernel backend reads
+//! and writes at explicit offsets, as the loop driver and vhost-scsi's fileio backend do.
+
+use core::ptr::NonNull;
+use kernel::bindings;
+use kernel::prelude::*;
+
+/// A referenced `struct file` opened for reading and writing.
+///
+/// # Invariants
+///
+/// `file` is a valid file on which we hold one reference, opened with `FMODE_READ` and
+/// `FMODE_WRITE`.
+pub(crate) struct BackingFile {
+    file: NonNull<bindings::file>,
+}
+
+// SAFETY: a referenced file may be used and released from any thread; reads and writes at
+// explicit offsets do not touch `f_pos`.
+unsafe impl Send for BackingFile {}
+// SAFETY: as above.
+unsafe impl Sync for BackingFile {}
+
+impl BackingFile {
+    /// Takes a reference to the file behind `fd` of the calling process. `EBADF` if not open,
+    /// `EACCES` unless open read-write.
+    pub(crate) fn from_fd(fd: i32) -> Result<Self> {
+        if fd < 0 {
+            return Err(EBADF);
+        }
+        // SAFETY: `fget` accepts any fd number and returns a referenced file or null.
+        let file = NonNull::new(unsafe { bindings::fget(fd as u32) }).ok_or(EBADF)?;
+        // SAFETY: `file` is valid (we hold a reference).
+        let mode = unsafe { (*file.as_ptr()).f_mode };
+        // FMODE_READ | FMODE_WRITE (`__force` casts in C, so bindgen does not export them).
+        let need = 0x1 | 0x2;
+        if mode & need != need {
+            // SAFETY: drop the reference we took.
+            unsafe { bindings::fput(file.as_ptr()) };
+            return Err(EACCES);
+        }
+        // INVARIANT: referenced and read-write (checked).
+        Ok(Self { file })
+    }
+
+    /// Size in bytes (of the file, or of the block device behind the node).
+    pub(crate) fn size(&self) -> u64 {
+        // SAFETY: `file` is valid; `f_mapping->host` is the inode whose size a block device
+        // node reports (for a regular file it is the file's own inode).
+        unsafe {
+            let host = (*(*self.file.as_ptr()).f_mapping).host;
+            u64::try_from((*host).i_size).unwrap_or(0)
+        }
+    }
+
+    /// Reads `buf.len()` bytes at `pos`; short reads are an error (`EIO`).
+    pub(crate) fn read_at(&self, buf: &mut [u8], pos: u64) -> Result {
+        let mut p = i64::try_from(pos).map_err(|_| EINVAL)?;
+        // SAFETY: `file` is valid; `buf` is a writable kernel buffer of `buf.len()` bytes.
+        let n = unsafe { bindings::kernel_read(self.file.as_ptr(), buf.as_mut_ptr().cast(), buf.len(), &mut p) };
+        match usize::try_from(n) {
+            Ok(n) if n == buf.len() => Ok(()),
+            Ok(_) => Err(EIO),
+            Err(_) => Err(Error::from_errno(n as i32)),
+        }
+    }
+
+    /// Writes `buf` at `pos`; short writes are an error (`EIO`).
+    pub(crate) fn write_at(&self, buf: &[u8], pos: u64) -> Result {
+        let mut p = i64::try_from(pos).map_err(|_| EINVAL)?;
+        // SAFETY: `file` is valid; `buf` is a readable kernel buffer of `buf.len()` bytes.
+        let n = unsafe { bindings::kernel_write(self.file.as_ptr(), buf.as_ptr().cast(), buf.len(), &mut p) };
+        match usize::try_from(n) {
+            Ok(n) if n == buf.len() => Ok(()),
+            Ok(_) => Err(EIO),
+            Err(_) => Err(Error::from_errno(n as i32)),
+        }
+    }
+
+    /// `fsync`.
+    pub(crate) fn sync(&self) -> Result {
+        // SAFETY: `file` is valid.
+        let r = unsafe { bindings::vfs_fsync(self.file.as_ptr(), 0) };
+        if r < 0 {
+            Err(Error::from_errno(r))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Drop for BackingFile {
+    fn drop(&mut self) {
+        // SAFETY: we own one reference (type invariant).
+        unsafe { bindings::fput(self.file.as_ptr()) };
+    }
+}

@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: GPL-2.0
+//! What every vd device answers the same way: `VD_IOC_VERSION`, and the open-file count.
+
+use crate::uapi::{fixed_str, VdDriver, VdVersion, VD_ABI_VERSION};
+use core::sync::atomic::{AtomicU32, Ordering};
+use kernel::prelude::*;
+use kernel::transmute::{AsBytes, FromBytes};
+use kernel::uaccess::{UserPtr, UserSlice};
+
+// SAFETY: `VdVersion` is `#[repr(C)]` of integers and a byte array with no padding (its size and
+// offsets are asserted in the ABI), so every byte is initialised and any bit pattern is valid.
+unsafe impl AsBytes for VdVersion {}
+// SAFETY: as above.
+unsafe impl FromBytes for VdVersion {}
+
+/// Counts the files open on a device; the count goes down when the guard drops.
+pub(crate) struct OpenCount(AtomicU32);
+
+/// One open file counted in an [`OpenCount`].
+pub(crate) struct OpenGuard(&'static OpenCount);
+
+impl OpenCount {
+    /// A zero count.
+    pub(crate) const fn new() -> Self {
+        Self(AtomicU32::new(0))
+    }
+    /// Counts one more open file until the guard drops.
+    pub(crate) fn enter(&'static self) -> OpenGuard {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        OpenGuard(self)
+    }
+    /// Files open now.
+    pub(crate) fn get(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Answers `VD_IOC_VERSION` into the user buffer at `arg`.
+pub(crate) fn reply_version(arg: usize, driver: VdDriver, features: u64, open_files: u32, objects: u32) -> Result<isize> {
+    let v = VdVersion {
+        abi_version: VD_ABI_VERSION,
+        driver: driver as u32,
+        features,
+        open_files,
+        objects,
+        module_version: fixed_str(super::VERSION),
+    };
+    UserSlice::new(UserPtr::from_addr(arg), size_of::<VdVersion>()).writer().write(&v)?;
+    Ok(0)
+}

@@ -1,0 +1,272 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Eventfds as KVM uses them, from the kernel side:
+//!
+//! - [`EventFd`]: a reference to an eventfd context to *signal* (the "call" eventfd the VMM
+//!   registered with `KVM_IRQFD`: signalling it injects the guest interrupt).
+//! - [`Kicked`]: waits on an eventfd *in the kernel*, the way KVM's irqfd and vhost do (a wait
+//!   queue entry on the eventfd, added through `vfs_poll`), and runs [`KickHandler::handle`] in
+//!   a workqueue after each batch of kicks (the "kick" eventfd the VMM registered with
+//!   `KVM_IOEVENTFD`). The hop to process context is required: eventfds may not be signalled from
+//!   inside an eventfd wake-up, and backends may sleep.
+
+use core::ffi::c_void;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use kernel::bindings;
+use kernel::prelude::*;
+use kernel::sync::Mutex;
+use kernel::types::Opaque;
+
+/// A counted reference to an eventfd context.
+///
+/// # Invariants
+///
+/// `ctx` is a valid eventfd context on which this value holds one reference.
+pub(crate) struct EventFd {
+    ctx: NonNull<bindings::eventfd_ctx>,
+}
+
+// SAFETY: eventfd contexts are reference counted and internally locked; any thread may signal or
+// put them.
+unsafe impl Send for EventFd {}
+// SAFETY: as above; `signal` only takes `&self`.
+unsafe impl Sync for EventFd {}
+
+impl EventFd {
+    /// Takes a reference to the eventfd behind file descriptor `fd` of the calling process.
+    /// `EBADF` if `fd` is not open, `EINVAL` if it is not an eventfd.
+    pub(crate) fn from_fd(fd: i32) -> Result<Self> {
+        // SAFETY: `eventfd_ctx_fdget` accepts any integer and returns a referenced context or an
+        // ERR_PTR.
+        let p = unsafe { bindings::eventfd_ctx_fdget(fd) };
+        let p = kernel::error::from_err_ptr(p)?;
+        // INVARIANT: a non-error return carries one reference.
+        NonNull::new(p).map(|ctx| Self { ctx }).ok_or(EINVAL)
+    }
+    /// Adds 1 to the counter and wakes its waiters (KVM's irqfd injects the interrupt).
+    pub(crate) fn signal(&self) {
+        // SAFETY: `ctx` is valid (type invariant). Callers are never inside an eventfd wake-up:
+        // they run in process context (ioctls, workqueues).
+        unsafe { bindings::eventfd_signal_mask(self.ctx.as_ptr(), 0) };
+    }
+    /// Whether `self` and `other` are the same eventfd.
+    pub(crate) fn same(&self, other: &EventFd) -> bool {
+        self.ctx == other.ctx
+    }
+}
+
+impl Drop for EventFd {
+    fn drop(&mut self) {
+        // SAFETY: we own one reference (type invariant).
+        unsafe { bindings::eventfd_ctx_put(self.ctx.as_ptr()) };
+    }
+}
+
+/// `EPOLLIN` (a `__force` cast in C, so bindgen does not export it).
+const EPOLLIN: u32 = 0x0001;
+
+/// Work done after kicks.
+pub(crate) trait KickHandler: Sync + Send {
+    /// Runs in process context (the high-priority system workqueue) after `kicks` kicks arrived
+    /// (kicks that arrive while it is queued are batched into one call). Never runs concurrently
+    /// with itself for the same [`Kicked`].
+    fn handle(&self, kicks: u64);
+}
+
+/// `data` plus an in-kernel waiter on a kick eventfd that calls `data.handle()` from a work item.
+///
+/// # Invariants
+///
+/// - `work` was initialised by `init_work_with_key` with [`Self::run`] as its function.
+/// - While `src` holds `Some(ctx)`, `wait` is on `ctx`'s wait queue with [`Self::wake`] as its
+///   function, and `ctx` is referenced by us.
+#[pin_data(PinnedDrop)]
+pub(crate) struct Kicked<T: KickHandler> {
+    #[pin]
+    work: Opaque<bindings::work_struct>,
+    #[pin]
+    wait: Opaque<bindings::wait_queue_entry>,
+    #[pin]
+    pt: Opaque<bindings::poll_table_struct>,
+    /// The attached kick eventfd. The lock serialises attach/detach (process context only).
+    #[pin]
+    src: Mutex<Option<EventFd>>,
+    /// The attached context, for `wake` (which may not take `src`'s mutex).
+    ctx: AtomicPtr<bindings::eventfd_ctx>,
+    /// Kicks counted by the wake-up and not yet handed to `handle`.
+    pending: AtomicU64,
+    /// Set by `vd_poll_queue` when `vfs_poll` put `wait` on the eventfd's queue.
+    queued: AtomicBool,
+    /// The handler's data.
+    #[pin]
+    pub(crate) data: T,
+}
+
+impl<T: KickHandler + 'static> Kicked<T> {
+    /// A detached waiter around `data`.
+    pub(crate) fn new(data: impl PinInit<T, Error>) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            // SAFETY: `work` is initialised in place before use and never moves (pinned).
+            work <- Opaque::ffi_init(|slot: *mut bindings::work_struct| unsafe {
+                bindings::init_work_with_key(
+                    slot,
+                    Some(Self::run),
+                    false,
+                    kernel::str::CStrExt::as_char_ptr(c"vd_kick"),
+                    kernel::static_lock_class!().as_ptr(),
+                )
+            }),
+            wait: Opaque::uninit(),
+            pt: Opaque::uninit(),
+            src <- kernel::new_mutex!(None),
+            ctx: AtomicPtr::new(core::ptr::null_mut()),
+            pending: AtomicU64::new(0),
+            queued: AtomicBool::new(false),
+            data <- data,
+        })
+    }
+
+    /// Starts waiting on the eventfd `fd` (replacing any previous one). Kicks already pending on
+    /// it are handled right away.
+    ///
+    /// `self` is pinned: a `Kicked` only exists through its pin initialiser and is `!Unpin`.
+    pub(crate) fn attach(&self, fd: i32) -> Result {
+        let efd = EventFd::from_fd(fd)?;
+        let mut src = self.src.lock();
+        self.detach_locked(&mut src);
+        // SAFETY: `fd` names an eventfd (checked by `from_fd`); fget takes a file reference that
+        // `fput` drops below. We need the file only for `vfs_poll`; `efd` keeps the context (and
+        // its wait queue head) alive afterwards, as in KVM's irqfd.
+        let file = unsafe { bindings::fget(fd as u32) };
+        if file.is_null() {
+            return Err(EBADF);
+        }
+        let me = self;
+        self.ctx.store(efd.ctx.as_ptr(), Ordering::Release);
+        // SAFETY: `wait` and `pt` are pinned fields that live as long as `self`; they are
+        // initialised here before anyone else can see them (not attached: `src` is `None` and
+        // we hold its lock). `vfs_poll` calls `vd_poll_queue` synchronously, which adds `wait` to
+        // the eventfd's wait queue; `detach_locked` (also from `PinnedDrop`) removes it before
+        // `self` goes away.
+        let mask = unsafe {
+            bindings::init_waitqueue_func_entry(me.wait.get(), Some(Self::wake));
+            bindings::init_poll_funcptr(me.pt.get(), Some(Self::poll_queue));
+            self.queued.store(false, Ordering::Relaxed);
+            let mask = bindings::vfs_poll(file, me.pt.get());
+            bindings::fput(file);
+            mask
+        };
+        if !self.queued.load(Ordering::Relaxed) {
+            self.ctx.store(core::ptr::null_mut(), Ordering::Release);
+            return Err(EINVAL);
+        }
+        // INVARIANT: `wait` is on `efd`'s queue now, and we keep the reference in `src`.
+        *src = Some(efd);
+        if mask & EPOLLIN != 0 {
+            // Kicks arrived before we were waiting: serve them now; the next wake-up (or
+            // detach) consumes the counter.
+            self.kick_now();
+        }
+        Ok(())
+    }
+
+    /// Stops waiting; waits for a running handler to finish and cancels a queued one.
+    pub(crate) fn detach(&self) {
+        let mut src = self.src.lock();
+        self.detach_locked(&mut src);
+    }
+
+    /// Whether an eventfd is attached.
+    pub(crate) fn attached(&self) -> bool {
+        self.src.lock().is_some()
+    }
+
+    /// Runs the handler now, in the caller's context, as if kicked (used after attaching a
+    /// backend, so requests queued before are served).
+    pub(crate) fn kick_now(&self) {
+        // SAFETY: `work` is initialised (invariant); queueing an already queued work is a no-op.
+        unsafe {
+            bindings::queue_work_on(
+                bindings::wq_misc_consts_WORK_CPU_UNBOUND as i32,
+                bindings::system_highpri_wq,
+                self.work.get(),
+            )
+        };
+    }
+
+    fn detach_locked(&self, src: &mut Option<EventFd>) {
+        if let Some(efd) = src.take() {
+            let mut cnt = 0u64;
+            // SAFETY: `wait` is on `efd.ctx`'s queue (invariant); this takes it off under the
+            // queue's lock, so no `wake` runs or will run on it afterwards.
+            unsafe { bindings::eventfd_ctx_remove_wait_queue(efd.ctx.as_ptr(), self.wait.get(), &mut cnt) };
+            self.ctx.store(core::ptr::null_mut(), Ordering::Release);
+            drop(efd);
+        }
+        // SAFETY: `work` is initialised (invariant). Waits for a running `run` to return and
+        // removes a queued one; with `wait` off the queue nothing queues it again except
+        // `kick_now`, which callers do not race with detach.
+        unsafe { bindings::cancel_work_sync(self.work.get()) };
+    }
+
+    /// `poll_queue_proc`: called by `vfs_poll` with the eventfd's wait queue head.
+    unsafe extern "C" fn poll_queue(_file: *mut bindings::file, wqh: *mut bindings::wait_queue_head, pt: *mut bindings::poll_table_struct) {
+        // SAFETY: `pt` is the `pt` field of a live `Kicked<T>` (only `attach` passes it).
+        let me = unsafe { &*(pt.byte_sub(core::mem::offset_of!(Self, pt)) as *const Self) };
+        // SAFETY: `wqh` is the eventfd's live wait queue head; `wait` was initialised by `attach`.
+        unsafe { bindings::add_wait_queue(wqh, me.wait.get()) };
+        me.queued.store(true, Ordering::Relaxed);
+    }
+
+    /// Wake-up function of `wait`: runs in atomic context under the eventfd's queue lock.
+    unsafe extern "C" fn wake(wait: *mut bindings::wait_queue_entry, _mode: u32, _sync: i32, key: *mut c_void) -> i32 {
+        // SAFETY: `wait` is the `wait` field of a live `Kicked<T>`: it is only on a queue between
+        // `attach` and `detach_locked`, and `PinnedDrop` detaches.
+        let me = unsafe { &*(wait.byte_sub(core::mem::offset_of!(Self, wait)) as *const Self) };
+        let flags = key as usize as u32;
+        if flags & EPOLLIN != 0 {
+            let mut cnt = 0u64;
+            // `ctx` is set before `wait` is queued and cleared only after it is dequeued, so it
+            // is the eventfd whose queue lock we run under.
+            let ctx = me.ctx.load(Ordering::Acquire);
+            if !ctx.is_null() {
+                // SAFETY: `ctx` is live and referenced while `wait` is queued; we hold its
+                // queue lock, as `eventfd_ctx_do_read` requires. Reading resets the counter.
+                unsafe { bindings::eventfd_ctx_do_read(ctx, &mut cnt) };
+            }
+            me.pending.fetch_add(cnt.max(1), Ordering::Relaxed);
+            me.kick_now();
+        }
+        0
+    }
+
+    /// Work function: hands the batched kicks to the handler.
+    unsafe extern "C" fn run(work: *mut bindings::work_struct) {
+        // SAFETY: `work` is the `work` field of a live `Kicked<T>`: `PinnedDrop` cancels it
+        // (waiting for this function) before the memory goes away.
+        let me = unsafe { &*(work.byte_sub(core::mem::offset_of!(Self, work)) as *const Self) };
+        let kicks = me.pending.swap(0, Ordering::Relaxed);
+        me.data.handle(kicks);
+    }
+}
+
+// SAFETY: the C fields are only touched through the kernel's own synchronisation (the eventfd's
+// queue lock, the workqueue, `src`'s mutex); the rest are atomics and `T: Send + Sync`.
+unsafe impl<T: KickHandler> Send for Kicked<T> {}
+// SAFETY: as above.
+unsafe impl<T: KickHandler> Sync for Kicked<T> {}
+
+#[pinned_drop]
+impl<T: KickHandler> PinnedDrop for Kicked<T> {
+    fn drop(self: Pin<&mut Self>) {
+        let mut src = self.src.lock();
+        if let Some(efd) = src.take() {
+            let mut cnt = 0u64;
+            // SAFETY: as in `detach_locked`.
+            unsafe { bindings::eventfd_ctx_remove_wait_queue(efd.ctx.as_ptr(), self.wait.get(), &mut cnt) };
+        }
+        drop(src);
+        // SAFETY: `work` is initialised; wait for / cancel any run before the memory is freed.
+        unsafe { bindings::cancel_work_sync(self.work.get()) };
+    }
+}

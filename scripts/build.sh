@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Build steps: modules | tools | initramfs.  Outputs land in build/.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+OUT=$VD_ROOT/build
+mkdir -p "$OUT"
+TARGET=x86_64-unknown-linux-gnu
+TOOLS=(vdctl vd-testvmm)
+
+kernel_tree() { VARIANT=${VARIANT:-base} bash "$VD_ROOT/scripts/kernel.sh"; }
+
+build_modules() {
+    local tree; tree=$(kernel_tree)
+    log "modules: building against $tree"
+    make -s -C "$tree" M="$VD_ROOT" "${KMAKE_ARGS[@]}" -j"$(nproc)" modules 2>&1 | grep -v "^  \(LD\|CC\|RUSTC\)" >&2 \
+        || true
+    local ok=1
+    for m in drivers/vd_evtchn/vd_evtchn drivers/vd_sriov_mgr/vd_sriov_mgr drivers/vd_input_irq/vd_input_irq tests-kunit/vd_kunit; do
+        [ -f "$VD_ROOT/$m.ko" ] && [ "$VD_ROOT/$m.ko" -nt "$VD_ROOT/$m.rs" ] || { ok=0; log "modules: $m.ko was not built"; }
+    done
+    [ $ok = 1 ] || die "modules: build failed"
+    mkdir -p "$OUT/modules"
+    cp "$VD_ROOT"/drivers/*/*.ko "$VD_ROOT"/tests-kunit/*.ko "$OUT/modules/"
+    cp "$tree"/arch/x86/kvm/kvm.ko "$tree"/arch/x86/kvm/kvm-amd.ko "$OUT/modules/"
+    cp "$tree/arch/x86/boot/bzImage" "$OUT/bzImage"
+    echo "$tree" > "$OUT/kernel-tree"
+    log "modules: $(cd "$OUT/modules" && echo *.ko)"
+}
+
+build_tools() {
+    log "tools: cargo build (static) ${TOOLS[*]}"
+    (cd "$VD_ROOT/userspace-tools" && RUSTFLAGS="-C target-feature=+crt-static" \
+        cargo build --quiet --release --locked --target $TARGET $(printf -- '-p %s ' "${TOOLS[@]}")) \
+        || die "tools: cargo build failed"
+    mkdir -p "$OUT/bin"
+    for t in "${TOOLS[@]}"; do cp "$VD_ROOT/userspace-tools/target/$TARGET/release/$t" "$OUT/bin/"; done
+}
+
+build_initramfs() {
+    local root=$OUT/initramfs
+    rm -rf "$root"; mkdir -p "$root"/{bin,sbin,proc,sys,dev,tmp,run,lib/modules,vd/tests,etc}
+    cp /bin/busybox "$root/bin/busybox"
+    for a in $("$root/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"; done
+    cp "$OUT"/modules/*.ko "$root/lib/modules/"
+    cp "$OUT"/bin/* "$root/bin/"
+    cp "$VD_ROOT"/scripts/vmtests/*.sh "$root/vd/tests/"
+    cp "$VD_ROOT/scripts/vm-init.sh" "$root/init"
+    chmod +x "$root/init" "$root"/vd/tests/*.sh
+    (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$OUT/initramfs.gz"
+    log "initramfs: $(du -h "$OUT/initramfs.gz" | cut -f1)"
+}
+
+case "${1:-}" in
+    modules) phase modules build_modules ;;
+    tools) phase tools build_tools ;;
+    initramfs) phase initramfs build_initramfs ;;
+    *) die "usage: build.sh modules|tools|initramfs" ;;
+esac

@@ -1,0 +1,66 @@
+#!/bin/sh
+# /init of the vd test VM (busybox). Mode from the kernel command line: vd.mode=demo|test|shell|bench,
+# vd.tests="name ..." to run only some tests, vd.timeout=<s per test>.
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+mount -t tmpfs tmp /tmp
+mount -t debugfs debugfs /sys/kernel/debug
+mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
+ip link set lo up 2>/dev/null
+mode=test; only=""; tmo=120
+for a in $(cat /proc/cmdline); do
+    case "$a" in
+        vd.mode=*) mode=${a#vd.mode=} ;;
+        vd.tests=*) only=$(echo "${a#vd.tests=}" | tr ',' ' ') ;;
+        vd.timeout=*) tmo=${a#vd.timeout=} ;;
+    esac
+done
+echo "VD-BOOT-OK mode=$mode cpus=$(nproc) kernel=$(uname -r)"
+export VD_MODS=/lib/modules
+
+finish() {
+    # Kernel log last, between markers, for the host's oops check and KTAP parsing.
+    for f in /tmp/ktap/*.txt; do
+        [ -f "$f" ] || continue
+        echo "==== KTAP $(basename "$f" .txt) BEGIN"; cat "$f"; echo "==== KTAP END"
+    done
+    echo "==== DMESG BEGIN"; dmesg; echo "==== DMESG END"
+    echo "VD-DONE"
+    sleep 2
+    reboot -f
+}
+
+case "$mode" in
+demo)
+    for m in vd_evtchn vd_sriov_mgr vd_input_irq; do
+        insmod $VD_MODS/$m.ko && echo "loaded $m"
+    done
+    echo "\$ vdctl status"; vdctl status
+    echo "\$ vdctl status --json"; vdctl status --json
+    for m in vd_input_irq vd_sriov_mgr vd_evtchn; do rmmod $m && echo "unloaded $m"; done
+    echo "VD-DEMO-OK"
+    finish ;;
+shell)
+    for m in vd_evtchn vd_sriov_mgr vd_input_irq; do insmod $VD_MODS/$m.ko; done
+    echo "modules loaded; tests are in /vd/tests; 'reboot -f' to leave"
+    setsid cttyhack sh
+    reboot -f ;;
+test|bench)
+    cd /vd/tests
+    for t in [0-9]*.sh; do
+        name=${t%.sh}; name=${name#*-}
+        [ "$mode" = bench ] && [ "${t#9}" = "$t" ] && continue
+        [ "$mode" = test ] && [ "${t#9}" != "$t" ] && continue
+        if [ -n "$only" ] && ! echo " $only " | grep -q " $name "; then continue; fi
+        echo "VDTEST-START $name"
+        s=$(date +%s)
+        timeout "$tmo" sh "./$t" > /tmp/out.$name 2>&1
+        rc=$?
+        sed "s/^/  | /" /tmp/out.$name
+        if [ $rc = 0 ]; then r=PASS; elif [ $rc = 143 ] || [ $rc = 124 ]; then r="FAIL(timeout ${tmo}s)"; else r="FAIL(rc=$rc)"; fi
+        echo "VDTEST $name $r $(( $(date +%s) - s ))s"
+    done
+    finish ;;
+esac

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Boot the test VM: vm.sh demo|test|shell|bench [log file]. QEMU 10, q35, -cpu max (nested SVM),
+# an igb SR-IOV PF on a PCIe root port, software emulation. Hard timeout per boot.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+mode=${1:-demo}; logf=${2:-$VD_ROOT/build/vm-$mode.log}
+OUT=$VD_ROOT/build
+[ -f "$OUT/bzImage" ] && [ -f "$OUT/initramfs.gz" ] || die "vm: build/bzImage or build/initramfs.gz missing: make initramfs"
+BOOT_TIMEOUT=${VD_BOOT_TIMEOUT:-1500}
+append="console=ttyS0 panic=-1 oops=panic_on_warn=0 quiet loglevel=4 vd.mode=$mode vd.timeout=${VD_TEST_TIMEOUT:-180}"
+[ -n "${TESTS:-}" ] && append+=" vd.tests=$(echo $TESTS | tr ' ' ',')"
+qemu=(qemu-system-x86_64 -M q35 -cpu max -smp 2 -m 2048 -nographic -no-reboot
+      -kernel "$OUT/bzImage" -initrd "$OUT/initramfs.gz" -append "$append"
+      -device pcie-root-port,id=rp0,slot=1,chassis=1
+      -netdev socket,id=n0,udp=127.0.0.1:47100,localaddr=127.0.0.1:47101
+      -device igb,bus=rp0,netdev=n0 -nic none)
+log "vm: booting ($mode), timeout ${BOOT_TIMEOUT}s, log $logf"
+if [ "$mode" = shell ]; then
+    exec "${qemu[@]}"
+fi
+set +e
+timeout --foreground -k 5 "$BOOT_TIMEOUT" "${qemu[@]}" < /dev/null 2>&1 | tr -d '\r' | tee "$logf" | \
+    { if [ "${VD_QUIET:-0}" = 1 ]; then grep --line-buffered -E '^(VDTEST|VD-)'; else sed -n '/==== DMESG BEGIN/,/==== DMESG END/!p;'; fi; }
+rc=${PIPESTATUS[0]}
+set -e
+[ "$rc" = 124 ] && log "vm: TIMEOUT after ${BOOT_TIMEOUT}s"
+grep -q '^VD-DONE' "$logf" || { log "vm: the VM never reported VD-DONE (rc=$rc)"; exit 1; }
+if [ "$mode" = demo ]; then grep -q '^VD-DEMO-OK' "$logf" || exit 1; fi
+exit 0
