@@ -5,7 +5,7 @@ set -euo pipefail
 OUT=$VD_ROOT/build
 mkdir -p "$OUT"
 TARGET=x86_64-unknown-linux-gnu
-TOOLS=(vdctl vd-testvmm)
+TOOLS=(vdctl vd-testvmm vd-itest)
 
 kernel_tree() { VARIANT=${VARIANT:-base} bash "$VD_ROOT/scripts/kernel.sh"; }
 

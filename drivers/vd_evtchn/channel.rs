@@ -184,7 +184,7 @@ impl Channel {
     fn fail_log(&self, e: RingError) {
         self.stats.errors.fetch_add(1, Relaxed);
         crate::vd_warn_ratelimited!(
-            "vd_evtchn: domain {} channel {}: ring failed ({}); channel stopped\n",
+            "domain {} channel {}: ring failed ({}); channel stopped\n",
             self.domain,
             self.id,
             e.name()

@@ -13,32 +13,56 @@ use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
 
-/// The fields protected by [`Domain::inner`].
+/// The fields protected by [`DomainCore::inner`].
 struct DomainInner {
     /// Channel `i` at index `i`; `None` for a free id.
     channels: KVec<Option<ChannelRef>>,
 }
 
-/// One open file of `/dev/vd_evtchn`.
-#[pin_data(PinnedDrop)]
-pub(crate) struct Domain {
-    /// Id for log lines: the opener's thread-group id.
-    id: u64,
+/// What the host-wide registry and debugfs see of a domain.
+#[pin_data]
+pub(crate) struct DomainCore {
+    /// Thread-group id of the process that opened the file (the VMM).
+    pub(crate) pid: u32,
     /// The channel table. Held only to look up, insert or remove; channel work happens on a
     /// cloned reference after the lock is dropped.
     #[pin]
     inner: Mutex<DomainInner>,
+}
+
+impl DomainCore {
+    /// References to the live channels, in id order.
+    pub(crate) fn channels(&self) -> KVec<ChannelRef> {
+        let inner = self.inner.lock();
+        let mut v = KVec::new();
+        for c in inner.channels.iter().flatten() {
+            if v.push(c.clone(), GFP_ATOMIC).is_err() {
+                break;
+            }
+        }
+        v
+    }
+}
+
+/// One open file of `/dev/vd_evtchn`.
+pub(crate) struct Domain {
+    core: Arc<DomainCore>,
     _open: OpenGuard,
 }
 
+impl core::ops::Deref for Domain {
+    type Target = DomainCore;
+    fn deref(&self) -> &DomainCore {
+        &self.core
+    }
+}
+
 impl Domain {
-    pub(crate) fn new() -> impl PinInit<Self, Error> {
-        let id = kernel::current!().tgid() as u64;
-        try_pin_init!(Self {
-            id,
-            inner <- kernel::new_mutex!(DomainInner { channels: KVec::new() }),
-            _open: crate::OPEN.enter(),
-        })
+    pub(crate) fn new() -> Result<Self> {
+        let pid = kernel::current!().tgid() as u32;
+        let core = Arc::pin_init(try_pin_init!(DomainCore { pid, inner <- kernel::new_mutex!(DomainInner { channels: KVec::new() }) }), GFP_KERNEL)?;
+        crate::registry::register(core.clone())?;
+        Ok(Self { core, _open: crate::OPEN.enter() })
     }
 
     /// The channel with id `id` (`ENOENT` if none).
@@ -61,7 +85,7 @@ impl Domain {
             }
             None => return Err(ENOSPC),
         };
-        let ch = Arc::pin_init(Channel::new(id as u32, self.id, geo)?, GFP_KERNEL)?;
+        let ch = Arc::pin_init(Channel::new(id as u32, self.pid as u64, geo)?, GFP_KERNEL)?;
         inner.channels[id] = Some(ch);
         crate::CHANNELS.fetch_add(1, Relaxed);
         c.id = id as u32;
@@ -112,15 +136,7 @@ impl Domain {
             self.channel(id)?.data.stats_into(s);
             return Ok(());
         }
-        let chans: KVec<ChannelRef> = {
-            let inner = self.inner.lock();
-            let mut v = KVec::with_capacity(inner.channels.len(), GFP_KERNEL)?;
-            for c in inner.channels.iter().flatten() {
-                v.push(c.clone(), GFP_KERNEL)?;
-            }
-            v
-        };
-        for c in chans.iter() {
+        for c in self.channels().iter() {
             c.data.stats.add_to(s);
             s.backend += 1;
             if c.data.failed() {
@@ -148,10 +164,10 @@ fn teardown(ch: ChannelRef) {
     drop(ch);
 }
 
-#[pinned_drop]
-impl PinnedDrop for Domain {
-    fn drop(self: Pin<&mut Self>) {
-        let chans = core::mem::take(&mut self.inner.lock().channels);
+impl Drop for Domain {
+    fn drop(&mut self) {
+        crate::registry::unregister(&self.core);
+        let chans = core::mem::take(&mut self.core.inner.lock().channels);
         for ch in chans.into_iter().flatten() {
             teardown(ch);
         }

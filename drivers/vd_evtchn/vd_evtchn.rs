@@ -29,6 +29,7 @@ mod vd;
 mod backend;
 mod channel;
 mod domain;
+mod registry;
 mod ring_tests;
 
 use domain::Domain;
@@ -58,15 +59,25 @@ pub(crate) static CHANNELS: core::sync::atomic::AtomicU32 = core::sync::atomic::
 
 const FEATURES: u64 = VDE_FEAT_ECHO | VDE_FEAT_NULL | VDE_FEAT_BLOCK | VDE_FEAT_USER | VDE_FEAT_SAVE_RESTORE;
 
+/// Fields drop in order: the device goes first (no new files), debugfs last.
 #[pin_data]
 struct VdEvtchnModule {
     #[pin]
     _miscdev: MiscDeviceRegistration<Domain>,
+    #[pin]
+    _listing: kernel::debugfs::File<registry::Listing>,
+    _debugfs: kernel::debugfs::Dir,
 }
 
 impl kernel::InPlaceModule for VdEvtchnModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        try_pin_init!(Self { _miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"vd_evtchn" }) })
+        registry::init();
+        let dir = kernel::debugfs::Dir::new(c"vd_evtchn");
+        try_pin_init!(Self {
+            _miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"vd_evtchn" }),
+            _listing <- dir.read_only_file(c"channels", registry::Listing),
+            _debugfs: dir,
+        })
     }
 }
 
@@ -80,7 +91,7 @@ macro_rules! pod {
         unsafe impl AsBytes for $t {}
     )*};
 }
-pod!(VdeCreate, VdeBind, VdeAttach, VdeStats, VdeState);
+pod!(VdeCreate, VdeBind, VdeAttach, VdeStats, VdeState, VdeListEntry);
 
 fn read<T: FromBytes>(arg: usize) -> Result<T> {
     UserSlice::new(UserPtr::from_addr(arg), size_of::<T>()).reader().read::<T>()
@@ -91,17 +102,17 @@ fn write<T: AsBytes>(arg: usize, v: &T) -> Result {
 
 #[vtable]
 impl MiscDevice for Domain {
-    type Ptr = Pin<KBox<Self>>;
+    type Ptr = KBox<Self>;
 
-    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
-        KBox::try_pin_init(Domain::new(), GFP_KERNEL)
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
+        Ok(KBox::new(Domain::new()?, GFP_KERNEL)?)
     }
 
-    fn mmap(me: Pin<&Domain>, _file: &File, vma: &VmaNew) -> Result {
+    fn mmap(me: &Domain, _file: &File, vma: &VmaNew) -> Result {
         me.mmap(vma)
     }
 
-    fn ioctl(me: Pin<&Domain>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn ioctl(me: &Domain, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
         match cmd {
             VD_IOC_VERSION => {
                 return reply_version(arg, VdDriver::Evtchn, FEATURES, OPEN.get(), CHANNELS.load(core::sync::atomic::Ordering::Relaxed))
@@ -124,6 +135,14 @@ impl MiscDevice for Domain {
             VDE_IOC_SAVE => {
                 let s: VdeState = read(arg)?;
                 write(arg, &me.channel(s.id)?.data.save())?;
+            }
+            VDE_IOC_LIST => {
+                let mut e: VdeListEntry = read(arg)?;
+                let (pid, ch) = registry::nth_channel(e.index).ok_or(ENOENT)?;
+                e.domain_pid = pid;
+                e.stats = VdeStats { id: ch.data.id, ..Default::default() };
+                ch.data.stats_into(&mut e.stats);
+                write(arg, &e)?;
             }
             VDE_IOC_RESTORE => {
                 let s: VdeState = read(arg)?;

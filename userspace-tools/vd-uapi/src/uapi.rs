@@ -327,3 +327,19 @@ pub const VDE_IOC_SAVE: u32 = iowr::<VdeState>(0x16);
 pub const VDE_IOC_RESTORE: u32 = iow::<VdeState>(0x17);
 /// `_IOW(0xB7, 0x18, u32)`: run the backend now, as if kicked (polling VMMs, tests).
 pub const VDE_IOC_KICK: u32 = iow::<u32>(0x18);
+
+/// `VDE_IOC_LIST`: the `index`-th channel of all domains on the host (`ENOENT` past the end).
+/// For the daemon and `vdctl evtchn list`: each open file only sees its own channels otherwise.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdeListEntry {
+    /// In: position in the host-wide list.
+    pub index: u32,
+    /// Out: thread-group id of the process that owns the domain (the VMM).
+    pub domain_pid: u32,
+    /// Out: the channel's counters; `stats.id` is the channel id in its domain.
+    pub stats: VdeStats,
+}
+const _: () = assert!(size_of::<VdeListEntry>() == 104);
+/// `_IOWR(0xB7, 0x19, struct vde_list_entry)`.
+pub const VDE_IOC_LIST: u32 = iowr::<VdeListEntry>(0x19);

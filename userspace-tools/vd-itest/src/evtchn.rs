@@ -1,0 +1,288 @@
+//! vd_evtchn checks.
+
+use crate::chan::Chan;
+use crate::check;
+use anyhow::{Context, Result};
+use nix::errno::Errno;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+use vd_ring::{op, Backend, BackendState, RingMem, OFF_REQ_PROD, OFF_RSP_CONS};
+use vd_sys::evtchn::Domain;
+use vd_uapi::*;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+const T: Duration = Duration::from_secs(20);
+
+pub fn basic() -> Result<()> {
+    let d = Domain::open().context("open /dev/vd_evtchn")?;
+    check!(d.create(6, 64).unwrap_err() == Errno::EINVAL, "entries not a power of two: EINVAL");
+    check!(d.create(8, 16).unwrap_err() == Errno::EINVAL, "entry size below 32: EINVAL");
+    check!(d.create(4096, 4096).unwrap_err() == Errno::EINVAL, "16 MiB ring refused: EINVAL");
+    check!(d.destroy(77).unwrap_err() == Errno::ENOENT, "destroy unknown channel: ENOENT");
+    check!(d.stats(77).unwrap_err() == Errno::ENOENT, "stats of unknown channel: ENOENT");
+    let c = d.create(64, 64)?;
+    check!(c.id == 0 && c.mmap_offset == 0 && c.mmap_size == 4096 * 3, "create 64x64: id 0, 12 KiB ring");
+    check!(d.bind(c.id, Some(99_999), None).unwrap_err() == Errno::EBADF, "kick fd not open: EBADF");
+    let f = std::fs::File::open("/proc/self/stat")?;
+    check!(d.bind(c.id, Some(f.as_raw_fd()), None).unwrap_err() == Errno::EINVAL, "kick fd not an eventfd: EINVAL");
+    check!(d.attach(c.id, 99, None).unwrap_err() == Errno::EINVAL, "unknown backend: EINVAL");
+    check!(d.attach(c.id, vde_backend::BLOCK, Some(f.as_raw_fd())).unwrap_err() == Errno::EACCES, "block backend on a read-only file: EACCES");
+    d.destroy(c.id)?;
+
+    // Echo through kick/call eventfds.
+    let mut ch = Chan::new(&d, 64, 64, vde_backend::ECHO, None)?;
+    let r = ch.echo_round_trips(10_000, T)?;
+    let s = ch.stats()?;
+    check!(s.requests == 10_000 && s.responses == 10_000, "echo: 10000 requests and responses counted ({} / {})", s.requests, s.responses);
+    check!(s.bytes_in == 80_000 && s.bytes_out == 80_000, "echo: bytes counted");
+    check!(s.state == vde_state::ACTIVE && s.backend == vde_backend::ECHO && s.errors == 0, "echo: active, no errors");
+    check!(s.kicks >= 1 && s.kicks <= r.kicks, "host saw {} kicks for {} sent (suppression: {} publishes)", s.kicks, r.kicks, 10_000);
+    check!(s.irqs + s.irqs_suppressed >= 1, "irqs {} + suppressed {}", s.irqs, s.irqs_suppressed);
+    check!(r.kicks < 10_000, "batching: {} kicks for 10000 requests", r.kicks);
+
+    // Null backend: counting sink.
+    let mut n = Chan::new(&d, 16, 32, vde_backend::NULL, None)?;
+    for i in 0..10u8 {
+        n.push(op::ECHO, &[i; 4]);
+    }
+    n.publish()?;
+    let mut got = vec![];
+    for _ in 0..100 {
+        n.drain(&mut got)?;
+        if got.len() == 10 {
+            break;
+        }
+        n.wait_irq(Duration::from_millis(100))?;
+    }
+    check!(got.len() == 10 && got.iter().all(|(_, st, p)| *st == 0 && p.is_empty()), "null: 10 empty responses");
+
+    // Unknown op on echo: an error response, not a broken ring.
+    ch.push(0x7777, &[]);
+    ch.publish()?;
+    let mut got = vec![];
+    for _ in 0..100 {
+        ch.drain(&mut got)?;
+        if !got.is_empty() {
+            break;
+        }
+        ch.wait_irq(Duration::from_millis(100))?;
+    }
+    check!(got.len() == 1 && got[0].1 == -(Errno::EOPNOTSUPP as i32), "unknown op answered -EOPNOTSUPP");
+    check!(ch.stats()?.req_errors == 1 && !ch.backend_failed(), "counted as a request error; ring still fine");
+
+    let all = d.stats(VDE_ALL)?;
+    check!(all.backend == 2 && all.requests == 10_011, "domain totals: 2 channels, {} requests", all.requests);
+    let list = d.list_all()?;
+    let me = std::process::id();
+    check!(list.iter().filter(|e| e.domain_pid == me).count() == 2, "VDE_IOC_LIST shows this domain's 2 channels");
+    let dbg = std::fs::read_to_string("/sys/kernel/debug/vd_evtchn/channels").context("debugfs")?;
+    check!(dbg.lines().filter(|l| l.starts_with(&format!("{me} "))).count() == 2, "debugfs lists the 2 channels");
+    Ok(())
+}
+
+pub fn hostile() -> Result<()> {
+    let d = Domain::open()?;
+    let bad = Chan::new(&d, 8, 64, vde_backend::ECHO, None)?;
+    let mut good = Chan::new(&d, 8, 64, vde_backend::ECHO, None)?;
+    good.echo_round_trips(100, T)?;
+
+    // Garbage producer index.
+    bad.store(OFF_REQ_PROD, 0xdead_beef);
+    bad.kick.write(1)?;
+    let mut failed = false;
+    for _ in 0..200 {
+        if bad.stats()?.state == vde_state::FAILED {
+            failed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let s = bad.stats()?;
+    check!(failed && s.errors == 1, "garbage req_prod: channel FAILED with 1 error (state {}, errors {})", s.state, s.errors);
+    check!(bad.backend_failed(), "FAILED bit visible to the guest in the ring");
+    // More kicks on a failed ring are ignored, and nothing is answered.
+    bad.kick.write(5)?;
+    std::thread::sleep(Duration::from_millis(50));
+    check!(bad.stats()?.responses == 0 && bad.stats()?.errors == 1, "failed ring stays failed and silent");
+    good.echo_round_trips(1000, T)?;
+    check!(good.stats()?.errors == 0, "the other channel kept working (1100 round trips)");
+
+    // Garbage length in a slot, garbage response consumer.
+    for (what, corrupt) in [("slot length", 0), ("rsp_cons", 1)] {
+        let mut b = Chan::new(&d, 8, 64, vde_backend::ECHO, None)?;
+        b.push(op::ECHO, &[1, 2, 3]);
+        let g = b.fe.geometry();
+        if corrupt == 0 {
+            b.mem().write(g.req_slot(0) + 12, &0xffff_fff0u32.to_le_bytes());
+        } else {
+            b.store(OFF_RSP_CONS, 0x4000_0000);
+        }
+        b.publish()?;
+        std::thread::sleep(Duration::from_millis(100));
+        let s = b.stats()?;
+        check!(s.state == vde_state::FAILED && s.errors == 1, "garbage {what}: channel FAILED");
+        d.destroy(b.id)?;
+    }
+    good.echo_round_trips(100, T)?;
+    check!(true, "host still serves the good channel after 3 hostile rings");
+    Ok(())
+}
+
+pub fn block(path: &str) -> Result<()> {
+    const SIZE: u64 = 1 << 20;
+    let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
+    f.set_len(SIZE)?;
+    let d = Domain::open()?;
+    let mut ch = Chan::new(&d, 16, 4096, vde_backend::BLOCK, Some(f.as_raw_fd()))?;
+    let rt = |ch: &mut Chan, opc: u16, payload: &[u8]| -> Result<(i32, Vec<u8>)> {
+        ch.push(opc, payload);
+        ch.publish()?;
+        let mut got = vec![];
+        for _ in 0..500 {
+            ch.drain(&mut got)?;
+            if !got.is_empty() {
+                let (_, st, p) = got.remove(0);
+                return Ok((st, p));
+            }
+            let m = ch.mem();
+            if !ch.fe.enable_irq(&m) {
+                ch.wait_irq(Duration::from_millis(20))?;
+            }
+        }
+        anyhow::bail!("no response")
+    };
+    let hdr = |sector: u64, len: u32| -> Vec<u8> {
+        let mut h = sector.to_le_bytes().to_vec();
+        h.extend_from_slice(&len.to_le_bytes());
+        h.extend_from_slice(&[0; 4]);
+        h
+    };
+    let (st, p) = rt(&mut ch, op::BLK_GET_SIZE, &[])?;
+    check!(st == 0 && p == SIZE.to_le_bytes(), "GET_SIZE = 1 MiB");
+    for sector in [0u64, 7, 2040] {
+        let data: Vec<u8> = (0..4000u32).map(|i| (i as u64 * 31 + sector) as u8).collect();
+        let mut w = hdr(sector, data.len() as u32);
+        w.extend_from_slice(&data);
+        let (st, _) = rt(&mut ch, op::BLK_WRITE, &w)?;
+        check!(st == 0, "write 4000 bytes at sector {sector}");
+        let (st, p) = rt(&mut ch, op::BLK_READ, &hdr(sector, 4000))?;
+        check!(st == 0 && p == data, "read back sector {sector} matches");
+    }
+    let (st, _) = rt(&mut ch, op::BLK_FLUSH, &[])?;
+    check!(st == 0, "flush");
+    let mut on_disk = vec![0u8; 4000];
+    nix::sys::uio::pread(&f, &mut on_disk, 7 * 512)?;
+    check!(on_disk[..10] == (0..10u64).map(|i| (i * 31 + 7) as u8).collect::<Vec<_>>()[..], "the host file holds what the guest wrote");
+    let (st, _) = rt(&mut ch, op::BLK_READ, &hdr(2047, 4000))?;
+    check!(st == -(Errno::EINVAL as i32), "read past the end of the disk: -EINVAL");
+    let (st, _) = rt(&mut ch, op::BLK_READ, &hdr(u64::MAX / 256, 512))?;
+    check!(st == -(Errno::EINVAL as i32), "sector overflow: -EINVAL");
+    let mut w = hdr(0, 4000);
+    w.extend_from_slice(&[1; 10]);
+    let (st, _) = rt(&mut ch, op::BLK_WRITE, &w)?;
+    check!(st == -(Errno::EINVAL as i32), "write whose data is shorter than its length: -EINVAL");
+    check!(!ch.backend_failed() && ch.stats()?.req_errors == 3, "bad requests are request errors, the ring is fine");
+    Ok(())
+}
+
+pub fn user() -> Result<()> {
+    let d = Domain::open()?;
+    let backend_efd = EventFd::new(0)?;
+    let mut ch = Chan::new(&d, 32, 64, vde_backend::USER, Some(backend_efd.as_raw_fd()))?;
+    // The "host driver in userspace": its own mapping of the same ring, the shared ring code.
+    let c2 = vd_sys::evtchn::RingMap::clone_of(&ch.map);
+    let geo = ch.fe.geometry();
+    let id = ch.id;
+    let dref = &d;
+    let served = std::thread::scope(|s| -> Result<u64> {
+        let h = s.spawn(move || -> Result<u64> {
+            let m = c2.mem();
+            let mut be = Backend::new(geo, BackendState::default());
+            let mut buf = vec![0u8; geo.max_payload()];
+            let mut n = 0;
+            while n < 500 {
+                backend_efd.read()?; // wait for a kick forwarded by the kernel
+                loop {
+                    while let Some(r) = be.pop_request(&m, &mut buf).map_err(|e| anyhow::anyhow!("{e:?}"))? {
+                        be.push_response(&m, r.id, 0, &buf[..r.len as usize]).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                        n += 1;
+                    }
+                    if be.publish(&m).1 {
+                        dref.notify(id)?;
+                    }
+                    if !be.enable_kicks(&m).map_err(|e| anyhow::anyhow!("{e:?}"))? {
+                        break;
+                    }
+                }
+            }
+            Ok(n)
+        });
+        ch.echo_round_trips(500, T)?;
+        h.join().map_err(|_| anyhow::anyhow!("backend thread panicked"))?
+    })?;
+    check!(served == 500, "userspace backend served 500 requests");
+    let s = ch.stats()?;
+    check!(s.backend == vde_backend::USER && s.irqs >= 1 && s.kicks >= 1, "kernel forwarded {} kicks, sent {} irqs", s.kicks, s.irqs);
+    Ok(())
+}
+
+pub fn restore() -> Result<()> {
+    let d1 = Domain::open()?;
+    let mut a = Chan::new(&d1, 16, 64, vde_backend::ECHO, None)?;
+    a.echo_round_trips(37, T)?;
+    // Detach the backend and queue requests that stay in flight.
+    d1.attach(a.id, vde_backend::NONE, None)?;
+    for _ in 0..10 {
+        let id = a.next_id;
+        a.push(op::ECHO, &id.to_le_bytes());
+    }
+    a.publish()?;
+    std::thread::sleep(Duration::from_millis(50));
+    let saved = d1.save(a.id)?;
+    check!(saved.req_cons == 37 && saved.rsp_prod == 37 && saved.generation == 1, "saved indices 37/37 with 10 in flight");
+    // SAFETY: the mapping is `len` bytes and lives until `a` is dropped below; nothing writes it
+    // now (backend detached, this thread is the only frontend).
+    let bytes = unsafe { std::slice::from_raw_parts(a.map.as_ptr(), a.map.len()) }.to_vec();
+
+    // "Another host": a new domain, a new channel, the ring bytes copied as guest memory is.
+    let d2 = Domain::open()?;
+    let c = d2.create(16, 64)?;
+    let m2 = d2.map_ring(&c)?;
+    // SAFETY: both mappings are `len` bytes; nobody else writes the new one yet.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), m2.as_ptr(), bytes.len()) };
+    check!(d2.restore(&VdeState { id: c.id, entry_size: 32, ..saved }).unwrap_err() == Errno::EINVAL, "restore with other geometry: EINVAL");
+    d2.restore(&VdeState { id: c.id, ..saved })?;
+    check!(m2.mem().load_u32(vd_ring::OFF_GENERATION) == 2, "generation bumped to 2");
+    drop(a);
+    drop(d1);
+    let kick = EventFd::new(EFD_NONBLOCK)?;
+    let call = EventFd::new(EFD_NONBLOCK)?;
+    d2.bind(c.id, Some(kick.as_raw_fd()), Some(call.as_raw_fd()))?;
+    d2.attach(c.id, vde_backend::ECHO, None)?;
+    // The frontend continues where it was, on the restored ring.
+    let mut fe = vd_ring::Frontend::attach(&m2.mem()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mut ids = vec![];
+    let mut buf = [0u8; 48];
+    for _ in 0..200 {
+        while let Some(r) = fe.pop_response(&m2.mem(), &mut buf).map_err(|e| anyhow::anyhow!("{e:?}"))? {
+            ids.push(r.id);
+        }
+        if ids.len() >= 10 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    check!(ids == (37..47).collect::<Vec<_>>(), "the 10 in-flight requests were served after restore, in order: {ids:?}");
+    Ok(())
+}
+
+pub fn stress(channels: u32) -> Result<()> {
+    let d = Domain::open()?;
+    let mut chans = (0..channels).map(|_| Chan::new(&d, 64, 256, vde_backend::ECHO, None)).collect::<Result<Vec<_>>>()?;
+    println!("stress: {channels} channels running");
+    loop {
+        for c in chans.iter_mut() {
+            c.echo_round_trips(256, T)?;
+        }
+    }
+}

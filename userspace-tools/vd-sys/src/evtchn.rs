@@ -1,0 +1,240 @@
+//! `/dev/vd_evtchn`: a domain (one open file) and its channels.
+
+use crate::ioctl_ptr;
+use nix::errno::Errno;
+use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
+use std::fs::{File, OpenOptions};
+use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::path::Path;
+use std::ptr::NonNull;
+use vd_ring::mem::RawMem;
+use vd_uapi::*;
+
+/// Default device node.
+pub const DEVICE: &str = "/dev/vd_evtchn";
+
+/// One domain: an open `/dev/vd_evtchn`. Its channels die when it is dropped.
+#[derive(Debug)]
+pub struct Domain {
+    file: File,
+}
+
+impl Domain {
+    /// Opens [`DEVICE`].
+    pub fn open() -> std::io::Result<Self> {
+        Self::open_path(Path::new(DEVICE))
+    }
+    /// Opens a vd_evtchn device node.
+    pub fn open_path(p: &Path) -> std::io::Result<Self> {
+        Ok(Self { file: OpenOptions::new().read(true).write(true).open(p)? })
+    }
+    /// Wraps an already open file (tests use a faulty one).
+    pub fn from_file(file: File) -> Self {
+        Self { file }
+    }
+    /// The underlying file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+    /// `VD_IOC_VERSION`.
+    pub fn version(&self) -> Result<VdVersion, Errno> {
+        crate::version(&self.file)
+    }
+    /// `VDE_IOC_CREATE`: a channel with `entries` slots of `entry_size` bytes.
+    pub fn create(&self, entries: u32, entry_size: u32) -> Result<VdeCreate, Errno> {
+        let mut c = VdeCreate { entries, entry_size, ..Default::default() };
+        // SAFETY: `_IOWR` of one `VdeCreate`.
+        unsafe { ioctl_ptr(&self.file, VDE_IOC_CREATE, &mut c) }?;
+        Ok(c)
+    }
+    /// `VDE_IOC_DESTROY`.
+    pub fn destroy(&self, id: u32) -> Result<(), Errno> {
+        let mut id = id;
+        // SAFETY: `_IOW` of one `u32`.
+        unsafe { ioctl_ptr(&self.file, VDE_IOC_DESTROY, &mut id) }.map(drop)
+    }
+    /// `VDE_IOC_BIND`: kick and call eventfds (`None` unbinds).
+    pub fn bind(&self, id: u32, kick: Option<RawFd>, call: Option<RawFd>) -> Result<(), Errno> {
+        let mut b = VdeBind { id, kick_fd: kick.unwrap_or(-1), call_fd: call.unwrap_or(-1), flags: 0 };
+        // SAFETY: `_IOW` of one `VdeBind`.
+        unsafe { ioctl_ptr(&self.file, VDE_IOC_BIND, &mut b) }.map(drop)
+    }
+    /// `VDE_IOC_ATTACH`: backend `kind` (a `vde_backend` value) with argument `fd`.
+    pub fn attach(&self, id: u32, kind: u32, fd: Option<RawFd>) -> Result<(), Errno> {
+        let mut a = VdeAttach { id, backend: kind, fd: fd.unwrap_or(-1), flags: 0 };
+        // SAFETY: `_IOW` of one `VdeAttach`.
+        unsafe { ioctl_ptr(&self.file, VDE_IOC_ATTACH, &mut a) }.map(drop)
+    }
+    /// `VDE_IOC_STATS` of channel `id`, or of the domain with [`VDE_ALL`].
+    pub fn stats(&self, id: u32) -> Result<VdeStats, Errno> {
+        let mut s = VdeStats { id, ..Default::default() };
+        // SAFETY: `_IOWR` of one `VdeStats`.
+        unsafe { ioctl_ptr(&self.file, VDE_IOC_STATS, &mut s) }?;
+        Ok(s)
+    }
+    /// `VDE_IOC_NOTIFY`: a userspace backend asks for the guest interrupt.
+    pub fn notify(&self, id: u32) -> Result<(), Errno> {
+        let mut id = id;
+        // SAFETY: `_IOW` of one `u32`.
+        unsafe { ioctl_ptr(&self.file, VDE_IOC_NOTIFY, &mut id) }.map(drop)
+    }
+    /// `VDE_IOC_KICK`: run the backend now.
+    pub fn kick(&self, id: u32) -> Result<(), Errno> {
+        let mut id = id;
+        // SAFETY: `_IOW` of one `u32`.
+        unsafe { ioctl_ptr(&self.file, VDE_IOC_KICK, &mut id) }.map(drop)
+    }
+    /// `VDE_IOC_SAVE`.
+    pub fn save(&self, id: u32) -> Result<VdeState, Errno> {
+        let mut s = VdeState { id, ..Default::default() };
+        // SAFETY: `_IOWR` of one `VdeState`.
+        unsafe { ioctl_ptr(&self.file, VDE_IOC_SAVE, &mut s) }?;
+        Ok(s)
+    }
+    /// `VDE_IOC_RESTORE`.
+    pub fn restore(&self, s: &VdeState) -> Result<(), Errno> {
+        let mut s = *s;
+        // SAFETY: `_IOW` of one `VdeState`.
+        unsafe { ioctl_ptr(&self.file, VDE_IOC_RESTORE, &mut s) }.map(drop)
+    }
+    /// `VDE_IOC_LIST`: the `index`-th channel of the whole host.
+    pub fn list(&self, index: u32) -> Result<VdeListEntry, Errno> {
+        let mut e = VdeListEntry { index, ..Default::default() };
+        // SAFETY: `_IOWR` of one `VdeListEntry`.
+        unsafe { ioctl_ptr(&self.file, VDE_IOC_LIST, &mut e) }?;
+        Ok(e)
+    }
+    /// Every channel on the host.
+    pub fn list_all(&self) -> Result<Vec<VdeListEntry>, Errno> {
+        let mut v = vec![];
+        for i in 0.. {
+            match self.list(i) {
+                Ok(e) => v.push(e),
+                Err(Errno::ENOENT) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(v)
+    }
+    /// Maps the ring of a created channel, shared and read-write.
+    pub fn map_ring(&self, c: &VdeCreate) -> Result<RingMap, Errno> {
+        RingMap::new(&self.file, c.mmap_offset, c.mmap_size as usize)
+    }
+}
+
+/// A mapping of a channel's ring in this process.
+#[derive(Debug)]
+pub struct RingMap {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is shared memory by design; access goes through `RawMem`'s atomics/copies.
+unsafe impl Send for RingMap {}
+// SAFETY: as above.
+unsafe impl Sync for RingMap {}
+
+impl RingMap {
+    fn new(f: &File, offset: u64, len: usize) -> Result<Self, Errno> {
+        let n = NonZeroUsize::new(len).ok_or(Errno::EINVAL)?;
+        // SAFETY: a fresh shared mapping of the device; nothing else in this process aliases it.
+        let p = unsafe {
+            mmap(None, n, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED, f.as_fd(), offset as i64)
+        }?;
+        Ok(Self { ptr: p.cast(), len })
+    }
+    /// Start of the mapping.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+    /// Bytes mapped.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// Whether empty (never: mappings are at least one page).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Ring access over the mapping.
+    pub fn mem(&self) -> RawMem {
+        // SAFETY: page-aligned, `len` bytes, valid until `self` is dropped; the returned value
+        // borrows nothing, so callers keep `self` alive while using it (documented).
+        unsafe { RawMem::new(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for RingMap {
+    fn drop(&mut self) {
+        // SAFETY: we own this mapping.
+        let _ = unsafe { munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// Raw fd of something that has one (eventfds, files).
+pub fn raw<T: AsRawFd>(t: &T) -> RawFd {
+    t.as_raw_fd()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::FromRawFd;
+
+    fn faulty() -> Domain {
+        // SAFETY: fd -2 is never valid; every ioctl fails with EBADF; forgotten in `drop_faulty`.
+        Domain::from_file(unsafe { File::from_raw_fd(-2) })
+    }
+    fn drop_faulty(d: Domain) {
+        std::mem::forget(d);
+    }
+
+    #[test]
+    fn every_ioctl_reports_ebadf_on_a_faulty_fd() {
+        let d = faulty();
+        assert_eq!(d.version().unwrap_err(), Errno::EBADF);
+        assert_eq!(d.create(8, 64).unwrap_err(), Errno::EBADF);
+        assert_eq!(d.destroy(0).unwrap_err(), Errno::EBADF);
+        assert_eq!(d.bind(0, None, None).unwrap_err(), Errno::EBADF);
+        assert_eq!(d.attach(0, vde_backend::ECHO, None).unwrap_err(), Errno::EBADF);
+        assert_eq!(d.stats(VDE_ALL).unwrap_err(), Errno::EBADF);
+        assert_eq!(d.notify(0).unwrap_err(), Errno::EBADF);
+        assert_eq!(d.kick(0).unwrap_err(), Errno::EBADF);
+        assert_eq!(d.save(0).unwrap_err(), Errno::EBADF);
+        assert_eq!(d.restore(&VdeState::default()).unwrap_err(), Errno::EBADF);
+        assert_eq!(d.list_all().unwrap_err(), Errno::EBADF);
+        drop_faulty(d);
+    }
+
+    #[test]
+    fn a_non_vd_device_answers_enotty() {
+        let d = Domain::from_file(File::open("/dev/null").unwrap());
+        assert_eq!(d.version().unwrap_err(), Errno::ENOTTY);
+        assert_eq!(d.create(8, 64).unwrap_err(), Errno::ENOTTY);
+    }
+}
+
+impl RingMap {
+    /// A second view of the same mapping (for a backend thread in the same process). It does not
+    /// own the mapping: the original must outlive it.
+    pub fn clone_of(m: &RingMap) -> RingView {
+        RingView { ptr: m.ptr, len: m.len }
+    }
+}
+
+/// A borrowed view of a [`RingMap`].
+#[derive(Debug, Clone, Copy)]
+pub struct RingView {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+// SAFETY: shared memory by design, accessed through atomics/copies.
+unsafe impl Send for RingView {}
+
+impl RingView {
+    /// Ring access over the view.
+    pub fn mem(&self) -> RawMem {
+        // SAFETY: the original mapping outlives the view (documented on `clone_of`).
+        unsafe { RawMem::new(self.ptr.as_ptr(), self.len) }
+    }
+}

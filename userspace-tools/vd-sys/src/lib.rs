@@ -1,0 +1,28 @@
+//! Safe wrappers of the vd ioctls for userspace (vdctl, vdd, the test VMM, benchmarks): one thin
+//! method per ioctl returning `Result<T, Errno>`, in the style of rust-vmm's `kvm-ioctls`.
+
+pub mod evtchn;
+
+use nix::errno::Errno;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use vd_uapi::{VdVersion, VD_IOC_VERSION};
+
+/// `ioctl(fd, cmd, arg)` where `arg` points to a `T` the kernel reads and/or writes.
+///
+/// # Safety
+///
+/// `cmd` must be an ioctl whose argument is a pointer to exactly one `T`.
+pub(crate) unsafe fn ioctl_ptr<T>(f: &File, cmd: u32, arg: &mut T) -> Result<i32, Errno> {
+    // SAFETY: the caller guarantees `cmd` takes a `*mut T`; `arg` is valid and exclusive.
+    let r = unsafe { nix::libc::ioctl(f.as_raw_fd(), cmd as _, arg as *mut T) };
+    Errno::result(r)
+}
+
+/// `VD_IOC_VERSION` on any open vd device.
+pub fn version(f: &File) -> Result<VdVersion, Errno> {
+    let mut v = VdVersion::default();
+    // SAFETY: VD_IOC_VERSION is `_IOR` of one `VdVersion`.
+    unsafe { ioctl_ptr(f, VD_IOC_VERSION, &mut v) }?;
+    Ok(v)
+}
