@@ -7,7 +7,8 @@ mkdir -p "$OUT"
 TARGET=x86_64-unknown-linux-gnu
 TOOLS=(vdctl vd-testvmm vd-itest)
 
-kernel_tree() { VARIANT=${VARIANT:-base} bash "$VD_ROOT/scripts/kernel.sh"; }
+# VD_KERNEL_TREE overrides the cached tree (a developer's own build of the same source).
+kernel_tree() { if [ -n "${VD_KERNEL_TREE:-}" ]; then echo "$VD_KERNEL_TREE"; else VARIANT=${VARIANT:-base} bash "$VD_ROOT/scripts/kernel.sh"; fi; }
 
 build_modules() {
     local tree; tree=$(kernel_tree)

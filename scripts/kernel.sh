@@ -5,12 +5,18 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 VARIANT=${VARIANT:-base}
+# Bump when the build recipe below changes in a way that changes the result.
+RECIPE=1
 frags=("$VD_ROOT/kconfig/base.config")
 [ "$VARIANT" = debug ] && frags+=("$VD_ROOT/kconfig/debug.config")
 [ -f "$KSRC_TARBALL" ] || die "kernel: $KSRC_TARBALL missing: run scripts/deps.sh"
 srcver=$(cat "$VD_CACHE/linux-source.version")
-key=$( { echo "$srcver $VARIANT"; cat "${frags[@]}" "$VD_ROOT"/rust/patches/*.patch "$0"; } | sha256sum | cut -c1-16)
+key=$( { echo "$srcver $VARIANT $RECIPE"; cat "${frags[@]}" "$VD_ROOT"/rust/patches/*.patch; } | sha256sum | cut -c1-16)
 tree="$VD_CACHE/kernel/$VARIANT-$key"
+mkdir -p "$VD_CACHE/kernel"
+# One build at a time per cache (a second caller waits, then finds the tree built).
+exec 9>"$VD_CACHE/kernel/.lock"
+flock 9
 if [ -f "$tree/.vd-built" ]; then
     log "kernel: cached $VARIANT tree $tree (linux-source $srcver)"
     echo "$tree"; exit 0
@@ -42,4 +48,8 @@ make -s "${KMAKE_ARGS[@]}" -j"$(( $(nproc) + 1 ))" bzImage modules >"$tree/.vd-b
     || { tail -40 "$tree/.vd-build.log" >&2; die "kernel: build failed (log: $tree/.vd-build.log)"; }
 touch "$tree/.vd-built"
 log "kernel: built $tree"
+# Trees of this variant under older keys are dead weight (several GB each).
+for old in "$VD_CACHE/kernel/$VARIANT"-*; do
+    [ "$old" = "$tree" ] || { log "kernel: removing stale tree $old"; rm -rf "$old"; }
+done
 echo "$tree"
