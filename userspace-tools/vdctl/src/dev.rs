@@ -2,9 +2,8 @@
 
 use anyhow::{Context, Result};
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::path::Path;
-use vd_uapi::{VdDriver, VdVersion, VD_IOC_VERSION};
+use vd_uapi::{VdDriver, VdVersion};
 
 /// Opens `/dev/<name>` (or a test path), read-write.
 pub fn open(path: &Path) -> Result<File> {
@@ -17,11 +16,7 @@ pub fn open(path: &Path) -> Result<File> {
 
 /// `VD_IOC_VERSION` on an open vd device.
 pub fn version(f: &File) -> nix::Result<VdVersion> {
-    let mut v = VdVersion::default();
-    // SAFETY: VD_IOC_VERSION is `_IOR` of exactly `VdVersion`, which the kernel fills; `v` is a
-    // valid, exclusively borrowed `VdVersion` for the duration of the call.
-    let r = unsafe { nix::libc::ioctl(f.as_raw_fd(), VD_IOC_VERSION as _, &mut v as *mut VdVersion) };
-    nix::errno::Errno::result(r).map(|_| v)
+    vd_sys::version(f)
 }
 
 /// Device node of a driver.
