@@ -2,10 +2,10 @@
 # Build steps: modules | tools | initramfs.  Outputs land in build/.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-OUT=$VD_ROOT/build
+OUT=$VD_OUT
 mkdir -p "$OUT"
 TARGET=x86_64-unknown-linux-gnu
-TOOLS=(vdctl vd-testvmm vd-itest)
+TOOLS=(vdctl vdd vd-testvmm vd-itest)
 
 # VD_KERNEL_TREE overrides the cached tree (a developer's own build of the same source).
 kernel_tree() { if [ -n "${VD_KERNEL_TREE:-}" ]; then echo "$VD_KERNEL_TREE"; else VARIANT=${VARIANT:-base} bash "$VD_ROOT/scripts/kernel.sh"; fi; }

@@ -9,6 +9,8 @@ BINDGEN=${BINDGEN:-$VD_CACHE/bindgen/bin/bindgen}
 KMAKE_ARGS=(LLVM=-19 RUSTC=/usr/bin/rustc "BINDGEN=$BINDGEN" "HOSTRUSTC=/usr/bin/rustc")
 export LIBCLANG_PATH=/usr/lib/llvm-19/lib
 mkdir -p "$VD_CACHE"
+# Build outputs (modules, tools, initramfs, logs, results). Override to run two harnesses at once.
+VD_OUT=${VD_OUT:-$VD_ROOT/build}
 
 T0=${T0:-$(date +%s)}
 log() { printf '[vd %4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*" >&2; }

@@ -7,7 +7,7 @@
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 what=${1:-all}
-OUT=$VD_ROOT/build; mkdir -p "$OUT"
+OUT=$VD_OUT; mkdir -p "$OUT"
 RES=$OUT/results.txt; : > "$RES"
 result() { printf '%-5s %-6s %s\n' "$1" "$2" "$3" | tee -a "$RES"; }
 
@@ -21,6 +21,15 @@ host_tests() {
         done
     if [ $rc != 0 ] && ! grep -q '^FAIL' "$RES"; then
         result FAIL cargo "cargo test (build or harness error, see $log)"; tail -30 "$log"
+    fi
+}
+
+fuzz_tests() { # bounded libFuzzer run of the ring consumer (scripts/fuzz.sh)
+    local line n
+    if line=$(bash "$VD_ROOT/scripts/fuzz.sh" 30); then
+        n=${line#*PASS (}; result PASS fuzz "ring_consumer (${n%% execs*} execs, 30s)"
+    else
+        result FAIL fuzz "ring_consumer: ${line#*FAIL }"
     fi
 }
 
@@ -74,6 +83,16 @@ vm_tests() {
     if [ -z "${TESTS:-}" ] || echo " $TESTS " | grep -q " kunit "; then
         ls "$OUT"/ktap/*.ktap >/dev/null 2>&1 || result FAIL kunit "no KTAP output collected"
     fi
+    # Debug kernel: kmemleak's report after the tests.
+    if grep -q '^==== KMEMLEAK BEGIN$' "$log"; then
+        sed -n '/^==== KMEMLEAK BEGIN$/,/^==== KMEMLEAK END$/p' "$log" | sed '1d;$d' > "$OUT/kmemleak.txt"
+        if grep -q 'unreferenced object' "$OUT/kmemleak.txt"; then
+            result FAIL vm "kmemleak: $(grep -c 'unreferenced object' "$OUT/kmemleak.txt") unreferenced objects (see $OUT/kmemleak.txt)"
+            head -30 "$OUT/kmemleak.txt"
+        else
+            result PASS vm "kmemleak: no unreferenced objects after the tests"
+        fi
+    fi
     # Kernel log: any oops, BUG, WARN, KASAN or lockdep report fails the run.
     sed -n '/^==== DMESG BEGIN$/,/^==== DMESG END$/p' "$log" > "$OUT/dmesg.txt"
     if [ ! -s "$OUT/dmesg.txt" ]; then
@@ -93,11 +112,12 @@ case $what in
         phase modules bash "$VD_ROOT/scripts/build.sh" modules || { result FAIL build "modules"; }
         phase tools bash "$VD_ROOT/scripts/build.sh" tools || { result FAIL build "tools"; }
         phase host-tests host_tests
+        phase fuzz fuzz_tests
         if ! grep -q '^FAIL  build' "$RES"; then
             phase initramfs bash "$VD_ROOT/scripts/build.sh" initramfs || result FAIL build initramfs
             phase vm-tests vm_tests
         fi ;;
-    host) phase host-tests host_tests ;;
+    host) phase host-tests host_tests; phase fuzz fuzz_tests ;;
     vm) phase vm-tests vm_tests ;;
     *) die "usage: test.sh all|host|vm" ;;
 esac

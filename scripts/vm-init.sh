@@ -18,6 +18,10 @@ for a in $(cat /proc/cmdline); do
     esac
 done
 echo "VD-BOOT-OK mode=$mode cpus=$(nproc) kernel=$(uname -r)"
+# Debug kernel: forget what boot itself left for kmemleak, so the final scan reports only what
+# the tests leaked.
+KML=/sys/kernel/debug/kmemleak
+if [ -w $KML ]; then echo scan > $KML; echo clear > $KML; fi
 export VD_MODS=/lib/modules
 
 finish() {
@@ -26,6 +30,11 @@ finish() {
         [ -f "$f" ] || continue
         echo "==== KTAP $(basename "$f" .txt) BEGIN"; cat "$f"; echo "==== KTAP END"
     done
+    if [ -w $KML ]; then
+        # Objects must stay unreferenced across scans (and be older than 5 s) to be reported.
+        sleep 6; echo scan > $KML; sleep 1; echo scan > $KML
+        echo "==== KMEMLEAK BEGIN"; cat $KML; echo "==== KMEMLEAK END"
+    fi
     echo "==== DMESG BEGIN"; dmesg; echo "==== DMESG END"
     echo "VD-DONE"
     sleep 2

@@ -3,16 +3,18 @@
 # an igb SR-IOV PF on a PCIe root port, software emulation. Hard timeout per boot.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-mode=${1:-demo}; logf=${2:-$VD_ROOT/build/vm-$mode.log}
-OUT=$VD_ROOT/build
+mode=${1:-demo}; logf=${2:-$VD_OUT/vm-$mode.log}
+OUT=$VD_OUT
 [ -f "$OUT/bzImage" ] && [ -f "$OUT/initramfs.gz" ] || die "vm: build/bzImage or build/initramfs.gz missing: make initramfs"
 BOOT_TIMEOUT=${VD_BOOT_TIMEOUT:-1500}
 append="console=ttyS0 panic=-1 oops=panic_on_warn=0 quiet loglevel=4 vd.mode=$mode vd.timeout=${VD_TEST_TIMEOUT:-180}"
 [ -n "${TESTS:-}" ] && append+=" vd.tests=$(echo $TESTS | tr ' ' ',')"
+# The igb PF's wire: a UDP socket on loopback. A free port pair, so two VMs can run at once.
+port=${VD_UDP_PORT:-$(( 47100 + ($$ % 400) * 2 ))}
 qemu=(qemu-system-x86_64 -M q35 -cpu max -smp 2 -m 2048 -nographic -no-reboot
       -kernel "$OUT/bzImage" -initrd "$OUT/initramfs.gz" -append "$append"
       -device pcie-root-port,id=rp0,slot=1,chassis=1
-      -netdev socket,id=n0,udp=127.0.0.1:47100,localaddr=127.0.0.1:47101
+      -netdev socket,id=n0,udp=127.0.0.1:$((port + 1)),localaddr=127.0.0.1:$port
       -device igb,bus=rp0,netdev=n0 -nic none)
 log "vm: booting ($mode), timeout ${BOOT_TIMEOUT}s, log $logf"
 if [ "$mode" = shell ]; then

@@ -181,8 +181,15 @@ impl Channel {
         Ok(())
     }
 
-    fn fail_log(&self, e: RingError) {
+    /// The ring just failed (the backend already wrote `STATUS_FAILED` into it): count it, log it,
+    /// and interrupt the guest once so a frontend waiting for responses sees the status instead
+    /// of waiting forever.
+    fn fail_log(&self, call: Option<&EventFd>, e: RingError) {
         self.stats.errors.fetch_add(1, Relaxed);
+        if let Some(call) = call {
+            call.signal();
+            self.stats.irqs.fetch_add(1, Relaxed);
+        }
         crate::vd_warn_ratelimited!(
             "domain {} channel {}: ring failed ({}); channel stopped\n",
             self.domain,
@@ -214,7 +221,7 @@ impl Channel {
                     Ok(Some(r)) => r,
                     Ok(None) => break,
                     Err(e) => {
-                        self.fail_log(e);
+                        self.fail_log(st.call.as_ref(), e);
                         return;
                     }
                 };
@@ -227,7 +234,7 @@ impl Channel {
                 }
                 if let Err(e) = st.ring.push_response(&self.mem, req.id, status, &st.rsp_buf[..len]) {
                     // pop_request guaranteed room; a failure here is the guest's doing.
-                    self.fail_log(e);
+                    self.fail_log(st.call.as_ref(), e);
                     return;
                 }
                 self.stats.bytes_out.fetch_add(len as u64, Relaxed);
@@ -249,7 +256,7 @@ impl Channel {
                 Ok(true) => continue,
                 Ok(false) => return,
                 Err(e) => {
-                    self.fail_log(e);
+                    self.fail_log(st.call.as_ref(), e);
                     return;
                 }
             }

@@ -36,6 +36,16 @@ enum Cmd {
         #[arg(long, default_value_t = 4)]
         channels: u32,
     },
+    /// Benchmark: echo throughput and requests per notification at ring sizes 64..4096, a
+    /// process as the frontend and the in-kernel echo backend.
+    EvtchnThroughput {
+        /// Requests per ring size.
+        #[arg(long, default_value_t = 20000)]
+        requests: u64,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -46,6 +56,7 @@ fn main() -> std::process::ExitCode {
         Cmd::EvtchnUser => evtchn::user(),
         Cmd::EvtchnRestore => evtchn::restore(),
         Cmd::EvtchnStress { channels } => evtchn::stress(channels),
+        Cmd::EvtchnThroughput { requests, json } => evtchn::throughput(requests, json),
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -308,12 +308,15 @@ pub fn init_ring<M: RingMem + ?Sized>(mem: &M, geo: Geometry, generation: u32) {
 ///
 /// # Invariants
 ///
-/// `rsp_prod - rsp_published <= entries`; once `failed` is set it stays set.
+/// `rsp_prod - rsp_published <= entries`; `unanswered` requests were popped and each holds a
+/// response slot; once `failed` is set it stays set.
 #[derive(Debug)]
 pub struct Backend {
     geo: Geometry,
     st: BackendState,
     rsp_published: u32,
+    /// Requests popped and not answered yet: each has a response slot reserved.
+    unanswered: u32,
     req_cons_published: u32,
     failed: Option<RingError>,
 }
@@ -322,7 +325,7 @@ impl Backend {
     /// A backend for a ring whose indices start at `st` (zero for a new ring, a saved state on
     /// restore).
     pub const fn new(geo: Geometry, st: BackendState) -> Self {
-        Self { geo, st, rsp_published: st.rsp_prod, req_cons_published: st.req_cons, failed: None }
+        Self { geo, st, rsp_published: st.rsp_prod, unanswered: 0, req_cons_published: st.req_cons, failed: None }
     }
     /// The ring's geometry.
     pub const fn geometry(&self) -> Geometry {
@@ -384,7 +387,7 @@ impl Backend {
     /// [`Geometry::max_payload`] bytes). `None` when there is no request, or no room for its
     /// response yet (backpressure: the frontend has not consumed responses).
     pub fn pop_request<M: RingMem + ?Sized>(&mut self, mem: &M, payload: &mut [u8]) -> Result<Option<Request>, RingError> {
-        if self.pending(mem)? == 0 || self.rsp_room(mem)? == 0 {
+        if self.pending(mem)? == 0 || self.rsp_room(mem)? <= self.unanswered {
             return Ok(None);
         }
         let slot = self.geo.req_slot(self.st.req_cons);
@@ -406,6 +409,7 @@ impl Backend {
         };
         mem.read(slot + REQ_HDR, dst);
         self.st.req_cons = self.st.req_cons.wrapping_add(1);
+        self.unanswered += 1;
         Ok(Some(req))
     }
 
@@ -415,9 +419,20 @@ impl Backend {
         if self.failed.is_some() {
             return Err(RingError::Failed);
         }
-        if payload.len() > self.geo.max_payload() || self.rsp_room(mem)? == 0 {
+        if payload.len() > self.geo.max_payload() {
             return Err(RingError::Full);
         }
+        let room = self.rsp_room(mem)?;
+        if room == 0 {
+            if self.unanswered > 0 {
+                // `pop_request` reserved this slot: only a frontend that moved `rsp_cons` back
+                // since then can have taken it.
+                let cons = mem.load_u32(OFF_RSP_CONS);
+                return Err(self.fail(mem, RingError::BadResponseConsumer { cons, prod: self.rsp_published }));
+            }
+            return Err(RingError::Full);
+        }
+        self.unanswered = self.unanswered.saturating_sub(1);
         let slot = self.geo.rsp_slot(self.st.rsp_prod);
         let mut hdr = [0u8; RSP_HDR];
         hdr[..8].copy_from_slice(&id.to_le_bytes());

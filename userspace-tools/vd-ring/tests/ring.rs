@@ -279,3 +279,48 @@ fn echo_all_fallible(a: &Area, be: &mut Backend) -> Result<(), RingError> {
     be.publish(&a.mem);
     Ok(())
 }
+
+/// Found by the fuzzer: a backend that pops several requests before answering them must not be
+/// promised more response slots than exist.
+#[test]
+fn popped_requests_reserve_response_slots() {
+    let (a, mut be, mut fe) = pair(4, 64);
+    let mut buf = vec![0u8; be.geometry().max_payload()];
+    for id in 0..4 {
+        fe.push_request(&a.mem, id, op::ECHO, &[id as u8]).unwrap();
+    }
+    fe.publish(&a.mem);
+    let mut popped = vec![];
+    while let Some(r) = be.pop_request(&a.mem, &mut buf).unwrap() {
+        popped.push(r.id);
+    }
+    assert_eq!(popped, [0, 1, 2, 3]);
+    // The frontend frees its request slots (req_cons published) and queues four more while no
+    // response has been consumed: the backend must hold them back, not pop an 5th..8th.
+    be.publish(&a.mem);
+    for id in 4..8 {
+        fe.push_request(&a.mem, id, op::ECHO, &[id as u8]).unwrap();
+    }
+    fe.publish(&a.mem);
+    assert!(be.pop_request(&a.mem, &mut buf).unwrap().is_none(), "no response slot is free");
+    for id in 0..4 {
+        be.push_response(&a.mem, id, 0, &[]).unwrap();
+    }
+    assert!(be.failure().is_none());
+}
+
+/// Found by the fuzzer: a frontend that moves `rsp_cons` back between a pop and its push takes
+/// the reserved slot; that fails the ring (STATUS_FAILED) instead of silently losing a response.
+#[test]
+fn rsp_cons_moved_back_after_pop_fails_the_ring() {
+    let (a, mut be, mut fe) = pair(4, 64);
+    let mut buf = vec![0u8; be.geometry().max_payload()];
+    fe.push_request(&a.mem, 7, op::ECHO, &[1]).unwrap();
+    fe.publish(&a.mem);
+    let r = be.pop_request(&a.mem, &mut buf).unwrap().unwrap();
+    a.mem.store_u32(OFF_RSP_CONS, 0u32.wrapping_sub(4));
+    let e = be.push_response(&a.mem, r.id, 0, &[1]).unwrap_err();
+    assert!(matches!(e, RingError::BadResponseConsumer { .. }), "{e:?}");
+    assert_eq!(be.failure(), Some(e));
+    assert_eq!(a.mem.load_u32(OFF_STATUS) & STATUS_FAILED, STATUS_FAILED);
+}

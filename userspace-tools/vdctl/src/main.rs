@@ -1,5 +1,6 @@
 //! `vdctl`: the operator's tool for the vd modules and daemon.
 
+mod daemon;
 mod dev;
 mod evtchn;
 mod status;
@@ -24,6 +25,62 @@ enum Cmd {
     /// Event channels (vd_evtchn).
     #[command(subcommand)]
     Evtchn(EvtchnCmd),
+    /// VMs as the vdd daemon sees them.
+    #[command(subcommand)]
+    Vm(VmCmd),
+    /// vdd's placement policy.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// The vdd daemon itself.
+    #[command(subcommand)]
+    Daemon(DaemonCmd),
+}
+
+/// vdd's control socket (for `vm`, `policy`, `daemon`).
+#[derive(clap::Args, Debug)]
+struct Sock {
+    /// vdd's control socket [default: $VDD_SOCKET, else /run/vdd/vdd.sock].
+    #[arg(long)]
+    socket: Option<std::path::PathBuf>,
+}
+
+impl Sock {
+    fn path(&self) -> std::path::PathBuf {
+        self.socket.clone().or_else(|| std::env::var_os("VDD_SOCKET").map(Into::into)).unwrap_or_else(|| "/run/vdd/vdd.sock".into())
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum VmCmd {
+    /// Every VM with its I/O rate and placement.
+    List(Sock),
+    /// One VM with its vCPU threads (affinity and slice now and before vdd changed them).
+    Show {
+        /// The VMM's process id.
+        pid: u32,
+        #[command(flatten)]
+        sock: Sock,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCmd {
+    /// The running thresholds and timings.
+    Get(Sock),
+    /// Change one threshold or timing now (not written to the config file).
+    Set {
+        /// interval_ms, window_ms, threshold, hysteresis, hold_ms, slice_us, max_vms_on_driver_cores, manage_pinned.
+        key: String,
+        value: String,
+        #[command(flatten)]
+        sock: Sock,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DaemonCmd {
+    /// Sources, driver cores, slice mode, counts.
+    Status(Sock),
 }
 
 #[derive(Subcommand, Debug)]
@@ -59,6 +116,13 @@ fn main() -> std::process::ExitCode {
             }
         }
         .map(|()| std::process::ExitCode::SUCCESS),
+        Cmd::Vm(VmCmd::List(s)) => daemon::vm_list(&s.path(), cli.json).map(|()| std::process::ExitCode::SUCCESS),
+        Cmd::Vm(VmCmd::Show { pid, sock }) => daemon::vm_show(&sock.path(), pid, cli.json).map(|()| std::process::ExitCode::SUCCESS),
+        Cmd::Policy(PolicyCmd::Get(s)) => daemon::policy_get(&s.path(), cli.json).map(|()| std::process::ExitCode::SUCCESS),
+        Cmd::Policy(PolicyCmd::Set { key, value, sock }) => {
+            daemon::policy_set(&sock.path(), key, value, cli.json).map(|()| std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Daemon(DaemonCmd::Status(s)) => daemon::status(&s.path(), cli.json).map(|()| std::process::ExitCode::SUCCESS),
     };
     match r {
         Ok(code) => code,

@@ -1,0 +1,415 @@
+//! `evtchn`: a real KVM guest drives a vd_evtchn channel end to end.
+//!
+//! The VMM creates a channel on `/dev/vd_evtchn`, maps its ring and hands the mapping to the guest
+//! as a second memory slot, registers the kick eventfd with `KVM_IOEVENTFD` and the call eventfd
+//! with `KVM_IRQFD` (GSI [`IRQ_LINE`] on the in-kernel 8259), binds both to the channel and
+//! attaches the in-kernel echo backend. The guest ([`crate::ringguest`]) then sends its requests,
+//! takes its interrupts and checks every response without one exit to this process until it is
+//! done.
+//!
+//! [`ServePath::Vmm`] is the comparison: the same guest, the same ring, but the doorbell is a
+//! plain port whose `out` exits to this process (`KVM_EXIT_IO`), which serves the requests with
+//! the same `vd-ring` backend code and raises the interrupt through the same irqfd: the path of a
+//! device emulated in the VMM's userspace.
+
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_ioctls::{IoEventAddress, NoDatamatch, VcpuExit};
+use serde::Serialize;
+use vd_ring::{mem::RawMem, op, Backend, BackendState, Geometry};
+use vd_sys::evtchn::Domain;
+use vd_uapi::{vde_backend, vde_state};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::guest::Guest;
+use crate::ringguest::{self as rg, param, result, IRQ_LINE, RING_GPA, VECTOR_BASE};
+
+/// Doorbell port.
+pub const KICK_PORT: u16 = 0x600;
+/// "Done" port: always an exit to the VMM.
+pub const DONE_PORT: u16 = 0x604;
+
+/// Who serves the guest's requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ServePath {
+    /// vd_evtchn: ioeventfd -> in-kernel echo backend -> irqfd.
+    Kernel,
+    /// KVM_EXIT_IO to this process, served here, interrupt through irqfd.
+    Vmm,
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Opts {
+    pub path: ServePath,
+    pub requests: u32,
+    pub batch: u32,
+    pub entries: u32,
+    pub entry_size: u32,
+    /// Publish this bogus `req_prod` instead of requests.
+    pub hostile: Option<u32>,
+    /// Keep per-batch latency samples.
+    pub samples: u32,
+    /// Give up (exit 2) after this long.
+    pub timeout: Duration,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Self {
+            path: ServePath::Kernel,
+            requests: 1000,
+            batch: 16,
+            entries: 64,
+            entry_size: 64,
+            hostile: None,
+            samples: 0,
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The channel's counters as the module reports them.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ChanCounters {
+    pub state: &'static str,
+    pub requests: u64,
+    pub responses: u64,
+    pub kicks: u64,
+    pub wakeups: u64,
+    pub irqs: u64,
+    pub irqs_suppressed: u64,
+    pub errors: u64,
+}
+
+/// Outcome of one guest run; serialises to the `--json` line.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    pub test: &'static str,
+    pub path: Option<ServePath>,
+    pub requests: u32,
+    pub batch: u32,
+    pub entries: u32,
+    pub hostile: bool,
+    /// Responses the guest checked and found right.
+    pub ok: u32,
+    /// Responses the guest found wrong.
+    pub bad: u32,
+    /// Interrupts the guest took.
+    pub guest_irqs: u32,
+    /// Doorbells the guest rang.
+    pub guest_kicks: u32,
+    /// Doorbells EVENT_IDX let it skip.
+    pub guest_kicks_suppressed: u32,
+    /// The guest saw STATUS_FAILED in the ring.
+    pub guest_saw_failed: bool,
+    /// Exits to this process (VMM path: one per doorbell; kernel path: only the final one).
+    pub exits_to_vmm: u64,
+    pub channel: ChanCounters,
+    pub wall_ms: f64,
+    #[serde(skip)]
+    pub samples: Vec<u32>,
+    pub pass: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Report {
+    /// Report for a run that could not complete at all.
+    pub fn failed(err: &anyhow::Error) -> Self {
+        Self { test: "kvm_evtchn", error: Some(format!("{err:#}")), ..Default::default() }
+    }
+
+    fn judge(&mut self, o: &Opts) {
+        self.pass = if o.hostile.is_some() {
+            // The guest must have been told, and the module must say so too.
+            self.guest_saw_failed && self.channel.state == "failed" && self.channel.errors >= 1
+        } else {
+            let n = o.requests;
+            let batches = n.div_ceil(o.batch.max(1)) as u64;
+            let counted = match o.path {
+                ServePath::Kernel => {
+                    self.channel.requests == n as u64
+                        && self.channel.responses == n as u64
+                        && self.exits_to_vmm == 1
+                        && self.channel.irqs == batches
+                }
+                ServePath::Vmm => self.exits_to_vmm == u64::from(self.guest_kicks) + 1,
+            };
+            // Every response exactly once and right. One interrupt is asked for per batch (the
+            // module's count is exact); the guest takes at least one and at most that many: an
+            // edge-triggered line merges an interrupt still pending with the next batch's, and
+            // the last may be in flight when the guest reports done.
+            let irqs = u64::from(self.guest_irqs);
+            self.ok == n && self.bad == 0 && !self.guest_saw_failed && irqs >= 1 && irqs <= batches && counted
+        };
+    }
+
+    pub fn human_line(&self) -> String {
+        if let Some(e) = &self.error {
+            return format!("evtchn: result=FAIL: {e}");
+        }
+        format!(
+            "evtchn[{:?}{}]: {} requests in batches of {} on {} entries: ok={} bad={} guest irqs={} kicks={} (suppressed {}) exits_to_vmm={} channel={:?} {:.1} ms result={}",
+            self.path.unwrap_or(ServePath::Kernel),
+            if self.hostile { ", hostile" } else { "" },
+            self.requests,
+            self.batch,
+            self.entries,
+            self.ok,
+            self.bad,
+            self.guest_irqs,
+            self.guest_kicks,
+            self.guest_kicks_suppressed,
+            self.exits_to_vmm,
+            self.channel,
+            self.wall_ms,
+            if self.pass { "PASS" } else { "FAIL" }
+        )
+    }
+}
+
+fn put(guest: &Guest, gpa: u64, v: u32) -> Result<()> {
+    guest.write(gpa, &v.to_le_bytes())
+}
+
+fn get(guest: &Guest, gpa: u64) -> Result<u32> {
+    let mut b = [0u8; 4];
+    guest.read(gpa, &mut b)?;
+    Ok(u32::from_le_bytes(b))
+}
+
+/// Ends the process if the guest has not finished by `timeout` (a guest stuck in `hlt` waiting
+/// for an interrupt that never comes would otherwise block `KVM_RUN` forever). Dropping the
+/// returned guard disarms it.
+fn watchdog(timeout: Duration) -> std::sync::mpsc::Sender<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(timeout) {
+            eprintln!("vd-testvmm: the guest did not finish within {timeout:?}: its interrupt never came or the host stopped serving");
+            std::process::exit(2);
+        }
+    });
+    tx
+}
+
+/// Runs one guest against one channel.
+pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
+    let geo = Geometry::new(o.entries, o.entry_size).map_err(|e| anyhow::anyhow!("ring geometry {}x{}: {e:?}", o.entries, o.entry_size))?;
+    ensure!(geo.total_bytes() <= rg::RING_MAX, "a {}x{} ring is {} bytes; the real-mode test guest addresses at most {} (use fewer or smaller entries)", o.entries, o.entry_size, geo.total_bytes(), rg::RING_MAX);
+    ensure!(o.batch >= 1 && o.batch <= o.entries, "batch {} must be in 1..={} (the ring's entries)", o.batch, o.entries);
+    ensure!(o.samples <= rg::MAX_SAMPLES, "at most {} samples", rg::MAX_SAMPLES);
+    let _watchdog = watchdog(o.timeout);
+
+    // Declaration order is drop order reversed: the vCPU and VM go before the ring mapping they
+    // use, and the mapping before the domain that owns the channel.
+    let dom = Domain::open().context("open /dev/vd_evtchn: is vd_evtchn loaded?")?;
+    let c = dom.create(o.entries, o.entry_size).context("VDE_IOC_CREATE")?;
+    let map = dom.map_ring(&c).context("mmap the channel's ring")?;
+    let kick = EventFd::new(EFD_NONBLOCK).context("eventfd")?;
+    let call = EventFd::new(EFD_NONBLOCK).context("eventfd")?;
+
+    let guest = Guest::with_kvm_path(kvm_path, rg::MEM_SIZE)?;
+    let vm = guest.vm();
+    vm.create_irq_chip().context("KVM_CREATE_IRQCHIP")?;
+    let region = kvm_userspace_memory_region {
+        slot: 1,
+        flags: 0,
+        guest_phys_addr: RING_GPA,
+        memory_size: map.len() as u64,
+        userspace_addr: map.as_ptr() as u64,
+    };
+    // SAFETY: `region` covers exactly the live ring mapping `map`, declared before `guest`, so the
+    // VM (and every vCPU, which borrows `guest`) is gone before the mapping is unmapped.
+    unsafe { vm.set_user_memory_region(region) }.context("KVM_SET_USER_MEMORY_REGION for the ring (slot 1)")?;
+    vm.register_irqfd(&call, u32::from(IRQ_LINE)).context("KVM_IRQFD")?;
+    if o.path == ServePath::Kernel {
+        vm.register_ioevent(&kick, &IoEventAddress::Pio(u64::from(KICK_PORT)), NoDatamatch).context("KVM_IOEVENTFD")?;
+        dom.bind(c.id, Some(kick.as_raw_fd()), Some(call.as_raw_fd())).context("VDE_IOC_BIND")?;
+        dom.attach(c.id, vde_backend::ECHO, None).context("VDE_IOC_ATTACH echo")?;
+    }
+
+    let (code, irq_off) = rg::program();
+    guest.write(u64::from(rg::CODE_GPA), code)?;
+    let vector = u64::from(VECTOR_BASE + IRQ_LINE);
+    let handler = u32::from(rg::CODE_GPA + irq_off); // segment 0, offset = handler address
+    put(&guest, vector * 4, handler)?;
+    for (gpa, v) in [
+        (param::N, o.requests),
+        (param::BATCH, o.batch),
+        (param::KICK_PORT, u32::from(KICK_PORT)),
+        (param::DONE_PORT, u32::from(DONE_PORT)),
+        (param::MASK, o.entries - 1),
+        (param::ENTRY_SIZE, o.entry_size),
+        (param::REQ_ARRAY, geo.req_array() as u32),
+        (param::RSP_ARRAY, geo.rsp_array() as u32),
+        (param::PIC_MASK, u32::from(!(1u8 << IRQ_LINE))),
+        (param::HOSTILE, o.hostile.unwrap_or(0)),
+        (param::SAMPLES, o.samples),
+    ] {
+        put(&guest, gpa, v)?;
+    }
+    guest.write(result::OK, &[0; (result::END - result::OK) as usize])?;
+
+    let mut vcpu = guest.create_real_mode_vcpu(0, rg::CODE_GPA)?;
+    let ring = map.mem();
+    let mut backend = Backend::new(geo, BackendState::default());
+    let mut buf = vec![0u8; geo.max_payload()];
+    let mut exits = 0u64;
+    let t0 = Instant::now();
+    loop {
+        let exit = vcpu.run()?;
+        exits += 1;
+        match exit {
+            VcpuExit::IoOut(DONE_PORT, _) => break,
+            VcpuExit::IoOut(KICK_PORT, _) if o.path == ServePath::Vmm => serve_in_vmm(&ring, &mut backend, &mut buf, &call)?,
+            other => bail!("unexpected vCPU exit {other:?} after {exits} exits: the guest program went off the rails"),
+        }
+    }
+    let wall = t0.elapsed();
+
+    let mut r = Report {
+        test: "kvm_evtchn",
+        path: Some(o.path),
+        requests: o.requests,
+        batch: o.batch,
+        entries: o.entries,
+        hostile: o.hostile.is_some(),
+        ok: get(&guest, result::OK)?,
+        bad: get(&guest, result::BAD)?,
+        guest_irqs: get(&guest, result::IRQS)?,
+        guest_kicks: get(&guest, result::KICKS)?,
+        guest_kicks_suppressed: get(&guest, result::SUPPRESSED)?,
+        guest_saw_failed: get(&guest, result::FAILED)? != 0,
+        exits_to_vmm: exits,
+        wall_ms: wall.as_secs_f64() * 1e3,
+        ..Default::default()
+    };
+    let n = get(&guest, result::NSAMPLES)?.min(o.samples);
+    let mut raw = vec![0u8; n as usize * 4];
+    guest.read(rg::SAMPLES_GPA, &mut raw)?;
+    r.samples = raw.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let s = dom.stats(c.id).context("VDE_IOC_STATS")?;
+    r.channel = ChanCounters {
+        state: match s.state {
+            vde_state::FAILED => "failed",
+            vde_state::ACTIVE => "active",
+            _ => "idle",
+        },
+        requests: s.requests,
+        responses: s.responses,
+        kicks: s.kicks,
+        wakeups: s.wakeups,
+        irqs: s.irqs,
+        irqs_suppressed: s.irqs_suppressed,
+        errors: s.errors,
+    };
+    r.judge(o);
+    Ok(r)
+}
+
+/// The emulated-device path: serve every queued request here, as a VMM's device model would,
+/// then interrupt the guest through the irqfd if it asked.
+fn serve_in_vmm(ring: &RawMem, be: &mut Backend, buf: &mut [u8], call: &EventFd) -> Result<()> {
+    loop {
+        while let Some(req) = be.pop_request(ring, buf).map_err(|e| anyhow::anyhow!("guest broke the ring: {e:?}"))? {
+            let len = req.len as usize;
+            let (status, body): (i32, &[u8]) = if req.op == op::ECHO { (0, &buf[..len]) } else { (-95, &[]) };
+            let body = body.to_vec();
+            be.push_response(ring, req.id, status, &body).map_err(|e| anyhow::anyhow!("push response: {e:?}"))?;
+        }
+        let (_, notify) = be.publish(ring);
+        if notify {
+            call.write(1).context("write call eventfd")?;
+        }
+        if !be.enable_kicks(ring).map_err(|e| anyhow::anyhow!("guest broke the ring: {e:?}"))? {
+            return Ok(());
+        }
+    }
+}
+
+/// Median of `v` (sorted in place); 0 for an empty slice.
+pub fn median(v: &mut [u64]) -> u64 {
+    if v.is_empty() {
+        return 0;
+    }
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good(path: ServePath) -> (Opts, Report) {
+        let o = Opts { path, requests: 100, batch: 10, ..Default::default() };
+        let r = Report {
+            ok: 100,
+            guest_irqs: 10,
+            guest_kicks: 10,
+            exits_to_vmm: if path == ServePath::Kernel { 1 } else { 11 },
+            channel: ChanCounters { state: "active", requests: 100, responses: 100, irqs: 10, ..Default::default() },
+            ..Default::default()
+        };
+        (o, r)
+    }
+
+    #[test]
+    fn judge_accepts_a_clean_run_on_both_paths() {
+        for p in [ServePath::Kernel, ServePath::Vmm] {
+            let (o, mut r) = good(p);
+            r.judge(&o);
+            assert!(r.pass, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn judge_rejects_loss_duplicates_and_extra_exits() {
+        let (o, base) = good(ServePath::Kernel);
+        let cases: [fn(&mut Report); 8] = [
+            |r| r.guest_irqs = 0,
+            |r| r.channel.irqs = 9,
+            |r| r.ok = 99,
+            |r| r.bad = 1,
+            |r| r.channel.responses = 101,
+            |r| r.exits_to_vmm = 2,
+            |r| r.guest_irqs = 11,
+            |r| r.guest_saw_failed = true,
+        ];
+        for (i, f) in cases.iter().enumerate() {
+            let mut r = base.clone();
+            f(&mut r);
+            r.judge(&o);
+            assert!(!r.pass, "case {i} passed");
+        }
+    }
+
+    #[test]
+    fn judge_hostile_needs_both_sides_to_agree() {
+        let o = Opts { hostile: Some(0x7fff_0000), ..Default::default() };
+        let mut r = Report { guest_saw_failed: true, channel: ChanCounters { state: "failed", errors: 1, ..Default::default() }, ..Default::default() };
+        r.judge(&o);
+        assert!(r.pass);
+        r.channel.state = "active";
+        r.judge(&o);
+        assert!(!r.pass);
+    }
+
+    #[test]
+    fn median_of_samples() {
+        assert_eq!(median(&mut []), 0);
+        assert_eq!(median(&mut [5, 1, 3]), 3);
+        assert_eq!(median(&mut [4, 1, 3, 2]), 3);
+    }
+
+    #[test]
+    fn oversized_ring_is_refused_before_touching_kvm() {
+        let o = Opts { entries: 4096, entry_size: 64, ..Default::default() };
+        let e = run("/nonexistent/dev/kvm", &o).unwrap_err();
+        assert!(format!("{e:#}").contains("real-mode test guest"), "{e:#}");
+    }
+}

@@ -1,0 +1,314 @@
+//! The configuration file (TOML) and its validation. Every key has a default, so an empty file is
+//! a valid configuration; `vdd.example.toml` documents each one. The `[policy]` keys can also be
+//! changed at runtime (`vdctl policy set KEY VALUE`), through [`PolicyConfig::set`], which applies
+//! the same validation as the file.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+use crate::cpus;
+
+/// The thresholds and timings of the placement policy: all settable at runtime.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Sampling period, milliseconds.
+    pub interval_ms: u64,
+    /// Sliding window the I/O rate is measured over, milliseconds (at least `interval_ms`).
+    pub window_ms: u64,
+    /// I/O requests per second (io_exits + mmio_exits + vd_evtchn requests) at or above which a
+    /// VM's vCPU threads move to the driver cores.
+    pub threshold: f64,
+    /// A placed VM goes back when its rate stays under `threshold - hysteresis` for `hold_ms`.
+    /// Also the margin by which a waiting VM must beat a placed one to take its slot.
+    pub hysteresis: f64,
+    /// How long a placed VM must stay cool before it is restored, milliseconds.
+    pub hold_ms: u64,
+    /// EEVDF slice given to placed vCPU threads, microseconds (kernel clamps to 100..=100000);
+    /// 0 leaves slices alone.
+    pub slice_us: u64,
+    /// At most this many VMs on the driver cores at once, highest rate first; 0 disables placement.
+    pub max_vms_on_driver_cores: u32,
+    /// Also manage VMs whose vCPU threads were pinned by hand (affinity not the online set).
+    pub manage_pinned: bool,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 1000,
+            window_ms: 2000,
+            threshold: 2000.0,
+            hysteresis: 500.0,
+            hold_ms: 5000,
+            slice_us: 500,
+            max_vms_on_driver_cores: 2,
+            manage_pinned: false,
+        }
+    }
+}
+
+/// The keys `vdctl policy set` accepts.
+pub const POLICY_KEYS: &[&str] =
+    &["interval_ms", "window_ms", "threshold", "hysteresis", "hold_ms", "slice_us", "max_vms_on_driver_cores", "manage_pinned"];
+
+impl PolicyConfig {
+    /// Checks every value and their relations; the message names the key and what is allowed.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.interval_ms < 50 || self.interval_ms > 60_000 {
+            return Err(format!("interval_ms = {}: must be 50..=60000", self.interval_ms));
+        }
+        if self.window_ms < self.interval_ms || self.window_ms > 600_000 {
+            return Err(format!("window_ms = {}: must be at least interval_ms ({}) and at most 600000", self.window_ms, self.interval_ms));
+        }
+        if !(self.threshold.is_finite() && self.threshold > 0.0) {
+            return Err(format!("threshold = {}: must be a positive number of requests per second", self.threshold));
+        }
+        if !(self.hysteresis.is_finite() && self.hysteresis >= 0.0 && self.hysteresis < self.threshold) {
+            return Err(format!("hysteresis = {}: must be 0 <= hysteresis < threshold ({})", self.hysteresis, self.threshold));
+        }
+        if self.hold_ms > 3_600_000 {
+            return Err(format!("hold_ms = {}: at most 3600000", self.hold_ms));
+        }
+        if self.slice_us != 0 && !(100..=100_000).contains(&self.slice_us) {
+            return Err(format!("slice_us = {}: must be 0 (leave slices alone) or 100..=100000 (the kernel's clamp)", self.slice_us));
+        }
+        Ok(())
+    }
+
+    /// Sets one key from its text form, validating the result as a whole; on error nothing changes.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let mut n = self.clone();
+        let v = value.trim();
+        let int = |v: &str| v.parse::<u64>().map_err(|_| format!("{key}: {v:?} is not a non-negative integer"));
+        let num = |v: &str| v.parse::<f64>().map_err(|_| format!("{key}: {v:?} is not a number"));
+        match key {
+            "interval_ms" => n.interval_ms = int(v)?,
+            "window_ms" => n.window_ms = int(v)?,
+            "threshold" => n.threshold = num(v)?,
+            "hysteresis" => n.hysteresis = num(v)?,
+            "hold_ms" => n.hold_ms = int(v)?,
+            "slice_us" => n.slice_us = int(v)?,
+            "max_vms_on_driver_cores" => {
+                n.max_vms_on_driver_cores = u32::try_from(int(v)?).map_err(|_| format!("{key}: {v} is too large"))?
+            }
+            "manage_pinned" => {
+                n.manage_pinned = v.parse::<bool>().map_err(|_| format!("{key}: {v:?} is not true or false"))?
+            }
+            _ => return Err(format!("unknown policy key {key:?}; the keys are: {}", POLICY_KEYS.join(", "))),
+        }
+        n.validate()?;
+        *self = n;
+        Ok(())
+    }
+}
+
+/// Where the host's pieces are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostConfig {
+    /// The host-driver cores, as a CPU list ("1", "2-3"), or "auto": the union of the
+    /// `/proc/irq/N/smp_affinity_list` of every IRQ whose `/proc/interrupts` line contains one of
+    /// `irq_match`. Changing it needs a restart.
+    pub driver_cores: String,
+    /// Substrings of `/proc/interrupts` lines that mark the device IRQs (used by "auto").
+    pub irq_match: Vec<String>,
+    /// KVM's debugfs directory (one `<pid>-<fd>` directory per VM).
+    pub kvm_debugfs: PathBuf,
+    /// vd_evtchn's device node.
+    pub evtchn_device: PathBuf,
+    /// The scheduler's debugfs directory (for `base_slice_ns`, to tell a custom slice from the default).
+    pub sched_debugfs: PathBuf,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self {
+            driver_cores: "auto".into(),
+            irq_match: vec!["vd_".into(), "vfio".into(), "igb".into(), "nvme".into()],
+            kvm_debugfs: "/sys/kernel/debug/kvm".into(),
+            evtchn_device: vd_sys::evtchn::DEVICE.into(),
+            sched_debugfs: "/sys/kernel/debug/sched".into(),
+        }
+    }
+}
+
+/// The daemon's own files and endpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Control socket for vdctl (mode 0600).
+    pub socket: PathBuf,
+    /// What vdd changed (original affinity and slice per thread), for restart after a crash.
+    pub state_file: PathBuf,
+    /// Prometheus endpoint: "127.0.0.1:PORT" (loopback only), "unix:/path", or "" for none.
+    pub metrics: String,
+    /// error, warn, info, debug or trace.
+    pub log_level: String,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            socket: "/run/vdd/vdd.sock".into(),
+            state_file: "/run/vdd/state.json".into(),
+            metrics: "127.0.0.1:9477".into(),
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub policy: PolicyConfig,
+    pub host: HostConfig,
+    pub daemon: DaemonConfig,
+}
+
+/// Where metrics are served.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricsAddr {
+    None,
+    Tcp(std::net::SocketAddr),
+    Unix(PathBuf),
+}
+
+impl Config {
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Reads, parses and validates a file.
+    pub fn load(p: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", p.display()))
+    }
+
+    /// Every check that does not need the running host.
+    pub fn validate(&self) -> Result<(), String> {
+        self.policy.validate().map_err(|e| format!("[policy] {e}"))?;
+        if self.host.driver_cores.trim() != "auto" {
+            let c = cpus::parse(&self.host.driver_cores).map_err(|e| format!("[host] driver_cores: {e}"))?;
+            if c.is_empty() {
+                return Err("[host] driver_cores: empty; give a CPU list such as \"1\" or \"auto\"".into());
+            }
+        } else if self.host.irq_match.is_empty() {
+            return Err("[host] driver_cores = \"auto\" needs at least one irq_match pattern".into());
+        }
+        self.metrics_addr()?;
+        match self.daemon.log_level.as_str() {
+            "error" | "warn" | "info" | "debug" | "trace" => {}
+            l => return Err(format!("[daemon] log_level = {l:?}: one of error, warn, info, debug, trace")),
+        }
+        for (k, p) in [("socket", &self.daemon.socket), ("state_file", &self.daemon.state_file)] {
+            if !p.is_absolute() {
+                return Err(format!("[daemon] {k} = {:?}: must be an absolute path", p.display()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The parsed `[daemon] metrics`.
+    pub fn metrics_addr(&self) -> Result<MetricsAddr, String> {
+        let m = self.daemon.metrics.trim();
+        if m.is_empty() {
+            return Ok(MetricsAddr::None);
+        }
+        if let Some(p) = m.strip_prefix("unix:") {
+            let p = PathBuf::from(p);
+            if !p.is_absolute() {
+                return Err(format!("[daemon] metrics = {m:?}: the UNIX socket path must be absolute"));
+            }
+            return Ok(MetricsAddr::Unix(p));
+        }
+        let a: std::net::SocketAddr =
+            m.parse().map_err(|_| format!("[daemon] metrics = {m:?}: expected \"127.0.0.1:PORT\", \"unix:/path\" or \"\""))?;
+        if !a.ip().is_loopback() {
+            return Err(format!("[daemon] metrics = {m:?}: only loopback addresses (the endpoint has no authentication)"));
+        }
+        Ok(MetricsAddr::Tcp(a))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.policy.threshold, 2000.0);
+        assert_eq!(c.metrics_addr().unwrap(), MetricsAddr::Tcp("127.0.0.1:9477".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_example_file_parses_and_equals_the_defaults() {
+        let text = include_str!("../vdd.example.toml");
+        assert_eq!(Config::parse(text).unwrap(), Config::default(), "vdd.example.toml must document the real defaults");
+    }
+
+    #[test]
+    fn a_full_file_parses() {
+        let c = Config::parse(
+            r#"
+            [policy]
+            interval_ms = 500
+            window_ms = 1000
+            threshold = 300
+            hysteresis = 100
+            hold_ms = 1500
+            slice_us = 0
+            max_vms_on_driver_cores = 1
+            manage_pinned = true
+            [host]
+            driver_cores = "1,3"
+            [daemon]
+            socket = "/tmp/x.sock"
+            metrics = "unix:/tmp/m.sock"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.policy.interval_ms, 500);
+        assert_eq!(c.policy.threshold, 300.0);
+        assert!(c.policy.manage_pinned);
+        assert_eq!(c.metrics_addr().unwrap(), MetricsAddr::Unix("/tmp/m.sock".into()));
+    }
+
+    #[test]
+    fn bad_files_say_which_key() {
+        let e = |t: &str| Config::parse(t).unwrap_err();
+        assert!(e("[policy]\nthreshold = -1").contains("threshold"));
+        assert!(e("[policy]\nthreshold = 100\nhysteresis = 100").contains("hysteresis"));
+        assert!(e("[policy]\ninterval_ms = 10").contains("interval_ms"));
+        assert!(e("[policy]\ninterval_ms = 1000\nwindow_ms = 500").contains("window_ms"));
+        assert!(e("[policy]\nslice_us = 50").contains("slice_us"));
+        assert!(e("[policy]\nthreshhold = 5").contains("unknown field"));
+        assert!(e("[host]\ndriver_cores = \"1-x\"").contains("driver_cores"));
+        assert!(e("[host]\ndriver_cores = \"\"").contains("driver_cores"));
+        assert!(e("[daemon]\nmetrics = \"0.0.0.0:9477\"").contains("loopback"));
+        assert!(e("[daemon]\nlog_level = \"loud\"").contains("log_level"));
+        assert!(e("[daemon]\nsocket = \"rel.sock\"").contains("absolute"));
+        assert!(e("[policy\n").contains("TOML") || !e("[policy\n").is_empty());
+    }
+
+    #[test]
+    fn runtime_set_validates_and_is_atomic() {
+        let mut p = PolicyConfig::default();
+        p.set("threshold", "5000").unwrap();
+        assert_eq!(p.threshold, 5000.0);
+        p.set("manage_pinned", "true").unwrap();
+        assert!(p.manage_pinned);
+        let before = p.clone();
+        assert!(p.set("hysteresis", "6000").unwrap_err().contains("hysteresis"));
+        assert!(p.set("threshold", "abc").unwrap_err().contains("not a number"));
+        assert!(p.set("bogus", "1").unwrap_err().contains("keys are"));
+        assert!(p.set("hold_ms", "-1").is_err());
+        assert_eq!(p, before, "a rejected set changes nothing");
+    }
+}

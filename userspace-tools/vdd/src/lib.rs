@@ -1,0 +1,20 @@
+//! vdd: the vd host daemon. It watches every VM on the host (KVM's debugfs statistics and
+//! vd_evtchn's per-domain counters), measures each VM's I/O request rate, and moves the vCPU
+//! threads of I/O-heavy VMs onto the host-driver cores with a short EEVDF slice; it puts them
+//! back when the VM cools down, exits, or vdd stops.
+//!
+//! The decisions ([`policy`]) and their execution ([`placer`]) are separate and pure over a
+//! clock and a [`placer::Host`], so both are tested with simulated time and threads; [`host`]
+//! and [`sources`] talk to the real kernel.
+
+pub mod config;
+pub mod control;
+pub mod cpus;
+pub mod daemon;
+pub mod host;
+pub mod metrics;
+pub mod notify;
+pub mod placer;
+pub mod policy;
+pub mod protocol;
+pub mod sources;

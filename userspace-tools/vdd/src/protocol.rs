@@ -1,0 +1,137 @@
+//! The control protocol between vdctl and vdd: one JSON object per line each way over the UNIX
+//! control socket. A request is `{"cmd": "...", ...}`; the answer is `{"ok": true, "data": ...}`
+//! or `{"ok": false, "error": "..."}`.
+//!
+//! ```text
+//! -> {"cmd":"vm_list"}
+//! <- {"ok":true,"data":[{"pid":1234,"state":"placed",...}]}
+//! -> {"cmd":"policy_set","key":"threshold","value":"3000"}
+//! <- {"ok":true,"data":{"interval_ms":1000,"threshold":3000.0,...}}
+//! ```
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::config::{Config, PolicyConfig};
+use crate::policy::Rates;
+
+/// What vdctl asks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// Every VM: [`VmView`]s.
+    VmList,
+    /// One VM with its threads: [`VmDetail`].
+    VmShow { pid: u32 },
+    /// The running configuration: [`PolicyView`].
+    PolicyGet,
+    /// Change one `[policy]` key: answers the new [`PolicyView`].
+    PolicySet { key: String, value: String },
+    /// The daemon: [`StatusView`].
+    Status,
+}
+
+/// What vdd answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
+impl Response {
+    pub fn ok<T: Serialize>(t: &T) -> Self {
+        match serde_json::to_value(t) {
+            Ok(v) => Self { ok: true, error: None, data: Some(v) },
+            Err(e) => Self::err(format!("internal: {e}")),
+        }
+    }
+    pub fn err(e: impl Into<String>) -> Self {
+        Self { ok: false, error: Some(e.into()), data: None }
+    }
+}
+
+/// A VM's state as vdctl shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmState {
+    /// Not on the driver cores.
+    Normal,
+    /// On the driver cores.
+    Placed,
+    /// Pinned by hand: left alone (`manage_pinned = false`).
+    Pinned,
+    /// Hot, but no slot free on the driver cores.
+    Waiting,
+}
+
+/// One VM in `vm list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmView {
+    pub pid: u32,
+    pub state: VmState,
+    pub vcpus: Vec<u32>,
+    /// `None` until two samples.
+    pub rates: Option<Rates>,
+    /// Seconds in the current state.
+    pub state_secs: f64,
+    /// Seconds under `threshold - hysteresis` (placed VMs on their way back).
+    pub cooling_secs: Option<f64>,
+    /// The last state change with its numbers.
+    pub last_change: String,
+}
+
+/// A thread of a VM in `vm show`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThreadView {
+    pub tid: u32,
+    /// Its affinity now (CPU list), if readable.
+    pub affinity: Option<String>,
+    /// Its slice now (ns), for fair-class threads.
+    pub slice_ns: Option<u64>,
+    /// What vdd changed, if anything.
+    pub managed: bool,
+    pub orig_affinity: Option<String>,
+    pub orig_slice_ns: Option<u64>,
+}
+
+/// `vm show`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmDetail {
+    #[serde(flatten)]
+    pub vm: VmView,
+    pub threads: Vec<ThreadView>,
+}
+
+/// `policy get`: the running `[policy]` (possibly changed at runtime) and the rest of the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyView {
+    pub policy: PolicyConfig,
+    pub config: Config,
+}
+
+/// `daemon status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct StatusView {
+    pub pid: u32,
+    pub version: String,
+    pub config_file: Option<String>,
+    pub uptime_secs: f64,
+    pub ticks: u64,
+    pub driver_cores: String,
+    /// How the driver cores were found ("config" or the IRQs).
+    pub driver_cores_from: String,
+    pub slice_mode: String,
+    /// Per source: "ok" or why it is off.
+    pub sources: BTreeMap<String, String>,
+    pub vms: usize,
+    pub placed_vms: usize,
+    pub managed_threads: usize,
+    pub placements_total: u64,
+    pub restores_total: u64,
+    pub state_file: String,
+    pub socket: String,
+    pub metrics: String,
+}

@@ -1,0 +1,174 @@
+//! Where VMs and their I/O counters come from, without asking the VMM:
+//! - KVM's debugfs: one `<pid>-<fd>` directory per VM with one file per statistic (`io_exits`,
+//!   `mmio_exits`, ..., summed over the VM's vCPUs) and one `vcpuN/` directory per vCPU whose
+//!   `pid` file holds the thread id that last ran it (0 before its first KVM_RUN);
+//! - vd_evtchn's host-wide channel list (`VDE_IOC_LIST`): requests per channel, owner pid.
+//!
+//! A source that is missing (no debugfs, kvm not loaded, vd_evtchn not loaded) reports why;
+//! the daemon logs each change of a source's state once and goes on with the others.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::policy::Counters;
+
+/// One VM as found in KVM's debugfs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KvmVm {
+    pub pid: u32,
+    pub io_exits: u64,
+    pub mmio_exits: u64,
+    pub halt_exits: u64,
+    /// Thread ids from `vcpuN/pid` (vCPUs that have run).
+    pub vcpu_tids: Vec<u32>,
+    /// The kernel has no `vcpuN/pid` files (the daemon falls back to every thread of the VMM).
+    pub no_vcpu_pid_files: bool,
+}
+
+fn read_u64(p: &Path) -> Option<u64> {
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+/// KVM's debugfs directory.
+#[derive(Debug, Clone)]
+pub struct KvmDebugfs {
+    pub dir: PathBuf,
+}
+
+impl KvmDebugfs {
+    /// Every VM, one entry per VMM pid (a process with several VMs has them summed).
+    pub fn scan(&self) -> Result<BTreeMap<u32, KvmVm>, String> {
+        let rd = std::fs::read_dir(&self.dir).map_err(|e| {
+            format!(
+                "{}: {e} (is debugfs mounted on /sys/kernel/debug and kvm loaded?)",
+                self.dir.display()
+            )
+        })?;
+        let mut out: BTreeMap<u32, KvmVm> = BTreeMap::new();
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some((pid, _fd)) = name.split_once('-') else { continue };
+            let Ok(pid) = pid.parse::<u32>() else { continue };
+            let d = e.path();
+            // A VM whose directory vanishes mid-read is simply not reported this round.
+            let Some(io) = read_u64(&d.join("io_exits")) else { continue };
+            let vm = out.entry(pid).or_insert_with(|| KvmVm { pid, ..Default::default() });
+            vm.io_exits += io;
+            vm.mmio_exits += read_u64(&d.join("mmio_exits")).unwrap_or(0);
+            vm.halt_exits += read_u64(&d.join("halt_exits")).unwrap_or(0);
+            let mut saw_vcpu = false;
+            let mut saw_pid_file = false;
+            for v in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let n = v.file_name();
+                if !n.to_str().is_some_and(|n| n.starts_with("vcpu") && n[4..].parse::<u32>().is_ok()) {
+                    continue;
+                }
+                saw_vcpu = true;
+                if let Some(tid) = read_u64(&v.path().join("pid")) {
+                    saw_pid_file = true;
+                    if tid != 0 {
+                        vm.vcpu_tids.push(tid as u32);
+                    }
+                }
+            }
+            vm.no_vcpu_pid_files |= saw_vcpu && !saw_pid_file;
+            vm.vcpu_tids.sort_unstable();
+            vm.vcpu_tids.dedup();
+        }
+        Ok(out)
+    }
+}
+
+/// vd_evtchn's counters.
+pub struct Evtchn {
+    pub device: PathBuf,
+    dom: Option<vd_sys::evtchn::Domain>,
+}
+
+impl Evtchn {
+    pub fn new(device: PathBuf) -> Self {
+        Self { device, dom: None }
+    }
+
+    /// Requests per VMM pid, summed over its channels.
+    pub fn scan(&mut self) -> Result<BTreeMap<u32, u64>, String> {
+        if self.dom.is_none() {
+            let d = vd_sys::evtchn::Domain::open_path(&self.device)
+                .map_err(|e| format!("{}: {e} (is vd_evtchn loaded?)", self.device.display()))?;
+            self.dom = Some(d);
+        }
+        let dom = self.dom.as_ref().expect("opened above");
+        match dom.list_all() {
+            Ok(list) => {
+                let mut out = BTreeMap::new();
+                for e in list {
+                    *out.entry(e.domain_pid).or_insert(0u64) += e.stats.requests;
+                }
+                Ok(out)
+            }
+            Err(e) => {
+                // Reopen next time (the module may have been reloaded).
+                self.dom = None;
+                Err(format!("{}: VDE_IOC_LIST: {e}", self.device.display()))
+            }
+        }
+    }
+}
+
+/// The counters of one VM from both sources.
+pub fn merge(kvm: Option<&KvmVm>, evtchn_requests: Option<u64>) -> Counters {
+    Counters {
+        io_exits: kvm.map_or(0, |k| k.io_exits),
+        mmio_exits: kvm.map_or(0, |k| k.mmio_exits),
+        evtchn_requests: evtchn_requests.unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::placer::tests::tmpdir;
+
+    #[test]
+    fn scans_a_debugfs_tree() {
+        let d = tmpdir("kvmfs");
+        let mk = |vm: &str, io: u64, vcpus: &[(u32, Option<u32>)]| {
+            let v = d.join(vm);
+            std::fs::create_dir_all(&v).unwrap();
+            std::fs::write(v.join("io_exits"), format!("{io}\n")).unwrap();
+            std::fs::write(v.join("mmio_exits"), "7\n").unwrap();
+            for (n, pid) in vcpus {
+                let c = v.join(format!("vcpu{n}"));
+                std::fs::create_dir_all(&c).unwrap();
+                if let Some(p) = pid {
+                    std::fs::write(c.join("pid"), format!("{p}\n")).unwrap();
+                }
+            }
+        };
+        mk("100-11", 50, &[(0, Some(101)), (1, Some(0))]);
+        mk("100-12", 5, &[(0, Some(105))]);
+        mk("200-9", 1, &[(0, None)]);
+        std::fs::create_dir_all(d.join("not-a-vm")).unwrap();
+        std::fs::write(d.join("io_exits"), "1\n").unwrap(); // the global file
+        let m = KvmDebugfs { dir: d.clone() }.scan().unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[&100].io_exits, 55);
+        assert_eq!(m[&100].mmio_exits, 14);
+        assert_eq!(m[&100].vcpu_tids, vec![101, 105], "vCPU 1 never ran: pid 0 skipped");
+        assert!(!m[&100].no_vcpu_pid_files);
+        assert!(m[&200].no_vcpu_pid_files);
+        let _ = std::fs::remove_dir_all(&d);
+        let e = KvmDebugfs { dir: d }.scan().unwrap_err();
+        assert!(e.contains("debugfs"), "{e}");
+    }
+
+    #[test]
+    fn missing_evtchn_is_an_error_message_not_a_panic() {
+        let mut e = Evtchn::new("/nonexistent/vd_evtchn".into());
+        assert!(e.scan().unwrap_err().contains("is vd_evtchn loaded"));
+        // A device that is not vd_evtchn: the ioctl fails, reported.
+        let mut e = Evtchn::new("/dev/null".into());
+        assert!(e.scan().unwrap_err().contains("VDE_IOC_LIST"));
+    }
+}

@@ -1,0 +1,155 @@
+//! The control protocol over a real UNIX socket, the readiness datagram and the metrics endpoint.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::sync::{Arc, Mutex};
+
+use vdd::control::{self, ClientError};
+use vdd::daemon::{Shared, SharedHandler};
+use vdd::policy::Rates;
+use vdd::protocol::{PolicyView, Request, StatusView, VmDetail, VmState, VmView};
+
+fn shared() -> Arc<Mutex<Shared>> {
+    let mut s = Shared::default();
+    s.vms.push(VmView {
+        pid: std::process::id(),
+        state: VmState::Placed,
+        vcpus: vec![],
+        rates: Some(Rates { total: 1234.0, io_exits: 1000.0, mmio_exits: 0.0, evtchn_requests: 234.0 }),
+        state_secs: 2.0,
+        cooling_secs: None,
+        last_change: "I/O rate 1234/s >= threshold 1000/s".into(),
+    });
+    s.status = StatusView { pid: 42, driver_cores: "1".into(), vms: 1, placed_vms: 1, ..Default::default() };
+    Arc::new(Mutex::new(s))
+}
+
+#[test]
+fn round_trip_over_a_unix_socket() {
+    let d = common::tmpdir("ctl");
+    let sock = d.join("run/vdd.sock");
+    let sh = shared();
+    let l = control::bind(&sock).unwrap();
+    assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777, 0o600, "socket mode 0600");
+    control::spawn_server(l, Arc::new(SharedHandler(sh.clone()))).unwrap();
+
+    let list: Vec<VmView> = serde_json::from_value(control::request(&sock, &Request::VmList).unwrap()).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].state, VmState::Placed);
+    assert_eq!(list[0].rates.unwrap().total, 1234.0);
+
+    let me = std::process::id();
+    let show: VmDetail = serde_json::from_value(control::request(&sock, &Request::VmShow { pid: me }).unwrap()).unwrap();
+    assert_eq!(show.vm.pid, me);
+    let e = control::request(&sock, &Request::VmShow { pid: 1 }).unwrap_err();
+    assert!(matches!(e, ClientError::Daemon(ref m) if m.contains("vdctl vm list")), "{e}");
+
+    let p: PolicyView = serde_json::from_value(
+        control::request(&sock, &Request::PolicySet { key: "threshold".into(), value: "4321".into() }).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(p.policy.threshold, 4321.0);
+    assert_eq!(sh.lock().unwrap().policy.threshold, 4321.0, "the daemon's running policy changed");
+    let e = control::request(&sock, &Request::PolicySet { key: "hysteresis".into(), value: "99999".into() }).unwrap_err();
+    assert!(e.to_string().contains("hysteresis"), "{e}");
+    assert_eq!(sh.lock().unwrap().policy.hysteresis, 500.0, "rejected value not applied");
+    let p: PolicyView = serde_json::from_value(control::request(&sock, &Request::PolicyGet).unwrap()).unwrap();
+    assert_eq!(p.policy.threshold, 4321.0);
+
+    let st: StatusView = serde_json::from_value(control::request(&sock, &Request::Status).unwrap()).unwrap();
+    assert_eq!(st.pid, 42);
+
+    // Several requests on one connection, and a malformed one.
+    let mut c = UnixStream::connect(&sock).unwrap();
+    c.write_all(b"{\"cmd\":\"status\"}\nnot json\n{\"cmd\":\"vm_list\"}\n").unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].starts_with("{\"ok\":true"));
+    assert!(lines[1].contains("\"ok\":false") && lines[1].contains("bad request"));
+    assert!(lines[2].contains("\"pid\""));
+
+    // A second daemon on the same socket is refused.
+    let e = control::bind(&sock).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn a_stale_socket_is_replaced_and_a_missing_one_says_how_to_start_vdd() {
+    let d = common::tmpdir("stale");
+    let sock = d.join("vdd.sock");
+    let e = control::request(&sock, &Request::Status).unwrap_err();
+    assert!(matches!(e, ClientError::NotRunning(_)));
+    assert!(e.to_string().contains("start it with `vdd --config"), "{e}");
+    // A socket file nobody listens on (vdd was killed with -9).
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    let e = control::request(&sock, &Request::Status).unwrap_err();
+    assert!(matches!(e, ClientError::NotRunning(_)), "{e}");
+    let l = control::bind(&sock).unwrap();
+    control::spawn_server(l, Arc::new(SharedHandler(shared()))).unwrap();
+    assert!(control::request(&sock, &Request::Status).is_ok());
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn peer_credentials_are_read() {
+    let (a, _b) = UnixStream::pair().unwrap();
+    assert_eq!(control::peer_uid(&a).unwrap(), unsafe { nix::libc::geteuid() });
+}
+
+#[test]
+fn readiness_datagram() {
+    let d = common::tmpdir("notify");
+    let p = d.join("notify.sock");
+    let r = UnixDatagram::bind(&p).unwrap();
+    // SAFETY (set_var): this test binary's only test touching NOTIFY_SOCKET.
+    unsafe { std::env::set_var("NOTIFY_SOCKET", &p) };
+    assert!(vdd::notify::notify("READY=1").unwrap());
+    let mut buf = [0u8; 64];
+    let n = r.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+    // Abstract namespace.
+    let name = format!("vdd-test-{}", std::process::id());
+    use std::os::linux::net::SocketAddrExt;
+    let a = UnixDatagram::bind_addr(&std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap()).unwrap();
+    unsafe { std::env::set_var("NOTIFY_SOCKET", format!("@{name}")) };
+    assert!(vdd::notify::notify("STOPPING=1").unwrap());
+    let n = a.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    unsafe { std::env::remove_var("NOTIFY_SOCKET") };
+    assert!(!vdd::notify::notify("READY=1").unwrap());
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn metrics_over_a_unix_socket() {
+    let d = common::tmpdir("metrics");
+    let p = d.join("m.sock");
+    let sh = shared();
+    let s2 = sh.clone();
+    vdd::metrics::spawn(
+        &vdd::config::MetricsAddr::Unix(p.clone()),
+        Arc::new(move || {
+            let s = s2.lock().unwrap();
+            vdd::metrics::render(&s.vms, &s.status)
+        }),
+    )
+    .unwrap();
+    let mut c = UnixStream::connect(&p).unwrap();
+    c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.0 200 OK\r\n"), "{out}");
+    let me = std::process::id();
+    assert!(out.contains(&format!("vdd_vm_io_rate{{pid=\"{me}\"}} 1234.000")), "{out}");
+    assert!(out.contains(&format!("vdd_vm_state{{pid=\"{me}\",state=\"placed\"}} 1")), "{out}");
+    assert!(out.contains(&format!("vdd_vm_io_source_rate{{pid=\"{me}\",source=\"evtchn\"}} 234.000")), "{out}");
+    assert!(out.contains("# TYPE vdd_placements_total counter"));
+    let _ = std::fs::remove_dir_all(d);
+}
