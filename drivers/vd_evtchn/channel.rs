@@ -198,77 +198,79 @@ impl Channel {
         );
     }
 
-    /// Serves every request the ring holds, publishes responses, interrupts the guest if it
-    /// asked, and re-arms kicks; loops while requests keep arriving.
-    fn serve(&self) {
+    /// Serves up to one ring's worth of requests, publishes the responses, interrupts the guest
+    /// if it asked, and re-arms kicks. Returns `true` when requests are still waiting (the budget
+    /// ran out, or more arrived while serving): the caller queues the work again instead of
+    /// looping here, so a busy guest shares the workqueue fairly (as vhost's weight limit does).
+    fn serve(&self) -> bool {
         let mut guard = self.st.lock();
         let st = &mut *guard;
         if st.ring.failure().is_some() {
-            return;
+            return false;
         }
         if let HostDriver::User(efd) = &st.driver {
             efd.signal();
-            return;
+            return false;
         }
         if matches!(st.driver, HostDriver::None) {
-            return;
+            return false;
         }
-        loop {
-            let mut budget = self.geo.entries();
-            while budget > 0 {
-                budget -= 1;
-                let req = match st.ring.pop_request(&self.mem, &mut st.req_buf) {
-                    Ok(Some(r)) => r,
-                    Ok(None) => break,
-                    Err(e) => {
-                        self.fail_log(st.call.as_ref(), e);
-                        return;
-                    }
-                };
-                let payload = &st.req_buf[..req.len as usize];
-                self.stats.requests.fetch_add(1, Relaxed);
-                self.stats.bytes_in.fetch_add(req.len as u64, Relaxed);
-                let Served { status, len } = st.driver.serve(&req, payload, &mut st.rsp_buf);
-                if status != 0 {
-                    self.stats.req_errors.fetch_add(1, Relaxed);
-                }
-                if let Err(e) = st.ring.push_response(&self.mem, req.id, status, &st.rsp_buf[..len]) {
-                    // pop_request guaranteed room; a failure here is the guest's doing.
-                    self.fail_log(st.call.as_ref(), e);
-                    return;
-                }
-                self.stats.bytes_out.fetch_add(len as u64, Relaxed);
-            }
-            let (n, notify) = st.ring.publish(&self.mem);
-            if n > 0 {
-                self.stats.responses.fetch_add(n as u64, Relaxed);
-                match (&st.call, notify) {
-                    (Some(call), true) => {
-                        call.signal();
-                        self.stats.irqs.fetch_add(1, Relaxed);
-                    }
-                    _ => {
-                        self.stats.irqs_suppressed.fetch_add(1, Relaxed);
-                    }
-                }
-            }
-            match st.ring.enable_kicks(&self.mem) {
-                Ok(true) => continue,
-                Ok(false) => return,
+        let mut budget = self.geo.entries();
+        while budget > 0 {
+            let req = match st.ring.pop_request(&self.mem, &mut st.req_buf) {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
                 Err(e) => {
                     self.fail_log(st.call.as_ref(), e);
-                    return;
+                    return false;
                 }
+            };
+            budget -= 1;
+            let payload = &st.req_buf[..req.len as usize];
+            self.stats.requests.fetch_add(1, Relaxed);
+            self.stats.bytes_in.fetch_add(req.len as u64, Relaxed);
+            let Served { status, len } = st.driver.serve(&req, payload, &mut st.rsp_buf);
+            if status != 0 {
+                self.stats.req_errors.fetch_add(1, Relaxed);
+            }
+            if let Err(e) = st.ring.push_response(&self.mem, req.id, status, &st.rsp_buf[..len]) {
+                // pop_request reserved the slot; only the guest can have taken it.
+                self.fail_log(st.call.as_ref(), e);
+                return false;
+            }
+            self.stats.bytes_out.fetch_add(len as u64, Relaxed);
+        }
+        let (n, notify) = st.ring.publish(&self.mem);
+        if n > 0 {
+            self.stats.responses.fetch_add(n as u64, Relaxed);
+            match (&st.call, notify) {
+                (Some(call), true) => {
+                    call.signal();
+                    self.stats.irqs.fetch_add(1, Relaxed);
+                }
+                _ => {
+                    self.stats.irqs_suppressed.fetch_add(1, Relaxed);
+                }
+            }
+        }
+        if budget == 0 {
+            return true;
+        }
+        match st.ring.enable_kicks(&self.mem) {
+            Ok(more) => more,
+            Err(e) => {
+                self.fail_log(st.call.as_ref(), e);
+                false
             }
         }
     }
 }
 
 impl KickHandler for Channel {
-    fn handle(&self, kicks: u64) {
+    fn handle(&self, kicks: u64) -> bool {
         self.stats.kicks.fetch_add(kicks, Relaxed);
         self.stats.wakeups.fetch_add(1, Relaxed);
-        self.serve();
+        self.serve()
     }
 }
 

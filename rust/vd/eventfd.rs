@@ -69,8 +69,9 @@ const EPOLLIN: u32 = 0x0001;
 pub(crate) trait KickHandler: Sync + Send {
     /// Runs in process context (the high-priority system workqueue) after `kicks` kicks arrived
     /// (kicks that arrive while it is queued are batched into one call). Never runs concurrently
-    /// with itself for the same [`Kicked`].
-    fn handle(&self, kicks: u64);
+    /// with itself for the same [`Kicked`]. Returns `true` to be called again soon (work left
+    /// over after a bounded pass), without a kick.
+    fn handle(&self, kicks: u64) -> bool;
 }
 
 /// `data` plus an in-kernel waiter on a kick eventfd that calls `data.handle()` from a work item.
@@ -204,8 +205,8 @@ impl<T: KickHandler + 'static> Kicked<T> {
             drop(efd);
         }
         // SAFETY: `work` is initialised (invariant). Waits for a running `run` to return and
-        // removes a queued one; with `wait` off the queue nothing queues it again except
-        // `kick_now`, which callers do not race with detach.
+        // removes a queued one, also one that `run` re-queued itself; with `wait` off the queue
+        // nothing else queues it again except `kick_now`, which callers do not race with detach.
         unsafe { bindings::cancel_work_sync(self.work.get()) };
     }
 
@@ -246,7 +247,11 @@ impl<T: KickHandler + 'static> Kicked<T> {
         // (waiting for this function) before the memory goes away.
         let me = unsafe { &*(work.byte_sub(core::mem::offset_of!(Self, work)) as *const Self) };
         let kicks = me.pending.swap(0, Ordering::Relaxed);
-        me.data.handle(kicks);
+        if me.data.handle(kicks) {
+            // Re-queueing from the work function itself is allowed; `cancel_work_sync` in
+            // detach/drop handles a self-requeueing work.
+            me.kick_now();
+        }
     }
 }
 

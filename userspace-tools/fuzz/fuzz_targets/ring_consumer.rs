@@ -369,12 +369,23 @@ impl Run {
             // The event index write is legitimate; judge the rest against memory with it applied.
             let mut mid = before.clone();
             mid[OFF_REQ_EVENT..OFF_REQ_EVENT + 4].copy_from_slice(&self.sh.req_cons.to_le_bytes());
-            match r {
-                Ok(more) => {
-                    assert_eq!(Ok(more), self.sh.pending(req_prod).map(|n| n != 0), "{what}: result");
+            let rsp_cons = le32(&before, OFF_RSP_CONS);
+            // "Poll again" only for a pending request that has an unreserved response slot.
+            match (r, self.sh.pending(req_prod)) {
+                (Ok(more), Ok(0)) => {
+                    assert!(!more, "{what}: poll again with nothing pending");
                     changed_only(&mid, &self.a.snapshot(), &[], what);
                 }
-                Err(e) => self.check_pending(Err(e), req_prod, &mid, what),
+                (Ok(more), Ok(_)) => {
+                    let room = self.sh.room(rsp_cons).expect("enable_kicks: accepted a bad rsp_cons");
+                    assert_eq!(more, room > self.sh.outstanding, "{what}: result with room {room}");
+                    changed_only(&mid, &self.a.snapshot(), &[], what);
+                }
+                (Err(e @ RingError::BadResponseConsumer { .. }), Ok(n)) => {
+                    assert!(n > 0 && self.sh.room(rsp_cons).is_err(), "{what}: {e:?} for a valid rsp_cons");
+                    self.note_fail(e, &mid, what);
+                }
+                (r, _) => self.check_pending(r.map(|_| 0), req_prod, &mid, what),
             }
         }
         self.check_state(what);

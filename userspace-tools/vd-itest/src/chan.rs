@@ -106,7 +106,9 @@ impl<'d> Chan<'d> {
             self.drain(&mut got)?;
             if (got.len() as u64) < n {
                 let m = self.mem();
-                if !self.fe.enable_irq(&m) && self.wait_irq(Duration::from_millis(2000))? {
+                // Wait only for answers to requests in flight; with none, go push more.
+                let in_flight = (self.next_id - first) - got.len() as u64;
+                if in_flight > 0 && !self.fe.enable_irq(&m) && self.wait_irq(Duration::from_millis(2000))? {
                     irqs += 1;
                 }
                 self.drain(&mut got)?;

@@ -465,14 +465,17 @@ impl Backend {
     }
 
     /// Re-arms kicks before the backend sleeps: asks to be kicked when the next request is
-    /// published. Returns `true` when requests arrived meanwhile: poll again instead of sleeping.
+    /// published. Returns `true` when a request arrived meanwhile *and* has room for its response:
+    /// poll again instead of sleeping. A request without room waits: an honest frontend never
+    /// has more than `entries` requests in flight ([`Frontend::free_slots`]), so only a frontend
+    /// that broke that rule stalls, until it kicks again; the backend never spins on it.
     pub fn enable_kicks<M: RingMem + ?Sized>(&mut self, mem: &M) -> Result<bool, RingError> {
         if self.failed.is_some() {
             return Err(RingError::Failed);
         }
         mem.store_u32(OFF_REQ_EVENT, self.st.req_cons);
         mem.fence();
-        Ok(self.pending(mem)? != 0)
+        Ok(self.pending(mem)? != 0 && self.rsp_room(mem)? > self.unanswered)
     }
 }
 
@@ -512,10 +515,12 @@ impl Frontend {
     pub fn backend_failed<M: RingMem + ?Sized>(&self, mem: &M) -> bool {
         mem.load_acquire_u32(OFF_STATUS) & STATUS_FAILED != 0
     }
-    /// Request slots free now.
-    pub fn free_slots<M: RingMem + ?Sized>(&self, mem: &M) -> u32 {
-        let cons = mem.load_acquire_u32(OFF_REQ_CONS);
-        self.geo.entries().saturating_sub(self.req_prod.wrapping_sub(cons))
+    /// Requests that may be pushed now. A request is in flight from its push until its response
+    /// is consumed, and at most `entries` are: then every request the backend finds has a
+    /// response slot waiting (the backend's request slot is free sooner, at `req_cons`, but using
+    /// it would leave the backend with requests it cannot answer).
+    pub fn free_slots<M: RingMem + ?Sized>(&self, _mem: &M) -> u32 {
+        self.geo.entries().saturating_sub(self.req_prod.wrapping_sub(self.rsp_cons))
     }
     /// Writes a request into the next slot; it becomes visible at [`Self::publish`].
     pub fn push_request<M: RingMem + ?Sized>(&mut self, mem: &M, id: u64, op: u16, payload: &[u8]) -> Result<(), RingError> {

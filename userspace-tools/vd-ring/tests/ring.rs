@@ -29,6 +29,15 @@ fn pair(entries: u32, esz: u32) -> (Area, Backend, Frontend) {
     (a, be, fe)
 }
 
+/// A frontend that ignores the in-flight limit: writes an empty echo request into slot `idx` and
+/// publishes `req_prod = idx + 1` behind the honest `Frontend`'s back.
+fn push_raw(a: &Area, geo: Geometry, idx: u32, id: u64) {
+    let slot = geo.req_slot(idx);
+    a.mem.write(slot, &id.to_le_bytes());
+    a.mem.write(slot + 8, &[op::ECHO as u8, 0, 0, 0, 0, 0, 0, 0]);
+    a.mem.store_release_u32(OFF_REQ_PROD, idx + 1);
+}
+
 fn echo_all(a: &Area, be: &mut Backend) -> (u32, bool) {
     let mut buf = vec![0u8; be.geometry().max_payload()];
     while let Some(req) = be.pop_request(&a.mem, &mut buf).unwrap() {
@@ -158,15 +167,22 @@ fn backpressure_when_responses_not_consumed() {
     }
     fe.publish(&a.mem);
     assert_eq!(echo_all(&a, &mut be).0, 4);
-    // Request slots are free again but response slots are all full.
+    // The backend freed the request slots, but the four answers are not consumed: the honest
+    // frontend holds back (at most `entries` requests in flight).
+    assert_eq!(fe.free_slots(&a.mem), 0);
+    assert_eq!(fe.push_request(&a.mem, 4, op::ECHO, &[]), Err(RingError::Full));
+    // A frontend that pushes anyway: the backend neither serves nor spins on the requests it
+    // cannot answer, and does not fail the ring for it.
+    let geo = be.geometry();
     for id in 4..8 {
-        fe.push_request(&a.mem, id, op::ECHO, &[]).unwrap();
+        push_raw(&a, geo, id as u32, id);
     }
-    fe.publish(&a.mem);
     let mut buf = [0u8; 16];
     assert_eq!(be.pop_request(&a.mem, &mut buf).unwrap(), None);
+    assert!(!be.enable_kicks(&a.mem).unwrap(), "no room: sleep, do not poll again");
     assert!(be.failure().is_none());
     fe.pop_response(&a.mem, &mut buf).unwrap().unwrap();
+    assert!(be.enable_kicks(&a.mem).unwrap(), "room again: poll");
     assert!(be.pop_request(&a.mem, &mut buf).unwrap().is_some());
 }
 
@@ -295,13 +311,13 @@ fn popped_requests_reserve_response_slots() {
         popped.push(r.id);
     }
     assert_eq!(popped, [0, 1, 2, 3]);
-    // The frontend frees its request slots (req_cons published) and queues four more while no
-    // response has been consumed: the backend must hold them back, not pop an 5th..8th.
+    // The request slots are free (req_cons published) and a frontend ignoring the in-flight
+    // limit queues four more: the backend must hold them back, not pop a 5th..8th.
     be.publish(&a.mem);
+    let geo = be.geometry();
     for id in 4..8 {
-        fe.push_request(&a.mem, id, op::ECHO, &[id as u8]).unwrap();
+        push_raw(&a, geo, id as u32, id);
     }
-    fe.publish(&a.mem);
     assert!(be.pop_request(&a.mem, &mut buf).unwrap().is_none(), "no response slot is free");
     for id in 0..4 {
         be.push_response(&a.mem, id, 0, &[]).unwrap();

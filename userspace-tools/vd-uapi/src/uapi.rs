@@ -343,3 +343,9 @@ pub struct VdeListEntry {
 const _: () = assert!(size_of::<VdeListEntry>() == 104);
 /// `_IOWR(0xB7, 0x19, struct vde_list_entry)`.
 pub const VDE_IOC_LIST: u32 = iowr::<VdeListEntry>(0x19);
+
+// ---------------------------------------------------------------------------------------------
+// vd_sriov_mgr: `/dev/vd_sriov`. ioctl numbers 0x20..=0x2f.
+
+// ---------------------------------------------------------------------------------------------
+// vd_input_irq: `/dev/vd_input`. ioctl numbers 0x30..=0x3f.
