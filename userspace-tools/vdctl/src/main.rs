@@ -105,6 +105,10 @@ enum EvtchnCmd {
 }
 
 fn main() -> std::process::ExitCode {
+    // Die quietly on a closed pipe (`vdctl ... | head`), like other Unix tools, instead of
+    // panicking in println!.
+    // SAFETY: setting a signal's disposition to the default has no preconditions.
+    let _ = unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) };
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Status => status::run(cli.json),

@@ -18,3 +18,4 @@ pub mod placer;
 pub mod policy;
 pub mod protocol;
 pub mod sources;
+pub mod vmm;
