@@ -23,7 +23,7 @@ pub(crate) const SYN_REPORT: u16 = 0;
 pub(crate) const SYN_DROPPED: u16 = 3;
 
 /// One input event as the guest receives it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, kernel::prelude::Zeroable)]
 pub(crate) struct Event {
     pub(crate) ty: u16,
     pub(crate) code: u16,
@@ -42,7 +42,7 @@ impl Event {
 }
 
 /// Counters of what the queue did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, kernel::prelude::Zeroable)]
 pub(crate) struct QueueStats {
     pub(crate) queued: u64,
     pub(crate) coalesced: u64,
@@ -55,6 +55,10 @@ pub(crate) struct QueueStats {
 /// # Invariants
 ///
 /// `len <= N`; logical event `i` (`0 <= i < len`) is at `buf[(head + i) % N]`.
+///
+/// All zeroes is an empty queue (`Zeroable`): large queues are initialised in place with
+/// `init_zeroed()` rather than built on the (small) kernel stack.
+#[derive(kernel::prelude::Zeroable)]
 pub(crate) struct EventQueue<const N: usize> {
     buf: [Event; N],
     head: usize,
@@ -103,6 +107,11 @@ impl<const N: usize> EventQueue<N> {
         self.len += 1;
         self.set(i, e);
         self.stats.max_depth = self.stats.max_depth.max(self.len as u32);
+    }
+
+    /// Oldest event, left in the queue.
+    pub(crate) fn front(&self) -> Option<Event> {
+        (self.len > 0).then(|| self.at(0))
     }
 
     /// Oldest event.

@@ -1,7 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
 //! vd_input_irq: input interrupts that follow the VM's vCPU scheduling.
 //!
-//! `/dev/vd_input`: each open file is one client (a VMM or the vd daemon).
+//! `/dev/vd_input`: a VMM makes its open file a VM's sink (`VDI_IOC_VM_CREATE`), maps the event
+//! ring (a vd ring whose responses carry one `VdiEvent` each), and registers its vCPU threads
+//! (`VDI_IOC_VCPU_REGISTER`, from each vCPU thread). The administrator routes input devices
+//! (`VDI_IOC_ROUTE`) and gives one VM the focus (`VDI_IOC_FOCUS`). Events of routed devices
+//! go to the focused VM a whole frame at a time:
+//!
+//! - into its ring at once, with an interrupt through the call eventfd (`KVM_IRQFD`) when the
+//!   guest asked, while a vCPU thread is on a CPU or halted waiting for an interrupt;
+//! - into a bounded per-VM queue while every vCPU thread is preempted or stopped, or the VMM
+//!   paused the VM; flushed in order the moment a vCPU thread is scheduled in again. When the
+//!   queue is full motion frames are merged (relative axes summed, absolute ones newest); key
+//!   events are never merged; only when nothing can be merged does the VM get a SYN_DROPPED.
+//!
+//! Scheduling is followed with preempt notifiers (`rust/vd/preempt.rs`); devices with the input
+//! handler API (`rust/vd/input.rs`). Everything a VM owns dies with its file.
 
 #[allow(dead_code, unreachable_pub, reason = "the ABI is shared with userspace; not every item is used here")]
 #[path = "../../userspace-tools/vd-uapi/src/uapi.rs"]
@@ -13,16 +27,27 @@ mod ring;
 #[path = "../../rust/vd/mod.rs"]
 mod vd;
 
-#[allow(dead_code, unreachable_pub, reason = "the device paths that use it come with the full driver")]
 mod queue;
+mod route;
+mod vm;
 
+use core::sync::atomic::{AtomicPtr, Ordering};
 use kernel::{
     fs::File,
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
+    mm::virt::VmaNew,
     prelude::*,
+    sync::{Arc, Mutex},
+    transmute::{AsBytes, FromBytes},
+    uaccess::{UserPtr, UserSlice},
 };
-use uapi::{VdDriver, VD_IOC_VERSION};
+use route::Router;
+use uapi::*;
 use vd::common::{reply_version, OpenCount, OpenGuard};
+use vd::eventfd::EventFd;
+use vd::input::InputHandler;
+use vd::preempt::ThreadHook;
+use vm::VmSink;
 
 module! {
     type: VdInputModule,
@@ -35,35 +60,299 @@ module! {
 /// Files open on `/dev/vd_input`.
 static OPEN: OpenCount = OpenCount::new();
 
-#[pin_data]
+/// Most vCPU threads per VM; most routes on the host.
+const MAX_VCPUS: usize = 64;
+const MAX_ROUTES: usize = 32;
+
+const FEATURES: u64 = VDI_FEAT_ROUTE | VDI_FEAT_SCHED | VDI_FEAT_GRAB;
+
+/// The module's router, for the input handler callbacks and the files.
+static ROUTER: AtomicPtr<Router> = AtomicPtr::new(core::ptr::null_mut());
+
+/// The host-wide router.
+pub(crate) fn router() -> &'static Router {
+    // SAFETY: `ROUTER` is set during module init, before the input handler and the misc device
+    // are registered, to the module's pinned `router` field, which is dropped after both are
+    // unregistered (field order); they are the only callers, and files pin the module.
+    unsafe { &*ROUTER.load(Ordering::Acquire) }
+}
+
+/// Field order is drop order: the device first (no new files; open files pin the module), then
+/// the input handler (disconnects every device), then the router.
+#[pin_data(PinnedDrop)]
 struct VdInputModule {
     #[pin]
-    _miscdev: MiscDeviceRegistration<InputVm>,
+    _miscdev: MiscDeviceRegistration<VmFile>,
+    #[pin]
+    _handler: InputHandler<route::Ops>,
+    #[pin]
+    router: Router,
 }
 
 impl kernel::InPlaceModule for VdInputModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        try_pin_init!(Self { _miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"vd_input" }) })
+        try_pin_init!(Self {
+            router <- Router::new().pin_chain(|r| {
+                let p: *const Router = &*r;
+                ROUTER.store(p.cast_mut(), Ordering::Release);
+                Ok(())
+            }),
+            _handler <- InputHandler::new(c"vd_input", route::Ops),
+            _miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"vd_input" }),
+        })
     }
 }
 
-/// One open file.
-struct InputVm {
+#[pinned_drop]
+impl PinnedDrop for VdInputModule {
+    fn drop(self: Pin<&mut Self>) {
+        // No file is open any more; vCPU hooks retired by closed files may still sit on threads
+        // that have not finished exiting. Their notifiers call into this module: wait for them.
+        let mut rounds = 0u32;
+        while !self.router.reap_graveyard() {
+            rounds += 1;
+            if rounds % 500 == 0 {
+                pr_warn!("vd_input: waiting for former vCPU threads to exit before unloading\n");
+            }
+            // SAFETY: `msleep` may be called from process context (module exit).
+            unsafe { kernel::bindings::msleep(20) };
+        }
+    }
+}
+
+// SAFETY (all impls below): `#[repr(C)]` structs of integers and byte arrays with no padding
+// (sizes asserted in the ABI), so every byte is initialised and every bit pattern is valid.
+macro_rules! pod {
+    ($($t:ty),*) => {$(
+        // SAFETY: see above.
+        unsafe impl FromBytes for $t {}
+        // SAFETY: see above.
+        unsafe impl AsBytes for $t {}
+    )*};
+}
+pod!(VdiVmCreate, VdiRoute, VdiStats, VdiDevice);
+
+fn read<T: FromBytes>(arg: usize) -> Result<T> {
+    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>()).reader().read::<T>()
+}
+fn write<T: AsBytes>(arg: usize, v: &T) -> Result {
+    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>()).writer().write(v)
+}
+
+fn admin() -> Result {
+    // SAFETY: `capable` checks the current task's credentials; no preconditions.
+    if unsafe { kernel::bindings::capable(kernel::bindings::CAP_SYS_ADMIN as i32) } {
+        Ok(())
+    } else {
+        Err(EPERM)
+    }
+}
+
+/// The fields protected by [`VmFile::inner`] (process context only).
+struct FileInner {
+    /// This file's VM, once created.
+    sink: Option<Arc<VmSink>>,
+    /// Its registered vCPU threads.
+    hooks: KVec<ThreadHook<VmSink>>,
+}
+
+/// One open file: a VMM (VM sink) or an administrator.
+#[pin_data(PinnedDrop)]
+struct VmFile {
+    #[pin]
+    inner: Mutex<FileInner>,
     _open: OpenGuard,
 }
 
-#[vtable]
-impl MiscDevice for InputVm {
-    type Ptr = KBox<Self>;
-
-    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
-        KBox::new(InputVm { _open: OPEN.enter() }, GFP_KERNEL).map_err(Into::into)
+impl VmFile {
+    fn sink(&self) -> Result<Arc<VmSink>> {
+        self.inner.lock().sink.clone().ok_or(ENOENT)
     }
 
-    fn ioctl(_me: &InputVm, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
-        match cmd {
-            VD_IOC_VERSION => reply_version(arg, VdDriver::Input, 0, OPEN.get(), 0),
-            _ => Err(ENOTTY),
+    fn create(&self, c: &mut VdiVmCreate) -> Result {
+        if c.flags != 0 {
+            return Err(EINVAL);
         }
+        let mut inner = self.inner.lock();
+        if inner.sink.is_some() {
+            return Err(EEXIST);
+        }
+        let call = if c.call_fd >= 0 { Some(EventFd::from_fd(c.call_fd)?) } else { None };
+        let sink = Arc::pin_init(VmSink::new(c.vm_id, c.entries, call)?, GFP_KERNEL)?;
+        {
+            let mut ctl = router().ctl.lock();
+            if ctl.vm(c.vm_id).is_some() {
+                return Err(EEXIST);
+            }
+            ctl.vms.push(sink.clone(), GFP_ATOMIC)?;
+        }
+        c.mmap_size = sink.mem.len() as u64;
+        inner.sink = Some(sink);
+        Ok(())
+    }
+
+    fn vcpu_register(&self) -> Result {
+        let mut inner = self.inner.lock();
+        let sink = inner.sink.clone().ok_or(ENOENT)?;
+        if inner.hooks.iter().any(|h| h.is_current()) {
+            return Err(EEXIST);
+        }
+        if inner.hooks.len() >= MAX_VCPUS {
+            return Err(ENOSPC);
+        }
+        inner.hooks.reserve(1, GFP_KERNEL)?;
+        let hook = ThreadHook::register_current(sink.clone())?;
+        // Cannot fail: reserved above (and a dropped hook would leak, not dangle).
+        inner.hooks.push(hook, GFP_KERNEL)?;
+        sink.vcpu_added();
+        Ok(())
+    }
+
+    fn vcpu_unregister(&self) -> Result {
+        let mut inner = self.inner.lock();
+        let sink = inner.sink.clone().ok_or(ENOENT)?;
+        let i = inner.hooks.iter().position(|h| h.is_current()).ok_or(ENOENT)?;
+        let hook = inner.hooks.remove(i)?;
+        let state = hook.state();
+        if let Err(h) = hook.unregister_current() {
+            // Not reachable: `is_current` held above and we are still on this thread.
+            router().bury(h);
+        }
+        sink.vcpu_removed(state);
+        Ok(())
+    }
+
+    fn route(&self, r: &VdiRoute, add: bool) -> Result {
+        admin()?;
+        route::validate(r)?;
+        {
+            let mut ctl = router().ctl.lock();
+            let pos = ctl.routes.iter().position(|x| x == r);
+            match (add, pos) {
+                (true, Some(_)) => return Err(EEXIST),
+                (true, None) if ctl.routes.len() >= MAX_ROUTES => return Err(ENOSPC),
+                (true, None) => ctl.routes.push(*r, GFP_ATOMIC)?,
+                (false, Some(i)) => {
+                    let _ = ctl.routes.remove(i);
+                }
+                (false, None) => return Err(ENOENT),
+            }
+        }
+        router().apply_routes();
+        Ok(())
+    }
+
+    fn focus(&self, vm_id: u32) -> Result {
+        admin()?;
+        let mut ctl = router().ctl.lock();
+        if vm_id != 0 && ctl.vm(vm_id).is_none() {
+            return Err(ENOENT);
+        }
+        ctl.focus = vm_id;
+        Ok(())
+    }
+
+    fn stats(&self, s: &mut VdiStats) -> Result {
+        let id = s.vm_id;
+        let sink = if id == 0 { self.sink()? } else { router().ctl.lock().vm(id).ok_or(ENOENT)? };
+        *s = VdiStats { vm_id: sink.vm_id, ..Default::default() };
+        sink.stats_into(s);
+        Ok(())
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for VmFile {
+    fn drop(self: Pin<&mut Self>) {
+        let (sink, hooks) = {
+            let mut inner = self.inner.lock();
+            (inner.sink.take(), core::mem::take(&mut inner.hooks))
+        };
+        let r = router();
+        for h in hooks.into_iter() {
+            if let Err(h) = h.unregister_current() {
+                // Another thread's hook: it can only leave that thread's list by itself or with
+                // the thread; stop it calling the sink and keep it until then.
+                h.retire();
+                r.bury(h);
+            }
+        }
+        if let Some(sink) = sink {
+            {
+                let mut ctl = r.ctl.lock();
+                if let Some(i) = ctl.vms.iter().position(|v| Arc::ptr_eq(v, &sink)) {
+                    let _ = ctl.vms.remove(i);
+                }
+                if ctl.focus == sink.vm_id {
+                    ctl.focus = 0;
+                }
+                if ctl.vms.is_empty() {
+                    ctl.vms = KVec::new();
+                }
+            }
+            r.forget_vm(&sink);
+        }
+        r.reap_graveyard();
+    }
+}
+
+#[vtable]
+impl MiscDevice for VmFile {
+    type Ptr = Pin<KBox<Self>>;
+
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
+        KBox::try_pin_init(
+            try_pin_init!(VmFile {
+                inner <- kernel::new_mutex!(FileInner { sink: None, hooks: KVec::new() }),
+                _open: OPEN.enter(),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    fn mmap(me: Pin<&VmFile>, _file: &File, vma: &VmaNew) -> Result {
+        if vd::shmem::vma_pgoff(vma) != 0 {
+            return Err(EINVAL);
+        }
+        me.sink()?.mem.map(vma, 0, true)
+    }
+
+    fn ioctl(me: Pin<&VmFile>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        match cmd {
+            VD_IOC_VERSION => {
+                let vms = router().ctl.lock().vms.len() as u32;
+                return reply_version(arg, VdDriver::Input, FEATURES, OPEN.get(), vms);
+            }
+            VDI_IOC_VM_CREATE => {
+                let mut c: VdiVmCreate = read(arg)?;
+                me.create(&mut c)?;
+                write(arg, &c)?;
+            }
+            VDI_IOC_VCPU_REGISTER => me.vcpu_register()?,
+            VDI_IOC_VCPU_UNREGISTER => me.vcpu_unregister()?,
+            VDI_IOC_SET_RUNNING => match read::<u32>(arg)? {
+                v @ (0 | 1) => me.sink()?.set_running(v == 1),
+                _ => return Err(EINVAL),
+            },
+            VDI_IOC_BIND => {
+                let fd = read::<i32>(arg)?;
+                let call = if fd >= 0 { Some(EventFd::from_fd(fd)?) } else { None };
+                me.sink()?.set_call(call);
+            }
+            VDI_IOC_ROUTE => me.route(&read::<VdiRoute>(arg)?, true)?,
+            VDI_IOC_UNROUTE => me.route(&read::<VdiRoute>(arg)?, false)?,
+            VDI_IOC_FOCUS => me.focus(read::<u32>(arg)?)?,
+            VDI_IOC_STATS => {
+                let mut s: VdiStats = read(arg)?;
+                me.stats(&mut s)?;
+                write(arg, &s)?;
+            }
+            VDI_IOC_LIST_DEVICES => {
+                let d: VdiDevice = read(arg)?;
+                write(arg, &router().device(d.index).ok_or(ENOENT)?)?;
+            }
+            _ => return Err(ENOTTY),
+        }
+        Ok(0)
     }
 }

@@ -1,7 +1,23 @@
 // SPDX-License-Identifier: GPL-2.0
-//! vd_sriov_mgr: SR-IOV VF inventory and leases for virtual desktops.
+//! vd_sriov_mgr: SR-IOV VF inventory, leases, usage accounting and reassignment mechanism for
+//! virtual desktops.
 //!
 //! `/dev/vd_sriov`: each open file is one client (a VMM or the vd daemon).
+//!
+//! - Inventory (`VDS_IOC_PF`, `VDS_IOC_VF`, no privilege): SR-IOV PFs and every VF with its PF,
+//!   VF number, driver, netdev, MAC and counters. VFs are tracked through a PCI bus notifier, so
+//!   VFs created or destroyed through `sriov_numvfs`, hot-unplug or `remove` are noticed at once.
+//!   VFs are *created* by writing the PF's `sriov_numvfs` (`vdctl sriov numvfs`): that is the
+//!   kernel's own path (the PF driver's `sriov_configure` under the PF's device lock, with the
+//!   all-or-nothing and busy checks of `drivers/pci/iov.c`); this module does not duplicate it.
+//! - Leases (`VDS_IOC_LEASE`/`RELEASE`, CAP_NET_ADMIN of the opener): a VF for a VM id, owned by
+//!   the file; the VF is moved to vfio-pci (driver_override + unbind + probe, from the kernel)
+//!   and marked assigned, so the PF driver refuses to disable SR-IOV under it; a failed move is
+//!   rolled back. Closing the file (a crashed VMM) ends its leases; VFs go back to their host
+//!   driver on the module's workqueue.
+//! - Usage (`VDS_IOC_SAMPLE` + netdev counters) and the reassignment mechanism (`VDS_IOC_POLICY_*`,
+//!   `VDS_IOC_WAIT`, `VDS_IOC_CANDIDATE`, `VDS_IOC_SWAP`); the policy itself is `policy.rs`.
+//! - Events: `read` returns whole `VdsEvent` records; `poll` says when there are some.
 
 #[allow(dead_code, unreachable_pub, reason = "the ABI is shared with userspace; not every item is used here")]
 #[path = "../../userspace-tools/vd-uapi/src/uapi.rs"]
@@ -13,43 +29,105 @@ mod ring;
 #[path = "../../rust/vd/mod.rs"]
 mod vd;
 
-#[allow(dead_code, unreachable_pub, reason = "the device paths that use it come with the full driver")]
+mod client;
+mod events;
 mod lease;
+mod policy;
+mod state;
+mod usage;
 
+use client::{Client, READ_BATCH};
 use kernel::{
-    fs::File,
+    fs::{File, Kiocb},
+    iov::IovIterDest,
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     prelude::*,
+    sync::{poll::PollTable, Arc},
+    transmute::{AsBytes, FromBytes},
+    uaccess::{UserPtr, UserSlice},
 };
-use uapi::{VdDriver, VD_IOC_VERSION};
+use uapi::*;
 use vd::common::{reply_version, OpenCount, OpenGuard};
+use vd::kfile::{nonblocking, opener_capable, CAP_NET_ADMIN};
+use vd::pci::PciNotifier;
 
 module! {
     type: VdSriovModule,
     name: "vd_sriov_mgr",
     authors: ["vd project"],
-    description: "vd SR-IOV VF inventory and leases for virtual desktops",
+    description: "vd SR-IOV VF inventory, leases and usage-driven reassignment",
     license: "GPL",
 }
 
 /// Files open on `/dev/vd_sriov`.
 static OPEN: OpenCount = OpenCount::new();
 
-#[pin_data]
+const FEATURES: u64 = VDS_FEAT_LEASE | VDS_FEAT_HOTPLUG | VDS_FEAT_USAGE | VDS_FEAT_POLICY | VDS_FEAT_EVENTS;
+
+/// `PinnedDrop` runs first (stops the manager, gives VFs back); then the device goes, then the
+/// notifier (which no longer adds anything once the manager is stopping).
+#[pin_data(PinnedDrop)]
 struct VdSriovModule {
     #[pin]
     _miscdev: MiscDeviceRegistration<Holder>,
+    #[pin]
+    _notifier: PciNotifier,
 }
 
 impl kernel::InPlaceModule for VdSriovModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        try_pin_init!(Self { _miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"vd_sriov" }) })
+        let r = state::init();
+        try_pin_init!(Self {
+            _notifier <- {
+                r?;
+                PciNotifier::new(state::on_pci)
+            },
+            _miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"vd_sriov" }),
+        })
+        .pin_chain(|_| state::start())
     }
+}
+
+#[pinned_drop]
+impl PinnedDrop for VdSriovModule {
+    fn drop(self: Pin<&mut Self>) {
+        state::shutdown();
+    }
+}
+
+// SAFETY (all impls below): `#[repr(C)]` structs of integers and byte arrays with no padding
+// (sizes and offsets asserted in the ABI), so every byte is initialised and every bit pattern
+// is a valid value.
+macro_rules! pod {
+    ($($t:ty),*) => {$(
+        // SAFETY: see above.
+        unsafe impl FromBytes for $t {}
+        // SAFETY: see above.
+        unsafe impl AsBytes for $t {}
+    )*};
+}
+pod!(VdsPf, VdsVf, VdsLease, VdsSample, VdsPolicy, VdsWait, VdsSwap, VdsCandidate, VdsEvent);
+
+fn read<T: FromBytes>(arg: usize) -> Result<T> {
+    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>()).reader().read::<T>()
+}
+fn write<T: AsBytes>(arg: usize, v: &T) -> Result {
+    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>()).writer().write(v)
 }
 
 /// One open file.
 struct Holder {
+    client: Arc<Client>,
     _open: OpenGuard,
+}
+
+/// Lease and policy changes need CAP_NET_ADMIN of the process that opened the file.
+fn admin(file: &File) -> Result {
+    if opener_capable(file, CAP_NET_ADMIN) {
+        Ok(())
+    } else {
+        Err(EPERM)
+    }
 }
 
 #[vtable]
@@ -57,13 +135,83 @@ impl MiscDevice for Holder {
     type Ptr = KBox<Self>;
 
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
-        KBox::new(Holder { _open: OPEN.enter() }, GFP_KERNEL).map_err(Into::into)
+        let client = Client::new()?;
+        let h = KBox::new(Holder { client: client.clone(), _open: OPEN.enter() }, GFP_KERNEL)?;
+        state::add_client(client)?;
+        Ok(h)
     }
 
-    fn ioctl(_me: &Holder, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
-        match cmd {
-            VD_IOC_VERSION => reply_version(arg, VdDriver::Sriov, 0, OPEN.get(), 0),
-            _ => Err(ENOTTY),
+    fn release(me: KBox<Self>, _file: &File) {
+        state::remove_client(&me.client);
+    }
+
+    fn read_iter(mut kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterDest<'_>) -> Result<usize> {
+        let rec = size_of::<VdsEvent>();
+        let max = iov.len() / rec;
+        if max == 0 {
+            return Err(EINVAL);
         }
+        let nonblock = nonblocking(&kiocb);
+        let me = kiocb.file();
+        let mut buf = [VdsEvent::default(); READ_BATCH];
+        let n = me.client.take(&mut buf, max, nonblock)?;
+        let mut done = 0;
+        for ev in buf[..n].iter() {
+            let c = iov.copy_to_iter(ev.as_bytes());
+            done += c;
+            if c < rec {
+                break;
+            }
+        }
+        *kiocb.ki_pos_mut() += done as i64;
+        if done == 0 {
+            return Err(EFAULT);
+        }
+        Ok(done)
+    }
+
+    fn poll(me: &Holder, file: &File, table: &PollTable<'_>) -> u32 {
+        table.register_wait(file, me.client.cond());
+        if me.client.readable() {
+            kernel::bindings::POLLIN | kernel::bindings::POLLRDNORM
+        } else {
+            0
+        }
+    }
+
+    fn ioctl(me: &Holder, file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        let c = &*me.client;
+        match cmd {
+            VD_IOC_VERSION => return reply_version(arg, VdDriver::Sriov, FEATURES, OPEN.get(), 0),
+            VDS_IOC_PF => write(arg, &state::pf_info(read::<VdsPf>(arg)?.index)?)?,
+            VDS_IOC_VF => write(arg, &state::vf_info(read::<VdsVf>(arg)?.index)?)?,
+            VDS_IOC_LEASE => {
+                admin(file)?;
+                let mut l: VdsLease = read(arg)?;
+                state::lease(c, &mut l)?;
+                write(arg, &l)?;
+            }
+            VDS_IOC_RELEASE => {
+                admin(file)?;
+                state::release(c, &read(arg)?)?;
+            }
+            VDS_IOC_SAMPLE => state::sample(c, &read(arg)?)?,
+            VDS_IOC_POLICY_GET => write(arg, &state::policy_get())?,
+            VDS_IOC_POLICY_SET => {
+                admin(file)?;
+                state::policy_set(&read(arg)?)?;
+            }
+            VDS_IOC_WAIT => {
+                admin(file)?;
+                state::wait(c, &read(arg)?)?;
+            }
+            VDS_IOC_SWAP => {
+                admin(file)?;
+                state::swap(&read(arg)?)?;
+            }
+            VDS_IOC_CANDIDATE => write(arg, &state::candidate(read::<VdsCandidate>(arg)?.index)?)?,
+            _ => return Err(ENOTTY),
+        }
+        Ok(0)
     }
 }

@@ -7,6 +7,11 @@
 pub(crate) mod backing;
 pub(crate) mod common;
 pub(crate) mod eventfd;
+pub(crate) mod input;
+pub(crate) mod kfile;
+pub(crate) mod netdev;
+pub(crate) mod pci;
+pub(crate) mod preempt;
 pub(crate) mod ratelimit;
 pub(crate) mod shmem;
 

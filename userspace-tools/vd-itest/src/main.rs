@@ -4,6 +4,9 @@
 
 mod chan;
 mod evtchn;
+mod input;
+mod uinput;
+mod sriov;
 
 use clap::{Parser, Subcommand};
 
@@ -36,12 +39,98 @@ enum Cmd {
         #[arg(long, default_value_t = 4)]
         channels: u32,
     },
+    /// SR-IOV: lease/release checks, errors and events on one VF (needs vfio-pci to accept it).
+    SriovBasic {
+        #[arg(long)]
+        vf: String,
+    },
+    /// SR-IOV: permission checks as nobody (and with a file root opened).
+    SriovUnpriv {
+        #[arg(long)]
+        vf: String,
+    },
+    /// SR-IOV: `procs` processes race to lease the same VF, `rounds` times.
+    SriovRace {
+        #[arg(long)]
+        vf: String,
+        #[arg(long, default_value_t = 8)]
+        procs: u32,
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+    },
+    /// One racer of sriov-race (internal).
+    SriovRaceChild {
+        #[arg(long)]
+        vf: String,
+        #[arg(long)]
+        vm: u64,
+        #[arg(long)]
+        go_at: u64,
+        #[arg(long, default_value_t = 500)]
+        hold_ms: u64,
+    },
+    /// SR-IOV: lease a VF and hold it until killed, printing events.
+    SriovHold {
+        #[arg(long)]
+        vf: String,
+        #[arg(long)]
+        vm: u64,
+        #[arg(long)]
+        keep_host: bool,
+    },
+    /// SR-IOV: reassignment driven by frames sent on the VF's netdev.
+    SriovReassign {
+        #[arg(long)]
+        vf: String,
+        #[arg(long)]
+        ifname: String,
+    },
     /// Benchmark: echo throughput and requests per notification at ring sizes 64..4096, a
     /// process as the frontend and the in-kernel echo backend.
     EvtchnThroughput {
         /// Requests per ring size.
         #[arg(long, default_value_t = 20000)]
         requests: u64,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The input test hardware alone: a uinput device and its evdev node (no module needed).
+    InputHw {
+        /// Device name.
+        #[arg(long, default_value = "vd-itest hw")]
+        name: String,
+        /// Keep the device until killed.
+        #[arg(long)]
+        hold: bool,
+    },
+    /// vd_input_irq: VM sink, routing by name/phys/capability, grab, frames in order, stats.
+    InputBasic,
+    /// vd_input_irq: delivery that follows a vCPU child (SIGSTOP/SIGCONT), the 10,000-event
+    /// burst, explicit pause, a vCPU that dies with events queued.
+    InputSched,
+    /// vd_input_irq: two VMs, focus switching under load: whole frames only, nothing lost.
+    InputFocus {
+        /// Frames written (5 events each).
+        #[arg(long, default_value_t = 4000)]
+        frames: usize,
+    },
+    /// vd_input_irq: uinput devices unplugged while routed; the sink keeps working.
+    InputUnplug,
+    /// vd_input_irq: a stand-in VMM with events queued behind a stopped vCPU, until killed.
+    InputHold {
+        /// Name of its uinput device (routed by this name, grabbed).
+        #[arg(long, default_value = "vd-itest hold")]
+        name: String,
+        /// VM id.
+        #[arg(long, default_value_t = 6001)]
+        vm: u32,
+    },
+    /// Benchmark: delivery latency vs. a userspace forwarder, queue flush time.
+    InputBench {
+        /// Latency rounds per path.
+        #[arg(long, default_value_t = 2000)]
+        rounds: usize,
         /// One JSON object.
         #[arg(long)]
         json: bool,
@@ -57,6 +146,19 @@ fn main() -> std::process::ExitCode {
         Cmd::EvtchnRestore => evtchn::restore(),
         Cmd::EvtchnStress { channels } => evtchn::stress(channels),
         Cmd::EvtchnThroughput { requests, json } => evtchn::throughput(requests, json),
+        Cmd::InputHw { name, hold } => input::hw(&name, hold),
+        Cmd::InputBasic => input::basic(),
+        Cmd::InputSched => input::sched(),
+        Cmd::InputFocus { frames } => input::focus(frames),
+        Cmd::InputUnplug => input::unplug(),
+        Cmd::InputHold { name, vm } => input::hold(&name, vm),
+        Cmd::InputBench { rounds, json } => input::bench(rounds, json),
+        Cmd::SriovBasic { vf } => sriov::basic(&vf),
+        Cmd::SriovUnpriv { vf } => sriov::unpriv(&vf),
+        Cmd::SriovRace { vf, procs, rounds } => sriov::race(&vf, procs, rounds),
+        Cmd::SriovRaceChild { vf, vm, go_at, hold_ms } => sriov::race_child(&vf, vm, go_at, hold_ms),
+        Cmd::SriovHold { vf, vm, keep_host } => sriov::hold(&vf, vm, keep_host),
+        Cmd::SriovReassign { vf, ifname } => sriov::reassign(&vf, &ifname),
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -136,7 +136,7 @@ unsafe impl Send for RingMap {}
 unsafe impl Sync for RingMap {}
 
 impl RingMap {
-    fn new(f: &File, offset: u64, len: usize) -> Result<Self, Errno> {
+    pub(crate) fn new(f: &File, offset: u64, len: usize) -> Result<Self, Errno> {
         let n = NonZeroUsize::new(len).ok_or(Errno::EINVAL)?;
         // SAFETY: a fresh shared mapping of the device; nothing else in this process aliases it.
         let p = unsafe {

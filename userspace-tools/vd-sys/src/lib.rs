@@ -2,6 +2,8 @@
 //! method per ioctl returning `Result<T, Errno>`, in the style of rust-vmm's `kvm-ioctls`.
 
 pub mod evtchn;
+pub mod sriov;
+pub mod input;
 
 use nix::errno::Errno;
 use std::fs::File;

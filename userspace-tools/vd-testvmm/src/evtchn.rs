@@ -11,6 +11,13 @@
 //! plain port whose `out` exits to this process (`KVM_EXIT_IO`), which serves the requests with
 //! the same `vd-ring` backend code and raises the interrupt through the same irqfd: the path of a
 //! device emulated in the VMM's userspace.
+//!
+//! With [`Opts::samples`] the guest records a TSC delta per batch (the first `samples` batches) and
+//! the report gives their median in ns. With [`Opts::probe`] the run is a long-running latency
+//! probe: the guest keeps sampling into a ring (`param::SAMPLE_WRAP`) and a thread of this process
+//! prints, every period, the median round trip of the batches done since its previous line,
+//! while the vCPU thread runs undisturbed (its thread, affinity and slice stay those of a VM's
+//! vCPU, for `vdd` to place); after `duration` it tells the guest to finish (`param::N = 0`).
 
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -25,7 +32,7 @@ use vd_uapi::{vde_backend, vde_state};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::guest::Guest;
-use crate::ringguest::{self as rg, param, result, IRQ_LINE, RING_GPA, VECTOR_BASE};
+use crate::ringguest::{self as rg, param, result, IRQ_LINE, MAX_SAMPLES, RING_GPA, SAMPLES_GPA, VECTOR_BASE};
 
 /// Doorbell port.
 pub const KICK_PORT: u16 = 0x600;
@@ -56,6 +63,17 @@ pub struct Opts {
     pub samples: u32,
     /// Give up (exit 2) after this long.
     pub timeout: Duration,
+    /// Run as a long-running latency probe (one line per period on stdout).
+    pub probe: Option<Probe>,
+}
+
+/// The long-running latency probe.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Probe {
+    /// One line per period.
+    pub period: Duration,
+    /// Tell the guest to finish after this long (None: at `requests`, or when killed).
+    pub duration: Option<Duration>,
 }
 
 impl Default for Opts {
@@ -69,6 +87,7 @@ impl Default for Opts {
             hostile: None,
             samples: 0,
             timeout: Duration::from_secs(120),
+            probe: None,
         }
     }
 }
@@ -113,6 +132,12 @@ pub struct Report {
     pub wall_ms: f64,
     #[serde(skip)]
     pub samples: Vec<u32>,
+    /// Median of `samples` in ns (with `samples` or `probe`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub median_ns: Option<f64>,
+    /// TSC rate used to convert the samples.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tsc_hz: Option<f64>,
     pub pass: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -153,8 +178,12 @@ impl Report {
         if let Some(e) = &self.error {
             return format!("evtchn: result=FAIL: {e}");
         }
+        let median = match self.median_ns {
+            Some(m) => format!(" median round trip {m:.0} ns over {} batches", self.samples.len()),
+            None => String::new(),
+        };
         format!(
-            "evtchn[{:?}{}]: {} requests in batches of {} on {} entries: ok={} bad={} guest irqs={} kicks={} (suppressed {}) exits_to_vmm={} channel={:?} {:.1} ms result={}",
+            "evtchn[{:?}{}]: {} requests in batches of {} on {} entries: ok={} bad={} guest irqs={} kicks={} (suppressed {}) exits_to_vmm={} channel={:?} {:.1} ms{median} result={}",
             self.path.unwrap_or(ServePath::Kernel),
             if self.hostile { ", hostile" } else { "" },
             self.requests,
@@ -203,6 +232,12 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
     ensure!(geo.total_bytes() <= rg::RING_MAX, "a {}x{} ring is {} bytes; the real-mode test guest addresses at most {} (use fewer or smaller entries)", o.entries, o.entry_size, geo.total_bytes(), rg::RING_MAX);
     ensure!(o.batch >= 1 && o.batch <= o.entries, "batch {} must be in 1..={} (the ring's entries)", o.batch, o.entries);
     ensure!(o.samples <= rg::MAX_SAMPLES, "at most {} samples", rg::MAX_SAMPLES);
+    if let Some(p) = o.probe {
+        ensure!(o.hostile.is_none(), "a hostile guest cannot be a latency probe");
+        ensure!(p.period >= Duration::from_millis(10), "probe period {:?}: at least 10 ms", p.period);
+    }
+    // Measured before the guest exists, so the 200 ms it takes is not spent beside it.
+    let hz = (o.samples > 0 || o.probe.is_some()).then(crate::bench::tsc_hz);
     let _watchdog = watchdog(o.timeout);
 
     // Declaration order is drop order reversed: the vCPU and VM go before the ring mapping they
@@ -249,7 +284,8 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
         (param::RSP_ARRAY, geo.rsp_array() as u32),
         (param::PIC_MASK, u32::from(!(1u8 << IRQ_LINE))),
         (param::HOSTILE, o.hostile.unwrap_or(0)),
-        (param::SAMPLES, o.samples),
+        (param::SAMPLES, if o.probe.is_some() { MAX_SAMPLES } else { o.samples }),
+        (param::SAMPLE_WRAP, u32::from(o.probe.is_some())),
     ] {
         put(&guest, gpa, v)?;
     }
@@ -259,17 +295,36 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
     let ring = map.mem();
     let mut backend = Backend::new(geo, BackendState::default());
     let mut buf = vec![0u8; geo.max_payload()];
-    let mut exits = 0u64;
+    let mem = guest.mem_host_addr() as usize;
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let t0 = Instant::now();
-    loop {
-        let exit = vcpu.run()?;
-        exits += 1;
-        match exit {
-            VcpuExit::IoOut(DONE_PORT, _) => break,
-            VcpuExit::IoOut(KICK_PORT, _) if o.path == ServePath::Vmm => serve_in_vmm(&ring, &mut backend, &mut buf, &call)?,
-            other => bail!("unexpected vCPU exit {other:?} after {exits} exits: the guest program went off the rails"),
+    // The probe's reporter reads guest memory while the vCPU runs: a scoped thread, told to stop
+    // (and joined) before the guest can be dropped.
+    let exits = std::thread::scope(|s| {
+        if let (Some(p), Some(hz)) = (o.probe, hz) {
+            s.spawn(move || probe_reporter(mem, p, hz, stop_rx));
         }
-    }
+        let mut exits = 0u64;
+        let r = (|| {
+            loop {
+                let exit = match vcpu.run() {
+                    Ok(e) => e,
+                    // A signal that does not end the process (SIGSTOP/SIGCONT, as vdd's tests use
+                    // to stop a VM's I/O): KVM_RUN returns EINTR; a VMM just enters again.
+                    Err(e) if e.downcast_ref::<kvm_ioctls::Error>().is_some_and(|k| k.errno() == nix::libc::EINTR) => continue,
+                    Err(e) => return Err(e),
+                };
+                exits += 1;
+                match exit {
+                    VcpuExit::IoOut(DONE_PORT, _) => return Ok(exits),
+                    VcpuExit::IoOut(KICK_PORT, _) if o.path == ServePath::Vmm => serve_in_vmm(&ring, &mut backend, &mut buf, &call)?,
+                    other => bail!("unexpected vCPU exit {other:?} after {exits} exits: the guest program went off the rails"),
+                }
+            }
+        })();
+        drop(stop_tx);
+        r
+    })?;
     let wall = t0.elapsed();
 
     let mut r = Report {
@@ -289,10 +344,17 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
         wall_ms: wall.as_secs_f64() * 1e3,
         ..Default::default()
     };
-    let n = get(&guest, result::NSAMPLES)?.min(o.samples);
+    let n = get(&guest, result::NSAMPLES)?.min(if o.probe.is_some() { MAX_SAMPLES } else { o.samples });
     let mut raw = vec![0u8; n as usize * 4];
     guest.read(rg::SAMPLES_GPA, &mut raw)?;
     r.samples = raw.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    if let Some(hz) = hz {
+        r.tsc_hz = Some(hz);
+        if !r.samples.is_empty() {
+            let mut c: Vec<u64> = r.samples.iter().map(|&s| u64::from(s)).collect();
+            r.median_ns = Some(median(&mut c) as f64 * 1e9 / hz);
+        }
+    }
     let s = dom.stats(c.id).context("VDE_IOC_STATS")?;
     r.channel = ChanCounters {
         state: match s.state {
@@ -308,8 +370,59 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
         irqs_suppressed: s.irqs_suppressed,
         errors: s.errors,
     };
-    r.judge(o);
+    if o.probe.is_some() {
+        // The probe ends when told to (or at `requests`): judge what the guest actually sent.
+        let sent = r.ok + r.bad;
+        r.requests = sent;
+        r.judge(&Opts { requests: sent, ..o.clone() });
+    } else {
+        r.judge(o);
+    }
     Ok(r)
+}
+
+/// The probe's reporter: every period, the median (and 90th percentile) round trip of the batches
+/// the guest finished since the previous line, from the guest's sample ring.
+fn probe_reporter(mem: usize, p: Probe, hz: f64, stop: std::sync::mpsc::Receiver<()>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    // SAFETY: `mem` is the host address of the live guest RAM (MEM_SIZE bytes), which outlives
+    // this thread (scoped, joined before the guest is dropped); every offset used is an aligned
+    // u32 inside it. The guest writes these words concurrently: volatile, word-sized accesses.
+    let rd = |gpa: u64| -> u32 { unsafe { std::ptr::read_volatile((mem + gpa as usize) as *const u32) } };
+    let t0 = Instant::now();
+    let (mut last_n, mut last_t) = (rd(result::NSAMPLES), t0);
+    let mut stopping = false;
+    loop {
+        match stop.recv_timeout(p.period) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        let now = Instant::now();
+        let n = rd(result::NSAMPLES);
+        let new = n.wrapping_sub(last_n);
+        // At most half the ring: the slots read are not being rewritten meanwhile.
+        let take = new.min(MAX_SAMPLES / 2);
+        let mut c: Vec<u64> = (0..take)
+            .map(|i| u64::from(rd(SAMPLES_GPA + 4 * u64::from(n.wrapping_sub(take).wrapping_add(i) & (MAX_SAMPLES - 1)))))
+            .collect();
+        let dt = (now - last_t).as_secs_f64();
+        let t = (now - t0).as_secs_f64();
+        if c.is_empty() {
+            println!("probe t={t:.2}s round_trips=0 rate=0/s (no batch finished in {dt:.2}s)");
+        } else {
+            let med = median(&mut c) as f64 * 1e9 / hz;
+            let p90 = c[c.len() * 9 / 10] as f64 * 1e9 / hz;
+            println!("probe t={t:.2}s round_trips={new} rate={:.0}/s median_ns={med:.0} p90_ns={p90:.0}", f64::from(new) / dt);
+        }
+        (last_n, last_t) = (n, now);
+        if let Some(d) = p.duration {
+            if !stopping && now - t0 >= d {
+                // SAFETY: as for `rd`; the guest reads N at the top of every batch.
+                unsafe { std::ptr::write_volatile((mem + param::N as usize) as *mut u32, 0) };
+                stopping = true;
+            }
+        }
+    }
 }
 
 /// The emulated-device path: serve every queued request here, as a VMM's device model would,
@@ -404,6 +517,26 @@ mod tests {
         assert_eq!(median(&mut []), 0);
         assert_eq!(median(&mut [5, 1, 3]), 3);
         assert_eq!(median(&mut [4, 1, 3, 2]), 3);
+    }
+
+    #[test]
+    fn probe_options_are_checked_before_touching_kvm() {
+        let p = Probe { period: Duration::from_millis(500), duration: None };
+        let o = Opts { probe: Some(p), hostile: Some(5), ..Default::default() };
+        assert!(format!("{:#}", run("/nonexistent/dev/kvm", &o).unwrap_err()).contains("probe"));
+        let o = Opts { probe: Some(Probe { period: Duration::from_millis(1), ..p }), ..Default::default() };
+        assert!(format!("{:#}", run("/nonexistent/dev/kvm", &o).unwrap_err()).contains("at least 10 ms"));
+    }
+
+    #[test]
+    fn median_is_reported_only_when_sampled() {
+        let (_, mut r) = good(ServePath::Kernel);
+        assert!(!r.human_line().contains("median"));
+        assert!(!serde_json::to_string(&r).unwrap().contains("median_ns"));
+        r.samples = vec![1, 2, 3];
+        r.median_ns = Some(1234.4);
+        assert!(r.human_line().contains("median round trip 1234 ns over 3 batches"), "{}", r.human_line());
+        assert!(serde_json::to_string(&r).unwrap().contains("\"median_ns\":1234.4"));
     }
 
     #[test]

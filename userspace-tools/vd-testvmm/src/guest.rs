@@ -162,6 +162,12 @@ impl Guest {
         self.mem.len()
     }
 
+    /// Host virtual address of GPA 0 (for a thread that watches guest memory while a vCPU runs:
+    /// it must stop before this `Guest` is dropped).
+    pub fn mem_host_addr(&self) -> u64 {
+        self.mem.host_addr()
+    }
+
     /// Copy `bytes` into guest memory at `gpa`.
     pub fn write(&self, gpa: u64, bytes: &[u8]) -> Result<()> {
         self.mem.write(gpa, bytes)

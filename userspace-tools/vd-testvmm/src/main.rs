@@ -56,6 +56,19 @@ enum Command {
         /// Seconds before giving up on the guest.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        /// The guest records the round trip of its first N batches (TSC); the report adds their
+        /// median in ns (at most 8192).
+        #[arg(long, default_value_t = 0)]
+        samples: u32,
+        /// Long-running latency probe: every MS milliseconds print a `probe ... median_ns=...` line
+        /// with the median round trip of the batches finished since the previous line (give a
+        /// large --requests; the guest samples every batch into a ring).
+        #[arg(long, value_name = "MS")]
+        probe_ms: Option<u64>,
+        /// With --probe-ms: tell the guest to finish after SECS seconds (the final report then
+        /// judges the requests it sent).
+        #[arg(long, value_name = "SECS", requires = "probe_ms")]
+        duration: Option<u64>,
         /// Print a single JSON object.
         #[arg(long)]
         json: bool,
@@ -75,7 +88,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Smoke { json } => cmd_smoke(&cli.kvm, json),
-        Command::Evtchn { path, requests, batch, entries, entry_size, hostile, timeout, json } => {
+        Command::Evtchn { path, requests, batch, entries, entry_size, hostile, timeout, samples, probe_ms, duration, json } => {
             let o = evtchn::Opts {
                 path,
                 requests,
@@ -83,8 +96,12 @@ fn main() -> ExitCode {
                 entries,
                 entry_size,
                 hostile,
-                samples: 0,
+                samples,
                 timeout: std::time::Duration::from_secs(timeout),
+                probe: probe_ms.map(|ms| evtchn::Probe {
+                    period: std::time::Duration::from_millis(ms),
+                    duration: duration.map(std::time::Duration::from_secs),
+                }),
             };
             let r = evtchn::run(&cli.kvm, &o).unwrap_or_else(|e| evtchn::Report::failed(&e));
             print_report(&r, json, evtchn::Report::human_line, r.pass)
@@ -142,5 +159,22 @@ fn cmd_smoke(kvm_path: &str, json: bool) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evtchn_samples_and_probe_options() {
+        let c = Cli::try_parse_from(["vd-testvmm", "evtchn", "--samples", "100"]).unwrap();
+        assert!(matches!(c.command, Command::Evtchn { samples: 100, probe_ms: None, duration: None, .. }));
+        let c = Cli::try_parse_from(["vd-testvmm", "evtchn", "--probe-ms", "500", "--duration", "3"]).unwrap();
+        assert!(matches!(c.command, Command::Evtchn { samples: 0, probe_ms: Some(500), duration: Some(3), .. }));
+        // Without the new options: the old defaults.
+        let c = Cli::try_parse_from(["vd-testvmm", "evtchn"]).unwrap();
+        assert!(matches!(c.command, Command::Evtchn { requests: 1000, batch: 16, samples: 0, probe_ms: None, .. }));
+        assert!(Cli::try_parse_from(["vd-testvmm", "evtchn", "--duration", "3"]).is_err(), "--duration needs --probe-ms");
     }
 }

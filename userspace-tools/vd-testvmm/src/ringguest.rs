@@ -18,7 +18,7 @@
 //! 0x0500  parameter block (VMM writes) and result block (guest writes), u32 fields
 //! 0x1000  this program
 //! 0x7000  top of the stack
-//! 0x8000  latency samples: one u32 TSC delta per batch
+//! 0x8000  latency samples: one u32 TSC delta per batch (the first SAMPLES, or a ring: SAMPLE_WRAP)
 //! 0x10000 the channel's ring (a second memory slot: the vd_evtchn mmap), addressed through ES
 //! ```
 
@@ -69,6 +69,10 @@ pub mod param {
     pub const HOSTILE: u64 = 0x524;
     /// Latency samples to keep (at most [`super::MAX_SAMPLES`]).
     pub const SAMPLES: u64 = 0x528;
+    /// Non-zero: keep sampling every batch into a ring of [`super::MAX_SAMPLES`] slots (slot =
+    /// count % MAX_SAMPLES) instead of stopping at `SAMPLES`; `result::NSAMPLES` is then the
+    /// running count (the long-running probe reads it while the guest runs).
+    pub const SAMPLE_WRAP: u64 = 0x52c;
 }
 
 /// Result block (written by the guest).
@@ -197,8 +201,15 @@ core::arch::global_asm!(
     "    rdtsc",
     "    sub eax, esi",
     "    mov ecx, dword ptr [{r_nsamples}]",
+    // SAMPLE_WRAP: a ring of MAX_SAMPLES samples, the count keeps going (the VMM reads it live).
+    "    cmp dword ptr [{p_sample_wrap}], 0",
+    "    je vdg_sample_bounded",
+    "    and ecx, {sample_mask}",
+    "    jmp vdg_sample_store",
+    "vdg_sample_bounded:",
     "    cmp ecx, dword ptr [{p_samples}]",
     "    jae vdg_consume",
+    "vdg_sample_store:",
     "    mov dword ptr [{samples} + ecx * 4], eax",
     "    inc dword ptr [{r_nsamples}]",
     "vdg_consume:",
@@ -274,6 +285,8 @@ core::arch::global_asm!(
     p_kick_port = const param::KICK_PORT,
     p_done_port = const param::DONE_PORT,
     p_samples = const param::SAMPLES,
+    p_sample_wrap = const param::SAMPLE_WRAP,
+    sample_mask = const MAX_SAMPLES - 1,
     r_ok = const result::OK,
     r_bad = const result::BAD,
     r_irqs = const result::IRQS,
@@ -335,6 +348,8 @@ mod tests {
     fn layout_does_not_overlap() {
         assert!(result::END <= u64::from(CODE_GPA));
         assert!(param::SAMPLES < result::OK);
+        const { assert!(param::SAMPLE_WRAP + 4 <= result::OK) };
+        assert!(MAX_SAMPLES.is_power_of_two(), "the wrap is a mask");
         assert!(SAMPLES_GPA + u64::from(MAX_SAMPLES) * 4 <= MEM_SIZE as u64);
         assert!(u64::from(VECTOR_BASE + IRQ_LINE) * 4 + 4 <= param::N);
     }

@@ -347,5 +347,499 @@ pub const VDE_IOC_LIST: u32 = iowr::<VdeListEntry>(0x19);
 // ---------------------------------------------------------------------------------------------
 // vd_sriov_mgr: `/dev/vd_sriov`. ioctl numbers 0x20..=0x2f.
 
+/// Feature bit: VF leases with the move to vfio-pci done by the kernel.
+pub const VDS_FEAT_LEASE: u64 = 1 << 0;
+/// Feature bit: VFs/PFs appearing and disappearing are noticed (PCI bus notifier).
+pub const VDS_FEAT_HOTPLUG: u64 = 1 << 1;
+/// Feature bit: usage accounting (netdev counters and pushed samples, sliding window).
+pub const VDS_FEAT_USAGE: u64 = 1 << 2;
+/// Feature bit: reassignment policy (candidates, waiters, atomic swap).
+pub const VDS_FEAT_POLICY: u64 = 1 << 3;
+/// Feature bit: events readable and pollable on every open file.
+pub const VDS_FEAT_EVENTS: u64 = 1 << 4;
+
+/// "Any VF" in [`VdsLease::bdf`].
+pub const VDS_ANY: u32 = u32::MAX;
+/// Bytes of the NUL-padded name fields.
+pub const VDS_NAME_LEN: usize = 16;
+
+/// Where a VF is, in [`VdsVf::phase`].
+pub mod vds_phase {
+    /// On the host: its normal driver (igbvf) or none.
+    pub const HOST: u32 = 0;
+    /// Being moved to vfio-pci for a new lease.
+    pub const TO_GUEST: u32 = 1;
+    /// Leased: on vfio-pci (or kept on the host for a `KEEP_HOST` lease).
+    pub const LEASED: u32 = 2;
+    /// Released: being moved back to its host driver.
+    pub const TO_HOST: u32 = 3;
+}
+
+/// Bits of [`VdsVf::flags`].
+pub mod vds_vf {
+    /// A netdev is attached (the VF is on a network driver on this host).
+    pub const NETDEV: u32 = 1 << 0;
+    /// The lease keeps the VF on its host driver (netdev-mode lease; no passthrough).
+    pub const KEEP_HOST: u32 = 1 << 1;
+    /// `rate_bps` is valid: the usage history covers the policy window.
+    pub const HAS_RATE: u32 = 1 << 2;
+    /// The holder is a reassignment candidate (under threshold for the window).
+    pub const IDLE: u32 = 1 << 3;
+    /// `PCI_DEV_FLAGS_ASSIGNED` is set (the PF driver refuses to disable SR-IOV).
+    pub const ASSIGNED: u32 = 1 << 4;
+    /// Counters come from samples pushed with `VDS_IOC_SAMPLE` (else from the netdev).
+    pub const PUSHED: u32 = 1 << 5;
+}
+
+/// `VDS_IOC_PF`: the `index`-th SR-IOV physical function (`ENOENT` past the end).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdsPf {
+    /// In: position in the list.
+    pub index: u32,
+    /// `domain << 16 | bus << 8 | devfn`.
+    pub bdf: u32,
+    /// TotalVFs.
+    pub total_vfs: u32,
+    /// VFs enabled now.
+    pub num_vfs: u32,
+    /// Bound driver, NUL-padded (empty: none).
+    pub driver: [u8; VDS_NAME_LEN],
+    /// PCI name (`0000:01:00.0`), NUL-padded.
+    pub name: [u8; VDS_NAME_LEN],
+}
+const _: () = {
+    assert!(size_of::<VdsPf>() == 48);
+    assert!(offset_of!(VdsPf, driver) == 16);
+    assert!(offset_of!(VdsPf, name) == 32);
+};
+
+/// `VDS_IOC_VF`: the `index`-th VF of all PFs (`ENOENT` past the end).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdsVf {
+    /// In: position in the list.
+    pub index: u32,
+    /// The VF's `domain << 16 | bus << 8 | devfn`.
+    pub bdf: u32,
+    /// Its PF's.
+    pub pf_bdf: u32,
+    /// VF number on the PF.
+    pub vf_index: u32,
+    /// A `vds_phase` value.
+    pub phase: u32,
+    /// `vds_vf` bits.
+    pub flags: u32,
+    /// Thread-group id of the process that opened the lease's file (0: not leased).
+    pub owner_pid: u32,
+    /// Must be 0.
+    pub reserved: u32,
+    /// VM id of the lease (0: not leased).
+    pub vm_id: u64,
+    /// Milliseconds since the lease began (0: not leased).
+    pub held_ms: u64,
+    /// Bytes received (netdev counters while on the host, else pushed samples).
+    pub rx_bytes: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+    /// Bytes per second over the policy window (valid with `vds_vf::HAS_RATE`).
+    pub rate_bps: u64,
+    /// MAC address (bytes 0..6; last seen on the netdev), zero-padded.
+    pub mac: [u8; 8],
+    /// Bound driver, NUL-padded.
+    pub driver: [u8; VDS_NAME_LEN],
+    /// Netdev name, NUL-padded (empty: none).
+    pub netdev: [u8; VDS_NAME_LEN],
+    /// PCI name (`0000:01:10.0`), NUL-padded.
+    pub name: [u8; VDS_NAME_LEN],
+}
+const _: () = {
+    assert!(size_of::<VdsVf>() == 144);
+    assert!(offset_of!(VdsVf, vm_id) == 32);
+    assert!(offset_of!(VdsVf, rate_bps) == 80);
+    assert!(offset_of!(VdsVf, mac) == 88);
+    assert!(offset_of!(VdsVf, driver) == 96);
+    assert!(offset_of!(VdsVf, name) == 128);
+};
+
+/// [`VdsLease::flags`]: keep the VF on its host driver (netdev-mode lease: the VF's netdev is
+/// handed to a container or a vhost backend, not to vfio-pci).
+pub const VDS_LEASE_KEEP_HOST: u32 = 1 << 0;
+
+/// `VDS_IOC_LEASE` (in/out) and `VDS_IOC_RELEASE` (in): a VF for a VM. The lease belongs to the
+/// file that took it and ends when that file is closed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdsLease {
+    /// The VF (`VDS_ANY` on lease: any free VF; out: the one leased).
+    pub bdf: u32,
+    /// `VDS_LEASE_*` bits.
+    pub flags: u32,
+    /// The VM (nonzero).
+    pub vm_id: u64,
+}
+const _: () = assert!(size_of::<VdsLease>() == 16);
+
+/// `VDS_IOC_SAMPLE`: the lease holder reports the VF's cumulative traffic while the VF is passed
+/// through (the host cannot see it then).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdsSample {
+    /// The VF.
+    pub bdf: u32,
+    /// Must be 0.
+    pub flags: u32,
+    /// Cumulative bytes (rx + tx) since the lease began, as the VMM counts them.
+    pub bytes: u64,
+}
+const _: () = assert!(size_of::<VdsSample>() == 16);
+
+/// `VDS_IOC_POLICY_GET` / `VDS_IOC_POLICY_SET`: reassignment parameters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdsPolicy {
+    /// A holder whose window average falls under this (bytes/s) becomes a candidate.
+    pub threshold_bps: u64,
+    /// A candidate stops being one only above `threshold_bps + hysteresis_bps`.
+    pub hysteresis_bps: u64,
+    /// Sliding window (ms), 100..=600000.
+    pub window_ms: u32,
+    /// No holder is a candidate before holding its VF this long (ms).
+    pub min_hold_ms: u32,
+    /// How often host netdev counters are sampled (ms), 50..=10000.
+    pub sample_ms: u32,
+    /// Must be 0.
+    pub flags: u32,
+}
+const _: () = {
+    assert!(size_of::<VdsPolicy>() == 32);
+    assert!(offset_of!(VdsPolicy, window_ms) == 16);
+};
+
+/// [`VdsWait::flags`]: stop waiting.
+pub const VDS_WAIT_CANCEL: u32 = 1 << 0;
+
+/// `VDS_IOC_WAIT`: VM `vm_id` wants a VF (a waiter, owned by this file).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdsWait {
+    /// The VM (nonzero; must hold no VF).
+    pub vm_id: u64,
+    /// `VDS_WAIT_*` bits.
+    pub flags: u32,
+    /// Must be 0.
+    pub reserved: u32,
+}
+const _: () = assert!(size_of::<VdsWait>() == 16);
+
+/// [`VdsSwap::flags`]: swap even if the holder is not a candidate (operator override).
+pub const VDS_SWAP_FORCE: u32 = 1 << 0;
+
+/// `VDS_IOC_SWAP`: atomically moves the lease of VF `bdf` from `from_vm` to the waiter `to_vm`
+/// (the lease then belongs to the waiter's file). The VF stays where it is (vfio-pci); the
+/// daemon unplugs it from the old VMM and plugs it into the new one.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdsSwap {
+    /// The VF.
+    pub bdf: u32,
+    /// `VDS_SWAP_*` bits.
+    pub flags: u32,
+    /// Current holder.
+    pub from_vm: u64,
+    /// Waiter that gets it.
+    pub to_vm: u64,
+}
+const _: () = assert!(size_of::<VdsSwap>() == 24);
+
+/// Kinds of [`VdsCandidate`].
+pub mod vds_cand {
+    /// A holder under threshold for the window.
+    pub const HOLDER: u32 = 1;
+    /// A VM waiting for a VF.
+    pub const WAITER: u32 = 2;
+}
+
+/// `VDS_IOC_CANDIDATE`: the `index`-th candidate, idle holders first (best to reclaim first),
+/// then waiters (longest waiting first); pairing holder `i` with waiter `i` is the policy's
+/// proposal. `ENOENT` past the end.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdsCandidate {
+    /// In: position.
+    pub index: u32,
+    /// A `vds_cand` value.
+    pub kind: u32,
+    /// The VF (holders), else 0.
+    pub bdf: u32,
+    /// Must be 0.
+    pub reserved: u32,
+    /// The VM.
+    pub vm_id: u64,
+    /// Window rate (holders), bytes/s.
+    pub rate_bps: u64,
+    /// Holding (holders) or waiting (waiters) for this long, ms.
+    pub age_ms: u64,
+}
+const _: () = assert!(size_of::<VdsCandidate>() == 40);
+
+/// Kinds of [`VdsEvent`].
+pub mod vds_event {
+    /// A VF appeared.
+    pub const VF_ADDED: u32 = 1;
+    /// A VF disappeared (not leased).
+    pub const VF_REMOVED: u32 = 2;
+    /// A VF was leased to `vm_id`.
+    pub const LEASED: u32 = 3;
+    /// `vm_id` released its VF (explicitly or because its file closed); it goes back to the host.
+    pub const RELEASED: u32 = 4;
+    /// A released VF is back on its host driver (`err`: the move's error, 0 on success).
+    pub const RETURNED: u32 = 5;
+    /// A leased VF disappeared (hot-unplug, SR-IOV disabled): `vm_id` lost it.
+    pub const REVOKED: u32 = 6;
+    /// `vm_id`'s usage fell under threshold for the window: a reassignment candidate.
+    pub const CANDIDATE: u32 = 7;
+    /// The VF moved from `other_vm` to `vm_id` (`VDS_IOC_SWAP`).
+    pub const SWAPPED: u32 = 8;
+    /// Moving a VF for a lease failed and was rolled back (`err`).
+    pub const MOVE_FAILED: u32 = 9;
+    /// Events were lost: the reader's queue overflowed (`other_vm`: how many).
+    pub const LOST: u32 = 10;
+    /// `vm_id` is waiting for a VF.
+    pub const WAITING: u32 = 11;
+    /// `vm_id`'s usage rose above threshold + hysteresis: no longer a candidate.
+    pub const BUSY: u32 = 12;
+}
+
+/// One event, as `read(2)` returns them (whole records only) on `/dev/vd_sriov`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdsEvent {
+    /// Sequence number (host-wide, from 1).
+    pub seq: u64,
+    /// A `vds_event` value.
+    pub kind: u32,
+    /// The VF, or 0.
+    pub bdf: u32,
+    /// The VM concerned, or 0.
+    pub vm_id: u64,
+    /// The other VM (`SWAPPED`: the previous holder), or a count (`LOST`).
+    pub other_vm: u64,
+    /// Monotonic time, ns.
+    pub time_ns: u64,
+    /// Negative errno for failures, else 0.
+    pub err: i32,
+    /// Must be 0.
+    pub reserved: u32,
+}
+const _: () = {
+    assert!(size_of::<VdsEvent>() == 48);
+    assert!(offset_of!(VdsEvent, time_ns) == 32);
+    assert!(offset_of!(VdsEvent, err) == 40);
+};
+
+/// `_IOWR(0xB7, 0x20, struct vds_pf)`.
+pub const VDS_IOC_PF: u32 = iowr::<VdsPf>(0x20);
+/// `_IOWR(0xB7, 0x21, struct vds_vf)`.
+pub const VDS_IOC_VF: u32 = iowr::<VdsVf>(0x21);
+/// `_IOWR(0xB7, 0x22, struct vds_lease)`: CAP_NET_ADMIN.
+pub const VDS_IOC_LEASE: u32 = iowr::<VdsLease>(0x22);
+/// `_IOW(0xB7, 0x23, struct vds_lease)`: CAP_NET_ADMIN; only the file that took the lease.
+pub const VDS_IOC_RELEASE: u32 = iow::<VdsLease>(0x23);
+/// `_IOW(0xB7, 0x24, struct vds_sample)`: only the file that holds the lease.
+pub const VDS_IOC_SAMPLE: u32 = iow::<VdsSample>(0x24);
+/// `_IOR(0xB7, 0x25, struct vds_policy)`.
+pub const VDS_IOC_POLICY_GET: u32 = ior::<VdsPolicy>(0x25);
+/// `_IOW(0xB7, 0x26, struct vds_policy)`: CAP_NET_ADMIN.
+pub const VDS_IOC_POLICY_SET: u32 = iow::<VdsPolicy>(0x26);
+/// `_IOW(0xB7, 0x27, struct vds_wait)`: CAP_NET_ADMIN.
+pub const VDS_IOC_WAIT: u32 = iow::<VdsWait>(0x27);
+/// `_IOW(0xB7, 0x28, struct vds_swap)`: CAP_NET_ADMIN.
+pub const VDS_IOC_SWAP: u32 = iow::<VdsSwap>(0x28);
+/// `_IOWR(0xB7, 0x29, struct vds_candidate)`.
+pub const VDS_IOC_CANDIDATE: u32 = iowr::<VdsCandidate>(0x29);
+
 // ---------------------------------------------------------------------------------------------
 // vd_input_irq: `/dev/vd_input`. ioctl numbers 0x30..=0x3f.
+//
+// Roles: a VMM opens the device and makes its file a VM sink (`VDI_IOC_VM_CREATE`): events for
+// that VM go into a vd ring (mmap offset 0; only the response half is used: the module is the
+// producer, one [`VdiEvent`] per response payload, the response id a sequence number) and the
+// call eventfd (register it with `KVM_IRQFD`) is signalled when the guest asked (rsp_event). The
+// VMM's vCPU threads register themselves (`VDI_IOC_VCPU_REGISTER`, made from the vCPU thread);
+// while none of them is on a CPU, or the VMM said the VM is paused, events wait in a bounded
+// per-VM queue and are flushed, in order, the moment a vCPU thread is scheduled in again. An
+// administrator (CAP_SYS_ADMIN) routes input devices (`VDI_IOC_ROUTE`) and moves the focus
+// between VMs (`VDI_IOC_FOCUS`); a frame (events up to SYN_REPORT) never splits between VMs.
+
+/// Feature bit: routing and focus.
+pub const VDI_FEAT_ROUTE: u64 = 1 << 0;
+/// Feature bit: delivery that follows vCPU scheduling (preempt notifiers).
+pub const VDI_FEAT_SCHED: u64 = 1 << 1;
+/// Feature bit: grabbing routed devices away from the host.
+pub const VDI_FEAT_GRAB: u64 = 1 << 2;
+
+/// Ring slot size of the event ring: a response header and one [`VdiEvent`].
+pub const VDI_ENTRY_SIZE: u32 = 32;
+/// Per-VM queue capacity (events held while the VM is not running).
+pub const VDI_QUEUE_EVENTS: u32 = 1024;
+
+/// One input event as the guest receives it (a response payload in the event ring).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdiEvent {
+    /// When the host saw it, `CLOCK_MONOTONIC` ns.
+    pub time_ns: u64,
+    /// evdev type (`EV_KEY`, `EV_REL`, ...).
+    pub ty: u16,
+    /// evdev code.
+    pub code: u16,
+    /// evdev value.
+    pub value: i32,
+}
+const _: () = {
+    assert!(size_of::<VdiEvent>() == 16);
+    assert!(offset_of!(VdiEvent, ty) == 8);
+    assert!(offset_of!(VdiEvent, value) == 12);
+};
+
+/// `VDI_IOC_VM_CREATE`: make this file the sink of VM `vm_id`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdiVmCreate {
+    /// The VM's id, unique on the host (the daemon's name for it); not 0.
+    pub vm_id: u32,
+    /// Event ring entries: a power of two, 8..=4096.
+    pub entries: u32,
+    /// Eventfd to signal (registered with `KVM_IRQFD`), or -1 for none yet.
+    pub call_fd: i32,
+    /// Must be 0.
+    pub flags: u32,
+    /// Out: bytes to `mmap` at offset 0 (the event ring).
+    pub mmap_size: u64,
+}
+const _: () = assert!(size_of::<VdiVmCreate>() == 24);
+
+/// [`VdiRoute::kind`]: how `pattern` selects input devices.
+pub mod vdi_match {
+    /// `pattern` is a substring of the device name.
+    pub const NAME: u32 = 1;
+    /// `pattern` equals the device's phys path.
+    pub const PHYS: u32 = 2;
+    /// Every keyboard (EV_KEY with KEY_A..KEY_Z).
+    pub const KEYBOARD: u32 = 3;
+    /// Every relative pointer (EV_REL with REL_X and REL_Y).
+    pub const MOUSE: u32 = 4;
+    /// Every absolute pointer (EV_ABS with ABS_X and ABS_Y).
+    pub const TABLET: u32 = 5;
+}
+
+/// `VDI_IOC_ROUTE` / `VDI_IOC_UNROUTE`: input devices that follow the focus.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VdiRoute {
+    /// A `vdi_match` value.
+    pub kind: u32,
+    /// 1: grab matching devices (the host's other handlers stop seeing them).
+    pub grab: u32,
+    /// NUL-terminated pattern for `NAME` and `PHYS`.
+    pub pattern: [u8; 64],
+}
+impl Default for VdiRoute {
+    fn default() -> Self {
+        Self { kind: 0, grab: 0, pattern: [0; 64] }
+    }
+}
+const _: () = assert!(size_of::<VdiRoute>() == 72);
+
+/// Buckets of [`VdiStats::delay_hist`]: delivery delay below 10 us, 100 us, 1 ms, 10 ms,
+/// 100 ms, 1 s, and above.
+pub const VDI_DELAY_BUCKETS: usize = 7;
+
+/// `VDI_IOC_STATS`: counters of VM `vm_id` (0: this file's VM).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdiStats {
+    /// In: VM id, or 0 for this file's own VM.
+    pub vm_id: u32,
+    /// Out: 1 when a vCPU thread of the VM is on a CPU and the VMM did not pause it.
+    pub running: u32,
+    /// Out: vCPU threads registered.
+    pub vcpus: u32,
+    /// Out: events in the queue now.
+    pub queue_depth: u32,
+    /// Events delivered at once (the VM was running).
+    pub delivered_immediately: u64,
+    /// Events that waited in the queue.
+    pub queued: u64,
+    /// Events flushed from the queue into the ring.
+    pub flushed: u64,
+    /// Motion events merged into others while queued.
+    pub coalesced: u64,
+    /// Events lost to a SYN_DROPPED (queue and ring both full).
+    pub dropped: u64,
+    /// Deepest the queue has been.
+    pub max_depth: u64,
+    /// Interrupts sent (call eventfd signals).
+    pub irqs: u64,
+    /// Host-event-to-ring delay histogram (see [`VDI_DELAY_BUCKETS`]).
+    pub delay_hist: [u64; VDI_DELAY_BUCKETS],
+    /// Pad to 8 bytes.
+    pub _pad: u64,
+}
+const _: () = {
+    assert!(size_of::<VdiStats>() == 136);
+    assert!(offset_of!(VdiStats, delivered_immediately) == 16);
+    assert!(offset_of!(VdiStats, delay_hist) == 72);
+};
+
+/// `VDI_IOC_LIST_DEVICES`: the `index`-th input device the module sees (`ENOENT` past the end).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VdiDevice {
+    /// In: position.
+    pub index: u32,
+    /// Out: 1 if a route matches it.
+    pub routed: u32,
+    /// Out: 1 if grabbed.
+    pub grabbed: u32,
+    /// Out: VM its current frame goes to (0: none).
+    pub vm_id: u32,
+    /// Out: events seen from it.
+    pub events: u64,
+    /// Out: name, NUL-padded.
+    pub name: [u8; 64],
+    /// Out: phys path, NUL-padded.
+    pub phys: [u8; 64],
+}
+impl Default for VdiDevice {
+    fn default() -> Self {
+        Self { index: 0, routed: 0, grabbed: 0, vm_id: 0, events: 0, name: [0; 64], phys: [0; 64] }
+    }
+}
+const _: () = assert!(size_of::<VdiDevice>() == 152);
+
+/// `_IOWR(0xB7, 0x30, struct vdi_vm_create)`.
+pub const VDI_IOC_VM_CREATE: u32 = iowr::<VdiVmCreate>(0x30);
+/// `_IO(0xB7, 0x31)`: the calling thread is a vCPU thread of this file's VM.
+pub const VDI_IOC_VCPU_REGISTER: u32 = io(0x31);
+/// `_IO(0xB7, 0x32)`: the calling thread is no longer one.
+pub const VDI_IOC_VCPU_UNREGISTER: u32 = io(0x32);
+/// `_IOW(0xB7, 0x33, u32)`: the VMM paused (0) or resumed (1) the VM.
+pub const VDI_IOC_SET_RUNNING: u32 = iow::<u32>(0x33);
+/// `_IOW(0xB7, 0x34, struct vdi_route)`.
+pub const VDI_IOC_ROUTE: u32 = iow::<VdiRoute>(0x34);
+/// `_IOW(0xB7, 0x35, struct vdi_route)`.
+pub const VDI_IOC_UNROUTE: u32 = iow::<VdiRoute>(0x35);
+/// `_IOW(0xB7, 0x36, u32)`: routed devices deliver to VM `vm_id` from the next frame on.
+pub const VDI_IOC_FOCUS: u32 = iow::<u32>(0x36);
+/// `_IOWR(0xB7, 0x37, struct vdi_stats)`.
+pub const VDI_IOC_STATS: u32 = iowr::<VdiStats>(0x37);
+/// `_IOWR(0xB7, 0x38, struct vdi_device)`.
+pub const VDI_IOC_LIST_DEVICES: u32 = iowr::<VdiDevice>(0x38);
+/// `_IOW(0xB7, 0x39, i32)`: (re)bind the call eventfd (-1 unbinds).
+pub const VDI_IOC_BIND: u32 = iow::<i32>(0x39);

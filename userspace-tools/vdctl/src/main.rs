@@ -3,6 +3,8 @@
 mod daemon;
 mod dev;
 mod evtchn;
+mod sriov;
+mod input;
 mod status;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +27,12 @@ enum Cmd {
     /// Event channels (vd_evtchn).
     #[command(subcommand)]
     Evtchn(EvtchnCmd),
+    /// Input devices routed to VMs (vd_input_irq).
+    #[command(subcommand)]
+    Input(InputCmd),
+    /// SR-IOV VFs (vd_sriov_mgr): inventory, leases, reassignment policy, events.
+    #[command(subcommand)]
+    Sriov(SriovCmd),
     /// VMs as the vdd daemon sees them.
     #[command(subcommand)]
     Vm(VmCmd),
@@ -84,6 +92,66 @@ enum DaemonCmd {
 }
 
 #[derive(Subcommand, Debug)]
+enum SriovCmd {
+    /// SR-IOV PFs and every VF: driver, netdev, MAC, lease, counters, window rate.
+    List,
+    /// Set a PF's VF count (writes its sriov_numvfs: the PF driver's sriov_configure).
+    Numvfs {
+        /// Number of VFs (0 disables; a nonzero count can only be changed through 0).
+        n: u32,
+        /// The PF (DDDD:BB:DD.F) [default: the only SR-IOV PF].
+        #[arg(long)]
+        pf: Option<String>,
+    },
+    /// Lease a VF to a VM and hold it until --for elapses or SIGTERM/SIGINT, then release it.
+    Lease {
+        /// The VF (DDDD:BB:DD.F) or `any`.
+        vf: String,
+        /// The VM id.
+        #[arg(long)]
+        vm: u64,
+        /// Keep the VF on its host driver (netdev-mode lease, no vfio-pci).
+        #[arg(long)]
+        keep_host: bool,
+        /// Seconds to hold the lease [default: until a signal].
+        #[arg(long = "for")]
+        hold: Option<f64>,
+    },
+    /// End a lease held by a `vdctl sriov lease` process.
+    Release {
+        /// The VF (DDDD:BB:DD.F).
+        vf: String,
+    },
+    /// Show (or change) the reassignment policy, and the current candidates.
+    Policy {
+        /// Window-average rate under which a holder is a candidate (bytes/s).
+        #[arg(long)]
+        threshold: Option<u64>,
+        /// A candidate is busy again only above threshold + this (bytes/s).
+        #[arg(long)]
+        hysteresis: Option<u64>,
+        /// Sliding window (ms).
+        #[arg(long)]
+        window_ms: Option<u32>,
+        /// Minimum time a holder keeps its VF before it can be a candidate (ms).
+        #[arg(long)]
+        min_hold_ms: Option<u32>,
+        /// Sampling period of host netdev counters (ms).
+        #[arg(long)]
+        sample_ms: Option<u32>,
+    },
+    /// Print events as they happen.
+    Events {
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        timeout: Option<f64>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum EvtchnCmd {
     /// Every channel on the host with its counters.
     List,
@@ -104,6 +172,36 @@ enum EvtchnCmd {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum InputCmd {
+    /// Every input device the module sees: routed, grabbed, which VM it delivers to.
+    List,
+    /// Make matching devices (now and future ones) follow the focus.
+    Route {
+        #[command(flatten)]
+        m: input::Match,
+        /// Grab them: the host's own handlers (console, evdev readers) stop seeing them.
+        #[arg(long)]
+        grab: bool,
+    },
+    /// Remove a route (same flags as it was added with).
+    Unroute {
+        #[command(flatten)]
+        m: input::Match,
+        /// The route was added with --grab.
+        #[arg(long)]
+        grab: bool,
+    },
+    /// Give routed devices to VM_ID from the next frame on (0: to no VM).
+    Focus {
+        vm_id: u32,
+    },
+    /// Delivery counters of a VM [default: the VMs that have the focus].
+    Stats {
+        vm_id: Option<u32>,
+    },
+}
+
 fn main() -> std::process::ExitCode {
     // Die quietly on a closed pipe (`vdctl ... | head`), like other Unix tools, instead of
     // panicking in println!.
@@ -118,6 +216,25 @@ fn main() -> std::process::ExitCode {
             EvtchnCmd::Watch { interval, count } => {
                 evtchn::watch(std::time::Duration::from_secs_f64(interval.max(0.05)), count, cli.json)
             }
+        }
+        .map(|()| std::process::ExitCode::SUCCESS),
+        Cmd::Input(c) => match c {
+            InputCmd::List => input::list(cli.json),
+            InputCmd::Route { m, grab } => input::route(&m, grab, true, cli.json),
+            InputCmd::Unroute { m, grab } => input::route(&m, grab, false, cli.json),
+            InputCmd::Focus { vm_id } => input::focus(vm_id, cli.json),
+            InputCmd::Stats { vm_id } => input::stats(vm_id, cli.json),
+        }
+        .map(|()| std::process::ExitCode::SUCCESS),
+        Cmd::Sriov(c) => match c {
+            SriovCmd::List => sriov::list(cli.json),
+            SriovCmd::Numvfs { n, pf } => sriov::numvfs(pf.as_deref(), n, cli.json),
+            SriovCmd::Lease { vf, vm, keep_host, hold } => sriov::lease(&vf, vm, keep_host, hold, cli.json),
+            SriovCmd::Release { vf } => sriov::release(&vf, cli.json),
+            SriovCmd::Policy { threshold, hysteresis, window_ms, min_hold_ms, sample_ms } => {
+                sriov::policy(sriov::PolicyChange { threshold, hysteresis, window_ms, min_hold_ms, sample_ms }, cli.json)
+            }
+            SriovCmd::Events { count, timeout } => sriov::events(count, timeout, cli.json),
         }
         .map(|()| std::process::ExitCode::SUCCESS),
         Cmd::Vm(VmCmd::List(s)) => daemon::vm_list(&s.path(), cli.json).map(|()| std::process::ExitCode::SUCCESS),

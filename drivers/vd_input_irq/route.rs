@@ -1,0 +1,343 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Routing: which input devices follow the focus, which VM has the focus, and the input handler
+//! that feeds routed devices' events to the focused VM, a whole frame at a time.
+
+use crate::queue::{Event, EV_ABS, EV_KEY, EV_REL, EV_SYN, SYN_REPORT};
+use crate::uapi::{vdi_match, VdiDevice, VdiRoute};
+use crate::vd::input::{DevInfo, HandleRef, InputOps};
+use crate::vd::preempt::ThreadHook;
+use crate::vm::{now_ns, VmSink};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use kernel::prelude::*;
+use kernel::sync::{Arc, Mutex, SpinLockIrq};
+
+const KEY_A: u16 = 30;
+const KEY_Z: u16 = 44;
+const REL_X: u16 = 0;
+const REL_Y: u16 = 1;
+const ABS_X: u16 = 0;
+const ABS_Y: u16 = 1;
+
+/// What a device offers, for capability routes.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct Caps {
+    pub(crate) keyboard: bool,
+    pub(crate) mouse: bool,
+    pub(crate) tablet: bool,
+}
+
+/// A route's pattern as a byte string (up to the first NUL).
+fn pattern(r: &VdiRoute) -> &[u8] {
+    let n = r.pattern.iter().position(|&b| b == 0).unwrap_or(r.pattern.len());
+    &r.pattern[..n]
+}
+
+/// Whether route `r` selects a device named `name` at `phys` with `caps`. Pure: KUnit-tested.
+pub(crate) fn matches(r: &VdiRoute, name: &[u8], phys: &[u8], caps: Caps) -> bool {
+    match r.kind {
+        vdi_match::NAME => {
+            let p = pattern(r);
+            !p.is_empty() && name.windows(p.len()).any(|w| w == p)
+        }
+        vdi_match::PHYS => !pattern(r).is_empty() && pattern(r) == phys,
+        vdi_match::KEYBOARD => caps.keyboard,
+        vdi_match::MOUSE => caps.mouse,
+        vdi_match::TABLET => caps.tablet,
+        _ => false,
+    }
+}
+
+/// Checks a route from userspace.
+pub(crate) fn validate(r: &VdiRoute) -> Result {
+    match r.kind {
+        vdi_match::NAME | vdi_match::PHYS if pattern(r).is_empty() => Err(EINVAL),
+        vdi_match::NAME | vdi_match::PHYS | vdi_match::KEYBOARD | vdi_match::MOUSE | vdi_match::TABLET if r.grab <= 1 => Ok(()),
+        _ => Err(EINVAL),
+    }
+}
+
+fn fixed64(s: &[u8]) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    let n = s.len().min(63);
+    out[..n].copy_from_slice(&s[..n]);
+    out
+}
+
+/// One input device the handler is connected to.
+#[pin_data]
+pub(crate) struct DevState {
+    name: [u8; 64],
+    phys: [u8; 64],
+    caps: Caps,
+    /// A route selects it: its events go to the focused VM.
+    routed: AtomicBool,
+    grabbed: AtomicBool,
+    events: AtomicU64,
+    /// The VM the device's current frame goes to, latched at the frame's first event and
+    /// dropped at its SYN_REPORT, so a focus change never splits a frame. Taken in the event
+    /// path (interrupts off).
+    #[pin]
+    frame: SpinLockIrq<Option<Arc<VmSink>>>,
+}
+
+impl DevState {
+    fn name(&self) -> &[u8] {
+        let n = self.name.iter().position(|&b| b == 0).unwrap_or(64);
+        &self.name[..n]
+    }
+    fn phys(&self) -> &[u8] {
+        let n = self.phys.iter().position(|&b| b == 0).unwrap_or(64);
+        &self.phys[..n]
+    }
+}
+
+/// The fields protected by [`Router::ctl`]: read by the event path (atomic, interrupts off)
+/// and changed by ioctls.
+pub(crate) struct Ctl {
+    /// VM id with the focus (0: none).
+    pub(crate) focus: u32,
+    /// Every VM sink on the host.
+    pub(crate) vms: KVec<Arc<VmSink>>,
+    /// Routes set by the administrator.
+    pub(crate) routes: KVec<VdiRoute>,
+}
+
+impl Ctl {
+    /// The sink of VM `id`.
+    pub(crate) fn vm(&self, id: u32) -> Option<Arc<VmSink>> {
+        self.vms.iter().find(|v| v.vm_id == id).cloned()
+    }
+}
+
+/// A connected device and its handle.
+struct DevEntry {
+    dev: Arc<DevState>,
+    handle: HandleRef,
+}
+
+/// The fields protected by [`Router::devices`] (process context only).
+struct Devices {
+    list: KVec<DevEntry>,
+}
+
+/// Host-wide input state.
+#[pin_data]
+pub(crate) struct Router {
+    #[pin]
+    pub(crate) ctl: SpinLockIrq<Ctl>,
+    /// Connected devices; held while grabbing or releasing, and by `disconnect` while removing
+    /// one, so a handle is never used after its device went.
+    #[pin]
+    devices: Mutex<Devices>,
+    /// vCPU hooks whose file closed while their thread lives on: retired, freed once the thread
+    /// is gone (see `rust/vd/preempt.rs`).
+    #[pin]
+    graveyard: Mutex<KVec<ThreadHook<VmSink>>>,
+}
+
+impl Router {
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            ctl <- kernel::new_spinlock_irq!(Ctl { focus: 0, vms: KVec::new(), routes: KVec::new() }),
+            devices <- kernel::new_mutex!(Devices { list: KVec::new() }),
+            graveyard <- kernel::new_mutex!(KVec::new()),
+        })
+    }
+
+    /// Keeps a retired hook until its thread is gone.
+    pub(crate) fn bury(&self, h: ThreadHook<VmSink>) {
+        // Out of memory: the hook is dropped, and its `Drop` leaks it rather than let it dangle.
+        let _ = self.graveyard.lock().push(h, GFP_KERNEL);
+    }
+
+    /// Frees the retired hooks whose threads are gone; `true` when none is left.
+    pub(crate) fn reap_graveyard(&self) -> bool {
+        let mut g = self.graveyard.lock();
+        let old = core::mem::take(&mut *g);
+        for h in old.into_iter() {
+            if let Err(h) = h.reap() {
+                // Still on a live thread. Out of memory here drops it, which leaks it (see `bury`).
+                let _ = g.push(h, GFP_KERNEL);
+            }
+        }
+        let empty = g.is_empty();
+        if empty {
+            *g = KVec::new();
+        }
+        empty
+    }
+
+    fn routed_by(&self, d: &DevState) -> Option<bool> {
+        let ctl = self.ctl.lock();
+        let mut grab = None;
+        for r in ctl.routes.iter() {
+            if matches(r, d.name(), d.phys(), d.caps) {
+                grab = Some(grab.unwrap_or(false) || r.grab == 1);
+            }
+        }
+        grab
+    }
+
+    /// Re-evaluates every device against the routes: routes, grabs and releases.
+    pub(crate) fn apply_routes(&self) {
+        let devs = self.devices.lock();
+        for e in devs.list.iter() {
+            let want = self.routed_by(&e.dev);
+            e.dev.routed.store(want.is_some(), Relaxed);
+            let grab = want == Some(true);
+            if grab != e.dev.grabbed.load(Relaxed) {
+                // SAFETY: `e` is in the list, and `disconnect` removes it under this same lock
+                // before the handle goes; we are in process context.
+                let ok = unsafe { if grab { e.handle.grab().is_ok() } else { e.handle.release(); true } };
+                if ok {
+                    e.dev.grabbed.store(grab, Relaxed);
+                }
+            }
+        }
+    }
+
+    /// The `index`-th device.
+    pub(crate) fn device(&self, index: u32) -> Option<VdiDevice> {
+        let devs = self.devices.lock();
+        let e = devs.list.get(index as usize)?;
+        let vm_id = e.dev.frame.lock().as_ref().map_or(0, |v| v.vm_id);
+        Some(VdiDevice {
+            index,
+            routed: e.dev.routed.load(Relaxed) as u32,
+            grabbed: e.dev.grabbed.load(Relaxed) as u32,
+            vm_id,
+            events: e.dev.events.load(Relaxed),
+            name: e.dev.name,
+            phys: e.dev.phys,
+        })
+    }
+
+    /// Drops every device's latched frame target that is `vm` (the VM is going away).
+    pub(crate) fn forget_vm(&self, vm: &Arc<VmSink>) {
+        let devs = self.devices.lock();
+        for e in devs.list.iter() {
+            let mut f = e.dev.frame.lock();
+            if f.as_ref().is_some_and(|v| Arc::ptr_eq(v, vm)) {
+                *f = None;
+            }
+        }
+    }
+}
+
+/// The input handler's side of the router (the router itself lives in the module).
+pub(crate) struct Ops;
+
+impl InputOps for Ops {
+    type Dev = Arc<DevState>;
+
+    fn connect(&self, info: &DevInfo<'_>) -> Result<Arc<DevState>> {
+        let caps = Caps {
+            keyboard: info.has_ev(EV_KEY) && (KEY_A..=KEY_Z).all(|k| info.has_key(k)),
+            mouse: info.has_ev(EV_REL) && info.has_rel(REL_X) && info.has_rel(REL_Y),
+            tablet: info.has_ev(EV_ABS) && info.has_abs(ABS_X) && info.has_abs(ABS_Y),
+        };
+        Arc::pin_init(
+            try_pin_init!(DevState {
+                name: fixed64(info.name().to_bytes()),
+                phys: fixed64(info.phys().to_bytes()),
+                caps,
+                routed: AtomicBool::new(false),
+                grabbed: AtomicBool::new(false),
+                events: AtomicU64::new(0),
+                frame <- kernel::new_spinlock_irq!(None),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    fn opened(&self, dev: &Arc<DevState>, handle: HandleRef) {
+        let r = crate::router();
+        {
+            let mut devs = r.devices.lock();
+            if devs.list.push(DevEntry { dev: dev.clone(), handle }, GFP_KERNEL).is_err() {
+                crate::vd_warn_ratelimited!("vd_input: out of memory: device not routable\n");
+                return;
+            }
+        }
+        r.apply_routes();
+    }
+
+    fn event(&self, dev: &Arc<DevState>, ty: u16, code: u16, value: i32) {
+        if !dev.routed.load(Relaxed) {
+            return;
+        }
+        dev.events.fetch_add(1, Relaxed);
+        let e = Event { ty, code, value, time_ns: now_ns() };
+        let mut frame = dev.frame.lock();
+        if frame.is_none() {
+            let ctl = crate::router().ctl.lock();
+            *frame = ctl.vm(ctl.focus);
+        }
+        if let Some(vm) = frame.as_ref() {
+            vm.deliver(e);
+        }
+        if ty == EV_SYN && code == SYN_REPORT {
+            *frame = None;
+        }
+    }
+
+    fn disconnect(&self, dev: &Arc<DevState>) {
+        let r = crate::router();
+        let mut devs = r.devices.lock();
+        if let Some(i) = devs.list.iter().position(|e| Arc::ptr_eq(&e.dev, dev)) {
+            let _ = devs.list.remove(i);
+        }
+        drop(devs);
+        // A frame cut off by the unplug ends here: the VM got what was sent.
+        *dev.frame.lock() = None;
+    }
+}
+
+#[kernel::prelude::kunit_tests(vd_input_route)]
+mod tests {
+    use super::*;
+
+    fn route(kind: u32, p: &[u8]) -> VdiRoute {
+        let mut r = VdiRoute { kind, grab: 0, pattern: [0; 64] };
+        r.pattern[..p.len()].copy_from_slice(p);
+        r
+    }
+
+    #[test]
+    fn name_routes_match_substrings_only() {
+        let none = Caps::default();
+        assert!(matches(&route(vdi_match::NAME, b"vd test kbd"), b"vd test kbd 1", b"", none));
+        assert!(matches(&route(vdi_match::NAME, b"kbd"), b"vd test kbd", b"", none));
+        assert!(!matches(&route(vdi_match::NAME, b"mouse"), b"vd test kbd", b"", none));
+        // An empty pattern matches nothing.
+        assert!(!matches(&route(vdi_match::NAME, b""), b"anything", b"", none));
+    }
+
+    #[test]
+    fn phys_routes_match_exactly() {
+        let none = Caps::default();
+        assert!(matches(&route(vdi_match::PHYS, b"usb-1/input0"), b"x", b"usb-1/input0", none));
+        assert!(!matches(&route(vdi_match::PHYS, b"usb-1"), b"x", b"usb-1/input0", none));
+    }
+
+    #[test]
+    fn capability_routes() {
+        let kbd = Caps { keyboard: true, ..Default::default() };
+        let mouse = Caps { mouse: true, ..Default::default() };
+        assert!(matches(&route(vdi_match::KEYBOARD, b""), b"", b"", kbd));
+        assert!(!matches(&route(vdi_match::KEYBOARD, b""), b"", b"", mouse));
+        assert!(matches(&route(vdi_match::MOUSE, b""), b"", b"", mouse));
+        assert!(!matches(&route(vdi_match::TABLET, b""), b"", b"", mouse));
+        assert!(!matches(&route(99, b"x"), b"x", b"x", kbd));
+    }
+
+    #[test]
+    fn validation_refuses_bad_routes() {
+        assert!(validate(&route(vdi_match::NAME, b"")).is_err());
+        assert!(validate(&route(vdi_match::NAME, b"k")).is_ok());
+        assert!(validate(&route(0, b"k")).is_err());
+        let mut r = route(vdi_match::MOUSE, b"");
+        r.grab = 2;
+        assert!(validate(&r).is_err());
+    }
+}

@@ -1,0 +1,250 @@
+// SPDX-License-Identifier: GPL-2.0
+//! A VM's input sink: its event ring (shared with the guest), the queue that holds events while
+//! the VM cannot take an interrupt, and the notification eventfd.
+
+use crate::queue::{Event, EventQueue, QueueStats, EV_SYN};
+use crate::ring::{Backend, BackendState, Geometry};
+use crate::uapi::{VdiEvent, VdiStats, VDI_DELAY_BUCKETS, VDI_ENTRY_SIZE, VDI_QUEUE_EVENTS};
+use crate::vd::eventfd::EventFd;
+use crate::vd::preempt::{SchedWatch, ThreadState};
+use crate::vd::shmem::SharedPages;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use kernel::prelude::*;
+use kernel::sync::SpinLockIrq;
+
+/// Queue capacity in events.
+pub(crate) const QUEUE_N: usize = VDI_QUEUE_EVENTS as usize;
+const _: () = assert!(VDI_ENTRY_SIZE as usize >= crate::ring::RSP_HDR + size_of::<VdiEvent>());
+
+/// Now, `CLOCK_MONOTONIC` ns.
+pub(crate) fn now_ns() -> u64 {
+    // SAFETY: `ktime_get` has no preconditions and may be called from any context.
+    unsafe { kernel::bindings::ktime_get() as u64 }
+}
+
+/// Counters of a sink, protected with the rest of [`SinkInner`].
+#[derive(Default)]
+struct Counters {
+    delivered_immediately: u64,
+    queued: u64,
+    flushed: u64,
+    irqs: u64,
+    delay_hist: [u64; VDI_DELAY_BUCKETS],
+}
+
+/// The fields protected by [`VmSink::inner`]: touched from the input event path (atomic, with
+/// interrupts off), the scheduler's schedule-in notifier and ioctls.
+struct SinkInner {
+    /// Producer side of the event ring (responses only; indices kept privately).
+    ring: Backend,
+    /// Events waiting for the VM to be deliverable (or for ring room).
+    queue: KBox<EventQueue<QUEUE_N>>,
+    /// Signalled after publishing events the guest asked to be told about.
+    call: Option<EventFd>,
+    /// Response id of the next event.
+    seq: u64,
+    counters: Counters,
+}
+
+/// One VM's sink.
+#[pin_data]
+pub(crate) struct VmSink {
+    /// The VM's id (host-unique, non-zero).
+    pub(crate) vm_id: u32,
+    /// The event ring's pages.
+    pub(crate) mem: SharedPages,
+    #[pin]
+    inner: SpinLockIrq<SinkInner>,
+    /// Registered vCPU threads.
+    pub(crate) vcpus: AtomicU32,
+    /// Registered vCPU threads that can take an interrupt now (running, or halted waiting
+    /// for one).
+    live: AtomicU32,
+    /// The VMM said the VM is paused.
+    paused: AtomicBool,
+}
+
+fn bucket(delay_ns: u64) -> usize {
+    let mut limit = 10_000u64;
+    let mut b = 0;
+    while b < VDI_DELAY_BUCKETS - 1 && delay_ns >= limit {
+        limit *= 10;
+        b += 1;
+    }
+    b
+}
+
+impl VmSink {
+    /// A sink with an `entries`-slot event ring.
+    pub(crate) fn new(vm_id: u32, entries: u32, call: Option<EventFd>) -> Result<impl PinInit<Self, Error>> {
+        if vm_id == 0 || !(8..=4096).contains(&entries) {
+            return Err(EINVAL);
+        }
+        let geo = Geometry::new(entries, VDI_ENTRY_SIZE).map_err(|_| EINVAL)?;
+        let mem = SharedPages::new(geo.total_bytes())?;
+        crate::ring::init_ring(&mem, geo, 1);
+        // In place: the queue is larger than a kernel stack frame may be.
+        let queue = KBox::init(pin_init::init_zeroed(), GFP_KERNEL)?;
+        let inner = SinkInner { ring: Backend::new(geo, BackendState::default()), queue, call, seq: 0, counters: Counters::default() };
+        Ok(try_pin_init!(Self {
+            vm_id,
+            mem,
+            inner <- kernel::new_spinlock_irq!(inner),
+            vcpus: AtomicU32::new(0),
+            live: AtomicU32::new(0),
+            paused: AtomicBool::new(false),
+        }))
+    }
+
+    /// Whether events go to the ring now: not paused, and a vCPU can take the interrupt (or
+    /// no vCPU thread registered at all).
+    pub(crate) fn deliverable(&self) -> bool {
+        !self.paused.load(Relaxed) && (self.vcpus.load(Relaxed) == 0 || self.live.load(Relaxed) > 0)
+    }
+
+    /// Replaces the notification eventfd.
+    pub(crate) fn set_call(&self, call: Option<EventFd>) {
+        let old = core::mem::replace(&mut self.inner.lock().call, call);
+        drop(old);
+    }
+
+    /// The VMM paused (`false`) or resumed (`true`) the VM.
+    pub(crate) fn set_running(&self, running: bool) {
+        self.paused.store(!running, Relaxed);
+        if running {
+            self.flush();
+        }
+    }
+
+    /// A vCPU thread registered (it is running: it made the call).
+    pub(crate) fn vcpu_added(&self) {
+        self.vcpus.fetch_add(1, Relaxed);
+        self.live.fetch_add(1, Relaxed);
+        self.flush();
+    }
+
+    /// A vCPU thread unregistered, last seen in `state`.
+    pub(crate) fn vcpu_removed(&self, state: ThreadState) {
+        if state.deliverable() {
+            self.live.fetch_sub(1, Relaxed);
+        }
+        self.vcpus.fetch_sub(1, Relaxed);
+        self.flush();
+    }
+
+    /// Writes one event into the ring (not yet published). `false` when the ring is full or
+    /// failed.
+    fn write_one(&self, g: &mut SinkInner, e: &Event, now: u64) -> bool {
+        let ev = VdiEvent { time_ns: e.time_ns, ty: e.ty, code: e.code, value: e.value };
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&ev.time_ns.to_le_bytes());
+        b[8..10].copy_from_slice(&ev.ty.to_le_bytes());
+        b[10..12].copy_from_slice(&ev.code.to_le_bytes());
+        b[12..16].copy_from_slice(&ev.value.to_le_bytes());
+        match g.ring.push_response(&self.mem, g.seq, 0, &b) {
+            Ok(()) => {
+                g.seq = g.seq.wrapping_add(1);
+                g.counters.delay_hist[bucket(now.saturating_sub(e.time_ns))] += 1;
+                true
+            }
+            Err(crate::ring::RingError::Full) => false,
+            Err(e) => {
+                crate::vd_warn_ratelimited!("vd_input: vm {}: event ring failed ({}); events stay queued\n", self.vm_id, e.name());
+                false
+            }
+        }
+    }
+
+    /// Publishes what was written and signals the guest if it asked.
+    fn publish(&self, g: &mut SinkInner) {
+        let (n, notify) = g.ring.publish(&self.mem);
+        if n > 0 && notify {
+            if let Some(c) = &g.call {
+                c.signal();
+                g.counters.irqs += 1;
+            }
+        }
+    }
+
+    fn flush_locked(&self, g: &mut SinkInner) {
+        let now = now_ns();
+        let mut moved = 0u64;
+        while let Some(e) = g.queue.front() {
+            if !self.write_one(g, &e, now) {
+                break;
+            }
+            g.queue.pop();
+            moved += 1;
+        }
+        if moved > 0 {
+            g.counters.flushed += moved;
+            self.publish(g);
+        }
+    }
+
+    /// Moves queued events into the ring if the VM can take them now.
+    pub(crate) fn flush(&self) {
+        if !self.deliverable() {
+            return;
+        }
+        let mut g = self.inner.lock();
+        self.flush_locked(&mut g);
+    }
+
+    /// One event from a routed device (any context, interrupts may be off).
+    pub(crate) fn deliver(&self, e: Event) {
+        let deliverable = self.deliverable();
+        let mut g = self.inner.lock();
+        if deliverable && g.queue.len() == 0 {
+            if self.write_one(&mut g, &e, now_ns()) {
+                g.counters.delivered_immediately += 1;
+                // Publish at frame ends (and for events outside frames): one interrupt per frame.
+                if e.ty == EV_SYN {
+                    self.publish(&mut g);
+                }
+                return;
+            }
+        }
+        g.queue.push(e);
+        g.counters.queued += 1;
+        if deliverable {
+            self.flush_locked(&mut g);
+        }
+    }
+
+    /// Fills `s` with this sink's counters.
+    pub(crate) fn stats_into(&self, s: &mut VdiStats) {
+        s.running = self.deliverable() as u32;
+        s.vcpus = self.vcpus.load(Relaxed);
+        let g = self.inner.lock();
+        let q: QueueStats = g.queue.stats();
+        s.queue_depth = g.queue.len() as u32;
+        s.delivered_immediately = g.counters.delivered_immediately;
+        s.queued = g.counters.queued;
+        s.flushed = g.counters.flushed;
+        s.coalesced = q.coalesced;
+        s.dropped = q.dropped;
+        s.max_depth = q.max_depth as u64;
+        s.irqs = g.counters.irqs;
+        s.delay_hist = g.counters.delay_hist;
+    }
+}
+
+impl SchedWatch for VmSink {
+    fn changed(&self, from: ThreadState, to: ThreadState) {
+        match (from.deliverable(), to.deliverable()) {
+            (true, false) => {
+                self.live.fetch_sub(1, Relaxed);
+            }
+            (false, true) => {
+                let was = self.live.fetch_add(1, Relaxed);
+                // Schedule-in (the only way back to deliverable): no runqueue lock is held here,
+                // so the flush may signal the eventfd.
+                if was == 0 && to == ThreadState::Running {
+                    self.flush();
+                }
+            }
+            _ => {}
+        }
+    }
+}

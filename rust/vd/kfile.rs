@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Small file-side helpers: capability checks against a file's opener, the non-blocking flag of
+//! a read, the monotonic clock, and a workqueue owned by a module.
+
+use kernel::bindings;
+use kernel::fs::{File, Kiocb};
+use kernel::prelude::*;
+use kernel::types::ForeignOwnable;
+use kernel::workqueue::Queue;
+
+/// `CAP_NET_ADMIN`.
+pub(crate) const CAP_NET_ADMIN: i32 = bindings::CAP_NET_ADMIN as i32;
+
+/// Whether the process that *opened* `file` had capability `cap` in the initial user namespace
+/// (`file_ns_capable`, as netlink and tun check their openers: a privileged opener may hand the
+/// file to a less privileged helper, never the other way round).
+pub(crate) fn opener_capable(file: &File, cap: i32) -> bool {
+    // SAFETY: `file` is valid for the call; `init_user_ns` is a static that lives forever and is
+    // only read by the callee.
+    unsafe { bindings::file_ns_capable(file.as_ptr(), &raw mut bindings::init_user_ns, cap) }
+}
+
+/// `IOCB_NOWAIT` (`(__force int) RWF_NOWAIT`: a cast macro bindgen does not export).
+const IOCB_NOWAIT: i32 = 0x8;
+
+/// Whether a read through `kiocb` must not block (`O_NONBLOCK` on the file, or `RWF_NOWAIT`).
+pub(crate) fn nonblocking<T: ForeignOwnable>(kiocb: &Kiocb<'_, T>) -> bool {
+    let k = kiocb.as_raw();
+    // SAFETY: `k` is the live kiocb of the current read; its `ki_filp` is the file being read.
+    unsafe {
+        ((*k).ki_flags & IOCB_NOWAIT) != 0 || ((*(*k).ki_filp).f_flags & bindings::O_NONBLOCK) != 0
+    }
+}
+
+/// Monotonic clock in nanoseconds.
+pub(crate) fn now_ns() -> u64 {
+    // SAFETY: `ktime_get` has no preconditions (process or interrupt context).
+    unsafe { bindings::ktime_get() as u64 }
+}
+
+/// Monotonic clock in milliseconds.
+pub(crate) fn now_ms() -> u64 {
+    now_ns() / 1_000_000
+}
+
+/// Sleeps for `ms` milliseconds (process context).
+pub(crate) fn sleep_ms(ms: u32) {
+    // SAFETY: callers run in process context, where sleeping is allowed.
+    unsafe { bindings::msleep(ms) };
+}
+
+/// An unbound workqueue owned by a module: dropping it drains and destroys it, so no work item
+/// of the module runs (or is queued) afterwards.
+///
+/// # Invariants
+///
+/// `wq` is a workqueue allocated by `alloc_workqueue` and not yet destroyed.
+pub(crate) struct OwnedQueue {
+    wq: core::ptr::NonNull<bindings::workqueue_struct>,
+}
+
+// SAFETY: workqueues are internally synchronised; any thread may queue work or destroy it.
+unsafe impl Send for OwnedQueue {}
+// SAFETY: as above.
+unsafe impl Sync for OwnedQueue {}
+
+impl OwnedQueue {
+    /// An unbound workqueue named `name`.
+    pub(crate) fn new(name: &'static CStr) -> Result<Self> {
+        // SAFETY: "%s" with one string argument that lives forever; default max_active.
+        let wq = unsafe {
+            bindings::alloc_workqueue_noprof(c"%s".as_char_ptr(), bindings::wq_flags_WQ_UNBOUND, 0, name.as_char_ptr())
+        };
+        // INVARIANT: a non-null return is a live workqueue we own.
+        core::ptr::NonNull::new(wq).map(|wq| Self { wq }).ok_or(ENOMEM)
+    }
+    /// The queue, to enqueue work on.
+    pub(crate) fn queue(&self) -> &Queue {
+        // SAFETY: the workqueue lives until `self` is dropped (invariant), which outlives the
+        // borrow.
+        unsafe { Queue::from_raw(self.wq.as_ptr()) }
+    }
+}
+
+impl Drop for OwnedQueue {
+    fn drop(&mut self) {
+        // SAFETY: we own the workqueue (invariant); `destroy_workqueue` drains it first.
+        unsafe { bindings::destroy_workqueue(self.wq.as_ptr()) };
+    }
+}

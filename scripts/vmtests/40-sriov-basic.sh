@@ -1,0 +1,51 @@
+# SR-IOV inventory and leases on the igb PF: VFs created through sriov_numvfs, listed with
+# driver/netdev/MAC, a lease moves a VF to vfio-pci and back, permissions, events.
+. ./lib.sh
+# --- SR-IOV helpers (same in every 4x-sriov script) ---
+sriov_init() { # sriov_init N: module loaded, vfio-pci allowed without IOMMU, exactly N VFs
+    load vd_sriov_mgr
+    # The test VM has no IOMMU: vfio-pci takes devices only in no-IOMMU mode (taints the kernel).
+    echo 1 > /sys/module/vfio/parameters/enable_unsafe_noiommu_mode || fail "vfio no-IOMMU mode"
+    PF=$(vdctl sriov list --json | grep -m1 '"pf":' | sed 's/.*"pf": "\([^"]*\)".*/\1/')
+    [ -n "$PF" ] || fail "no SR-IOV PF listed"
+    cur=$(cat /sys/bus/pci/devices/$PF/sriov_numvfs)
+    if [ "$cur" != "$1" ]; then
+        [ "$cur" = 0 ] || vdctl sriov numvfs 0 > /dev/null || fail "numvfs 0"
+        [ "$1" = 0 ] || vdctl sriov numvfs "$1" > /dev/null || fail "numvfs $1"
+    fi
+    VFS=$(vdctl sriov list --json | grep '"vf":' | sed 's/.*"vf": "\([^"]*\)".*/\1/')
+    VF=$(echo $VFS | cut -d' ' -f1)
+}
+vf_field() { # vf_field VF KEY: the value of KEY in VF's row of `vdctl sriov list --json`
+    vdctl sriov list --json | awk -v vf="\"$1\"" -v k="\"$2\":" '$1 == "\"vf\":" && $2 ~ vf {f=1} f && $1 == k {v=$2; sub(/,$/, "", v); gsub(/"/, "", v); print v; exit}'
+}
+wait_vf() { # wait_vf VF KEY VALUE [tenths of a second]
+    n=0
+    while [ "$(vf_field $1 $2)" != "$3" ]; do
+        n=$((n + 1)); [ $n -le ${4:-100} ] || return 1; sleep 0.1
+    done
+}
+# ---
+sriov_init 0
+vdctl sriov list
+vdctl sriov list --json > /tmp/l.json
+check "the igb PF is listed with TotalVFs 7" grep -q '"total_vfs": 7' /tmp/l.json
+check "no VFs yet" test "$(grep -c '"vf":' /tmp/l.json)" = 0
+vdctl sriov numvfs 3 || fail "vdctl sriov numvfs 3"
+sriov_init 3
+vdctl sriov list
+vdctl sriov list --json > /tmp/l.json
+check "3 VFs listed" test "$(grep -c '"vf":' /tmp/l.json)" = 3
+check "3 VFs on igbvf" test "$(grep -c '"driver": "igbvf"' /tmp/l.json)" = 3
+check "VF indices 0..2" test "$(grep '"vf_index"' /tmp/l.json | tr -dc '0-9\n' | sort | tr '\n' ' ')" = "0 1 2 "
+nd=$(vf_field $VF netdev)
+check "VF $VF has netdev '$nd' as in sysfs" test -n "$nd" -a -d /sys/bus/pci/devices/$VF/net/$nd
+mac=$(vf_field $VF mac)
+check "MAC $mac matches the netdev's" test "$mac" = "$(cat /sys/class/net/$nd/address)"
+check "vdctl agrees with sysfs on the VF count" test "$(cat /sys/bus/pci/devices/$PF/sriov_numvfs)" = 3
+vdctl sriov numvfs 2 > /dev/null 2>&1
+check "changing a nonzero VF count directly is refused (kernel rule)" test $? != 0
+vd-itest sriov-basic --vf $VF || fail "sriov-basic"
+vd-itest sriov-unpriv --vf $VF || fail "sriov-unpriv"
+check "after all that $VF is on igbvf again" test "$(vf_field $VF driver)" = igbvf
+check "and has a netdev again" test -n "$(vf_field $VF netdev)"

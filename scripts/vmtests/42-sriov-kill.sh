@@ -1,0 +1,55 @@
+# A VMM that dies (kill -9) with a lease: the lease ends with its file, the VF goes back to
+# igbvf; the module cannot be unloaded while a holder has the device open, and can after.
+. ./lib.sh
+# --- SR-IOV helpers (same in every 4x-sriov script) ---
+sriov_init() { # sriov_init N: module loaded, vfio-pci allowed without IOMMU, exactly N VFs
+    load vd_sriov_mgr
+    # The test VM has no IOMMU: vfio-pci takes devices only in no-IOMMU mode (taints the kernel).
+    echo 1 > /sys/module/vfio/parameters/enable_unsafe_noiommu_mode || fail "vfio no-IOMMU mode"
+    PF=$(vdctl sriov list --json | grep -m1 '"pf":' | sed 's/.*"pf": "\([^"]*\)".*/\1/')
+    [ -n "$PF" ] || fail "no SR-IOV PF listed"
+    cur=$(cat /sys/bus/pci/devices/$PF/sriov_numvfs)
+    if [ "$cur" != "$1" ]; then
+        [ "$cur" = 0 ] || vdctl sriov numvfs 0 > /dev/null || fail "numvfs 0"
+        [ "$1" = 0 ] || vdctl sriov numvfs "$1" > /dev/null || fail "numvfs $1"
+    fi
+    VFS=$(vdctl sriov list --json | grep '"vf":' | sed 's/.*"vf": "\([^"]*\)".*/\1/')
+    VF=$(echo $VFS | cut -d' ' -f1)
+}
+vf_field() { # vf_field VF KEY: the value of KEY in VF's row of `vdctl sriov list --json`
+    vdctl sriov list --json | awk -v vf="\"$1\"" -v k="\"$2\":" '$1 == "\"vf\":" && $2 ~ vf {f=1} f && $1 == k {v=$2; sub(/,$/, "", v); gsub(/"/, "", v); print v; exit}'
+}
+wait_vf() { # wait_vf VF KEY VALUE [tenths of a second]
+    n=0
+    while [ "$(vf_field $1 $2)" != "$3" ]; do
+        n=$((n + 1)); [ $n -le ${4:-100} ] || return 1; sleep 0.1
+    done
+}
+# ---
+sriov_init 3
+VF2=$(echo $VFS | cut -d' ' -f2)
+vd-itest sriov-hold --vf $VF2 --vm 77 > /tmp/hold.out 2>&1 &
+pid=$!
+n=0; while ! grep -q LEASED /tmp/hold.out; do n=$((n+1)); [ $n -lt 100 ] || fail "holder never leased: $(cat /tmp/hold.out)"; sleep 0.1; done
+check "holder leased $VF2" grep -q "LEASED $VF2" /tmp/hold.out
+check "list: VM 77 holds $VF2" test "$(vf_field $VF2 vm_id)" = 77
+check "list: owner is the holder (pid $pid)" test "$(vf_field $VF2 owner_pid)" = $pid
+check "$VF2 is on vfio-pci" test "$(vf_field $VF2 driver)" = vfio-pci
+check "$VF2 has no host netdev while leased" test -z "$(ls /sys/bus/pci/devices/$VF2/net 2>/dev/null)"
+rmmod vd_sriov_mgr 2>/dev/null
+check "rmmod refused while a holder has the device open" is_loaded vd_sriov_mgr
+kill -9 $pid; wait $pid 2>/dev/null
+check "after kill -9 the lease is gone" wait_vf $VF2 vm_id null
+check "and $VF2 is back on igbvf" wait_vf $VF2 driver igbvf
+check "with a netdev" test -n "$(vf_field $VF2 netdev)"
+check "and unmarked" test "$(vf_field $VF2 assigned)" = false
+# Unload with a VF leased a moment ago and just released: exit waits for the move back.
+vd-itest sriov-hold --vf $VF2 --vm 78 > /tmp/hold.out 2>&1 &
+pid=$!
+n=0; while ! grep -q LEASED /tmp/hold.out; do n=$((n+1)); [ $n -lt 100 ] || fail "holder never leased"; sleep 0.1; done
+kill -9 $pid; wait $pid 2>/dev/null
+rmmod vd_sriov_mgr || fail "rmmod after the holder died"
+check "after unload $VF2 is on igbvf" test "$(basename $(readlink /sys/bus/pci/devices/$VF2/driver))" = igbvf
+check "and its driver_override is cleared" test "$(cat /sys/bus/pci/devices/$VF2/driver_override)" = "(null)"
+load vd_sriov_mgr
+check "reloaded module finds the 3 VFs" test "$(vdctl sriov list --json | grep -c '"vf":')" = 3

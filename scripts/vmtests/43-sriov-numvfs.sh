@@ -1,0 +1,59 @@
+# The PF VF count changes while leases exist: the PF driver refuses to disable VFs that are
+# leased (the module marks them assigned); a leased VF removed anyway revokes its lease.
+. ./lib.sh
+# --- SR-IOV helpers (same in every 4x-sriov script) ---
+sriov_init() { # sriov_init N: module loaded, vfio-pci allowed without IOMMU, exactly N VFs
+    load vd_sriov_mgr
+    # The test VM has no IOMMU: vfio-pci takes devices only in no-IOMMU mode (taints the kernel).
+    echo 1 > /sys/module/vfio/parameters/enable_unsafe_noiommu_mode || fail "vfio no-IOMMU mode"
+    PF=$(vdctl sriov list --json | grep -m1 '"pf":' | sed 's/.*"pf": "\([^"]*\)".*/\1/')
+    [ -n "$PF" ] || fail "no SR-IOV PF listed"
+    cur=$(cat /sys/bus/pci/devices/$PF/sriov_numvfs)
+    if [ "$cur" != "$1" ]; then
+        [ "$cur" = 0 ] || vdctl sriov numvfs 0 > /dev/null || fail "numvfs 0"
+        [ "$1" = 0 ] || vdctl sriov numvfs "$1" > /dev/null || fail "numvfs $1"
+    fi
+    VFS=$(vdctl sriov list --json | grep '"vf":' | sed 's/.*"vf": "\([^"]*\)".*/\1/')
+    VF=$(echo $VFS | cut -d' ' -f1)
+}
+vf_field() { # vf_field VF KEY: the value of KEY in VF's row of `vdctl sriov list --json`
+    vdctl sriov list --json | awk -v vf="\"$1\"" -v k="\"$2\":" '$1 == "\"vf\":" && $2 ~ vf {f=1} f && $1 == k {v=$2; sub(/,$/, "", v); gsub(/"/, "", v); print v; exit}'
+}
+wait_vf() { # wait_vf VF KEY VALUE [tenths of a second]
+    n=0
+    while [ "$(vf_field $1 $2)" != "$3" ]; do
+        n=$((n + 1)); [ $n -le ${4:-100} ] || return 1; sleep 0.1
+    done
+}
+# ---
+sriov_init 3
+vd-itest sriov-hold --vf $VF --vm 90 > /tmp/hold.out 2>&1 &
+pid=$!
+n=0; while ! grep -q LEASED /tmp/hold.out; do n=$((n+1)); [ $n -lt 100 ] || fail "holder never leased"; sleep 0.1; done
+echo 0 > /sys/bus/pci/devices/$PF/sriov_numvfs 2>/dev/null
+check "disabling SR-IOV under a lease is refused" test $? != 0
+check "all 3 VFs still exist" test "$(cat /sys/bus/pci/devices/$PF/sriov_numvfs)" = 3
+check "the lease is intact" test "$(vf_field $VF vm_id)" = 90
+vdctl sriov numvfs 0 > /dev/null 2>&1
+check "vdctl sriov numvfs 0 is refused too" test $? != 0
+kill $pid; wait $pid 2>/dev/null
+check "lease ended" wait_vf $VF vm_id null
+check "VF back on igbvf" wait_vf $VF driver igbvf
+vdctl sriov numvfs 0 || fail "numvfs 0 after the lease ended"
+check "no VFs listed after disabling" test "$(vdctl sriov list --json | grep -c '"vf":')" = 0
+vdctl sriov numvfs 3 > /dev/null || fail "numvfs 3"
+check "3 new VFs noticed" test "$(vdctl sriov list --json | grep -c '"vf":')" = 3
+# A leased VF taken from vfio-pci behind our back (admin unbind): the lease is revoked.
+sriov_init 3
+VF3=$(echo $VFS | cut -d' ' -f3)
+vd-itest sriov-hold --vf $VF3 --vm 91 > /tmp/hold.out 2>&1 &
+pid=$!
+n=0; while ! grep -q LEASED /tmp/hold.out; do n=$((n+1)); [ $n -lt 100 ] || fail "holder never leased"; sleep 0.1; done
+echo $VF3 > /sys/bus/pci/drivers/vfio-pci/unbind || fail "unbind $VF3 from vfio-pci"
+n=0; while ! grep -q "EVENT revoked $VF3 vm 91" /tmp/hold.out; do n=$((n+1)); [ $n -lt 50 ] || break; sleep 0.1; done
+check "unbind: the holder got a revoked event" grep -q "EVENT revoked $VF3 vm 91" /tmp/hold.out
+check "unbind: $VF3 is free and unmarked" test "$(vf_field $VF3 vm_id)" = null -a "$(vf_field $VF3 assigned)" = false
+check "unbind: its driver_override is cleared" test "$(cat /sys/bus/pci/devices/$VF3/driver_override)" = "(null)"
+kill $pid; wait $pid 2>/dev/null
+echo $VF3 > /sys/bus/pci/drivers_probe
+check "unbind: $VF3 goes back to igbvf on a probe" wait_vf $VF3 driver igbvf

@@ -1,0 +1,348 @@
+//! vd_sriov_mgr integration checks: concurrent lease race (processes), a lease holder to kill,
+//! and reassignment driven by real frames sent on a VF's netdev.
+
+use crate::check;
+use anyhow::{bail, Context, Result};
+use nix::errno::Errno;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use vd_sys::sriov::{bdf_name, event_name, parse_bdf, Manager};
+use vd_uapi::*;
+
+fn bdf(s: &str) -> Result<u32> {
+    parse_bdf(s).with_context(|| format!("bad PCI address {s}"))
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn vf_of(m: &Manager, b: u32) -> Result<VdsVf> {
+    m.vfs()?.into_iter().find(|v| v.bdf == b).with_context(|| format!("VF {} not listed", bdf_name(b)))
+}
+
+/// Waits until `f(vf)` holds.
+fn wait_vf(m: &Manager, b: u32, t: Duration, f: impl Fn(&VdsVf) -> bool) -> Result<VdsVf> {
+    let end = Instant::now() + t;
+    loop {
+        let v = vf_of(m, b)?;
+        if f(&v) {
+            return Ok(v);
+        }
+        if Instant::now() > end {
+            bail!("VF {} did not reach the expected state in {t:?}: phase {} vm {}", bdf_name(b), v.phase, v.vm_id);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One racer: waits for the start time, leases, reports, holds briefly, exits (the lease ends
+/// with the process).
+pub fn race_child(vf: &str, vm: u64, go_at_ms: u64, hold_ms: u64) -> Result<()> {
+    let m = Manager::open()?;
+    let b = bdf(vf)?;
+    while unix_ms() < go_at_ms {
+        std::hint::spin_loop();
+    }
+    let r = m.lease(b, vm, 0);
+    match r {
+        Ok(_) => println!("LEASE ok {vm}"),
+        Err(e) => println!("LEASE err {e}"),
+    }
+    std::io::stdout().flush()?;
+    std::thread::sleep(Duration::from_millis(hold_ms));
+    Ok(())
+}
+
+/// `procs` processes race for the same VF, `rounds` times: exactly one wins each round, the
+/// others get EBUSY, and the list names the winner while it holds.
+pub fn race(vf: &str, procs: u32, rounds: u32) -> Result<()> {
+    let m = Manager::open()?;
+    let b = bdf(vf)?;
+    let exe = std::env::current_exe()?;
+    for round in 0..rounds {
+        wait_vf(&m, b, Duration::from_secs(20), |v| v.phase == vds_phase::HOST && v.vm_id == 0)?;
+        let go = unix_ms() + 300;
+        let mut kids = vec![];
+        for i in 0..procs {
+            let vm = (round as u64 + 1) * 1000 + i as u64;
+            kids.push(
+                Command::new(&exe)
+                    .args(["sriov-race-child", "--vf", vf, "--vm", &vm.to_string(), "--go-at", &go.to_string(), "--hold-ms", "800"])
+                    .stdout(Stdio::piped())
+                    .spawn()?,
+            );
+        }
+        // While the winner holds: the list names one of the racers.
+        std::thread::sleep(Duration::from_millis(500));
+        let held = vf_of(&m, b)?;
+        let mut wins = vec![];
+        let mut busy = 0;
+        for k in kids {
+            let out = k.wait_with_output()?;
+            let s = String::from_utf8_lossy(&out.stdout).into_owned();
+            if let Some(vm) = s.trim().strip_prefix("LEASE ok ") {
+                wins.push(vm.parse::<u64>()?);
+            } else if s.contains("EBUSY") {
+                busy += 1;
+            } else {
+                bail!("round {round}: unexpected racer output {s:?}");
+            }
+        }
+        check!(wins.len() == 1, "round {round}: exactly one of {procs} racing processes leased the VF (winners {wins:?})");
+        check!(busy == procs - 1, "round {round}: the other {busy} got EBUSY");
+        check!(held.vm_id == wins[0] && held.phase == vds_phase::LEASED, "round {round}: the list showed the winner's VM {} holding it", held.vm_id);
+    }
+    let v = wait_vf(&m, b, Duration::from_secs(20), |v| v.phase == vds_phase::HOST && v.vm_id == 0)?;
+    check!(crate::sriov::name(&v.driver) != "vfio-pci", "after the races the VF is back on its host driver ({})", name(&v.driver));
+    Ok(())
+}
+
+pub fn name(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// Takes a lease and holds it until killed, printing `LEASED <bdf>` and then every event.
+pub fn hold(vf: &str, vm: u64, keep_host: bool) -> Result<()> {
+    let m = Manager::open()?;
+    let want = if vf == "any" { VDS_ANY } else { bdf(vf)? };
+    let got = m.lease(want, vm, if keep_host { VDS_LEASE_KEEP_HOST } else { 0 }).context("lease")?;
+    println!("LEASED {}", bdf_name(got));
+    std::io::stdout().flush()?;
+    loop {
+        for e in m.read_events()? {
+            println!("EVENT {} {} vm {}", event_name(e.kind), bdf_name(e.bdf), e.vm_id);
+        }
+        std::io::stdout().flush()?;
+    }
+}
+
+/// Sends Ethernet frames out of `ifname` (AF_PACKET) at about `bytes_per_s` until `stop`.
+fn send_frames(ifname: &str, bytes_per_s: u64, stop: &std::sync::atomic::AtomicBool) -> Result<u64> {
+    use nix::libc;
+    let cname = std::ffi::CString::new(ifname)?;
+    // SAFETY: plain libc calls with valid arguments; the socket is closed below.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+    Errno::result(fd).context("socket(AF_PACKET)")?;
+    // SAFETY: `cname` is a valid C string.
+    let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    if ifindex == 0 {
+        // SAFETY: our fd.
+        unsafe { libc::close(fd) };
+        bail!("no interface {ifname}");
+    }
+    // SAFETY: all-zero is a valid sockaddr_ll.
+    let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sa.sll_family = libc::AF_PACKET as u16;
+    sa.sll_ifindex = ifindex as i32;
+    sa.sll_halen = 6;
+    sa.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+    let mut frame = vec![0u8; 1000];
+    frame[..6].copy_from_slice(&[0xff; 6]);
+    frame[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+    frame[12..14].copy_from_slice(&0x88b5u16.to_be_bytes()); // local experimental ethertype
+    let t0 = Instant::now();
+    let mut sent = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let due = (t0.elapsed().as_secs_f64() * bytes_per_s as f64) as u64;
+        if sent >= due {
+            std::thread::sleep(Duration::from_millis(2));
+            continue;
+        }
+        // SAFETY: `frame` and `sa` are valid for the call.
+        let n = unsafe {
+            libc::sendto(fd, frame.as_ptr().cast(), frame.len(), 0, (&sa as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as u32)
+        };
+        if n < 0 {
+            let e = Errno::last();
+            if e == Errno::ENOBUFS || e == Errno::EAGAIN {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            // SAFETY: our fd.
+            unsafe { libc::close(fd) };
+            bail!("sendto on {ifname}: {e}");
+        }
+        sent += n as u64;
+    }
+    // SAFETY: our fd.
+    unsafe { libc::close(fd) };
+    Ok(sent)
+}
+
+fn next_event(m: &Manager, kind: u32, t: Duration, seen: &mut Vec<VdsEvent>) -> Result<Option<VdsEvent>> {
+    let end = Instant::now() + t;
+    while Instant::now() < end {
+        if m.poll_readable(end.saturating_duration_since(Instant::now()).min(Duration::from_millis(100)))? {
+            for e in m.read_events()? {
+                seen.push(e);
+            }
+        }
+        if let Some(i) = seen.iter().position(|e| e.kind == kind) {
+            return Ok(Some(seen.remove(i)));
+        }
+    }
+    Ok(None)
+}
+
+/// Reassignment on real traffic: VM 1 holds the VF (netdev lease) while frames go out of its
+/// netdev; VM 2 waits. While traffic flows VM 1 is no candidate and a policy swap is refused;
+/// once traffic stops it becomes one (event), and the daemon's swap moves the lease to VM 2.
+pub fn reassign(vf: &str, ifname: &str) -> Result<()> {
+    let b = bdf(vf)?;
+    let daemon = Manager::open()?;
+    let holder = Manager::open()?;
+    let waiter = Manager::open()?;
+    let pol = VdsPolicy { threshold_bps: 20_000, hysteresis_bps: 10_000, window_ms: 1000, min_hold_ms: 500, sample_ms: 100, flags: 0 };
+    daemon.set_policy(&pol).context("policy set")?;
+    check!(daemon.policy()? == pol, "policy parameters are visible as set");
+    check!(daemon.set_policy(&VdsPolicy { window_ms: 50, ..pol }) == Err(Errno::EINVAL), "a 50 ms window is refused");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (s2, ifn) = (stop.clone(), ifname.to_string());
+    let sender = std::thread::spawn(move || send_frames(&ifn, 200_000, &s2));
+    std::thread::sleep(Duration::from_millis(200));
+    check!(holder.lease(b, 1, VDS_LEASE_KEEP_HOST)? == b, "VM 1 leases {vf} (netdev lease)");
+    waiter.wait_for_vf(2, false).context("wait")?;
+    check!(waiter.wait_for_vf(2, false) == Err(Errno::EEXIST), "waiting twice is refused");
+    check!(holder.wait_for_vf(1, false) == Err(Errno::EEXIST), "a VM holding a VF cannot wait for one");
+
+    let mut seen = vec![];
+    // Traffic for 3 s: never a candidate.
+    let early = next_event(&daemon, vds_event::CANDIDATE, Duration::from_secs(3), &mut seen)?;
+    let v = vf_of(&daemon, b)?;
+    check!(early.is_none(), "no candidate event while traffic flows");
+    check!(v.flags & vds_vf::HAS_RATE != 0 && v.rate_bps > pol.threshold_bps, "window rate {} B/s over the threshold (tx_bytes {})", v.rate_bps, v.tx_bytes);
+    check!(daemon.swap(b, 1, 2, false) == Err(Errno::EAGAIN), "a policy swap of a busy holder is refused (EAGAIN)");
+    let cands = daemon.candidates()?;
+    check!(cands.len() == 1 && cands[0].kind == vds_cand::WAITER && cands[0].vm_id == 2, "candidates: only the waiter");
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = sender.join().map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
+    check!(sent > 400_000, "{sent} bytes of frames sent on {ifname}");
+    let t_stop = Instant::now();
+    let ev = next_event(&daemon, vds_event::CANDIDATE, Duration::from_secs(10), &mut seen)?;
+    let ev = ev.context("no candidate event within 10 s of the traffic stopping")?;
+    check!(ev.bdf == b && ev.vm_id == 1, "candidate event for VM 1 on {vf} {} ms after traffic stopped", t_stop.elapsed().as_millis());
+    let cands = daemon.candidates()?;
+    check!(
+        cands.len() == 2 && cands[0].kind == vds_cand::HOLDER && cands[0].vm_id == 1 && cands[0].bdf == b && cands[1].vm_id == 2,
+        "candidates: idle holder VM 1 (rate {} B/s), then waiter VM 2",
+        cands.first().map_or(0, |c| c.rate_bps)
+    );
+    daemon.swap(b, 1, 2, false).context("swap")?;
+    let v = vf_of(&daemon, b)?;
+    check!(v.vm_id == 2 && v.owner_pid == std::process::id(), "after the swap VM 2 holds {vf}");
+    let got = next_event(&waiter, vds_event::SWAPPED, Duration::from_secs(2), &mut vec![])?;
+    check!(got.is_some_and(|e| e.vm_id == 2 && e.other_vm == 1), "the waiter's file got the swapped event (2 <- 1)");
+    check!(holder.release(b) == Err(Errno::EPERM), "the old holder can no longer release it");
+    check!(daemon.swap(b, 1, 2, true) == Err(Errno::ESRCH), "a second swap from VM 1 is refused");
+    drop(holder);
+    let v = vf_of(&daemon, b)?;
+    check!(v.vm_id == 2, "closing the old holder's file leaves VM 2's lease alone");
+    drop(waiter);
+    let v = wait_vf(&daemon, b, Duration::from_secs(10), |v| v.vm_id == 0 && v.phase == vds_phase::HOST)?;
+    check!(v.vm_id == 0, "closing the new holder's file ends its lease");
+    daemon.set_policy(&VdsPolicy { threshold_bps: 65536, hysteresis_bps: 16384, window_ms: 5000, min_hold_ms: 5000, sample_ms: 250, flags: 0 })?;
+    Ok(())
+}
+
+/// Argument and permission checks that need no traffic.
+pub fn basic(vf: &str) -> Result<()> {
+    let b = bdf(vf)?;
+    let m = Manager::open()?;
+    check!(m.lease(b, 0, 0) == Err(Errno::EINVAL), "VM id 0 is refused");
+    check!(m.lease(b, 5, 0x80) == Err(Errno::EINVAL), "unknown lease flags are refused");
+    check!(m.lease(0x0fff_ffff, 5, 0) == Err(Errno::ENODEV), "an unknown VF is ENODEV");
+    check!(m.release(b) == Err(Errno::ENOENT), "releasing a free VF is ENOENT");
+    check!(m.sample(b, 1) == Err(Errno::ENOENT), "samples for a VF nobody holds are refused");
+    let got = m.lease(b, 5, 0).context("lease")?;
+    check!(got == b, "lease {vf} for VM 5");
+    let v = vf_of(&m, b)?;
+    check!(name(&v.driver) == "vfio-pci" && v.netdev[0] == 0, "leased VF is on vfio-pci without a netdev (driver {:?})", name(&v.driver));
+    check!(v.flags & vds_vf::ASSIGNED != 0, "leased VF is marked assigned");
+    check!(m.lease(VDS_ANY, 5, 0) == Err(Errno::EEXIST), "a VM holds one VF at most");
+    let other = Manager::open()?;
+    check!(other.lease(b, 6, 0) == Err(Errno::EBUSY), "another file cannot lease it (EBUSY)");
+    check!(other.release(b) == Err(Errno::EPERM), "another file cannot release it (EPERM)");
+    check!(other.sample(b, 1) == Err(Errno::EPERM), "another file cannot push its samples");
+    for i in 0..5u64 {
+        m.sample(b, i * 1000)?;
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    let v = vf_of(&m, b)?;
+    check!(v.flags & vds_vf::PUSHED != 0 && v.rx_bytes == 4000, "pushed samples are the VF's counters while passed through");
+    m.release(b).context("release")?;
+    check!(m.release(b) == Err(Errno::EBUSY) || m.release(b) == Err(Errno::ENOENT), "a second release fails");
+    let v = wait_vf(&m, b, Duration::from_secs(10), |v| v.phase == vds_phase::HOST)?;
+    check!(name(&v.driver) != "vfio-pci" && v.flags & vds_vf::ASSIGNED == 0, "released VF is back on {} and unmarked", name(&v.driver));
+    // The events of all that, in order, on a second file.
+    let mut kinds = vec![];
+    let mut returned_err = None;
+    let end = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < end && !kinds.contains(&vds_event::RETURNED) {
+        if other.poll_readable(Duration::from_millis(200))? {
+            for e in other.read_events()?.iter().filter(|e| e.bdf == b) {
+                kinds.push(e.kind);
+                if e.kind == vds_event::RETURNED {
+                    returned_err = Some(e.err);
+                }
+            }
+        }
+    }
+    check!(kinds == [vds_event::RELEASED, vds_event::RETURNED], "the other file saw released, returned ({kinds:?})");
+    check!(returned_err == Some(0), "the move back reported no error ({returned_err:?})");
+    let nb = Manager::open_nonblocking()?;
+    check!(nb.read_events() == Err(Errno::EAGAIN), "a non-blocking read with no events is EAGAIN");
+    Ok(())
+}
+
+/// Permissions: listing needs none; lease and policy changes need CAP_NET_ADMIN of the process
+/// that opened the file. A root-opened file keeps working after its process drops privileges;
+/// a file opened without them is refused.
+pub fn unpriv(vf: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let b = bdf(vf)?;
+    let opened_as_root = Manager::open()?;
+    std::fs::set_permissions(vd_sys::sriov::DEVICE, std::fs::Permissions::from_mode(0o666))?;
+    // SAFETY: single-threaded here; the child only makes syscalls and exits.
+    let pid = match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => {
+            let code = match unpriv_child(b, &opened_as_root) {
+                Ok(()) => 0,
+                Err(e) => {
+                    println!("FAIL: {e:#}");
+                    1
+                }
+            };
+            let _ = std::io::stdout().flush();
+            std::process::exit(code);
+        }
+        nix::unistd::ForkResult::Parent { child } => child,
+    };
+    let st = nix::sys::wait::waitpid(pid, None)?;
+    std::fs::set_permissions(vd_sys::sriov::DEVICE, std::fs::Permissions::from_mode(0o600))?;
+    check!(matches!(st, nix::sys::wait::WaitStatus::Exited(_, 0)), "unprivileged checks passed ({st:?})");
+    wait_vf(&opened_as_root, b, Duration::from_secs(10), |v| v.phase == vds_phase::HOST)?;
+    Ok(())
+}
+
+fn unpriv_child(b: u32, opened_as_root: &Manager) -> Result<()> {
+    // SAFETY: plain syscalls (the `user` feature of nix is not enabled in this workspace).
+    Errno::result(unsafe { nix::libc::setgid(65534) }).context("setgid")?;
+    // SAFETY: as above; dropping root clears the capability sets.
+    Errno::result(unsafe { nix::libc::setuid(65534) }).context("setuid")?;
+    let m = Manager::open().context("open as nobody")?;
+    check!(!m.vfs()?.is_empty(), "nobody can list the VFs");
+    check!(m.policy().is_ok() && m.candidates().is_ok(), "nobody can read the policy and candidates");
+    check!(m.lease(b, 33, 0) == Err(Errno::EPERM), "nobody cannot lease (EPERM)");
+    check!(m.release(b) == Err(Errno::EPERM), "nobody cannot release (EPERM)");
+    check!(m.set_policy(&m.policy()?) == Err(Errno::EPERM), "nobody cannot change the policy");
+    check!(m.wait_for_vf(33, false) == Err(Errno::EPERM), "nobody cannot register a waiter");
+    check!(m.swap(b, 1, 2, true) == Err(Errno::EPERM), "nobody cannot swap");
+    check!(opened_as_root.lease(b, 34, 0) == Ok(b), "a file opened by root still leases after its process dropped privileges");
+    check!(opened_as_root.release(b).is_ok(), "and releases");
+    Ok(())
+}
