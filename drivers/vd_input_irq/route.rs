@@ -11,8 +11,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex, SpinLockIrq};
 
-const KEY_A: u16 = 30;
-const KEY_Z: u16 = 44;
+/// The letter keys: KEY_Q..KEY_P, KEY_A..KEY_L, KEY_Z..KEY_M (evdev codes follow the layout).
+const LETTER_KEYS: [core::ops::RangeInclusive<u16>; 3] = [16..=25, 30..=38, 44..=50];
 const REL_X: u16 = 0;
 const REL_Y: u16 = 1;
 const ABS_X: u16 = 0;
@@ -47,8 +47,17 @@ pub(crate) fn matches(r: &VdiRoute, name: &[u8], phys: &[u8], caps: Caps) -> boo
     }
 }
 
-/// Checks a route from userspace.
+/// Whether two routes select the same devices (a route's identity; `grab` is a setting of it).
+pub(crate) fn same_selection(a: &VdiRoute, b: &VdiRoute) -> bool {
+    a.kind == b.kind && pattern(a) == pattern(b)
+}
+
+/// Checks a route from userspace: a known kind, a NUL-terminated pattern (non-empty for names
+/// and paths), `grab` 0 or 1.
 pub(crate) fn validate(r: &VdiRoute) -> Result {
+    if !r.pattern.contains(&0) {
+        return Err(EINVAL);
+    }
     match r.kind {
         vdi_match::NAME | vdi_match::PHYS if pattern(r).is_empty() => Err(EINVAL),
         vdi_match::NAME | vdi_match::PHYS | vdi_match::KEYBOARD | vdi_match::MOUSE | vdi_match::TABLET if r.grab <= 1 => Ok(()),
@@ -200,10 +209,13 @@ impl Router {
     pub(crate) fn device(&self, index: u32) -> Option<VdiDevice> {
         let devs = self.devices.lock();
         let e = devs.list.get(index as usize)?;
-        let vm_id = e.dev.frame.lock().as_ref().map_or(0, |v| v.vm_id);
+        // The VM its current frame goes to, or else the one its next frame would go to.
+        let latched = e.dev.frame.lock().as_ref().map(|v| v.vm_id);
+        let routed = e.dev.routed.load(Relaxed);
+        let vm_id = latched.unwrap_or_else(|| if routed { self.ctl.lock().focus } else { 0 });
         Some(VdiDevice {
             index,
-            routed: e.dev.routed.load(Relaxed) as u32,
+            routed: routed as u32,
             grabbed: e.dev.grabbed.load(Relaxed) as u32,
             vm_id,
             events: e.dev.events.load(Relaxed),
@@ -232,7 +244,7 @@ impl InputOps for Ops {
 
     fn connect(&self, info: &DevInfo<'_>) -> Result<Arc<DevState>> {
         let caps = Caps {
-            keyboard: info.has_ev(EV_KEY) && (KEY_A..=KEY_Z).all(|k| info.has_key(k)),
+            keyboard: info.has_ev(EV_KEY) && LETTER_KEYS.iter().all(|r| r.clone().all(|k| info.has_key(k))),
             mouse: info.has_ev(EV_REL) && info.has_rel(REL_X) && info.has_rel(REL_Y),
             tablet: info.has_ev(EV_ABS) && info.has_abs(ABS_X) && info.has_abs(ABS_Y),
         };
@@ -339,5 +351,20 @@ mod tests {
         let mut r = route(vdi_match::MOUSE, b"");
         r.grab = 2;
         assert!(validate(&r).is_err());
+        // A pattern without its NUL is refused.
+        let mut r = route(vdi_match::NAME, b"k");
+        r.pattern = [b'k'; 64];
+        assert!(validate(&r).is_err());
+    }
+
+    #[test]
+    fn route_identity_ignores_grab() {
+        let a = route(vdi_match::NAME, b"kbd");
+        let mut b = route(vdi_match::NAME, b"kbd");
+        b.grab = 1;
+        b.pattern[10] = b'x'; // after the NUL: not part of the pattern
+        assert!(same_selection(&a, &b));
+        assert!(!same_selection(&a, &route(vdi_match::NAME, b"kb")));
+        assert!(!same_selection(&a, &route(vdi_match::PHYS, b"kbd")));
     }
 }

@@ -227,9 +227,11 @@ impl VmFile {
         route::validate(r)?;
         {
             let mut ctl = router().ctl.lock();
-            let pos = ctl.routes.iter().position(|x| x == r);
+            let pos = ctl.routes.iter().position(|x| route::same_selection(x, r));
             match (add, pos) {
-                (true, Some(_)) => return Err(EEXIST),
+                // Same devices, same grab: nothing to do; another grab: changes the setting.
+                (true, Some(i)) if ctl.routes[i].grab == r.grab => return Err(EEXIST),
+                (true, Some(i)) => ctl.routes[i].grab = r.grab,
                 (true, None) if ctl.routes.len() >= MAX_ROUTES => return Err(ENOSPC),
                 (true, None) => ctl.routes.push(*r, GFP_ATOMIC)?,
                 (false, Some(i)) => {
@@ -255,6 +257,9 @@ impl VmFile {
     fn stats(&self, s: &mut VdiStats) -> Result {
         let id = s.vm_id;
         let sink = if id == 0 { self.sink()? } else { router().ctl.lock().vm(id).ok_or(ENOENT)? };
+        // Any call on the VM is a chance to deliver what waits (e.g. after its last vCPU thread
+        // died, which the scheduler hook cannot flush from).
+        sink.flush();
         *s = VdiStats { vm_id: sink.vm_id, ..Default::default() };
         sink.stats_into(s);
         Ok(())

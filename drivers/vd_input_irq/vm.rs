@@ -123,8 +123,12 @@ impl VmSink {
         self.flush();
     }
 
-    /// A vCPU thread unregistered, last seen in `state`.
+    /// A vCPU thread unregistered, last seen in `state` (one that `Exited` was already
+    /// taken off the counts).
     pub(crate) fn vcpu_removed(&self, state: ThreadState) {
+        if state == ThreadState::Exited {
+            return;
+        }
         if state.deliverable() {
             self.live.fetch_sub(1, Relaxed);
         }
@@ -210,6 +214,9 @@ impl VmSink {
         if deliverable {
             self.flush_locked(&mut g);
         }
+        // The ring filled mid-frame: what was written of the frame is visible now, not only
+        // at the next flush.
+        self.publish(&mut g);
     }
 
     /// Fills `s` with this sink's counters.
@@ -232,6 +239,16 @@ impl VmSink {
 
 impl SchedWatch for VmSink {
     fn changed(&self, from: ThreadState, to: ThreadState) {
+        if to == ThreadState::Exited {
+            // The thread died registered (its VMM did not unregister it). It no longer counts;
+            // with no vCPU left the VM is deliverable again. The runqueue lock is held here: the
+            // flush waits for the next event, ioctl or schedule-in.
+            if from.deliverable() {
+                self.live.fetch_sub(1, Relaxed);
+            }
+            self.vcpus.fetch_sub(1, Relaxed);
+            return;
+        }
         match (from.deliverable(), to.deliverable()) {
             (true, false) => {
                 self.live.fetch_sub(1, Relaxed);

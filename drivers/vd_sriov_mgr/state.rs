@@ -19,7 +19,7 @@ use crate::policy::{self, Change, Params};
 use crate::uapi::*;
 use crate::usage::Usage;
 use crate::vd::kfile::{now_ms, now_ns, sleep_ms, OwnedQueue};
-use crate::vd::netdev::Counters;
+use crate::vd::netdev::{Counters, NetDev, VfRate};
 use crate::vd::pci::{PciDev, PciEvent, NAME_LEN};
 use crate::vd_warn_ratelimited;
 use kernel::prelude::*;
@@ -54,6 +54,8 @@ pub(crate) struct Vf {
     idle: bool,
     /// Last window rate.
     rate: Option<u64>,
+    /// The PF's driver is being unbound: no new lease until a driver is bound to the PF again.
+    pf_going: bool,
 }
 
 struct WaitingVm {
@@ -212,13 +214,70 @@ pub(crate) fn shutdown() {
 /// The PCI notifier's handler.
 pub(crate) fn on_pci(ev: PciEvent, dev: &PciDev) {
     if !dev.is_vf() {
+        if dev.total_vfs() > 0 {
+            match ev {
+                PciEvent::Unbinding | PciEvent::Removed => pf_going(dev),
+                PciEvent::Bound => pf_back(dev),
+                PciEvent::Added | PciEvent::Unbound => {}
+            }
+        }
         return;
     }
     match ev {
         PciEvent::Added => add_vf(dev),
         PciEvent::Removed => remove_vf(dev),
         PciEvent::Unbound => driver_lost(dev),
-        PciEvent::Bound => {}
+        PciEvent::Bound | PciEvent::Unbinding => {}
+    }
+}
+
+/// The driver of SR-IOV PF `pf` is about to be unbound (sysfs unbind, the PF's `remove`, rmmod,
+/// hot-unplug; or the PF is being deleted). The PF driver's `remove` disables SR-IOV only if no
+/// VF is marked assigned (igb: `pci_vfs_assigned`, else "VFs will not be deallocated"); VFs left
+/// enabled by a driver that is gone are orphans, and the PCI core finds them still enabled when
+/// it frees the PF (`BUG_ON(num_VFs)` in `sriov_release`). So before `remove` runs, every lease
+/// on the PF's VFs is revoked and every mark cleared, and no VF of the PF is leased again until
+/// a driver is bound to the PF again. A lease being moved (`TO_GUEST`) loses its table entry
+/// here; `lease` sees that when it commits and sends the VF back.
+///
+/// Runs under the PF's device lock: takes `STATE` only, never waits for a driver.
+fn pf_going(pf: &PciDev) {
+    let pf_bdf = pf.bdf();
+    let mut g = STATE.lock();
+    for i in 0..g.vfs.len() {
+        if g.vfs[i].pf_bdf != pf_bdf {
+            continue;
+        }
+        let slot = g.vfs[i].slot;
+        let lease = g.table.lease_of(slot);
+        if let Some(l) = lease {
+            let _ = g.table.release(slot, l.owner);
+        }
+        let v = &mut g.vfs[i];
+        v.pf_going = true;
+        v.dev.set_assigned(false);
+        let Some(l) = lease else { continue };
+        if v.phase == vds_phase::LEASED {
+            v.phase = vds_phase::HOST;
+            // Back to normal matching, should the VF outlive its PF's driver.
+            v.dev.clear_override();
+        }
+        v.keep_host = false;
+        v.owner_pid = 0;
+        v.idle = false;
+        v.rate = None;
+        v.usage.reset();
+        let bdf = v.bdf;
+        pr_info!("vd_sriov: PF {} is losing its driver: lease of VF {} by VM {} revoked\n", BdfFmt(pf_bdf), BdfFmt(bdf), l.vm_id);
+        g.emit(vds_event::REVOKED, bdf, l.vm_id, 0, 0);
+    }
+}
+
+/// A driver was bound to PF `pf`: its VFs (those that survived, if any) may be leased again.
+fn pf_back(pf: &PciDev) {
+    let pf_bdf = pf.bdf();
+    for v in STATE.lock().vfs.iter_mut().filter(|v| v.pf_bdf == pf_bdf) {
+        v.pf_going = false;
     }
 }
 
@@ -281,6 +340,7 @@ fn add_vf(dev: &PciDev) {
             leased_at_ms: 0,
             idle: false,
             rate: None,
+            pf_going: false,
         },
         GFP_KERNEL,
     );
@@ -346,13 +406,17 @@ pub(crate) fn lease(client: &Client, req: &mut VdsLease) -> Result {
             let g = &*g;
             g.vfs
                 .iter()
-                .position(|v| v.phase == vds_phase::HOST && g.table.lease_of(v.slot).is_none())
+                .position(|v| v.phase == vds_phase::HOST && !v.pf_going && g.table.lease_of(v.slot).is_none())
                 .ok_or(EBUSY)?
         } else {
             g.find_bdf(req.bdf).ok_or(ENODEV)?
         };
         if g.vfs[i].phase != vds_phase::HOST {
             return Err(EBUSY);
+        }
+        // Its PF's driver is going: the VF is about to disappear.
+        if g.vfs[i].pf_going {
+            return Err(ENODEV);
         }
         // A VF on vfio-pci that we did not put there is in someone else's hands.
         let mut drv = [0u8; NAME_LEN];
@@ -415,6 +479,12 @@ pub(crate) fn lease(client: &Client, req: &mut VdsLease) -> Result {
         // Removed while moving: the notifier revoked the lease already.
         return Err(ENODEV);
     };
+    let slot = g.vfs[i].slot;
+    if !g.table.lease_of(slot).is_some_and(|l| l.owner == client.id && l.vm_id == req.vm_id) {
+        // Revoked while moving (its PF's driver is going; the REVOKED event is out): back to the host.
+        g.start_return(i);
+        return Err(ENODEV);
+    }
     g.vfs[i].phase = vds_phase::LEASED;
     g.emit(vds_event::LEASED, bdf, req.vm_id, 0, 0);
     req.bdf = bdf;
@@ -562,6 +632,37 @@ pub(crate) fn sample(client: &Client, s: &VdsSample) -> Result {
     v.pushed = true;
     v.usage.push(now_ms(), s.bytes, gap);
     v.counters = Counters { rx_bytes: s.bytes, ..Default::default() };
+    Ok(())
+}
+
+/// The PF's netdev and the VF number of VF `bdf`, for a rate call (made without the lock).
+fn rate_target(bdf: u32) -> Result<(NetDev, u32)> {
+    let (dev, vf_index) = {
+        let g = STATE.lock();
+        let v = &g.vfs[g.find_bdf(bdf).ok_or(ENODEV)?];
+        (v.dev.clone(), v.vf_index)
+    };
+    let pf = dev.physfn().ok_or(ENODEV)?;
+    // A PF without a network driver has no per-VF rates to set.
+    let nd = pf.netdev().ok_or(EOPNOTSUPP)?;
+    Ok((nd, vf_index))
+}
+
+/// `VDS_IOC_RATE_GET`: the VF's transmit rate limits as its PF driver keeps them.
+pub(crate) fn rate_get(r: &VdsRate) -> Result<VdsRate> {
+    let (nd, vf) = rate_target(r.bdf)?;
+    let got = nd.vf_rate(vf)?;
+    Ok(VdsRate { bdf: r.bdf, flags: 0, max_tx_mbps: got.max_mbps, min_tx_mbps: got.min_mbps })
+}
+
+/// `VDS_IOC_RATE_SET`: sets the VF's transmit rate limits through its PF driver.
+pub(crate) fn rate_set(r: &VdsRate) -> Result {
+    if r.flags != 0 {
+        return Err(EINVAL);
+    }
+    let (nd, vf) = rate_target(r.bdf)?;
+    let got = nd.set_vf_rate(vf, VfRate { min_mbps: r.min_tx_mbps, max_mbps: r.max_tx_mbps })?;
+    pr_info!("vd_sriov: VF {} transmit rate limit {} Mbit/s (min {})\n", BdfFmt(r.bdf), got.max_mbps, got.min_mbps);
     Ok(())
 }
 

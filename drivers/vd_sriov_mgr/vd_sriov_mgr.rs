@@ -14,7 +14,11 @@
 //!   the file; the VF is moved to vfio-pci (driver_override + unbind + probe, from the kernel)
 //!   and marked assigned, so the PF driver refuses to disable SR-IOV under it; a failed move is
 //!   rolled back. Closing the file (a crashed VMM) ends its leases; VFs go back to their host
-//!   driver on the module's workqueue.
+//!   driver on the module's workqueue. When the PF's own driver is about to be unbound (sysfs
+//!   unbind, `remove`, rmmod, hot-unplug) the leases of its VFs are revoked and the marks
+//!   cleared first, so the PF driver disables SR-IOV normally instead of orphaning the VFs.
+//! - Rate limits (`VDS_IOC_RATE_SET`/`GET`; setting needs CAP_NET_ADMIN): a VF's transmit rate
+//!   through its PF netdev's `ndo_set_vf_rate`, where the PF driver has it (`EOPNOTSUPP` if not).
 //! - Usage (`VDS_IOC_SAMPLE` + netdev counters) and the reassignment mechanism (`VDS_IOC_POLICY_*`,
 //!   `VDS_IOC_WAIT`, `VDS_IOC_CANDIDATE`, `VDS_IOC_SWAP`); the policy itself is `policy.rs`.
 //! - Events: `read` returns whole `VdsEvent` records; `poll` says when there are some.
@@ -62,7 +66,8 @@ module! {
 /// Files open on `/dev/vd_sriov`.
 static OPEN: OpenCount = OpenCount::new();
 
-const FEATURES: u64 = VDS_FEAT_LEASE | VDS_FEAT_HOTPLUG | VDS_FEAT_USAGE | VDS_FEAT_POLICY | VDS_FEAT_EVENTS;
+const FEATURES: u64 =
+    VDS_FEAT_LEASE | VDS_FEAT_HOTPLUG | VDS_FEAT_USAGE | VDS_FEAT_POLICY | VDS_FEAT_EVENTS | VDS_FEAT_RATE;
 
 /// `PinnedDrop` runs first (stops the manager, gives VFs back); then the device goes, then the
 /// notifier (which no longer adds anything once the manager is stopping).
@@ -106,7 +111,7 @@ macro_rules! pod {
         unsafe impl AsBytes for $t {}
     )*};
 }
-pod!(VdsPf, VdsVf, VdsLease, VdsSample, VdsPolicy, VdsWait, VdsSwap, VdsCandidate, VdsEvent);
+pod!(VdsPf, VdsVf, VdsLease, VdsSample, VdsPolicy, VdsWait, VdsSwap, VdsCandidate, VdsEvent, VdsRate);
 
 fn read<T: FromBytes>(arg: usize) -> Result<T> {
     UserSlice::new(UserPtr::from_addr(arg), size_of::<T>()).reader().read::<T>()
@@ -210,6 +215,11 @@ impl MiscDevice for Holder {
                 state::swap(&read(arg)?)?;
             }
             VDS_IOC_CANDIDATE => write(arg, &state::candidate(read::<VdsCandidate>(arg)?.index)?)?,
+            VDS_IOC_RATE_SET => {
+                admin(file)?;
+                state::rate_set(&read(arg)?)?;
+            }
+            VDS_IOC_RATE_GET => write(arg, &state::rate_get(&read(arg)?)?)?,
             _ => return Err(ENOTTY),
         }
         Ok(0)

@@ -148,12 +148,14 @@ impl<T: InputOps> InputHandler<T> {
     pub(crate) fn new(name: &'static CStr, ops: T) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             raw: Opaque::zeroed(),
-            // One match-everything entry (no match flags) and the terminator.
+            // Every device (all of them report EV_SYN), as evdev matches, and the terminator:
+            // `input_match_device` stops at the first entry without match flags.
             ids <- Opaque::ffi_init(|p: *mut [bindings::input_device_id; 2]| {
                 // SAFETY: `p` is valid for writes of the whole array (being initialised).
                 unsafe {
                     core::ptr::write_bytes(p, 0, 1);
-                    (*p)[0].driver_info = 1;
+                    (*p)[0].flags = bindings::INPUT_DEVICE_ID_MATCH_EVBIT as _;
+                    (*p)[0].evbit[0] = 1 << bindings::EV_SYN;
                 }
             }),
             registered: AtomicBool::new(false),

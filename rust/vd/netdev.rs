@@ -1,9 +1,54 @@
 // SPDX-License-Identifier: GPL-2.0
 //! A counted reference to a network device (`dev_hold`/`dev_put`), with the few things the
-//! SR-IOV manager reads of a VF's netdev: name, MAC address and traffic counters.
+//! SR-IOV manager reads of a VF's netdev (name, MAC address, traffic counters) and the per-VF
+//! transmit rate of a PF's netdev (`ndo_set_vf_rate` / `ndo_get_vf_config` under RTNL, as
+//! `ip link set <pf> vf N max_tx_rate X` does).
 
 use core::ptr::NonNull;
 use kernel::bindings;
+use kernel::error::{code::*, to_result, Result};
+use kernel::ffi::c_int;
+
+// `linux/rtnetlink.h` is not among the headers bindgen reads for this kernel build, so the two
+// functions are declared here, as in `net/core/rtnetlink.c` (`EXPORT_SYMBOL`). Once the bindings
+// include that header, use `bindings::rtnl_lock` / `bindings::rtnl_unlock` instead.
+extern "C" {
+    fn rtnl_lock();
+    fn rtnl_unlock();
+}
+
+/// The RTNL mutex, held: netdev configuration (the `ndo_set_vf_*` calls) runs under it, and a
+/// registered netdev stays registered while it is held.
+///
+/// # Invariants
+///
+/// The current task holds RTNL, taken by [`Rtnl::lock`]; dropping the value releases it.
+struct Rtnl(());
+
+impl Rtnl {
+    /// Takes RTNL (sleeps; process context, no spinlock held).
+    fn lock() -> Self {
+        // SAFETY: `rtnl_lock` has no preconditions beyond a sleepable context, which every
+        // caller of this module's netdev configuration has (ioctl path).
+        unsafe { rtnl_lock() };
+        // INVARIANT: taken just above.
+        Self(())
+    }
+}
+
+impl Drop for Rtnl {
+    fn drop(&mut self) {
+        // SAFETY: held by us (invariant).
+        unsafe { rtnl_unlock() };
+    }
+}
+
+/// The transmit rate limits of a VF, in Mbit/s (0: no limit / no guarantee).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct VfRate {
+    pub(crate) min_mbps: u32,
+    pub(crate) max_mbps: u32,
+}
 
 /// A held network device.
 ///
@@ -81,6 +126,69 @@ impl NetDev {
         // SAFETY: held device; `s` is valid storage for the call. `dev_get_stats` needs no lock.
         unsafe { bindings::dev_get_stats(self.ptr.as_ptr(), &mut s) };
         Counters { rx_bytes: s.rx_bytes, tx_bytes: s.tx_bytes, rx_packets: s.rx_packets, tx_packets: s.tx_packets }
+    }
+}
+
+impl NetDev {
+    /// The device's ops, if it is still registered. RTNL held (the `_rtnl` witness): a
+    /// registered device stays registered, and keeps its ops, until RTNL is released.
+    fn ops_registered(&self, _rtnl: &Rtnl) -> Option<&bindings::net_device_ops> {
+        let nd = self.ptr.as_ptr();
+        // SAFETY: held device (invariant); `reg_state` changes only under RTNL, which we hold.
+        if unsafe { (*nd).reg_state } != bindings::netdev_reg_state_NETREG_REGISTERED as u8 {
+            return None;
+        }
+        // SAFETY: a registered device has valid `netdev_ops` (set before registration, static in
+        // its driver, which cannot be unloaded while the device is registered).
+        unsafe { (*nd).netdev_ops.as_ref() }
+    }
+
+    /// Reads VF `vf`'s rate limits of this PF netdev (`ndo_get_vf_config`). `EOPNOTSUPP` if
+    /// the driver has no VF configuration; `ENODEV` if the device is being unregistered; the
+    /// driver's error otherwise (`EINVAL`: no such VF).
+    pub(crate) fn vf_rate(&self, vf: u32) -> Result<VfRate> {
+        let vf = c_int::try_from(vf).map_err(|_| EINVAL)?;
+        let rtnl = Rtnl::lock();
+        let ops = self.ops_registered(&rtnl).ok_or(ENODEV)?;
+        let get = ops.ndo_get_vf_config.ok_or(EOPNOTSUPP)?;
+        Self::get_config(self.ptr.as_ptr(), get, vf)
+    }
+
+    fn get_config(
+        nd: *mut bindings::net_device,
+        get: unsafe extern "C" fn(*mut bindings::net_device, c_int, *mut bindings::ifla_vf_info) -> c_int,
+        vf: c_int,
+    ) -> Result<VfRate> {
+        let mut ivi = bindings::ifla_vf_info::default();
+        // SAFETY: `nd` is a held, registered device under RTNL (callers), the context
+        // `rtnl_fill_vfinfo` calls this in; `ivi` is valid storage for the call.
+        to_result(unsafe { get(nd, vf, &mut ivi) })?;
+        Ok(VfRate { min_mbps: ivi.min_tx_rate, max_mbps: ivi.max_tx_rate })
+    }
+
+    /// Sets VF `vf`'s transmit rate limits on this PF netdev (`ndo_set_vf_rate`), with the
+    /// checks `do_setvfinfo` makes for `IFLA_VF_RATE`: the VF must exist for the driver
+    /// (`ndo_get_vf_config`), and a nonzero maximum may not be under the minimum. Returns the
+    /// limits read back afterwards. `EOPNOTSUPP` if the driver has no per-VF rates; the
+    /// driver's error otherwise (igb: `EINVAL` for a minimum, a maximum over the link speed,
+    /// or a link that is down).
+    pub(crate) fn set_vf_rate(&self, vf: u32, rate: VfRate) -> Result<VfRate> {
+        let vf = c_int::try_from(vf).map_err(|_| EINVAL)?;
+        let min = c_int::try_from(rate.min_mbps).map_err(|_| EINVAL)?;
+        let max = c_int::try_from(rate.max_mbps).map_err(|_| EINVAL)?;
+        if max != 0 && max < min {
+            return Err(EINVAL);
+        }
+        let rtnl = Rtnl::lock();
+        let ops = self.ops_registered(&rtnl).ok_or(ENODEV)?;
+        let (Some(set), Some(get)) = (ops.ndo_set_vf_rate, ops.ndo_get_vf_config) else {
+            return Err(EOPNOTSUPP);
+        };
+        let nd = self.ptr.as_ptr();
+        Self::get_config(nd, get, vf)?;
+        // SAFETY: held, registered device under RTNL: the context `rtnl_set_vf_rate` calls it in.
+        to_result(unsafe { set(nd, vf, min, max) })?;
+        Self::get_config(nd, get, vf)
     }
 }
 

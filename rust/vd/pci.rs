@@ -272,12 +272,16 @@ pub(crate) enum PciEvent {
     Removed,
     /// A driver was bound.
     Bound,
+    /// A driver is about to be unbound (its `remove` has not run yet; the device lock is held).
+    Unbinding,
     /// A driver was unbound.
     Unbound,
 }
 
 /// A PCI bus notifier that calls `f` (in process context, from the driver core, possibly with
-/// the PF's device lock held) for every device added, removed, bound or unbound.
+/// the PF's device lock held) for every device added, removed, bound, about to be unbound or
+/// unbound. `f` runs with the device's lock held for the bind/unbind events: it must not wait
+/// for that device's driver.
 ///
 /// # Invariants
 ///
@@ -320,6 +324,7 @@ impl PciNotifier {
             bindings::bus_notifier_event_BUS_NOTIFY_ADD_DEVICE => PciEvent::Added,
             bindings::bus_notifier_event_BUS_NOTIFY_DEL_DEVICE => PciEvent::Removed,
             bindings::bus_notifier_event_BUS_NOTIFY_BOUND_DRIVER => PciEvent::Bound,
+            bindings::bus_notifier_event_BUS_NOTIFY_UNBIND_DRIVER => PciEvent::Unbinding,
             bindings::bus_notifier_event_BUS_NOTIFY_UNBOUND_DRIVER => PciEvent::Unbound,
             _ => return bindings::NOTIFY_DONE as c_int,
         };

@@ -30,6 +30,8 @@ pub(crate) enum ThreadState {
     /// Runnable but not on a CPU (the host scheduler preempted it), or stopped (SIGSTOP,
     /// ptrace): it cannot take an interrupt now.
     Descheduled = 2,
+    /// Gone: this was its last context switch (it exited without unregistering).
+    Exited = 3,
 }
 
 impl ThreadState {
@@ -37,12 +39,13 @@ impl ThreadState {
         match v {
             0 => Self::Running,
             1 => Self::Blocked,
-            _ => Self::Descheduled,
+            2 => Self::Descheduled,
+            _ => Self::Exited,
         }
     }
     /// Whether an interrupt sent now is taken without waiting for the host scheduler.
     pub(crate) const fn deliverable(self) -> bool {
-        !matches!(self, Self::Descheduled)
+        matches!(self, Self::Running | Self::Blocked)
     }
 }
 
@@ -209,7 +212,9 @@ impl<T: SchedWatch> ThreadHook<T> {
         // (`on_rq` would not do: EEVDF's delayed dequeue keeps sleepers on the runqueue.)
         // SAFETY: `t` is current and valid; its `__state` is stable while it switches out.
         let state = unsafe { core::ptr::read_volatile(&raw const (*t).__state) };
-        let to = if state == bindings::TASK_RUNNING || state & (bindings::__TASK_STOPPED | bindings::__TASK_TRACED) != 0 {
+        let to = if state == bindings::TASK_DEAD {
+            ThreadState::Exited
+        } else if state == bindings::TASK_RUNNING || state & (bindings::__TASK_STOPPED | bindings::__TASK_TRACED) != 0 {
             ThreadState::Descheduled
         } else {
             ThreadState::Blocked

@@ -7,6 +7,8 @@ wait_for() { # file pattern: until the file has a line matching pattern (30 s)
         n=$((n + 1)); [ $n -gt 300 ] && fail "no '$2' in $1: $(cat "$1")"; sleep 0.1
     done
 }
+hw=; hold=; rm -f /tmp/hw.out
+trap 'kill -9 $hw $hold 2>/dev/null' EXIT
 vd-itest input-hw --name "vdctl-test kbd" --hold > /tmp/hw.out 2>&1 & hw=$!
 wait_for /tmp/hw.out '^ready'
 vdctl input list > /tmp/l.txt; cat /tmp/l.txt
@@ -27,24 +29,27 @@ vdctl input unroute --name "vdctl-test" > /tmp/u.txt 2>&1; rc=$?; cat /tmp/u.txt
 check "unroute of a route that is gone: exit 2" test $rc = 2
 check "route every mouse / unroute" sh -c 'vdctl input route --mouse && vdctl input unroute --mouse'
 check "route by phys / unroute" sh -c 'vdctl --json input route --phys vd-itest/hw/input0 | grep -q "\"kind\": \"phys\"" && vdctl input unroute --phys vd-itest/hw/input0'
-kill $hw; wait $hw 2>/dev/null
+kill $hw; wait $hw 2>/dev/null; hw=
 
 # A VM with events queued behind its stopped vCPU.
-vd-itest input-hold --name "vdctl-test hold" --vm 6101 > /tmp/hold.out 2>&1 & hold=$!
-wait_for /tmp/hold.out '^queued'
-cat /tmp/hold.out
+rm -f /tmp/vdctl-hold.out
+vd-itest input-hold --name "vdctl-test hold" --vm 6101 > /tmp/vdctl-hold.out 2>&1 & hold=$!
+wait_for /tmp/vdctl-hold.out '^queued'
+cat /tmp/vdctl-hold.out
+child=$(sed -n 's/.* child=\([0-9]*\).*/\1/p' /tmp/vdctl-hold.out)
 vdctl input stats 6101 > /tmp/s.txt; cat /tmp/s.txt
 check "stats VM_ID: a table" grep -q '^ *6101  no  *1 ' /tmp/s.txt
 vdctl --json input stats 6101 > /tmp/s.json; cat /tmp/s.json
 check "stats --json: not running, queued" sh -c "grep -q '\"running\": false' /tmp/s.json && grep -q '\"queued\": 10000' /tmp/s.json"
 check "stats --json: the delay histogram is labelled" grep -q '"<10us"' /tmp/s.json
-vdctl input stats > /tmp/s.txt; cat /tmp/s.txt
-check "stats without VM_ID: the focused VM" grep -q '^ *6101 ' /tmp/s.txt
+vdctl input stats > /tmp/s.txt 2>&1; rc=$?; cat /tmp/s.txt
+check "stats without VM_ID: the focused VM's (exit $rc)" sh -c "test $rc = 0 && grep -q '^ *6101  no  *1 ' /tmp/s.txt"
 vdctl input focus 6101 > /tmp/f.txt; cat /tmp/f.txt
 check "focus: says so" grep -q 'focus on VM 6101' /tmp/f.txt
 vdctl --json input focus 6101 > /tmp/f.json
 check "focus --json" grep -q '"action": "focus"' /tmp/f.json
-kill -9 $hold; wait $hold 2>/dev/null
+kill -9 $hold; wait $hold 2>/dev/null; hold=
+n=0; while [ -d /proc/$child ] && [ $n -lt 100 ]; do n=$((n + 1)); sleep 0.05; done
 check "unroute what the killed stand-in left" vdctl input unroute --name "vdctl-test hold"
 unload vd_input_irq
 vdctl input list > /tmp/e.txt 2>&1; rc=$?; cat /tmp/e.txt

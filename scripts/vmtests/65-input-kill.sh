@@ -3,9 +3,12 @@
 . ./lib.sh
 load vd_input_irq
 objects() { vdctl status --json | grep -A8 '"vd_input_irq"' | grep -o '"objects": [0-9]*' | grep -o '[0-9]*$'; }
+pid=
+trap 'kill -9 $pid 2>/dev/null' EXIT
 for i in 1 2 3 4 5; do
+    rm -f /tmp/hold.out
     vd-itest input-hold --vm $((6200 + i)) > /tmp/hold.out 2>&1 & pid=$!
-    n=0; until grep -q '^queued' /tmp/hold.out; do
+    n=0; until grep -q "^queued" /tmp/hold.out 2>/dev/null; do
         n=$((n + 1)); [ $n -gt 300 ] && fail "stand-in never queued: $(cat /tmp/hold.out)"; sleep 0.1
     done
     echo "  round $i: $(grep '^queued' /tmp/hold.out)"

@@ -85,6 +85,23 @@ enum Cmd {
         #[arg(long)]
         ifname: String,
     },
+    /// SR-IOV: per-VF transmit rate limits through the PF driver, set and read back (PF link up).
+    SriovRate {
+        #[arg(long)]
+        vf: String,
+    },
+    /// Benchmark: VF moves igbvf -> vfio-pci -> igbvf by the module (lease/release) beside the
+    /// same moves by a shell script writing driver_override, unbind and drivers_probe.
+    SriovBench {
+        #[arg(long)]
+        vf: String,
+        /// Round trips per path.
+        #[arg(long, default_value_t = 15)]
+        repeats: usize,
+        /// The shell script: `sh SCRIPT VF DRIVER` moves VF to DRIVER ("" for normal matching).
+        #[arg(long)]
+        script: String,
+    },
     /// Benchmark: echo throughput and requests per notification at ring sizes 64..4096, a
     /// process as the frontend and the in-kernel echo backend.
     EvtchnThroughput {
@@ -112,7 +129,7 @@ enum Cmd {
     /// vd_input_irq: two VMs, focus switching under load: whole frames only, nothing lost.
     InputFocus {
         /// Frames written (5 events each).
-        #[arg(long, default_value_t = 4000)]
+        #[arg(long, default_value_t = 8000)]
         frames: usize,
     },
     /// vd_input_irq: uinput devices unplugged while routed; the sink keeps working.
@@ -159,6 +176,8 @@ fn main() -> std::process::ExitCode {
         Cmd::SriovRaceChild { vf, vm, go_at, hold_ms } => sriov::race_child(&vf, vm, go_at, hold_ms),
         Cmd::SriovHold { vf, vm, keep_host } => sriov::hold(&vf, vm, keep_host),
         Cmd::SriovReassign { vf, ifname } => sriov::reassign(&vf, &ifname),
+        Cmd::SriovRate { vf } => sriov::rate(&vf),
+        Cmd::SriovBench { vf, repeats, script } => sriov::bench(&vf, repeats, &script),
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! vd_sriov_mgr integration checks: concurrent lease race (processes), a lease holder to kill,
-//! and reassignment driven by real frames sent on a VF's netdev.
+//! reassignment driven by real frames sent on a VF's netdev, per-VF rate limits, and the
+//! benchmark of VF moves (module vs. sysfs writes from a shell script).
 
 use crate::check;
 use anyhow::{bail, Context, Result};
@@ -342,7 +343,137 @@ fn unpriv_child(b: u32, opened_as_root: &Manager) -> Result<()> {
     check!(m.set_policy(&m.policy()?) == Err(Errno::EPERM), "nobody cannot change the policy");
     check!(m.wait_for_vf(33, false) == Err(Errno::EPERM), "nobody cannot register a waiter");
     check!(m.swap(b, 1, 2, true) == Err(Errno::EPERM), "nobody cannot swap");
+    check!(m.set_rate(b, 10, 0) == Err(Errno::EPERM), "nobody cannot set a VF's rate limit");
+    check!(m.rate(b).is_ok(), "nobody can read a VF's rate limit");
     check!(opened_as_root.lease(b, 34, 0) == Ok(b), "a file opened by root still leases after its process dropped privileges");
     check!(opened_as_root.release(b).is_ok(), "and releases");
+    Ok(())
+}
+
+/// Per-VF transmit rate limits (igb: `ndo_set_vf_rate`, max rate only, the PF link must be up):
+/// set, read back, lifted, kept while the VF is leased; the driver's and our own refusals.
+pub fn rate(vf: &str) -> Result<()> {
+    let b = bdf(vf)?;
+    let m = Manager::open()?;
+    check!(m.version()?.features & VDS_FEAT_RATE != 0, "the module advertises VDS_FEAT_RATE");
+    let r0 = m.rate(b).context("VDS_IOC_RATE_GET")?;
+    check!(r0.bdf == b && r0.max_tx_mbps == 0 && r0.min_tx_mbps == 0, "{vf} starts without a limit ({r0:?})");
+    m.set_rate(b, 100, 0).context("VDS_IOC_RATE_SET 100 Mbit/s (the PF link must be up)")?;
+    let r = m.rate(b)?;
+    check!(r.max_tx_mbps == 100, "max_tx_rate 100 Mbit/s set and read back ({} Mbit/s)", r.max_tx_mbps);
+    check!(m.set_rate(b, 5, 10) == Err(Errno::EINVAL), "a maximum under the minimum is refused (EINVAL)");
+    check!(m.set_rate(b, 50, 10) == Err(Errno::EINVAL), "igb refuses a guaranteed minimum (EINVAL)");
+    check!(m.set_rate(b, 100_000, 0) == Err(Errno::EINVAL), "igb refuses a rate over its link speed (EINVAL)");
+    check!(m.rate(b)?.max_tx_mbps == 100, "refused changes leave the limit as it was");
+    check!(m.set_rate(0x0fff_ffff, 10, 0) == Err(Errno::ENODEV) && m.rate(0x0fff_ffff) == Err(Errno::ENODEV), "an unknown VF is ENODEV");
+    // A leased (passed-through) VF: the limit is the PF's business, it keeps applying.
+    m.lease(b, 77, 0).context("lease")?;
+    m.set_rate(b, 250, 0).context("rate of a leased VF")?;
+    check!(m.rate(b)?.max_tx_mbps == 250, "the rate of a leased VF (on vfio-pci) is set and read back");
+    m.release(b)?;
+    let v = wait_vf(&m, b, Duration::from_secs(10), |v| v.phase == vds_phase::HOST)?;
+    check!(m.rate(b)?.max_tx_mbps == 250, "the limit stays with the VF after the lease (back on {})", name(&v.driver));
+    m.set_rate(b, 0, 0).context("lift the limit")?;
+    check!(m.rate(b)?.max_tx_mbps == 0, "rate 0 lifts the limit");
+    Ok(())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        0.0
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn sysfs_driver(vf: &str) -> String {
+    std::fs::read_link(format!("/sys/bus/pci/devices/{vf}/driver"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default()
+}
+
+/// Runs `sh script args...` and times it, failing if the script fails.
+fn timed_sh(script: &str, args: &[&str]) -> Result<Duration> {
+    let t = Instant::now();
+    let st = Command::new("sh").arg(script).args(args).status().context("spawn sh")?;
+    let d = t.elapsed();
+    anyhow::ensure!(st.success(), "sh {script} {args:?} failed: {st}");
+    Ok(d)
+}
+
+/// The benchmark: from the decision to the VF usable by its new holder (bound to vfio-pci; bound
+/// to igbvf with its netdev back), `repeats` round trips per path, interleaved, medians in ms.
+/// Module: `VDS_IOC_LEASE` returns once the VF is on vfio-pci; the way back is `VDS_IOC_RELEASE`
+/// until the `RETURNED` event. Shell: `sh SCRIPT VF vfio-pci` and `sh SCRIPT VF ""` (the sysfs
+/// writes return once the new driver's probe has run). The cost of starting `sh` itself is
+/// measured and shown, since a script pays it on every move too.
+pub fn bench(vf: &str, repeats: usize, script: &str) -> Result<()> {
+    let b = bdf(vf)?;
+    let m = Manager::open()?;
+    wait_vf(&m, b, Duration::from_secs(10), |v| v.phase == vds_phase::HOST && v.vm_id == 0)?;
+    let host_driver = sysfs_driver(vf);
+    anyhow::ensure!(!host_driver.is_empty() && host_driver != "vfio-pci", "{vf} should start on its host driver (on {host_driver:?})");
+    let (mut k_to, mut k_back, mut s_to, mut s_back, mut sh0) = (vec![], vec![], vec![], vec![], vec![]);
+    let noop = "/tmp/vd-noop.sh";
+    std::fs::write(noop, ":\n")?;
+    for i in 0..repeats {
+        // Module path.
+        let _ = m.read_events();
+        let t = Instant::now();
+        m.lease(b, 500 + i as u64, 0).context("lease")?;
+        k_to.push(ms(t.elapsed()));
+        anyhow::ensure!(sysfs_driver(vf) == "vfio-pci", "after the lease {vf} is on {}", sysfs_driver(vf));
+        let t = Instant::now();
+        m.release(b).context("release")?;
+        let mut back = None;
+        let end = t + Duration::from_secs(20);
+        while back.is_none() && Instant::now() < end {
+            if m.poll_readable(Duration::from_millis(100))? {
+                back = m.read_events()?.into_iter().find(|e| e.kind == vds_event::RETURNED && e.bdf == b);
+            }
+        }
+        let e = back.context("no RETURNED event within 20 s")?;
+        anyhow::ensure!(e.err == 0, "moving back failed: errno {}", -e.err);
+        k_back.push(ms(t.elapsed()));
+        anyhow::ensure!(sysfs_driver(vf) == host_driver, "after the release {vf} is on {}", sysfs_driver(vf));
+        // Shell path.
+        s_to.push(ms(timed_sh(script, &[vf, "vfio-pci"])?));
+        anyhow::ensure!(sysfs_driver(vf) == "vfio-pci", "after the script {vf} is on {}", sysfs_driver(vf));
+        s_back.push(ms(timed_sh(script, &[vf, ""])?));
+        anyhow::ensure!(sysfs_driver(vf) == host_driver, "after the script back {vf} is on {}", sysfs_driver(vf));
+        sh0.push(ms(timed_sh(noop, &[])?));
+    }
+    // The module must not have been confused by moves it did not make.
+    let v = vf_of(&m, b)?;
+    check!(v.phase == vds_phase::HOST && v.vm_id == 0 && v.flags & vds_vf::ASSIGNED == 0, "{vf} free and unmarked after {repeats} module and {repeats} script round trips");
+    let (kt, kb, st, sb, s0) = (median(&mut k_to), median(&mut k_back), median(&mut s_to), median(&mut s_back), median(&mut sh0));
+    println!("sriov-bench: {repeats} round trips per path, VF {vf} ({host_driver} <-> vfio-pci), medians in ms");
+    println!("  {:<32} {:>10} {:>10} {:>10}", "path", "to vfio", "to host", "round trip");
+    println!("  {:<32} {:>10.2} {:>10.2} {:>10.2}", "vd_sriov_mgr (lease/release)", kt, kb, kt + kb);
+    println!("  {:<32} {:>10.2} {:>10.2} {:>10.2}", "shell script (sysfs writes)", st, sb, st + sb);
+    println!("  {:<32} {:>10.2} {:>10.2} {:>10.2}", "  of which starting sh", s0, s0, 2.0 * s0);
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    println!(
+        "  ratio shell / module: to vfio {:.2}, to host {:.2}, round trip {:.2} (without sh start: {:.2})",
+        ratio(st, kt),
+        ratio(sb, kb),
+        ratio(st + sb, kt + kb),
+        ratio(st + sb - 2.0 * s0, kt + kb)
+    );
+    println!(
+        "BENCH sriov_move {}",
+        serde_json::json!({
+            "repeats": repeats,
+            "module_ms": { "to_vfio": kt, "to_host": kb },
+            "shell_ms": { "to_vfio": st, "to_host": sb, "sh_start": s0 },
+            "ratio_round_trip": ratio(st + sb, kt + kb),
+        })
+    );
     Ok(())
 }

@@ -137,6 +137,20 @@ impl Manager {
         unsafe { ioctl_ptr(&self.file, VDS_IOC_CANDIDATE, &mut c) }?;
         Ok(c)
     }
+    /// `VDS_IOC_RATE_GET`: VF `bdf`'s transmit rate limits, as its PF driver keeps them.
+    pub fn rate(&self, bdf: u32) -> Result<VdsRate, Errno> {
+        let mut r = VdsRate { bdf, ..Default::default() };
+        // SAFETY: `_IOWR` of one `VdsRate`.
+        unsafe { ioctl_ptr(&self.file, VDS_IOC_RATE_GET, &mut r) }?;
+        Ok(r)
+    }
+    /// `VDS_IOC_RATE_SET`: VF `bdf`'s maximum (and guaranteed minimum) transmit rate, Mbit/s;
+    /// 0 lifts the limit. `EOPNOTSUPP` if the PF driver has no per-VF rates.
+    pub fn set_rate(&self, bdf: u32, max_tx_mbps: u32, min_tx_mbps: u32) -> Result<(), Errno> {
+        let mut r = VdsRate { bdf, flags: 0, max_tx_mbps, min_tx_mbps };
+        // SAFETY: `_IOW` of one `VdsRate`.
+        unsafe { ioctl_ptr(&self.file, VDS_IOC_RATE_SET, &mut r) }.map(drop)
+    }
     /// Idle holders then waiters.
     pub fn candidates(&self) -> Result<Vec<VdsCandidate>, Errno> {
         collect(|i| self.candidate(i))
@@ -226,6 +240,8 @@ mod tests {
         assert_eq!(m.swap(0, 1, 2, false).unwrap_err(), Errno::EBADF);
         assert_eq!(m.candidates().unwrap_err(), Errno::EBADF);
         assert_eq!(m.read_events().unwrap_err(), Errno::EBADF);
+        assert_eq!(m.rate(0).unwrap_err(), Errno::EBADF);
+        assert_eq!(m.set_rate(0, 100, 0).unwrap_err(), Errno::EBADF);
         std::mem::forget(m);
     }
 
@@ -234,6 +250,7 @@ mod tests {
         let m = Manager::from_file(File::open("/dev/null").unwrap());
         assert_eq!(m.vfs().unwrap_err(), Errno::ENOTTY);
         assert_eq!(m.lease(VDS_ANY, 1, 0).unwrap_err(), Errno::ENOTTY);
+        assert_eq!(m.set_rate(0, 100, 0).unwrap_err(), Errno::ENOTTY);
     }
 
     #[test]

@@ -215,7 +215,7 @@ fn get(guest: &Guest, gpa: u64) -> Result<u32> {
 /// Ends the process if the guest has not finished by `timeout` (a guest stuck in `hlt` waiting
 /// for an interrupt that never comes would otherwise block `KVM_RUN` forever). Dropping the
 /// returned guard disarms it.
-fn watchdog(timeout: Duration) -> std::sync::mpsc::Sender<()> {
+pub(crate) fn watchdog(timeout: Duration) -> std::sync::mpsc::Sender<()> {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
         if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(timeout) {

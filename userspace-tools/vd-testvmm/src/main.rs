@@ -1,13 +1,53 @@
 //! `vd-testvmm`: a tiny rust-vmm based VMM for exercising KVM plumbing in test VMs.
 
+/// The start of every real-mode guest program here: flat DS/SS at 0 with the stack below 0x7000,
+/// ES on the ring's segment, the 8259 master programmed (ICW1 edge + ICW4, ICW2 vector base,
+/// ICW3 slave on IR2, ICW4 8086 mode) with the mask from the parameter block, and the local APIC
+/// globally disabled (IA32_APIC_BASE bit 11) so that KVM delivers the 8259's interrupt straight
+/// to the vCPU. The program's `global_asm!` supplies `ring_seg`, `vector_base`, `p_pic_mask`.
+macro_rules! real_mode_prologue {
+    () => {
+        concat!(
+            "    cli\n",
+            "    xor ax, ax\n",
+            "    mov ds, ax\n",
+            "    mov ss, ax\n",
+            "    mov sp, 0x7000\n",
+            "    mov ax, {ring_seg}\n",
+            "    mov es, ax\n",
+            "    mov al, 0x11\n",
+            "    out 0x20, al\n",
+            "    mov al, {vector_base}\n",
+            "    out 0x21, al\n",
+            "    mov al, 0x04\n",
+            "    out 0x21, al\n",
+            "    mov al, 0x01\n",
+            "    out 0x21, al\n",
+            "    mov al, byte ptr [{p_pic_mask}]\n",
+            "    out 0x21, al\n",
+            "    mov ecx, 0x1b\n",
+            "    rdmsr\n",
+            "    and eax, 0xfffff7ff\n",
+            "    wrmsr\n",
+        )
+    };
+}
+pub(crate) use real_mode_prologue;
+
 mod asm;
 mod bench;
 mod evtchn;
 // Shared VM plumbing; not every subcommand uses every helper.
 #[allow(dead_code)]
 mod guest;
+mod input;
+mod inputguest;
 mod ringguest;
 mod smoke;
+/// The uinput test hardware, shared with vd-itest (one definition).
+#[allow(dead_code, reason = "vd-itest uses more of it than this binary")]
+#[path = "../../vd-itest/src/uinput.rs"]
+mod uinput;
 
 use std::process::ExitCode;
 
@@ -74,6 +114,25 @@ enum Command {
         json: bool,
     },
     /// Round-trip latency (vd_evtchn vs. VMM exit vs. eventfd threads) and batching throughput.
+    /// vd_input_irq into a real guest: a uinput keyboard routed to the VM types; the call
+    /// eventfd (KVM_IRQFD) interrupts the guest, which consumes every event from its ring.
+    Input {
+        /// VM id for vd_input_irq.
+        #[arg(long, default_value_t = 7001)]
+        vm: u32,
+        /// Keys to type (4 events each: press, SYN, release, SYN).
+        #[arg(long, default_value_t = 50)]
+        keys: u32,
+        /// Event ring entries.
+        #[arg(long, default_value_t = 64)]
+        entries: u32,
+        /// Seconds before giving up.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        /// Print a single JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     Bench {
         /// Round trips per latency measurement.
         #[arg(long, default_value_t = 2000)]
@@ -105,6 +164,11 @@ fn main() -> ExitCode {
             };
             let r = evtchn::run(&cli.kvm, &o).unwrap_or_else(|e| evtchn::Report::failed(&e));
             print_report(&r, json, evtchn::Report::human_line, r.pass)
+        }
+        Command::Input { vm, keys, entries, timeout, json } => {
+            let o = input::Opts { vm_id: vm, keys, entries, timeout: std::time::Duration::from_secs(timeout) };
+            let r = input::run(&cli.kvm, &o).unwrap_or_else(|e| input::Report::failed(&e));
+            print_report(&r, json, input::Report::human_line, r.pass)
         }
         Command::Bench { rounds, json } => match bench::run(&cli.kvm, rounds) {
             Ok(b) => print_report(&b, json, bench::BenchReport::human, true),

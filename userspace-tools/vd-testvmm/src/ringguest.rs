@@ -102,30 +102,7 @@ core::arch::global_asm!(
     ".globl vd_guest_end",
     ".code16",
     "vd_guest_start:",
-    "    cli",
-    "    xor ax, ax",
-    "    mov ds, ax",
-    "    mov ss, ax",
-    "    mov sp, 0x7000",
-    "    mov ax, {ring_seg}",
-    "    mov es, ax",
-    // 8259 master: ICW1 (edge, ICW4 follows), ICW2 vector base, ICW3 slave on IR2, ICW4 8086.
-    "    mov al, 0x11",
-    "    out 0x20, al",
-    "    mov al, {vector_base}",
-    "    out 0x21, al",
-    "    mov al, 0x04",
-    "    out 0x21, al",
-    "    mov al, 0x01",
-    "    out 0x21, al",
-    "    mov al, byte ptr [{p_pic_mask}]",
-    "    out 0x21, al",
-    // Let the 8259 reach this vCPU directly: with the local APIC globally disabled
-    // (IA32_APIC_BASE bit 11), KVM delivers the 8259's interrupt straight to this vCPU.
-    "    mov ecx, 0x1b",
-    "    rdmsr",
-    "    and eax, 0xfffff7ff",
-    "    wrmsr",
+    crate::real_mode_prologue!(),
     "    xor ebx, ebx",                              // ebx: req_prod (= id of the next request)
     "    xor ebp, ebp",                              // ebp: rsp_cons (= id of the next response)
     "    mov eax, dword ptr [{p_hostile}]",

@@ -357,6 +357,8 @@ pub const VDS_FEAT_USAGE: u64 = 1 << 2;
 pub const VDS_FEAT_POLICY: u64 = 1 << 3;
 /// Feature bit: events readable and pollable on every open file.
 pub const VDS_FEAT_EVENTS: u64 = 1 << 4;
+/// Feature bit: per-VF transmit rate limits through the PF driver (`VDS_IOC_RATE_*`).
+pub const VDS_FEAT_RATE: u64 = 1 << 5;
 
 /// "Any VF" in [`VdsLease::bdf`].
 pub const VDS_ANY: u32 = u32::MAX;
@@ -662,6 +664,33 @@ pub const VDS_IOC_WAIT: u32 = iow::<VdsWait>(0x27);
 pub const VDS_IOC_SWAP: u32 = iow::<VdsSwap>(0x28);
 /// `_IOWR(0xB7, 0x29, struct vds_candidate)`.
 pub const VDS_IOC_CANDIDATE: u32 = iowr::<VdsCandidate>(0x29);
+
+/// `VDS_IOC_RATE_SET` (in) / `VDS_IOC_RATE_GET` (in: `bdf`; out: the limits): a VF's transmit
+/// rate limits, kept by its PF's driver (`ndo_set_vf_rate` / `ndo_get_vf_config` under RTNL, what
+/// `ip link set <pf> vf N max_tx_rate X min_tx_rate Y` does). `EOPNOTSUPP`: the PF driver has no
+/// per-VF rates (or the PF has no netdev); the driver's own errors otherwise (igb: `EINVAL` for
+/// a nonzero minimum, a maximum over the link speed, or the PF link down).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdsRate {
+    /// The VF.
+    pub bdf: u32,
+    /// Must be 0.
+    pub flags: u32,
+    /// Maximum transmit rate, Mbit/s (0: unlimited).
+    pub max_tx_mbps: u32,
+    /// Guaranteed minimum transmit rate, Mbit/s (0: none).
+    pub min_tx_mbps: u32,
+}
+const _: () = {
+    assert!(size_of::<VdsRate>() == 16);
+    assert!(offset_of!(VdsRate, max_tx_mbps) == 8);
+    assert!(offset_of!(VdsRate, min_tx_mbps) == 12);
+};
+/// `_IOW(0xB7, 0x2a, struct vds_rate)`: CAP_NET_ADMIN.
+pub const VDS_IOC_RATE_SET: u32 = iow::<VdsRate>(0x2a);
+/// `_IOWR(0xB7, 0x2b, struct vds_rate)`.
+pub const VDS_IOC_RATE_GET: u32 = iowr::<VdsRate>(0x2b);
 
 // ---------------------------------------------------------------------------------------------
 // vd_input_irq: `/dev/vd_input`. ioctl numbers 0x30..=0x3f.

@@ -77,7 +77,7 @@ pub fn explain(op: &str, e: Errno) -> anyhow::Error {
         Errno::EPERM | Errno::EACCES => "needs CAP_SYS_ADMIN: run as root",
         Errno::ENOTTY => "the loaded vd_input_irq does not know this ioctl: an older module? (vdctl status)",
         Errno::ENOENT if op == "VDI_IOC_STATS" || op == "VDI_IOC_FOCUS" => "no VM with that id (a VMM creates it with VDI_IOC_VM_CREATE)",
-        Errno::ENOENT if op == "VDI_IOC_UNROUTE" => "no such route (routes are removed with the same flags they were added with)",
+        Errno::ENOENT if op == "VDI_IOC_UNROUTE" => "no such route (see `vdctl input list`; --name/--phys take the exact pattern the route was added with)",
         Errno::EEXIST if op == "VDI_IOC_ROUTE" => "this route exists already",
         Errno::EINVAL if op == "VDI_IOC_ROUTE" || op == "VDI_IOC_UNROUTE" => "bad pattern: 1..63 bytes, no NUL",
         Errno::EBUSY if op == "VDI_IOC_ROUTE" => "a matching device is grabbed by another client (EVIOCGRAB)",
@@ -221,8 +221,19 @@ pub fn route(m: &Match, grab: bool, add: bool, json: bool) -> Result<()> {
     let (kind, pat) = m.kind();
     let spec = route_spec(kind, grab, pat).map_err(|_| anyhow!("bad pattern {pat:?}: 1..63 bytes, no NUL"))?;
     let d = open()?;
-    let op = if add { "VDI_IOC_ROUTE" } else { "VDI_IOC_UNROUTE" };
-    if add { d.route(&spec) } else { d.unroute(&spec) }.map_err(|e| explain(op, e))?;
+    let mut grab = grab;
+    if add {
+        d.route(&spec).map_err(|e| explain("VDI_IOC_ROUTE", e))?;
+    } else {
+        // A route is removed with the grab flag it was added with; without --grab try both.
+        match d.unroute(&spec) {
+            Err(Errno::ENOENT) if !grab => {
+                d.unroute(&route_spec(kind, true, pat).map_err(|_| anyhow!("bad pattern"))?).map_err(|e| explain("VDI_IOC_UNROUTE", e))?;
+                grab = true;
+            }
+            r => r.map_err(|e| explain("VDI_IOC_UNROUTE", e))?,
+        }
+    }
     let routed = routed_now(&d);
     if json {
         let done = Done {
@@ -279,8 +290,15 @@ pub struct StatsRow {
     pub dropped: u64,
     pub max_depth: u64,
     pub irqs: u64,
-    /// Bucket label -> count, in bucket order.
-    pub delay_hist: Vec<(String, u64)>,
+    /// Host-event-to-ring delay, in bucket order.
+    pub delay_hist: Vec<Bucket>,
+}
+
+/// One bucket of the delay histogram.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct Bucket {
+    pub delay: &'static str,
+    pub events: u64,
 }
 
 impl From<&VdiStats> for StatsRow {
@@ -297,7 +315,7 @@ impl From<&VdiStats> for StatsRow {
             dropped: s.dropped,
             max_depth: s.max_depth,
             irqs: s.irqs,
-            delay_hist: DELAY_BUCKETS.iter().zip(s.delay_hist).map(|(l, n)| ((*l).to_owned(), n)).collect(),
+            delay_hist: DELAY_BUCKETS.iter().zip(s.delay_hist).map(|(l, n)| Bucket { delay: l, events: n }).collect(),
         }
     }
 }
@@ -323,15 +341,15 @@ pub fn stats_table(rows: &[StatsRow]) -> String {
                 r.max_depth.to_string(),
                 r.irqs.to_string(),
             ];
-            c.extend(r.delay_hist.iter().map(|(_, n)| n.to_string()));
+            c.extend(r.delay_hist.iter().map(|b| b.events.to_string()));
             c
         })
         .collect();
     table(&head, &right, &cells)
 }
 
-/// VMs to show without an explicit id: those the routed devices deliver to now (the module has
-/// no list of VMs).
+/// VMs to show without an explicit id: those routed devices are delivering a frame to right now
+/// (the module has no list of VMs, and a device names its VM only while a frame is open).
 pub fn default_vms(devs: &[DeviceRow]) -> Vec<u32> {
     let mut v: Vec<u32> = devs.iter().filter(|d| d.vm_id != 0).map(|d| d.vm_id).collect();
     v.sort_unstable();
@@ -347,7 +365,9 @@ pub fn stats(vm_id: Option<u32>, json: bool) -> Result<()> {
         None => {
             let devs: Vec<DeviceRow> = d.devices().map_err(|e| explain("VDI_IOC_LIST_DEVICES", e))?.iter().map(DeviceRow::from).collect();
             let v = default_vms(&devs);
-            anyhow::ensure!(!v.is_empty(), "no VM has the focus of a routed device: name one (vdctl input stats VM_ID)");
+            // The module lists devices, not VMs; a routed device names the VM its events go to
+            // (the focus).
+            anyhow::ensure!(!v.is_empty(), "name a VM: vdctl input stats VM_ID (the module offers no list of VMs)");
             v
         }
     };
@@ -401,11 +421,12 @@ mod tests {
         s.delay_hist[0] = 5;
         s.delay_hist[6] = 1;
         let r = StatsRow::from(&s);
-        assert_eq!(r.delay_hist[0], ("<10us".to_owned(), 5));
-        assert_eq!(r.delay_hist[6], (">=1s".to_owned(), 1));
+        assert_eq!(r.delay_hist[0], Bucket { delay: "<10us", events: 5 });
+        assert_eq!(r.delay_hist[6], Bucket { delay: ">=1s", events: 1 });
         let j = serde_json::to_value(&r).unwrap();
         assert_eq!(j["queued"], 9);
         assert_eq!(j["running"], true);
+        assert_eq!(j["delay_hist"][6]["delay"], ">=1s");
         let t = stats_table(&[r]);
         assert!(t.lines().next().unwrap().ends_with("<1s  >=1s"));
         assert!(t.lines().nth(1).unwrap().starts_with(" 3  yes"));

@@ -149,6 +149,16 @@ enum SriovCmd {
         #[arg(long)]
         timeout: Option<f64>,
     },
+    /// Show (or set) a VF's transmit rate limit, kept by its PF driver (ndo_set_vf_rate).
+    Rate {
+        /// The VF (DDDD:BB:DD.F).
+        vf: String,
+        /// New maximum transmit rate in Mbit/s (0: unlimited) [default: only show it].
+        mbps: Option<u32>,
+        /// Guaranteed minimum transmit rate in Mbit/s (igb supports none).
+        #[arg(long, default_value_t = 0)]
+        min: u32,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -184,11 +194,11 @@ enum InputCmd {
         #[arg(long)]
         grab: bool,
     },
-    /// Remove a route (same flags as it was added with).
+    /// Remove a route (the same selection it was added with; grabbing or not).
     Unroute {
         #[command(flatten)]
         m: input::Match,
-        /// The route was added with --grab.
+        /// Only the grabbing route of this selection [default: either].
         #[arg(long)]
         grab: bool,
     },
@@ -196,7 +206,7 @@ enum InputCmd {
     Focus {
         vm_id: u32,
     },
-    /// Delivery counters of a VM [default: the VMs that have the focus].
+    /// Delivery counters of a VM (its id as the VMM gave it in VDI_IOC_VM_CREATE).
     Stats {
         vm_id: Option<u32>,
     },
@@ -235,6 +245,7 @@ fn main() -> std::process::ExitCode {
                 sriov::policy(sriov::PolicyChange { threshold, hysteresis, window_ms, min_hold_ms, sample_ms }, cli.json)
             }
             SriovCmd::Events { count, timeout } => sriov::events(count, timeout, cli.json),
+            SriovCmd::Rate { vf, mbps, min } => sriov::rate(&vf, mbps, min, cli.json),
         }
         .map(|()| std::process::ExitCode::SUCCESS),
         Cmd::Vm(VmCmd::List(s)) => daemon::vm_list(&s.path(), cli.json).map(|()| std::process::ExitCode::SUCCESS),

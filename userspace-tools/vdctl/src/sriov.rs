@@ -1,4 +1,4 @@
-//! `vdctl sriov list|numvfs|lease|release|policy|events`: SR-IOV VFs on this host.
+//! `vdctl sriov list|numvfs|lease|release|policy|events|rate`: SR-IOV VFs on this host.
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -328,6 +328,51 @@ pub fn policy(c: PolicyChange, json: bool) -> Result<()> {
 }
 
 #[derive(Serialize, Debug, PartialEq)]
+pub struct RateRow {
+    pub vf: String,
+    pub max_tx_mbps: u32,
+    pub min_tx_mbps: u32,
+}
+
+impl From<&VdsRate> for RateRow {
+    fn from(r: &VdsRate) -> Self {
+        Self { vf: bdf_name(r.bdf), max_tx_mbps: r.max_tx_mbps, min_tx_mbps: r.min_tx_mbps }
+    }
+}
+
+/// Shows VF `vf`'s transmit rate limits; with `mbps`, sets them first (and shows what the PF
+/// driver kept).
+pub fn rate(vf: &str, mbps: Option<u32>, min: u32, json: bool) -> Result<()> {
+    let m = open()?;
+    let b = parse_bdf(vf).with_context(|| format!("bad PCI address {vf}"))?;
+    if let Some(max) = mbps {
+        m.set_rate(b, max, min).map_err(|e| {
+            let why = match e {
+                nix::errno::Errno::EOPNOTSUPP => "the PF driver does not support per-VF rate limits (no ndo_set_vf_rate, or no PF netdev)",
+                nix::errno::Errno::EINVAL => "refused by the PF driver (igb: the PF link must be up, the rate at most its link speed, no minimum)",
+                nix::errno::Errno::EPERM => "needs CAP_NET_ADMIN",
+                nix::errno::Errno::ENODEV => "no such VF (or its PF is going away)",
+                _ => "",
+            };
+            anyhow::anyhow!("set the rate of {vf} to {max} Mbit/s: {e}{}{why}", if why.is_empty() { "" } else { ": " })
+        })?;
+    }
+    let r = m.rate(b).map_err(|e| {
+        let why = if e == nix::errno::Errno::EOPNOTSUPP { ": the PF driver does not report per-VF rates" } else { "" };
+        anyhow::anyhow!("read the rate of {vf}: {e}{why}")
+    })?;
+    let row = RateRow::from(&r);
+    if json {
+        println!("{}", serde_json::to_string(&row)?);
+    } else if row.max_tx_mbps == 0 {
+        println!("{}: no transmit rate limit (min {} Mbit/s)", row.vf, row.min_tx_mbps);
+    } else {
+        println!("{}: max_tx_rate {} Mbit/s, min_tx_rate {} Mbit/s", row.vf, row.max_tx_mbps, row.min_tx_mbps);
+    }
+    Ok(())
+}
+
+#[derive(Serialize, Debug, PartialEq)]
 pub struct EventRow {
     pub seq: u64,
     pub kind: &'static str,
@@ -387,6 +432,13 @@ mod tests {
         assert_eq!(r.mac, "52:54:00:12:34:56");
         let free = VfRow::from(&VdsVf::default());
         assert_eq!((free.vm_id, free.rate_bps), (None, None));
+    }
+
+    #[test]
+    fn rate_rows() {
+        let r = RateRow::from(&VdsRate { bdf: 0x0181, flags: 0, max_tx_mbps: 100, min_tx_mbps: 0 });
+        assert_eq!((r.vf.as_str(), r.max_tx_mbps, r.min_tx_mbps), ("0000:01:10.1", 100, 0));
+        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"vf":"0000:01:10.1","max_tx_mbps":100,"min_tx_mbps":0}"#);
     }
 
     #[test]

@@ -1,0 +1,94 @@
+# The PF's own driver goes away while one of its VFs is leased: igb unbound from the PF through
+# sysfs, then the PF removed. igb disables SR-IOV on remove only if no VF is marked assigned, and
+# VFs it leaves enabled are orphans the PCI core later trips over (BUG_ON in sriov_release). The
+# module revokes the leases and clears the marks before igb's remove runs, so SR-IOV is disabled
+# normally (the harness fails the run on any oops/WARN/BUG in the kernel log). Rebound, the PF
+# gets VFs again and they lease again.
+. ./lib.sh
+# --- SR-IOV helpers (same in every 4x-sriov script) ---
+sriov_init() { # sriov_init N: module loaded, vfio-pci allowed without IOMMU, exactly N VFs
+    load vd_sriov_mgr
+    # The test VM has no IOMMU: vfio-pci takes devices only in no-IOMMU mode (taints the kernel).
+    echo 1 > /sys/module/vfio/parameters/enable_unsafe_noiommu_mode || fail "vfio no-IOMMU mode"
+    PF=$(vdctl sriov list --json | grep -m1 '"pf":' | sed 's/.*"pf": "\([^"]*\)".*/\1/')
+    [ -n "$PF" ] || fail "no SR-IOV PF listed"
+    cur=$(cat /sys/bus/pci/devices/$PF/sriov_numvfs)
+    if [ "$cur" != "$1" ]; then
+        [ "$cur" = 0 ] || vdctl sriov numvfs 0 > /dev/null || fail "numvfs 0"
+        [ "$1" = 0 ] || vdctl sriov numvfs "$1" > /dev/null || fail "numvfs $1"
+    fi
+    VFS=$(vdctl sriov list --json | grep '"vf":' | sed 's/.*"vf": "\([^"]*\)".*/\1/')
+    VF=$(echo $VFS | cut -d' ' -f1)
+}
+vf_field() { # vf_field VF KEY: the value of KEY in VF's row of `vdctl sriov list --json`
+    vdctl sriov list --json | awk -v vf="\"$1\"" -v k="\"$2\":" '$1 == "\"vf\":" && $2 ~ vf {f=1} f && $1 == k {v=$2; sub(/,$/, "", v); gsub(/"/, "", v); print v; exit}'
+}
+wait_vf() { # wait_vf VF KEY VALUE [tenths of a second]
+    n=0
+    while [ "$(vf_field $1 $2)" != "$3" ]; do
+        n=$((n + 1)); [ $n -le ${4:-100} ] || return 1; sleep 0.1
+    done
+}
+# ---
+no_log() { ! dmesg | grep -q "$1"; }
+has_log() { dmesg | grep -q "$1"; }
+hold() { # hold VF VM: a lease holder in the background ($pid), output in /tmp/hold.out
+    : > /tmp/hold.out
+    vd-itest sriov-hold --vf $1 --vm $2 > /tmp/hold.out 2>&1 &
+    pid=$!
+    n=0; while ! grep -q LEASED /tmp/hold.out; do n=$((n+1)); [ $n -lt 100 ] || fail "holder never leased: $(cat /tmp/hold.out)"; sleep 0.1; done
+}
+wait_revoked() { # wait_revoked VF VM
+    n=0; while ! grep -q "EVENT revoked $1 vm $2" /tmp/hold.out; do n=$((n+1)); [ $n -lt 100 ] || break; sleep 0.1; done
+    grep -q "EVENT revoked $1 vm $2" /tmp/hold.out
+}
+pf_driver() { basename "$(readlink /sys/bus/pci/devices/$PF/driver 2>/dev/null)" 2>/dev/null; }
+vf_count() { vdctl sriov list --json | grep -c '"vf":'; }
+
+# 1. igb unbound from the PF (sysfs) with a VF leased.
+sriov_init 3
+VF3=$(echo $VFS | cut -d' ' -f3)
+hold $VF3 93
+check "unbind: $VF3 is leased on vfio-pci and marked assigned" test "$(vf_field $VF3 driver)" = vfio-pci -a "$(vf_field $VF3 assigned)" = true
+echo $PF > /sys/bus/pci/drivers/igb/unbind || fail "unbind igb from $PF"
+check "unbind: the holder got a revoked event" wait_revoked $VF3 93
+check "unbind: the PF has no driver" test -z "$(pf_driver)"
+check "unbind: igb disabled SR-IOV (sriov_numvfs 0)" test "$(cat /sys/bus/pci/devices/$PF/sriov_numvfs)" = 0
+check "unbind: no virtfn links left under the PF" test -z "$(ls -d /sys/bus/pci/devices/$PF/virtfn* 2>/dev/null)"
+check "unbind: no VF device left on the bus" test ! -e /sys/bus/pci/devices/$VF3
+check "unbind: no VFs listed" test "$(vf_count)" = 0
+check "unbind: igb did not refuse to deallocate the VFs" no_log "will not be deallocated"
+check "unbind: the PCI core found no SR-IOV left enabled" no_log "left SR-IOV enabled"
+check "unbind: the module logged the revocation" has_log "is losing its driver: lease of VF $VF3 by VM 93 revoked"
+kill $pid; wait $pid 2>/dev/null
+# Rebind: VFs again, leased again.
+echo $PF > /sys/bus/pci/drivers/igb/bind || fail "bind igb to $PF"
+check "rebind: igb is back on the PF" test "$(pf_driver)" = igb
+sriov_init 3
+check "rebind: 3 VFs again" test "$(vf_count)" = 3
+VF3=$(echo $VFS | cut -d' ' -f3)
+hold $VF3 94
+check "rebind: $VF3 leased again to VM 94 on vfio-pci" test "$(vf_field $VF3 vm_id)" = 94 -a "$(vf_field $VF3 driver)" = vfio-pci
+kill $pid; wait $pid 2>/dev/null
+check "rebind: the lease ends with its holder, $VF3 back on igbvf" wait_vf $VF3 driver igbvf
+
+# 2. The PF removed (echo 1 > remove) with a VF leased: the same path (pci_stop_dev unbinds
+# igb first), then the PF is deleted; a rescan brings it back.
+hold $VF3 95
+echo 1 > /sys/bus/pci/devices/$PF/remove || fail "remove $PF"
+check "remove: the holder got a revoked event" wait_revoked $VF3 95
+check "remove: the PF is gone" test ! -e /sys/bus/pci/devices/$PF
+check "remove: no VF device left on the bus" test ! -e /sys/bus/pci/devices/$VF3
+check "remove: no VFs and no PF listed" test "$(vf_count)" = 0 -a "$(vdctl sriov list --json | grep -c '"total_vfs"')" = 0
+check "remove: igb did not refuse to deallocate the VFs" no_log "will not be deallocated"
+check "remove: the PCI core found no SR-IOV left enabled" no_log "left SR-IOV enabled"
+kill $pid; wait $pid 2>/dev/null
+echo 1 > /sys/bus/pci/rescan
+n=0; while [ "$(vdctl sriov list --json | grep -c '"total_vfs"')" = 0 ]; do n=$((n+1)); [ $n -lt 100 ] || fail "PF not back after rescan"; sleep 0.1; done
+echo "ok: rescan: the PF is back"
+sriov_init 3
+VF3=$(echo $VFS | cut -d' ' -f3)
+hold $VF3 96
+check "rescan: $VF3 leased again to VM 96" test "$(vf_field $VF3 vm_id)" = 96 -a "$(vf_field $VF3 driver)" = vfio-pci
+kill $pid; wait $pid 2>/dev/null
+check "rescan: $VF3 back on igbvf" wait_vf $VF3 driver igbvf
