@@ -23,7 +23,6 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{IoEventAddress, NoDatamatch, VcpuExit};
 use serde::Serialize;
 use vd_ring::{mem::RawMem, op, Backend, BackendState, Geometry};
@@ -32,7 +31,7 @@ use vd_uapi::{vde_backend, vde_state};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::guest::Guest;
-use crate::ringguest::{self as rg, param, result, IRQ_LINE, MAX_SAMPLES, RING_GPA, SAMPLES_GPA, VECTOR_BASE};
+use crate::ringguest::{self as rg, param, result, IRQ_LINE, MAX_SAMPLES, RING_GPA, SAMPLES_GPA};
 
 /// Doorbell port.
 pub const KICK_PORT: u16 = 0x600;
@@ -202,16 +201,6 @@ impl Report {
     }
 }
 
-fn put(guest: &Guest, gpa: u64, v: u32) -> Result<()> {
-    guest.write(gpa, &v.to_le_bytes())
-}
-
-fn get(guest: &Guest, gpa: u64) -> Result<u32> {
-    let mut b = [0u8; 4];
-    guest.read(gpa, &mut b)?;
-    Ok(u32::from_le_bytes(b))
-}
-
 /// Ends the process if the guest has not finished by `timeout` (a guest stuck in `hlt` waiting
 /// for an interrupt that never comes would otherwise block `KVM_RUN` forever). Dropping the
 /// returned guard disarms it.
@@ -251,16 +240,8 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
     let guest = Guest::with_kvm_path(kvm_path, rg::MEM_SIZE)?;
     let vm = guest.vm();
     vm.create_irq_chip().context("KVM_CREATE_IRQCHIP")?;
-    let region = kvm_userspace_memory_region {
-        slot: 1,
-        flags: 0,
-        guest_phys_addr: RING_GPA,
-        memory_size: map.len() as u64,
-        userspace_addr: map.as_ptr() as u64,
-    };
-    // SAFETY: `region` covers exactly the live ring mapping `map`, declared before `guest`, so the
-    // VM (and every vCPU, which borrows `guest`) is gone before the mapping is unmapped.
-    unsafe { vm.set_user_memory_region(region) }.context("KVM_SET_USER_MEMORY_REGION for the ring (slot 1)")?;
+    // SAFETY: `map` is the live ring mapping, declared before `guest`, so it outlives the VM.
+    unsafe { guest.add_slot(1, RING_GPA, map.as_ptr(), map.len()) }?;
     vm.register_irqfd(&call, u32::from(IRQ_LINE)).context("KVM_IRQFD")?;
     if o.path == ServePath::Kernel {
         vm.register_ioevent(&kick, &IoEventAddress::Pio(u64::from(KICK_PORT)), NoDatamatch).context("KVM_IOEVENTFD")?;
@@ -268,12 +249,7 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
         dom.attach(c.id, vde_backend::ECHO, None).context("VDE_IOC_ATTACH echo")?;
     }
 
-    let (code, irq_off) = rg::program();
-    guest.write(u64::from(rg::CODE_GPA), code)?;
-    let vector = u64::from(VECTOR_BASE + IRQ_LINE);
-    let handler = u32::from(rg::CODE_GPA + irq_off); // segment 0, offset = handler address
-    put(&guest, vector * 4, handler)?;
-    for (gpa, v) in [
+    rg::load(&guest, rg::program(), &[
         (param::N, o.requests),
         (param::BATCH, o.batch),
         (param::KICK_PORT, u32::from(KICK_PORT)),
@@ -286,9 +262,7 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
         (param::HOSTILE, o.hostile.unwrap_or(0)),
         (param::SAMPLES, if o.probe.is_some() { MAX_SAMPLES } else { o.samples }),
         (param::SAMPLE_WRAP, u32::from(o.probe.is_some())),
-    ] {
-        put(&guest, gpa, v)?;
-    }
+    ])?;
     guest.write(result::OK, &[0; (result::END - result::OK) as usize])?;
 
     let mut vcpu = guest.create_real_mode_vcpu(0, rg::CODE_GPA)?;
@@ -334,17 +308,17 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
         batch: o.batch,
         entries: o.entries,
         hostile: o.hostile.is_some(),
-        ok: get(&guest, result::OK)?,
-        bad: get(&guest, result::BAD)?,
-        guest_irqs: get(&guest, result::IRQS)?,
-        guest_kicks: get(&guest, result::KICKS)?,
-        guest_kicks_suppressed: get(&guest, result::SUPPRESSED)?,
-        guest_saw_failed: get(&guest, result::FAILED)? != 0,
+        ok: guest.read_u32(result::OK)?,
+        bad: guest.read_u32(result::BAD)?,
+        guest_irqs: guest.read_u32(result::IRQS)?,
+        guest_kicks: guest.read_u32(result::KICKS)?,
+        guest_kicks_suppressed: guest.read_u32(result::SUPPRESSED)?,
+        guest_saw_failed: guest.read_u32(result::FAILED)? != 0,
         exits_to_vmm: exits,
         wall_ms: wall.as_secs_f64() * 1e3,
         ..Default::default()
     };
-    let n = get(&guest, result::NSAMPLES)?.min(if o.probe.is_some() { MAX_SAMPLES } else { o.samples });
+    let n = guest.read_u32(result::NSAMPLES)?.min(if o.probe.is_some() { MAX_SAMPLES } else { o.samples });
     let mut raw = vec![0u8; n as usize * 4];
     guest.read(rg::SAMPLES_GPA, &mut raw)?;
     r.samples = raw.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();

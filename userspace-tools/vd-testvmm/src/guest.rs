@@ -178,6 +178,32 @@ impl Guest {
         self.mem.read(gpa, buf)
     }
 
+    /// Writes a little-endian `u32` at `gpa`.
+    pub fn write_u32(&self, gpa: u64, v: u32) -> Result<()> {
+        self.write(gpa, &v.to_le_bytes())
+    }
+
+    /// Reads a little-endian `u32` at `gpa`.
+    pub fn read_u32(&self, gpa: u64) -> Result<u32> {
+        let mut b = [0u8; 4];
+        self.read(gpa, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    /// Adds `len` bytes of host memory at `host` as memory slot `slot` at `gpa` (a device's
+    /// shared ring, for instance).
+    ///
+    /// # Safety
+    ///
+    /// `host..host + len` is a live mapping that stays mapped until this `Guest` is dropped
+    /// (declare it before the `Guest`).
+    pub unsafe fn add_slot(&self, slot: u32, gpa: u64, host: *mut u8, len: usize) -> Result<()> {
+        let region = kvm_userspace_memory_region { slot, flags: 0, guest_phys_addr: gpa, memory_size: len as u64, userspace_addr: host as u64 };
+        // SAFETY: the caller keeps the mapping alive for the VM's life; every vCPU borrows the
+        // `Guest`, so none runs after it is dropped.
+        unsafe { self.vm.set_user_memory_region(region) }.with_context(|| format!("KVM_SET_USER_MEMORY_REGION slot {slot} at {gpa:#x}"))
+    }
+
     /// Create vCPU `id` in real mode with CS base/selector 0, starting at `entry`.
     pub fn create_real_mode_vcpu(&self, id: u64, entry: u16) -> Result<Vcpu<'_>> {
         let fd = self.vm.create_vcpu(id).with_context(|| {

@@ -11,7 +11,6 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VcpuExit;
 use serde::Serialize;
 use vd_ring::Geometry;
@@ -21,7 +20,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::guest::Guest;
 use crate::inputguest::{self as ig, result};
-use crate::ringguest::{self as rg, param, IRQ_LINE, RING_GPA, VECTOR_BASE};
+use crate::ringguest::{self as rg, param, IRQ_LINE, RING_GPA};
 use crate::uinput::{key_frame, Kind, Uinput};
 
 /// "Done" port.
@@ -83,16 +82,6 @@ impl Report {
     }
 }
 
-fn put(guest: &Guest, gpa: u64, v: u32) -> Result<()> {
-    guest.write(gpa, &v.to_le_bytes())
-}
-
-fn get(guest: &Guest, gpa: u64) -> Result<u32> {
-    let mut b = [0u8; 4];
-    guest.read(gpa, &mut b)?;
-    Ok(u32::from_le_bytes(b))
-}
-
 /// Runs the guest while a uinput keyboard types `o.keys` keys at it.
 pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
     ensure!(o.keys >= 1, "type at least one key");
@@ -108,32 +97,19 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
     let guest = Guest::with_kvm_path(kvm_path, rg::MEM_SIZE)?;
     let vm = guest.vm();
     vm.create_irq_chip().context("KVM_CREATE_IRQCHIP")?;
-    let region = kvm_userspace_memory_region {
-        slot: 1,
-        flags: 0,
-        guest_phys_addr: RING_GPA,
-        memory_size: map.len() as u64,
-        userspace_addr: map.as_ptr() as u64,
-    };
-    // SAFETY: `region` covers exactly the live mapping `map`, declared before `guest`, so the VM
-    // and its vCPU are gone before it is unmapped.
-    unsafe { vm.set_user_memory_region(region) }.context("KVM_SET_USER_MEMORY_REGION (event ring)")?;
+    // SAFETY: `map` is the live event-ring mapping, declared before `guest`: it outlives the VM.
+    unsafe { guest.add_slot(1, RING_GPA, map.as_ptr(), map.len()) }?;
     vm.register_irqfd(&call, u32::from(IRQ_LINE)).context("KVM_IRQFD")?;
 
     let expected = o.keys * 4;
-    let (code, irq_off) = ig::program();
-    guest.write(u64::from(rg::CODE_GPA), code)?;
-    put(&guest, u64::from(VECTOR_BASE + IRQ_LINE) * 4, u32::from(rg::CODE_GPA + irq_off))?;
-    for (gpa, v) in [
+    rg::load(&guest, ig::program(), &[
         (param::N, expected),
         (param::DONE_PORT, u32::from(DONE_PORT)),
         (param::MASK, o.entries - 1),
         (param::ENTRY_SIZE, VDI_ENTRY_SIZE),
         (param::RSP_ARRAY, geo.rsp_array() as u32),
         (param::PIC_MASK, u32::from(ig::PIC_MASK)),
-    ] {
-        put(&guest, gpa, v)?;
-    }
+    ])?;
     guest.write(result::EVENTS, &[0; (result::END - result::EVENTS) as usize])?;
     let mut vcpu = guest.create_real_mode_vcpu(0, rg::CODE_GPA)?;
 
@@ -175,9 +151,9 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
         test: "kvm_input",
         vm_id: o.vm_id,
         expected,
-        events: get(&guest, result::EVENTS)?,
-        keys: get(&guest, result::KEYS)?,
-        guest_irqs: get(&guest, result::IRQS)?,
+        events: guest.read_u32(result::EVENTS)?,
+        keys: guest.read_u32(result::KEYS)?,
+        guest_irqs: guest.read_u32(result::IRQS)?,
         module_irqs: s.irqs,
         delivered_immediately: s.delivered_immediately,
         queued: s.queued,

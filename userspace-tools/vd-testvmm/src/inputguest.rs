@@ -108,15 +108,9 @@ extern "C" {
 }
 
 /// The program's bytes and the offset of its interrupt handler in them.
-pub fn program() -> (&'static [u8], u16) {
-    // SAFETY: as in `ringguest::program`: three labels of one section, in this order, in this
-    // binary's text.
-    unsafe {
-        let start = core::ptr::addr_of!(vdi_guest_start);
-        let end = core::ptr::addr_of!(vdi_guest_end);
-        let irq = core::ptr::addr_of!(vdi_guest_irq);
-        (core::slice::from_raw_parts(start, end as usize - start as usize), (irq as usize - start as usize) as u16)
-    }
+pub fn program() -> crate::ringguest::Program {
+    // SAFETY: the three labels are emitted above, in this order.
+    unsafe { crate::ringguest::program_between(core::ptr::addr_of!(vdi_guest_start), core::ptr::addr_of!(vdi_guest_irq), core::ptr::addr_of!(vdi_guest_end)) }
 }
 
 /// The PIC mask that enables only the call eventfd's line.

@@ -290,18 +290,35 @@ extern "C" {
     static vd_guest_end: u8;
 }
 
+/// An assembled guest program: its bytes and the offset of its interrupt handler in them.
+pub type Program = (&'static [u8], u16);
+
+/// The program between the labels `start` and `end`, with its handler at `irq`.
+///
+/// # Safety
+///
+/// The three are labels of one `global_asm!` program in this binary's text, `start <= irq < end`.
+pub unsafe fn program_between(start: *const u8, irq: *const u8, end: *const u8) -> Program {
+    // SAFETY: per the contract, `start..end` is assembled code, readable for the life of the
+    // process (part of this binary's text) and never written.
+    unsafe { (core::slice::from_raw_parts(start, end as usize - start as usize), (irq as usize - start as usize) as u16) }
+}
+
 /// The program's bytes and the offset of its interrupt handler in them.
-pub fn program() -> (&'static [u8], u16) {
-    // SAFETY: the three symbols are labels in one section emitted above, in this order, so
-    // `start..end` is the assembled program, readable for the life of the process (it is part of
-    // this binary's text) and never written.
-    unsafe {
-        let start = core::ptr::addr_of!(vd_guest_start);
-        let end = core::ptr::addr_of!(vd_guest_end);
-        let irq = core::ptr::addr_of!(vd_guest_irq);
-        let len = end as usize - start as usize;
-        (core::slice::from_raw_parts(start, len), (irq as usize - start as usize) as u16)
+pub fn program() -> Program {
+    // SAFETY: the three labels are emitted above, in this order.
+    unsafe { program_between(core::ptr::addr_of!(vd_guest_start), core::ptr::addr_of!(vd_guest_irq), core::ptr::addr_of!(vd_guest_end)) }
+}
+
+/// Loads `p` at [`CODE_GPA`], points the call eventfd's interrupt vector at its handler and
+/// writes the parameter block.
+pub fn load(guest: &crate::guest::Guest, p: Program, params: &[(u64, u32)]) -> anyhow::Result<()> {
+    guest.write(u64::from(CODE_GPA), p.0)?;
+    guest.write_u32(u64::from(VECTOR_BASE + IRQ_LINE) * 4, u32::from(CODE_GPA + p.1))?;
+    for &(gpa, v) in params {
+        guest.write_u32(gpa, v)?;
     }
+    Ok(())
 }
 
 #[cfg(test)]
