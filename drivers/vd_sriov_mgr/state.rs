@@ -482,6 +482,7 @@ pub(crate) fn lease(client: &Client, req: &mut VdsLease) -> Result {
     let slot = g.vfs[i].slot;
     if !g.table.lease_of(slot).is_some_and(|l| l.owner == client.id && l.vm_id == req.vm_id) {
         // Revoked while moving (its PF's driver is going; the REVOKED event is out): back to the host.
+        pr_info!("vd_sriov: VF {} revoked while moving to vfio-pci: sent back\n", BdfFmt(bdf));
         g.start_return(i);
         return Err(ENODEV);
     }

@@ -30,8 +30,10 @@ wait_vf() { # wait_vf VF KEY VALUE [tenths of a second]
     done
 }
 # ---
-no_log() { ! dmesg | grep -q "$1"; }
-has_log() { dmesg | grep -q "$1"; }
+# Kernel log lines since `mark` (earlier tests provoke igb's refusal on purpose).
+mark() { LOGMARK=$(dmesg | wc -l); }
+no_log() { ! dmesg | tail -n +$((LOGMARK + 1)) | grep -q "$1"; }
+has_log() { dmesg | tail -n +$((LOGMARK + 1)) | grep -q "$1"; }
 hold() { # hold VF VM: a lease holder in the background ($pid), output in /tmp/hold.out
     : > /tmp/hold.out
     vd-itest sriov-hold --vf $1 --vm $2 > /tmp/hold.out 2>&1 &
@@ -50,6 +52,7 @@ sriov_init 3
 VF3=$(echo $VFS | cut -d' ' -f3)
 hold $VF3 93
 check "unbind: $VF3 is leased on vfio-pci and marked assigned" test "$(vf_field $VF3 driver)" = vfio-pci -a "$(vf_field $VF3 assigned)" = true
+mark
 echo $PF > /sys/bus/pci/drivers/igb/unbind || fail "unbind igb from $PF"
 check "unbind: the holder got a revoked event" wait_revoked $VF3 93
 check "unbind: the PF has no driver" test -z "$(pf_driver)"
@@ -72,9 +75,41 @@ check "rebind: $VF3 leased again to VM 94 on vfio-pci" test "$(vf_field $VF3 vm_
 kill $pid; wait $pid 2>/dev/null
 check "rebind: the lease ends with its holder, $VF3 back on igbvf" wait_vf $VF3 driver igbvf
 
-# 2. The PF removed (echo 1 > remove) with a VF leased: the same path (pci_stop_dev unbinds
+# 2. The PF's driver unbound while a lease is being taken (the VF moving to vfio-pci), the
+# unbind started 0..90 ms after the lease: whatever the interleaving, the lease either fails or is
+# revoked, SR-IOV is disabled, nothing is left marked and the VFs lease again after a rebind.
+for d in 0 10000 20000 30000 40000 60000 90000; do
+    sriov_init 3
+    VF3=$(echo $VFS | cut -d' ' -f3)
+    : > /tmp/hold.out
+    vd-itest sriov-hold --vf $VF3 --vm 97 > /tmp/hold.out 2>&1 &
+    pid=$!
+    usleep $d
+    mark
+    echo $PF > /sys/bus/pci/drivers/igb/unbind || fail "race $d: unbind igb"
+    sleep 0.2
+    kill $pid 2>/dev/null; wait $pid 2>/dev/null
+    echo "race $d us: holder said: $(tr '\n' ' ' < /tmp/hold.out)"
+    [ "$(cat /sys/bus/pci/devices/$PF/sriov_numvfs)" = 0 ] || fail "race $d: SR-IOV still enabled after the unbind"
+    [ -z "$(ls -d /sys/bus/pci/devices/$PF/virtfn* 2>/dev/null)" ] || fail "race $d: VFs left behind"
+    [ "$(vf_count)" = 0 ] || fail "race $d: VFs still listed"
+    no_log "will not be deallocated" || fail "race $d: igb refused to deallocate the VFs"
+    echo $PF > /sys/bus/pci/drivers/igb/bind || fail "race $d: bind igb"
+done
+echo "ok: race: 7 unbinds 0..90 ms into a lease, SR-IOV disabled every time"
+echo "(leases revoked in the middle of their move: $(dmesg | grep -c 'revoked while moving'))"
+sriov_init 3
+VF3=$(echo $VFS | cut -d' ' -f3)
+check "race: afterwards no VF is marked assigned or leased" test -z "$(vdctl sriov list --json | grep -e '"assigned": true' -e '"vm_id": [0-9]')"
+hold $VF3 98
+check "race: $VF3 leases again (VM 98)" test "$(vf_field $VF3 vm_id)" = 98 -a "$(vf_field $VF3 driver)" = vfio-pci
+kill $pid; wait $pid 2>/dev/null
+check "race: $VF3 back on igbvf" wait_vf $VF3 driver igbvf
+
+# 3. The PF removed (echo 1 > remove) with a VF leased: the same path (pci_stop_dev unbinds
 # igb first), then the PF is deleted; a rescan brings it back.
 hold $VF3 95
+mark
 echo 1 > /sys/bus/pci/devices/$PF/remove || fail "remove $PF"
 check "remove: the holder got a revoked event" wait_revoked $VF3 95
 check "remove: the PF is gone" test ! -e /sys/bus/pci/devices/$PF

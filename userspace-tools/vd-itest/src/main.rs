@@ -7,6 +7,7 @@ mod evtchn;
 mod input;
 mod uinput;
 mod sriov;
+mod vddtest;
 
 use clap::{Parser, Subcommand};
 
@@ -152,6 +153,30 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// vdd tests: fake QEMUs (QMP peers) until killed, one per NAME=SOCKET, commands logged.
+    FakeQmp {
+        #[arg(long = "vm", required = true)]
+        vms: Vec<String>,
+        #[arg(long)]
+        log: String,
+        /// Peers (by NAME) whose device_add fails.
+        #[arg(long)]
+        fail_device_add: Vec<String>,
+    },
+    /// vdd tests: VM `vm` waits for a VF and holds what it gets until killed.
+    VddWaiter {
+        #[arg(long)]
+        vm: u64,
+    },
+    /// vdd tests: frames out of a netdev at `rate` bytes/s for `secs` seconds.
+    SendFrames {
+        #[arg(long)]
+        ifname: String,
+        #[arg(long, default_value_t = 200_000)]
+        rate: u64,
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -176,6 +201,9 @@ fn main() -> std::process::ExitCode {
         Cmd::SriovRaceChild { vf, vm, go_at, hold_ms } => sriov::race_child(&vf, vm, go_at, hold_ms),
         Cmd::SriovHold { vf, vm, keep_host } => sriov::hold(&vf, vm, keep_host),
         Cmd::SriovReassign { vf, ifname } => sriov::reassign(&vf, &ifname),
+        Cmd::FakeQmp { vms, log, fail_device_add } => vddtest::fake_qmp(&vms, &log, &fail_device_add),
+        Cmd::VddWaiter { vm } => vddtest::waiter(vm),
+        Cmd::SendFrames { ifname, rate, secs } => vddtest::send_frames(&ifname, rate, secs),
         Cmd::SriovRate { vf } => sriov::rate(&vf),
         Cmd::SriovBench { vf, repeats, script } => sriov::bench(&vf, repeats, &script),
     };

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use std::path::Path;
 use vdd::control;
-use vdd::protocol::{PolicyView, Request, StatusView, VmDetail, VmState, VmView};
+use vdd::protocol::{FocusView, PolicyView, Request, StatusView, VmDetail, VmState, VmView};
 
 fn ask(sock: &Path, req: Request) -> Result<serde_json::Value> {
     Ok(control::request(sock, &req)?)
@@ -145,8 +145,58 @@ pub fn status(sock: &Path, json: bool) -> Result<()> {
     }
     kv("vms", format!("{} seen, {} placed, {} threads managed", s.vms, s.placed_vms, s.managed_threads));
     kv("actions", format!("{} placements, {} restores", s.placements_total, s.restores_total));
+    kv("sriov", format!(
+        "{}; {} reassignment(s), {} failed (rolled back), {} rollback failure(s), {} skipped (no [[vm]]){}",
+        if s.sriov.state.is_empty() { "-" } else { &s.sriov.state },
+        s.sriov.reassignments_total,
+        s.sriov.failures_total,
+        s.sriov.rollback_failures_total,
+        s.sriov.skipped_total,
+        s.sriov.last.as_ref().map_or(String::new(), |l| format!("; last: {l}"))
+    ));
+    let holders: Vec<String> =
+        s.sriov.vfs.iter().filter_map(|v| v.vm_id.map(|vm| format!("{} VM {vm}{}", v.vf, if v.idle { " (idle)" } else { "" }))).collect();
+    if !holders.is_empty() {
+        kv("vf holders", holders.join(", "));
+    }
+    kv("input", format!(
+        "{}; focus {}; {} change(s) through vdd",
+        if s.input.state.is_empty() { "-" } else { &s.input.state },
+        s.input.focused.map_or("none".into(), |v| format!("VM {v}")),
+        s.input.focus_changes_total
+    ));
+    if !s.input.vms.is_empty() {
+        kv(
+            "input queues",
+            s.input.vms.iter().map(|v| format!("VM {} depth {} (max {}, dropped {})", v.vm_id, v.queue_depth, v.max_depth, v.dropped)).collect::<Vec<_>>().join(", "),
+        );
+    }
     kv("state file", s.state_file.clone());
     kv("socket", s.socket.clone());
     kv("metrics", if s.metrics.is_empty() { "off".into() } else { s.metrics.clone() });
     Ok(())
+}
+
+/// `vdctl focus VM_ID` (and `vdctl input focus`): through vdd when it runs (it records the
+/// focused VM), else straight to vd_input_irq.
+pub fn focus(sock: &Path, vm_id: u32, json: bool) -> Result<()> {
+    match control::request(sock, &Request::Focus { vm_id }) {
+        Ok(v) => {
+            if json {
+                return print_json(&v);
+            }
+            let f: FocusView = serde_json::from_value(v).context("vdd's focus answer")?;
+            match (f.vm_id, f.previous) {
+                (0, p) => println!("focus cleared by vdd (was VM {p}): routed devices deliver to no VM"),
+                (v, 0) => println!("focus on VM {v} from the next frame on (through vdd)"),
+                (v, p) => println!("focus on VM {v} from the next frame on (through vdd; was VM {p})"),
+            }
+            Ok(())
+        }
+        Err(control::ClientError::NotRunning(_)) => {
+            eprintln!("vdctl: vdd is not running on {}: setting the focus directly on the module", sock.display());
+            crate::input::focus(vm_id, json)
+        }
+        Err(e) => Err(e.into()),
+    }
 }

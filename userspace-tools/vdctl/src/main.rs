@@ -42,6 +42,13 @@ enum Cmd {
     /// The vdd daemon itself.
     #[command(subcommand)]
     Daemon(DaemonCmd),
+    /// Give the routed input devices to VM_ID (0: to no VM): through vdd when it runs, else
+    /// straight to vd_input_irq (same as `vdctl input focus`).
+    Focus {
+        vm_id: u32,
+        #[command(flatten)]
+        sock: Sock,
+    },
 }
 
 /// vdd's control socket (for `vm`, `policy`, `daemon`).
@@ -202,9 +209,11 @@ enum InputCmd {
         #[arg(long)]
         grab: bool,
     },
-    /// Give routed devices to VM_ID from the next frame on (0: to no VM).
+    /// Give routed devices to VM_ID from the next frame on (0: to no VM); through vdd when it runs.
     Focus {
         vm_id: u32,
+        #[command(flatten)]
+        sock: Sock,
     },
     /// Delivery counters of a VM (its id as the VMM gave it in VDI_IOC_VM_CREATE).
     Stats {
@@ -232,7 +241,7 @@ fn main() -> std::process::ExitCode {
             InputCmd::List => input::list(cli.json),
             InputCmd::Route { m, grab } => input::route(&m, grab, true, cli.json),
             InputCmd::Unroute { m, grab } => input::route(&m, grab, false, cli.json),
-            InputCmd::Focus { vm_id } => input::focus(vm_id, cli.json),
+            InputCmd::Focus { vm_id, sock } => daemon::focus(&sock.path(), vm_id, cli.json),
             InputCmd::Stats { vm_id } => input::stats(vm_id, cli.json),
         }
         .map(|()| std::process::ExitCode::SUCCESS),
@@ -255,6 +264,7 @@ fn main() -> std::process::ExitCode {
             daemon::policy_set(&sock.path(), key, value, cli.json).map(|()| std::process::ExitCode::SUCCESS)
         }
         Cmd::Daemon(DaemonCmd::Status(s)) => daemon::status(&s.path(), cli.json).map(|()| std::process::ExitCode::SUCCESS),
+        Cmd::Focus { vm_id, sock } => daemon::focus(&sock.path(), vm_id, cli.json).map(|()| std::process::ExitCode::SUCCESS),
     };
     match r {
         Ok(code) => code,

@@ -158,6 +158,64 @@ impl Default for DaemonConfig {
     }
 }
 
+/// The SR-IOV policy: turns vd_sriov_mgr's reassignment proposals into VMM actions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SriovConfig {
+    /// Act on vd_sriov_mgr's proposals (swap the lease, unplug the VF from the old holder's VMM,
+    /// plug it into the waiter's). `false`: vdd only reports VF holders.
+    pub enabled: bool,
+    /// vd_sriov_mgr's device node.
+    pub device: PathBuf,
+    /// How long the old holder's guest gets to release the VF after `device_del`, milliseconds.
+    pub unplug_timeout_ms: u64,
+    /// After a failed reassignment (rolled back), the same VF/holder/waiter is not tried again
+    /// for this long, milliseconds.
+    pub retry_ms: u64,
+}
+
+impl Default for SriovConfig {
+    fn default() -> Self {
+        Self { enabled: true, device: vd_sys::sriov::DEVICE.into(), unplug_timeout_ms: 10_000, retry_ms: 30_000 }
+    }
+}
+
+/// The input focus (vd_input_irq).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InputConfig {
+    /// vd_input_irq's device node (`VDI_IOC_FOCUS`, `VDI_IOC_STATS`).
+    pub device: PathBuf,
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        Self { device: vd_sys::input::DEVICE.into() }
+    }
+}
+
+/// One VM's VMM, for the SR-IOV policy: `[[vm]]` tables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmConfig {
+    /// The VM id the VMM uses with vd_sriov_mgr (`VDS_IOC_LEASE`/`VDS_IOC_WAIT`) and vd_input_irq.
+    pub id: u64,
+    /// QEMU's QMP socket (`-qmp unix:PATH,server,wait=off`).
+    pub qmp: PathBuf,
+    /// QEMU device id of the VF's vfio-pci device in this VM (`device_del` / `device_add id=`).
+    #[serde(default = "default_vf_device")]
+    pub vf_device: String,
+    /// Device id of the guest's standby virtio-net NIC (`virtio-net-pci,failover=on,id=...`): the
+    /// VF is plugged with `failover_pair_id` = this, and its link is set up when the VF leaves.
+    /// Without it the VF is plugged alone and no link is touched.
+    #[serde(default)]
+    pub standby_nic: Option<String>,
+}
+
+fn default_vf_device() -> String {
+    "vdvf0".into()
+}
+
 /// The whole file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -165,6 +223,11 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub host: HostConfig,
     pub daemon: DaemonConfig,
+    pub sriov: SriovConfig,
+    pub input: InputConfig,
+    /// The VMs' VMMs (`[[vm]]`), by VM id.
+    #[serde(rename = "vm", skip_serializing_if = "Vec::is_empty")]
+    pub vms: Vec<VmConfig>,
 }
 
 /// Where metrics are served.
@@ -210,7 +273,53 @@ impl Config {
                 return Err(format!("[daemon] {k} = {:?}: must be an absolute path", p.display()));
             }
         }
+        if !self.sriov.device.is_absolute() {
+            return Err(format!("[sriov] device = {:?}: must be an absolute path", self.sriov.device.display()));
+        }
+        if !(100..=600_000).contains(&self.sriov.unplug_timeout_ms) {
+            return Err(format!("[sriov] unplug_timeout_ms = {}: must be 100..=600000", self.sriov.unplug_timeout_ms));
+        }
+        if self.sriov.retry_ms > 86_400_000 {
+            return Err(format!("[sriov] retry_ms = {}: at most 86400000", self.sriov.retry_ms));
+        }
+        if !self.input.device.is_absolute() {
+            return Err(format!("[input] device = {:?}: must be an absolute path", self.input.device.display()));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        let mut socks = std::collections::BTreeSet::new();
+        for (i, v) in self.vms.iter().enumerate() {
+            let at = format!("[[vm]] #{} (id = {})", i + 1, v.id);
+            if v.id == 0 {
+                return Err(format!("{at}: id must be nonzero (the VM id the VMM gives vd_sriov_mgr)"));
+            }
+            if !ids.insert(v.id) {
+                return Err(format!("{at}: id {} appears twice", v.id));
+            }
+            if !v.qmp.is_absolute() {
+                return Err(format!("{at}: qmp = {:?}: must be an absolute path", v.qmp.display()));
+            }
+            if !socks.insert(v.qmp.clone()) {
+                return Err(format!("{at}: qmp = {:?} is also another VM's socket", v.qmp.display()));
+            }
+            let id_ok = |s: &str| {
+                !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                    && s.starts_with(|c: char| c.is_ascii_alphabetic())
+            };
+            if !id_ok(&v.vf_device) {
+                return Err(format!("{at}: vf_device = {:?}: a QEMU device id (a letter, then letters, digits, '-', '_', '.')", v.vf_device));
+            }
+            if let Some(n) = &v.standby_nic {
+                if !id_ok(n) {
+                    return Err(format!("{at}: standby_nic = {n:?}: a QEMU device id (a letter, then letters, digits, '-', '_', '.')"));
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The `[[vm]]` entry of a VM id.
+    pub fn vm(&self, id: u64) -> Option<&VmConfig> {
+        self.vms.iter().find(|v| v.id == id)
     }
 
     /// The parsed `[daemon] metrics`.
@@ -295,6 +404,41 @@ mod tests {
         assert!(e("[daemon]\nlog_level = \"loud\"").contains("log_level"));
         assert!(e("[daemon]\nsocket = \"rel.sock\"").contains("absolute"));
         assert!(e("[policy\n").contains("TOML") || !e("[policy\n").is_empty());
+    }
+
+    #[test]
+    fn vm_tables() {
+        let c = Config::parse(
+            r#"
+            [sriov]
+            unplug_timeout_ms = 2000
+            [[vm]]
+            id = 1
+            qmp = "/run/vm1.qmp"
+            vf_device = "hostdev0"
+            standby_nic = "net0"
+            [[vm]]
+            id = 2
+            qmp = "/run/vm2.qmp"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.sriov.unplug_timeout_ms, 2000);
+        assert_eq!(c.vms.len(), 2);
+        assert_eq!(c.vm(1).unwrap().standby_nic.as_deref(), Some("net0"));
+        assert_eq!(c.vm(2).unwrap().vf_device, "vdvf0", "default device id");
+        assert!(c.vm(3).is_none());
+        let e = |t: &str| Config::parse(t).unwrap_err();
+        assert!(e("[[vm]]\nid = 0\nqmp = \"/a\"").contains("nonzero"));
+        assert!(e("[[vm]]\nid = 1\nqmp = \"/a\"\n[[vm]]\nid = 1\nqmp = \"/b\"").contains("twice"));
+        assert!(e("[[vm]]\nid = 1\nqmp = \"/a\"\n[[vm]]\nid = 2\nqmp = \"/a\"").contains("another VM"));
+        assert!(e("[[vm]]\nid = 1\nqmp = \"rel.qmp\"").contains("absolute"));
+        assert!(e("[[vm]]\nid = 1").contains("qmp"));
+        assert!(e("[[vm]]\nid = 1\nqmp = \"/a\"\nvf_device = \"a b\"").contains("vf_device"));
+        assert!(e("[[vm]]\nid = 1\nqmp = \"/a\"\nstandby_nic = \"\"").contains("standby_nic"));
+        assert!(e("[[vm]]\nid = 1\nqmp = \"/a\"\nqmpp = 1").contains("unknown field"));
+        assert!(e("[sriov]\nunplug_timeout_ms = 5").contains("unplug_timeout_ms"));
+        assert!(e("[input]\ndevice = \"x\"").contains("[input]"));
     }
 
     #[test]

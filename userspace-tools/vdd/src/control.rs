@@ -114,6 +114,9 @@ fn serve_conn(c: UnixStream, owner: u32, h: &dyn Handler) {
                 if let Request::PolicySet { key, value } = &req {
                     info!(uid, "control: policy set {key} = {value}");
                 }
+                if let Request::Focus { vm_id } = &req {
+                    info!(uid, "control: focus VM {vm_id}");
+                }
                 h.handle(req)
             }
             Err(e) => Response::err(format!("bad request: {e}")),

@@ -16,7 +16,10 @@ use crate::cpus::{self, CpuList};
 use crate::host::{self, RealHost, SliceMode};
 use crate::placer::{Host, Placer, ThreadRecord};
 use crate::policy::{Action, Placement, Policy, VmSample};
-use crate::protocol::{PolicyView, Request, Response, StatusView, ThreadView, VmDetail, VmState, VmView};
+use crate::input::{InputError, InputHandle, RealInput};
+use crate::protocol::{
+    FocusView, InputView, PolicyView, Request, Response, SriovView, StatusView, ThreadView, VmDetail, VmState, VmView,
+};
 use crate::sources::{self, Evtchn, KvmDebugfs};
 
 /// What the control socket and the metrics endpoint read, refreshed every tick.
@@ -28,6 +31,24 @@ pub struct Shared {
     pub vms: Vec<VmView>,
     pub status: StatusView,
     pub records: Vec<ThreadRecord>,
+    /// The SR-IOV policy's view, written by its thread.
+    pub sriov: Arc<Mutex<SriovView>>,
+    /// The input focus and queues.
+    pub input: InputView,
+    /// vd_input_irq (the real device, or a fake in tests; none: focus requests fail).
+    pub input_ctl: InputHandle,
+    /// VMs given the focus since vdd started (their queues are read).
+    pub input_known: BTreeSet<u32>,
+}
+
+impl Shared {
+    /// The status with the SR-IOV and input views as they are now.
+    pub fn status_now(&self) -> StatusView {
+        let mut st = self.status.clone();
+        st.sriov = self.sriov.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        st.input = self.input.clone();
+        st
+    }
 }
 
 /// Answers control requests from the shared state.
@@ -74,7 +95,32 @@ impl Handler for SharedHandler {
                 Ok(()) => Response::ok(&PolicyView { policy: s.policy.clone(), config: s.config.clone() }),
                 Err(e) => Response::err(format!("policy set {key} {value}: {e}")),
             },
-            Request::Status => Response::ok(&s.status),
+            Request::Status => Response::ok(&s.status_now()),
+            Request::Focus { vm_id } => {
+                let Some(ctl) = s.input_ctl.0.clone() else {
+                    return Response::err("focus: vdd has no input device (vd_input_irq)");
+                };
+                match ctl.focus(vm_id) {
+                    Ok(()) => {
+                        let previous = s.input.focused.unwrap_or(0);
+                        s.input.focused = (vm_id != 0).then_some(vm_id);
+                        s.input.focus_changes_total += 1;
+                        s.input.state = "ok".into();
+                        if vm_id != 0 {
+                            s.input_known.insert(vm_id);
+                        }
+                        info!(vm_id, previous, "input focus: VM {previous} -> VM {vm_id} (VDI_IOC_FOCUS)");
+                        Response::ok(&FocusView { vm_id, previous })
+                    }
+                    Err(e) => {
+                        if matches!(e, InputError::Open(..)) {
+                            s.input.state = e.to_string();
+                        }
+                        warn!(vm_id, "input focus on VM {vm_id} failed: {e}");
+                        Response::err(format!("focus VM {vm_id}: {e}"))
+                    }
+                }
+            }
         }
     }
 }
@@ -85,6 +131,12 @@ struct SourceStates(BTreeMap<&'static str, String>);
 
 impl SourceStates {
     fn set(&mut self, name: &'static str, r: &Result<(), String>) {
+        self.set_at(name, r, tracing::Level::WARN)
+    }
+
+    /// For optional parts (a module that may simply not be used on this host): the "disabled"
+    /// line at `level`.
+    fn set_at(&mut self, name: &'static str, r: &Result<(), String>, level: tracing::Level) {
         let new = match r {
             Ok(()) => "ok".to_string(),
             Err(e) => e.clone(),
@@ -92,7 +144,8 @@ impl SourceStates {
         if self.0.get(name) != Some(&new) {
             match r {
                 Ok(()) => info!("source {name}: up"),
-                Err(e) => warn!("source {name}: disabled: {e}; retrying every interval"),
+                Err(e) if level == tracing::Level::WARN => warn!("source {name}: disabled: {e}; retrying every interval"),
+                Err(e) => info!("source {name}: disabled: {e}; retrying every interval"),
             }
             self.0.insert(name, new);
         }
@@ -173,7 +226,12 @@ impl Daemon {
             info!(pid, threads = n, "restart: VM {pid} has {n} thread(s) on the driver cores from the previous run; adopted, not placed again");
             policy.adopt(pid, Duration::ZERO);
         }
-        let shared = Arc::new(Mutex::new(Shared { policy: cfg.policy.clone(), config: cfg.clone(), ..Default::default() }));
+        let shared = Arc::new(Mutex::new(Shared {
+            policy: cfg.policy.clone(),
+            config: cfg.clone(),
+            input_ctl: InputHandle(Some(Arc::new(RealInput(cfg.input.device.clone())))),
+            ..Default::default()
+        }));
         Ok(Self {
             kvm: KvmDebugfs { dir: cfg.host.kvm_debugfs.clone() },
             evtchn: Evtchn::new(cfg.host.evtchn_device.clone()),
@@ -322,8 +380,33 @@ impl Daemon {
         if !exited.is_empty() {
             debug!(?exited, "records of exited threads dropped");
         }
+        self.input_tick();
         self.ticks += 1;
         self.publish(now);
+    }
+
+    /// The input queues of the VMs vdd knows (`VDI_IOC_STATS`).
+    fn input_tick(&mut self) {
+        let (ctl, mut known, focused) = {
+            let s = self.lock();
+            (s.input_ctl.0.clone(), s.input_known.clone(), s.input.focused)
+        };
+        let Some(ctl) = ctl else { return };
+        known.extend(self.cfg.vms.iter().filter_map(|v| u32::try_from(v.id).ok()));
+        known.extend(focused);
+        let r = crate::input::collect_stats(&*ctl, &known);
+        self.sources.set_at("vd_input", &r.as_ref().map(drop).map_err(|e| e.to_string()), tracing::Level::INFO);
+        let mut s = self.lock();
+        match r {
+            Ok(v) => {
+                s.input.vms = v;
+                s.input.state = "ok".into();
+            }
+            Err(e) => {
+                s.input.vms.clear();
+                s.input.state = e.to_string();
+            }
+        }
     }
 
     fn placer_slice_on(&self) -> bool {
@@ -373,6 +456,7 @@ impl Daemon {
             state_file: self.cfg.daemon.state_file.display().to_string(),
             socket: self.cfg.daemon.socket.display().to_string(),
             metrics: self.cfg.daemon.metrics.clone(),
+            ..Default::default()
         };
         let mut s = self.lock();
         s.vms = vms;
@@ -424,10 +508,12 @@ pub fn run(cfg: Config, config_file: Option<PathBuf>) -> Result<()> {
         &maddr,
         Arc::new(move || {
             let s = sh.lock().unwrap_or_else(|p| p.into_inner());
-            crate::metrics::render(&s.vms, &s.status)
+            crate::metrics::render(&s.vms, &s.status_now())
         }),
     )
     .with_context(|| format!("metrics endpoint {:?}", cfg.daemon.metrics))?;
+    let sriov_view = d.lock().sriov.clone();
+    let sriov_thread = crate::sriov::spawn(cfg.clone(), sriov_view, &STOP).context("starting the SR-IOV thread")?;
     d.tick();
     info!(
         "vdd ready: control socket {}, metrics {}, state file {}, every {} ms",
@@ -457,6 +543,9 @@ pub fn run(cfg: Config, config_file: Option<PathBuf>) -> Result<()> {
     info!("signal received: restoring and exiting");
     let _ = crate::notify::notify("STOPPING=1");
     d.shutdown();
+    if sriov_thread.join().is_err() {
+        error!("the SR-IOV thread panicked");
+    }
     let _ = std::fs::remove_file(&cfg.daemon.socket);
     if let crate::config::MetricsAddr::Unix(p) = maddr {
         let _ = std::fs::remove_file(p);

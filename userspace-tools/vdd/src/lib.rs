@@ -6,16 +6,24 @@
 //! The decisions ([`policy`]) and their execution ([`placer`]) are separate and pure over a
 //! clock and a [`placer::Host`], so both are tested with simulated time and threads; [`host`]
 //! and [`sources`] talk to the real kernel.
+//!
+//! Two more policies run beside placement: [`sriov`] turns vd_sriov_mgr's reassignment
+//! proposals into VMM actions (lease swap, QMP unplug/plug through [`vmm`]), and [`input`] moves
+//! the input focus through vd_input_irq on request (`vdctl focus`) and reads the per-VM input
+//! queues. Either is off, with one log line, when its module is missing.
 
 pub mod config;
 pub mod control;
 pub mod cpus;
 pub mod daemon;
+pub mod fakeqmp;
 pub mod host;
+pub mod input;
 pub mod metrics;
 pub mod notify;
 pub mod placer;
 pub mod policy;
 pub mod protocol;
 pub mod sources;
+pub mod sriov;
 pub mod vmm;

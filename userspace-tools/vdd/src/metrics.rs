@@ -1,8 +1,8 @@
 //! Prometheus text exposition (format 0.0.4) over HTTP/1.0, on a loopback TCP port or a UNIX
 //! socket (`curl --unix-socket /run/vdd/metrics.sock http://x/metrics`). Any path answers.
 //!
-//! The SR-IOV (VF holders) and input (queue depths) series are not exported: those policies are
-//! not implemented yet.
+//! Series: per VM I/O rate and placement state, VF holders and rates (SR-IOV policy), input
+//! focus and per-VM input queue depths (vd_input_irq), the daemon's counters.
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
@@ -56,6 +56,49 @@ pub fn render(vms: &[VmView], st: &StatusView) -> String {
     let _ = writeln!(o, "vdd_restores_total {}", st.restores_total);
     fam(&mut o, "vdd_ticks_total", "counter", "Sampling rounds.");
     let _ = writeln!(o, "vdd_ticks_total {}", st.ticks);
+    let sr = &st.sriov;
+    fam(&mut o, "vdd_sriov_up", "gauge", "1 when the SR-IOV policy has vd_sriov_mgr's device open.");
+    let _ = writeln!(o, "vdd_sriov_up {}", u8::from(sr.state == "ok"));
+    fam(&mut o, "vdd_sriov_vf_holder", "gauge", "1 for each VF and the VM holding its lease (vm=\"0\": free).");
+    for v in &sr.vfs {
+        let _ = writeln!(o, "vdd_sriov_vf_holder{{vf=\"{}\",vm=\"{}\"}} 1", v.vf, v.vm_id.unwrap_or(0));
+    }
+    fam(&mut o, "vdd_sriov_vf_rate_bps", "gauge", "VF traffic over the module's window, bytes/s (leased VFs with a full window).");
+    for v in &sr.vfs {
+        if let Some(r) = v.rate_bps {
+            let _ = writeln!(o, "vdd_sriov_vf_rate_bps{{vf=\"{}\"}} {r}", v.vf);
+        }
+    }
+    fam(&mut o, "vdd_sriov_vf_idle", "gauge", "1 when the VF's holder is a reassignment candidate.");
+    for v in &sr.vfs {
+        let _ = writeln!(o, "vdd_sriov_vf_idle{{vf=\"{}\"}} {}", v.vf, u8::from(v.idle));
+    }
+    for (n, h, x) in [
+        ("vdd_sriov_reassignments_total", "VF reassignments carried out (swap, unplug, plug).", sr.reassignments_total),
+        ("vdd_sriov_reassign_failures_total", "Reassignments that failed after the swap and were rolled back.", sr.failures_total),
+        ("vdd_sriov_rollback_failures_total", "Rollbacks that failed.", sr.rollback_failures_total),
+        ("vdd_sriov_skipped_total", "Proposals left alone: a VM without a [[vm]] entry.", sr.skipped_total),
+    ] {
+        fam(&mut o, n, "counter", h);
+        let _ = writeln!(o, "{n} {x}");
+    }
+    let inp = &st.input;
+    fam(&mut o, "vdd_input_focused_vm", "gauge", "The VM vdd gave the input focus to (0: none).");
+    let _ = writeln!(o, "vdd_input_focused_vm {}", inp.focused.unwrap_or(0));
+    fam(&mut o, "vdd_input_focus_changes_total", "counter", "Focus changes made through vdd.");
+    let _ = writeln!(o, "vdd_input_focus_changes_total {}", inp.focus_changes_total);
+    fam(&mut o, "vdd_input_queue_depth", "gauge", "Input events waiting in the VM's queue (VDI_IOC_STATS).");
+    for v in &inp.vms {
+        let _ = writeln!(o, "vdd_input_queue_depth{{vm=\"{}\"}} {}", v.vm_id, v.queue_depth);
+    }
+    fam(&mut o, "vdd_input_queue_max_depth", "gauge", "Deepest the VM's input queue has been.");
+    for v in &inp.vms {
+        let _ = writeln!(o, "vdd_input_queue_max_depth{{vm=\"{}\"}} {}", v.vm_id, v.max_depth);
+    }
+    fam(&mut o, "vdd_input_dropped_total", "counter", "Input events the VM lost to overflow.");
+    for v in &inp.vms {
+        let _ = writeln!(o, "vdd_input_dropped_total{{vm=\"{}\"}} {}", v.vm_id, v.dropped);
+    }
     fam(&mut o, "vdd_source_up", "gauge", "1 when the counter source is readable.");
     for (s, v) in &st.sources {
         let _ = writeln!(o, "vdd_source_up{{source=\"{s}\"}} {}", u8::from(v == "ok"));

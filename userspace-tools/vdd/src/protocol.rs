@@ -29,6 +29,79 @@ pub enum Request {
     PolicySet { key: String, value: String },
     /// The daemon: [`StatusView`].
     Status,
+    /// Give the routed input devices to VM `vm_id` (0: to no VM) through vd_input_irq
+    /// (`VDI_IOC_FOCUS`): answers a [`FocusView`].
+    Focus { vm_id: u32 },
+}
+
+/// `focus`: what vdd did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FocusView {
+    /// The VM that has the focus now (0: none).
+    pub vm_id: u32,
+    /// The VM that had it before, as far as vdd knows (0: none or unknown).
+    pub previous: u32,
+}
+
+/// One VF as the SR-IOV policy sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct VfView {
+    /// PCI name (`0000:01:10.0`).
+    pub vf: String,
+    /// The VM holding its lease (none: free).
+    pub vm_id: Option<u64>,
+    /// Window rate, bytes/s (once the module has a full window).
+    pub rate_bps: Option<u64>,
+    /// The holder is a reassignment candidate.
+    pub idle: bool,
+    /// The holder has a `[[vm]]` entry (QMP socket) in vdd's config.
+    pub configured: bool,
+}
+
+/// The SR-IOV policy's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct SriovView {
+    /// "ok", or why the policy is off.
+    pub state: String,
+    /// The module's reassignment parameters: threshold_bps, hysteresis_bps, window_ms, min_hold_ms.
+    pub module_policy: Option<[u64; 4]>,
+    pub vfs: Vec<VfView>,
+    /// Reassignments completed (swap + unplug + plug).
+    pub reassignments_total: u64,
+    /// Reassignments that failed after the swap (and were rolled back).
+    pub failures_total: u64,
+    /// Rollbacks that themselves failed (the state needs an operator).
+    pub rollback_failures_total: u64,
+    /// Proposals left alone because a VM has no `[[vm]]` entry.
+    pub skipped_total: u64,
+    /// The last reassignment or failure, in words.
+    pub last: Option<String>,
+}
+
+/// One VM's input queue (`VDI_IOC_STATS`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct InputVmView {
+    pub vm_id: u32,
+    pub running: bool,
+    /// Events waiting in the VM's queue now.
+    pub queue_depth: u32,
+    pub max_depth: u64,
+    pub queued: u64,
+    pub dropped: u64,
+}
+
+/// The input focus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct InputView {
+    /// "ok", or why vd_input_irq is not usable.
+    pub state: String,
+    /// The VM vdd last gave the focus to (none: never, or cleared).
+    pub focused: Option<u32>,
+    pub focus_changes_total: u64,
+    /// The VMs whose queues vdd reads (focused, `[[vm]]` ids, routed devices' VMs).
+    pub vms: Vec<InputVmView>,
 }
 
 /// What vdd answers.
@@ -134,4 +207,8 @@ pub struct StatusView {
     pub state_file: String,
     pub socket: String,
     pub metrics: String,
+    #[serde(default)]
+    pub sriov: SriovView,
+    #[serde(default)]
+    pub input: InputView,
 }

@@ -7,8 +7,7 @@
 //!   `failover_pair_id` when the guest has a failover pair);
 //! - the emulated NIC's link: `set_link`.
 //!
-//! Only the QMP side exists: the SR-IOV policy that would call it (driven by vd_sriov_mgr's
-//! reassignment events) is not written yet.
+//! The SR-IOV policy ([`crate::sriov`]) calls it on vd_sriov_mgr's reassignment proposals.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -156,46 +155,25 @@ mod tests {
     use std::os::unix::net::UnixListener;
     use std::sync::mpsc;
 
-    /// A QMP peer that speaks the protocol as QEMU does: greeting, capabilities, answers, and for
-    /// `device_del` an asynchronous DEVICE_DELETED event (unless the id is "stuck"). Sends every
-    /// command it got to `tx`.
+    use crate::fakeqmp::{self, FakeOpts, Journal};
+
+    /// The shared fake peer, with every command it got also sent to `tx`.
     fn fake_qemu(l: UnixListener, tx: mpsc::Sender<Value>) {
+        let j = Journal::new();
+        fakeqmp::spawn_on(l, "vm", j.clone(), FakeOpts::default());
         std::thread::spawn(move || {
-            let (s, _) = l.accept().unwrap();
-            let mut w = s.try_clone().unwrap();
-            let mut r = BufReader::new(s);
-            writeln!(w, r#"{{"QMP": {{"version": {{"qemu": {{"micro": 0, "minor": 0, "major": 10}}}}, "capabilities": ["oob"]}}}}"#).unwrap();
-            let mut line = String::new();
-            let mut negotiated = false;
-            while r.read_line(&mut line).unwrap_or(0) > 0 {
-                let v: Value = serde_json::from_str(&line).unwrap();
-                line.clear();
-                let cmd = v["execute"].as_str().unwrap_or("").to_string();
-                tx.send(v.clone()).unwrap();
-                if !negotiated && cmd != "qmp_capabilities" {
-                    writeln!(w, r#"{{"error": {{"class": "CommandNotFound", "desc": "Expecting capabilities negotiation with 'qmp_capabilities'"}}}}"#).unwrap();
-                    continue;
-                }
-                match cmd.as_str() {
-                    "qmp_capabilities" => negotiated = true,
-                    "device_add" if v["arguments"]["host"] == "0000:99:00.0" => {
-                        writeln!(w, r#"{{"error": {{"class": "GenericError", "desc": "vfio 0000:99:00.0: no such host device"}}}}"#).unwrap();
-                        continue;
+            let mut sent = 0;
+            loop {
+                let e = j.entries();
+                for v in &e[sent..] {
+                    let mut v = v.clone();
+                    v.as_object_mut().unwrap().remove("vm");
+                    if tx.send(v).is_err() {
+                        return;
                     }
-                    "device_del" => {
-                        let id = v["arguments"]["id"].as_str().unwrap().to_string();
-                        // An unrelated event first, like QEMU's other chatter.
-                        writeln!(w, r#"{{"timestamp": {{"seconds": 1, "microseconds": 0}}, "event": "NIC_RX_FILTER_CHANGED", "data": {{"name": "n0"}}}}"#).unwrap();
-                        writeln!(w, r#"{{"return": {{}}}}"#).unwrap();
-                        if id != "stuck" {
-                            std::thread::sleep(Duration::from_millis(50));
-                            writeln!(w, r#"{{"timestamp": {{"seconds": 2, "microseconds": 0}}, "event": "DEVICE_DELETED", "data": {{"device": "{id}", "path": "/machine/peripheral/{id}"}}}}"#).unwrap();
-                        }
-                        continue;
-                    }
-                    _ => {}
                 }
-                writeln!(w, r#"{{"return": {{}}}}"#).unwrap();
+                sent = e.len();
+                std::thread::sleep(Duration::from_millis(5));
             }
         });
     }

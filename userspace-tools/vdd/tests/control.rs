@@ -153,3 +153,91 @@ fn metrics_over_a_unix_socket() {
     assert!(out.contains("# TYPE vdd_placements_total counter"));
     let _ = std::fs::remove_dir_all(d);
 }
+
+/// vd_input_irq as vdd sees it: VMs 3 and 5 exist; the focus and the calls are recorded.
+struct FakeInput {
+    focus: Mutex<Vec<u32>>,
+}
+
+impl vdd::input::InputCtl for FakeInput {
+    fn focus(&self, vm_id: u32) -> Result<(), vdd::input::InputError> {
+        if vm_id != 0 && vm_id != 3 && vm_id != 5 {
+            return Err(vdd::input::InputError::Ioctl("VDI_IOC_FOCUS", nix::errno::Errno::ENOENT));
+        }
+        self.focus.lock().unwrap().push(vm_id);
+        Ok(())
+    }
+    fn stats(&self, vm_id: u32) -> Result<vd_uapi::VdiStats, vdd::input::InputError> {
+        match vm_id {
+            3 => Ok(vd_uapi::VdiStats { vm_id, queue_depth: 7, max_depth: 12, dropped: 1, ..Default::default() }),
+            5 => Ok(vd_uapi::VdiStats { vm_id, running: 1, ..Default::default() }),
+            _ => Err(vdd::input::InputError::Ioctl("VDI_IOC_STATS", nix::errno::Errno::ENOENT)),
+        }
+    }
+    fn device_vms(&self) -> Result<Vec<u32>, vdd::input::InputError> {
+        Ok(vec![5])
+    }
+}
+
+#[test]
+fn focus_round_trip_and_input_metrics() {
+    use vdd::protocol::FocusView;
+    let d = common::tmpdir("focus");
+    let sock = d.join("vdd.sock");
+    let sh = shared();
+    let fake = Arc::new(FakeInput { focus: Mutex::new(vec![]) });
+    sh.lock().unwrap().input_ctl = vdd::input::InputHandle(Some(fake.clone()));
+    control::spawn_server(control::bind(&sock).unwrap(), Arc::new(SharedHandler(sh.clone()))).unwrap();
+
+    let f: FocusView = serde_json::from_value(control::request(&sock, &Request::Focus { vm_id: 3 }).unwrap()).unwrap();
+    assert_eq!(f, FocusView { vm_id: 3, previous: 0 });
+    let f: FocusView = serde_json::from_value(control::request(&sock, &Request::Focus { vm_id: 5 }).unwrap()).unwrap();
+    assert_eq!(f, FocusView { vm_id: 5, previous: 3 });
+    let e = control::request(&sock, &Request::Focus { vm_id: 9 }).unwrap_err();
+    assert!(e.to_string().contains("no VM with that id"), "{e}");
+    assert_eq!(*fake.focus.lock().unwrap(), [3, 5], "VDI_IOC_FOCUS called by vdd, the failed one not recorded");
+
+    let st: StatusView = serde_json::from_value(control::request(&sock, &Request::Status).unwrap()).unwrap();
+    assert_eq!(st.input.focused, Some(5));
+    assert_eq!(st.input.focus_changes_total, 2);
+
+    // The queues of the known VMs (focused ones and routed devices' VMs).
+    let known = sh.lock().unwrap().input_known.clone();
+    assert_eq!(known.iter().copied().collect::<Vec<_>>(), [3, 5]);
+    let rows = vdd::input::collect_stats(&*fake, &known).unwrap();
+    assert_eq!(rows.len(), 2);
+    sh.lock().unwrap().input.vms = rows;
+    let page = {
+        let s = sh.lock().unwrap();
+        vdd::metrics::render(&s.vms, &s.status_now())
+    };
+    assert!(page.contains("vdd_input_focused_vm 5"), "{page}");
+    assert!(page.contains("vdd_input_queue_depth{vm=\"3\"} 7"), "{page}");
+    assert!(page.contains("vdd_input_queue_depth{vm=\"5\"} 0"), "{page}");
+    assert!(page.contains("vdd_input_dropped_total{vm=\"3\"} 1"), "{page}");
+    assert!(page.contains("vdd_input_focus_changes_total 2"), "{page}");
+    assert!(page.contains("vdd_sriov_up 0"), "{page}");
+
+    // Clearing the focus.
+    let f: FocusView = serde_json::from_value(control::request(&sock, &Request::Focus { vm_id: 0 }).unwrap()).unwrap();
+    assert_eq!(f, FocusView { vm_id: 0, previous: 5 });
+    assert_eq!(sh.lock().unwrap().input.focused, None);
+    // Without an input device vdd says so.
+    sh.lock().unwrap().input_ctl = vdd::input::InputHandle(None);
+    let e = control::request(&sock, &Request::Focus { vm_id: 3 }).unwrap_err();
+    assert!(e.to_string().contains("no input device"), "{e}");
+    let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn focus_without_the_module_is_a_clear_error() {
+    let d = common::tmpdir("focus-nomod");
+    let sock = d.join("vdd.sock");
+    let sh = shared();
+    sh.lock().unwrap().input_ctl = vdd::input::InputHandle(Some(Arc::new(vdd::input::RealInput(d.join("vd_input")))));
+    control::spawn_server(control::bind(&sock).unwrap(), Arc::new(SharedHandler(sh.clone()))).unwrap();
+    let e = control::request(&sock, &Request::Focus { vm_id: 3 }).unwrap_err();
+    assert!(e.to_string().contains("vd_input_irq is not loaded"), "{e}");
+    assert!(sh.lock().unwrap().input.state.contains("not loaded"));
+    let _ = std::fs::remove_dir_all(d);
+}

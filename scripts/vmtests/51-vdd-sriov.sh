@@ -1,0 +1,141 @@
+# vdd's SR-IOV policy against the real vd_sriov_mgr on the igb PF, with fake QEMUs (QMP peers from
+# vd-itest fake-qmp) standing in for the VMMs: VM 1 holds a VF (netdev lease) while frames go out
+# of it; VM 2 waits. While traffic flows nothing moves; when it stops the module makes VM 1 a
+# candidate and vdd swaps the lease, unplugs the VF from VM 1's QEMU (device_del, then set_link
+# up of its standby NIC) and plugs it into VM 2's (device_add vfio-pci, failover_pair_id), in that
+# order. A waiter without a [[vm]] entry is left alone with a log line; a failing device_add is
+# rolled back (VF plugged back into the old holder, lease back).
+. ./lib.sh
+# --- SR-IOV helpers (as in the 4x-sriov scripts) ---
+sriov_init() { # sriov_init N: module loaded, vfio-pci allowed without IOMMU, exactly N VFs
+    load vd_sriov_mgr
+    echo 1 > /sys/module/vfio/parameters/enable_unsafe_noiommu_mode || fail "vfio no-IOMMU mode"
+    PF=$(vdctl sriov list --json | grep -m1 '"pf":' | sed 's/.*"pf": "\([^"]*\)".*/\1/')
+    [ -n "$PF" ] || fail "no SR-IOV PF listed"
+    cur=$(cat /sys/bus/pci/devices/$PF/sriov_numvfs)
+    if [ "$cur" != "$1" ]; then
+        [ "$cur" = 0 ] || vdctl sriov numvfs 0 > /dev/null || fail "numvfs 0"
+        [ "$1" = 0 ] || vdctl sriov numvfs "$1" > /dev/null || fail "numvfs $1"
+    fi
+    VFS=$(vdctl sriov list --json | grep '"vf":' | sed 's/.*"vf": "\([^"]*\)".*/\1/')
+    VF=$(echo $VFS | cut -d' ' -f1)
+}
+vf_field() { # vf_field VF KEY: the value of KEY in VF's row of `vdctl sriov list --json`
+    vdctl sriov list --json | awk -v vf="\"$1\"" -v k="\"$2\":" '$1 == "\"vf\":" && $2 ~ vf {f=1} f && $1 == k {v=$2; sub(/,$/, "", v); gsub(/"/, "", v); print v; exit}'
+}
+# ---
+line_has() { # line_has N FILE PATTERN...: line N of FILE contains every (fixed) PATTERN
+    l=$(sed -n "$1p" "$2"); shift 2
+    for p in "$@"; do case "$l" in *"$p"*) ;; *) echo "line lacks $p: $l"; return 1;; esac; done
+}
+wait_for() { n=$(( $1 * 10 )); shift; while [ $n -gt 0 ]; do "$@" && return 0; sleep 0.1; n=$((n - 1)); done; return 1; }
+W=/tmp/vdds; rm -rf $W; mkdir -p $W
+D=; Q=; H1=; W2=; W3=; W4=; TX=
+trap 'kill $D $Q $H1 $W2 $W3 $W4 $TX 2>/dev/null' EXIT
+
+sriov_init 0
+pfnd=$(ls /sys/bus/pci/devices/$PF/net | head -1)
+ip link set "$pfnd" up || fail "PF $pfnd up"
+wait_for 20 sh -c "test \"\$(cat /sys/class/net/$pfnd/carrier 2>/dev/null)\" = 1" || fail "no carrier on PF $pfnd"
+sriov_init 3
+nd=$(vf_field $VF netdev)
+ip link set "$nd" up || fail "VF $nd up"
+wait_for 20 sh -c "test \"\$(cat /sys/class/net/$nd/carrier 2>/dev/null)\" = 1" || fail "no carrier on $nd"
+echo "ok: VF $VF ($nd) has carrier"
+check "module policy set (20 kB/s threshold, 1 s window, 0.5 s minimum hold)" \
+    sh -c 'vdctl sriov policy --threshold 20000 --hysteresis 10000 --window-ms 1000 --min-hold-ms 500 --sample-ms 100 > /dev/null'
+
+vd-itest fake-qmp --vm vm1=$W/vm1.qmp --vm vm2=$W/vm2.qmp --vm vm3=$W/vm3.qmp --fail-device-add vm3 --log $W/qmp.log > $W/fake.out 2>&1 & Q=$!
+wait_for 10 grep -qs '^ready' $W/fake.out || fail "fake QMP peers: $(cat $W/fake.out)"
+cat > $W/vdd.toml <<EOT
+[host]
+driver_cores = "1"
+[daemon]
+socket = "$W/vdd.sock"
+state_file = "$W/state.json"
+metrics = "127.0.0.1:9478"
+[sriov]
+unplug_timeout_ms = 3000
+retry_ms = 600000
+[[vm]]
+id = 1
+qmp = "$W/vm1.qmp"
+standby_nic = "net0"
+[[vm]]
+id = 2
+qmp = "$W/vm2.qmp"
+standby_nic = "net0"
+[[vm]]
+id = 3
+qmp = "$W/vm3.qmp"
+vf_device = "hostdev3"
+EOT
+check "vdd --check-config accepts the [[vm]] tables" vdd --check-config $W/vdd.toml
+printf '[[vm]]\nid = 1\nqmp = "%s"\n[[vm]]\nid = 1\nqmp = "/x"\n' $W/a > $W/bad.toml
+check "vdd --check-config rejects a VM id given twice" sh -c "vdd --check-config $W/bad.toml 2>&1 | grep -q 'appears twice'"
+export VDD_SOCKET=$W/vdd.sock
+
+# VM 1 holds the VF while frames flow; vdd starts; VM 2 waits.
+vd-itest send-frames --ifname $nd --rate 200000 --secs 4 > $W/tx.out 2>&1 & TX=$!
+sleep 0.3
+vd-itest sriov-hold --vf $VF --vm 1 --keep-host > $W/hold1.out 2>&1 & H1=$!
+wait_for 10 grep -qs '^LEASED' $W/hold1.out || fail "VM 1 lease: $(cat $W/hold1.out)"
+vdd --config $W/vdd.toml > $W/vdd.log 2>&1 & D=$!
+check "vdd answers" wait_for 10 vdctl daemon status
+check "vdd's SR-IOV policy is up on the real module" wait_for 5 grep -q "SR-IOV policy up on /dev/vd_sriov" $W/vdd.log
+vd-itest vdd-waiter --vm 2 > $W/wait2.out 2>&1 & W2=$!
+wait_for 10 grep -qs '^WAITING' $W/wait2.out || fail "VM 2 wait: $(cat $W/wait2.out)"
+sleep 2
+check "while traffic flows VM 1 keeps the VF" test "$(vf_field $VF vm_id)" = 1
+check "while traffic flows no QMP command was sent" sh -c "! grep -v qmp_capabilities $W/qmp.log 2>/dev/null | grep -q execute"
+wait $TX; TX=; cat $W/tx.out
+t0=$(cut -d' ' -f1 /proc/uptime)
+vm_is() { test "$(vf_field $VF vm_id)" = "$1"; }
+check "after the traffic stops vdd moves the VF to VM 2" wait_for 20 vm_is 2
+echo "moved $(awk -v a=$t0 '{printf "%.1f", $1 - a}' /proc/uptime) s after the traffic stopped (window 1 s)"
+grep "SR-IOV" $W/vdd.log
+grep -v qmp_capabilities $W/qmp.log > $W/cmds.log; cat $W/cmds.log
+check "vdd logged the candidate event" grep -q "VM 1 is a reassignment candidate on $VF" $W/vdd.log
+check "swap first (log)" grep -q "step 1/4: lease of $VF swapped from VM 1 .* to VM 2" $W/vdd.log
+check "three QMP commands" test "$(wc -l < $W/cmds.log)" = 3
+check "1st: device_del of the VF on VM 1" line_has 1 $W/cmds.log '"vm":"vm1"' '"execute":"device_del"' '"arguments":{"id":"vdvf0"}'
+check "2nd: set_link net0 up on VM 1" line_has 2 $W/cmds.log '"vm":"vm1"' '"execute":"set_link"' '"arguments":{"name":"net0","up":true}'
+check "3rd: device_add vfio-pci of the VF on VM 2 with failover_pair_id" line_has 3 $W/cmds.log '"vm":"vm2"' '"execute":"device_add"' '"driver":"vfio-pci"' "\"host\":\"$VF\"" '"id":"vdvf0"' '"failover_pair_id":"net0"'
+check "vdd says the reassignment is done" grep -q "reassignment of $VF from VM 1 to VM 2 done" $W/vdd.log
+check "VM 2's file got the swapped event" wait_for 5 grep -q "EVENT swapped $VF vm 2 other 1" $W/wait2.out
+check "daemon status counts it" sh -c "vdctl --json daemon status | grep -q '\"reassignments_total\": 1'"
+wget -q -O- http://127.0.0.1:9478/metrics | grep vdd_sriov
+check "metrics: VM 2 holds the VF, one reassignment" sh -c "wget -q -O- http://127.0.0.1:9478/metrics > $W/m.txt && grep -q 'vdd_sriov_vf_holder{vf=\"$VF\",vm=\"2\"} 1' $W/m.txt && grep -q '^vdd_sriov_reassignments_total 1' $W/m.txt && grep -q '^vdd_sriov_up 1' $W/m.txt"
+
+# A waiter without a [[vm]] entry: left alone, one log line.
+vd-itest vdd-waiter --vm 4 > $W/wait4.out 2>&1 & W4=$!
+wait_for 10 grep -qs '^WAITING' $W/wait4.out || fail "VM 4 wait: $(cat $W/wait4.out)"
+check "VM 4 (no [[vm]]) is skipped with a log line once VM 2 is idle" wait_for 10 grep -q "not reassigning $VF from VM 2 .* to waiting VM 4: VM 4 has no \[\[vm\]\] entry" $W/vdd.log
+sleep 1
+check "... and logged once" test "$(grep -c 'to waiting VM 4' $W/vdd.log)" = 1
+check "VM 2 keeps the VF" test "$(vf_field $VF vm_id)" = 2
+check "no QMP command for it" test "$(grep -vc qmp_capabilities $W/qmp.log)" = 3
+kill $W4; wait $W4 2>/dev/null; W4=
+
+# A failing device_add on the new holder (VM 3) is rolled back.
+vd-itest vdd-waiter --vm 3 > $W/wait3.out 2>&1 & W3=$!
+wait_for 10 grep -qs '^WAITING' $W/wait3.out || fail "VM 3 wait: $(cat $W/wait3.out)"
+check "the failed reassignment to VM 3 is rolled back" wait_for 15 grep -q "reassignment of $VF from VM 2 to VM 3 failed .* and was rolled back" $W/vdd.log
+grep "SR-IOV" $W/vdd.log | tail -12
+grep -v qmp_capabilities $W/qmp.log | tail -n +4 > $W/cmds2.log; cat $W/cmds2.log
+check "rollback 1: device_del on VM 2" line_has 1 $W/cmds2.log '"vm":"vm2"' '"execute":"device_del"'
+check "rollback 2: set_link up on VM 2" line_has 2 $W/cmds2.log '"vm":"vm2"' '"execute":"set_link"'
+check "rollback 3: device_add on VM 3 (fails)" line_has 3 $W/cmds2.log '"vm":"vm3"' '"execute":"device_add"' '"id":"hostdev3"'
+check "rollback 4: device_add back on VM 2" line_has 4 $W/cmds2.log '"vm":"vm2"' '"execute":"device_add"' "\"host\":\"$VF\"" '"id":"vdvf0"'
+check "rollback: nothing else" test "$(wc -l < $W/cmds2.log)" = 4
+check "the lease is back with VM 2" test "$(vf_field $VF vm_id)" = 2
+check "VM 3 waits again" sh -c "vdctl --json sriov policy | tr -d ' \n' | grep -q '\"kind\":\"waiter\",\"vf\":null,\"vm_id\":3,'"
+check "daemon status counts the failure" sh -c "vdctl --json daemon status | grep -q '\"failures_total\": 1'"
+
+# Clean shutdown.
+kill -TERM $D; wait $D; rc=$?; D=
+check "vdd exits 0 on SIGTERM (rc=$rc)" test $rc = 0
+kill $W3 $W2 $H1 2>/dev/null; wait $W3 $W2 $H1 2>/dev/null; W3=; W2=; H1=
+kill $Q; wait $Q 2>/dev/null; Q=
+check "every lease ended" wait_for 15 sh -c "! vdctl sriov list --json | grep -q '\"vm_id\": [1-9]'"
+vdctl sriov policy --threshold 65536 --hysteresis 16384 --window-ms 5000 --min-hold-ms 5000 --sample-ms 250 > /dev/null

@@ -1,0 +1,152 @@
+//! A QMP peer that speaks the protocol as QEMU does, standing in for the VMMs in tests (`cargo
+//! test` and `vd-itest fake-qmp` in the test VM): greeting, capabilities negotiation, `return`
+//! answers, and for `device_del` an asynchronous `DEVICE_DELETED` event after an unrelated one.
+//! It accepts one connection after another (vdd connects per action), and records every command
+//! it gets, in arrival order, in a [`Journal`] that several peers can share (so a test sees the
+//! order across VMMs).
+//!
+//! Failures on demand: `device_add` of host `0000:99:00.0` (or of anything, with
+//! [`FakeOpts::fail_device_add`]) answers a `GenericError` as QEMU does for a missing host device;
+//! `device_del` of id `stuck` (or any id in [`FakeOpts::stuck`]) never gets its `DEVICE_DELETED`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+/// Commands received, in order, tagged with the peer's name: `{"vm": name, "execute": ..., "arguments": ...}`.
+#[derive(Clone, Default)]
+pub struct Journal {
+    entries: Arc<Mutex<Vec<Value>>>,
+    file: Option<Arc<Mutex<std::fs::File>>>,
+}
+
+impl Journal {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Also appends each entry as one JSON line to `path`.
+    pub fn with_file(path: &Path) -> std::io::Result<Self> {
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Self { entries: Default::default(), file: Some(Arc::new(Mutex::new(f))) })
+    }
+    fn push(&self, v: Value) {
+        if let Some(f) = &self.file {
+            let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+            // One write per line: several peers (threads or processes) may append to one file.
+            let _ = f.write_all(format!("{v}\n").as_bytes());
+        }
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).push(v);
+    }
+    /// Everything so far.
+    pub fn entries(&self) -> Vec<Value> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    /// `"vm cmd"` for every command but `qmp_capabilities`, e.g. `"vm1 device_del"`.
+    pub fn commands(&self) -> Vec<String> {
+        self.entries()
+            .iter()
+            .filter(|v| v["execute"] != "qmp_capabilities")
+            .map(|v| format!("{} {}", v["vm"].as_str().unwrap_or("?"), v["execute"].as_str().unwrap_or("?")))
+            .collect()
+    }
+    /// Marks a point in the order (a test's own step, such as the swap).
+    pub fn mark(&self, what: &str) {
+        self.push(json!({ "vm": "-", "execute": what }));
+    }
+}
+
+/// How a fake peer misbehaves.
+#[derive(Clone, Debug, Default)]
+pub struct FakeOpts {
+    /// Every `device_add` fails (GenericError).
+    pub fail_device_add: bool,
+    /// `device_del` of these ids never completes (no DEVICE_DELETED).
+    pub stuck: Vec<String>,
+    /// Every `set_link` fails (DeviceNotFound).
+    pub fail_set_link: bool,
+}
+
+/// Binds `path` and serves connections on a thread until the process ends.
+pub fn spawn(path: &Path, name: &str, journal: Journal, opts: FakeOpts) -> std::io::Result<()> {
+    let l = UnixListener::bind(path)?;
+    spawn_on(l, name, journal, opts);
+    Ok(())
+}
+
+/// Serves connections on `l` (one after another) on a thread.
+pub fn spawn_on(l: UnixListener, name: &str, journal: Journal, opts: FakeOpts) {
+    let name = name.to_string();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            match c {
+                Ok(c) => serve(c, &name, &journal, &opts),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    });
+}
+
+fn serve(s: UnixStream, name: &str, journal: &Journal, opts: &FakeOpts) {
+    let Ok(mut w) = s.try_clone() else { return };
+    let mut r = BufReader::new(s);
+    if writeln!(w, r#"{{"QMP": {{"version": {{"qemu": {{"micro": 0, "minor": 0, "major": 10}}}}, "capabilities": ["oob"]}}}}"#).is_err() {
+        return;
+    }
+    let mut line = String::new();
+    let mut negotiated = false;
+    while r.read_line(&mut line).unwrap_or(0) > 0 {
+        let v: Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = writeln!(w, "{}", json!({"error": {"class": "GenericError", "desc": format!("JSON parse error, {e}")}}));
+                line.clear();
+                continue;
+            }
+        };
+        line.clear();
+        let cmd = v["execute"].as_str().unwrap_or("").to_string();
+        let mut rec = json!({ "vm": name, "execute": cmd });
+        if let Some(a) = v.get("arguments") {
+            rec["arguments"] = a.clone();
+        }
+        journal.push(rec);
+        let err = |w: &mut UnixStream, class: &str, desc: &str| writeln!(w, "{}", json!({"error": {"class": class, "desc": desc}}));
+        if !negotiated && cmd != "qmp_capabilities" {
+            let _ = err(&mut w, "CommandNotFound", "Expecting capabilities negotiation with 'qmp_capabilities'");
+            continue;
+        }
+        let res = match cmd.as_str() {
+            "qmp_capabilities" => {
+                negotiated = true;
+                writeln!(w, r#"{{"return": {{}}}}"#)
+            }
+            "device_add" if opts.fail_device_add || v["arguments"]["host"] == "0000:99:00.0" => {
+                let h = v["arguments"]["host"].as_str().unwrap_or("?");
+                err(&mut w, "GenericError", &format!("vfio {h}: no such host device"))
+            }
+            "set_link" if opts.fail_set_link => {
+                let n = v["arguments"]["name"].as_str().unwrap_or("?");
+                err(&mut w, "DeviceNotFound", &format!("Device '{n}' not found"))
+            }
+            "device_del" => {
+                let id = v["arguments"]["id"].as_str().unwrap_or("").to_string();
+                // An unrelated event first, like QEMU's other chatter.
+                let _ = writeln!(w, r#"{{"timestamp": {{"seconds": 1, "microseconds": 0}}, "event": "NIC_RX_FILTER_CHANGED", "data": {{"name": "n0"}}}}"#);
+                let r = writeln!(w, r#"{{"return": {{}}}}"#);
+                if id != "stuck" && !opts.stuck.contains(&id) {
+                    std::thread::sleep(Duration::from_millis(50));
+                    let _ = writeln!(w, r#"{{"timestamp": {{"seconds": 2, "microseconds": 0}}, "event": "DEVICE_DELETED", "data": {{"device": "{id}", "path": "/machine/peripheral/{id}"}}}}"#);
+                }
+                r
+            }
+            _ => writeln!(w, r#"{{"return": {{}}}}"#),
+        };
+        if res.is_err() {
+            return;
+        }
+    }
+}
