@@ -3,10 +3,9 @@
 use crate::ioctl_ptr;
 use nix::errno::Errno;
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::path::Path;
 use std::ptr::NonNull;
 use vd_ring::mem::RawMem;
 use vd_uapi::*;
@@ -14,33 +13,13 @@ use vd_uapi::*;
 /// Default device node.
 pub const DEVICE: &str = "/dev/vd_evtchn";
 
-/// One domain: an open `/dev/vd_evtchn`. Its channels die when it is dropped.
-#[derive(Debug)]
-pub struct Domain {
-    file: File,
-}
+device_handle!(
+    /// One domain: an open `/dev/vd_evtchn`. Its channels die when it is dropped.
+    Domain,
+    DEVICE
+);
 
 impl Domain {
-    /// Opens [`DEVICE`].
-    pub fn open() -> std::io::Result<Self> {
-        Self::open_path(Path::new(DEVICE))
-    }
-    /// Opens a vd_evtchn device node.
-    pub fn open_path(p: &Path) -> std::io::Result<Self> {
-        Ok(Self { file: OpenOptions::new().read(true).write(true).open(p)? })
-    }
-    /// Wraps an already open file (tests use a faulty one).
-    pub fn from_file(file: File) -> Self {
-        Self { file }
-    }
-    /// The underlying file.
-    pub fn file(&self) -> &File {
-        &self.file
-    }
-    /// `VD_IOC_VERSION`.
-    pub fn version(&self) -> Result<VdVersion, Errno> {
-        crate::version(&self.file)
-    }
     /// `VDE_IOC_CREATE`: a channel with `entries` slots of `entry_size` bytes.
     pub fn create(&self, entries: u32, entry_size: u32) -> Result<VdeCreate, Errno> {
         let mut c = VdeCreate { entries, entry_size, ..Default::default() };

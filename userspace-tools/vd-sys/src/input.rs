@@ -9,9 +9,7 @@
 use crate::evtchn::RingMap;
 use crate::ioctl_ptr;
 use nix::errno::Errno;
-use std::fs::{File, OpenOptions};
 use std::os::fd::{AsRawFd, RawFd};
-use std::path::Path;
 use vd_ring::{
     Geometry, RingError, RingMem, OFF_ENTRIES, OFF_ENTRY_SIZE, OFF_MAGIC, OFF_REQ_ARRAY, OFF_RSP_ARRAY, OFF_RSP_CONS,
     OFF_RSP_EVENT, OFF_RSP_PROD, OFF_STATUS, OFF_VERSION, RING_MAGIC, RING_VERSION, RSP_HDR, STATUS_FAILED,
@@ -36,33 +34,13 @@ pub const SYN_REPORT: u16 = 0;
 /// evdev `SYN_DROPPED`.
 pub const SYN_DROPPED: u16 = 3;
 
-/// One open `/dev/vd_input`. A VM sink and its queue die when it is closed.
-#[derive(Debug)]
-pub struct Input {
-    file: File,
-}
+device_handle!(
+    /// One open `/dev/vd_input`. A VM sink and its queue die when it is closed.
+    Input,
+    DEVICE
+);
 
 impl Input {
-    /// Opens [`DEVICE`].
-    pub fn open() -> std::io::Result<Self> {
-        Self::open_path(Path::new(DEVICE))
-    }
-    /// Opens a vd_input device node.
-    pub fn open_path(p: &Path) -> std::io::Result<Self> {
-        Ok(Self { file: OpenOptions::new().read(true).write(true).open(p)? })
-    }
-    /// Wraps an already open file (tests use a faulty one).
-    pub fn from_file(file: File) -> Self {
-        Self { file }
-    }
-    /// The underlying file.
-    pub fn file(&self) -> &File {
-        &self.file
-    }
-    /// `VD_IOC_VERSION`.
-    pub fn version(&self) -> Result<VdVersion, Errno> {
-        crate::version(&self.file)
-    }
     /// `VDI_IOC_VM_CREATE`: this file becomes the sink of VM `vm_id` with an event ring of
     /// `entries` slots; `call` is signalled when the consumer asked for an interrupt.
     pub fn vm_create(&self, vm_id: u32, entries: u32, call: Option<RawFd>) -> Result<VdiVmCreate, Errno> {
@@ -356,6 +334,7 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
     use std::os::fd::FromRawFd;
     use vd_ring::{init_ring, Backend, BackendState};
 
