@@ -47,7 +47,8 @@ use vd::common::{reply_version, OpenCount, OpenGuard};
 use vd::eventfd::EventFd;
 use vd::input::InputHandler;
 use vd::preempt::ThreadHook;
-use vm::VmSink;
+use vd::eventfd::Kicked;
+use vm::{Doorbell, VmSink};
 
 module! {
     type: VdInputModule,
@@ -152,6 +153,8 @@ fn admin() -> Result {
 struct FileInner {
     /// This file's VM, once created.
     sink: Option<Arc<VmSink>>,
+    /// The guest's doorbell, once bound.
+    doorbell: Option<Arc<Kicked<Doorbell>>>,
     /// Its registered vCPU threads.
     hooks: KVec<ThreadHook<VmSink>>,
 }
@@ -222,6 +225,20 @@ impl VmFile {
         Ok(())
     }
 
+    fn bind_kick(&self, fd: i32) -> Result {
+        let mut inner = self.inner.lock();
+        let sink = inner.sink.clone().ok_or(ENOENT)?;
+        if let Some(d) = inner.doorbell.take() {
+            d.detach();
+        }
+        if fd >= 0 {
+            let d = Arc::pin_init(Kicked::new(try_pin_init!(Doorbell { sink })), GFP_KERNEL)?;
+            d.attach(fd)?;
+            inner.doorbell = Some(d);
+        }
+        Ok(())
+    }
+
     fn route(&self, r: &VdiRoute, add: bool) -> Result {
         admin()?;
         route::validate(r)?;
@@ -269,10 +286,13 @@ impl VmFile {
 #[pinned_drop]
 impl PinnedDrop for VmFile {
     fn drop(self: Pin<&mut Self>) {
-        let (sink, hooks) = {
+        let (sink, hooks, doorbell) = {
             let mut inner = self.inner.lock();
-            (inner.sink.take(), core::mem::take(&mut inner.hooks))
+            (inner.sink.take(), core::mem::take(&mut inner.hooks), inner.doorbell.take())
         };
+        if let Some(d) = doorbell {
+            d.detach();
+        }
         let r = router();
         for h in hooks.into_iter() {
             if let Err(h) = h.unregister_current() {
@@ -308,7 +328,7 @@ impl MiscDevice for VmFile {
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
         KBox::try_pin_init(
             try_pin_init!(VmFile {
-                inner <- kernel::new_mutex!(FileInner { sink: None, hooks: KVec::new() }),
+                inner <- kernel::new_mutex!(FileInner { sink: None, doorbell: None, hooks: KVec::new() }),
                 _open: OPEN.enter(),
             }),
             GFP_KERNEL,
@@ -344,6 +364,7 @@ impl MiscDevice for VmFile {
                 let call = if fd >= 0 { Some(EventFd::from_fd(fd)?) } else { None };
                 me.sink()?.set_call(call);
             }
+            VDI_IOC_BIND_KICK => me.bind_kick(read::<i32>(arg)?)?,
             VDI_IOC_ROUTE => me.route(&read::<VdiRoute>(arg)?, true)?,
             VDI_IOC_UNROUTE => me.route(&read::<VdiRoute>(arg)?, false)?,
             VDI_IOC_FOCUS => me.focus(read::<u32>(arg)?)?,

@@ -3,7 +3,8 @@
 //! the VM cannot take an interrupt, and the notification eventfd.
 
 use crate::queue::{Event, EventQueue, QueueStats, EV_SYN};
-use crate::ring::{Backend, BackendState, Geometry};
+use crate::ring::{Backend, BackendState, Geometry, RingMem, OFF_REQ_EVENT, OFF_RSP_CONS};
+use crate::vd::eventfd::KickHandler;
 use crate::uapi::{VdiEvent, VdiStats, VDI_DELAY_BUCKETS, VDI_ENTRY_SIZE, VDI_QUEUE_EVENTS};
 use crate::vd::eventfd::EventFd;
 use crate::vd::preempt::{SchedWatch, ThreadState};
@@ -14,6 +15,8 @@ use kernel::sync::SpinLockIrq;
 
 /// Queue capacity in events.
 pub(crate) const QUEUE_N: usize = VDI_QUEUE_EVENTS as usize;
+/// `req_event` half the index space away from `rsp_cons`: no kick wanted.
+const NO_KICK: u32 = 0x8000_0000;
 const _: () = assert!(VDI_ENTRY_SIZE as usize >= crate::ring::RSP_HDR + size_of::<VdiEvent>());
 
 /// Now, `CLOCK_MONOTONIC` ns.
@@ -83,6 +86,8 @@ impl VmSink {
         let geo = Geometry::new(entries, VDI_ENTRY_SIZE).map_err(|_| EINVAL)?;
         let mem = SharedPages::new(geo.total_bytes())?;
         crate::ring::init_ring(&mem, geo, 1);
+        // No kick wanted until events wait for room.
+        mem.store_u32(OFF_REQ_EVENT, NO_KICK);
         // In place: the queue is larger than a kernel stack frame may be.
         let queue = KBox::init(pin_init::init_zeroed(), GFP_KERNEL)?;
         let inner = SinkInner { ring: Backend::new(geo, BackendState::default()), queue, call, seq: 0, counters: Counters::default() };
@@ -172,17 +177,32 @@ impl VmSink {
 
     fn flush_locked(&self, g: &mut SinkInner) {
         let now = now_ns();
-        let mut moved = 0u64;
-        while let Some(e) = g.queue.front() {
-            if !self.write_one(g, &e, now) {
-                break;
+        // Two passes at most: the second only if the guest freed room while we armed the kick.
+        for _ in 0..2 {
+            let mut moved = 0u64;
+            while let Some(e) = g.queue.front() {
+                if !self.write_one(g, &e, now) {
+                    break;
+                }
+                g.queue.pop();
+                moved += 1;
             }
-            g.queue.pop();
-            moved += 1;
-        }
-        if moved > 0 {
-            g.counters.flushed += moved;
-            self.publish(g);
+            if moved > 0 {
+                g.counters.flushed += moved;
+                self.publish(g);
+            }
+            if g.queue.len() == 0 {
+                self.mem.store_u32(OFF_REQ_EVENT, self.mem.load_u32(OFF_RSP_CONS).wrapping_add(NO_KICK));
+                return;
+            }
+            // The ring is full: ask the guest to kick at its next consumption, then make sure it
+            // did not consume meanwhile (it reads `req_event` after moving `rsp_cons`).
+            let cons = self.mem.load_acquire_u32(OFF_RSP_CONS);
+            self.mem.store_u32(OFF_REQ_EVENT, cons);
+            self.mem.fence();
+            if self.mem.load_acquire_u32(OFF_RSP_CONS) == cons {
+                return;
+            }
         }
     }
 
@@ -234,6 +254,19 @@ impl VmSink {
         s.max_depth = q.max_depth as u64;
         s.irqs = g.counters.irqs;
         s.delay_hist = g.counters.delay_hist;
+    }
+}
+
+/// The guest's doorbell: its kick eventfd fires after it consumed events while more waited.
+#[pin_data]
+pub(crate) struct Doorbell {
+    pub(crate) sink: kernel::sync::Arc<VmSink>,
+}
+
+impl KickHandler for Doorbell {
+    fn handle(&self, _kicks: u64) -> bool {
+        self.sink.flush();
+        false
     }
 }
 

@@ -69,6 +69,12 @@ impl Input {
         // SAFETY: `_IOW` of one `i32`.
         unsafe { ioctl_ptr(&self.file, VDI_IOC_BIND, &mut fd) }.map(drop)
     }
+    /// `VDI_IOC_BIND_KICK`: the guest's doorbell eventfd (`None` unbinds).
+    pub fn bind_kick(&self, kick: Option<RawFd>) -> Result<(), Errno> {
+        let mut fd: i32 = kick.unwrap_or(-1);
+        // SAFETY: `_IOW` of one `i32`.
+        unsafe { ioctl_ptr(&self.file, VDI_IOC_BIND_KICK, &mut fd) }.map(drop)
+    }
     /// `VDI_IOC_ROUTE` (CAP_SYS_ADMIN).
     pub fn route(&self, r: &VdiRoute) -> Result<(), Errno> {
         let mut r = *r;
@@ -209,6 +215,13 @@ impl EventReader {
     /// Events consumed so far (the free-running consumer index).
     pub const fn consumed(&self) -> u32 {
         self.cons
+    }
+    /// Having consumed from `old` to now, whether to ring the doorbell: the module asked for a
+    /// kick (it has events waiting for room) at an index this consumption passed.
+    pub fn kick_needed<M: RingMem + ?Sized>(&self, mem: &M, old: u32) -> bool {
+        // `rsp_cons` was stored before; the module stores `req_event` then re-reads `rsp_cons`.
+        mem.fence();
+        vd_ring::need_event(mem.load_u32(vd_ring::OFF_REQ_EVENT), self.cons, old)
     }
     /// Whether the module marked the ring failed.
     pub fn failed<M: RingMem + ?Sized>(&self, mem: &M) -> bool {

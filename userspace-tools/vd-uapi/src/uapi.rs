@@ -872,3 +872,9 @@ pub const VDI_IOC_STATS: u32 = iowr::<VdiStats>(0x37);
 pub const VDI_IOC_LIST_DEVICES: u32 = iowr::<VdiDevice>(0x38);
 /// `_IOW(0xB7, 0x39, i32)`: (re)bind the call eventfd (-1 unbinds).
 pub const VDI_IOC_BIND: u32 = iow::<i32>(0x39);
+/// `_IOW(0xB7, 0x3a, i32)`: bind the guest's doorbell eventfd (registered with
+/// `KVM_IOEVENTFD`; -1 unbinds). The module waits on it in the kernel and moves queued events
+/// into the ring when it fires. It asks for a kick only while events wait for ring room: through
+/// the ring's `req_event`, EVENT_IDX style on `rsp_cons` (after consuming from `old` to `new`,
+/// the guest kicks iff `need_event(req_event, new, old)`).
+pub const VDI_IOC_BIND_KICK: u32 = iow::<i32>(0x3a);
