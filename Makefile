@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VARIANT ?= base
 export VARIANT
 
-.PHONY: help deps kernel modules tools initramfs demo shell test test-host test-vm bench clean
+.PHONY: help deps kernel modules tools initramfs demo shell test test-host test-vm test-reconfig bench clean
 
 help:
 	@echo "make demo     build everything, boot the test VM, load the modules, run vdctl status"
@@ -14,6 +14,7 @@ help:
 	@echo "make bench    benchmarks in the test VM (medians and ratios from one boot)"
 	@echo "make kernel|modules|tools|initramfs   single build steps  (VARIANT=debug for lockdep/KASAN/kmemleak)"
 	@echo "TESTS='name ...' make test-vm         run only the named VM tests (see scripts/vmtests/)"
+	@echo "make test-reconfig  the SR-IOV PF reconfiguration tests (scripts/vmtests/7x; see README limits)"
 
 deps:
 	@bash scripts/deps.sh
@@ -44,6 +45,9 @@ test-host:
 
 test-vm: initramfs
 	@bash scripts/test.sh vm
+
+test-reconfig: initramfs
+	@bash scripts/test.sh reconfig
 
 bench: initramfs
 	@bash scripts/vm.sh bench

@@ -56,12 +56,15 @@ shell)
     echo "modules loaded; tests are in /vd/tests; 'reboot -f' to leave"
     setsid cttyhack sh
     reboot -f ;;
-test|bench)
+test|bench|reconfig)
     cd /vd/tests
     for t in [0-9]*.sh; do
         name=${t%.sh}; name=${name#*-}
-        [ "$mode" = bench ] && [ "${t#9}" = "$t" ] && continue
-        [ "$mode" = test ] && [ "${t#9}" != "$t" ] && continue
+        # 0x-6x: make test; 7x: make test-reconfig (PF reconfiguration, see the README); 9x: bench.
+        case "$mode:$t" in
+            bench:9*|test:[0-6]*|reconfig:7*) ;;
+            *) continue ;;
+        esac
         if [ -n "$only" ] && ! echo " $only " | grep -q " $name "; then continue; fi
         echo "VDTEST-START $name"
         s=$(date +%s)

@@ -21,9 +21,25 @@ if [ "$mode" = shell ]; then
     exec "${qemu[@]}"
 fi
 set +e
-timeout --foreground -k 5 "$BOOT_TIMEOUT" "${qemu[@]}" < /dev/null 2>&1 | tr -d '\r' | tee "$logf" | \
+# A guest that stops printing for VD_STALL_TIMEOUT seconds (longer than any test's own timeout)
+# is hung: stop it rather than wait for the boot timeout.
+stall=${VD_STALL_TIMEOUT:-$(( ${VD_TEST_TIMEOUT:-180} + 120 ))}
+( last=0; idle=0
+  while sleep 15; do
+      pgrep -f "qemu-system-x86_64.*$OUT/initramfs.gz" > /dev/null || break
+      size=$(stat -c %s "$logf" 2>/dev/null || echo 0)
+      if [ "$size" = "$last" ]; then idle=$((idle + 15)); else idle=0; last=$size; fi
+      if [ $idle -ge "$stall" ]; then
+          echo "VD-STALL: no output for ${idle}s; stopping the VM" >> "$logf"
+          log "vm: STALL: the guest printed nothing for ${idle}s; stopping it"
+          pkill -f "qemu-system-x86_64.*$OUT/initramfs.gz"; break
+      fi
+  done ) &
+watch=$!
+timeout --foreground -k 5 "$BOOT_TIMEOUT" "${qemu[@]}" < /dev/null 2>&1 | sed -u 's/\r$//' | tee "$logf" | \
     { if [ "${VD_QUIET:-0}" = 1 ]; then grep --line-buffered -E '^(VDTEST|VD-)'; else sed -n '/==== DMESG BEGIN/,/==== DMESG END/!p;'; fi; }
 rc=${PIPESTATUS[0]}
+kill $watch 2>/dev/null; wait $watch 2>/dev/null
 set -e
 [ "$rc" = 124 ] && log "vm: TIMEOUT after ${BOOT_TIMEOUT}s"
 grep -q '^VD-DONE' "$logf" || { log "vm: the VM never reported VD-DONE (rc=$rc)"; exit 1; }

@@ -6,24 +6,7 @@
 # order. A waiter without a [[vm]] entry is left alone with a log line; a failing device_add is
 # rolled back (VF plugged back into the old holder, lease back).
 . ./lib.sh
-# --- SR-IOV helpers (as in the 4x-sriov scripts) ---
-sriov_init() { # sriov_init N: module loaded, vfio-pci allowed without IOMMU, exactly N VFs
-    load vd_sriov_mgr
-    echo 1 > /sys/module/vfio/parameters/enable_unsafe_noiommu_mode || fail "vfio no-IOMMU mode"
-    PF=$(vdctl sriov list --json | grep -m1 '"pf":' | sed 's/.*"pf": "\([^"]*\)".*/\1/')
-    [ -n "$PF" ] || fail "no SR-IOV PF listed"
-    cur=$(cat /sys/bus/pci/devices/$PF/sriov_numvfs)
-    if [ "$cur" != "$1" ]; then
-        [ "$cur" = 0 ] || vdctl sriov numvfs 0 > /dev/null || fail "numvfs 0"
-        [ "$1" = 0 ] || vdctl sriov numvfs "$1" > /dev/null || fail "numvfs $1"
-    fi
-    VFS=$(vdctl sriov list --json | grep '"vf":' | sed 's/.*"vf": "\([^"]*\)".*/\1/')
-    VF=$(echo $VFS | cut -d' ' -f1)
-}
-vf_field() { # vf_field VF KEY: the value of KEY in VF's row of `vdctl sriov list --json`
-    vdctl sriov list --json | awk -v vf="\"$1\"" -v k="\"$2\":" '$1 == "\"vf\":" && $2 ~ vf {f=1} f && $1 == k {v=$2; sub(/,$/, "", v); gsub(/"/, "", v); print v; exit}'
-}
-# ---
+. ./sriov-lib.sh
 line_has() { # line_has N FILE PATTERN...: line N of FILE contains every (fixed) PATTERN
     l=$(sed -n "$1p" "$2"); shift 2
     for p in "$@"; do case "$l" in *"$p"*) ;; *) echo "line lacks $p: $l"; return 1;; esac; done
