@@ -21,17 +21,18 @@ if [ "$mode" = shell ]; then
     exec "${qemu[@]}"
 fi
 set +e
-# A guest that stops printing for VD_STALL_TIMEOUT seconds (longer than any test's own timeout)
-# is hung: stop it rather than wait for the boot timeout.
+# A guest whose tests stop progressing (no VDTEST/VD- marker line) for VD_STALL_TIMEOUT seconds,
+# longer than any test's own timeout, is hung: stop it rather than wait for the boot timeout.
+# (Kernel messages such as RCU stall reports keep coming from a hung guest, so they don't count.)
 stall=${VD_STALL_TIMEOUT:-$(( ${VD_TEST_TIMEOUT:-180} + 120 ))}
 ( last=0; idle=0
   while sleep 15; do
       pgrep -f "qemu-system-x86_64.*$OUT/initramfs.gz" > /dev/null || break
-      size=$(stat -c %s "$logf" 2>/dev/null || echo 0)
+      size=$(grep -c '^VD' "$logf" 2>/dev/null)
       if [ "$size" = "$last" ]; then idle=$((idle + 15)); else idle=0; last=$size; fi
       if [ $idle -ge "$stall" ]; then
-          echo "VD-STALL: no output for ${idle}s; stopping the VM" >> "$logf"
-          log "vm: STALL: the guest printed nothing for ${idle}s; stopping it"
+          echo "VD-STALL: no test progress for ${idle}s; stopping the VM" >> "$logf"
+          log "vm: STALL: no test finished or started for ${idle}s; stopping the VM"
           pkill -f "qemu-system-x86_64.*$OUT/initramfs.gz"; break
       fi
   done ) &

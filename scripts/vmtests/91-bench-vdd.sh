@@ -29,7 +29,7 @@ median() { sort -n | awk '{a[NR] = $1} END {if (NR == 0) exit 1; if (NR % 2) pri
 minmax() { sort -n | awk 'NR == 1 {lo = $1} {hi = $1} END {print lo ".." hi}'; }
 cputicks() { sed 's/.*) //' /proc/$1/stat | awk '{print $12 + $13}'; }   # utime + stime (1/100 s)
 sched_ns() { cat /proc/$1/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d\n", s}'; }
-status_num() { vdctl --json daemon status | sed -n "s/.*\"$1\": \([0-9]*\).*/\1/p"; }
+status_num() { vdctl --json daemon status | sed -n "s/.*\"$1\": \([0-9][0-9]*\).*/\1/p" | head -1; }
 PIDS=""
 diag() { echo "probe VM $P: $([ -d /proc/$P ] && echo "alive, state $(awk '/^State/ {print $2}' /proc/$P/status), vCPU affinity $(aff $P $T)" || echo exited)"
          tail -3 /tmp/probe.out; tail -5 /tmp/bench-vdd.log; vdctl vm list 2>&1; }
