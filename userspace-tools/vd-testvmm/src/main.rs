@@ -34,6 +34,22 @@ macro_rules! real_mode_prologue {
 }
 pub(crate) use real_mode_prologue;
 
+/// The body of every real-mode guest program's interrupt handler for the call eventfd: counts
+/// the interrupt at `r_irqs` and ends it at the 8259.
+macro_rules! real_mode_irq_epilogue {
+    () => {
+        concat!(
+            "    push ax\n",
+            "    inc dword ptr [{r_irqs}]\n",
+            "    mov al, 0x20\n",
+            "    out 0x20, al\n",
+            "    pop ax\n",
+            "    iret\n",
+        )
+    };
+}
+pub(crate) use real_mode_irq_epilogue;
+
 mod asm;
 mod bench;
 mod evtchn;

@@ -240,12 +240,7 @@ core::arch::global_asm!(
     "    jmp vdg_halt",
     // The call eventfd's interrupt: count it, end it at the PIC.
     "vd_guest_irq:",
-    "    push ax",
-    "    inc dword ptr [{r_irqs}]",
-    "    mov al, 0x20",
-    "    out 0x20, al",
-    "    pop ax",
-    "    iret",
+    crate::real_mode_irq_epilogue!(),
     "vd_guest_end:",
     ".code64",
     ".popsection",
