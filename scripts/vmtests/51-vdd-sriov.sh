@@ -76,6 +76,9 @@ t0=$(cut -d' ' -f1 /proc/uptime)
 vm_is() { test "$(vf_field $VF vm_id)" = "$1"; }
 check "after the traffic stops vdd moves the VF to VM 2" wait_for 20 vm_is 2
 echo "moved $(awk -v a=$t0 '{printf "%.1f", $1 - a}' /proc/uptime) s after the traffic stopped (window 1 s)"
+# The lease moves at step 1 (the swap); the three QMP steps follow: wait for them.
+three_cmds() { [ "$(grep -v qmp_capabilities $W/qmp.log | grep -c execute)" -ge 3 ]; }
+check "vdd went through the QMP steps" wait_for 20 three_cmds
 grep "SR-IOV" $W/vdd.log
 grep -v qmp_capabilities $W/qmp.log > $W/cmds.log; cat $W/cmds.log
 check "vdd logged the candidate event" grep -q "VM 1 is a reassignment candidate on $VF" $W/vdd.log
@@ -86,7 +89,7 @@ check "2nd: set_link net0 up on VM 1" line_has 2 $W/cmds.log '"vm":"vm1"' '"exec
 check "3rd: device_add vfio-pci of the VF on VM 2 with failover_pair_id" line_has 3 $W/cmds.log '"vm":"vm2"' '"execute":"device_add"' '"driver":"vfio-pci"' "\"host\":\"$VF\"" '"id":"vdvf0"' '"failover_pair_id":"net0"'
 check "vdd says the reassignment is done" grep -q "reassignment of $VF from VM 1 to VM 2 done" $W/vdd.log
 check "VM 2's file got the swapped event" wait_for 5 grep -q "EVENT swapped $VF vm 2 other 1" $W/wait2.out
-check "daemon status counts it" sh -c "vdctl --json daemon status | grep -q '\"reassignments_total\": 1'"
+check "daemon status counts it" wait_for 10 sh -c "vdctl --json daemon status | grep -q '\"reassignments_total\": 1'"
 wget -q -O- http://127.0.0.1:9478/metrics | grep vdd_sriov
 check "metrics: VM 2 holds the VF, one reassignment" sh -c "wget -q -O- http://127.0.0.1:9478/metrics > $W/m.txt && grep -q 'vdd_sriov_vf_holder{vf=\"$VF\",vm=\"2\"} 1' $W/m.txt && grep -q '^vdd_sriov_reassignments_total 1' $W/m.txt && grep -q '^vdd_sriov_up 1' $W/m.txt"
 
