@@ -48,6 +48,12 @@ demo)
     done
     echo "\$ vdctl status"; vdctl status
     echo "\$ vdctl status --json"; vdctl status --json
+    # The main job: a real (nested) KVM guest does its I/O through vd_evtchn: ring in shared
+    # pages, doorbell by KVM_IOEVENTFD, in-kernel backend, interrupt by KVM_IRQFD.
+    insmod $VD_MODS/kvm.ko && insmod $VD_MODS/kvm-amd.ko
+    echo "\$ vd-testvmm evtchn --requests 2000 --batch 16"; vd-testvmm evtchn --requests 2000 --batch 16
+    echo "\$ vd-testvmm evtchn --requests 2000 --batch 16 --path vmm   # the same, served by the VMM after exits"
+    vd-testvmm evtchn --requests 2000 --batch 16 --path vmm
     for m in vd_input_irq vd_sriov_mgr vd_evtchn; do rmmod $m && echo "unloaded $m"; done
     echo "VD-DEMO-OK"
     finish ;;

@@ -182,7 +182,7 @@ impl Report {
             None => String::new(),
         };
         format!(
-            "evtchn[{:?}{}]: {} requests in batches of {} on {} entries: ok={} bad={} guest irqs={} kicks={} (suppressed {}) exits_to_vmm={} channel={:?} {:.1} ms{median} result={}",
+            "evtchn[{:?}{}]: {} requests in batches of {} on {} entries: ok={} bad={} guest irqs={} kicks={} (suppressed {}) exits_to_vmm={} channel: {} ({} requests, {} kicks, {} irqs, {} errors) {:.1} ms{median} result={}",
             self.path.unwrap_or(ServePath::Kernel),
             if self.hostile { ", hostile" } else { "" },
             self.requests,
@@ -194,7 +194,11 @@ impl Report {
             self.guest_kicks,
             self.guest_kicks_suppressed,
             self.exits_to_vmm,
-            self.channel,
+            self.channel.state,
+            self.channel.requests,
+            self.channel.kicks,
+            self.channel.irqs,
+            self.channel.errors,
             self.wall_ms,
             if self.pass { "PASS" } else { "FAIL" }
         )
