@@ -200,9 +200,20 @@ pub struct VcpuChild {
 
 impl VcpuChild {
     pub fn spawn(dev: &Input, cpu: Option<usize>) -> Result<Self> {
+        Self::fork_vcpu(dev, cpu, None)
+    }
+    /// Like [`Self::spawn`], but the child spins for `run`, unregisters, and exits with 0 (or
+    /// the errno of VCPU_UNREGISTER).
+    pub fn spawn_timed(dev: &Input, cpu: Option<usize>, run: Duration) -> Result<Self> {
+        Self::fork_vcpu(dev, cpu, Some(run))
+    }
+    /// A child that registers as a vCPU thread and spins: forever, or for `run` and then
+    /// unregisters and exits.
+    fn fork_vcpu(dev: &Input, cpu: Option<usize>, run: Option<Duration>) -> Result<Self> {
         let (r, w) = nix::unistd::pipe()?;
-        // SAFETY: the child only makes system calls (prctl, sched_setaffinity, ioctl, write)
-        // and then spins; it never returns into Rust code that could touch other threads' state.
+        // SAFETY: the child only makes system calls (prctl, sched_setaffinity, ioctl, write,
+        // clock_gettime) and spins; it never returns into Rust code that could touch other
+        // threads' state, and leaves with `_exit`.
         match unsafe { fork() }? {
             ForkResult::Child => {
                 // SAFETY: plain system calls.
@@ -221,47 +232,14 @@ impl VcpuChild {
                     // SAFETY: leaving the child without running destructors.
                     unsafe { nix::libc::_exit(1) };
                 }
-                let mut x: u64 = 0;
-                loop {
-                    x = std::hint::black_box(x.wrapping_add(1));
-                }
-            }
-            ForkResult::Parent { child } => {
-                drop(w);
-                let mut b = [0u8; 1];
-                let n = nix::unistd::read(r.as_raw_fd(), &mut b)?;
-                let me = Self { pid: child, alive: true };
-                if n != 1 {
-                    bail!("vCPU child died before registering");
-                }
-                if b[0] != 0 {
-                    bail!("VDI_IOC_VCPU_REGISTER in the vCPU child: {}", Errno::from_raw(i32::from(b[0])));
-                }
-                Ok(me)
-            }
-        }
-    }
-    /// Like [`Self::spawn`], but the child spins for `run`, unregisters, and exits with 0 (or
-    /// the errno of VCPU_UNREGISTER).
-    pub fn spawn_timed(dev: &Input, cpu: Option<usize>, run: Duration) -> Result<Self> {
-        let (r, w) = nix::unistd::pipe()?;
-        // SAFETY: as in `spawn`; `Instant::now` is a plain clock_gettime.
-        match unsafe { fork() }? {
-            ForkResult::Child => {
-                // SAFETY: plain system calls.
-                unsafe {
-                    nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL);
-                }
-                if let Some(c) = cpu {
-                    pin(c);
-                }
-                let st: u8 = match dev.vcpu_register() {
-                    Ok(()) => 0,
-                    Err(e) => (e as i32).clamp(1, 255) as u8,
+                let Some(run) = run else {
+                    let mut x: u64 = 0;
+                    loop {
+                        x = std::hint::black_box(x.wrapping_add(1));
+                    }
                 };
-                let _ = nix::unistd::write(&w, &[st]);
                 let t = Instant::now();
-                while st == 0 && t.elapsed() < run {
+                while t.elapsed() < run {
                     std::hint::spin_loop();
                 }
                 let code = match dev.vcpu_unregister() {
@@ -276,8 +254,11 @@ impl VcpuChild {
                 let mut b = [0u8; 1];
                 let n = nix::unistd::read(r.as_raw_fd(), &mut b)?;
                 let me = Self { pid: child, alive: true };
-                if n != 1 || b[0] != 0 {
-                    bail!("VDI_IOC_VCPU_REGISTER in the second vCPU child: {}", Errno::from_raw(i32::from(b[0])));
+                if n != 1 {
+                    bail!("vCPU child died before registering");
+                }
+                if b[0] != 0 {
+                    bail!("VDI_IOC_VCPU_REGISTER in the vCPU child: {}", Errno::from_raw(i32::from(b[0])));
                 }
                 Ok(me)
             }

@@ -121,7 +121,7 @@ pub fn hold(vf: &str, vm: u64, keep_host: bool) -> Result<()> {
 }
 
 /// Sends Ethernet frames out of `ifname` (AF_PACKET) at about `bytes_per_s` until `stop`.
-fn send_frames(ifname: &str, bytes_per_s: u64, stop: &std::sync::atomic::AtomicBool) -> Result<u64> {
+pub(crate) fn send_frames(ifname: &str, bytes_per_s: u64, stop: &std::sync::atomic::AtomicBool) -> Result<u64> {
     use nix::libc;
     let cname = std::ffi::CString::new(ifname)?;
     // SAFETY: plain libc calls with valid arguments; the socket is closed below.

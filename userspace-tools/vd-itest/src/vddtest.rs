@@ -50,55 +50,15 @@ pub fn waiter(vm: u64) -> Result<()> {
 /// Sends Ethernet frames (local experimental ethertype, broadcast) out of `ifname` at about
 /// `rate` bytes/s for `secs` seconds; prints the bytes sent.
 pub fn send_frames(ifname: &str, rate: u64, secs: f64) -> Result<()> {
-    use nix::libc;
-    let cname = std::ffi::CString::new(ifname)?;
-    // SAFETY: plain libc call; the fd is closed below.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-    Errno::result(fd).context("socket(AF_PACKET)")?;
-    // SAFETY: `cname` is a valid C string.
-    let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-    if ifindex == 0 {
-        // SAFETY: our fd.
-        unsafe { libc::close(fd) };
-        bail!("no interface {ifname}");
-    }
-    // SAFETY: all-zero is a valid sockaddr_ll.
-    let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sa.sll_family = libc::AF_PACKET as u16;
-    sa.sll_ifindex = ifindex as i32;
-    sa.sll_halen = 6;
-    sa.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-    let mut frame = vec![0u8; 1000];
-    frame[..6].copy_from_slice(&[0xff; 6]);
-    frame[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 2]);
-    frame[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+    let stop = std::sync::atomic::AtomicBool::new(false);
     let t0 = Instant::now();
-    let end = Duration::from_secs_f64(secs);
-    let mut sent = 0u64;
-    while t0.elapsed() < end {
-        let due = (t0.elapsed().as_secs_f64() * rate as f64) as u64;
-        if sent >= due {
-            std::thread::sleep(Duration::from_millis(2));
-            continue;
-        }
-        // SAFETY: `frame` and `sa` are valid for the call.
-        let n = unsafe {
-            libc::sendto(fd, frame.as_ptr().cast(), frame.len(), 0, (&sa as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as u32)
-        };
-        if n < 0 {
-            let e = Errno::last();
-            if e == Errno::ENOBUFS || e == Errno::EAGAIN {
-                std::thread::sleep(Duration::from_millis(1));
-                continue;
-            }
-            // SAFETY: our fd.
-            unsafe { libc::close(fd) };
-            bail!("sendto on {ifname}: {e}");
-        }
-        sent += n as u64;
-    }
-    // SAFETY: our fd.
-    unsafe { libc::close(fd) };
+    let sent = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_secs_f64(secs));
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        crate::sriov::send_frames(ifname, rate, &stop)
+    })?;
     println!("sent {sent} bytes on {ifname} in {:.1} s", t0.elapsed().as_secs_f64());
     Ok(())
 }
