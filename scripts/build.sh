@@ -47,7 +47,8 @@ build_initramfs() {
     cp "$VD_ROOT"/scripts/vmtests/*.sh "$root/vd/tests/"
     cp "$VD_ROOT/scripts/vm-init.sh" "$root/init"
     chmod +x "$root/init" "$root"/vd/tests/*.sh
-    (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$OUT/initramfs.gz"
+    # Written aside and renamed: a VM booting meanwhile reads the old image or the new, whole.
+    (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$OUT/initramfs.gz.new" && mv "$OUT/initramfs.gz.new" "$OUT/initramfs.gz"
     log "initramfs: $(du -h "$OUT/initramfs.gz" | cut -f1)"
 }
 

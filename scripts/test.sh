@@ -7,9 +7,8 @@
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 what=${1:-all}
-# Which VM scripts a run reports: make test runs 0x-6x; make test-reconfig runs 7x.
-VM_TESTS='[0-6]*.sh'; VM_MODE=test
-[ "$what" = reconfig ] && { VM_TESTS='7*.sh'; VM_MODE=reconfig; }
+# Two VM boots: "test" runs scripts/vmtests/0x-6x and the KUnit suites; "reconfig" runs 7x, the
+# SR-IOV PF reconfiguration tests, under single-threaded TCG (scripts/vm.sh says why).
 OUT=$VD_OUT; mkdir -p "$OUT"
 RES=$OUT/results.txt; : > "$RES"
 result() { printf '%-5s %-6s %s\n' "$1" "$2" "$3" | tee -a "$RES"; }
@@ -58,11 +57,49 @@ if n == 0:
 PY
 }
 
-vm_tests() {
-    local log=$OUT/vm-test.log
+# Does TESTS (if set) name anything this boot runs?  wanted MODE GLOB
+wanted() {
+    [ -z "${TESTS:-}" ] && return 0
+    [ "$1" = test ] && echo " $TESTS " | grep -q " kunit " && return 0
+    local t n
+    for t in "$VD_ROOT"/scripts/vmtests/$2; do
+        n=$(basename "$t" .sh); n=${n#*-}
+        echo " $TESTS " | grep -q " $n " && return 0
+    done
+    return 1
+}
+
+vm_boots() { # test.sh vm: both boots, each only if TESTS names something in it
+    if wanted test '[0-6]*.sh'; then phase vm-tests vm_tests test '[0-6]*.sh'; fi
+    if wanted reconfig '7*.sh'; then phase vm-reconfig vm_tests reconfig '7*.sh'; fi
+}
+
+# Kernel log filter: drops a warning that is the kernel's own and not this project's, leaving one
+# VD-KNOWN-UPSTREAM line in its place; every other line passes. One is known (debug kernel only):
+# a PF driver's remove (igb_remove) calls pci_disable_sriov, which removes the VFs without the PCI
+# rescan/remove lock that pci_stop_and_remove_bus_device asserts. A warning whose trace lacks
+# pci_disable_sriov, or that never ends, is kept and fails the run.
+known_upstream() {
+    awk '
+    function flush() { for (i = 1; i <= n; i++) print buf[i]; n = 0; inw = 0 }
+    /WARNING: drivers\/pci\/remove\.c:[0-9]+ at pci_stop_and_remove_bus_device/ { flush(); inw = 1 }
+    inw { buf[++n] = $0; if ($0 ~ /pci_disable_sriov/) sriov = 1
+          if ($0 ~ /---\[ end trace/) {
+              if (sriov) { print "VD-KNOWN-UPSTREAM pci_disable_sriov removes VFs without the rescan lock (PF driver remove)"; n = 0; inw = 0 }
+              else flush()
+              sriov = 0 }
+          next }
+    { print }
+    END { flush() }'
+}
+
+vm_tests() { # vm_tests MODE GLOB: one boot of the test VM, results of the scripts matching GLOB
+    local VM_MODE=$1 VM_TESTS=$2 tag=""
+    [ "$VM_MODE" = test ] || tag=" [$VM_MODE boot]"
+    local log=$OUT/vm-$VM_MODE.log
     VD_QUIET=1 bash "$VD_ROOT/scripts/vm.sh" $VM_MODE "$log"
     local vmrc=$?
-    if ! grep -q "VD-BOOT-OK" "$log"; then result FAIL vm "boot (no VD-BOOT-OK; see $log)"; return; fi
+    if ! grep -q "VD-BOOT-OK" "$log"; then result FAIL vm "boot$tag (no VD-BOOT-OK; see $log)"; return; fi
     # Integration scripts.
     for t in "$VD_ROOT"/scripts/vmtests/$VM_TESTS; do
         local name; name=$(basename "$t" .sh); name=${name#*-}
@@ -76,11 +113,11 @@ vm_tests() {
         esac
     done
     # KUnit blocks, one per module.
-    awk -v d="$OUT/ktap" 'BEGIN{system("rm -rf " d "; mkdir -p " d)}
+    [ "$VM_MODE" = test ] && awk -v d="$OUT/ktap" 'BEGIN{system("rm -rf " d "; mkdir -p " d)}
         /^==== KTAP .* BEGIN$/ {f=d "/" $3 ".ktap"; next} /^==== KTAP END$/ {f=""; next} f {print > f}' "$log"
     local k
     for k in "$OUT"/ktap/*.ktap; do
-        [ -f "$k" ] || continue
+        [ "$VM_MODE" = test ] && [ -f "$k" ] || continue
         kunit_parse "$k" | while read -r st kind name; do result "$st" "$kind" "$name"; done
     done
     if [ "$VM_MODE" = test ] && { [ -z "${TESTS:-}" ] || echo " $TESTS " | grep -q " kunit "; }; then
@@ -88,23 +125,27 @@ vm_tests() {
     fi
     # Debug kernel: kmemleak's report after the tests.
     if grep -q '^==== KMEMLEAK BEGIN$' "$log"; then
-        sed -n '/^==== KMEMLEAK BEGIN$/,/^==== KMEMLEAK END$/p' "$log" | sed '1d;$d' > "$OUT/kmemleak.txt"
-        if grep -q 'unreferenced object' "$OUT/kmemleak.txt"; then
-            result FAIL vm "kmemleak: $(grep -c 'unreferenced object' "$OUT/kmemleak.txt") unreferenced objects (see $OUT/kmemleak.txt)"
-            head -30 "$OUT/kmemleak.txt"
+        local km=$OUT/kmemleak-$VM_MODE.txt
+        sed -n '/^==== KMEMLEAK BEGIN$/,/^==== KMEMLEAK END$/p' "$log" | sed '1d;$d' > "$km"
+        if grep -q 'unreferenced object' "$km"; then
+            result FAIL vm "kmemleak$tag: $(grep -c 'unreferenced object' "$km") unreferenced objects (see $km)"
+            head -30 "$km"
         else
-            result PASS vm "kmemleak: no unreferenced objects after the tests"
+            result PASS vm "kmemleak$tag: no unreferenced objects after the tests"
         fi
     fi
     # Kernel log: any oops, BUG, WARN, KASAN or lockdep report fails the run.
-    sed -n '/^==== DMESG BEGIN$/,/^==== DMESG END$/p' "$log" > "$OUT/dmesg.txt"
-    if [ ! -s "$OUT/dmesg.txt" ]; then
-        result FAIL vm "kernel log collected (VM ended early, rc=$vmrc)"
-    elif grep -nE 'Oops|BUG:|WARNING:|kernel BUG|general protection|KASAN|UBSAN|possible circular locking|INFO: task .* blocked|Call Trace' "$OUT/dmesg.txt" > "$OUT/dmesg-bad.txt"; then
-        result FAIL vm "kernel log clean: $(head -1 "$OUT/dmesg-bad.txt")"
-        head -40 "$OUT/dmesg-bad.txt"
+    local dm=$OUT/dmesg-$VM_MODE.txt known
+    sed -n '/^==== DMESG BEGIN$/,/^==== DMESG END$/p' "$log" | known_upstream > "$dm"
+    known=$(grep -c '^VD-KNOWN-UPSTREAM' "$dm")
+    [ "$known" = 0 ] || tag+="; ignored $known known upstream lockdep warning(s): $(grep -m1 '^VD-KNOWN-UPSTREAM' "$dm" | cut -d' ' -f2-)"
+    if [ ! -s "$dm" ]; then
+        result FAIL vm "kernel log collected$tag (VM ended early, rc=$vmrc)"
+    elif grep -nE 'Oops|BUG:|WARNING:|kernel BUG|general protection|KASAN|UBSAN|possible circular locking|INFO: task .* blocked|Call Trace' "$dm" > "$dm.bad"; then
+        result FAIL vm "kernel log clean$tag: $(head -1 "$dm.bad")"
+        head -40 "$dm.bad"
     else
-        result PASS vm "kernel log clean (no oops/BUG/WARN)"
+        result PASS vm "kernel log clean$tag (no oops/BUG/WARN)"
     fi
 }
 
@@ -118,11 +159,12 @@ case $what in
         phase fuzz fuzz_tests
         if ! grep -q '^FAIL  build' "$RES"; then
             phase initramfs bash "$VD_ROOT/scripts/build.sh" initramfs || result FAIL build initramfs
-            phase vm-tests vm_tests
+            vm_boots
         fi ;;
     host) phase host-tests host_tests; phase fuzz fuzz_tests ;;
-    vm|reconfig) phase vm-tests vm_tests ;;
-    *) die "usage: test.sh all|host|vm" ;;
+    vm) vm_boots ;;
+    reconfig) phase vm-reconfig vm_tests reconfig '7*.sh' ;;
+    *) die "usage: test.sh all|host|vm|reconfig" ;;
 esac
 p=$(grep -c '^PASS' "$RES"); f=$(grep -c '^FAIL' "$RES"); s=$(grep -c '^SKIP' "$RES")
 log "total $(( $(date +%s) - T0 ))s"

@@ -4,9 +4,7 @@
 . ./sriov-lib.sh
 sriov_init 3
 VF2=$(echo $VFS | cut -d' ' -f2)
-vd-itest sriov-hold --vf $VF2 --vm 77 > /tmp/hold.out 2>&1 &
-pid=$!
-n=0; while ! grep -q LEASED /tmp/hold.out; do n=$((n+1)); [ $n -lt 100 ] || fail "holder never leased: $(cat /tmp/hold.out)"; sleep 0.1; done
+hold $VF2 77
 check "holder leased $VF2" grep -q "LEASED $VF2" /tmp/hold.out
 check "list: VM 77 holds $VF2" test "$(vf_field $VF2 vm_id)" = 77
 check "list: owner is the holder (pid $pid)" test "$(vf_field $VF2 owner_pid)" = $pid
@@ -20,9 +18,7 @@ check "and $VF2 is back on igbvf" wait_vf $VF2 driver igbvf
 check "with a netdev" test -n "$(vf_field $VF2 netdev)"
 check "and unmarked" test "$(vf_field $VF2 assigned)" = false
 # Unload with a VF leased a moment ago and just released: exit waits for the move back.
-vd-itest sriov-hold --vf $VF2 --vm 78 > /tmp/hold.out 2>&1 &
-pid=$!
-n=0; while ! grep -q LEASED /tmp/hold.out; do n=$((n+1)); [ $n -lt 100 ] || fail "holder never leased"; sleep 0.1; done
+hold $VF2 78
 kill -9 $pid; wait $pid 2>/dev/null
 rmmod vd_sriov_mgr || fail "rmmod after the holder died"
 check "after unload $VF2 is on igbvf" test "$(basename $(readlink /sys/bus/pci/devices/$VF2/driver))" = igbvf

@@ -3,9 +3,7 @@
 . ./lib.sh
 . ./sriov-lib.sh
 sriov_init 3
-vd-itest sriov-hold --vf $VF --vm 90 > /tmp/hold.out 2>&1 &
-pid=$!
-n=0; while ! grep -q LEASED /tmp/hold.out; do n=$((n+1)); [ $n -lt 100 ] || fail "holder never leased"; sleep 0.1; done
+hold $VF 90
 echo 0 > /sys/bus/pci/devices/$PF/sriov_numvfs 2>/dev/null
 check "disabling SR-IOV under a lease is refused" test $? != 0
 check "all 3 VFs still exist" test "$(cat /sys/bus/pci/devices/$PF/sriov_numvfs)" = 3
@@ -22,12 +20,9 @@ check "3 new VFs noticed" test "$(vdctl sriov list --json | grep -c '"vf":')" = 
 # A leased VF taken from vfio-pci behind our back (admin unbind): the lease is revoked.
 sriov_init 3
 VF3=$(echo $VFS | cut -d' ' -f3)
-vd-itest sriov-hold --vf $VF3 --vm 91 > /tmp/hold.out 2>&1 &
-pid=$!
-n=0; while ! grep -q LEASED /tmp/hold.out; do n=$((n+1)); [ $n -lt 100 ] || fail "holder never leased"; sleep 0.1; done
+hold $VF3 91
 echo $VF3 > /sys/bus/pci/drivers/vfio-pci/unbind || fail "unbind $VF3 from vfio-pci"
-n=0; while ! grep -q "EVENT revoked $VF3 vm 91" /tmp/hold.out; do n=$((n+1)); [ $n -lt 50 ] || break; sleep 0.1; done
-check "unbind: the holder got a revoked event" grep -q "EVENT revoked $VF3 vm 91" /tmp/hold.out
+check "unbind: the holder got a revoked event" wait_revoked $VF3 91
 check "unbind: $VF3 is free and unmarked" test "$(vf_field $VF3 vm_id)" = null -a "$(vf_field $VF3 assigned)" = false
 check "unbind: its driver_override is cleared" test "$(cat /sys/bus/pci/devices/$VF3/driver_override)" = "(null)"
 kill $pid; wait $pid 2>/dev/null

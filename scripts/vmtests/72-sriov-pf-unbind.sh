@@ -10,16 +10,6 @@
 mark() { LOGMARK=$(dmesg | wc -l); }
 no_log() { ! dmesg | tail -n +$((LOGMARK + 1)) | grep -q "$1"; }
 has_log() { dmesg | tail -n +$((LOGMARK + 1)) | grep -q "$1"; }
-hold() { # hold VF VM: a lease holder in the background ($pid), output in /tmp/hold.out
-    : > /tmp/hold.out
-    vd-itest sriov-hold --vf $1 --vm $2 > /tmp/hold.out 2>&1 &
-    pid=$!
-    n=0; while ! grep -q LEASED /tmp/hold.out; do n=$((n+1)); [ $n -lt 100 ] || fail "holder never leased: $(cat /tmp/hold.out)"; sleep 0.1; done
-}
-wait_revoked() { # wait_revoked VF VM
-    n=0; while ! grep -q "EVENT revoked $1 vm $2" /tmp/hold.out; do n=$((n+1)); [ $n -lt 100 ] || break; sleep 0.1; done
-    grep -q "EVENT revoked $1 vm $2" /tmp/hold.out
-}
 pf_driver() { basename "$(readlink /sys/bus/pci/devices/$PF/driver 2>/dev/null)" 2>/dev/null; }
 vf_count() { vdctl sriov list --json | grep -c '"vf":'; }
 

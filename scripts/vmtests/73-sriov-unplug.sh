@@ -7,14 +7,11 @@ sriov_init 3
 VF3=$(echo $VFS | cut -d' ' -f3)
 # Hot-unplug of the whole slot (PF and VFs) with a VF leased: VFs are stopped first, the lease is
 # revoked, the PF driver may then disable SR-IOV, and nothing is left behind. Rescan brings the PF back.
-vd-itest sriov-hold --vf $VF3 --vm 92 > /tmp/hold.out 2>&1 &
-pid=$!
-n=0; while ! grep -q LEASED /tmp/hold.out; do n=$((n+1)); [ $n -lt 100 ] || fail "holder never leased"; sleep 0.1; done
+hold $VF3 92
 port=$(basename $(dirname $(readlink -f /sys/bus/pci/devices/$PF)))
 echo 1 > /sys/bus/pci/devices/$port/remove || fail "remove root port $port"
-n=0; while ! grep -q "EVENT revoked $VF3 vm 92" /tmp/hold.out; do n=$((n+1)); [ $n -lt 50 ] || break; sleep 0.1; done
+check "hot-unplug: the holder got a revoked event" wait_revoked $VF3 92
 cat /tmp/hold.out
-check "hot-unplug: the holder got a revoked event" grep -q "EVENT revoked $VF3 vm 92" /tmp/hold.out
 check "hot-unplug: no VFs listed" test "$(vdctl sriov list --json | grep -c '"vf":')" = 0
 check "hot-unplug: no PF listed" test "$(vdctl sriov list --json | grep -c '"total_vfs"')" = 0
 kill $pid; wait $pid 2>/dev/null

@@ -22,3 +22,17 @@ wait_vf() { # wait_vf VF KEY VALUE [tenths of a second]
         n=$((n + 1)); [ $n -le ${4:-100} ] || return 1; sleep 0.1
     done
 }
+hold() { # hold VF VM: a lease holder in the background ($pid), its output in /tmp/hold.out
+    # Emptied first: the background shell may open (truncate) the file after the wait below has
+    # already read the previous holder's LEASED line.
+    : > /tmp/hold.out
+    vd-itest sriov-hold --vf $1 --vm $2 > /tmp/hold.out 2>&1 &
+    pid=$!
+    n=0; while ! grep -q LEASED /tmp/hold.out; do n=$((n+1)); [ $n -lt 100 ] || fail "holder never leased: $(cat /tmp/hold.out)"; sleep 0.1; done
+}
+wait_revoked() { # wait_revoked VF VM: the holder reported the revocation of its lease
+    n=0; while ! grep -q "EVENT revoked $1 vm $2" /tmp/hold.out; do n=$((n+1)); [ $n -lt 100 ] || break; sleep 0.1; done
+    grep -q "EVENT revoked $1 vm $2" /tmp/hold.out
+}
+# A test that fails leaves no holder behind to keep its lease into the next test.
+trap '[ -z "${pid:-}" ] || kill $pid 2>/dev/null' EXIT
