@@ -14,7 +14,7 @@ help:
 	@echo "make bench    benchmarks in the test VM (medians and ratios from one boot)"
 	@echo "make kernel|modules|tools|initramfs   single build steps  (VARIANT=debug for lockdep/KASAN/kmemleak)"
 	@echo "TESTS='name ...' make test-vm         run only the named VM tests (see scripts/vmtests/)"
-	@echo "make test-reconfig  the SR-IOV PF reconfiguration tests (scripts/vmtests/7x; see README limits)"
+	@echo "make test-reconfig  only the second VM boot of make test: the SR-IOV PF reconfiguration tests (7x)"
 
 deps:
 	@bash scripts/deps.sh

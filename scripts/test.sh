@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make test: test.sh all|host|vm
 #   host: cargo tests of the userspace workspace
-#   vm:   boots the test VM: KUnit suites of every module (parsed with the kernel's kunit.py),
+#   vm:   boots the test VM twice (0x-6x, then 7x with single-threaded TCG): KUnit suites of every module (kunit.py),
 #         integration scripts (scripts/vmtests), kernel-log check for oops/WARN/BUG
 # Prints one line per test and closes with "N passed, N failed". Exit 1 on any failure.
 set -uo pipefail

@@ -14,8 +14,15 @@ port=${VD_UDP_PORT:-$(( 47100 + ($$ % 400) * 2 ))}
 # The PF reconfiguration tests hang the guest intermittently under multi-threaded TCG (a vCPU
 # stops taking interrupts); single-threaded TCG has not hung them so far (see the README).
 accel=(); [ "$mode" = reconfig ] && accel=(-accel tcg,thread=single)
-qemu=(qemu-system-x86_64 -M q35 "${accel[@]}" -cpu max -smp 2 -m 2048 -nographic -no-reboot
-      -kernel "$OUT/bzImage" -initrd "$OUT/initramfs.gz" -append "$append"
+# An emulated Intel IOMMU (DMA remapping + interrupt remapping) for the reconfig boot, so its
+# leases hand VFs to vfio-pci in real IOMMU groups; the first boot uses vfio's no-IOMMU mode.
+iommu=(); machine=q35
+if [ "$mode" = reconfig ] && [ "${VD_IOMMU:-1}" = 1 ]; then
+    machine=q35,kernel-irqchip=split; iommu=(-device intel-iommu,intremap=on,caching-mode=on)
+    append+=" intel_iommu=on"
+fi
+qemu=(qemu-system-x86_64 -M $machine "${accel[@]}" -cpu max -smp 2 -m 2048 -nographic -no-reboot
+      "${iommu[@]}" -kernel "$OUT/bzImage" -initrd "$OUT/initramfs.gz" -append "$append"
       -device pcie-root-port,id=rp0,slot=1,chassis=1
       -netdev socket,id=n0,udp=127.0.0.1:$((port + 1)),localaddr=127.0.0.1:$port
       -device igb,bus=rp0,netdev=n0 -nic none)

@@ -1,8 +1,12 @@
 # SR-IOV helpers for the vd_sriov_mgr VM tests and benchmark (sourced after lib.sh).
+has_iommu() { [ -n "$(ls /sys/class/iommu 2>/dev/null)" ]; }
 sriov_init() { # sriov_init N: module loaded, vfio-pci allowed without IOMMU, exactly N VFs
     load vd_sriov_mgr
-    # The test VM has no IOMMU: vfio-pci takes devices only in no-IOMMU mode (taints the kernel).
-    echo 1 > /sys/module/vfio/parameters/enable_unsafe_noiommu_mode || fail "vfio no-IOMMU mode"
+    # Without an IOMMU (the first test boot) vfio-pci takes devices only in no-IOMMU mode (taints
+    # the kernel); the reconfig boot has an emulated Intel IOMMU and uses its groups.
+    if ! has_iommu; then
+        echo 1 > /sys/module/vfio/parameters/enable_unsafe_noiommu_mode || fail "vfio no-IOMMU mode"
+    fi
     PF=$(vdctl sriov list --json | grep -m1 '"pf":' | sed 's/.*"pf": "\([^"]*\)".*/\1/')
     [ -n "$PF" ] || fail "no SR-IOV PF listed"
     cur=$(cat /sys/bus/pci/devices/$PF/sriov_numvfs)

@@ -7,6 +7,7 @@ mod evtchn;
 mod input;
 mod uinput;
 mod sriov;
+mod vfio;
 mod vddtest;
 
 use clap::{Parser, Subcommand};
@@ -78,6 +79,14 @@ enum Cmd {
         vm: u64,
         #[arg(long)]
         keep_host: bool,
+    },
+    /// SR-IOV: open a leased VF through VFIO as a VMM would (IOMMU group, config space, DMA map).
+    VfioOpen {
+        #[arg(long)]
+        vf: String,
+        /// Keep the device open this long before closing it.
+        #[arg(long, default_value_t = 0)]
+        hold_ms: u64,
     },
     /// SR-IOV: reassignment driven by frames sent on the VF's netdev.
     SriovReassign {
@@ -200,6 +209,7 @@ fn main() -> std::process::ExitCode {
         Cmd::SriovRace { vf, procs, rounds } => sriov::race(&vf, procs, rounds),
         Cmd::SriovRaceChild { vf, vm, go_at, hold_ms } => sriov::race_child(&vf, vm, go_at, hold_ms),
         Cmd::SriovHold { vf, vm, keep_host } => sriov::hold(&vf, vm, keep_host),
+        Cmd::VfioOpen { vf, hold_ms } => vfio::open(&vf, hold_ms),
         Cmd::SriovReassign { vf, ifname } => sriov::reassign(&vf, &ifname),
         Cmd::FakeQmp { vms, log, fail_device_add } => vddtest::fake_qmp(&vms, &log, &fail_device_add),
         Cmd::VddWaiter { vm } => vddtest::waiter(vm),
