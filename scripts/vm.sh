@@ -14,10 +14,10 @@ port=${VD_UDP_PORT:-$(( 47100 + ($$ % 400) * 2 ))}
 # The PF reconfiguration tests hang the guest intermittently under multi-threaded TCG (a vCPU
 # stops taking interrupts); single-threaded TCG has not hung them so far (see the README).
 accel=(); [ "$mode" = reconfig ] && accel=(-accel tcg,thread=single)
-# An emulated Intel IOMMU (DMA remapping + interrupt remapping) for the reconfig boot, so its
-# leases hand VFs to vfio-pci in real IOMMU groups; the first boot uses vfio's no-IOMMU mode.
+# An emulated Intel IOMMU (DMA remapping + interrupt remapping), so SR-IOV leases hand VFs to
+# vfio-pci in real IOMMU groups. VD_IOMMU=0 boots without one (vfio's no-IOMMU mode then).
 iommu=(); machine=q35
-if [ "$mode" = reconfig ] && [ "${VD_IOMMU:-1}" = 1 ]; then
+if [ "${VD_IOMMU:-1}" = 1 ]; then
     machine=q35,kernel-irqchip=split; iommu=(-device intel-iommu,intremap=on,caching-mode=on)
     append+=" intel_iommu=on"
 fi
