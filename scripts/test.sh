@@ -76,16 +76,16 @@ vm_boots() { # test.sh vm: both boots, each only if TESTS names something in it
 
 # Kernel log filter: drops a warning that is the kernel's own and not this project's, leaving one
 # VD-KNOWN-UPSTREAM line in its place; every other line passes. One is known (debug kernel only):
-# a PF driver's remove (igb_remove) calls pci_disable_sriov, which removes the VFs without the PCI
-# rescan/remove lock that pci_stop_and_remove_bus_device asserts. A warning whose trace lacks
-# pci_disable_sriov, or that never ends, is kept and fails the run.
+# a PF driver's remove (igb_remove) calls pci_disable_sriov, whose sriov_disable removes the VFs
+# without the PCI rescan/remove lock that pci_stop_and_remove_bus_device asserts. A warning whose
+# trace lacks sriov_disable, or that never ends, is kept and fails the run.
 known_upstream() {
     awk '
     function flush() { for (i = 1; i <= n; i++) print buf[i]; n = 0; inw = 0 }
     /WARNING: drivers\/pci\/remove\.c:[0-9]+ at pci_stop_and_remove_bus_device/ { flush(); inw = 1 }
-    inw { buf[++n] = $0; if ($0 ~ /pci_disable_sriov/) sriov = 1
+    inw { buf[++n] = $0; if ($0 ~ / sriov_disable\+/) sriov = 1
           if ($0 ~ /---\[ end trace/) {
-              if (sriov) { print "VD-KNOWN-UPSTREAM pci_disable_sriov removes VFs without the rescan lock (PF driver remove)"; n = 0; inw = 0 }
+              if (sriov) { print "VD-KNOWN-UPSTREAM sriov_disable removes VFs without the rescan lock (PF driver remove)"; n = 0; inw = 0 }
               else flush()
               sriov = 0 }
           next }
