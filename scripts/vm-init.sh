@@ -64,6 +64,24 @@ shell)
     reboot -f ;;
 test|bench|reconfig)
     cd /vd/tests
+    # Stall reporter: a test still running at 2/3 of its timeout gets its processes and the tasks
+    # blocked in D state listed once, with where they wait (wchan). (If nothing is printed, the
+    # guest's timers stopped.)
+    ( while sleep 10; do
+        [ -f /tmp/cur ] || continue
+        read cur start < /tmp/cur
+        now=$(cut -d. -f1 /proc/uptime)
+        [ $((now - start)) -ge $((tmo * 2 / 3)) ] && [ ! -f /tmp/reported.$cur ] || continue
+        touch /tmp/reported.$cur
+        echo "STALL-REPORT $cur: running for $((now - start))s; user processes and D-state tasks:"
+        for p in /proc/[0-9]*; do
+            st=$(awk '/^State/ {print $2}' $p/status 2>/dev/null)
+            cmd=$(tr '\0' ' ' < $p/cmdline 2>/dev/null)
+            [ "$st" = D ] || [ -n "$cmd" ] || continue
+            echo "  ${p#/proc/} $st $(cat $p/comm 2>/dev/null) in $(cat $p/wchan 2>/dev/null): $cmd"
+            [ "$st" = D ] && [ -r $p/stack ] && sed "s/^/    /" $p/stack
+        done
+      done ) &
     for t in [0-9]*.sh; do
         name=${t%.sh}; name=${name#*-}
         # 0x-6x: make test; 7x: make test-reconfig (PF reconfiguration, see the README); 9x: bench.
@@ -73,6 +91,7 @@ test|bench|reconfig)
         esac
         if [ -n "$only" ] && ! echo " $only " | grep -q " $name "; then continue; fi
         echo "VDTEST-START $name"
+        echo "$name $(cut -d. -f1 /proc/uptime)" > /tmp/cur
         s=$(date +%s)
         timeout "$tmo" sh "./$t" > /tmp/out.$name 2>&1
         rc=$?
