@@ -56,7 +56,9 @@ sleep 1; a=$(cat $d/io_exits); sleep 2; b=$(cat $d/io_exits)
 RATE=$(( (b - a) / 2 ))
 grep -q median_ns= /tmp/probe.out || { cat /tmp/probe.out; fail "the probe prints no latency"; }
 [ $RATE -gt 20 ] || fail "the probe VM makes only $RATE io_exits/s beside $HOGS CPU hogs"
-THR=$(( RATE / 4 )); HYST=$(( THR / 2 ))
+# Placed from an eighth of the probe's rate; restored only under a 32nd (threshold - hysteresis)
+# for a second, so a slow stretch under the CPU hogs does not end a placement-on phase early.
+THR=$(( RATE / 8 )); HYST=$(( THR * 3 / 4 ))
 cat > /tmp/bench-vdd.toml <<EOT
 [policy]
 threshold = $THR
@@ -115,7 +117,7 @@ i=1; while [ $i -le $ROUNDS ]; do
     s=$(slice $P $T)
     sleep 1
     phase on$i
-    [ "$(aff $P $T)" = 1 ] || fail "round $i: the probe VM left the driver core during the phase"
+    [ "$(aff $P $T)" = 1 ] || { diag; fail "round $i: the probe VM left the driver core during the phase"; }
     ON="$ON $m"; ON90="$ON90 $p"; ONR="$ONR $r"
     echo "  round $i placement on:  median $m ns, p90 $p ns, $r round trips/s, $st of $np periods stalled (affinity 1, se.slice $s ns)"
     i=$((i + 1))
