@@ -84,7 +84,7 @@ test|bench|reconfig)
       done ) &
     for t in [0-9]*.sh; do
         name=${t%.sh}; name=${name#*-}
-        # 0x-6x: make test; 7x: make test-reconfig (PF reconfiguration, see the README); 9x: bench.
+        # 0x-6x: make test's first boot; 7x: its second, reconfig boot (see scripts/test.sh); 9x: bench.
         case "$mode:$t" in
             bench:9*|test:[0-6]*|reconfig:7*) ;;
             *) continue ;;

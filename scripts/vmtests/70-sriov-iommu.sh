@@ -4,17 +4,18 @@
 # open moves the VF back only once the VMM closes it.
 . ./lib.sh
 . ./sriov-lib.sh
+group() { basename "$(readlink /sys/bus/pci/devices/$1/iommu_group)"; }
 check "the VM has an IOMMU" has_iommu
 sriov_init 3
 check "vfio is not in no-IOMMU mode" test "$(cat /sys/module/vfio/parameters/enable_unsafe_noiommu_mode)" = N
 for v in $VFS; do
-    g=$(basename "$(readlink /sys/bus/pci/devices/$v/iommu_group)")
+    g=$(group $v)
     [ -n "$g" ] || fail "$v has no IOMMU group"
     [ "$(ls /sys/kernel/iommu_groups/$g/devices | wc -l)" = 1 ] || fail "$v shares IOMMU group $g: $(ls /sys/kernel/iommu_groups/$g/devices)"
 done
 echo "ok: each VF is alone in its IOMMU group"
 VF2=$(echo $VFS | cut -d' ' -f2)
-G=$(basename "$(readlink /sys/bus/pci/devices/$VF2/iommu_group)")
+G=$(group $VF2)
 ! vd-itest vfio-open --vf $VF2 > /tmp/vfio.out 2>&1
 check "an unleased VF (on igbvf) does not open through VFIO" test $? = 0
 hold $VF2 80
