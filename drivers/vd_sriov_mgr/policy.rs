@@ -94,6 +94,13 @@ pub(crate) fn step(p: &Params, idle: bool, held_ms: u64, rate: Option<u64>) -> (
     }
 }
 
+/// Whether the usage sampler queues itself again after a pass: only while something is leased
+/// (the history of an unleased VF is never used: a lease starts a new one) and the module is not
+/// exiting. The next lease queues it again.
+pub(crate) fn keep_sampling(stopping: bool, leased: u32) -> bool {
+    !stopping && leased > 0
+}
+
 /// An idle holder, for ordering.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Holder {
@@ -241,6 +248,52 @@ mod tests {
         assert_eq!((h[0].slot, h[0].vm_id), (2, 102));
         // The revoked VM holds nothing, so it may wait for (or lease) another VF.
         assert_eq!(t.holder_of(100), None);
+    }
+
+    #[test]
+    fn the_sampler_stops_when_nothing_is_leased() {
+        assert!(!keep_sampling(false, 0));
+        assert!(keep_sampling(false, 1));
+        assert!(keep_sampling(false, crate::lease::MAX_VFS as u32));
+        assert!(!keep_sampling(true, 1));
+    }
+
+    #[test]
+    fn every_change_of_a_tick_is_reported() {
+        // All 256 holders cross the threshold in the same tick: 256 changes (16 used to be kept).
+        let mut idle = [false; crate::lease::MAX_VFS];
+        let mut changes = 0;
+        for i in idle.iter_mut() {
+            let (now_idle, ch) = step(&P, *i, 5000, Some(0));
+            *i = now_idle;
+            if ch == Change::BecameIdle {
+                changes += 1;
+            }
+        }
+        assert_eq!(changes, crate::lease::MAX_VFS);
+        assert!(idle.iter().all(|&i| i));
+    }
+
+    #[test]
+    fn extreme_parameters_do_not_overflow() {
+        let p = Params { threshold_bps: u64::MAX, hysteresis_bps: u64::MAX, ..P };
+        assert_eq!(step(&p, false, u64::MAX, Some(u64::MAX - 1)), (true, Change::BecameIdle));
+        assert_eq!(step(&p, true, u64::MAX, Some(u64::MAX)), (true, Change::None));
+        let ok = Params::DEFAULT.to_abi();
+        let max = VdsPolicy {
+            threshold_bps: u64::MAX,
+            hysteresis_bps: u64::MAX,
+            window_ms: u32::MAX,
+            min_hold_ms: u32::MAX,
+            sample_ms: u32::MAX,
+            flags: 0,
+        };
+        assert_eq!(Params::from_abi(&max), Err(EINVAL));
+        assert_eq!(Params::from_abi(&VdsPolicy { sample_ms: u32::MAX, ..ok }), Err(EINVAL));
+        assert_eq!(Params::from_abi(&VdsPolicy { window_ms: u32::MAX, ..ok }), Err(EINVAL));
+        assert_eq!(Params::from_abi(&VdsPolicy { min_hold_ms: u32::MAX, ..ok }), Err(EINVAL));
+        let hi = VdsPolicy { threshold_bps: u64::MAX, hysteresis_bps: u64::MAX, ..ok };
+        assert_eq!(Params::from_abi(&hi).map(|p| p.threshold_bps), Ok(u64::MAX));
     }
 
     #[test]

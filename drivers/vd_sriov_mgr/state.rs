@@ -18,12 +18,14 @@ use crate::lease::{LeaseError, LeaseTable, MAX_VFS};
 use crate::policy::{self, Change, Params};
 use crate::uapi::*;
 use crate::usage::Usage;
-use crate::vd::kfile::{now_ms, now_ns, sleep_ms, OwnedQueue};
+use crate::vd::kfile::{cancel_delayed_work_sync, now_ms, now_ns, OwnedQueue};
 use crate::vd::netdev::{Counters, NetDev, VfRate};
 use crate::vd::pci::{PciDev, PciEvent, NAME_LEN};
 use crate::vd_warn_ratelimited;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::prelude::*;
 use kernel::sync::Arc;
+use kernel::workqueue::{impl_has_delayed_work, new_delayed_work, DelayedWork, WorkItem};
 
 /// The driver a leased VF is moved to.
 const PASSTHROUGH_DRIVER: &CStr = c"vfio-pci";
@@ -82,6 +84,35 @@ pub(crate) struct Inner {
     stopping: bool,
     /// Runs the moves back to the host and the sampler. Taken out (and drained) at exit.
     queue: Option<OwnedQueue>,
+    /// The usage sampler's work item. Taken out (and cancelled) at exit.
+    sampler: Option<Arc<Sampler>>,
+    /// The sampler is queued or running and queues itself again while something is leased.
+    sampling: bool,
+}
+
+/// Sampling passes run since the module was loaded (wraps), for debugfs.
+pub(crate) static TICKS: AtomicU64 = AtomicU64::new(0);
+/// Mirror of [`Inner::sampling`], for debugfs.
+pub(crate) static SAMPLING: AtomicBool = AtomicBool::new(false);
+
+/// The usage sampler: a delayed work item that runs every `sample_ms` while at least one VF is
+/// leased, stops when none is, and is queued again by the next lease.
+#[pin_data]
+pub(crate) struct Sampler {
+    #[pin]
+    work: DelayedWork<Sampler>,
+}
+
+impl_has_delayed_work! {
+    impl HasDelayedWork<Self> for Sampler { self.work }
+}
+
+impl WorkItem for Sampler {
+    type Pointer = Arc<Sampler>;
+
+    fn run(this: Arc<Sampler>) {
+        sampler_run(this);
+    }
 }
 
 kernel::sync::global_lock! {
@@ -96,6 +127,8 @@ kernel::sync::global_lock! {
         seq: 0,
         stopping: false,
         queue: None,
+        sampler: None,
+        sampling: false,
     };
 }
 
@@ -114,12 +147,29 @@ fn name_is(n: &[u8; NAME_LEN], want: &CStr) -> bool {
     n.len() > w.len() && &n[..w.len()] == w && n[w.len()] == 0
 }
 
+/// Queues an event on every client; `seq` is [`Inner::seq`] (a split borrow of [`Inner`]).
+fn emit_to(clients: &[Arc<Client>], seq: &mut u64, kind: u32, bdf: u32, vm_id: u64, other_vm: u64, err: i32) {
+    *seq = seq.wrapping_add(1);
+    let ev = VdsEvent { seq: *seq, kind, bdf, vm_id, other_vm, time_ns: now_ns(), err, reserved: 0 };
+    for c in clients.iter() {
+        c.push(ev);
+    }
+}
+
 impl Inner {
     fn emit(&mut self, kind: u32, bdf: u32, vm_id: u64, other_vm: u64, err: i32) {
-        self.seq += 1;
-        let ev = VdsEvent { seq: self.seq, kind, bdf, vm_id, other_vm, time_ns: now_ns(), err, reserved: 0 };
-        for c in self.clients.iter() {
-            c.push(ev);
+        emit_to(&self.clients, &mut self.seq, kind, bdf, vm_id, other_vm, err);
+    }
+    /// Queues the sampler unless it is going already; after a lease was taken. Under the lock.
+    fn arm_sampler(&mut self) {
+        if self.sampling || self.stopping {
+            return;
+        }
+        let (Some(q), Some(s)) = (&self.queue, &self.sampler) else { return };
+        let delay = kernel::time::msecs_to_jiffies(self.policy.sample_ms as u32);
+        if q.queue().enqueue_delayed(s.clone(), delay).is_ok() {
+            self.sampling = true;
+            SAMPLING.store(true, Ordering::Relaxed);
         }
     }
     fn find_dev(&self, dev: &PciDev) -> Option<usize> {
@@ -165,20 +215,20 @@ pub(crate) fn init() -> Result {
     // SAFETY: called exactly once, from module init, before any other use of `STATE`.
     unsafe { STATE.init() };
     let q = OwnedQueue::new(c"vd_sriov")?;
-    STATE.lock().queue = Some(q);
+    let s = Arc::pin_init(pin_init!(Sampler { work <- new_delayed_work!("vd_sriov_sampler") }), GFP_KERNEL)?;
+    let mut g = STATE.lock();
+    g.queue = Some(q);
+    g.sampler = Some(s);
     Ok(())
 }
 
-/// Takes every VF present now and starts the sampler; after the PCI notifier is registered.
+/// Takes every VF present now; after the PCI notifier is registered. The sampler starts with
+/// the first lease.
 pub(crate) fn start() -> Result {
     for d in PciDev::all()?.iter() {
         if d.is_vf() {
             add_vf(d);
         }
-    }
-    let g = STATE.lock();
-    if let Some(q) = &g.queue {
-        q.queue().try_spawn(GFP_KERNEL, sampler)?;
     }
     Ok(())
 }
@@ -186,12 +236,18 @@ pub(crate) fn start() -> Result {
 /// Module exit: stops the sampler, waits for moves in flight, and gives every VF still marked
 /// back to its host driver. No file is open any more (each holds a module reference).
 pub(crate) fn shutdown() {
-    let q = {
+    let s = {
         let mut g = STATE.lock();
         g.stopping = true;
-        g.queue.take()
+        g.sampler.take()
     };
-    // Drains the workqueue: the sampler sees `stopping`; returns in flight finish.
+    // A run in progress sees `stopping` and does not queue itself again; a queued one is
+    // cancelled. Without the lock: a run takes it.
+    if let Some(s) = s {
+        cancel_delayed_work_sync(&s);
+    }
+    let q = STATE.lock().queue.take();
+    // Drains the workqueue: returns in flight finish.
     drop(q);
     let vfs = core::mem::replace(&mut STATE.lock().vfs, KVec::new());
     for v in vfs.iter() {
@@ -426,6 +482,7 @@ pub(crate) fn lease(client: &Client, req: &mut VdsLease) -> Result {
         }
         let slot = g.vfs[i].slot;
         g.table.lease(slot, req.vm_id, client.id).map_err(lease_errno)?;
+        g.arm_sampler();
         g.waiters.retain(|w| w.vm_id != req.vm_id);
         let v = &mut g.vfs[i];
         v.phase = if keep_host { vds_phase::LEASED } else { vds_phase::TO_GUEST };
@@ -492,18 +549,38 @@ pub(crate) fn lease(client: &Client, req: &mut VdsLease) -> Result {
     Ok(())
 }
 
-/// `VDS_IOC_RELEASE`.
+/// `VDS_IOC_RELEASE`: `flags` must be 0 and `vm_id` the VM the lease was taken for. `EINVAL`
+/// for flags or VM id 0; `ENODEV` unknown VF; `ENOENT` the VF is not leased, or is leased by
+/// this file for another VM; `EPERM` leased by another file; `EBUSY` being moved.
 pub(crate) fn release(client: &Client, req: &VdsLease) -> Result {
+    if req.flags != 0 || req.vm_id == 0 {
+        return Err(EINVAL);
+    }
     let mut g = STATE.lock();
     let i = g.find_bdf(req.bdf).ok_or(ENODEV)?;
     if g.vfs[i].phase != vds_phase::LEASED {
         return Err(if g.vfs[i].phase == vds_phase::HOST { ENOENT } else { EBUSY });
     }
     let slot = g.vfs[i].slot;
+    match g.table.lease_of(slot) {
+        None => return Err(ENOENT),
+        Some(l) if l.owner != client.id => return Err(EPERM),
+        Some(l) if l.vm_id != req.vm_id => return Err(ENOENT),
+        Some(_) => {}
+    }
     let l = g.table.release(slot, client.id).map_err(lease_errno)?;
     g.emit(vds_event::RELEASED, req.bdf, l.vm_id, 0, 0);
     g.start_return(i);
     Ok(())
+}
+
+/// Ends the lease `l` that [`lease`] just took for `client`, whose result could not be copied
+/// back to the caller. If it ended otherwise meanwhile (revoked), nothing is left to do.
+pub(crate) fn undo_lease(client: &Client, l: &VdsLease) {
+    let req = VdsLease { bdf: l.bdf, flags: 0, vm_id: l.vm_id };
+    if let Err(e) = release(client, &req) {
+        pr_info!("vd_sriov: lease of VF {} for VM {} not undone: {:?}\n", BdfFmt(l.bdf), l.vm_id, e);
+    }
 }
 
 /// A client opened the device.
@@ -651,6 +728,9 @@ fn rate_target(bdf: u32) -> Result<(NetDev, u32)> {
 
 /// `VDS_IOC_RATE_GET`: the VF's transmit rate limits as its PF driver keeps them.
 pub(crate) fn rate_get(r: &VdsRate) -> Result<VdsRate> {
+    if r.flags != 0 {
+        return Err(EINVAL);
+    }
     let (nd, vf) = rate_target(r.bdf)?;
     let got = nd.vf_rate(vf)?;
     Ok(VdsRate { bdf: r.bdf, flags: 0, max_tx_mbps: got.max_mbps, min_tx_mbps: got.min_mbps })
@@ -755,32 +835,29 @@ pub(crate) fn candidate(index: u32) -> Result<VdsCandidate> {
         ws.push(policy::Waiter { vm_id: w.vm_id, waited_ms: now.saturating_sub(w.since_ms) }, GFP_KERNEL)?;
     }
     policy::order_waiters(&mut ws);
-    let w = ws.get(i - holders.len()).ok_or(ENOENT)?;
+    let w = i.checked_sub(holders.len()).and_then(|i| ws.get(i)).ok_or(ENOENT)?;
     Ok(VdsCandidate { index, kind: vds_cand::WAITER, bdf: 0, reserved: 0, vm_id: w.vm_id, rate_bps: 0, age_ms: w.waited_ms })
 }
 
-/// Feeds every holder's window rate to the policy; emits candidate changes. Under the lock.
+/// Feeds every holder's window rate to the policy; emits every candidate change (no cap: a
+/// reader's queue that overflows reports a `LOST` count). Under the lock.
 fn evaluate(g: &mut Inner) {
     let now = now_ms();
-    let p = g.policy;
-    let mut changes = [(0u32, 0u64, Change::None); 16];
-    let mut n = 0;
-    for v in g.vfs.iter_mut() {
-        let Some(l) = g.table.lease_of(v.slot) else { continue };
+    let Inner { vfs, table, clients, seq, policy: p, .. } = g;
+    for v in vfs.iter_mut() {
+        let Some(l) = table.lease_of(v.slot) else { continue };
         if v.phase != vds_phase::LEASED {
             continue;
         }
         v.rate = v.usage.rate(now, p.window_ms);
-        let (idle, ch) = policy::step(&p, v.idle, now.saturating_sub(v.leased_at_ms), v.rate);
+        let (idle, ch) = policy::step(p, v.idle, now.saturating_sub(v.leased_at_ms), v.rate);
         v.idle = idle;
-        if ch != Change::None && n < changes.len() {
-            changes[n] = (v.bdf, l.vm_id, ch);
-            n += 1;
-        }
-    }
-    for &(bdf, vm, ch) in changes[..n].iter() {
-        let kind = if ch == Change::BecameIdle { vds_event::CANDIDATE } else { vds_event::BUSY };
-        g.emit(kind, bdf, vm, 0, 0);
+        let kind = match ch {
+            Change::None => continue,
+            Change::BecameIdle => vds_event::CANDIDATE,
+            Change::BecameBusy => vds_event::BUSY,
+        };
+        emit_to(clients, seq, kind, v.bdf, l.vm_id, 0, 0);
     }
 }
 
@@ -824,27 +901,31 @@ fn tick() {
     evaluate(&mut g);
 }
 
-/// The sampler: a long-running item on the module's workqueue until exit.
-fn sampler() {
-    loop {
-        let (stop, period) = {
-            let g = STATE.lock();
-            (g.stopping, g.policy.sample_ms)
-        };
-        if stop {
+/// The sampler's work function: one pass, then queued again after `sample_ms` while a VF is
+/// leased and the module is not exiting; otherwise it stops until the next lease.
+fn sampler_run(this: Arc<Sampler>) {
+    tick();
+    TICKS.fetch_add(1, Ordering::Relaxed);
+    let mut g = STATE.lock();
+    if policy::keep_sampling(g.stopping, g.table.counts().1) {
+        let delay = kernel::time::msecs_to_jiffies(g.policy.sample_ms as u32);
+        if let Some(q) = &g.queue {
+            // Fails only if queued already (by `arm_sampler` racing this run): one is enough.
+            let _ = q.queue().enqueue_delayed(this, delay);
             return;
         }
-        tick();
-        // Sleep in short steps so that exit does not wait a whole period.
-        let mut left = period as u32;
-        while left > 0 {
-            let step = left.min(50);
-            sleep_ms(step);
-            left -= step;
-            if STATE.lock().stopping {
-                return;
-            }
-        }
+    }
+    g.sampling = false;
+    SAMPLING.store(false, Ordering::Relaxed);
+}
+
+/// debugfs `vd_sriov/sampler`: whether the sampler is going and how many passes it ran.
+pub(crate) struct SamplerStats;
+
+impl core::fmt::Debug for SamplerStats {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        writeln!(f, "sampling {}", u8::from(SAMPLING.load(Ordering::Relaxed)))?;
+        writeln!(f, "ticks {}", TICKS.load(Ordering::Relaxed))
     }
 }
 

@@ -137,6 +137,26 @@ mod tests {
     }
 
     #[test]
+    fn extreme_counters_saturate() {
+        let mut u = Usage::new();
+        // A holder pushes the largest count, then restarts from 0 and pushes it again: the total
+        // saturates instead of overflowing.
+        u.push(0, u64::MAX, 10);
+        u.push(1000, 0, 10);
+        u.push(2000, u64::MAX, 10);
+        assert_eq!(u.total(), u64::MAX);
+        assert_eq!(u.rate(2000, 1000), Some(0));
+        let mut u = Usage::new();
+        u.push(0, 0, 10);
+        u.push(1, u64::MAX, 10);
+        assert_eq!(u.rate(1, 1), Some(u64::MAX));
+        // Windows longer than the time since boot, and the largest times.
+        assert_eq!(u.rate(5, u64::MAX), None);
+        u.push(u64::MAX, u64::MAX, u64::MAX);
+        assert_eq!(u.rate(u64::MAX, u64::MAX), Some(1));
+    }
+
+    #[test]
     fn fast_sources_keep_a_long_history() {
         let mut u = Usage::new();
         for i in 0..10_000u64 {

@@ -71,23 +71,30 @@ const FEATURES: u64 =
 
 /// `PinnedDrop` runs first (stops the manager, gives VFs back); then the device goes, then the
 /// notifier (which no longer adds anything once the manager is stopping).
+/// debugfs (`vd_sriov/sampler`) goes last.
 #[pin_data(PinnedDrop)]
 struct VdSriovModule {
     #[pin]
     _miscdev: MiscDeviceRegistration<Holder>,
     #[pin]
     _notifier: PciNotifier,
+    #[pin]
+    _sampler_stats: kernel::debugfs::File<state::SamplerStats>,
+    _debugfs: kernel::debugfs::Dir,
 }
 
 impl kernel::InPlaceModule for VdSriovModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         let r = state::init();
+        let dir = kernel::debugfs::Dir::new(c"vd_sriov");
         try_pin_init!(Self {
             _notifier <- {
                 r?;
                 PciNotifier::new(state::on_pci)
             },
             _miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"vd_sriov" }),
+            _sampler_stats <- dir.read_only_file(c"sampler", state::SamplerStats),
+            _debugfs: dir,
         })
         .pin_chain(|_| state::start())
     }
@@ -159,16 +166,21 @@ impl MiscDevice for Holder {
         let nonblock = nonblocking(&kiocb);
         let me = kiocb.file();
         let mut buf = [VdsEvent::default(); READ_BATCH];
+        // Taken off the queue under its lock, copied without it (a fault may sleep), and what was
+        // not copied whole goes back to the front: a faulting buffer loses no event.
         let n = me.client.take(&mut buf, max, nonblock)?;
-        let mut done = 0;
+        let mut copied = 0;
         for ev in buf[..n].iter() {
-            let c = iov.copy_to_iter(ev.as_bytes());
-            done += c;
-            if c < rec {
+            if iov.copy_to_iter(ev.as_bytes()) < rec {
                 break;
             }
+            copied += 1;
         }
-        *kiocb.ki_pos_mut() += done as i64;
+        me.client.unread(&buf[copied..n]);
+        // Whole records only: a partly copied one is returned again by the next read.
+        let done = copied * rec;
+        let pos = kiocb.ki_pos_mut();
+        *pos = pos.saturating_add(done as i64);
         if done == 0 {
             return Err(EFAULT);
         }
@@ -194,7 +206,11 @@ impl MiscDevice for Holder {
                 admin(file)?;
                 let mut l: VdsLease = read(arg)?;
                 state::lease(c, &mut l)?;
-                write(arg, &l)?;
+                if let Err(e) = write(arg, &l) {
+                    // The caller cannot learn which VF it got: the lease is undone.
+                    state::undo_lease(c, &l);
+                    return Err(e);
+                }
             }
             VDS_IOC_RELEASE => {
                 admin(file)?;
