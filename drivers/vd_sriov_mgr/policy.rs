@@ -44,7 +44,7 @@ impl Params {
         let ok = p.flags == 0
             && (100..=600_000).contains(&s.window_ms)
             && (50..=10_000).contains(&s.sample_ms)
-            && s.window_ms <= (crate::usage::SAMPLES as u64 - 2) * s.sample_ms
+            && s.window_ms <= (crate::usage::SAMPLES as u64 - 2).saturating_mul(s.sample_ms)
             && s.min_hold_ms <= 86_400_000;
         if ok {
             Ok(s)
