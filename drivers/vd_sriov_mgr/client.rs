@@ -39,7 +39,10 @@ impl Client {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 pid: kernel::current!().tgid() as u32,
                 queue <- kernel::new_mutex!(q),
-                readable <- kernel::sync::poll::PollCondVar::new(c"vd_sriov_events", kernel::static_lock_class!()),
+                readable <- kernel::sync::poll::PollCondVar::new(
+                    c"vd_sriov_events",
+                    kernel::static_lock_class!()
+                ),
             }),
             GFP_KERNEL,
         )
@@ -73,7 +76,12 @@ impl Client {
 
     /// Takes up to `max` records into `out`, waiting for the first one unless `nonblock`.
     /// `EAGAIN` if none and `nonblock`; `ERESTARTSYS` if a signal arrives while waiting.
-    pub(crate) fn take(&self, out: &mut [VdsEvent; READ_BATCH], max: usize, nonblock: bool) -> Result<usize> {
+    pub(crate) fn take(
+        &self,
+        out: &mut [VdsEvent; READ_BATCH],
+        max: usize,
+        nonblock: bool,
+    ) -> Result<usize> {
         let mut q = self.queue.lock();
         while q.is_empty() {
             if nonblock {

@@ -19,7 +19,12 @@ pub(crate) struct EventQueue {
 impl EventQueue {
     /// Empty.
     pub(crate) fn new() -> Self {
-        Self { buf: [VdsEvent::default(); CAPACITY], head: 0, len: 0, lost: 0 }
+        Self {
+            buf: [VdsEvent::default(); CAPACITY],
+            head: 0,
+            len: 0,
+            lost: 0,
+        }
     }
     /// Appends `ev`, or counts it lost if full.
     pub(crate) fn push(&mut self, ev: VdsEvent) {
@@ -63,7 +68,11 @@ impl EventQueue {
         }
         if self.lost > 0 {
             let n = core::mem::take(&mut self.lost);
-            return Some(VdsEvent { kind: vds_event::LOST, other_vm: n, ..Default::default() });
+            return Some(VdsEvent {
+                kind: vds_event::LOST,
+                other_vm: n,
+                ..Default::default()
+            });
         }
         None
     }
@@ -79,7 +88,10 @@ mod tests {
         let mut q = KBox::new(EventQueue::new(), GFP_KERNEL).unwrap();
         assert!(q.is_empty());
         for i in 0..CAPACITY as u64 + 5 {
-            q.push(VdsEvent { seq: i + 1, ..Default::default() });
+            q.push(VdsEvent {
+                seq: i + 1,
+                ..Default::default()
+            });
         }
         for i in 0..CAPACITY as u64 {
             assert_eq!(q.pop().map(|e| e.seq), Some(i + 1));
@@ -94,11 +106,17 @@ mod tests {
     fn unread_events_come_back_first() {
         let mut q = KBox::new(EventQueue::new(), GFP_KERNEL).unwrap();
         for i in 1..=3u64 {
-            q.push(VdsEvent { seq: i, ..Default::default() });
+            q.push(VdsEvent {
+                seq: i,
+                ..Default::default()
+            });
         }
         let a = q.pop().unwrap();
         let b = q.pop().unwrap();
-        q.push(VdsEvent { seq: 4, ..Default::default() });
+        q.push(VdsEvent {
+            seq: 4,
+            ..Default::default()
+        });
         // The copy to the reader failed: both go back, before 3 and 4.
         q.unread(&[a, b]);
         for i in 1..=4u64 {
@@ -111,10 +129,16 @@ mod tests {
     fn unread_into_a_full_queue_counts_the_newest_lost() {
         let mut q = KBox::new(EventQueue::new(), GFP_KERNEL).unwrap();
         for i in 0..CAPACITY as u64 + 2 {
-            q.push(VdsEvent { seq: i + 1, ..Default::default() });
+            q.push(VdsEvent {
+                seq: i + 1,
+                ..Default::default()
+            });
         }
         let first = q.pop().unwrap();
-        q.push(VdsEvent { seq: 1000, ..Default::default() });
+        q.push(VdsEvent {
+            seq: 1000,
+            ..Default::default()
+        });
         // Full again (127 old + seq 1000); the first one goes back, seq 1000 makes room.
         q.unread(&[first]);
         for i in 0..CAPACITY as u64 {
@@ -124,7 +148,10 @@ mod tests {
         assert_eq!((lost.kind, lost.other_vm), (vds_event::LOST, 3));
         // A LOST record that could not be copied goes back into the count.
         q.unread(&[lost]);
-        q.push(VdsEvent { seq: 7, ..Default::default() });
+        q.push(VdsEvent {
+            seq: 7,
+            ..Default::default()
+        });
         assert_eq!(q.pop().map(|e| e.seq), Some(7));
         let lost = q.pop().unwrap();
         assert_eq!((lost.kind, lost.other_vm), (vds_event::LOST, 3));
@@ -136,7 +163,11 @@ mod tests {
         // 256 VFs changing state at once: what does not fit is reported as a count.
         let mut q = KBox::new(EventQueue::new(), GFP_KERNEL).unwrap();
         for i in 0..crate::lease::MAX_VFS as u64 {
-            q.push(VdsEvent { seq: i + 1, kind: vds_event::CANDIDATE, ..Default::default() });
+            q.push(VdsEvent {
+                seq: i + 1,
+                kind: vds_event::CANDIDATE,
+                ..Default::default()
+            });
         }
         let mut n = 0u64;
         let mut lost = 0;

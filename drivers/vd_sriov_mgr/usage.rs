@@ -27,7 +27,14 @@ pub(crate) struct Usage {
 impl Usage {
     /// No history.
     pub(crate) const fn new() -> Self {
-        Self { t_ms: [0; SAMPLES], total: [0; SAMPLES], newest: 0, len: 0, base: 0, last_raw: 0 }
+        Self {
+            t_ms: [0; SAMPLES],
+            total: [0; SAMPLES],
+            newest: 0,
+            len: 0,
+            base: 0,
+            last_raw: 0,
+        }
     }
 
     /// Forgets the history (new lease, new holder).
@@ -82,7 +89,9 @@ impl Usage {
         }
         let start = now_ms.checked_sub(window_ms)?;
         // The newest sample at or before the window start.
-        let base = (0..self.len).map(|age| self.idx(age)).find(|&i| self.t_ms[i] <= start)?;
+        let base = (0..self.len)
+            .map(|age| self.idx(age))
+            .find(|&i| self.t_ms[i] <= start)?;
         let dt = now_ms - self.t_ms[base];
         if dt == 0 {
             return None;

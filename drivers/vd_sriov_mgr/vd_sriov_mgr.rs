@@ -23,13 +23,25 @@
 //!   `VDS_IOC_WAIT`, `VDS_IOC_CANDIDATE`, `VDS_IOC_SWAP`); the policy itself is `policy.rs`.
 //! - Events: `read` returns whole `VdsEvent` records; `poll` says when there are some.
 
-#[allow(dead_code, unreachable_pub, reason = "the ABI is shared with userspace; not every item is used here")]
-#[path = "../../userspace-tools/vd-uapi/src/uapi.rs"]
-mod uapi;
-#[allow(dead_code, unreachable_pub, reason = "the ring is shared; not every item is used here")]
+#[allow(
+    dead_code,
+    unreachable_pub,
+    reason = "the ring is shared; not every item is used here"
+)]
 #[path = "../../userspace-tools/vd-ring/src/ring.rs"]
 mod ring;
-#[allow(dead_code, unreachable_pub, reason = "shared by all vd modules; each uses a part")]
+#[allow(
+    dead_code,
+    unreachable_pub,
+    reason = "the ABI is shared with userspace; not every item is used here"
+)]
+#[path = "../../userspace-tools/vd-uapi/src/uapi.rs"]
+mod uapi;
+#[allow(
+    dead_code,
+    unreachable_pub,
+    reason = "shared by all vd modules; each uses a part"
+)]
 #[path = "../../rust/vd/mod.rs"]
 mod vd;
 
@@ -66,8 +78,12 @@ module! {
 /// Files open on `/dev/vd_sriov`.
 static OPEN: OpenCount = OpenCount::new();
 
-const FEATURES: u64 =
-    VDS_FEAT_LEASE | VDS_FEAT_HOTPLUG | VDS_FEAT_USAGE | VDS_FEAT_POLICY | VDS_FEAT_EVENTS | VDS_FEAT_RATE;
+const FEATURES: u64 = VDS_FEAT_LEASE
+    | VDS_FEAT_HOTPLUG
+    | VDS_FEAT_USAGE
+    | VDS_FEAT_POLICY
+    | VDS_FEAT_EVENTS
+    | VDS_FEAT_RATE;
 
 /// `PinnedDrop` runs first (stops the manager, gives VFs back); then the device goes, then the
 /// notifier (which no longer adds anything once the manager is stopping).
@@ -118,13 +134,28 @@ macro_rules! pod {
         unsafe impl AsBytes for $t {}
     )*};
 }
-pod!(VdsPf, VdsVf, VdsLease, VdsSample, VdsPolicy, VdsWait, VdsSwap, VdsCandidate, VdsEvent, VdsRate);
+pod!(
+    VdsPf,
+    VdsVf,
+    VdsLease,
+    VdsSample,
+    VdsPolicy,
+    VdsWait,
+    VdsSwap,
+    VdsCandidate,
+    VdsEvent,
+    VdsRate
+);
 
 fn read<T: FromBytes>(arg: usize) -> Result<T> {
-    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>()).reader().read::<T>()
+    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
+        .reader()
+        .read::<T>()
 }
 fn write<T: AsBytes>(arg: usize, v: &T) -> Result {
-    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>()).writer().write(v)
+    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
+        .writer()
+        .write(v)
 }
 
 /// One open file.
@@ -148,7 +179,13 @@ impl MiscDevice for Holder {
 
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
         let client = Client::new()?;
-        let h = KBox::new(Holder { client: client.clone(), _open: OPEN.enter() }, GFP_KERNEL)?;
+        let h = KBox::new(
+            Holder {
+                client: client.clone(),
+                _open: OPEN.enter(),
+            },
+            GFP_KERNEL,
+        )?;
         state::add_client(client)?;
         Ok(h)
     }

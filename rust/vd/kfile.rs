@@ -5,8 +5,8 @@
 use kernel::bindings;
 use kernel::fs::{File, Kiocb};
 use kernel::prelude::*;
-use kernel::types::ForeignOwnable;
 use kernel::sync::Arc;
+use kernel::types::ForeignOwnable;
 use kernel::workqueue::{HasDelayedWork, Queue, WorkItem};
 
 /// `CAP_NET_ADMIN`.
@@ -70,10 +70,17 @@ impl OwnedQueue {
     pub(crate) fn new(name: &'static CStr) -> Result<Self> {
         // SAFETY: "%s" with one string argument that lives forever; default max_active.
         let wq = unsafe {
-            bindings::alloc_workqueue_noprof(c"%s".as_char_ptr(), bindings::wq_flags_WQ_UNBOUND, 0, name.as_char_ptr())
+            bindings::alloc_workqueue_noprof(
+                c"%s".as_char_ptr(),
+                bindings::wq_flags_WQ_UNBOUND,
+                0,
+                name.as_char_ptr(),
+            )
         };
         // INVARIANT: a non-null return is a live workqueue we own.
-        core::ptr::NonNull::new(wq).map(|wq| Self { wq }).ok_or(ENOMEM)
+        core::ptr::NonNull::new(wq)
+            .map(|wq| Self { wq })
+            .ok_or(ENOMEM)
     }
     /// The queue, to enqueue work on.
     pub(crate) fn queue(&self) -> &Queue {
