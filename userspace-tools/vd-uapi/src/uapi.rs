@@ -617,7 +617,9 @@ pub mod vds_event {
     pub const BUSY: u32 = 12;
 }
 
-/// One event, as `read(2)` returns them (whole records only) on `/dev/vd_sriov`.
+/// One event, as `read(2)` returns them (whole records only) on `/dev/vd_sriov`. A record that
+/// could not be copied to the reader's buffer (`EFAULT`, or a short count of whole records
+/// before it) stays queued and is returned by the next read.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VdsEvent {
@@ -648,9 +650,13 @@ const _: () = {
 pub const VDS_IOC_PF: u32 = iowr::<VdsPf>(0x20);
 /// `_IOWR(0xB7, 0x21, struct vds_vf)`.
 pub const VDS_IOC_VF: u32 = iowr::<VdsVf>(0x21);
-/// `_IOWR(0xB7, 0x22, struct vds_lease)`: CAP_NET_ADMIN.
+/// `_IOWR(0xB7, 0x22, struct vds_lease)`: CAP_NET_ADMIN. If the result cannot be copied back
+/// (`EFAULT`) the lease is undone (a `LEASED` then a `RELEASED` event).
 pub const VDS_IOC_LEASE: u32 = iowr::<VdsLease>(0x22);
-/// `_IOW(0xB7, 0x23, struct vds_lease)`: CAP_NET_ADMIN; only the file that took the lease.
+/// `_IOW(0xB7, 0x23, struct vds_lease)`: CAP_NET_ADMIN; only the file that took the lease, for
+/// the VM it was taken for. `flags` must be 0 and `vm_id` nonzero (`EINVAL`); `ENODEV` no such
+/// VF; `ENOENT` the VF is not leased, or this file holds it for another VM; `EPERM` another file
+/// holds it; `EBUSY` it is being moved.
 pub const VDS_IOC_RELEASE: u32 = iow::<VdsLease>(0x23);
 /// `_IOW(0xB7, 0x24, struct vds_sample)`: only the file that holds the lease.
 pub const VDS_IOC_SAMPLE: u32 = iow::<VdsSample>(0x24);
