@@ -405,17 +405,65 @@ pub(crate) mod tests {
         }
     }
 
-    pub fn tmpdir(name: &str) -> PathBuf {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let d = std::env::temp_dir().join(format!("vdd-test-{}-{name}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A test's scratch directory, removed when dropped: at the end of the test and also when the
+    /// test fails (the panic unwinds through the drop).
+    pub struct TmpDir(PathBuf);
+
+    impl TmpDir {
+        /// `{temp}/{prefix}-{pid}-{name}-{n}`, empty.
+        pub fn new(prefix: &str, name: &str) -> Self {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let d = std::env::temp_dir().join(format!("{prefix}-{}-{name}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).unwrap();
+            Self(d)
+        }
+    }
+
+    impl std::ops::Deref for TmpDir {
+        type Target = std::path::Path;
+        fn deref(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+
+    impl AsRef<std::path::Path> for TmpDir {
+        fn as_ref(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TmpDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    pub fn tmpdir(name: &str) -> TmpDir {
+        TmpDir::new("vdd-test", name)
     }
 
     fn placer(h: FakeHost, state: Option<PathBuf>) -> Placer<FakeHost> {
         Placer::new(h, cpus::parse("1").unwrap(), 500_000, Some(BASE_SLICE), state)
+    }
+
+    #[test]
+    fn a_test_directory_is_removed_when_the_test_ends_or_fails() {
+        let d = tmpdir("scratch");
+        let kept = d.to_path_buf();
+        std::fs::write(d.join("f"), "x").unwrap();
+        drop(d);
+        assert!(!kept.exists(), "{} left behind", kept.display());
+        let kept = std::panic::catch_unwind(|| {
+            let d = tmpdir("failing");
+            std::fs::write(d.join("f"), "x").unwrap();
+            std::panic::panic_any(d.to_path_buf());
+        })
+        .unwrap_err()
+        .downcast::<PathBuf>()
+        .unwrap();
+        assert!(!kept.exists(), "{} left behind by a failed test", kept.display());
     }
 
     #[test]
@@ -520,7 +568,6 @@ pub(crate) mod tests {
         assert_eq!(p.host.aff(11), "0-3");
         let st: StateFile = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
         assert!(st.threads.is_empty(), "state file emptied after restore");
-        let _ = std::fs::remove_dir_all(d);
     }
 
     #[test]
@@ -551,7 +598,6 @@ pub(crate) mod tests {
         assert_eq!(o.left_alone, vec![11]);
         assert_eq!(p.host.aff(11), "2");
         assert_eq!(p.host.set_affinity_calls + p.host.set_slice_calls, 0);
-        let _ = std::fs::remove_dir_all(d);
     }
 
     #[test]
@@ -565,6 +611,5 @@ pub(crate) mod tests {
         assert!(p.load().unwrap_err().to_string().contains("version 99"));
         std::fs::remove_file(&state).unwrap();
         assert!(p.load().unwrap().is_empty(), "no file: a first start");
-        let _ = std::fs::remove_dir_all(d);
     }
 }
