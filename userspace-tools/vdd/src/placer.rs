@@ -148,6 +148,12 @@ impl<H: Host> Placer<H> {
         }
         for r in st.threads {
             match self.host.start_time(r.tid) {
+                // The file is written before a thread is moved and after it is moved back, so a
+                // crash in between leaves a record of a thread that is not (or no longer) where
+                // we put it: only a thread that still has what we set is ours to adopt.
+                Ok(t) if t == r.start_time && !self.still_placed(&r) => {
+                    info!(tid = r.tid, pid = r.pid, "state file: thread is not on the driver cores (vdd stopped between the state file and the move); record dropped");
+                }
                 Ok(t) if t == r.start_time => {
                     self.records.insert(r.tid, r);
                 }
@@ -157,6 +163,14 @@ impl<H: Host> Placer<H> {
         }
         self.save()?;
         Ok(self.placed_pids())
+    }
+
+    /// The thread still has the affinity we set (unreadable: assume so, restore decides later).
+    fn still_placed(&self, r: &ThreadRecord) -> bool {
+        match (self.host.affinity(r.tid), cpus::parse(&r.placed_affinity)) {
+            (Ok(now), Ok(placed)) => now == placed,
+            _ => true,
+        }
     }
 
     /// Writes the state file atomically (temporary file, fsync, rename).
@@ -592,12 +606,36 @@ pub(crate) mod tests {
         std::fs::write(&state, serde_json::to_string(&st).unwrap()).unwrap();
         let mut h = FakeHost::with_threads(&[11], "0-3");
         h.threads.get_mut(&11).unwrap().affinity = cpus::parse("2").unwrap(); // operator's, meanwhile
-        let mut p = placer(h, Some(state));
-        assert_eq!(p.load().unwrap().len(), 1);
+        let mut p = placer(h, Some(state.clone()));
+        assert!(p.load().unwrap().is_empty(), "a VM whose thread is not on the driver cores is not adopted as placed");
+        assert!(!p.manages(11));
         let o = p.restore_all();
-        assert_eq!(o.left_alone, vec![11]);
+        assert!(o.left_alone.is_empty() && o.restored.is_empty());
         assert_eq!(p.host.aff(11), "2");
         assert_eq!(p.host.set_affinity_calls + p.host.set_slice_calls, 0);
+        let st: StateFile = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+        assert!(st.threads.is_empty(), "the stale record is gone from the file");
+    }
+
+    #[test]
+    fn crash_between_restore_and_record_does_not_adopt() {
+        // vdd moved the thread back and was killed before the state file said so: the record is
+        // stale, and the next start must not take the VM for placed (it would not place it again
+        // while it stays hot).
+        let d = tmpdir("crash-restore");
+        let state = d.join("state.json");
+        let mut p = placer(FakeHost::with_threads(&[11], "0-3"), Some(state.clone()));
+        p.place(1, &[11]);
+        let mut host = p.host.clone();
+        drop(p);
+        host.threads.get_mut(&11).unwrap().affinity = cpus::parse("0-3").unwrap(); // restored, then kill -9
+        host.threads.get_mut(&11).unwrap().slice = BASE_SLICE;
+        let mut p = placer(host, Some(state));
+        assert!(p.load().unwrap().is_empty());
+        assert!(!p.manages(11));
+        // Placed afresh when the policy says so, with the real original.
+        assert_eq!(p.place(1, &[11]).moved, vec![11]);
+        assert_eq!(p.records().next().unwrap().orig_affinity, "0-3");
     }
 
     #[test]
