@@ -144,6 +144,12 @@ enum Cmd {
     },
     /// vd_input_irq: uinput devices unplugged while routed; the sink keeps working.
     InputUnplug,
+    /// vd_input_irq: a multitouch device's burst queued behind a stopped vCPU and coalesced:
+    /// every position stays with its slot.
+    InputMt,
+    /// vd_input_irq: a vCPU thread outlives its VMM's file: rmmod is refused (EWOULDBLOCK)
+    /// while it lives and succeeds once it is gone. Unloads the module.
+    InputUnload,
     /// vd_input_irq: a stand-in VMM with events queued behind a stopped vCPU, until killed.
     InputHold {
         /// Name of its uinput device (routed by this name, grabbed).
@@ -202,6 +208,8 @@ fn main() -> std::process::ExitCode {
         Cmd::InputSched => input::sched(),
         Cmd::InputFocus { frames } => input::focus(frames),
         Cmd::InputUnplug => input::unplug(),
+        Cmd::InputMt => input::multitouch(),
+        Cmd::InputUnload => input::unload(),
         Cmd::InputHold { name, vm } => input::hold(&name, vm),
         Cmd::InputBench { rounds, json } => input::bench(rounds, json),
         Cmd::SriovBasic { vf } => sriov::basic(&vf),
