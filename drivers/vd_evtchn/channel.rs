@@ -30,19 +30,26 @@ pub(crate) struct ChanStats {
 }
 
 impl ChanStats {
-    /// Adds these counters into `out`.
+    /// Adds these counters into `out`, saturating: a kick counter carries whatever count a
+    /// process wrote into its kick eventfd, so sums over channels can exceed `u64`.
     pub(crate) fn add_to(&self, out: &mut VdeStats) {
-        out.requests += self.requests.load(Relaxed);
-        out.responses += self.responses.load(Relaxed);
-        out.bytes_in += self.bytes_in.load(Relaxed);
-        out.bytes_out += self.bytes_out.load(Relaxed);
-        out.kicks += self.kicks.load(Relaxed);
-        out.wakeups += self.wakeups.load(Relaxed);
-        out.irqs += self.irqs.load(Relaxed);
-        out.irqs_suppressed += self.irqs_suppressed.load(Relaxed);
-        out.errors += self.errors.load(Relaxed);
-        out.req_errors += self.req_errors.load(Relaxed);
+        let add = |o: &mut u64, c: &AtomicU64| *o = o.saturating_add(c.load(Relaxed));
+        add(&mut out.requests, &self.requests);
+        add(&mut out.responses, &self.responses);
+        add(&mut out.bytes_in, &self.bytes_in);
+        add(&mut out.bytes_out, &self.bytes_out);
+        add(&mut out.kicks, &self.kicks);
+        add(&mut out.wakeups, &self.wakeups);
+        add(&mut out.irqs, &self.irqs);
+        add(&mut out.irqs_suppressed, &self.irqs_suppressed);
+        add(&mut out.errors, &self.errors);
+        add(&mut out.req_errors, &self.req_errors);
     }
+}
+
+/// Adds `n` to `c`, saturating at `u64::MAX` (for counts a process chooses, such as kicks).
+fn add_saturating(c: &AtomicU64, n: u64) {
+    let _ = c.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_add(n)));
 }
 
 /// The fields protected by [`Channel::st`].
@@ -97,9 +104,19 @@ impl Channel {
         self.st.lock().call = call;
     }
 
-    /// Replaces the backend.
+    /// Replaces the backend. Leaving a `user` backend, the kernel continues from the indices
+    /// that process published in the ring's backend line (it served the ring; the kernel's own
+    /// indices never moved), as `VDE_IOC_RESTORE` would; they are validated like any other.
     pub(crate) fn set_driver(&self, d: HostDriver) {
-        self.st.lock().driver = d;
+        let mut st = self.st.lock();
+        if matches!(st.driver, HostDriver::User(_)) && !matches!(d, HostDriver::User(_)) {
+            let s = BackendState {
+                req_cons: self.mem.load_u32(ring::OFF_REQ_CONS),
+                rsp_prod: self.mem.load_u32(ring::OFF_RSP_PROD),
+            };
+            st.ring = RingBackend::new(self.geo, s);
+        }
+        st.driver = d;
     }
 
     /// Userspace backend published responses: interrupt the guest if it asked.
@@ -141,11 +158,15 @@ impl Channel {
         self.st.lock().ring.failure().is_some()
     }
 
-    /// `VDE_IOC_SAVE`.
-    pub(crate) fn save(&self) -> VdeState {
+    /// `VDE_IOC_SAVE`. `EOPNOTSUPP` while a `user` backend serves the ring: that process keeps
+    /// the backend's indices (the kernel's were never advanced), so it saves them itself.
+    pub(crate) fn save(&self) -> Result<VdeState> {
         let st = self.st.lock();
+        if matches!(st.driver, HostDriver::User(_)) {
+            return Err(EOPNOTSUPP);
+        }
         let s = st.ring.state();
-        VdeState {
+        Ok(VdeState {
             id: self.id,
             entries: self.geo.entries(),
             entry_size: self.geo.entry_size(),
@@ -154,7 +175,7 @@ impl Channel {
             rsp_prod: s.rsp_prod,
             backend: st.driver.kind(),
             flags: 0,
-        }
+        })
     }
 
     /// `VDE_IOC_RESTORE`: continue from saved indices over ring bytes the VMM copied back into
@@ -268,7 +289,7 @@ impl Channel {
 
 impl KickHandler for Channel {
     fn handle(&self, kicks: u64) -> bool {
-        self.stats.kicks.fetch_add(kicks, Relaxed);
+        add_saturating(&self.stats.kicks, kicks);
         self.stats.wakeups.fetch_add(1, Relaxed);
         self.serve()
     }

@@ -71,7 +71,9 @@ impl Domain {
         inner.channels.get(id as usize).and_then(|c| c.clone()).ok_or(ENOENT)
     }
 
-    pub(crate) fn create(&self, c: &mut VdeCreate) -> Result {
+    /// `VDE_IOC_CREATE`: fills in `c` and returns the new channel (for [`Self::destroy_exact`]
+    /// when the result cannot be copied back).
+    pub(crate) fn create(&self, c: &mut VdeCreate) -> Result<ChannelRef> {
         if c.flags != 0 {
             return Err(EINVAL);
         }
@@ -86,12 +88,27 @@ impl Domain {
             None => return Err(ENOSPC),
         };
         let ch = Arc::pin_init(Channel::new(id as u32, self.pid as u64, geo)?, GFP_KERNEL)?;
-        inner.channels[id] = Some(ch);
+        inner.channels[id] = Some(ch.clone());
         crate::CHANNELS.fetch_add(1, Relaxed);
         c.id = id as u32;
         c.mmap_offset = id as u64 * VDE_MMAP_STRIDE;
         c.mmap_size = geo.total_bytes() as u64;
-        Ok(())
+        Ok(ch)
+    }
+
+    /// Destroys channel `id` if it still is `ch` (another thread may have destroyed it and
+    /// created a new one under the same id meanwhile: that one stays).
+    pub(crate) fn destroy_exact(&self, id: u32, ch: &ChannelRef) {
+        let taken = {
+            let mut inner = self.inner.lock();
+            match inner.channels.get_mut(id as usize) {
+                Some(slot) if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, ch)) => slot.take(),
+                _ => None,
+            }
+        };
+        if let Some(c) = taken {
+            teardown(c);
+        }
     }
 
     pub(crate) fn destroy(&self, id: u32) -> Result {

@@ -119,8 +119,12 @@ impl MiscDevice for Domain {
             }
             VDE_IOC_CREATE => {
                 let mut c: VdeCreate = read(arg)?;
-                me.create(&mut c)?;
-                write(arg, &c)?;
+                let ch = me.create(&mut c)?;
+                if let Err(e) = write(arg, &c) {
+                    // The caller cannot learn the id: the channel must not outlive this call.
+                    me.destroy_exact(c.id, &ch);
+                    return Err(e);
+                }
             }
             VDE_IOC_DESTROY => me.destroy(read::<u32>(arg)?)?,
             VDE_IOC_BIND => me.bind(&read::<VdeBind>(arg)?)?,
@@ -134,7 +138,7 @@ impl MiscDevice for Domain {
             VDE_IOC_KICK => me.channel(read::<u32>(arg)?)?.kick_now(),
             VDE_IOC_SAVE => {
                 let s: VdeState = read(arg)?;
-                write(arg, &me.channel(s.id)?.data.save())?;
+                write(arg, &me.channel(s.id)?.data.save()?)?;
             }
             VDE_IOC_LIST => {
                 let mut e: VdeListEntry = read(arg)?;
