@@ -109,6 +109,7 @@ fn blk_hdr(payload: &[u8], size: u64, max_len: usize) -> Result<BlkHdr> {
 }
 
 fn block(f: &BackingFile, opc: u16, payload: &[u8], rsp: &mut [u8]) -> Served {
+    crate::registry::stall_point();
     let size = f.size();
     let r = match opc {
         op::BLK_GET_SIZE => match rsp.get_mut(..8) {

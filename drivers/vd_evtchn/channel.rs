@@ -5,11 +5,11 @@
 use crate::backend::{HostDriver, Served};
 use crate::ring::{self, Backend as RingBackend, BackendState, Geometry, RingError, RingMem};
 use crate::uapi::{vde_state, VdeState, VdeStats};
-use crate::vd::eventfd::{EventFd, KickHandler, Kicked};
+use crate::vd::eventfd::{EventFd, KickHandler, Kicked, WorkQueue};
 use crate::vd::shmem::SharedPages;
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use kernel::prelude::*;
-use kernel::sync::Mutex;
+use kernel::sync::{Arc, Mutex};
 
 /// A channel as the domain holds it: the channel inside its kick waiter.
 pub(crate) type ChannelRef = kernel::sync::Arc<Kicked<Channel>>;
@@ -73,30 +73,59 @@ pub(crate) struct ChanState {
 pub(crate) struct Channel {
     /// Index in the domain's table.
     pub(crate) id: u32,
+    /// Host-wide list key (`VDE_IOC_LIST` cursor order): unique, never reused.
+    pub(crate) key: u64,
     /// Owning domain's id, for log lines.
     domain: u64,
     /// Geometry, fixed at creation; the copy in ring memory is never trusted.
     pub(crate) geo: Geometry,
     /// The ring pages.
     pub(crate) mem: SharedPages,
-    /// Ring indices, backend, call eventfd and buffers. Taken by the handler (workqueue) and by
-    /// ioctls; never in atomic context.
+    /// Ring indices, backend, call eventfd and buffers. Taken by the handler (the domain's
+    /// workqueue, across backend I/O) and by the ioctls that change them; never by statistics,
+    /// which read the atomics below; never in atomic context.
     #[pin]
     st: Mutex<ChanState>,
     /// Counters.
     pub(crate) stats: ChanStats,
+    /// Whether the ring failed (mirrors `st.ring.failure()`, written under `st`).
+    failed: AtomicBool,
+    /// The backend's `vde_backend` kind (mirrors `st.driver`, written under `st`).
+    backend: AtomicU32,
 }
 
 impl Channel {
     /// A new channel with a freshly initialised ring.
-    pub(crate) fn new(id: u32, domain: u64, geo: Geometry) -> Result<impl PinInit<Kicked<Self>, Error>> {
+    /// Its memory (ring pages, buffers) is charged to the caller's memory cgroup. Kicks are
+    /// served on `wq`.
+    pub(crate) fn new(
+        id: u32,
+        key: u64,
+        domain: u64,
+        geo: Geometry,
+        wq: Arc<WorkQueue>,
+    ) -> Result<impl PinInit<Kicked<Self>, Error>> {
         let mem = SharedPages::new(geo.total_bytes())?;
         ring::init_ring(&mem, geo, 1);
         let max = geo.max_payload();
-        let req_buf = KVec::from_elem(0u8, max, GFP_KERNEL)?;
-        let rsp_buf = KVec::from_elem(0u8, max, GFP_KERNEL)?;
+        let req_buf = KVec::from_elem(0u8, max, GFP_KERNEL_ACCOUNT)?;
+        let rsp_buf = KVec::from_elem(0u8, max, GFP_KERNEL_ACCOUNT)?;
         let st = ChanState { ring: RingBackend::new(geo, BackendState::default()), driver: HostDriver::None, call: None, generation: 1, req_buf, rsp_buf };
-        Ok(Kicked::new(try_pin_init!(Self { id, domain, geo, mem, st <- kernel::new_mutex!(st), stats: ChanStats::default() })))
+        let none = crate::uapi::vde_backend::NONE;
+        Ok(Kicked::new_on(
+            try_pin_init!(Self {
+                id,
+                key,
+                domain,
+                geo,
+                mem,
+                st <- kernel::new_mutex!(st),
+                stats: ChanStats::default(),
+                failed: AtomicBool::new(false),
+                backend: AtomicU32::new(none),
+            }),
+            Some(wq),
+        ))
     }
 
     /// Sets (or with `None`, clears) the call eventfd.
@@ -116,6 +145,7 @@ impl Channel {
             };
             st.ring = RingBackend::new(self.geo, s);
         }
+        self.backend.store(d.kind(), Relaxed);
         st.driver = d;
     }
 
@@ -137,25 +167,25 @@ impl Channel {
         }
     }
 
-    /// Fills `out` with this channel's counters and state.
+    /// Fills `out` with this channel's counters and state. Lock-free: never waits for the
+    /// handler (which may be in backend I/O).
     pub(crate) fn stats_into(&self, out: &mut VdeStats) {
-        let st = self.st.lock();
-        out.state = if st.ring.failure().is_some() {
+        let backend = self.backend.load(Relaxed);
+        out.state = if self.failed() {
             vde_state::FAILED
-        } else if matches!(st.driver, HostDriver::None) {
+        } else if backend == crate::uapi::vde_backend::NONE {
             vde_state::IDLE
         } else {
             vde_state::ACTIVE
         };
-        out.backend = st.driver.kind();
+        out.backend = backend;
         out.entries = self.geo.entries();
-        drop(st);
         self.stats.add_to(out);
     }
 
     /// Whether the ring was failed.
     pub(crate) fn failed(&self) -> bool {
-        self.st.lock().ring.failure().is_some()
+        self.failed.load(Relaxed)
     }
 
     /// `VDE_IOC_SAVE`. `EOPNOTSUPP` while a `user` backend serves the ring: that process keeps
@@ -194,6 +224,7 @@ impl Channel {
         let mut st = self.st.lock();
         st.ring = RingBackend::new(self.geo, BackendState { req_cons: s.req_cons, rsp_prod: s.rsp_prod });
         st.generation = s.generation.wrapping_add(1);
+        self.failed.store(false, Relaxed);
         // The backend line is ours: republish it as saved, and clear a stale FAILED bit.
         self.mem.store_u32(ring::OFF_REQ_CONS, s.req_cons);
         self.mem.store_u32(ring::OFF_STATUS, 0);
@@ -225,7 +256,13 @@ impl Channel {
     /// looping here, so a busy guest shares the workqueue fairly (as vhost's weight limit does).
     fn serve(&self) -> bool {
         let mut guard = self.st.lock();
-        let st = &mut *guard;
+        let more = self.serve_locked(&mut guard);
+        self.failed.store(guard.ring.failure().is_some(), Relaxed);
+        more
+    }
+
+    /// [`Self::serve`] with the state locked.
+    fn serve_locked(&self, st: &mut ChanState) -> bool {
         if st.ring.failure().is_some() {
             return false;
         }
@@ -247,14 +284,18 @@ impl Channel {
                 }
             };
             budget -= 1;
-            let payload = &st.req_buf[..req.len as usize];
+            // `pop_request` checked the length against the slot (which `req_buf` holds).
+            let Some(payload) = st.req_buf.get(..req.len as usize) else {
+                return false;
+            };
             self.stats.requests.fetch_add(1, Relaxed);
             self.stats.bytes_in.fetch_add(req.len as u64, Relaxed);
             let Served { status, len } = st.driver.serve(&req, payload, &mut st.rsp_buf);
             if status != 0 {
                 self.stats.req_errors.fetch_add(1, Relaxed);
             }
-            if let Err(e) = st.ring.push_response(&self.mem, req.id, status, &st.rsp_buf[..len]) {
+            let rsp = st.rsp_buf.get(..len).unwrap_or(&[]);
+            if let Err(e) = st.ring.push_response(&self.mem, req.id, status, rsp) {
                 // pop_request reserved the slot; only the guest can have taken it.
                 self.fail_log(st.call.as_ref(), e);
                 return false;

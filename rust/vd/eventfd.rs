@@ -14,7 +14,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use kernel::bindings;
 use kernel::prelude::*;
-use kernel::sync::Mutex;
+use kernel::sync::{Arc, Mutex};
 use kernel::types::Opaque;
 
 /// A counted reference to an eventfd context.
@@ -62,12 +62,49 @@ impl Drop for EventFd {
     }
 }
 
+/// A workqueue of our own (`alloc_workqueue`), destroyed when the last reference goes: a
+/// domain's kick handlers run on it, so one VM's slow backend I/O never holds up another's
+/// (vhost's worker per device).
+///
+/// # Invariants
+///
+/// `wq` was returned by `alloc_workqueue` and is destroyed only by `Drop`.
+pub(crate) struct WorkQueue {
+    wq: NonNull<bindings::workqueue_struct>,
+}
+
+// SAFETY: workqueues are internally synchronised; any thread may queue work or destroy one.
+unsafe impl Send for WorkQueue {}
+// SAFETY: as above; queueing only takes `&self`.
+unsafe impl Sync for WorkQueue {}
+
+impl WorkQueue {
+    /// An unbound, high-priority workqueue named `vd_evtchn/<id>`.
+    pub(crate) fn new(id: u32) -> Result<Arc<Self>> {
+        let flags = bindings::wq_flags_WQ_UNBOUND | bindings::wq_flags_WQ_HIGHPRI;
+        // SAFETY: the format is a NUL-terminated string with one `%u`, matched by `id`.
+        let wq = unsafe { bindings::alloc_workqueue_noprof(c"vd_evtchn/%u".as_ptr().cast(), flags, 0, id) };
+        // INVARIANT: non-null means allocated.
+        let wq = NonNull::new(wq).ok_or(ENOMEM)?;
+        Ok(Arc::new(Self { wq }, GFP_KERNEL)?)
+    }
+}
+
+impl Drop for WorkQueue {
+    fn drop(&mut self) {
+        // SAFETY: `wq` is ours (type invariant). The last reference goes with the last `Kicked`
+        // using it, whose drop cancelled its work first, and never from a work item of this
+        // queue (work functions hold no reference).
+        unsafe { bindings::destroy_workqueue(self.wq.as_ptr()) };
+    }
+}
+
 /// `EPOLLIN` (a `__force` cast in C, so bindgen does not export it).
 const EPOLLIN: u32 = 0x0001;
 
 /// Work done after kicks.
 pub(crate) trait KickHandler: Sync + Send {
-    /// Runs in process context (the high-priority system workqueue) after `kicks` kicks arrived
+    /// Runs in process context (the `Kicked`'s workqueue) after `kicks` kicks arrived
     /// (kicks that arrive while it is queued are batched into one call). Never runs concurrently
     /// with itself for the same [`Kicked`]. Returns `true` to be called again soon (work left
     /// over after a bounded pass), without a kick.
@@ -101,14 +138,25 @@ pub(crate) struct Kicked<T: KickHandler> {
     queue_calls: AtomicU32,
     /// The queue head the first [`Self::poll_queue`] call added `wait` to (for undoing it).
     wqh: AtomicPtr<bindings::wait_queue_head>,
+    /// Where `work` runs: this queue, or the system's high-priority queue if `None`.
+    wq: Option<Arc<WorkQueue>>,
     /// The handler's data.
     #[pin]
     pub(crate) data: T,
 }
 
 impl<T: KickHandler + 'static> Kicked<T> {
-    /// A detached waiter around `data`.
+    /// A detached waiter around `data`, run on the system's high-priority workqueue.
     pub(crate) fn new(data: impl PinInit<T, Error>) -> impl PinInit<Self, Error> {
+        Self::new_on(data, None)
+    }
+
+    /// A detached waiter around `data`, run on `wq` (the system's high-priority queue if
+    /// `None`).
+    pub(crate) fn new_on(
+        data: impl PinInit<T, Error>,
+        wq: Option<Arc<WorkQueue>>,
+    ) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             // SAFETY: `work` is initialised in place before use and never moves (pinned).
             work <- Opaque::ffi_init(|slot: *mut bindings::work_struct| unsafe {
@@ -127,6 +175,7 @@ impl<T: KickHandler + 'static> Kicked<T> {
             pending: AtomicU64::new(0),
             queue_calls: AtomicU32::new(0),
             wqh: AtomicPtr::new(core::ptr::null_mut()),
+            wq,
             data <- data,
         })
     }
@@ -217,13 +266,15 @@ impl<T: KickHandler + 'static> Kicked<T> {
     /// Runs the handler now, in the caller's context, as if kicked (used after attaching a
     /// backend, so requests queued before are served).
     pub(crate) fn kick_now(&self) {
-        // SAFETY: `work` is initialised (invariant); queueing an already queued work is a no-op.
+        let wq = match &self.wq {
+            Some(q) => q.wq.as_ptr(),
+            // SAFETY: reading the address of the system workqueue, set up at boot.
+            None => unsafe { bindings::system_highpri_wq },
+        };
+        // SAFETY: `work` is initialised (invariant); queueing an already queued work is a no-op;
+        // `wq` is live (ours is referenced by `self.wq`).
         unsafe {
-            bindings::queue_work_on(
-                bindings::wq_misc_consts_WORK_CPU_UNBOUND as i32,
-                bindings::system_highpri_wq,
-                self.work.get(),
-            )
+            bindings::queue_work_on(bindings::wq_misc_consts_WORK_CPU_UNBOUND as i32, wq, self.work.get())
         };
     }
 

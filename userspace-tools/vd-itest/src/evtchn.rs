@@ -337,6 +337,8 @@ pub fn case(name: &str) -> Result<()> {
         "attach-types" => attach_types(),
         "create-efault" => create_efault(),
         "save-user" => save_user(),
+        "stats-blocked" => stats_blocked(),
+        "list-churn" => list_churn(),
         _ => anyhow::bail!("unknown case {name}"),
     }
 }
@@ -541,5 +543,121 @@ fn save_user() -> Result<()> {
     ch.drain(&mut got)?;
     let r = ch.echo_round_trips(20, T)?;
     check!(r.n == 20 && ch.stats()?.errors == 0, "an in-kernel backend after the user one serves on (20 round trips)");
+    Ok(())
+}
+
+const STALL: &str = "/sys/kernel/debug/vd_evtchn/stall_block_io";
+
+/// `(set, handlers waiting)` of the block-I/O stall test hook.
+fn stall_state() -> Result<(u32, u32)> {
+    let t = std::fs::read_to_string(STALL).context("read the stall hook")?;
+    let mut it = t.split_whitespace().map(str::parse::<u32>);
+    match (it.next(), it.next()) {
+        (Some(Ok(a)), Some(Ok(b))) => Ok((a, b)),
+        _ => anyhow::bail!("stall hook says {t:?}"),
+    }
+}
+
+/// A block backend held inside its I/O (the module's stall hook, with the channel lock held as
+/// a slow disk would): VDE_IOC_STATS (channel and domain), VDE_IOC_LIST and debugfs answer at
+/// once, and another domain's channel keeps being served on its own worker.
+fn stats_blocked() -> Result<()> {
+    let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open("/tmp/vd-stall.img")?;
+    f.set_len(1 << 16)?;
+    let d = Domain::open()?;
+    let other = Domain::open()?;
+    let mut ch = Chan::new(&d, 8, 512, vde_backend::BLOCK, Some(f.as_raw_fd()))?;
+    let mut echo = Chan::new(&other, 8, 64, vde_backend::ECHO, None)?;
+    std::fs::write(STALL, "1").context("set the stall hook")?;
+    let r = (|| -> Result<()> {
+        ch.push(op::BLK_READ, &BlkReq { sector: 0, len: 512, reserved: 0 }.to_bytes());
+        ch.publish()?;
+        ch.kick.write(1)?;
+        let t0 = std::time::Instant::now();
+        while stall_state()?.1 == 0 {
+            anyhow::ensure!(t0.elapsed() < T, "the block request never reached its I/O");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        println!("ok: the block backend is blocked in its I/O");
+        let t = std::time::Instant::now();
+        let s = d.stats(ch.id)?;
+        let all = d.stats(VDE_ALL)?;
+        let me = std::process::id();
+        let listed = d.list_all()?.iter().filter(|e| e.domain_pid == me).count();
+        let dbg = std::fs::read_to_string("/sys/kernel/debug/vd_evtchn/channels")?;
+        let took = t.elapsed();
+        check!(stall_state()?.1 == 1, "the backend was still blocked while the statistics were read");
+        check!(took < Duration::from_secs(2), "STATS, STATS VDE_ALL, LIST and debugfs answered in {took:?} while the backend is blocked");
+        check!(s.requests == 1 && s.responses == 0 && s.backend == vde_backend::BLOCK, "stats show the request in flight");
+        check!(all.backend == 1 && listed == 1, "domain totals and the list see the channel");
+        check!(dbg.lines().any(|l| l.starts_with(&format!("{me} "))), "debugfs lists the channel");
+        let r = echo.echo_round_trips(200, T)?;
+        check!(r.n == 200, "another domain's channel is served meanwhile (200 round trips)");
+        Ok(())
+    })();
+    std::fs::write(STALL, "0").context("clear the stall hook")?;
+    r?;
+    let mut got = vec![];
+    let t0 = std::time::Instant::now();
+    while got.is_empty() {
+        anyhow::ensure!(t0.elapsed() < T, "no response after the stall ended");
+        ch.drain(&mut got)?;
+        if got.is_empty() {
+            ch.wait_irq(Duration::from_millis(100))?;
+        }
+    }
+    check!(got[0].1 == 0 && got[0].2.len() == 512, "the stalled read completes once the I/O goes on");
+    Ok(())
+}
+
+/// Listing while another domain creates and destroys channels all the time: every walk lists
+/// each of the 8 channels that live through it exactly once, in key order.
+fn list_churn() -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    // The churning domain is opened first, so under index-based listing its channels came
+    // before the stable ones and shifted them.
+    let churn = Domain::open()?;
+    let stable = Domain::open()?;
+    // Both domains belong to this process: the stable channels are the ones with 16 entries.
+    let keep: Vec<VdeCreate> = (0..8).map(|_| stable.create(16, 64)).collect::<Result<_, _>>()?;
+    let stop = AtomicBool::new(false);
+    let me = std::process::id();
+    let walks = std::thread::scope(|s| -> Result<u32> {
+        let h = s.spawn(|| -> Result<u64> {
+            let mut n = 0u64;
+            while !stop.load(Relaxed) {
+                let a = churn.create(8, 64)?;
+                let b = churn.create(8, 64)?;
+                churn.destroy(a.id)?;
+                churn.destroy(b.id)?;
+                n += 1;
+            }
+            Ok(n)
+        });
+        let mut walks = 0;
+        let mut bad = None;
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < Duration::from_secs(3) && bad.is_none() {
+            let l = stable.list_all()?;
+            let keys_ordered = l.windows(2).all(|w| w[0].cursor < w[1].cursor);
+            let mut seen = [0u32; 8];
+            for e in l.iter().filter(|e| e.domain_pid == me && e.stats.entries == 16) {
+                if let Some(i) = keep.iter().position(|c| c.id == e.stats.id) {
+                    seen[i] += 1;
+                }
+            }
+            if !keys_ordered || seen.iter().any(|&n| n != 1) {
+                bad = Some(format!("walk {walks}: ordered {keys_ordered}, stable channels seen {seen:?}"));
+            }
+            walks += 1;
+        }
+        stop.store(true, Relaxed);
+        let churned = h.join().map_err(|_| anyhow::anyhow!("churn thread panicked"))??;
+        println!("list churn: {walks} walks while {churned} create/destroy rounds ran");
+        check!(bad.is_none(), "no walk repeated or skipped a stable channel ({})", bad.unwrap_or_default());
+        check!(churned > 10, "channels came and went during the walks ({churned} rounds)");
+        Ok(walks)
+    })?;
+    check!(walks > 10, "{walks} walks");
     Ok(())
 }
