@@ -35,6 +35,9 @@ enum Cmd {
     EvtchnUser,
     /// Save a channel with requests in flight, restore it in a new domain, nothing is lost.
     EvtchnRestore,
+    /// One of the hardening checks of issue 11 (`bind-race`, `kick-overflow`, `attach-types`,
+    /// `create-efault`, `save-user`, ...).
+    EvtchnCase { name: String },
     /// Echo traffic on several channels until killed (for the VMM-kill test).
     EvtchnStress {
         /// Channels.
@@ -201,6 +204,7 @@ fn main() -> std::process::ExitCode {
         Cmd::EvtchnBlock { file } => evtchn::block(&file),
         Cmd::EvtchnUser => evtchn::user(),
         Cmd::EvtchnRestore => evtchn::restore(),
+        Cmd::EvtchnCase { name } => evtchn::case(&name),
         Cmd::EvtchnStress { channels } => evtchn::stress(channels),
         Cmd::EvtchnThroughput { requests, json } => evtchn::throughput(requests, json),
         Cmd::InputHw { name, hold } => input::hw(&name, hold),

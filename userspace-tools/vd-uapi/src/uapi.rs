@@ -328,19 +328,28 @@ pub const VDE_IOC_RESTORE: u32 = iow::<VdeState>(0x17);
 /// `_IOW(0xB7, 0x18, u32)`: run the backend now, as if kicked (polling VMMs, tests).
 pub const VDE_IOC_KICK: u32 = iow::<u32>(0x18);
 
-/// `VDE_IOC_LIST`: the `index`-th channel of all domains on the host (`ENOENT` past the end).
+/// `VDE_IOC_LIST`: one channel of all domains on the host, walked by cursor: the channel with
+/// the smallest list key `>= cursor` (`ENOENT` when there is none). Keys are unique, increasing
+/// in creation order and never reused, so a walk (`cursor` 0, then the returned key + 1) while
+/// channels come and go lists every channel that lives through it exactly once.
 /// For the daemon and `vdctl evtchn list`: each open file only sees its own channels otherwise.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VdeListEntry {
-    /// In: position in the host-wide list.
-    pub index: u32,
+    /// In: where to continue (0 for the start). Out: the returned channel's list key.
+    pub cursor: u64,
     /// Out: thread-group id of the process that owns the domain (the VMM).
     pub domain_pid: u32,
+    /// In: must be 0.
+    pub flags: u32,
     /// Out: the channel's counters; `stats.id` is the channel id in its domain.
     pub stats: VdeStats,
 }
-const _: () = assert!(size_of::<VdeListEntry>() == 104);
+const _: () = {
+    assert!(size_of::<VdeListEntry>() == 112);
+    assert!(offset_of!(VdeListEntry, domain_pid) == 8);
+    assert!(offset_of!(VdeListEntry, stats) == 16);
+};
 /// `_IOWR(0xB7, 0x19, struct vde_list_entry)`.
 pub const VDE_IOC_LIST: u32 = iowr::<VdeListEntry>(0x19);
 
