@@ -8,7 +8,9 @@ OUT=$VD_OUT
 [ -f "$OUT/bzImage" ] && [ -f "$OUT/initramfs.gz" ] || die "vm: build/bzImage or build/initramfs.gz missing: make initramfs"
 BOOT_TIMEOUT=${VD_BOOT_TIMEOUT:-1500}
 # panic_on_warn=0: a WARN must not end the run (the kernel-log check reports it, with its test).
-append="console=ttyS0 panic=-1 panic_on_warn=0 quiet loglevel=4 vd.mode=$mode vd.timeout=${VD_TEST_TIMEOUT:-180}"
+append="console=ttyS0 panic=-1 panic_on_warn=0 quiet loglevel=4 vd.mode=$mode vd.timeout=${VD_TEST_TIMEOUT:-$((180 + ${VD_FUZZ_SECS:-0}))}"
+# 69-ioctl-fuzz.sh's knobs: unknown NAME=value kernel parameters reach init's environment.
+for v in VD_FUZZ_SECS VD_FUZZ_SEED VD_FUZZ_EXCLUDE; do [ -z "${!v:-}" ] || append+=" $v=${!v}"; done
 [ -n "${TESTS:-}" ] && append+=" vd.tests=$(echo $TESTS | tr ' ' ',')"
 # The igb PF's wire: a UDP socket on loopback. A free port pair, so two VMs can run at once.
 port=${VD_UDP_PORT:-$(( 47100 + ($$ % 400) * 2 ))}

@@ -4,6 +4,7 @@
 
 mod chan;
 mod evtchn;
+mod hostile;
 mod input;
 mod uinput;
 mod sriov;
@@ -134,6 +135,8 @@ enum Cmd {
         #[arg(long)]
         hold: bool,
     },
+    /// Hostile arguments to every ioctl of the three devices, seeded and randomised.
+    Hostile(hostile::Args),
     /// vd_input_irq: VM sink, routing by name/phys/capability, grab, frames in order, stats.
     InputBasic,
     /// vd_input_irq: delivery that follows a vCPU child (SIGSTOP/SIGCONT), the 10,000-event
@@ -208,6 +211,7 @@ fn main() -> std::process::ExitCode {
         Cmd::EvtchnStress { channels } => evtchn::stress(channels),
         Cmd::EvtchnThroughput { requests, json } => evtchn::throughput(requests, json),
         Cmd::InputHw { name, hold } => input::hw(&name, hold),
+        Cmd::Hostile(a) => hostile::run(a),
         Cmd::InputBasic => input::basic(),
         Cmd::InputSched => input::sched(),
         Cmd::InputFocus { frames } => input::focus(frames),
