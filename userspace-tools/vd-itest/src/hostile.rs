@@ -135,7 +135,7 @@ static RULES: &[Rule] = &[
     r(Dev::Evt, io(VDE_IOC_KICK), "VDE_IOC_KICK", &[EFAULT, ENOENT]),
     r(Dev::Evt, io(VDE_IOC_SAVE), "VDE_IOC_SAVE", &[EFAULT, ENOENT, EOPNOTSUPP]),
     r(Dev::Evt, io(VDE_IOC_RESTORE), "VDE_IOC_RESTORE", &[EFAULT, ENOENT, EINVAL, EPROTO]),
-    r(Dev::Evt, io(VDE_IOC_LIST), "VDE_IOC_LIST", &[EFAULT, ENOENT, ENOMEM]),
+    r(Dev::Evt, io(VDE_IOC_LIST), "VDE_IOC_LIST", &[EFAULT, EINVAL, ENOENT]),
     r(Dev::Evt, Call::Mmap, "mmap", &[ENOENT, EINVAL, ENOMEM, EACCES, EPERM, EOVERFLOW]),
     r(Dev::Evt, Call::Read, "read", &[EINVAL]),
     r(Dev::Evt, Call::Write, "write", &[EINVAL]),
@@ -733,8 +733,9 @@ impl Fuzz {
             10 => self.evt_save(i, p),
             11 => self.evt_restore(i, p),
             12 => {
-                let e = VdeListEntry { index: self.rng.u32v(), ..Default::default() };
-                self.call(Dev::Evt, fd, VDE_IOC_LIST, &bytes_of(&e), p, &format!("index={}", e.index), Expect::Any);
+                let flags = if self.rng.below(4) == 0 { self.rng.u32v() } else { 0 };
+                let e = VdeListEntry { cursor: self.rng.u64v(), flags, ..Default::default() };
+                self.call(Dev::Evt, fd, VDE_IOC_LIST, &bytes_of(&e), p, &format!("cursor={} flags={flags:#x}", e.cursor), Expect::Any);
             }
             13 => {
                 self.call(Dev::Evt, fd, VD_IOC_VERSION, &[0u8; 40], p, "", Expect::Any);
