@@ -68,13 +68,17 @@ check "slice mode is the EEVDF per-task slice" sh -c 'vdctl --json daemon status
 # Burst: the VM starts doing I/O at its first KVM_RUN (when vcpu0/pid appears).
 start_vm io; V=$!
 wait_for 10 sh -c "t=\$(cat /sys/kernel/debug/kvm/$V-*/vcpu0/pid 2>/dev/null); [ -n \"\$t\" ] && [ \"\$t\" != 0 ]" || fail "VM $V never ran"
-t0=$(now_cs); T=$(vcpu_tid $V)
+ticks() { vdctl --json daemon status | sed -n 's/.*"ticks": \([0-9]*\).*/\1/p' | head -1; }
+t0=$(now_cs); k0=$(ticks); T=$(vcpu_tid $V)
 wait_for 5 sh -c "[ \"\$(awk '/^Cpus_allowed_list/ {print \$2}' /proc/$V/task/$T/status)\" = 1 ]"
-dt=$(( $(now_cs) - t0 ))
-echo "vCPU thread $T moved after ${dt}0 ms (interval 500 ms)"
+dt=$(( $(now_cs) - t0 )); k1=$(ticks)
+echo "vCPU thread $T moved after ${dt}0 ms, vdd's sampling rounds $k0 -> $k1 (interval 500 ms)"
 grep -E "placed VM|restored VM" /tmp/vdd.log
 check "vCPU thread on the driver core" test "$(aff $V $T)" = 1
-check "moved within two sampling periods (+0.1 s polling): ${dt}0 ms" test $dt -le 110
+# Counted in vdd's sampling rounds, not in wall time (a host that starves this emulated VM stretches
+# every round): the VM runs from round k0 on, is seen at k0+1 and has a rate (two samples) at k0+2,
+# where it must be placed; the count is read up to one round after the move was seen.
+check "moved within two sampling rounds (rounds $k0 -> $k1, ${dt}0 ms)" test $((k1 - k0)) -le 3
 check "its slice is 500 us (se.slice $(slice $V $T))" test "$(slice $V $T)" = 500000.000000 -o "$(slice $V $T)" = 500000
 check "the CPU-bound process was not touched" test "$(aff $HOG $HOG)" = 0-1
 check "other threads of the VMM were not touched" sh -c "for t in \$(ls /proc/$V/task); do [ \$t = $T ] && continue; [ \"\$(awk '/^Cpus_allowed_list/ {print \$2}' /proc/$V/task/\$t/status)\" = 0-1 ] || exit 1; done"
