@@ -75,7 +75,7 @@ if [ "$mode" = bench ]; then
         case "$line" in
             *" PASS "*) ;;
             "") log "bench: FAILED: $n never reported (VM died or timed out; see $logf)"; bad=1 ;;
-            *) log "bench: FAILED: $n: ${line#VDTEST $n }: $(sed -n "/^VDTEST-START $n\$/,/^VDTEST $n /p" "$logf" | grep -E '(FAIL|result=FAIL)' | head -2 | tr '\n' ' ')"; bad=1 ;;
+            *) log "bench: FAILED: $n: ${line#VDTEST $n }: $(sed -n "/^VDTEST-START $n\$/,/^VDTEST $n /p" "$logf" | grep -E '^  \| .*FAIL' | head -2 | tr '\n' ' ')"; bad=1 ;;
         esac
     done
     [ $bad = 0 ] || exit 1
