@@ -24,6 +24,10 @@ BASE=$(cat /sys/kernel/debug/sched/base_slice_ns)
 P= V= K= D= HOG=
 trap 'for p in $K $V $P $D $HOG; do kill -9 $p 2>/dev/null; done' EXIT
 
+# The CPU-bound process runs from here on: the VM's rate is calibrated beside it, as vdd will
+# measure it (calibrated alone, the rate was 3x what vdd then saw, the threshold a quarter of it
+# was barely under the rate, and the first placement took 3 sampling periods in 4 of 10 runs).
+( while :; do :; done ) & HOG=$!
 # Fact: KVM's debugfs gives every vCPU's thread id.
 start_vm calib; P=$!
 check "KVM debugfs has vcpu0/pid for the VM's vCPU thread" wait_for 10 sh -c "t=\$(cat /sys/kernel/debug/kvm/$P-*/vcpu0/pid 2>/dev/null); [ -n \"\$t\" ] && [ \"\$t\" != 0 ] && [ -d /proc/$P/task/\$t ]"
@@ -31,7 +35,7 @@ check "KVM debugfs has vcpu0/pid for the VM's vCPU thread" wait_for 10 sh -c "t=
 d=$(ls -d /sys/kernel/debug/kvm/$P-* | head -1)
 sleep 1; a=$(cat $d/io_exits); sleep 2; b=$(cat $d/io_exits)
 RATE=$(( (b - a) / 2 ))
-echo "calibration: the nested guest makes $RATE io_exits/s"
+echo "calibration: the nested guest makes $RATE io_exits/s beside a CPU-bound process"
 kill -9 $P; wait $P 2>/dev/null
 check "the nested guest makes port-I/O exits ($RATE/s)" test $RATE -gt 20
 THR=$(( RATE / 4 )); HYST=$(( THR / 2 ))
@@ -55,7 +59,6 @@ check "vdd --check-config accepts the file" vdd --check-config /tmp/vdd.toml
 check "vdd --check-config rejects hysteresis >= threshold, naming the key" sh -c 'vdd --check-config /tmp/bad.toml 2>&1 | grep -q "hysteresis = 20" && ! vdd --check-config /tmp/bad.toml >/dev/null 2>&1'
 check "vdctl says how to start vdd when it is not running" sh -c 'vdctl daemon status 2>&1 | grep -q "vdd is not running.*start it with"'
 
-( while :; do :; done ) & HOG=$!
 vdd --config /tmp/vdd.toml > /tmp/vdd.log 2>&1 & D=$!
 check "vdd answers on its control socket" wait_for 10 vdctl daemon status
 vdctl daemon status
@@ -65,13 +68,17 @@ check "slice mode is the EEVDF per-task slice" sh -c 'vdctl --json daemon status
 # Burst: the VM starts doing I/O at its first KVM_RUN (when vcpu0/pid appears).
 start_vm io; V=$!
 wait_for 10 sh -c "t=\$(cat /sys/kernel/debug/kvm/$V-*/vcpu0/pid 2>/dev/null); [ -n \"\$t\" ] && [ \"\$t\" != 0 ]" || fail "VM $V never ran"
-t0=$(now_cs); T=$(vcpu_tid $V)
+ticks() { vdctl --json daemon status | sed -n 's/.*"ticks": \([0-9]*\).*/\1/p' | head -1; }
+t0=$(now_cs); k0=$(ticks); T=$(vcpu_tid $V)
 wait_for 5 sh -c "[ \"\$(awk '/^Cpus_allowed_list/ {print \$2}' /proc/$V/task/$T/status)\" = 1 ]"
-dt=$(( $(now_cs) - t0 ))
-echo "vCPU thread $T moved after ${dt}0 ms (interval 500 ms)"
+dt=$(( $(now_cs) - t0 )); k1=$(ticks)
+echo "vCPU thread $T moved after ${dt}0 ms, vdd's sampling rounds $k0 -> $k1 (interval 500 ms)"
 grep -E "placed VM|restored VM" /tmp/vdd.log
 check "vCPU thread on the driver core" test "$(aff $V $T)" = 1
-check "moved within two sampling periods (+0.1 s polling): ${dt}0 ms" test $dt -le 110
+# Counted in vdd's sampling rounds, not in wall time (a host that starves this emulated VM stretches
+# every round): the VM runs from round k0 on, is seen at k0+1 and has a rate (two samples) at k0+2,
+# where it must be placed; the count is read up to one round after the move was seen.
+check "moved within two sampling rounds (rounds $k0 -> $k1, ${dt}0 ms)" test $((k1 - k0)) -le 3
 check "its slice is 500 us (se.slice $(slice $V $T))" test "$(slice $V $T)" = 500000.000000 -o "$(slice $V $T)" = 500000
 check "the CPU-bound process was not touched" test "$(aff $HOG $HOG)" = 0-1
 check "other threads of the VMM were not touched" sh -c "for t in \$(ls /proc/$V/task); do [ \$t = $T ] && continue; [ \"\$(awk '/^Cpus_allowed_list/ {print \$2}' /proc/$V/task/\$t/status)\" = 0-1 ] || exit 1; done"

@@ -13,8 +13,8 @@ line_has() { # line_has N FILE PATTERN...: line N of FILE contains every (fixed)
 }
 wait_for() { n=$(( $1 * 10 )); shift; while [ $n -gt 0 ]; do "$@" && return 0; sleep 0.1; n=$((n - 1)); done; return 1; }
 W=/tmp/vdds; rm -rf $W; mkdir -p $W
-D=; Q=; H1=; W2=; W3=; W4=; TX=
-trap 'kill $D $Q $H1 $W2 $W3 $W4 $TX 2>/dev/null' EXIT
+D=; Q=; H1=; W2=; W3=; W4=; W5=; TX=
+trap 'kill $D $Q $H1 $W2 $W3 $W4 $W5 $TX 2>/dev/null' EXIT
 
 sriov_init 0
 pfnd=$(ls /sys/bus/pci/devices/$PF/net | head -1)
@@ -102,11 +102,15 @@ check "metrics: VM 2 holds the VF, one reassignment" sh -c "wget -q -O- http://1
 vd-itest vdd-waiter --vm 4 > $W/wait4.out 2>&1 & W4=$!
 wait_for 10 grep -qs '^WAITING' $W/wait4.out || fail "VM 4 wait: $(cat $W/wait4.out)"
 check "VM 4 (no [[vm]]) is skipped with a log line once VM 2 is idle" wait_for 10 grep -q "not reassigning $VF from VM 2 .* to waiting VM 4: VM 4 has no \[\[vm\]\] entry" $W/vdd.log
-sleep 1
+# vdd looks at the proposals again at its next module event: make one (another waiter, also
+# without a [[vm]] entry) and wait until vdd has handled it, then the line must still be single.
+vd-itest vdd-waiter --vm 5 > $W/wait5.out 2>&1 & W5=$!
+wait_for 10 grep -qs '^WAITING' $W/wait5.out || fail "VM 5 wait: $(cat $W/wait5.out)"
+check "vdd handled the next event (VM 5 waits)" wait_for 10 grep -q "SR-IOV event: VM 5 waits for a VF" $W/vdd.log
 check "... and logged once" test "$(grep -c 'to waiting VM 4' $W/vdd.log)" = 1
 check "VM 2 keeps the VF" test "$(vf_field $VF vm_id)" = 2
 check "no QMP command for it" test "$(grep -vc qmp_capabilities $W/qmp.log)" = 3
-kill $W4; wait $W4 2>/dev/null; W4=
+kill $W4 $W5; wait $W4 $W5 2>/dev/null; W4=; W5=
 
 # A failing device_add on the new holder (VM 3) is rolled back.
 vd-itest vdd-waiter --vm 3 > $W/wait3.out 2>&1 & W3=$!

@@ -31,6 +31,7 @@ cputicks() { sed 's/.*) //' /proc/$1/stat | awk '{print $12 + $13}'; }   # utime
 sched_ns() { cat /proc/$1/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d\n", s}'; }
 status_num() { vdctl --json daemon status | sed -n "s/.*\"$1\": \([0-9][0-9]*\).*/\1/p" | head -1; }
 PIDS=""
+probe_alive() { case "$(awk '/^State/ {print $2}' /proc/$P/status 2>/dev/null)" in ""|Z) return 1 ;; esac; }
 diag() { echo "probe VM $P: $([ -d /proc/$P ] && echo "alive, state $(awk '/^State/ {print $2}' /proc/$P/status), vCPU affinity $(aff $P $T)" || echo exited)"
          tail -3 /tmp/probe.out; tail -5 /tmp/bench-vdd.log; vdctl vm list 2>&1; }
 cleanup() { for p in $PIDS; do kill -9 $p 2>/dev/null; done; }
@@ -98,6 +99,8 @@ grep "placed VM $P" /tmp/bench-vdd.log | tail -1 | sed 's/^.*placed VM/  last: p
 phase() { # phase NAME: sets m (median ns), p (p90 ns), r (round trips/s), st (stalled), np (periods)
     a=$(wc -l < /tmp/probe.out); sleep $PHASE_S; b=$(wc -l < /tmp/probe.out)
     sed -n "$((a + 2)),${b}p" /tmp/probe.out | grep '^probe ' > /tmp/phase.$1
+    # A probe VM that ended (its guest left its program, say) reports why as its last line.
+    probe_alive || fail "phase $1: the probe VM exited: $(tail -1 /tmp/probe.out)"
     [ -s /tmp/phase.$1 ] || { tail -3 /tmp/probe.out; fail "phase $1: the probe printed no period in ${PHASE_S}s"; }
     m=$(sed -n 's/.*median_ns=\([0-9]*\).*/\1/p; /round_trips=0 /s/.*/500000000/p' /tmp/phase.$1 | median) || fail "phase $1: no median"
     p=$(sed -n 's/.*p90_ns=\([0-9]*\).*/\1/p; /round_trips=0 /s/.*/500000000/p' /tmp/phase.$1 | median) || fail "phase $1: no p90"
