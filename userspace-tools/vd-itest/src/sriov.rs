@@ -38,9 +38,11 @@ fn wait_vf(m: &Manager, b: u32, t: Duration, f: impl Fn(&VdsVf) -> bool) -> Resu
     }
 }
 
-/// One racer: waits for the start time, leases, reports, holds briefly, exits (the lease ends
-/// with the process).
+/// One racer: waits for the start time, leases, reports, holds until its stdin is closed (at
+/// most `hold_ms`), exits (the lease ends with the process).
 pub fn race_child(vf: &str, vm: u64, go_at_ms: u64, hold_ms: u64) -> Result<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
     let m = Manager::open()?;
     let b = bdf(vf)?;
     while unix_ms() < go_at_ms {
@@ -52,13 +54,18 @@ pub fn race_child(vf: &str, vm: u64, go_at_ms: u64, hold_ms: u64) -> Result<()> 
         Err(e) => println!("LEASE err {e}"),
     }
     std::io::stdout().flush()?;
-    std::thread::sleep(Duration::from_millis(hold_ms));
+    let stdin = std::io::stdin();
+    let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+    let t = PollTimeout::try_from(hold_ms.min(i32::MAX as u64) as i32).unwrap_or(PollTimeout::MAX);
+    poll(&mut fds, t)?;
     Ok(())
 }
 
 /// `procs` processes race for the same VF, `rounds` times: exactly one wins each round, the
-/// others get EBUSY, and the list names the winner while it holds.
+/// others get EBUSY, and the list names the winner while it holds (every racer holds until the
+/// list was read).
 pub fn race(vf: &str, procs: u32, rounds: u32) -> Result<()> {
+    use std::io::BufRead;
     let m = Manager::open()?;
     let b = bdf(vf)?;
     let exe = std::env::current_exe()?;
@@ -70,28 +77,34 @@ pub fn race(vf: &str, procs: u32, rounds: u32) -> Result<()> {
             let vm = (round as u64 + 1) * 1000 + i as u64;
             kids.push(
                 Command::new(&exe)
-                    .args(["sriov-race-child", "--vf", vf, "--vm", &vm.to_string(), "--go-at", &go.to_string(), "--hold-ms", "800"])
+                    .args(["sriov-race-child", "--vf", vf, "--vm", &vm.to_string(), "--go-at", &go.to_string(), "--hold-ms", "60000"])
+                    .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .spawn()?,
             );
         }
-        // While the winner holds: the list names one of the racers.
-        std::thread::sleep(Duration::from_millis(500));
-        let held = vf_of(&m, b)?;
+        // Every racer's verdict; they all hold until their stdin closes.
         let mut wins = vec![];
         let mut busy = 0;
-        for k in kids {
-            let out = k.wait_with_output()?;
-            let s = String::from_utf8_lossy(&out.stdout).into_owned();
-            if let Some(vm) = s.trim().strip_prefix("LEASE ok ") {
+        let mut outs = vec![];
+        for k in kids.iter_mut() {
+            let mut line = String::new();
+            let out = k.stdout.take().context("racer stdout")?;
+            std::io::BufReader::new(out).read_line(&mut line)?;
+            if let Some(vm) = line.trim().strip_prefix("LEASE ok ") {
                 wins.push(vm.parse::<u64>()?);
-            } else if s.contains("EBUSY") {
+            } else if line.contains("EBUSY") {
                 busy += 1;
-            } else {
-                bail!("round {round}: unexpected racer output {s:?}");
             }
+            outs.push(line);
         }
-        check!(wins.len() == 1, "round {round}: exactly one of {procs} racing processes leased the VF (winners {wins:?})");
+        // While the winner holds: the list names it.
+        let held = vf_of(&m, b)?;
+        for mut k in kids {
+            drop(k.stdin.take());
+            k.wait()?;
+        }
+        check!(wins.len() == 1, "round {round}: exactly one of {procs} racing processes leased the VF (winners {wins:?}; {outs:?})");
         check!(busy == procs - 1, "round {round}: the other {busy} got EBUSY");
         check!(held.vm_id == wins[0] && held.phase == vds_phase::LEASED, "round {round}: the list showed the winner's VM {} holding it", held.vm_id);
     }
