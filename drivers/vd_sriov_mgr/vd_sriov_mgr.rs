@@ -21,7 +21,10 @@
 //!   through its PF netdev's `ndo_set_vf_rate`, where the PF driver has it (`EOPNOTSUPP` if not).
 //! - Usage (`VDS_IOC_SAMPLE` + netdev counters) and the reassignment mechanism (`VDS_IOC_POLICY_*`,
 //!   `VDS_IOC_WAIT`, `VDS_IOC_CANDIDATE`, `VDS_IOC_SWAP`); the policy itself is `policy.rs`.
-//! - Events: `read` returns whole `VdsEvent` records; `poll` says when there are some.
+//!   The sampler is a delayed work item that runs every `sample_ms` only while a VF is leased
+//!   (debugfs `vd_sriov/sampler`: whether it is going, and its pass count).
+//! - Events: `read` returns whole `VdsEvent` records; `poll` says when there are some. A record
+//!   that cannot be copied to the reader stays queued for the next read.
 
 #[allow(
     dead_code,

@@ -2,7 +2,8 @@
 . ./lib.sh
 . ./sriov-lib.sh
 sriov_init 3
-vdctl sriov events --json --timeout 20 > /tmp/ev.json &
+# A bound only: the reader is killed once it printed what this test waits for.
+vdctl sriov events --json --timeout 300 > /tmp/ev.json &
 evp=$!
 # The event reader sees only what happens after it opened the device: wait for its open file.
 n=0; until ls -l /proc/$evp/fd 2>/dev/null | grep -q /dev/vd_sriov; do

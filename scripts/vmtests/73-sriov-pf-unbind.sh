@@ -40,6 +40,7 @@ hold $VF3 94
 check "rebind: $VF3 leased again to VM 94 on vfio-pci" test "$(vf_field $VF3 vm_id)" = 94 -a "$(vf_field $VF3 driver)" = vfio-pci
 kill $pid; wait $pid 2>/dev/null
 check "rebind: the lease ends with its holder, $VF3 back on igbvf" wait_vf $VF3 driver igbvf
+check "rebind: and free again (phase host)" wait_vf $VF3 phase host
 
 # 2. The PF's driver unbound while a lease is being taken (the VF moving to vfio-pci), the
 # unbind started 0..90 ms after the lease: whatever the interleaving, the lease either fails or is
@@ -71,6 +72,7 @@ hold $VF3 98
 check "race: $VF3 leases again (VM 98)" test "$(vf_field $VF3 vm_id)" = 98 -a "$(vf_field $VF3 driver)" = vfio-pci
 kill $pid; wait $pid 2>/dev/null
 check "race: $VF3 back on igbvf" wait_vf $VF3 driver igbvf
+check "race: and free again (phase host)" wait_vf $VF3 phase host
 
 # 3. The PF removed (echo 1 > remove) with a VF leased: the same path (pci_stop_dev unbinds
 # igb first), then the PF is deleted; a rescan brings it back.
@@ -93,3 +95,4 @@ hold $VF3 96
 check "rescan: $VF3 leased again to VM 96" test "$(vf_field $VF3 vm_id)" = 96 -a "$(vf_field $VF3 driver)" = vfio-pci
 kill $pid; wait $pid 2>/dev/null
 check "rescan: $VF3 back on igbvf" wait_vf $VF3 driver igbvf
+check "rescan: and free again (phase host)" wait_vf $VF3 phase host
