@@ -110,7 +110,14 @@ impl Channel {
         let max = geo.max_payload();
         let req_buf = KVec::from_elem(0u8, max, GFP_KERNEL_ACCOUNT)?;
         let rsp_buf = KVec::from_elem(0u8, max, GFP_KERNEL_ACCOUNT)?;
-        let st = ChanState { ring: RingBackend::new(geo, BackendState::default()), driver: HostDriver::None, call: None, generation: 1, req_buf, rsp_buf };
+        let st = ChanState {
+            ring: RingBackend::new(geo, BackendState::default()),
+            driver: HostDriver::None,
+            call: None,
+            generation: 1,
+            req_buf,
+            rsp_buf,
+        };
         let none = crate::uapi::vde_backend::NONE;
         Ok(Kicked::new_on(
             try_pin_init!(Self {
@@ -212,7 +219,8 @@ impl Channel {
     /// this channel's pages. The geometry must match; the ring header must be a vd ring with the
     /// same geometry.
     pub(crate) fn restore(&self, s: &VdeState) -> Result {
-        if s.entries != self.geo.entries() || s.entry_size != self.geo.entry_size() || s.flags != 0 {
+        if s.entries != self.geo.entries() || s.entry_size != self.geo.entry_size() || s.flags != 0
+        {
             return Err(EINVAL);
         }
         if self.mem.load_u32(ring::OFF_MAGIC) != ring::RING_MAGIC
@@ -222,7 +230,13 @@ impl Channel {
             return Err(EPROTO);
         }
         let mut st = self.st.lock();
-        st.ring = RingBackend::new(self.geo, BackendState { req_cons: s.req_cons, rsp_prod: s.rsp_prod });
+        st.ring = RingBackend::new(
+            self.geo,
+            BackendState {
+                req_cons: s.req_cons,
+                rsp_prod: s.rsp_prod,
+            },
+        );
         st.generation = s.generation.wrapping_add(1);
         self.failed.store(false, Relaxed);
         // The backend line is ours: republish it as saved, and clear a stale FAILED bit.
@@ -335,4 +349,3 @@ impl KickHandler for Channel {
         self.serve()
     }
 }
-
