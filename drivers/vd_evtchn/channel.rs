@@ -250,7 +250,10 @@ impl Channel {
     /// The ring just failed (the backend already wrote `STATUS_FAILED` into it): count it, log it,
     /// and interrupt the guest once so a frontend waiting for responses sees the status instead
     /// of waiting forever.
-    fn fail_log(&self, call: Option<&EventFd>, e: RingError) {
+    fn fail_log(&self, st: &ChanState, e: RingError) {
+        // Visible to statistics before the guest (and its VMM) can hear about it.
+        self.failed.store(st.ring.failure().is_some(), Relaxed);
+        let call = st.call.as_ref();
         self.stats.errors.fetch_add(1, Relaxed);
         if let Some(call) = call {
             call.signal();
@@ -293,7 +296,7 @@ impl Channel {
                 Ok(Some(r)) => r,
                 Ok(None) => break,
                 Err(e) => {
-                    self.fail_log(st.call.as_ref(), e);
+                    self.fail_log(st, e);
                     return false;
                 }
             };
@@ -311,7 +314,7 @@ impl Channel {
             let rsp = st.rsp_buf.get(..len).unwrap_or(&[]);
             if let Err(e) = st.ring.push_response(&self.mem, req.id, status, rsp) {
                 // pop_request reserved the slot; only the guest can have taken it.
-                self.fail_log(st.call.as_ref(), e);
+                self.fail_log(st, e);
                 return false;
             }
             self.stats.bytes_out.fetch_add(len as u64, Relaxed);
@@ -335,7 +338,7 @@ impl Channel {
         match st.ring.enable_kicks(&self.mem) {
             Ok(more) => more,
             Err(e) => {
-                self.fail_log(st.call.as_ref(), e);
+                self.fail_log(st, e);
                 false
             }
         }
