@@ -5,6 +5,7 @@ use crate::check;
 use anyhow::{Context, Result};
 use nix::errno::Errno;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 use vd_ring::{op, Backend, BackendState, BlkReq, RingMem, BLK_REQ_HDR, OFF_REQ_PROD, OFF_RSP_CONS};
 use vd_sys::evtchn::Domain;
@@ -359,16 +360,21 @@ fn bind_race() -> Result<()> {
     let d = Domain::open()?;
     let mut ch = Chan::new(&d, 64, 64, vde_backend::ECHO, None)?;
     let efd = EventFd::new(EFD_NONBLOCK)?;
-    let (pr, pw) = nix::unistd::pipe()?;
+    let (pr, pw) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK)?;
     let sock = std::os::unix::net::UnixDatagram::unbound()?;
     let reg = std::fs::File::open("/proc/self/status")?;
-    let srcs = [efd.as_raw_fd(), pr.as_raw_fd(), pw.as_raw_fd(), sock.as_raw_fd(), reg.as_raw_fd()];
+    // A FIFO open for reading and writing: its poll waits on two queues.
+    let fifo_path = "/tmp/vd-bindrace.fifo";
+    let _ = std::fs::remove_file(fifo_path);
+    nix::unistd::mkfifo(fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o600))?;
+    let fifo = std::fs::OpenOptions::new().read(true).write(true).custom_flags(nix::libc::O_NONBLOCK).open(fifo_path)?;
+    let srcs = [efd.as_raw_fd(), fifo.as_raw_fd(), pr.as_raw_fd(), pw.as_raw_fd(), sock.as_raw_fd(), reg.as_raw_fd()];
     const RACE_FD: i32 = 900;
     check!(dup2_raw(efd.as_raw_fd(), RACE_FD) == RACE_FD, "fd {RACE_FD} reserved for the race");
     let stop = AtomicBool::new(false);
     let (ok, einval, other) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     let id = ch.id;
-    let deadline = std::time::Instant::now() + Duration::from_secs(4);
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
     std::thread::scope(|s| {
         for t in 0..2 {
             let stop = &stop;
@@ -396,8 +402,14 @@ fn bind_race() -> Result<()> {
                 }
             });
         }
+        // Wake the FIFO's and the pipe's queues all the time: a wait entry wrongly queued there
+        // (or on two queues) runs, or corrupts their lists, right away.
+        let mut b = [0u8; 64];
         while std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
+            let _ = nix::unistd::write(&fifo, b"x");
+            let _ = nix::unistd::read(fifo.as_raw_fd(), &mut b);
+            let _ = nix::unistd::write(&pw, b"x");
+            let _ = nix::unistd::read(pr.as_raw_fd(), &mut b);
         }
         stop.store(true, Relaxed);
     });
@@ -408,6 +420,9 @@ fn bind_race() -> Result<()> {
     // Wake the pipe and the socket's queues now: an entry left on them would run here.
     nix::unistd::write(&pw, b"x")?;
     check!(d.bind(id, Some(pr.as_raw_fd()), None).unwrap_err() == Errno::EINVAL, "a pipe as kick fd: EINVAL");
+    check!(d.bind(id, Some(fifo.as_raw_fd()), None).unwrap_err() == Errno::EINVAL, "a FIFO open read-write as kick fd: EINVAL");
+    drop(fifo);
+    let _ = std::fs::remove_file(fifo_path);
     // SAFETY: closes the raced number, which this test owns.
     unsafe { nix::libc::close(RACE_FD) };
     d.bind(id, Some(ch.kick.as_raw_fd()), Some(ch.call.as_raw_fd()))?;
