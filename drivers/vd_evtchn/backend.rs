@@ -26,7 +26,10 @@ impl Served {
         Self { status: 0, len }
     }
     fn err(e: Error) -> Self {
-        Self { status: e.to_errno(), len: 0 }
+        Self {
+            status: e.to_errno(),
+            len: 0,
+        }
     }
 }
 
@@ -123,13 +126,12 @@ fn block(f: &BackingFile, opc: u16, payload: &[u8], rsp: &mut [u8]) -> Served {
             let dst = rsp.get_mut(..h.len).ok_or(EINVAL)?;
             f.read_at(dst, h.pos).map(|()| h.len)
         }),
-        op::BLK_WRITE => {
-            blk_hdr(payload, size, payload.len().saturating_sub(BLK_REQ_HDR)).and_then(|h| {
+        op::BLK_WRITE => blk_hdr(payload, size, payload.len().saturating_sub(BLK_REQ_HDR))
+            .and_then(|h| {
                 let end = BLK_REQ_HDR.checked_add(h.len).ok_or(EINVAL)?;
                 let src = payload.get(BLK_REQ_HDR..end).ok_or(EINVAL)?;
                 f.write_at(src, h.pos).map(|()| 0)
-            })
-        }
+            }),
         op::BLK_FLUSH => f.sync().map(|()| 0),
         _ => Err(EOPNOTSUPP),
     };

@@ -110,7 +110,14 @@ impl Channel {
         let max = geo.max_payload();
         let req_buf = KVec::from_elem(0u8, max, GFP_KERNEL_ACCOUNT)?;
         let rsp_buf = KVec::from_elem(0u8, max, GFP_KERNEL_ACCOUNT)?;
-        let st = ChanState { ring: RingBackend::new(geo, BackendState::default()), driver: HostDriver::None, call: None, generation: 1, req_buf, rsp_buf };
+        let st = ChanState {
+            ring: RingBackend::new(geo, BackendState::default()),
+            driver: HostDriver::None,
+            call: None,
+            generation: 1,
+            req_buf,
+            rsp_buf,
+        };
         let none = crate::uapi::vde_backend::NONE;
         Ok(Kicked::new_on(
             try_pin_init!(Self {
@@ -212,7 +219,8 @@ impl Channel {
     /// this channel's pages. The geometry must match; the ring header must be a vd ring with the
     /// same geometry.
     pub(crate) fn restore(&self, s: &VdeState) -> Result {
-        if s.entries != self.geo.entries() || s.entry_size != self.geo.entry_size() || s.flags != 0 {
+        if s.entries != self.geo.entries() || s.entry_size != self.geo.entry_size() || s.flags != 0
+        {
             return Err(EINVAL);
         }
         if self.mem.load_u32(ring::OFF_MAGIC) != ring::RING_MAGIC
@@ -222,7 +230,13 @@ impl Channel {
             return Err(EPROTO);
         }
         let mut st = self.st.lock();
-        st.ring = RingBackend::new(self.geo, BackendState { req_cons: s.req_cons, rsp_prod: s.rsp_prod });
+        st.ring = RingBackend::new(
+            self.geo,
+            BackendState {
+                req_cons: s.req_cons,
+                rsp_prod: s.rsp_prod,
+            },
+        );
         st.generation = s.generation.wrapping_add(1);
         self.failed.store(false, Relaxed);
         // The backend line is ours: republish it as saved, and clear a stale FAILED bit.
@@ -236,7 +250,10 @@ impl Channel {
     /// The ring just failed (the backend already wrote `STATUS_FAILED` into it): count it, log it,
     /// and interrupt the guest once so a frontend waiting for responses sees the status instead
     /// of waiting forever.
-    fn fail_log(&self, call: Option<&EventFd>, e: RingError) {
+    fn fail_log(&self, st: &ChanState, e: RingError) {
+        // Visible to statistics before the guest (and its VMM) can hear about it.
+        self.failed.store(st.ring.failure().is_some(), Relaxed);
+        let call = st.call.as_ref();
         self.stats.errors.fetch_add(1, Relaxed);
         if let Some(call) = call {
             call.signal();
@@ -279,7 +296,7 @@ impl Channel {
                 Ok(Some(r)) => r,
                 Ok(None) => break,
                 Err(e) => {
-                    self.fail_log(st.call.as_ref(), e);
+                    self.fail_log(st, e);
                     return false;
                 }
             };
@@ -297,7 +314,7 @@ impl Channel {
             let rsp = st.rsp_buf.get(..len).unwrap_or(&[]);
             if let Err(e) = st.ring.push_response(&self.mem, req.id, status, rsp) {
                 // pop_request reserved the slot; only the guest can have taken it.
-                self.fail_log(st.call.as_ref(), e);
+                self.fail_log(st, e);
                 return false;
             }
             self.stats.bytes_out.fetch_add(len as u64, Relaxed);
@@ -321,7 +338,7 @@ impl Channel {
         match st.ring.enable_kicks(&self.mem) {
             Ok(more) => more,
             Err(e) => {
-                self.fail_log(st.call.as_ref(), e);
+                self.fail_log(st, e);
                 false
             }
         }
@@ -335,4 +352,3 @@ impl KickHandler for Channel {
         self.serve()
     }
 }
-

@@ -50,18 +50,27 @@ impl Domain {
     pub(crate) fn new() -> Result<Self> {
         let pid = kernel::current!().tgid() as u32;
         let wq = WorkQueue::new(pid)?;
-        let inner = DomainInner { channels: KVec::new() };
+        let inner = DomainInner {
+            channels: KVec::new(),
+        };
         let core = Arc::pin_init(
             try_pin_init!(DomainCore { pid, wq, inner <- kernel::new_mutex!(inner) }),
             GFP_KERNEL_ACCOUNT,
         )?;
-        Ok(Self { core, _open: crate::OPEN.enter() })
+        Ok(Self {
+            core,
+            _open: crate::OPEN.enter(),
+        })
     }
 
     /// The channel with id `id` (`ENOENT` if none).
     pub(crate) fn channel(&self, id: u32) -> Result<ChannelRef> {
         let inner = self.inner.lock();
-        inner.channels.get(id as usize).and_then(|c| c.clone()).ok_or(ENOENT)
+        inner
+            .channels
+            .get(id as usize)
+            .and_then(|c| c.clone())
+            .ok_or(ENOENT)
     }
 
     /// `VDE_IOC_CREATE`: fills in `c` and returns the new channel (for [`Self::destroy_exact`]
@@ -110,7 +119,11 @@ impl Domain {
     pub(crate) fn destroy(&self, id: u32) -> Result {
         let ch = {
             let mut inner = self.inner.lock();
-            inner.channels.get_mut(id as usize).and_then(Option::take).ok_or(ENOENT)?
+            inner
+                .channels
+                .get_mut(id as usize)
+                .and_then(Option::take)
+                .ok_or(ENOENT)?
         };
         teardown(ch);
         Ok(())
@@ -121,7 +134,11 @@ impl Domain {
             return Err(EINVAL);
         }
         let ch = self.channel(b.id)?;
-        let call = if b.call_fd >= 0 { Some(EventFd::from_fd(b.call_fd)?) } else { None };
+        let call = if b.call_fd >= 0 {
+            Some(EventFd::from_fd(b.call_fd)?)
+        } else {
+            None
+        };
         if b.kick_fd >= 0 {
             ch.attach(b.kick_fd)?;
         } else {
@@ -136,7 +153,8 @@ impl Domain {
             return Err(EINVAL);
         }
         let ch = self.channel(a.id)?;
-        ch.data.set_driver(HostDriver::from_attach(a.backend, a.fd)?);
+        ch.data
+            .set_driver(HostDriver::from_attach(a.backend, a.fd)?);
         // Serve whatever the guest queued before the backend arrived.
         ch.kick_now();
         Ok(())
@@ -144,7 +162,10 @@ impl Domain {
 
     pub(crate) fn stats(&self, s: &mut VdeStats) -> Result {
         let id = s.id;
-        *s = VdeStats { id, ..Default::default() };
+        *s = VdeStats {
+            id,
+            ..Default::default()
+        };
         if id != VDE_ALL {
             self.channel(id)?.data.stats_into(s);
             return Ok(());

@@ -42,7 +42,14 @@ pub(crate) fn next_key() -> u64 {
 
 /// Lists `ch` (of the domain of process `pid`) under its key.
 pub(crate) fn register(pid: u32, ch: &ChannelRef) -> Result {
-    let node = RBTreeNode::new(ch.data.key, Listed { pid, ch: ch.clone() }, GFP_KERNEL)?;
+    let node = RBTreeNode::new(
+        ch.data.key,
+        Listed {
+            pid,
+            ch: ch.clone(),
+        },
+        GFP_KERNEL,
+    )?;
     let old = CHANNELS.lock().get_or_insert_with(RBTree::new).insert(node);
     // Keys are unique: nothing was replaced. Dropped after the unlock.
     drop(old);
@@ -68,7 +75,11 @@ pub(crate) struct Listing;
 
 impl fmt::Debug for Listing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "domain channel state backend entries requests responses bytes_in bytes_out kicks wakeups irqs irqs_suppressed errors req_errors")?;
+        writeln!(
+            f,
+            "domain channel state backend entries requests responses bytes_in bytes_out \
+             kicks wakeups irqs irqs_suppressed errors req_errors"
+        )?;
         let mut cursor = 0;
         while let Some((key, pid, ch)) = next_from(cursor) {
             let mut s = crate::uapi::VdeStats::default();
@@ -76,8 +87,21 @@ impl fmt::Debug for Listing {
             writeln!(
                 f,
                 "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
-                pid, ch.data.id, s.state, s.backend, s.entries, s.requests, s.responses, s.bytes_in, s.bytes_out,
-                s.kicks, s.wakeups, s.irqs, s.irqs_suppressed, s.errors, s.req_errors
+                pid,
+                ch.data.id,
+                s.state,
+                s.backend,
+                s.entries,
+                s.requests,
+                s.responses,
+                s.bytes_in,
+                s.bytes_out,
+                s.kicks,
+                s.wakeups,
+                s.irqs,
+                s.irqs_suppressed,
+                s.errors,
+                s.req_errors
             )?;
             match key.checked_add(1) {
                 Some(c) => cursor = c,

@@ -16,7 +16,11 @@ mod tests {
         (mem, Backend::new(geo, BackendState::default()), fe)
     }
 
-    fn echo_all(mem: &SharedPages, be: &mut Backend, buf: &mut [u8]) -> Result<(u32, bool), RingError> {
+    fn echo_all(
+        mem: &SharedPages,
+        be: &mut Backend,
+        buf: &mut [u8],
+    ) -> Result<(u32, bool), RingError> {
         while let Some(req) = be.pop_request(mem, buf)? {
             be.push_response(mem, req.id, 0, &buf[..req.len as usize])?;
         }
@@ -30,7 +34,10 @@ mod tests {
         assert!(Geometry::new(8192, 64).is_err());
         assert!(Geometry::new(64, 24).is_err());
         assert!(Geometry::new(4096, 4096).is_err());
-        assert_eq!(Geometry::new(4096, 256).unwrap().total_bytes(), 4096 + (2 << 20));
+        assert_eq!(
+            Geometry::new(4096, 256).unwrap().total_bytes(),
+            4096 + (2 << 20)
+        );
     }
 
     #[test]
@@ -41,7 +48,8 @@ mod tests {
         let mut buf = KVec::from_elem(0u8, 4080, GFP_KERNEL).unwrap();
         let mut next = 0u64;
         for id in 0..64u64 {
-            fe.push_request(&mem, id, op::ECHO, &id.to_le_bytes()).unwrap();
+            fe.push_request(&mem, id, op::ECHO, &id.to_le_bytes())
+                .unwrap();
             fe.publish(&mem);
             echo_all(&mem, &mut be, &mut buf).unwrap();
             let r = fe.pop_response(&mem, &mut buf).unwrap().unwrap();
@@ -75,7 +83,10 @@ mod tests {
         let (mem, mut be, fe) = setup(8, 64);
         let mut buf = [0u8; 48];
         mem.store_u32(OFF_REQ_PROD, 0x8000_0000);
-        assert!(matches!(be.pop_request(&mem, &mut buf), Err(RingError::BadRequestProducer { .. })));
+        assert!(matches!(
+            be.pop_request(&mem, &mut buf),
+            Err(RingError::BadRequestProducer { .. })
+        ));
         assert_eq!(mem.load_u32(OFF_STATUS), STATUS_FAILED);
         assert!(fe.backend_failed(&mem));
         assert_eq!(be.pop_request(&mem, &mut buf), Err(RingError::Failed));
@@ -84,7 +95,10 @@ mod tests {
         fe.push_request(&mem, 1, op::ECHO, &[9]).unwrap();
         fe.publish(&mem);
         mem.write(be.geometry().req_slot(0) + 12, &u32::MAX.to_le_bytes());
-        assert_eq!(be.pop_request(&mem, &mut buf), Err(RingError::BadLength { len: u32::MAX }));
+        assert_eq!(
+            be.pop_request(&mem, &mut buf),
+            Err(RingError::BadLength { len: u32::MAX })
+        );
     }
 
     #[test]

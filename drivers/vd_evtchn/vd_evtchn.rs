@@ -16,7 +16,11 @@
 //! Userspace side: `userspace-tools/vd-ring` (ring), `vd-uapi` (ioctls), `vd-testvmm` (a VMM
 //! that drives a real KVM guest through it), `vdctl evtchn`.
 
-#[allow(dead_code, unreachable_pub, reason = "the ABI is shared with userspace; not every item is used here")]
+#[allow(
+    dead_code,
+    unreachable_pub,
+    reason = "the ABI is shared with userspace; not every item is used here"
+)]
 #[path = "../../userspace-tools/vd-uapi/src/uapi.rs"]
 mod uapi;
 #[allow(dead_code, unreachable_pub, reason = "the ring is shared with the guest-side tools")]
@@ -57,7 +61,8 @@ pub(crate) static OPEN: OpenCount = OpenCount::new();
 /// Channels alive in all domains.
 pub(crate) static CHANNELS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
-const FEATURES: u64 = VDE_FEAT_ECHO | VDE_FEAT_NULL | VDE_FEAT_BLOCK | VDE_FEAT_USER | VDE_FEAT_SAVE_RESTORE;
+const FEATURES: u64 =
+    VDE_FEAT_ECHO | VDE_FEAT_NULL | VDE_FEAT_BLOCK | VDE_FEAT_USER | VDE_FEAT_SAVE_RESTORE;
 
 /// Fields drop in order: the device goes first (no new files), debugfs last.
 #[pin_data]
@@ -118,7 +123,8 @@ impl MiscDevice for Domain {
     fn ioctl(me: &Domain, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
         match cmd {
             VD_IOC_VERSION => {
-                return reply_version(arg, VdDriver::Evtchn, FEATURES, OPEN.get(), CHANNELS.load(core::sync::atomic::Ordering::Relaxed))
+                let channels = CHANNELS.load(core::sync::atomic::Ordering::Relaxed);
+                return reply_version(arg, VdDriver::Evtchn, FEATURES, OPEN.get(), channels);
             }
             VDE_IOC_CREATE => {
                 let mut c: VdeCreate = read(arg)?;

@@ -74,7 +74,14 @@ impl BackingFile {
     pub(crate) fn read_at(&self, buf: &mut [u8], pos: u64) -> Result {
         let mut p = i64::try_from(pos).map_err(|_| EINVAL)?;
         // SAFETY: `file` is valid; `buf` is a writable kernel buffer of `buf.len()` bytes.
-        let n = unsafe { bindings::kernel_read(self.file.as_ptr(), buf.as_mut_ptr().cast(), buf.len(), &mut p) };
+        let n = unsafe {
+            bindings::kernel_read(
+                self.file.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut p,
+            )
+        };
         match usize::try_from(n) {
             Ok(n) if n == buf.len() => Ok(()),
             Ok(_) => Err(EIO),
@@ -86,7 +93,9 @@ impl BackingFile {
     pub(crate) fn write_at(&self, buf: &[u8], pos: u64) -> Result {
         let mut p = i64::try_from(pos).map_err(|_| EINVAL)?;
         // SAFETY: `file` is valid; `buf` is a readable kernel buffer of `buf.len()` bytes.
-        let n = unsafe { bindings::kernel_write(self.file.as_ptr(), buf.as_ptr().cast(), buf.len(), &mut p) };
+        let n = unsafe {
+            bindings::kernel_write(self.file.as_ptr(), buf.as_ptr().cast(), buf.len(), &mut p)
+        };
         match usize::try_from(n) {
             Ok(n) if n == buf.len() => Ok(()),
             Ok(_) => Err(EIO),

@@ -83,7 +83,9 @@ impl WorkQueue {
     pub(crate) fn new(id: u32) -> Result<Arc<Self>> {
         let flags = bindings::wq_flags_WQ_UNBOUND | bindings::wq_flags_WQ_HIGHPRI;
         // SAFETY: the format is a NUL-terminated string with one `%u`, matched by `id`.
-        let wq = unsafe { bindings::alloc_workqueue_noprof(c"vd_evtchn/%u".as_ptr().cast(), flags, 0, id) };
+        let wq = unsafe {
+            bindings::alloc_workqueue_noprof(c"vd_evtchn/%u".as_ptr().cast(), flags, 0, id)
+        };
         // INVARIANT: non-null means allocated.
         let wq = NonNull::new(wq).ok_or(ENOMEM)?;
         Ok(Arc::new(Self { wq }, GFP_KERNEL)?)
@@ -274,7 +276,11 @@ impl<T: KickHandler + 'static> Kicked<T> {
         // SAFETY: `work` is initialised (invariant); queueing an already queued work is a no-op;
         // `wq` is live (ours is referenced by `self.wq`).
         unsafe {
-            bindings::queue_work_on(bindings::wq_misc_consts_WORK_CPU_UNBOUND as i32, wq, self.work.get())
+            bindings::queue_work_on(
+                bindings::wq_misc_consts_WORK_CPU_UNBOUND as i32,
+                wq,
+                self.work.get(),
+            )
         };
     }
 
@@ -283,7 +289,9 @@ impl<T: KickHandler + 'static> Kicked<T> {
             let mut cnt = 0u64;
             // SAFETY: `wait` is on `efd.ctx`'s queue (invariant); this takes it off under the
             // queue's lock, so no `wake` runs or will run on it afterwards.
-            unsafe { bindings::eventfd_ctx_remove_wait_queue(efd.ctx.as_ptr(), self.wait.get(), &mut cnt) };
+            unsafe {
+                bindings::eventfd_ctx_remove_wait_queue(efd.ctx.as_ptr(), self.wait.get(), &mut cnt)
+            };
             self.ctx.store(core::ptr::null_mut(), Ordering::Release);
             drop(efd);
         }
@@ -312,7 +320,12 @@ impl<T: KickHandler + 'static> Kicked<T> {
     }
 
     /// Wake-up function of `wait`: runs in atomic context under the eventfd's queue lock.
-    unsafe extern "C" fn wake(wait: *mut bindings::wait_queue_entry, _mode: u32, _sync: i32, key: *mut c_void) -> i32 {
+    unsafe extern "C" fn wake(
+        wait: *mut bindings::wait_queue_entry,
+        _mode: u32,
+        _sync: i32,
+        key: *mut c_void,
+    ) -> i32 {
         // SAFETY: `wait` is the `wait` field of a live `Kicked<T>`: it is only on a queue between
         // `attach` and `detach_locked`, and `PinnedDrop` detaches.
         let me = unsafe { &*(wait.byte_sub(core::mem::offset_of!(Self, wait)) as *const Self) };
@@ -360,7 +373,9 @@ impl<T: KickHandler> PinnedDrop for Kicked<T> {
         if let Some(efd) = src.take() {
             let mut cnt = 0u64;
             // SAFETY: as in `detach_locked`.
-            unsafe { bindings::eventfd_ctx_remove_wait_queue(efd.ctx.as_ptr(), self.wait.get(), &mut cnt) };
+            unsafe {
+                bindings::eventfd_ctx_remove_wait_queue(efd.ctx.as_ptr(), self.wait.get(), &mut cnt)
+            };
         }
         drop(src);
         // SAFETY: `work` is initialised; wait for / cancel any run before the memory is freed.

@@ -20,7 +20,13 @@ pub(crate) struct RateLimit {
 impl RateLimit {
     /// At most `burst` lines every `interval_ms` milliseconds.
     pub(crate) const fn new(interval_ms: u64, burst: u32) -> Self {
-        Self { interval_ms, burst, window_start: AtomicU64::new(0), printed: AtomicU32::new(0), suppressed: AtomicU64::new(0) }
+        Self {
+            interval_ms,
+            burst,
+            window_start: AtomicU64::new(0),
+            printed: AtomicU32::new(0),
+            suppressed: AtomicU64::new(0),
+        }
     }
     /// Whether a line may be printed now.
     pub(crate) fn allow(&self) -> bool {
@@ -28,7 +34,10 @@ impl RateLimit {
         let now = unsafe { kernel::bindings::ktime_get_mono_fast_ns() } / 1_000_000;
         let start = self.window_start.load(Ordering::Relaxed);
         if now.wrapping_sub(start) >= self.interval_ms
-            && self.window_start.compare_exchange(start, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            && self
+                .window_start
+                .compare_exchange(start, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
         {
             self.printed.store(0, Ordering::Relaxed);
         }
@@ -49,7 +58,8 @@ impl RateLimit {
 #[macro_export]
 macro_rules! vd_warn_ratelimited {
     ($($arg:tt)*) => {{
-        static RL: $crate::vd::ratelimit::RateLimit = $crate::vd::ratelimit::RateLimit::new(5000, 5);
+        static RL: $crate::vd::ratelimit::RateLimit =
+            $crate::vd::ratelimit::RateLimit::new(5000, 5);
         if RL.allow() {
             kernel::pr_warn!($($arg)*);
         }

@@ -58,7 +58,10 @@ impl SharedPages {
     pub(crate) fn map(&self, vma: &VmaNew, pgoff: usize, writable: bool) -> Result {
         let len = vma.end() - vma.start();
         let npages = len / PAGE_SIZE;
-        if pgoff.checked_add(npages).is_none_or(|end| end > self.pages.len()) {
+        if pgoff
+            .checked_add(npages)
+            .is_none_or(|end| end > self.pages.len())
+        {
             return Err(EINVAL);
         }
         if (vma.flags() & kernel::mm::virt::flags::SHARED) == 0 {
@@ -94,13 +97,19 @@ impl SharedPages {
             return None;
         }
         let a = self.at(off, 4)?;
-        // SAFETY: `a` is 4-aligned and inside a page owned by `self` (type invariant), which lives
-        // as long as the returned reference; the page is only accessed atomically or by byte copies.
+        // SAFETY: `a` is 4-aligned and inside a page owned by `self` (type invariant), which
+        // lives as long as the returned reference; the page is only accessed atomically or by
+        // byte copies.
         Some(unsafe { AtomicU32::from_ptr(a as *mut u32) })
     }
 
     /// Byte copy across page boundaries: `f(kernel address, range in the buffer)` per piece.
-    fn pieces(&self, mut off: usize, total: usize, mut f: impl FnMut(usize, core::ops::Range<usize>)) {
+    fn pieces(
+        &self,
+        mut off: usize,
+        total: usize,
+        mut f: impl FnMut(usize, core::ops::Range<usize>),
+    ) {
         if off.checked_add(total).is_none_or(|end| end > self.len()) {
             return;
         }
@@ -140,13 +149,17 @@ impl RingMem for SharedPages {
         self.pieces(off, dst.len(), |a, r| {
             // SAFETY: `a..a+r.len()` lies in one owned page (`pieces`/`at`); `dst[r]` is a
             // distinct kernel buffer. The copy is a snapshot that callers decode once.
-            unsafe { core::ptr::copy_nonoverlapping(a as *const u8, dst[r.clone()].as_mut_ptr(), r.len()) }
+            unsafe {
+                core::ptr::copy_nonoverlapping(a as *const u8, dst[r.clone()].as_mut_ptr(), r.len())
+            }
         })
     }
     fn write(&self, off: usize, src: &[u8]) {
         self.pieces(off, src.len(), |a, r| {
             // SAFETY: as in `read`, with the roles of the buffers swapped.
-            unsafe { core::ptr::copy_nonoverlapping(src[r.clone()].as_ptr(), a as *mut u8, r.len()) }
+            unsafe {
+                core::ptr::copy_nonoverlapping(src[r.clone()].as_ptr(), a as *mut u8, r.len())
+            }
         })
     }
 }

@@ -5,6 +5,7 @@ use crate::check;
 use anyhow::{Context, Result};
 use nix::errno::Errno;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 use vd_ring::{op, Backend, BackendState, BlkReq, RingMem, BLK_REQ_HDR, OFF_REQ_PROD, OFF_RSP_CONS};
 use vd_sys::evtchn::Domain;
@@ -359,16 +360,21 @@ fn bind_race() -> Result<()> {
     let d = Domain::open()?;
     let mut ch = Chan::new(&d, 64, 64, vde_backend::ECHO, None)?;
     let efd = EventFd::new(EFD_NONBLOCK)?;
-    let (pr, pw) = nix::unistd::pipe()?;
+    let (pr, pw) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK)?;
     let sock = std::os::unix::net::UnixDatagram::unbound()?;
     let reg = std::fs::File::open("/proc/self/status")?;
-    let srcs = [efd.as_raw_fd(), pr.as_raw_fd(), pw.as_raw_fd(), sock.as_raw_fd(), reg.as_raw_fd()];
+    // A FIFO open for reading and writing: its poll waits on two queues.
+    let fifo_path = "/tmp/vd-bindrace.fifo";
+    let _ = std::fs::remove_file(fifo_path);
+    nix::unistd::mkfifo(fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o600))?;
+    let fifo = std::fs::OpenOptions::new().read(true).write(true).custom_flags(nix::libc::O_NONBLOCK).open(fifo_path)?;
+    let srcs = [efd.as_raw_fd(), fifo.as_raw_fd(), pr.as_raw_fd(), pw.as_raw_fd(), sock.as_raw_fd(), reg.as_raw_fd()];
     const RACE_FD: i32 = 900;
     check!(dup2_raw(efd.as_raw_fd(), RACE_FD) == RACE_FD, "fd {RACE_FD} reserved for the race");
     let stop = AtomicBool::new(false);
     let (ok, einval, other) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     let id = ch.id;
-    let deadline = std::time::Instant::now() + Duration::from_secs(4);
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
     std::thread::scope(|s| {
         for t in 0..2 {
             let stop = &stop;
@@ -396,8 +402,14 @@ fn bind_race() -> Result<()> {
                 }
             });
         }
+        // Wake the FIFO's and the pipe's queues all the time: a wait entry wrongly queued there
+        // (or on two queues) runs, or corrupts their lists, right away.
+        let mut b = [0u8; 64];
         while std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
+            let _ = nix::unistd::write(&fifo, b"x");
+            let _ = nix::unistd::read(fifo.as_raw_fd(), &mut b);
+            let _ = nix::unistd::write(&pw, b"x");
+            let _ = nix::unistd::read(pr.as_raw_fd(), &mut b);
         }
         stop.store(true, Relaxed);
     });
@@ -408,6 +420,9 @@ fn bind_race() -> Result<()> {
     // Wake the pipe and the socket's queues now: an entry left on them would run here.
     nix::unistd::write(&pw, b"x")?;
     check!(d.bind(id, Some(pr.as_raw_fd()), None).unwrap_err() == Errno::EINVAL, "a pipe as kick fd: EINVAL");
+    check!(d.bind(id, Some(fifo.as_raw_fd()), None).unwrap_err() == Errno::EINVAL, "a FIFO open read-write as kick fd: EINVAL");
+    drop(fifo);
+    let _ = std::fs::remove_file(fifo_path);
     // SAFETY: closes the raced number, which this test owns.
     unsafe { nix::libc::close(RACE_FD) };
     d.bind(id, Some(ch.kick.as_raw_fd()), Some(ch.call.as_raw_fd()))?;
@@ -566,7 +581,7 @@ fn stats_blocked() -> Result<()> {
     f.set_len(1 << 16)?;
     let d = Domain::open()?;
     let other = Domain::open()?;
-    let mut ch = Chan::new(&d, 8, 512, vde_backend::BLOCK, Some(f.as_raw_fd()))?;
+    let mut ch = Chan::new(&d, 8, 1024, vde_backend::BLOCK, Some(f.as_raw_fd()))?;
     let mut echo = Chan::new(&other, 8, 64, vde_backend::ECHO, None)?;
     std::fs::write(STALL, "1").context("set the stall hook")?;
     let r = (|| -> Result<()> {
@@ -582,12 +597,16 @@ fn stats_blocked() -> Result<()> {
         let t = std::time::Instant::now();
         let s = d.stats(ch.id)?;
         let all = d.stats(VDE_ALL)?;
+        let took = t.elapsed();
+        check!(took < Duration::from_secs(2), "STATS and STATS VDE_ALL answered in {took:?} while the backend is blocked");
+        let t = std::time::Instant::now();
         let me = std::process::id();
-        let listed = d.list_all()?.iter().filter(|e| e.domain_pid == me).count();
+        // Both domains are this process's: the blocked one is the block channel.
+        let listed = d.list_all()?.iter().filter(|e| e.domain_pid == me && e.stats.backend == vde_backend::BLOCK).count();
         let dbg = std::fs::read_to_string("/sys/kernel/debug/vd_evtchn/channels")?;
         let took = t.elapsed();
         check!(stall_state()?.1 == 1, "the backend was still blocked while the statistics were read");
-        check!(took < Duration::from_secs(2), "STATS, STATS VDE_ALL, LIST and debugfs answered in {took:?} while the backend is blocked");
+        check!(took < Duration::from_secs(2), "LIST and debugfs answered in {took:?} while the backend is blocked");
         check!(s.requests == 1 && s.responses == 0 && s.backend == vde_backend::BLOCK, "stats show the request in flight");
         check!(all.backend == 1 && listed == 1, "domain totals and the list see the channel");
         check!(dbg.lines().any(|l| l.starts_with(&format!("{me} "))), "debugfs lists the channel");
@@ -637,8 +656,15 @@ fn list_churn() -> Result<()> {
         let mut walks = 0;
         let mut bad = None;
         let t0 = std::time::Instant::now();
+        let mut err = None;
         while t0.elapsed() < Duration::from_secs(3) && bad.is_none() {
-            let l = stable.list_all()?;
+            let l = match stable.list_all() {
+                Ok(l) => l,
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            };
             let keys_ordered = l.windows(2).all(|w| w[0].cursor < w[1].cursor);
             let mut seen = [0u32; 8];
             for e in l.iter().filter(|e| e.domain_pid == me && e.stats.entries == 16) {
@@ -653,6 +679,9 @@ fn list_churn() -> Result<()> {
         }
         stop.store(true, Relaxed);
         let churned = h.join().map_err(|_| anyhow::anyhow!("churn thread panicked"))??;
+        if let Some(e) = err {
+            anyhow::bail!("VDE_IOC_LIST: {e}");
+        }
         println!("list churn: {walks} walks while {churned} create/destroy rounds ran");
         check!(bad.is_none(), "no walk repeated or skipped a stable channel ({})", bad.unwrap_or_default());
         check!(churned > 10, "channels came and went during the walks ({churned} rounds)");

@@ -27,7 +27,10 @@ impl RawMem {
     /// `ptr` must be 4-byte aligned and valid for reads and writes of `len` bytes for as long as
     /// the returned value lives.
     pub unsafe fn new(ptr: *mut u8, len: usize) -> Self {
-        assert!((ptr as usize).is_multiple_of(4), "ring memory must be 4-byte aligned");
+        assert!(
+            (ptr as usize).is_multiple_of(4),
+            "ring memory must be 4-byte aligned"
+        );
         // INVARIANT: guaranteed by the caller.
         Self { ptr, len }
     }
@@ -72,7 +75,9 @@ impl RingMem for RawMem {
         if self.range(off, dst.len()) {
             // SAFETY: in bounds (checked); a byte copy of memory the peer may change is a
             // snapshot the caller decodes once.
-            unsafe { core::ptr::copy_nonoverlapping(self.ptr.add(off), dst.as_mut_ptr(), dst.len()) }
+            unsafe {
+                core::ptr::copy_nonoverlapping(self.ptr.add(off), dst.as_mut_ptr(), dst.len())
+            }
         }
     }
     fn write(&self, off: usize, src: &[u8]) {

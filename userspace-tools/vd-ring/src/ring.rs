@@ -140,7 +140,11 @@ impl BlkReq {
     pub fn from_bytes(payload: &[u8]) -> Option<Self> {
         let h = payload.get(..BLK_REQ_HDR)?;
         let w = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-        Some(Self { sector: u64::from(w(0)) | (u64::from(w(4)) << 32), len: w(8), reserved: w(12) })
+        Some(Self {
+            sector: u64::from(w(0)) | (u64::from(w(4)) << 32),
+            len: w(8),
+            reserved: w(12),
+        })
     }
     /// Byte offset of the request on the disk, `None` if it overflows.
     pub fn pos(&self) -> Option<u64> {
@@ -240,14 +244,20 @@ impl Geometry {
         if !is_pow2(entries) || entries > Self::MAX_ENTRIES {
             return Err(RingError::BadGeometry);
         }
-        if !is_pow2(entry_size) || entry_size < Self::MIN_ENTRY_SIZE || entry_size > Self::MAX_ENTRY_SIZE {
+        if !is_pow2(entry_size)
+            || entry_size < Self::MIN_ENTRY_SIZE
+            || entry_size > Self::MAX_ENTRY_SIZE
+        {
             return Err(RingError::BadGeometry);
         }
         if entries as usize * entry_size as usize > Self::MAX_ARRAY_BYTES {
             return Err(RingError::BadGeometry);
         }
         // INVARIANT: checked above.
-        Ok(Self { entries, entry_size })
+        Ok(Self {
+            entries,
+            entry_size,
+        })
     }
     /// Slots per array.
     pub const fn entries(&self) -> u32 {
@@ -347,7 +357,15 @@ pub struct BackendState {
 /// Writes a fresh geometry line and zeroes all indices. Only the backend calls this, before the
 /// ring is shared.
 pub fn init_ring<M: RingMem + ?Sized>(mem: &M, geo: Geometry, generation: u32) {
-    for off in [OFF_REQ_PROD, OFF_RSP_CONS, OFF_RSP_EVENT, OFF_RSP_PROD, OFF_REQ_CONS, OFF_REQ_EVENT, OFF_STATUS] {
+    for off in [
+        OFF_REQ_PROD,
+        OFF_RSP_CONS,
+        OFF_RSP_EVENT,
+        OFF_RSP_PROD,
+        OFF_REQ_CONS,
+        OFF_REQ_EVENT,
+        OFF_STATUS,
+    ] {
         mem.store_u32(off, 0);
     }
     mem.store_u32(OFF_VERSION, RING_VERSION);
@@ -381,7 +399,14 @@ impl Backend {
     /// A backend for a ring whose indices start at `st` (zero for a new ring, a saved state on
     /// restore).
     pub const fn new(geo: Geometry, st: BackendState) -> Self {
-        Self { geo, st, rsp_published: st.rsp_prod, unanswered: 0, req_cons_published: st.req_cons, failed: None }
+        Self {
+            geo,
+            st,
+            rsp_published: st.rsp_prod,
+            unanswered: 0,
+            req_cons_published: st.req_cons,
+            failed: None,
+        }
     }
     /// The ring's geometry.
     pub const fn geometry(&self) -> Geometry {
@@ -405,7 +430,11 @@ impl Backend {
         err
     }
 
-    fn check<M: RingMem + ?Sized>(&mut self, mem: &M, r: Result<u32, RingError>) -> Result<u32, RingError> {
+    fn check<M: RingMem + ?Sized>(
+        &mut self,
+        mem: &M,
+        r: Result<u32, RingError>,
+    ) -> Result<u32, RingError> {
         r.map_err(|e| self.fail(mem, e))
     }
 
@@ -417,7 +446,10 @@ impl Backend {
         let prod = mem.load_acquire_u32(OFF_REQ_PROD);
         let n = prod.wrapping_sub(self.st.req_cons);
         let r = if n > self.geo.entries() {
-            Err(RingError::BadRequestProducer { prod, cons: self.st.req_cons })
+            Err(RingError::BadRequestProducer {
+                prod,
+                cons: self.st.req_cons,
+            })
         } else {
             Ok(n)
         };
@@ -430,7 +462,10 @@ impl Backend {
         // The frontend may only consume what we published.
         let used = self.rsp_published.wrapping_sub(cons);
         let r = if used > self.geo.entries() {
-            Err(RingError::BadResponseConsumer { cons, prod: self.rsp_published })
+            Err(RingError::BadResponseConsumer {
+                cons,
+                prod: self.rsp_published,
+            })
         } else {
             // Responses produced but not yet published also occupy slots.
             let inflight = self.st.rsp_prod.wrapping_sub(cons);
@@ -442,7 +477,11 @@ impl Backend {
     /// Copies the next request out of the ring, its payload into `payload` (which must hold
     /// [`Geometry::max_payload`] bytes). `None` when there is no request, or no room for its
     /// response yet (backpressure: the frontend has not consumed responses).
-    pub fn pop_request<M: RingMem + ?Sized>(&mut self, mem: &M, payload: &mut [u8]) -> Result<Option<Request>, RingError> {
+    pub fn pop_request<M: RingMem + ?Sized>(
+        &mut self,
+        mem: &M,
+        payload: &mut [u8],
+    ) -> Result<Option<Request>, RingError> {
         if self.pending(mem)? == 0 || self.rsp_room(mem)? <= self.unanswered {
             return Ok(None);
         }
@@ -451,7 +490,9 @@ impl Backend {
         mem.read(slot, &mut hdr);
         // Decoded from the local copy only: the guest may change the slot meanwhile.
         let req = Request {
-            id: u64::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3], hdr[4], hdr[5], hdr[6], hdr[7]]),
+            id: u64::from_le_bytes([
+                hdr[0], hdr[1], hdr[2], hdr[3], hdr[4], hdr[5], hdr[6], hdr[7],
+            ]),
             op: u16::from_le_bytes([hdr[8], hdr[9]]),
             flags: u16::from_le_bytes([hdr[10], hdr[11]]),
             len: u32::from_le_bytes([hdr[12], hdr[13], hdr[14], hdr[15]]),
@@ -471,7 +512,13 @@ impl Backend {
 
     /// Writes a response into the next response slot; it becomes visible at [`Self::publish`].
     /// Only called after [`Self::pop_request`] returned a request, which guaranteed room.
-    pub fn push_response<M: RingMem + ?Sized>(&mut self, mem: &M, id: u64, status: i32, payload: &[u8]) -> Result<(), RingError> {
+    pub fn push_response<M: RingMem + ?Sized>(
+        &mut self,
+        mem: &M,
+        id: u64,
+        status: i32,
+        payload: &[u8],
+    ) -> Result<(), RingError> {
         if self.failed.is_some() {
             return Err(RingError::Failed);
         }
@@ -484,7 +531,13 @@ impl Backend {
                 // `pop_request` reserved this slot: only a frontend that moved `rsp_cons` back
                 // since then can have taken it.
                 let cons = mem.load_u32(OFF_RSP_CONS);
-                return Err(self.fail(mem, RingError::BadResponseConsumer { cons, prod: self.rsp_published }));
+                return Err(self.fail(
+                    mem,
+                    RingError::BadResponseConsumer {
+                        cons,
+                        prod: self.rsp_published,
+                    },
+                ));
             }
             return Err(RingError::Full);
         }
@@ -548,7 +601,9 @@ pub struct Frontend {
 impl Frontend {
     /// Attaches to a ring the backend initialised; checks magic, version and geometry.
     pub fn attach<M: RingMem + ?Sized>(mem: &M) -> Result<Self, RingError> {
-        if mem.load_acquire_u32(OFF_MAGIC) != RING_MAGIC || mem.load_u32(OFF_VERSION) != RING_VERSION {
+        if mem.load_acquire_u32(OFF_MAGIC) != RING_MAGIC
+            || mem.load_u32(OFF_VERSION) != RING_VERSION
+        {
             return Err(RingError::BadHeader);
         }
         let geo = Geometry::new(mem.load_u32(OFF_ENTRIES), mem.load_u32(OFF_ENTRY_SIZE))
@@ -561,7 +616,12 @@ impl Frontend {
         }
         let req_prod = mem.load_u32(OFF_REQ_PROD);
         let rsp_cons = mem.load_u32(OFF_RSP_CONS);
-        Ok(Self { geo, req_prod, req_published: req_prod, rsp_cons })
+        Ok(Self {
+            geo,
+            req_prod,
+            req_published: req_prod,
+            rsp_cons,
+        })
     }
     /// The ring's geometry.
     pub const fn geometry(&self) -> Geometry {
@@ -576,10 +636,18 @@ impl Frontend {
     /// response slot waiting (the backend's request slot is free sooner, at `req_cons`, but using
     /// it would leave the backend with requests it cannot answer).
     pub fn free_slots<M: RingMem + ?Sized>(&self, _mem: &M) -> u32 {
-        self.geo.entries().saturating_sub(self.req_prod.wrapping_sub(self.rsp_cons))
+        self.geo
+            .entries()
+            .saturating_sub(self.req_prod.wrapping_sub(self.rsp_cons))
     }
     /// Writes a request into the next slot; it becomes visible at [`Self::publish`].
-    pub fn push_request<M: RingMem + ?Sized>(&mut self, mem: &M, id: u64, op: u16, payload: &[u8]) -> Result<(), RingError> {
+    pub fn push_request<M: RingMem + ?Sized>(
+        &mut self,
+        mem: &M,
+        id: u64,
+        op: u16,
+        payload: &[u8],
+    ) -> Result<(), RingError> {
         if payload.len() > self.geo.max_payload() || self.free_slots(mem) == 0 {
             return Err(RingError::Full);
         }
@@ -609,12 +677,19 @@ impl Frontend {
         let prod = mem.load_acquire_u32(OFF_RSP_PROD);
         let n = prod.wrapping_sub(self.rsp_cons);
         if n > self.geo.entries() || n > self.req_published.wrapping_sub(self.rsp_cons) {
-            return Err(RingError::BadResponseConsumer { cons: self.rsp_cons, prod });
+            return Err(RingError::BadResponseConsumer {
+                cons: self.rsp_cons,
+                prod,
+            });
         }
         Ok(n)
     }
     /// Copies the next response out; its payload into `payload`.
-    pub fn pop_response<M: RingMem + ?Sized>(&mut self, mem: &M, payload: &mut [u8]) -> Result<Option<Response>, RingError> {
+    pub fn pop_response<M: RingMem + ?Sized>(
+        &mut self,
+        mem: &M,
+        payload: &mut [u8],
+    ) -> Result<Option<Response>, RingError> {
         if self.responses(mem)? == 0 {
             return Ok(None);
         }
@@ -622,7 +697,9 @@ impl Frontend {
         let mut hdr = [0u8; RSP_HDR];
         mem.read(slot, &mut hdr);
         let rsp = Response {
-            id: u64::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3], hdr[4], hdr[5], hdr[6], hdr[7]]),
+            id: u64::from_le_bytes([
+                hdr[0], hdr[1], hdr[2], hdr[3], hdr[4], hdr[5], hdr[6], hdr[7],
+            ]),
             status: i32::from_le_bytes([hdr[8], hdr[9], hdr[10], hdr[11]]),
             len: u32::from_le_bytes([hdr[12], hdr[13], hdr[14], hdr[15]]),
         };

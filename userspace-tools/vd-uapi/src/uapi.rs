@@ -210,7 +210,8 @@ pub mod vde_backend {
     pub const ECHO: u32 = 1;
     /// Null: every request is answered with status 0 and no payload (counting sink).
     pub const NULL: u32 = 2;
-    /// Block: `fd` is a host file or block device opened read-write; ops `BLK_*`.
+    /// Block: `fd` is a regular host file or a block device opened read-write; ops `BLK_*`,
+    /// payload `vd_ring::BlkReq`.
     pub const BLOCK: u32 = 3;
     /// Userspace: `fd` is an eventfd the kernel signals on kicks; the process serves the ring
     /// through its own mapping and raises the guest interrupt with `VDE_IOC_NOTIFY`.
@@ -243,6 +244,8 @@ pub mod vde_state {
 }
 
 /// `VDE_IOC_STATS`: counters of channel `id`, or of the whole domain with `id = VDE_ALL`.
+/// Counters saturate at `u64::MAX` (a kick eventfd can be written with any count); they are
+/// read without waiting for a channel's backend.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VdeStats {
@@ -308,20 +311,26 @@ pub struct VdeState {
 }
 const _: () = assert!(size_of::<VdeState>() == 32);
 
-/// `_IOWR(0xB7, 0x10, struct vde_create)`.
+/// `_IOWR(0xB7, 0x10, struct vde_create)`. If the result cannot be copied back (`EFAULT`) the
+/// channel is destroyed again: the caller never holds a channel whose id it does not know.
 pub const VDE_IOC_CREATE: u32 = iowr::<VdeCreate>(0x10);
 /// `_IOW(0xB7, 0x11, u32)`: destroy channel.
 pub const VDE_IOC_DESTROY: u32 = iow::<u32>(0x11);
-/// `_IOW(0xB7, 0x12, struct vde_bind)`.
+/// `_IOW(0xB7, 0x12, struct vde_bind)`. `EBADF` if an fd is not open, `EINVAL` if it is not an
+/// eventfd. The kick fd is looked up once: the file that was checked is the one waited on.
 pub const VDE_IOC_BIND: u32 = iow::<VdeBind>(0x12);
-/// `_IOW(0xB7, 0x13, struct vde_attach)`.
+/// `_IOW(0xB7, 0x13, struct vde_attach)`. Block backend: `EBADF` if `fd` is not open, `EINVAL`
+/// unless it is a regular file or a block device (an eventfd, socket, pipe or vd device file
+/// could hold the domain alive in a reference cycle), `EACCES` unless it is open read-write.
 pub const VDE_IOC_ATTACH: u32 = iow::<VdeAttach>(0x13);
 /// `_IOWR(0xB7, 0x14, struct vde_stats)`.
 pub const VDE_IOC_STATS: u32 = iowr::<VdeStats>(0x14);
 /// `_IOW(0xB7, 0x15, u32)`: userspace backend published responses; signal the call eventfd
 /// if the guest asked for an interrupt.
 pub const VDE_IOC_NOTIFY: u32 = iow::<u32>(0x15);
-/// `_IOWR(0xB7, 0x16, struct vde_state)`.
+/// `_IOWR(0xB7, 0x16, struct vde_state)`. `EOPNOTSUPP` while a `user` backend is attached (that
+/// process keeps the backend's indices; it saves its own). Attaching another backend after a
+/// `user` one continues from the indices that process published in the ring.
 pub const VDE_IOC_SAVE: u32 = iowr::<VdeState>(0x16);
 /// `_IOW(0xB7, 0x17, struct vde_state)`.
 pub const VDE_IOC_RESTORE: u32 = iow::<VdeState>(0x17);
