@@ -32,7 +32,7 @@ rc=$?
 kill $alive 2>/dev/null
 if [ $rc != 0 ]; then
     echo "last calls of the trace (the kernel may have killed the fuzzer in the last one):"
-    tail -n 15 /tmp/fuzz.trace | sed 's/^/    /'
+    grep -v " munmap " /tmp/fuzz.trace | tail -n 15 | sed 's/^/    /'
 fi
 # The fuzzer's files are closed: released VFs go back to their host driver.
 n=0; while vdctl sriov list --json | grep '"phase":' | grep -qv '"host"'; do

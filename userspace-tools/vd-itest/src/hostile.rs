@@ -463,6 +463,8 @@ struct Fuzz {
     recent: VecDeque<String>,
     violations: Vec<String>,
     nviol: u64,
+    /// Violations by kind (device, call, reason).
+    kinds: BTreeMap<String, u64>,
     counts: BTreeMap<(Dev, Call), BTreeMap<String, u64>>,
     arena: Arena,
     evt: Vec<EvtFile>,
@@ -509,8 +511,22 @@ impl Fuzz {
         self.recent.push_back(format!("{} {}", self.iter, line));
     }
 
+    /// Records a semantic violation, grouped in the summary by its issue item if it names one.
     fn violation(&mut self, msg: String) {
+        let kind = match msg.find("(issue 11 item") {
+            Some(at) => {
+                let head: Vec<&str> = msg.split_whitespace().take(2).collect();
+                format!("{} ... {}", head.join(" "), &msg[at..])
+            }
+            None => msg.clone(),
+        };
+        self.violation_kind(msg, kind);
+    }
+
+    /// Records a violation; `kind` groups it in the summary (the first 20 are printed in full).
+    fn violation_kind(&mut self, msg: String, kind: String) {
         self.nviol += 1;
+        *self.kinds.entry(kind).or_default() += 1;
         let full = format!(
             "VIOLATION (seed {} iter {}{}): {}",
             self.seed,
@@ -518,16 +534,16 @@ impl Fuzz {
             if self.in_child { ", in a forked child" } else { "" },
             msg
         );
-        if self.violations.len() < 40 {
+        if self.violations.len() < 20 {
             let mut s = full.clone();
             s.push_str("\n    last calls:");
-            for l in self.recent.iter().rev().take(8).collect::<Vec<_>>().into_iter().rev() {
+            for l in self.recent.iter().rev().take(6).collect::<Vec<_>>().into_iter().rev() {
                 s.push_str("\n      ");
                 s.push_str(l);
             }
+            println!("{s}");
             self.violations.push(s);
         }
-        println!("{full}");
     }
 
     fn count(&mut self, dev: Dev, call: Call, r: &Res) {
@@ -544,21 +560,18 @@ impl Fuzz {
         let name = call_name(dev, call);
         let allowed: Vec<i32> = rule(dev, call).map(|r| r.errnos.to_vec()).unwrap_or_default();
         match (&r, exp) {
-            (Ok(_), Expect::Fail(es, why)) => {
-                self.violation(format!("{} {name} {desc}: succeeded, expected {} ({why})", dev.short(), names(es)))
-            }
-            (Err(e), Expect::Fail(es, why)) if !es.contains(e) => self.violation(format!(
-                "{} {name} {desc}: {}, expected {} ({why})",
-                dev.short(),
-                ename(*e),
-                names(es)
-            )),
-            (Err(e), _) if !allowed.contains(e) && !extra.contains(e) => self.violation(format!(
-                "{} {name} {desc}: {} is not documented (documented: {})",
-                dev.short(),
-                ename(*e),
-                names(&allowed)
-            )),
+            (Ok(_), Expect::Fail(es, why)) => self.violation_kind(
+                format!("{} {name} {desc}: succeeded, expected {} ({why})", dev.short(), names(es)),
+                format!("{} {name}: succeeded, expected {} ({why})", dev.short(), names(es)),
+            ),
+            (Err(e), Expect::Fail(es, why)) if !es.contains(e) => self.violation_kind(
+                format!("{} {name} {desc}: {}, expected {} ({why})", dev.short(), ename(*e), names(es)),
+                format!("{} {name}: {}, expected {} ({why})", dev.short(), ename(*e), names(es)),
+            ),
+            (Err(e), _) if !allowed.contains(e) && !extra.contains(e) => self.violation_kind(
+                format!("{} {name} {desc}: {} is not documented (documented: {})", dev.short(), ename(*e), names(&allowed)),
+                format!("{} {name}: {} is not documented", dev.short(), ename(*e)),
+            ),
             _ => {}
         }
     }
@@ -710,6 +723,7 @@ impl Fuzz {
             5 | 6 => self.evt_attach(i, p),
             7 => {
                 let (id, live) = if self.rng.chance(30) { (VDE_ALL, true) } else { self.evt_id(i) };
+                let live = live || id == VDE_ALL;
                 let s = VdeStats { id, ..Default::default() };
                 let exp = if live || p != Ptr::Good { Expect::Any } else { fail(ENOENT, "no such channel") };
                 self.call(Dev::Evt, fd, VDE_IOC_STATS, &bytes_of(&s), p, &format!("id={id:#x}"), exp);
@@ -954,6 +968,8 @@ impl Fuzz {
             fail(EINVAL, "offset not page aligned")
         } else if prot & libc::PROT_EXEC != 0 {
             Expect::Fail(vec![EINVAL, EPERM, ENOENT], "PROT_EXEC".into())
+        } else if first * PAGE >= VDE_MMAP_STRIDE as usize {
+            Expect::Any // the offset names a later channel
         } else if !live {
             fail(ENOENT, "no such channel")
         } else if ring_pages == 0 {
@@ -1606,7 +1622,10 @@ impl Fuzz {
 
     fn inp_create(&mut self, i: usize, p: Ptr) {
         let fd = self.inp[i].fd;
-        let vm = self.inp_vm_id();
+        let vm = match self.inp_vm_id() {
+            NO_VM => INP_VM_BASE,
+            v => v,
+        };
         let entries = if self.rng.chance(70) { self.rng.pow2(3, 8) } else { self.rng.u32v() };
         let (cfd, k) = if self.rng.chance(40) { (-1, Fk::Neg) } else { self.arg_fd((Dev::Inp, fd), 60) };
         let flags = self.rng.flags(0);
@@ -1812,12 +1831,12 @@ impl Fuzz {
     fn op_read_write(&mut self) {
         let d = self.rng.pick(&[Dev::Evt, Dev::Inp, Dev::Srv]);
         let Some(fd) = self.dev_fd(d) else { return };
-        if d == Dev::Srv {
+        if d == Dev::Srv && self.rng.chance(70) {
             let i = self.srv.iter().position(|f| f.fd == fd).unwrap_or(0);
             return self.srv_read(i);
         }
         let len = self.rng.pick(&[1usize, 16, 4096]);
-        if self.rng.chance(50) {
+        if d != Dev::Srv && self.rng.chance(50) {
             self.read_call(d, fd, self.arena.buf(), len, "", fail(EINVAL, "no read"));
         } else {
             self.note(format!("{} fd{fd} write len={len}", d.short()));
@@ -2021,6 +2040,9 @@ impl Fuzz {
                     unsafe { libc::ioctl(f.fd, VDI_IOC_VCPU_REGISTER as _, 0) };
                 }
             }
+            for (k, n) in &self.kinds {
+                println!("  child {}: {n} x {k}", std::process::id());
+            }
             let _ = std::io::stdout().flush();
             // SAFETY: ends the child without running the parent's destructors twice.
             unsafe { libc::_exit(if self.nviol > 0 { 3 } else { 0 }) };
@@ -2034,8 +2056,10 @@ impl Fuzz {
         if libc::WIFSIGNALED(st) {
             self.violation(format!("forked child {pid} died by signal {}", libc::WTERMSIG(st)));
         } else if libc::WEXITSTATUS(st) == 3 {
-            self.nviol += 1; // the child printed its violations
-            self.violations.push(format!("forked child {pid} (seed {seed:#x} of the parent's run) reported violations (above)"));
+            self.violation_kind(
+                format!("forked child {pid} (seed {seed:#x}) reported violations (printed above it)"),
+                "a forked child reported violations (printed above)".into(),
+            );
         }
         for i in 0..self.evt.len() {
             self.evt_resync(i);
@@ -2193,6 +2217,7 @@ pub fn run(a: Args) -> Result<()> {
         recent: VecDeque::new(),
         violations: vec![],
         nviol: 0,
+        kinds: BTreeMap::new(),
         counts: BTreeMap::new(),
         arena: Arena::new()?,
         evt: vec![],
@@ -2241,9 +2266,9 @@ pub fn run(a: Args) -> Result<()> {
         }
     }
     if z.nviol > 0 {
-        println!("hostile: {} violations; the first ones with the calls before them:", z.nviol);
-        for v in &z.violations {
-            println!("{v}");
+        println!("hostile: {} violations, by kind:", z.nviol);
+        for (k, n) in &z.kinds {
+            println!("  {n:6} x {k}");
         }
         bail!(
             "{} violations (seed {seed}; replay: vd-itest hostile --seed {seed} --iters {}{})",
