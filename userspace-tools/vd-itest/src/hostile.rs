@@ -774,7 +774,7 @@ impl Fuzz {
             Some(at) => {
                 let head: Vec<&str> = msg.split_whitespace().take(2).collect();
                 format!(
-                    "{} ... ({}",
+                    "{} ... ({})",
                     head.join(" "),
                     msg[at..].trim_end_matches(')')
                 )
