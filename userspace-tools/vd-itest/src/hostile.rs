@@ -42,7 +42,9 @@ pub struct Args {
     /// Stop after this many iterations instead (replay).
     #[arg(long)]
     iters: Option<u64>,
-    /// Ops to skip, comma-separated (names in the summary).
+    /// Ops to skip, comma-separated: huge-kicks, attach-cycle, dup2-race, close-race, fork,
+    /// vcpu-thread, lease-vfio, rate, route, or a family: evtchn, sriov, input, unknown-cmd,
+    /// wrong-target, bad-pointer, read-write, churn.
     #[arg(long, value_delimiter = ',')]
     exclude: Vec<String>,
     /// Append each call to this file before making it.
