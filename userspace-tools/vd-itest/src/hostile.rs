@@ -3137,6 +3137,7 @@ impl Fuzz {
             self.in_child = true;
             self.rng = Rng(seed);
             self.violations.clear();
+            self.kinds.clear();
             self.nviol = 0;
             // Ring mappings are VM_DONTCOPY: gone in the child.
             for f in self.evt.iter_mut() {
