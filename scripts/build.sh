@@ -13,15 +13,22 @@ kernel_tree() { if [ -n "${VD_KERNEL_TREE:-}" ]; then echo "$VD_KERNEL_TREE"; el
 build_modules() {
     local tree; tree=$(kernel_tree)
     log "modules: building against $tree"
-    make -s -C "$tree" M="$VD_ROOT" "${KMAKE_ARGS[@]}" -j"$(nproc)" modules 2>&1 | grep -v "^  \(LD\|CC\|RUSTC\)" >&2 \
-        || true
-    local ok=1
-    for m in drivers/vd_evtchn/vd_evtchn drivers/vd_sriov_mgr/vd_sriov_mgr drivers/vd_input_irq/vd_input_irq tests-kunit/vd_kunit; do
-        [ -f "$VD_ROOT/$m.ko" ] && [ "$VD_ROOT/$m.ko" -nt "$VD_ROOT/$m.rs" ] || { ok=0; log "modules: $m.ko was not built"; }
+    # Kbuild tracks every source file of a Rust crate (rustc's dep-info, `#[path]` includes too),
+    # so make rebuilds what changed; its exit status is the verdict. The old modules are removed
+    # first so that a failed build can never leave a stale .ko to be tested.
+    local mods=(drivers/vd_evtchn/vd_evtchn drivers/vd_sriov_mgr/vd_sriov_mgr drivers/vd_input_irq/vd_input_irq tests-kunit/vd_kunit)
+    local m
+    for m in "${mods[@]}"; do rm -f "$VD_ROOT/$m.ko"; done
+    rm -rf "$OUT/modules"
+    local rc=0
+    make -s -C "$tree" M="$VD_ROOT" "${KMAKE_ARGS[@]}" -j"$(nproc)" modules > "$OUT/modules-build.log" 2>&1 || rc=$?
+    grep -v "^  \(LD\|CC\|RUSTC\)" "$OUT/modules-build.log" >&2 || true
+    [ $rc = 0 ] || die "modules: make failed (exit $rc; log $OUT/modules-build.log)"
+    for m in "${mods[@]}"; do
+        [ -f "$VD_ROOT/$m.ko" ] || die "modules: make succeeded but $m.ko is missing"
     done
-    [ $ok = 1 ] || die "modules: build failed"
     mkdir -p "$OUT/modules"
-    cp "$VD_ROOT"/drivers/*/*.ko "$VD_ROOT"/tests-kunit/*.ko "$OUT/modules/"
+    for m in "${mods[@]}"; do cp "$VD_ROOT/$m.ko" "$OUT/modules/"; done
     cp "$tree"/arch/x86/kvm/kvm.ko "$tree"/arch/x86/kvm/kvm-amd.ko "$OUT/modules/"
     cp "$tree/arch/x86/boot/bzImage" "$OUT/bzImage"
     echo "$tree" > "$OUT/kernel-tree"

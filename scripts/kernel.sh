@@ -14,6 +14,11 @@ srcver=$(cat "$VD_CACHE/linux-source.version")
 key=$( { echo "$srcver $VARIANT $RECIPE"; cat "${frags[@]}" "$VD_ROOT"/rust/patches/*.patch; } | sha256sum | cut -c1-16)
 tree="$VD_CACHE/kernel/$VARIANT-$key"
 mkdir -p "$VD_CACHE/kernel"
+# A built tree is never changed again: use it without waiting for a build of another variant.
+if [ -f "$tree/.vd-built" ]; then
+    log "kernel: cached $VARIANT tree $tree (linux-source $srcver)"
+    echo "$tree"; exit 0
+fi
 # One build at a time per cache (a second caller waits, then finds the tree built).
 exec 9>"$VD_CACHE/kernel/.lock"
 flock 9

@@ -7,8 +7,9 @@ mode=${1:-demo}; logf=${2:-$VD_OUT/vm-$mode.log}
 OUT=$VD_OUT
 [ -f "$OUT/bzImage" ] && [ -f "$OUT/initramfs.gz" ] || die "vm: build/bzImage or build/initramfs.gz missing: make initramfs"
 BOOT_TIMEOUT=${VD_BOOT_TIMEOUT:-1500}
-append="console=ttyS0 panic=-1 oops=panic_on_warn=0 quiet loglevel=4 vd.mode=$mode vd.timeout=${VD_TEST_TIMEOUT:-$((180 + ${VD_FUZZ_SECS:-0}))}"
-# 68-ioctl-fuzz.sh's knobs: unknown NAME=value kernel parameters reach init's environment.
+# panic_on_warn=0: a WARN must not end the run (the kernel-log check reports it, with its test).
+append="console=ttyS0 panic=-1 panic_on_warn=0 quiet loglevel=4 vd.mode=$mode vd.timeout=${VD_TEST_TIMEOUT:-$((180 + ${VD_FUZZ_SECS:-0}))}"
+# 69-ioctl-fuzz.sh's knobs: unknown NAME=value kernel parameters reach init's environment.
 for v in VD_FUZZ_SECS VD_FUZZ_SEED VD_FUZZ_EXCLUDE; do [ -z "${!v:-}" ] || append+=" $v=${!v}"; done
 [ -n "${TESTS:-}" ] && append+=" vd.tests=$(echo $TESTS | tr ' ' ',')"
 # The igb PF's wire: a UDP socket on loopback. A free port pair, so two VMs can run at once.
@@ -35,19 +36,23 @@ if [ "$mode" = shell ]; then
     exec "${qemu[@]}"
 fi
 set +e
+# QEMU's own pid (-pidfile; QEMU removes the file when it exits): the stall watchdog stops this
+# VM and no other (several helpers' VMs run at once).
+pidf=$OUT/qemu-$mode.pid; rm -f "$pidf"
+qemu+=(-pidfile "$pidf")
 # A guest whose tests stop progressing (no VDTEST/VD- marker line) for VD_STALL_TIMEOUT seconds,
 # longer than any test's own timeout, is hung: stop it rather than wait for the boot timeout.
 # (Kernel messages such as RCU stall reports keep coming from a hung guest, so they don't count.)
 stall=${VD_STALL_TIMEOUT:-$(( ${VD_TEST_TIMEOUT:-180} + 120 ))}
 ( last=0; idle=0
   while sleep 15; do
-      pgrep -f "qemu-system-x86_64.*$OUT/initramfs.gz" > /dev/null || break
+      qpid=$(cat "$pidf" 2>/dev/null) && [ -n "$qpid" ] && kill -0 "$qpid" 2>/dev/null || break
       size=$(grep -c '^VD' "$logf" 2>/dev/null)
       if [ "$size" = "$last" ]; then idle=$((idle + 15)); else idle=0; last=$size; fi
       if [ $idle -ge "$stall" ]; then
           echo "VD-STALL: no test progress for ${idle}s; stopping the VM" >> "$logf"
           log "vm: STALL: no test finished or started for ${idle}s; stopping the VM"
-          pkill -f "qemu-system-x86_64.*$OUT/initramfs.gz"; break
+          kill "$qpid"; break
       fi
   done ) &
 watch=$!
@@ -59,4 +64,20 @@ set -e
 [ "$rc" = 124 ] && log "vm: TIMEOUT after ${BOOT_TIMEOUT}s"
 grep -q '^VD-DONE' "$logf" || { log "vm: the VM never reported VD-DONE (rc=$rc)"; exit 1; }
 if [ "$mode" = demo ]; then grep -q '^VD-DEMO-OK' "$logf" || exit 1; fi
+if [ "$mode" = bench ]; then
+    # Every benchmark must have run and passed: one line per failure, and a non-zero exit.
+    bad=0
+    for t in "$VD_ROOT"/scripts/vmtests/9*.sh; do
+        n=$(basename "$t" .sh); n=${n#*-}
+        [ -n "${TESTS:-}" ] && ! echo " $TESTS " | grep -q " $n " && continue
+        line=$(grep "^VDTEST $n " "$logf" | tail -1)
+        case "$line" in
+            *" PASS "*) ;;
+            "") log "bench: FAILED: $n never reported (VM died or timed out; see $logf)"; bad=1 ;;
+            *) log "bench: FAILED: $n: ${line#VDTEST $n }: $(sed -n "/^VDTEST-START $n\$/,/^VDTEST $n /p" "$logf" | grep -E '(FAIL|result=FAIL)' | head -2 | tr '\n' ' ')"; bad=1 ;;
+        esac
+    done
+    [ $bad = 0 ] || exit 1
+    log "bench: every benchmark passed"
+fi
 exit 0

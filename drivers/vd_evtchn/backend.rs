@@ -9,16 +9,11 @@
 //!   request is checked against the device size, so a guest cannot reach outside its disk;
 //! - user: the kernel only forwards kicks to a process that serves the ring itself.
 
-use crate::ring::{op, Request};
+use crate::ring::{op, BlkReq, Request, BLK_REQ_HDR};
 use crate::uapi::vde_backend;
 use crate::vd::backing::BackingFile;
 use crate::vd::eventfd::EventFd;
 use kernel::prelude::*;
-
-/// Sector size of the block protocol.
-pub(crate) const SECTOR: u64 = 512;
-/// Bytes of a block request header: `sector: u64, len: u32, pad: u32`.
-pub(crate) const BLK_HDR: usize = 16;
 
 /// What served a request produced: a status (0 or -errno) and `len` bytes of response payload.
 pub(crate) struct Served {
@@ -97,12 +92,16 @@ struct BlkHdr {
     len: usize,
 }
 
+/// Decodes and checks the [`BlkReq`] at the start of `payload` against the disk size and the
+/// room for the data (`max_len`).
 fn blk_hdr(payload: &[u8], size: u64, max_len: usize) -> Result<BlkHdr> {
-    let h = payload.get(..BLK_HDR).ok_or(EINVAL)?;
-    let sector = u64::from_le_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
-    let len = u32::from_le_bytes([h[8], h[9], h[10], h[11]]) as usize;
-    let pos = sector.checked_mul(SECTOR).ok_or(EINVAL)?;
-    let end = pos.checked_add(len as u64).ok_or(EINVAL)?;
+    let h = BlkReq::from_bytes(payload).ok_or(EINVAL)?;
+    if h.reserved != 0 {
+        return Err(EINVAL);
+    }
+    let len = usize::try_from(h.len).map_err(|_| EINVAL)?;
+    let pos = h.pos().ok_or(EINVAL)?;
+    let end = pos.checked_add(u64::from(h.len)).ok_or(EINVAL)?;
     if len > max_len || end > size {
         return Err(EINVAL);
     }
@@ -110,6 +109,7 @@ fn blk_hdr(payload: &[u8], size: u64, max_len: usize) -> Result<BlkHdr> {
 }
 
 fn block(f: &BackingFile, opc: u16, payload: &[u8], rsp: &mut [u8]) -> Served {
+    crate::registry::stall_point();
     let size = f.size();
     let r = match opc {
         op::BLK_GET_SIZE => match rsp.get_mut(..8) {
@@ -123,10 +123,13 @@ fn block(f: &BackingFile, opc: u16, payload: &[u8], rsp: &mut [u8]) -> Served {
             let dst = rsp.get_mut(..h.len).ok_or(EINVAL)?;
             f.read_at(dst, h.pos).map(|()| h.len)
         }),
-        op::BLK_WRITE => blk_hdr(payload, size, payload.len().saturating_sub(BLK_HDR)).and_then(|h| {
-            let src = payload.get(BLK_HDR..BLK_HDR + h.len).ok_or(EINVAL)?;
-            f.write_at(src, h.pos).map(|()| 0)
-        }),
+        op::BLK_WRITE => {
+            blk_hdr(payload, size, payload.len().saturating_sub(BLK_REQ_HDR)).and_then(|h| {
+                let end = BLK_REQ_HDR.checked_add(h.len).ok_or(EINVAL)?;
+                let src = payload.get(BLK_REQ_HDR..end).ok_or(EINVAL)?;
+                f.write_at(src, h.pos).map(|()| 0)
+            })
+        }
         op::BLK_FLUSH => f.sync().map(|()| 0),
         _ => Err(EOPNOTSUPP),
     };

@@ -5,11 +5,11 @@
 use crate::backend::{HostDriver, Served};
 use crate::ring::{self, Backend as RingBackend, BackendState, Geometry, RingError, RingMem};
 use crate::uapi::{vde_state, VdeState, VdeStats};
-use crate::vd::eventfd::{EventFd, KickHandler, Kicked};
+use crate::vd::eventfd::{EventFd, KickHandler, Kicked, WorkQueue};
 use crate::vd::shmem::SharedPages;
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use kernel::prelude::*;
-use kernel::sync::Mutex;
+use kernel::sync::{Arc, Mutex};
 
 /// A channel as the domain holds it: the channel inside its kick waiter.
 pub(crate) type ChannelRef = kernel::sync::Arc<Kicked<Channel>>;
@@ -30,19 +30,26 @@ pub(crate) struct ChanStats {
 }
 
 impl ChanStats {
-    /// Adds these counters into `out`.
+    /// Adds these counters into `out`, saturating: a kick counter carries whatever count a
+    /// process wrote into its kick eventfd, so sums over channels can exceed `u64`.
     pub(crate) fn add_to(&self, out: &mut VdeStats) {
-        out.requests += self.requests.load(Relaxed);
-        out.responses += self.responses.load(Relaxed);
-        out.bytes_in += self.bytes_in.load(Relaxed);
-        out.bytes_out += self.bytes_out.load(Relaxed);
-        out.kicks += self.kicks.load(Relaxed);
-        out.wakeups += self.wakeups.load(Relaxed);
-        out.irqs += self.irqs.load(Relaxed);
-        out.irqs_suppressed += self.irqs_suppressed.load(Relaxed);
-        out.errors += self.errors.load(Relaxed);
-        out.req_errors += self.req_errors.load(Relaxed);
+        let add = |o: &mut u64, c: &AtomicU64| *o = o.saturating_add(c.load(Relaxed));
+        add(&mut out.requests, &self.requests);
+        add(&mut out.responses, &self.responses);
+        add(&mut out.bytes_in, &self.bytes_in);
+        add(&mut out.bytes_out, &self.bytes_out);
+        add(&mut out.kicks, &self.kicks);
+        add(&mut out.wakeups, &self.wakeups);
+        add(&mut out.irqs, &self.irqs);
+        add(&mut out.irqs_suppressed, &self.irqs_suppressed);
+        add(&mut out.errors, &self.errors);
+        add(&mut out.req_errors, &self.req_errors);
     }
+}
+
+/// Adds `n` to `c`, saturating at `u64::MAX` (for counts a process chooses, such as kicks).
+fn add_saturating(c: &AtomicU64, n: u64) {
+    let _ = c.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_add(n)));
 }
 
 /// The fields protected by [`Channel::st`].
@@ -66,30 +73,59 @@ pub(crate) struct ChanState {
 pub(crate) struct Channel {
     /// Index in the domain's table.
     pub(crate) id: u32,
+    /// Host-wide list key (`VDE_IOC_LIST` cursor order): unique, never reused.
+    pub(crate) key: u64,
     /// Owning domain's id, for log lines.
     domain: u64,
     /// Geometry, fixed at creation; the copy in ring memory is never trusted.
     pub(crate) geo: Geometry,
     /// The ring pages.
     pub(crate) mem: SharedPages,
-    /// Ring indices, backend, call eventfd and buffers. Taken by the handler (workqueue) and by
-    /// ioctls; never in atomic context.
+    /// Ring indices, backend, call eventfd and buffers. Taken by the handler (the domain's
+    /// workqueue, across backend I/O) and by the ioctls that change them; never by statistics,
+    /// which read the atomics below; never in atomic context.
     #[pin]
     st: Mutex<ChanState>,
     /// Counters.
     pub(crate) stats: ChanStats,
+    /// Whether the ring failed (mirrors `st.ring.failure()`, written under `st`).
+    failed: AtomicBool,
+    /// The backend's `vde_backend` kind (mirrors `st.driver`, written under `st`).
+    backend: AtomicU32,
 }
 
 impl Channel {
     /// A new channel with a freshly initialised ring.
-    pub(crate) fn new(id: u32, domain: u64, geo: Geometry) -> Result<impl PinInit<Kicked<Self>, Error>> {
+    /// Its memory (ring pages, buffers) is charged to the caller's memory cgroup. Kicks are
+    /// served on `wq`.
+    pub(crate) fn new(
+        id: u32,
+        key: u64,
+        domain: u64,
+        geo: Geometry,
+        wq: Arc<WorkQueue>,
+    ) -> Result<impl PinInit<Kicked<Self>, Error>> {
         let mem = SharedPages::new(geo.total_bytes())?;
         ring::init_ring(&mem, geo, 1);
         let max = geo.max_payload();
-        let req_buf = KVec::from_elem(0u8, max, GFP_KERNEL)?;
-        let rsp_buf = KVec::from_elem(0u8, max, GFP_KERNEL)?;
+        let req_buf = KVec::from_elem(0u8, max, GFP_KERNEL_ACCOUNT)?;
+        let rsp_buf = KVec::from_elem(0u8, max, GFP_KERNEL_ACCOUNT)?;
         let st = ChanState { ring: RingBackend::new(geo, BackendState::default()), driver: HostDriver::None, call: None, generation: 1, req_buf, rsp_buf };
-        Ok(Kicked::new(try_pin_init!(Self { id, domain, geo, mem, st <- kernel::new_mutex!(st), stats: ChanStats::default() })))
+        let none = crate::uapi::vde_backend::NONE;
+        Ok(Kicked::new_on(
+            try_pin_init!(Self {
+                id,
+                key,
+                domain,
+                geo,
+                mem,
+                st <- kernel::new_mutex!(st),
+                stats: ChanStats::default(),
+                failed: AtomicBool::new(false),
+                backend: AtomicU32::new(none),
+            }),
+            Some(wq),
+        ))
     }
 
     /// Sets (or with `None`, clears) the call eventfd.
@@ -97,9 +133,20 @@ impl Channel {
         self.st.lock().call = call;
     }
 
-    /// Replaces the backend.
+    /// Replaces the backend. Leaving a `user` backend, the kernel continues from the indices
+    /// that process published in the ring's backend line (it served the ring; the kernel's own
+    /// indices never moved), as `VDE_IOC_RESTORE` would; they are validated like any other.
     pub(crate) fn set_driver(&self, d: HostDriver) {
-        self.st.lock().driver = d;
+        let mut st = self.st.lock();
+        if matches!(st.driver, HostDriver::User(_)) && !matches!(d, HostDriver::User(_)) {
+            let s = BackendState {
+                req_cons: self.mem.load_u32(ring::OFF_REQ_CONS),
+                rsp_prod: self.mem.load_u32(ring::OFF_RSP_PROD),
+            };
+            st.ring = RingBackend::new(self.geo, s);
+        }
+        self.backend.store(d.kind(), Relaxed);
+        st.driver = d;
     }
 
     /// Userspace backend published responses: interrupt the guest if it asked.
@@ -120,32 +167,36 @@ impl Channel {
         }
     }
 
-    /// Fills `out` with this channel's counters and state.
+    /// Fills `out` with this channel's counters and state. Lock-free: never waits for the
+    /// handler (which may be in backend I/O).
     pub(crate) fn stats_into(&self, out: &mut VdeStats) {
-        let st = self.st.lock();
-        out.state = if st.ring.failure().is_some() {
+        let backend = self.backend.load(Relaxed);
+        out.state = if self.failed() {
             vde_state::FAILED
-        } else if matches!(st.driver, HostDriver::None) {
+        } else if backend == crate::uapi::vde_backend::NONE {
             vde_state::IDLE
         } else {
             vde_state::ACTIVE
         };
-        out.backend = st.driver.kind();
+        out.backend = backend;
         out.entries = self.geo.entries();
-        drop(st);
         self.stats.add_to(out);
     }
 
     /// Whether the ring was failed.
     pub(crate) fn failed(&self) -> bool {
-        self.st.lock().ring.failure().is_some()
+        self.failed.load(Relaxed)
     }
 
-    /// `VDE_IOC_SAVE`.
-    pub(crate) fn save(&self) -> VdeState {
+    /// `VDE_IOC_SAVE`. `EOPNOTSUPP` while a `user` backend serves the ring: that process keeps
+    /// the backend's indices (the kernel's were never advanced), so it saves them itself.
+    pub(crate) fn save(&self) -> Result<VdeState> {
         let st = self.st.lock();
+        if matches!(st.driver, HostDriver::User(_)) {
+            return Err(EOPNOTSUPP);
+        }
         let s = st.ring.state();
-        VdeState {
+        Ok(VdeState {
             id: self.id,
             entries: self.geo.entries(),
             entry_size: self.geo.entry_size(),
@@ -154,7 +205,7 @@ impl Channel {
             rsp_prod: s.rsp_prod,
             backend: st.driver.kind(),
             flags: 0,
-        }
+        })
     }
 
     /// `VDE_IOC_RESTORE`: continue from saved indices over ring bytes the VMM copied back into
@@ -173,6 +224,7 @@ impl Channel {
         let mut st = self.st.lock();
         st.ring = RingBackend::new(self.geo, BackendState { req_cons: s.req_cons, rsp_prod: s.rsp_prod });
         st.generation = s.generation.wrapping_add(1);
+        self.failed.store(false, Relaxed);
         // The backend line is ours: republish it as saved, and clear a stale FAILED bit.
         self.mem.store_u32(ring::OFF_REQ_CONS, s.req_cons);
         self.mem.store_u32(ring::OFF_STATUS, 0);
@@ -204,7 +256,13 @@ impl Channel {
     /// looping here, so a busy guest shares the workqueue fairly (as vhost's weight limit does).
     fn serve(&self) -> bool {
         let mut guard = self.st.lock();
-        let st = &mut *guard;
+        let more = self.serve_locked(&mut guard);
+        self.failed.store(guard.ring.failure().is_some(), Relaxed);
+        more
+    }
+
+    /// [`Self::serve`] with the state locked.
+    fn serve_locked(&self, st: &mut ChanState) -> bool {
         if st.ring.failure().is_some() {
             return false;
         }
@@ -226,14 +284,18 @@ impl Channel {
                 }
             };
             budget -= 1;
-            let payload = &st.req_buf[..req.len as usize];
+            // `pop_request` checked the length against the slot (which `req_buf` holds).
+            let Some(payload) = st.req_buf.get(..req.len as usize) else {
+                return false;
+            };
             self.stats.requests.fetch_add(1, Relaxed);
             self.stats.bytes_in.fetch_add(req.len as u64, Relaxed);
             let Served { status, len } = st.driver.serve(&req, payload, &mut st.rsp_buf);
             if status != 0 {
                 self.stats.req_errors.fetch_add(1, Relaxed);
             }
-            if let Err(e) = st.ring.push_response(&self.mem, req.id, status, &st.rsp_buf[..len]) {
+            let rsp = st.rsp_buf.get(..len).unwrap_or(&[]);
+            if let Err(e) = st.ring.push_response(&self.mem, req.id, status, rsp) {
                 // pop_request reserved the slot; only the guest can have taken it.
                 self.fail_log(st.call.as_ref(), e);
                 return false;
@@ -268,7 +330,7 @@ impl Channel {
 
 impl KickHandler for Channel {
     fn handle(&self, kicks: u64) -> bool {
-        self.stats.kicks.fetch_add(kicks, Relaxed);
+        add_saturating(&self.stats.kicks, kicks);
         self.stats.wakeups.fetch_add(1, Relaxed);
         self.serve()
     }

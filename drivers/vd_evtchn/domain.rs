@@ -6,7 +6,7 @@ use crate::channel::{Channel, ChannelRef};
 use crate::ring::Geometry;
 use crate::uapi::*;
 use crate::vd::common::OpenGuard;
-use crate::vd::eventfd::EventFd;
+use crate::vd::eventfd::{EventFd, WorkQueue};
 use core::sync::atomic::Ordering::Relaxed;
 use kernel::mm::virt::VmaNew;
 use kernel::page::PAGE_SIZE;
@@ -19,29 +19,18 @@ struct DomainInner {
     channels: KVec<Option<ChannelRef>>,
 }
 
-/// What the host-wide registry and debugfs see of a domain.
+/// A domain's state.
 #[pin_data]
 pub(crate) struct DomainCore {
     /// Thread-group id of the process that opened the file (the VMM).
     pub(crate) pid: u32,
+    /// The domain's own worker: its channels' kicks are served here, so one VM's slow backend
+    /// I/O never delays another VM's channels.
+    wq: Arc<WorkQueue>,
     /// The channel table. Held only to look up, insert or remove; channel work happens on a
     /// cloned reference after the lock is dropped.
     #[pin]
     inner: Mutex<DomainInner>,
-}
-
-impl DomainCore {
-    /// References to the live channels, in id order.
-    pub(crate) fn channels(&self) -> KVec<ChannelRef> {
-        let inner = self.inner.lock();
-        let mut v = KVec::new();
-        for c in inner.channels.iter().flatten() {
-            if v.push(c.clone(), GFP_ATOMIC).is_err() {
-                break;
-            }
-        }
-        v
-    }
 }
 
 /// One open file of `/dev/vd_evtchn`.
@@ -60,8 +49,12 @@ impl core::ops::Deref for Domain {
 impl Domain {
     pub(crate) fn new() -> Result<Self> {
         let pid = kernel::current!().tgid() as u32;
-        let core = Arc::pin_init(try_pin_init!(DomainCore { pid, inner <- kernel::new_mutex!(DomainInner { channels: KVec::new() }) }), GFP_KERNEL)?;
-        crate::registry::register(core.clone())?;
+        let wq = WorkQueue::new(pid)?;
+        let inner = DomainInner { channels: KVec::new() };
+        let core = Arc::pin_init(
+            try_pin_init!(DomainCore { pid, wq, inner <- kernel::new_mutex!(inner) }),
+            GFP_KERNEL_ACCOUNT,
+        )?;
         Ok(Self { core, _open: crate::OPEN.enter() })
     }
 
@@ -71,7 +64,9 @@ impl Domain {
         inner.channels.get(id as usize).and_then(|c| c.clone()).ok_or(ENOENT)
     }
 
-    pub(crate) fn create(&self, c: &mut VdeCreate) -> Result {
+    /// `VDE_IOC_CREATE`: fills in `c` and returns the new channel (for [`Self::destroy_exact`]
+    /// when the result cannot be copied back).
+    pub(crate) fn create(&self, c: &mut VdeCreate) -> Result<ChannelRef> {
         if c.flags != 0 {
             return Err(EINVAL);
         }
@@ -85,13 +80,31 @@ impl Domain {
             }
             None => return Err(ENOSPC),
         };
-        let ch = Arc::pin_init(Channel::new(id as u32, self.pid as u64, geo)?, GFP_KERNEL)?;
-        inner.channels[id] = Some(ch);
+        let key = crate::registry::next_key();
+        let init = Channel::new(id as u32, key, self.pid as u64, geo, self.wq.clone())?;
+        let ch = Arc::pin_init(init, GFP_KERNEL_ACCOUNT)?;
+        crate::registry::register(self.pid, &ch)?;
+        inner.channels[id] = Some(ch.clone());
         crate::CHANNELS.fetch_add(1, Relaxed);
         c.id = id as u32;
         c.mmap_offset = id as u64 * VDE_MMAP_STRIDE;
         c.mmap_size = geo.total_bytes() as u64;
-        Ok(())
+        Ok(ch)
+    }
+
+    /// Destroys channel `id` if it still is `ch` (another thread may have destroyed it and
+    /// created a new one under the same id meanwhile: that one stays).
+    pub(crate) fn destroy_exact(&self, id: u32, ch: &ChannelRef) {
+        let taken = {
+            let mut inner = self.inner.lock();
+            match inner.channels.get_mut(id as usize) {
+                Some(slot) if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, ch)) => slot.take(),
+                _ => None,
+            }
+        };
+        if let Some(c) = taken {
+            teardown(c);
+        }
     }
 
     pub(crate) fn destroy(&self, id: u32) -> Result {
@@ -136,11 +149,13 @@ impl Domain {
             self.channel(id)?.data.stats_into(s);
             return Ok(());
         }
-        for c in self.channels().iter() {
+        // Counters are atomics: nothing here waits for a channel's handler.
+        let inner = self.inner.lock();
+        for c in inner.channels.iter().flatten() {
             c.data.stats.add_to(s);
-            s.backend += 1;
+            s.backend = s.backend.saturating_add(1);
             if c.data.failed() {
-                s.state += 1;
+                s.state = s.state.saturating_add(1);
             }
         }
         Ok(())
@@ -159,6 +174,7 @@ impl Domain {
 /// Stops a channel: no more kicks or handler runs; the memory goes when the last reference
 /// (and the last mapping of its pages) does.
 fn teardown(ch: ChannelRef) {
+    crate::registry::unregister(ch.data.key);
     ch.detach();
     crate::CHANNELS.fetch_sub(1, Relaxed);
     drop(ch);
@@ -166,7 +182,6 @@ fn teardown(ch: ChannelRef) {
 
 impl Drop for Domain {
     fn drop(&mut self) {
-        crate::registry::unregister(&self.core);
         let chans = core::mem::take(&mut self.core.inner.lock().channels);
         for ch in chans.into_iter().flatten() {
             teardown(ch);

@@ -1,62 +1,66 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The host-wide list of domains, for `VDE_IOC_LIST` and debugfs (each file otherwise only sees
+//! The host-wide list of channels, for `VDE_IOC_LIST` and debugfs (each file otherwise only sees
 //! its own channels).
+//!
+//! Every channel gets a list key when it is created: unique, increasing, never reused. Listing
+//! walks the keys with a cursor ("the first channel whose key is at least `cursor`"), so a walk
+//! while channels come and go never repeats or skips a channel that lives through it, and each
+//! step is one tree lookup.
 
 use crate::channel::ChannelRef;
-use crate::domain::DomainCore;
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use kernel::prelude::*;
-use kernel::sync::Arc;
+use kernel::rbtree::{RBTree, RBTreeNode};
+
+/// A listed channel: its domain's pid and a reference.
+struct Listed {
+    pid: u32,
+    ch: ChannelRef,
+}
 
 kernel::sync::global_lock! {
     // SAFETY: initialised by `init` from the module initialiser, before any file can be opened.
-    unsafe(uninit) static DOMAINS: Mutex<KVec<Arc<DomainCore>>> = KVec::new();
+    // `None` until the first channel (`RBTree::new` is not `const`).
+    unsafe(uninit) static CHANNELS: Mutex<Option<RBTree<u64, Listed>>> = None;
 }
+
+/// The next list key (keys start at 1; 0 is a cursor that starts a walk).
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
 
 /// Initialises the registry's lock; called once, from module init.
 pub(crate) fn init() {
-    // SAFETY: called exactly once, from module init, before any other use of `DOMAINS`.
-    unsafe { DOMAINS.init() };
+    // SAFETY: called exactly once, from module init, before any other use of `CHANNELS`.
+    unsafe { CHANNELS.init() };
 }
 
-/// Adds a domain.
-pub(crate) fn register(d: Arc<DomainCore>) -> Result {
-    DOMAINS.lock().push(d, GFP_KERNEL)?;
+/// A fresh list key (a `u64` counter: it does not wrap in practice; if it did, keys would
+/// still be unique while fewer than 2^64 channels live).
+pub(crate) fn next_key() -> u64 {
+    NEXT_KEY.fetch_add(1, Relaxed)
+}
+
+/// Lists `ch` (of the domain of process `pid`) under its key.
+pub(crate) fn register(pid: u32, ch: &ChannelRef) -> Result {
+    let node = RBTreeNode::new(ch.data.key, Listed { pid, ch: ch.clone() }, GFP_KERNEL)?;
+    let old = CHANNELS.lock().get_or_insert_with(RBTree::new).insert(node);
+    // Keys are unique: nothing was replaced. Dropped after the unlock.
+    drop(old);
     Ok(())
 }
 
-/// Removes a domain. When the list becomes empty its buffer is freed, so an unloaded module
-/// leaves nothing allocated behind.
-pub(crate) fn unregister(d: &Arc<DomainCore>) {
-    let mut l = DOMAINS.lock();
-    if let Some(i) = l.iter().position(|x| Arc::ptr_eq(x, d)) {
-        let _ = l.remove(i);
-    }
-    if l.is_empty() {
-        *l = KVec::new();
-    }
+/// Removes the channel listed under `key`. Its reference is dropped after the lock.
+pub(crate) fn unregister(key: u64) {
+    let old = CHANNELS.lock().as_mut().and_then(|t| t.remove(&key));
+    drop(old);
 }
 
-/// The `index`-th channel on the host, with its domain's pid. The registry lock is dropped before
-/// the channel is looked at.
-pub(crate) fn nth_channel(index: u32) -> Option<(u32, ChannelRef)> {
-    let doms: KVec<Arc<DomainCore>> = {
-        let l = DOMAINS.lock();
-        let mut v = KVec::with_capacity(l.len(), GFP_KERNEL).ok()?;
-        for d in l.iter() {
-            v.push(d.clone(), GFP_KERNEL).ok()?;
-        }
-        v
-    };
-    let mut left = index as usize;
-    for d in doms.iter() {
-        let chans = d.channels();
-        if left < chans.len() {
-            return chans.into_iter().nth(left).map(|c| (d.pid, c));
-        }
-        left -= chans.len();
-    }
-    None
+/// The first listed channel whose key is at least `cursor`: `(key, pid, channel)`.
+pub(crate) fn next_from(cursor: u64) -> Option<(u64, u32, ChannelRef)> {
+    let l = CHANNELS.lock();
+    let c = l.as_ref()?.cursor_lower_bound(&cursor)?;
+    let (k, v) = c.current();
+    Some((*k, v.pid, v.ch.clone()))
 }
 
 /// `/sys/kernel/debug/vd_evtchn/channels`: one line per channel on the host.
@@ -65,8 +69,8 @@ pub(crate) struct Listing;
 impl fmt::Debug for Listing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "domain channel state backend entries requests responses bytes_in bytes_out kicks wakeups irqs irqs_suppressed errors req_errors")?;
-        let mut i = 0;
-        while let Some((pid, ch)) = nth_channel(i) {
+        let mut cursor = 0;
+        while let Some((key, pid, ch)) = next_from(cursor) {
             let mut s = crate::uapi::VdeStats::default();
             ch.data.stats_into(&mut s);
             writeln!(
@@ -75,8 +79,60 @@ impl fmt::Debug for Listing {
                 pid, ch.data.id, s.state, s.backend, s.entries, s.requests, s.responses, s.bytes_in, s.bytes_out,
                 s.kicks, s.wakeups, s.irqs, s.irqs_suppressed, s.errors, s.req_errors
             )?;
-            i += 1;
+            match key.checked_add(1) {
+                Some(c) => cursor = c,
+                None => break,
+            }
         }
         Ok(())
     }
+}
+
+/// Test hook (debugfs `stall_block_io`, root only): while it is non-zero, block-backend
+/// requests wait before their I/O (at most [`STALL_MAX_MS`]), with the channel's lock held, as
+/// a slow disk would make them. Reading it gives `<set> <handlers waiting now>`. Lets a test
+/// block a backend in I/O deterministically (the test VM has no slow block device).
+pub(crate) struct StallKnob;
+
+/// Whether block I/O stalls.
+static STALL: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+/// Handlers waiting in [`stall_point`] now.
+static STALLED: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+/// The longest a request waits for the knob.
+pub(crate) const STALL_MAX_MS: u32 = 30_000;
+
+impl fmt::Debug for StallKnob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} {}", STALL.load(Relaxed), STALLED.load(Relaxed))
+    }
+}
+
+impl kernel::debugfs::Reader for StallKnob {
+    fn read_from_slice(&self, reader: &mut kernel::uaccess::UserSliceReader) -> Result {
+        let mut buf = [0u8; 8];
+        let n = reader.len();
+        let b = buf.get_mut(..n).ok_or(EINVAL)?;
+        reader.read_slice(b)?;
+        let v = match b.first() {
+            Some(b'0') => 0,
+            Some(b'1') => 1,
+            _ => return Err(EINVAL),
+        };
+        STALL.store(v, Relaxed);
+        Ok(())
+    }
+}
+
+/// Where the block backend waits while [`StallKnob`] is set.
+pub(crate) fn stall_point() {
+    if STALL.load(Relaxed) == 0 {
+        return;
+    }
+    STALLED.fetch_add(1, Relaxed);
+    let mut waited = 0;
+    while STALL.load(Relaxed) != 0 && waited < STALL_MAX_MS {
+        kernel::time::delay::fsleep(kernel::time::Delta::from_millis(10));
+        waited += 10;
+    }
+    STALLED.fetch_sub(1, Relaxed);
 }

@@ -66,6 +66,8 @@ struct VdEvtchnModule {
     _miscdev: MiscDeviceRegistration<Domain>,
     #[pin]
     _listing: kernel::debugfs::File<registry::Listing>,
+    #[pin]
+    _stall: kernel::debugfs::File<registry::StallKnob>,
     _debugfs: kernel::debugfs::Dir,
 }
 
@@ -76,6 +78,7 @@ impl kernel::InPlaceModule for VdEvtchnModule {
         try_pin_init!(Self {
             _miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"vd_evtchn" }),
             _listing <- dir.read_only_file(c"channels", registry::Listing),
+            _stall <- dir.read_write_file(c"stall_block_io", registry::StallKnob),
             _debugfs: dir,
         })
     }
@@ -119,8 +122,12 @@ impl MiscDevice for Domain {
             }
             VDE_IOC_CREATE => {
                 let mut c: VdeCreate = read(arg)?;
-                me.create(&mut c)?;
-                write(arg, &c)?;
+                let ch = me.create(&mut c)?;
+                if let Err(e) = write(arg, &c) {
+                    // The caller cannot learn the id: the channel must not outlive this call.
+                    me.destroy_exact(c.id, &ch);
+                    return Err(e);
+                }
             }
             VDE_IOC_DESTROY => me.destroy(read::<u32>(arg)?)?,
             VDE_IOC_BIND => me.bind(&read::<VdeBind>(arg)?)?,
@@ -134,11 +141,15 @@ impl MiscDevice for Domain {
             VDE_IOC_KICK => me.channel(read::<u32>(arg)?)?.kick_now(),
             VDE_IOC_SAVE => {
                 let s: VdeState = read(arg)?;
-                write(arg, &me.channel(s.id)?.data.save())?;
+                write(arg, &me.channel(s.id)?.data.save()?)?;
             }
             VDE_IOC_LIST => {
                 let mut e: VdeListEntry = read(arg)?;
-                let (pid, ch) = registry::nth_channel(e.index).ok_or(ENOENT)?;
+                if e.flags != 0 {
+                    return Err(EINVAL);
+                }
+                let (key, pid, ch) = registry::next_from(e.cursor).ok_or(ENOENT)?;
+                e.cursor = key;
                 e.domain_pid = pid;
                 e.stats = VdeStats { id: ch.data.id, ..Default::default() };
                 ch.data.stats_into(&mut e.stats);

@@ -5,6 +5,10 @@
 //! - key and button events (`EV_KEY`) and every non-motion event are never coalesced;
 //! - adjacent complete frames that carry only motion (`EV_REL`, `EV_ABS`) are merged into one:
 //!   relative motion is summed per axis, absolute axes keep the newest value;
+//! - multitouch frames (`ABS_MT_*`, whose values belong to the slot the last `ABS_MT_SLOT`
+//!   selected) merge only with a frame of the same shape: the same events in the same order,
+//!   the same slots selected, no `ABS_MT_TRACKING_ID` (a contact starting or ending) in either;
+//!   they merge position by position, so every value stays with its slot;
 //! - `SYN_REPORT` framing stays intact: a merged frame ends with one `SYN_REPORT`;
 //! - when nothing can be merged the queue is flushed and replaced by one `SYN_DROPPED`, as
 //!   evdev does, and the drop is counted.
@@ -21,6 +25,12 @@ pub(crate) const EV_ABS: u16 = 0x03;
 pub(crate) const SYN_REPORT: u16 = 0;
 /// `SYN_DROPPED`.
 pub(crate) const SYN_DROPPED: u16 = 3;
+/// `ABS_MT_SLOT`: the first multitouch axis.
+pub(crate) const ABS_MT_SLOT: u16 = 0x2f;
+/// `ABS_MT_TRACKING_ID`.
+pub(crate) const ABS_MT_TRACKING_ID: u16 = 0x39;
+/// `ABS_MT_TOOL_Y`: the last multitouch axis.
+pub(crate) const ABS_MT_TOOL_Y: u16 = 0x3d;
 
 /// One input event as the guest receives it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, kernel::prelude::Zeroable)]
@@ -39,6 +49,24 @@ impl Event {
     const fn is_motion(&self) -> bool {
         self.ty == EV_REL || self.ty == EV_ABS
     }
+    const fn is_mt(&self) -> bool {
+        self.ty == EV_ABS && self.code >= ABS_MT_SLOT && self.code <= ABS_MT_TOOL_Y
+    }
+    /// Whether `self` and `o` are the same event of a frame's shape: same type and code, and
+    /// for `ABS_MT_SLOT` the same slot.
+    const fn same_place(&self, o: &Event) -> bool {
+        self.ty == o.ty && self.code == o.code && (!(self.ty == EV_ABS && self.code == ABS_MT_SLOT) || self.value == o.value)
+    }
+}
+
+/// What a complete frame allows when merging.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Merge {
+    /// Motion without multitouch axes: merge by (type, code).
+    Axes,
+    /// Multitouch motion without contacts starting or ending: merge with a frame of the same
+    /// shape, position by position.
+    Shape,
 }
 
 /// Counters of what the queue did.
@@ -129,8 +157,9 @@ impl<const N: usize> EventQueue<N> {
     /// Returns the number of events freed.
     pub(crate) fn compact(&mut self) -> usize {
         let (mut r, mut w) = (0, 0);
-        // Logical start of the last frame written, if it is motion-only and complete.
-        let mut mergeable: Option<usize> = None;
+        // Logical start of the last frame written and how it merges, if it is motion-only and
+        // complete.
+        let mut mergeable: Option<(usize, Merge)> = None;
         while r < self.len {
             // Find the frame [r, end]: up to and including its SYN_REPORT.
             let mut end = r;
@@ -148,9 +177,28 @@ impl<const N: usize> EventQueue<N> {
                 break;
             }
             let motion_only = (r..end).all(|i| self.at(i).is_motion());
-            match (motion_only, mergeable) {
-                (true, Some(start)) => {
-                    // w - 1 is the SYN_REPORT of the frame at `start`: merge into it.
+            let kind = if !motion_only {
+                None
+            } else if !(r..end).any(|i| self.at(i).is_mt()) {
+                Some(Merge::Axes)
+            } else if (r..end).any(|i| self.at(i).ty == EV_ABS && self.at(i).code == ABS_MT_TRACKING_ID) {
+                None
+            } else {
+                Some(Merge::Shape)
+            };
+            let merge_into = match (kind, mergeable) {
+                (Some(Merge::Axes), Some((start, Merge::Axes))) => Some((start, Merge::Axes)),
+                // w - 1 is the SYN_REPORT of the frame at `start`.
+                (Some(Merge::Shape), Some((start, Merge::Shape)))
+                    if w - 1 - start == end - r && (0..end - r).all(|k| self.at(start + k).same_place(&self.at(r + k))) =>
+                {
+                    Some((start, Merge::Shape))
+                }
+                _ => None,
+            };
+            match merge_into {
+                Some((start, Merge::Axes)) => {
+                    // Merge into the frame at `start`, by (type, code).
                     let mut fend = w - 1;
                     for i in r..end {
                         let e = self.at(i);
@@ -173,14 +221,27 @@ impl<const N: usize> EventQueue<N> {
                     w = fend + 1;
                     self.stats.coalesced += 1; // the SYN_REPORT absorbed
                 }
-                _ => {
+                Some((start, Merge::Shape)) => {
+                    // Same shape: position by position, so each value stays with its slot.
+                    for k in 0..end - r {
+                        let e = self.at(r + k);
+                        let mut m = self.at(start + k);
+                        m.value = if e.ty == EV_REL { m.value.saturating_add(e.value) } else { e.value };
+                        self.set(start + k, m);
+                        self.stats.coalesced += 1;
+                    }
+                    let syn = self.at(end);
+                    self.set(w - 1, syn);
+                    self.stats.coalesced += 1; // the SYN_REPORT absorbed
+                }
+                None => {
                     let start = w;
                     for i in r..=end {
                         let e = self.at(i);
                         self.set(w, e);
                         w += 1;
                     }
-                    mergeable = if motion_only { Some(start) } else { None };
+                    mergeable = kind.map(|k| (start, k));
                 }
             }
             r = end + 1;
@@ -277,6 +338,72 @@ mod tests {
         assert_eq!(got[0], (EV_SYN, SYN_DROPPED, 0));
         assert_eq!(got[1], (EV_KEY, 30, 0));
         assert_eq!(q.stats().dropped, 4);
+    }
+
+    /// Replays a delivered stream the way a multitouch consumer does: the slot each
+    /// `ABS_MT_POSITION_X` value lands in.
+    fn slot_xs<const N: usize>(q: &mut EventQueue<N>) -> KVec<(i32, i32)> {
+        let mut slot = 0;
+        let mut v = KVec::new();
+        while let Some(e) = q.pop() {
+            if e.ty == EV_ABS && e.code == ABS_MT_SLOT {
+                slot = e.value;
+            } else if e.ty == EV_ABS && e.code == ABS_MT_POSITION_X {
+                v.push((slot, e.value), GFP_KERNEL).unwrap();
+            }
+        }
+        v
+    }
+    const ABS_MT_POSITION_X: u16 = 0x35;
+    const ABS_MT_POSITION_Y: u16 = 0x36;
+
+    #[test]
+    fn multitouch_values_stay_in_their_slots() {
+        let mut q = EventQueue::<16>::new();
+        // Two fingers: slot 0 moves along x 100.., slot 1 along x 900..; 10 frames of 7.
+        for i in 0..10 {
+            q.push(ev(EV_ABS, ABS_MT_SLOT, 0));
+            q.push(ev(EV_ABS, ABS_MT_POSITION_X, 100 + i));
+            q.push(ev(EV_ABS, ABS_MT_POSITION_Y, 100 + i));
+            q.push(ev(EV_ABS, ABS_MT_SLOT, 1));
+            q.push(ev(EV_ABS, ABS_MT_POSITION_X, 900 + i));
+            q.push(ev(EV_ABS, ABS_MT_POSITION_Y, 900 + i));
+            q.push(syn());
+        }
+        assert!(q.stats().coalesced > 0);
+        assert_eq!(q.stats().dropped, 0);
+        let xs = slot_xs(&mut q);
+        assert!(xs.iter().all(|&(slot, x)| (slot == 0 && x < 900) || (slot == 1 && x >= 900)));
+        // The newest position of each finger survives.
+        assert_eq!(xs.iter().filter(|e| e.0 == 0).last(), Some(&(0, 109)));
+        assert_eq!(xs.iter().filter(|e| e.0 == 1).last(), Some(&(1, 909)));
+    }
+
+    #[test]
+    fn multitouch_frames_of_another_shape_or_with_contacts_do_not_merge() {
+        let mut q = EventQueue::<8>::new();
+        // Slot 1 then slot 0: another shape than slot 0 then slot 1.
+        q.push(ev(EV_ABS, ABS_MT_SLOT, 0));
+        q.push(ev(EV_ABS, ABS_MT_POSITION_X, 1));
+        q.push(syn());
+        q.push(ev(EV_ABS, ABS_MT_SLOT, 1));
+        q.push(ev(EV_ABS, ABS_MT_POSITION_X, 2));
+        q.push(syn());
+        assert_eq!(q.compact(), 0);
+        let mut q = EventQueue::<8>::new();
+        // A contact ending is never merged away.
+        q.push(ev(EV_ABS, ABS_MT_TRACKING_ID, 5));
+        q.push(syn());
+        q.push(ev(EV_ABS, ABS_MT_TRACKING_ID, -1));
+        q.push(syn());
+        assert_eq!(q.compact(), 0);
+        // Multitouch and plain axes do not merge with each other either.
+        let mut q = EventQueue::<8>::new();
+        q.push(ev(EV_ABS, 0, 1));
+        q.push(syn());
+        q.push(ev(EV_ABS, ABS_MT_POSITION_X, 2));
+        q.push(syn());
+        assert_eq!(q.compact(), 0);
     }
 
     #[test]

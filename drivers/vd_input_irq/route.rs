@@ -5,7 +5,7 @@
 use crate::queue::{Event, EV_ABS, EV_KEY, EV_REL, EV_SYN, SYN_REPORT};
 use crate::uapi::{vdi_match, VdiDevice, VdiRoute};
 use crate::vd::input::{DevInfo, HandleRef, InputOps};
-use crate::vd::preempt::ThreadHook;
+use crate::vd::preempt::Graveyard;
 use crate::vm::{now_ns, VmSink};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use kernel::prelude::*;
@@ -138,42 +138,19 @@ pub(crate) struct Router {
     /// one, so a handle is never used after its device went.
     #[pin]
     devices: Mutex<Devices>,
-    /// vCPU hooks whose file closed while their thread lives on: retired, freed once the thread
-    /// is gone (see `rust/vd/preempt.rs`).
+    /// vCPU thread hooks: made and retired here; a hook whose file closed while its thread
+    /// lives on waits here until the thread is gone (see `rust/vd/preempt.rs`).
     #[pin]
-    graveyard: Mutex<KVec<ThreadHook<VmSink>>>,
+    pub(crate) hooks: Graveyard<VmSink>,
 }
 
 impl Router {
-    pub(crate) fn new() -> impl PinInit<Self> {
+    pub(crate) fn new(module: &'static ThisModule) -> impl PinInit<Self> {
         pin_init!(Self {
             ctl <- kernel::new_spinlock_irq!(Ctl { focus: 0, vms: KVec::new(), routes: KVec::new() }),
             devices <- kernel::new_mutex!(Devices { list: KVec::new() }),
-            graveyard <- kernel::new_mutex!(KVec::new()),
+            hooks <- Graveyard::new(module),
         })
-    }
-
-    /// Keeps a retired hook until its thread is gone.
-    pub(crate) fn bury(&self, h: ThreadHook<VmSink>) {
-        // Out of memory: the hook is dropped, and its `Drop` leaks it rather than let it dangle.
-        let _ = self.graveyard.lock().push(h, GFP_KERNEL);
-    }
-
-    /// Frees the retired hooks whose threads are gone; `true` when none is left.
-    pub(crate) fn reap_graveyard(&self) -> bool {
-        let mut g = self.graveyard.lock();
-        let old = core::mem::take(&mut *g);
-        for h in old.into_iter() {
-            if let Err(h) = h.reap() {
-                // Still on a live thread. Out of memory here drops it, which leaks it (see `bury`).
-                let _ = g.push(h, GFP_KERNEL);
-            }
-        }
-        let empty = g.is_empty();
-        if empty {
-            *g = KVec::new();
-        }
-        empty
     }
 
     fn routed_by(&self, d: &DevState) -> Option<bool> {

@@ -47,6 +47,7 @@ use vd::common::{reply_version, OpenCount, OpenGuard};
 use vd::eventfd::EventFd;
 use vd::input::InputHandler;
 use vd::preempt::ThreadHook;
+
 use vd::eventfd::Kicked;
 use vm::{Doorbell, VmSink};
 
@@ -91,9 +92,9 @@ struct VdInputModule {
 }
 
 impl kernel::InPlaceModule for VdInputModule {
-    fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
+    fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
-            router <- Router::new().pin_chain(|r| {
+            router <- Router::new(module).pin_chain(|r| {
                 let p: *const Router = &*r;
                 ROUTER.store(p.cast_mut(), Ordering::Release);
                 Ok(())
@@ -107,17 +108,10 @@ impl kernel::InPlaceModule for VdInputModule {
 #[pinned_drop]
 impl PinnedDrop for VdInputModule {
     fn drop(self: Pin<&mut Self>) {
-        // No file is open any more; vCPU hooks retired by closed files may still sit on threads
-        // that have not finished exiting. Their notifiers call into this module: wait for them.
-        let mut rounds = 0u32;
-        while !self.router.reap_graveyard() {
-            rounds += 1;
-            if rounds % 500 == 0 {
-                pr_warn!("vd_input: waiting for former vCPU threads to exit before unloading\n");
-            }
-            // SAFETY: `msleep` may be called from process context (module exit).
-            unsafe { kernel::bindings::msleep(20) };
-        }
+        // No file is open and no vCPU thread hook lives: each holds a module reference, so the
+        // module cannot get here before the last one is freed. Stop the reaper (it may be the
+        // one that dropped that last reference, and is still returning through this module).
+        self.router.hooks.shutdown();
     }
 }
 
@@ -194,6 +188,21 @@ impl VmFile {
         Ok(())
     }
 
+    /// Undoes [`Self::create`] whose result could not be copied back, unless the VM is in use
+    /// already (another thread of the caller registered a vCPU or a doorbell on it meanwhile).
+    fn uncreate(&self) {
+        let sink = {
+            let mut inner = self.inner.lock();
+            if !inner.hooks.is_empty() || inner.doorbell.is_some() {
+                return;
+            }
+            inner.sink.take()
+        };
+        if let Some(sink) = sink {
+            remove_vm(router(), &sink);
+        }
+    }
+
     fn vcpu_register(&self) -> Result {
         let mut inner = self.inner.lock();
         let sink = inner.sink.clone().ok_or(ENOENT)?;
@@ -204,9 +213,14 @@ impl VmFile {
             return Err(ENOSPC);
         }
         inner.hooks.reserve(1, GFP_KERNEL)?;
-        let hook = ThreadHook::register_current(sink.clone())?;
-        // Cannot fail: reserved above (and a dropped hook would leak, not dangle).
-        inner.hooks.push(hook, GFP_KERNEL)?;
+        let hook = router().hooks.register_current(sink.clone())?;
+        // Cannot fail (reserved above); if it did, the hook would be retired, not dropped.
+        if let Err(e) = inner.hooks.push_within_capacity(hook) {
+            if let Err(h) = router().hooks.unregister_current(e.0) {
+                router().hooks.bury(h);
+            }
+            return Err(ENOMEM);
+        }
         sink.vcpu_added();
         Ok(())
     }
@@ -217,9 +231,9 @@ impl VmFile {
         let i = inner.hooks.iter().position(|h| h.is_current()).ok_or(ENOENT)?;
         let hook = inner.hooks.remove(i)?;
         let state = hook.state();
-        if let Err(h) = hook.unregister_current() {
+        if let Err(h) = router().hooks.unregister_current(hook) {
             // Not reachable: `is_current` held above and we are still on this thread.
-            router().bury(h);
+            router().hooks.bury(h);
         }
         sink.vcpu_removed(state);
         Ok(())
@@ -274,13 +288,29 @@ impl VmFile {
     fn stats(&self, s: &mut VdiStats) -> Result {
         let id = s.vm_id;
         let sink = if id == 0 { self.sink()? } else { router().ctl.lock().vm(id).ok_or(ENOENT)? };
-        // Any call on the VM is a chance to deliver what waits (e.g. after its last vCPU thread
-        // died, which the scheduler hook cannot flush from).
-        sink.flush();
+        // Reading the counters changes nothing (no flush here: what waits is delivered by the
+        // module's own events, never because somebody looked).
         *s = VdiStats { vm_id: sink.vm_id, ..Default::default() };
         sink.stats_into(s);
         Ok(())
     }
+}
+
+/// Takes a VM off the host: its id is free again, the focus leaves it, no frame goes to it.
+fn remove_vm(r: &Router, sink: &Arc<VmSink>) {
+    {
+        let mut ctl = r.ctl.lock();
+        if let Some(i) = ctl.vms.iter().position(|v| Arc::ptr_eq(v, sink)) {
+            let _ = ctl.vms.remove(i);
+        }
+        if ctl.focus == sink.vm_id {
+            ctl.focus = 0;
+        }
+        if ctl.vms.is_empty() {
+            ctl.vms = KVec::new();
+        }
+    }
+    r.forget_vm(sink);
 }
 
 #[pinned_drop]
@@ -295,29 +325,16 @@ impl PinnedDrop for VmFile {
         }
         let r = router();
         for h in hooks.into_iter() {
-            if let Err(h) = h.unregister_current() {
+            if let Err(h) = r.hooks.unregister_current(h) {
                 // Another thread's hook: it can only leave that thread's list by itself or with
-                // the thread; stop it calling the sink and keep it until then.
-                h.retire();
-                r.bury(h);
+                // the thread; it stops calling the sink and is freed once the thread is gone.
+                r.hooks.bury(h);
             }
         }
         if let Some(sink) = sink {
-            {
-                let mut ctl = r.ctl.lock();
-                if let Some(i) = ctl.vms.iter().position(|v| Arc::ptr_eq(v, &sink)) {
-                    let _ = ctl.vms.remove(i);
-                }
-                if ctl.focus == sink.vm_id {
-                    ctl.focus = 0;
-                }
-                if ctl.vms.is_empty() {
-                    ctl.vms = KVec::new();
-                }
-            }
-            r.forget_vm(&sink);
+            remove_vm(r, &sink);
         }
-        r.reap_graveyard();
+        r.hooks.reap();
     }
 }
 
@@ -351,7 +368,11 @@ impl MiscDevice for VmFile {
             VDI_IOC_VM_CREATE => {
                 let mut c: VdiVmCreate = read(arg)?;
                 me.create(&mut c)?;
-                write(arg, &c)?;
+                if let Err(e) = write(arg, &c) {
+                    // The caller cannot learn the result: the VM is not made.
+                    me.uncreate();
+                    return Err(e);
+                }
             }
             VDI_IOC_VCPU_REGISTER => me.vcpu_register()?,
             VDI_IOC_VCPU_UNREGISTER => me.vcpu_unregister()?,

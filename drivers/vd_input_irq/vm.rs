@@ -217,8 +217,11 @@ impl VmSink {
 
     /// One event from a routed device (any context, interrupts may be off).
     pub(crate) fn deliver(&self, e: Event) {
-        let deliverable = self.deliverable();
         let mut g = self.inner.lock();
+        // Read under the lock: every change to deliverable (schedule-in, resume, a vCPU added or
+        // gone) is followed by a `flush`, which takes this lock after the change. Either that
+        // flush comes after us and moves what we queue, or we see its change here.
+        let deliverable = self.deliverable();
         if deliverable && g.queue.len() == 0 {
             if self.write_one(&mut g, &e, now_ns()) {
                 g.counters.delivered_immediately += 1;
@@ -274,8 +277,8 @@ impl SchedWatch for VmSink {
     fn changed(&self, from: ThreadState, to: ThreadState) {
         if to == ThreadState::Exited {
             // The thread died registered (its VMM did not unregister it). It no longer counts;
-            // with no vCPU left the VM is deliverable again. The runqueue lock is held here: the
-            // flush waits for the next event, ioctl or schedule-in.
+            // with no vCPU left the VM is deliverable again. The runqueue lock is held here:
+            // `exited` flushes, right after this switch.
             if from.deliverable() {
                 self.live.fetch_sub(1, Relaxed);
             }
@@ -296,5 +299,11 @@ impl SchedWatch for VmSink {
             }
             _ => {}
         }
+    }
+
+    fn exited(&self) {
+        // A vCPU thread died registered: if that made the VM deliverable (it was the last one
+        // that was stopped or preempted), what waited goes to the ring now.
+        self.flush();
     }
 }

@@ -39,7 +39,10 @@ impl Client {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 pid: kernel::current!().tgid() as u32,
                 queue <- kernel::new_mutex!(q),
-                readable <- kernel::sync::poll::PollCondVar::new(c"vd_sriov_events", kernel::static_lock_class!()),
+                readable <- kernel::sync::poll::PollCondVar::new(
+                    c"vd_sriov_events",
+                    kernel::static_lock_class!()
+                ),
             }),
             GFP_KERNEL,
         )
@@ -61,9 +64,24 @@ impl Client {
         &self.readable
     }
 
+    /// Puts back records taken by [`Client::take`] that the reader did not get (the copy to
+    /// its buffer faulted), in front of the queue: an event survives a failed read.
+    pub(crate) fn unread(&self, evs: &[VdsEvent]) {
+        if evs.is_empty() {
+            return;
+        }
+        self.queue.lock().unread(evs);
+        self.readable.notify_all();
+    }
+
     /// Takes up to `max` records into `out`, waiting for the first one unless `nonblock`.
     /// `EAGAIN` if none and `nonblock`; `ERESTARTSYS` if a signal arrives while waiting.
-    pub(crate) fn take(&self, out: &mut [VdsEvent; READ_BATCH], max: usize, nonblock: bool) -> Result<usize> {
+    pub(crate) fn take(
+        &self,
+        out: &mut [VdsEvent; READ_BATCH],
+        max: usize,
+        nonblock: bool,
+    ) -> Result<usize> {
         let mut q = self.queue.lock();
         while q.is_empty() {
             if nonblock {

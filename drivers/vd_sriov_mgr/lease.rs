@@ -46,7 +46,9 @@ pub(crate) struct LeaseTable {
 impl LeaseTable {
     /// An empty table.
     pub(crate) const fn new() -> Self {
-        Self { slots: [Slot::Absent; MAX_VFS] }
+        Self {
+            slots: [Slot::Absent; MAX_VFS],
+        }
     }
     /// A VF appeared in slot `vf`.
     pub(crate) fn add_vf(&mut self, vf: usize) -> Result<(), LeaseError> {
@@ -110,7 +112,9 @@ impl LeaseTable {
     }
     /// The VF leased to `vm_id`.
     pub(crate) fn holder_of(&self, vm_id: u64) -> Option<usize> {
-        self.slots.iter().position(|s| matches!(s, Slot::Leased(l) if l.vm_id == vm_id))
+        self.slots
+            .iter()
+            .position(|s| matches!(s, Slot::Leased(l) if l.vm_id == vm_id))
     }
     /// The lease on `vf`.
     pub(crate) fn lease_of(&self, vf: usize) -> Option<Lease> {
@@ -170,7 +174,10 @@ mod tests {
         t.lease(1, 2, 5).unwrap();
         t.lease(2, 3, 9).unwrap();
         let mut seen = KVec::new();
-        assert_eq!(t.release_owner(9, |vf, l| seen.push((vf, l.vm_id), GFP_KERNEL).unwrap()), 2);
+        assert_eq!(
+            t.release_owner(9, |vf, l| seen.push((vf, l.vm_id), GFP_KERNEL).unwrap()),
+            2
+        );
         assert_eq!(&seen[..], &[(0, 1), (2, 3)]);
         assert_eq!(t.counts(), (4, 1));
         assert_eq!(t.lease_of(1), Some(Lease { vm_id: 2, owner: 5 }));
@@ -180,7 +187,13 @@ mod tests {
     fn removed_vf_revokes_its_lease() {
         let mut t = table(2);
         t.lease(1, 42, 3).unwrap();
-        assert_eq!(t.remove_vf(1), Some(Lease { vm_id: 42, owner: 3 }));
+        assert_eq!(
+            t.remove_vf(1),
+            Some(Lease {
+                vm_id: 42,
+                owner: 3
+            })
+        );
         assert_eq!(t.lease(1, 43, 3), Err(LeaseError::NoSuchVf));
         assert_eq!(t.release(1, 3), Err(LeaseError::NoSuchVf));
         assert_eq!(t.holder_of(42), None);

@@ -18,12 +18,14 @@ use crate::lease::{LeaseError, LeaseTable, MAX_VFS};
 use crate::policy::{self, Change, Params};
 use crate::uapi::*;
 use crate::usage::Usage;
-use crate::vd::kfile::{now_ms, now_ns, sleep_ms, OwnedQueue};
+use crate::vd::kfile::{cancel_delayed_work_sync, now_ms, now_ns, OwnedQueue};
 use crate::vd::netdev::{Counters, NetDev, VfRate};
 use crate::vd::pci::{PciDev, PciEvent, NAME_LEN};
 use crate::vd_warn_ratelimited;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::prelude::*;
 use kernel::sync::Arc;
+use kernel::workqueue::{impl_has_delayed_work, new_delayed_work, DelayedWork, WorkItem};
 
 /// The driver a leased VF is moved to.
 const PASSTHROUGH_DRIVER: &CStr = c"vfio-pci";
@@ -82,6 +84,35 @@ pub(crate) struct Inner {
     stopping: bool,
     /// Runs the moves back to the host and the sampler. Taken out (and drained) at exit.
     queue: Option<OwnedQueue>,
+    /// The usage sampler's work item. Taken out (and cancelled) at exit.
+    sampler: Option<Arc<Sampler>>,
+    /// The sampler is queued or running and queues itself again while something is leased.
+    sampling: bool,
+}
+
+/// Sampling passes run since the module was loaded (wraps), for debugfs.
+pub(crate) static TICKS: AtomicU64 = AtomicU64::new(0);
+/// Mirror of [`Inner::sampling`], for debugfs.
+pub(crate) static SAMPLING: AtomicBool = AtomicBool::new(false);
+
+/// The usage sampler: a delayed work item that runs every `sample_ms` while at least one VF is
+/// leased, stops when none is, and is queued again by the next lease.
+#[pin_data]
+pub(crate) struct Sampler {
+    #[pin]
+    work: DelayedWork<Sampler>,
+}
+
+impl_has_delayed_work! {
+    impl HasDelayedWork<Self> for Sampler { self.work }
+}
+
+impl WorkItem for Sampler {
+    type Pointer = Arc<Sampler>;
+
+    fn run(this: Arc<Sampler>) {
+        sampler_run(this);
+    }
 }
 
 kernel::sync::global_lock! {
@@ -96,6 +127,8 @@ kernel::sync::global_lock! {
         seq: 0,
         stopping: false,
         queue: None,
+        sampler: None,
+        sampling: false,
     };
 }
 
@@ -114,12 +147,56 @@ fn name_is(n: &[u8; NAME_LEN], want: &CStr) -> bool {
     n.len() > w.len() && &n[..w.len()] == w && n[w.len()] == 0
 }
 
+/// Queues an event on every client; `seq` is [`Inner::seq`] (a split borrow of [`Inner`]).
+fn emit_to(
+    clients: &[Arc<Client>],
+    seq: &mut u64,
+    kind: u32,
+    bdf: u32,
+    vm_id: u64,
+    other_vm: u64,
+    err: i32,
+) {
+    *seq = seq.wrapping_add(1);
+    let ev = VdsEvent {
+        seq: *seq,
+        kind,
+        bdf,
+        vm_id,
+        other_vm,
+        time_ns: now_ns(),
+        err,
+        reserved: 0,
+    };
+    for c in clients.iter() {
+        c.push(ev);
+    }
+}
+
 impl Inner {
     fn emit(&mut self, kind: u32, bdf: u32, vm_id: u64, other_vm: u64, err: i32) {
-        self.seq += 1;
-        let ev = VdsEvent { seq: self.seq, kind, bdf, vm_id, other_vm, time_ns: now_ns(), err, reserved: 0 };
-        for c in self.clients.iter() {
-            c.push(ev);
+        emit_to(
+            &self.clients,
+            &mut self.seq,
+            kind,
+            bdf,
+            vm_id,
+            other_vm,
+            err,
+        );
+    }
+    /// Queues the sampler unless it is going already; after a lease was taken. Under the lock.
+    fn arm_sampler(&mut self) {
+        if self.sampling || self.stopping {
+            return;
+        }
+        let (Some(q), Some(s)) = (&self.queue, &self.sampler) else {
+            return;
+        };
+        let delay = kernel::time::msecs_to_jiffies(self.policy.sample_ms as u32);
+        if q.queue().enqueue_delayed(s.clone(), delay).is_ok() {
+            self.sampling = true;
+            SAMPLING.store(true, Ordering::Relaxed);
         }
     }
     fn find_dev(&self, dev: &PciDev) -> Option<usize> {
@@ -150,7 +227,10 @@ impl Inner {
         v.phase = vds_phase::TO_HOST;
         let dev = v.dev.clone();
         let spawned = match &self.queue {
-            Some(q) => q.queue().try_spawn(GFP_KERNEL, move || finish_return(dev)).is_ok(),
+            Some(q) => q
+                .queue()
+                .try_spawn(GFP_KERNEL, move || finish_return(dev))
+                .is_ok(),
             None => false,
         };
         if !spawned {
@@ -165,20 +245,23 @@ pub(crate) fn init() -> Result {
     // SAFETY: called exactly once, from module init, before any other use of `STATE`.
     unsafe { STATE.init() };
     let q = OwnedQueue::new(c"vd_sriov")?;
-    STATE.lock().queue = Some(q);
+    let s = Arc::pin_init(
+        pin_init!(Sampler { work <- new_delayed_work!("vd_sriov_sampler") }),
+        GFP_KERNEL,
+    )?;
+    let mut g = STATE.lock();
+    g.queue = Some(q);
+    g.sampler = Some(s);
     Ok(())
 }
 
-/// Takes every VF present now and starts the sampler; after the PCI notifier is registered.
+/// Takes every VF present now; after the PCI notifier is registered. The sampler starts with
+/// the first lease.
 pub(crate) fn start() -> Result {
     for d in PciDev::all()?.iter() {
         if d.is_vf() {
             add_vf(d);
         }
-    }
-    let g = STATE.lock();
-    if let Some(q) = &g.queue {
-        q.queue().try_spawn(GFP_KERNEL, sampler)?;
     }
     Ok(())
 }
@@ -186,19 +269,29 @@ pub(crate) fn start() -> Result {
 /// Module exit: stops the sampler, waits for moves in flight, and gives every VF still marked
 /// back to its host driver. No file is open any more (each holds a module reference).
 pub(crate) fn shutdown() {
-    let q = {
+    let s = {
         let mut g = STATE.lock();
         g.stopping = true;
-        g.queue.take()
+        g.sampler.take()
     };
-    // Drains the workqueue: the sampler sees `stopping`; returns in flight finish.
+    // A run in progress sees `stopping` and does not queue itself again; a queued one is
+    // cancelled. Without the lock: a run takes it.
+    if let Some(s) = s {
+        cancel_delayed_work_sync(&s);
+    }
+    let q = STATE.lock().queue.take();
+    // Drains the workqueue: returns in flight finish.
     drop(q);
     let vfs = core::mem::replace(&mut STATE.lock().vfs, KVec::new());
     for v in vfs.iter() {
         if v.phase != vds_phase::HOST {
             if !v.keep_host {
                 if let Err(e) = v.dev.rebind(None) {
-                    pr_warn!("vd_sriov: VF {:x} not returned to its driver at exit: {:?}\n", v.bdf, e);
+                    pr_warn!(
+                        "vd_sriov: VF {:x} not returned to its driver at exit: {:?}\n",
+                        v.bdf,
+                        e
+                    );
                 }
             }
             v.dev.set_assigned(false);
@@ -268,7 +361,12 @@ fn pf_going(pf: &PciDev) {
         v.rate = None;
         v.usage.reset();
         let bdf = v.bdf;
-        pr_info!("vd_sriov: PF {} is losing its driver: lease of VF {} by VM {} revoked\n", BdfFmt(pf_bdf), BdfFmt(bdf), l.vm_id);
+        pr_info!(
+            "vd_sriov: PF {} is losing its driver: lease of VF {} by VM {} revoked\n",
+            BdfFmt(pf_bdf),
+            BdfFmt(bdf),
+            l.vm_id
+        );
         g.emit(vds_event::REVOKED, bdf, l.vm_id, 0, 0);
     }
 }
@@ -293,7 +391,9 @@ fn driver_lost(dev: &PciDev) {
         return;
     }
     let slot = g.vfs[i].slot;
-    let Some(l) = g.table.lease_of(slot) else { return };
+    let Some(l) = g.table.lease_of(slot) else {
+        return;
+    };
     let _ = g.table.release(slot, l.owner);
     let v = &mut g.vfs[i];
     v.phase = vds_phase::HOST;
@@ -304,7 +404,11 @@ fn driver_lost(dev: &PciDev) {
     v.usage.reset();
     v.dev.set_assigned(false);
     let bdf = v.bdf;
-    pr_info!("vd_sriov: leased VF {} lost its driver: lease of VM {} revoked\n", BdfFmt(bdf), l.vm_id);
+    pr_info!(
+        "vd_sriov: leased VF {} lost its driver: lease of VM {} revoked\n",
+        BdfFmt(bdf),
+        l.vm_id
+    );
     g.emit(vds_event::REVOKED, bdf, l.vm_id, 0, 0);
     drop(g);
     // Back to normal matching for whoever binds it next.
@@ -320,7 +424,11 @@ fn add_vf(dev: &PciDev) {
         return;
     }
     let Some(slot) = g.free_slot() else {
-        vd_warn_ratelimited!("vd_sriov: more than {} VFs, {:x} not managed\n", MAX_VFS, bdf);
+        vd_warn_ratelimited!(
+            "vd_sriov: more than {} VFs, {:x} not managed\n",
+            MAX_VFS,
+            bdf
+        );
         return;
     };
     let v = KBox::new(
@@ -360,7 +468,11 @@ fn remove_vf(dev: &PciDev) {
         let Ok(v) = v else { return };
         match g.table.remove_vf(v.slot) {
             Some(l) => {
-                pr_info!("vd_sriov: leased VF {} removed: lease of VM {} revoked\n", BdfFmt(v.bdf), l.vm_id);
+                pr_info!(
+                    "vd_sriov: leased VF {} removed: lease of VM {} revoked\n",
+                    BdfFmt(v.bdf),
+                    l.vm_id
+                );
                 g.emit(vds_event::REVOKED, v.bdf, l.vm_id, 0, 0)
             }
             None => g.emit(vds_event::VF_REMOVED, v.bdf, 0, 0, 0),
@@ -378,7 +490,11 @@ fn finish_return(dev: PciDev) {
     let err = match &r {
         Ok(_) => 0,
         Err(e) => {
-            vd_warn_ratelimited!("vd_sriov: VF {} not returned to its host driver: {:?}\n", BdfFmt(dev.bdf()), e);
+            vd_warn_ratelimited!(
+                "vd_sriov: VF {} not returned to its host driver: {:?}\n",
+                BdfFmt(dev.bdf()),
+                e
+            );
             e.to_errno()
         }
     };
@@ -406,7 +522,9 @@ pub(crate) fn lease(client: &Client, req: &mut VdsLease) -> Result {
             let g = &*g;
             g.vfs
                 .iter()
-                .position(|v| v.phase == vds_phase::HOST && !v.pf_going && g.table.lease_of(v.slot).is_none())
+                .position(|v| {
+                    v.phase == vds_phase::HOST && !v.pf_going && g.table.lease_of(v.slot).is_none()
+                })
                 .ok_or(EBUSY)?
         } else {
             g.find_bdf(req.bdf).ok_or(ENODEV)?
@@ -425,10 +543,17 @@ pub(crate) fn lease(client: &Client, req: &mut VdsLease) -> Result {
             return Err(EBUSY);
         }
         let slot = g.vfs[i].slot;
-        g.table.lease(slot, req.vm_id, client.id).map_err(lease_errno)?;
+        g.table
+            .lease(slot, req.vm_id, client.id)
+            .map_err(lease_errno)?;
+        g.arm_sampler();
         g.waiters.retain(|w| w.vm_id != req.vm_id);
         let v = &mut g.vfs[i];
-        v.phase = if keep_host { vds_phase::LEASED } else { vds_phase::TO_GUEST };
+        v.phase = if keep_host {
+            vds_phase::LEASED
+        } else {
+            vds_phase::TO_GUEST
+        };
         v.keep_host = keep_host;
         v.owner_pid = client.pid;
         v.leased_at_ms = now_ms();
@@ -457,7 +582,8 @@ pub(crate) fn lease(client: &Client, req: &mut VdsLease) -> Result {
         // Roll back: the VF goes back to its host driver, the lease is undone.
         let back = dev.rebind(None);
         vd_warn_ratelimited!(
-            "vd_sriov: VF {} did not bind to vfio-pci ({:?}; no IOMMU? try vfio.enable_unsafe_noiommu_mode=1); rolled back ({})\n",
+            "vd_sriov: VF {} did not bind to vfio-pci ({:?}; no IOMMU? \
+             try vfio.enable_unsafe_noiommu_mode=1); rolled back ({})\n",
             BdfFmt(bdf),
             e,
             if back.is_ok() { "ok" } else { "failed" }
@@ -480,9 +606,17 @@ pub(crate) fn lease(client: &Client, req: &mut VdsLease) -> Result {
         return Err(ENODEV);
     };
     let slot = g.vfs[i].slot;
-    if !g.table.lease_of(slot).is_some_and(|l| l.owner == client.id && l.vm_id == req.vm_id) {
-        // Revoked while moving (its PF's driver is going; the REVOKED event is out): back to the host.
-        pr_info!("vd_sriov: VF {} revoked while moving to vfio-pci: sent back\n", BdfFmt(bdf));
+    if !g
+        .table
+        .lease_of(slot)
+        .is_some_and(|l| l.owner == client.id && l.vm_id == req.vm_id)
+    {
+        // Revoked while moving (its PF's driver is going; the REVOKED event is out): back to the
+        // host.
+        pr_info!(
+            "vd_sriov: VF {} revoked while moving to vfio-pci: sent back\n",
+            BdfFmt(bdf)
+        );
         g.start_return(i);
         return Err(ENODEV);
     }
@@ -492,18 +626,51 @@ pub(crate) fn lease(client: &Client, req: &mut VdsLease) -> Result {
     Ok(())
 }
 
-/// `VDS_IOC_RELEASE`.
+/// `VDS_IOC_RELEASE`: `flags` must be 0 and `vm_id` the VM the lease was taken for. `EINVAL`
+/// for flags or VM id 0; `ENODEV` unknown VF; `ENOENT` the VF is not leased, or is leased by
+/// this file for another VM; `EPERM` leased by another file; `EBUSY` being moved.
 pub(crate) fn release(client: &Client, req: &VdsLease) -> Result {
+    if req.flags != 0 || req.vm_id == 0 {
+        return Err(EINVAL);
+    }
     let mut g = STATE.lock();
     let i = g.find_bdf(req.bdf).ok_or(ENODEV)?;
     if g.vfs[i].phase != vds_phase::LEASED {
-        return Err(if g.vfs[i].phase == vds_phase::HOST { ENOENT } else { EBUSY });
+        return Err(if g.vfs[i].phase == vds_phase::HOST {
+            ENOENT
+        } else {
+            EBUSY
+        });
     }
     let slot = g.vfs[i].slot;
+    match g.table.lease_of(slot) {
+        None => return Err(ENOENT),
+        Some(l) if l.owner != client.id => return Err(EPERM),
+        Some(l) if l.vm_id != req.vm_id => return Err(ENOENT),
+        Some(_) => {}
+    }
     let l = g.table.release(slot, client.id).map_err(lease_errno)?;
     g.emit(vds_event::RELEASED, req.bdf, l.vm_id, 0, 0);
     g.start_return(i);
     Ok(())
+}
+
+/// Ends the lease `l` that [`lease`] just took for `client`, whose result could not be copied
+/// back to the caller. If it ended otherwise meanwhile (revoked), nothing is left to do.
+pub(crate) fn undo_lease(client: &Client, l: &VdsLease) {
+    let req = VdsLease {
+        bdf: l.bdf,
+        flags: 0,
+        vm_id: l.vm_id,
+    };
+    if let Err(e) = release(client, &req) {
+        pr_info!(
+            "vd_sriov: lease of VF {} for VM {} not undone: {:?}\n",
+            BdfFmt(l.bdf),
+            l.vm_id,
+            e
+        );
+    }
 }
 
 /// A client opened the device.
@@ -533,7 +700,10 @@ pub(crate) fn remove_client(c: &Arc<Client>) {
     if lost > 0 {
         // Out of memory: those leases are gone from the table, but their VFs stay marked until
         // module exit moves them back.
-        pr_warn!("vd_sriov: {} released VFs not returned (out of memory)\n", lost);
+        pr_warn!(
+            "vd_sriov: {} released VFs not returned (out of memory)\n",
+            lost
+        );
     }
     for &(slot, vm) in ended.iter() {
         if let Some(i) = g.vfs.iter().position(|v| v.slot == slot) {
@@ -576,7 +746,11 @@ pub(crate) fn vf_info(index: u32) -> Result<VdsVf> {
             owner_pid: if lease.is_some() { v.owner_pid } else { 0 },
             reserved: 0,
             vm_id: lease.map(|l| l.vm_id).unwrap_or(0),
-            held_ms: if lease.is_some() { now.saturating_sub(v.leased_at_ms) } else { 0 },
+            held_ms: if lease.is_some() {
+                now.saturating_sub(v.leased_at_ms)
+            } else {
+                0
+            },
             rx_bytes: v.counters.rx_bytes,
             tx_bytes: v.counters.tx_bytes,
             rx_packets: v.counters.rx_packets,
@@ -599,7 +773,8 @@ pub(crate) fn vf_info(index: u32) -> Result<VdsVf> {
         out.mac[..6].copy_from_slice(&nd.mac());
         if out.flags & vds_vf::PUSHED == 0 {
             let c = nd.counters();
-            (out.rx_bytes, out.tx_bytes, out.rx_packets, out.tx_packets) = (c.rx_bytes, c.tx_bytes, c.rx_packets, c.tx_packets);
+            (out.rx_bytes, out.tx_bytes, out.rx_packets, out.tx_packets) =
+                (c.rx_bytes, c.tx_bytes, c.rx_packets, c.tx_packets);
         }
     }
     Ok(out)
@@ -608,8 +783,18 @@ pub(crate) fn vf_info(index: u32) -> Result<VdsVf> {
 /// `VDS_IOC_PF`: the `index`-th SR-IOV PF present now (rescanned on every call).
 pub(crate) fn pf_info(index: u32) -> Result<VdsPf> {
     let all = PciDev::all()?;
-    let pf = all.iter().filter(|d| !d.is_vf() && d.total_vfs() > 0).nth(index as usize).ok_or(ENOENT)?;
-    let mut out = VdsPf { index, bdf: pf.bdf(), total_vfs: pf.total_vfs(), num_vfs: pf.num_vfs(), ..Default::default() };
+    let pf = all
+        .iter()
+        .filter(|d| !d.is_vf() && d.total_vfs() > 0)
+        .nth(index as usize)
+        .ok_or(ENOENT)?;
+    let mut out = VdsPf {
+        index,
+        bdf: pf.bdf(),
+        total_vfs: pf.total_vfs(),
+        num_vfs: pf.num_vfs(),
+        ..Default::default()
+    };
     pf.name_into(&mut out.name);
     pf.driver_into(&mut out.driver);
     Ok(out)
@@ -632,7 +817,10 @@ pub(crate) fn sample(client: &Client, s: &VdsSample) -> Result {
     let v = &mut g.vfs[i];
     v.pushed = true;
     v.usage.push(now_ms(), s.bytes, gap);
-    v.counters = Counters { rx_bytes: s.bytes, ..Default::default() };
+    v.counters = Counters {
+        rx_bytes: s.bytes,
+        ..Default::default()
+    };
     Ok(())
 }
 
@@ -651,9 +839,17 @@ fn rate_target(bdf: u32) -> Result<(NetDev, u32)> {
 
 /// `VDS_IOC_RATE_GET`: the VF's transmit rate limits as its PF driver keeps them.
 pub(crate) fn rate_get(r: &VdsRate) -> Result<VdsRate> {
+    if r.flags != 0 {
+        return Err(EINVAL);
+    }
     let (nd, vf) = rate_target(r.bdf)?;
     let got = nd.vf_rate(vf)?;
-    Ok(VdsRate { bdf: r.bdf, flags: 0, max_tx_mbps: got.max_mbps, min_tx_mbps: got.min_mbps })
+    Ok(VdsRate {
+        bdf: r.bdf,
+        flags: 0,
+        max_tx_mbps: got.max_mbps,
+        min_tx_mbps: got.min_mbps,
+    })
 }
 
 /// `VDS_IOC_RATE_SET`: sets the VF's transmit rate limits through its PF driver.
@@ -662,8 +858,19 @@ pub(crate) fn rate_set(r: &VdsRate) -> Result {
         return Err(EINVAL);
     }
     let (nd, vf) = rate_target(r.bdf)?;
-    let got = nd.set_vf_rate(vf, VfRate { min_mbps: r.min_tx_mbps, max_mbps: r.max_tx_mbps })?;
-    pr_info!("vd_sriov: VF {} transmit rate limit {} Mbit/s (min {})\n", BdfFmt(r.bdf), got.max_mbps, got.min_mbps);
+    let got = nd.set_vf_rate(
+        vf,
+        VfRate {
+            min_mbps: r.min_tx_mbps,
+            max_mbps: r.max_tx_mbps,
+        },
+    )?;
+    pr_info!(
+        "vd_sriov: VF {} transmit rate limit {} Mbit/s (min {})\n",
+        BdfFmt(r.bdf),
+        got.max_mbps,
+        got.min_mbps
+    );
     Ok(())
 }
 
@@ -689,13 +896,26 @@ pub(crate) fn wait(client: &Client, w: &VdsWait) -> Result {
     let mut g = STATE.lock();
     if w.flags & VDS_WAIT_CANCEL != 0 {
         let before = g.waiters.len();
-        g.waiters.retain(|x| !(x.vm_id == w.vm_id && x.owner == client.id));
-        return if g.waiters.len() == before { Err(ENOENT) } else { Ok(()) };
+        g.waiters
+            .retain(|x| !(x.vm_id == w.vm_id && x.owner == client.id));
+        return if g.waiters.len() == before {
+            Err(ENOENT)
+        } else {
+            Ok(())
+        };
     }
     if g.table.holder_of(w.vm_id).is_some() || g.waiters.iter().any(|x| x.vm_id == w.vm_id) {
         return Err(EEXIST);
     }
-    g.waiters.push(WaitingVm { vm_id: w.vm_id, owner: client.id, pid: client.pid, since_ms: now_ms() }, GFP_KERNEL)?;
+    g.waiters.push(
+        WaitingVm {
+            vm_id: w.vm_id,
+            owner: client.id,
+            pid: client.pid,
+            since_ms: now_ms(),
+        },
+        GFP_KERNEL,
+    )?;
     g.emit(vds_event::WAITING, 0, w.vm_id, 0, 0);
     Ok(())
 }
@@ -715,7 +935,11 @@ pub(crate) fn swap(s: &VdsSwap) -> Result {
     if g.vfs[i].phase != vds_phase::LEASED {
         return Err(EBUSY);
     }
-    let wi = g.waiters.iter().position(|w| w.vm_id == s.to_vm).ok_or(ENOENT)?;
+    let wi = g
+        .waiters
+        .iter()
+        .position(|w| w.vm_id == s.to_vm)
+        .ok_or(ENOENT)?;
     if s.flags & VDS_SWAP_FORCE == 0 && !g.vfs[i].idle {
         return Err(EAGAIN);
     }
@@ -743,44 +967,83 @@ pub(crate) fn candidate(index: u32) -> Result<VdsCandidate> {
     let now = now_ms();
     let g = STATE.lock();
     let holders = policy::idle_holders(&g.table, |slot| {
-        g.vfs.iter().find(|v| v.slot == slot && v.idle).map(|v| (v.rate.unwrap_or(0), now.saturating_sub(v.leased_at_ms)))
+        g.vfs
+            .iter()
+            .find(|v| v.slot == slot && v.idle)
+            .map(|v| (v.rate.unwrap_or(0), now.saturating_sub(v.leased_at_ms)))
     })?;
     let i = index as usize;
     if let Some(h) = holders.get(i) {
-        let bdf = g.vfs.iter().find(|v| v.slot == h.slot).map(|v| v.bdf).unwrap_or(0);
-        return Ok(VdsCandidate { index, kind: vds_cand::HOLDER, bdf, reserved: 0, vm_id: h.vm_id, rate_bps: h.rate, age_ms: h.held_ms });
+        let bdf = g
+            .vfs
+            .iter()
+            .find(|v| v.slot == h.slot)
+            .map(|v| v.bdf)
+            .unwrap_or(0);
+        return Ok(VdsCandidate {
+            index,
+            kind: vds_cand::HOLDER,
+            bdf,
+            reserved: 0,
+            vm_id: h.vm_id,
+            rate_bps: h.rate,
+            age_ms: h.held_ms,
+        });
     }
     let mut ws = KVec::with_capacity(g.waiters.len(), GFP_KERNEL)?;
     for w in g.waiters.iter() {
-        ws.push(policy::Waiter { vm_id: w.vm_id, waited_ms: now.saturating_sub(w.since_ms) }, GFP_KERNEL)?;
+        ws.push(
+            policy::Waiter {
+                vm_id: w.vm_id,
+                waited_ms: now.saturating_sub(w.since_ms),
+            },
+            GFP_KERNEL,
+        )?;
     }
     policy::order_waiters(&mut ws);
-    let w = ws.get(i - holders.len()).ok_or(ENOENT)?;
-    Ok(VdsCandidate { index, kind: vds_cand::WAITER, bdf: 0, reserved: 0, vm_id: w.vm_id, rate_bps: 0, age_ms: w.waited_ms })
+    let w = i
+        .checked_sub(holders.len())
+        .and_then(|i| ws.get(i))
+        .ok_or(ENOENT)?;
+    Ok(VdsCandidate {
+        index,
+        kind: vds_cand::WAITER,
+        bdf: 0,
+        reserved: 0,
+        vm_id: w.vm_id,
+        rate_bps: 0,
+        age_ms: w.waited_ms,
+    })
 }
 
-/// Feeds every holder's window rate to the policy; emits candidate changes. Under the lock.
+/// Feeds every holder's window rate to the policy; emits every candidate change (no cap: a
+/// reader's queue that overflows reports a `LOST` count). Under the lock.
 fn evaluate(g: &mut Inner) {
     let now = now_ms();
-    let p = g.policy;
-    let mut changes = [(0u32, 0u64, Change::None); 16];
-    let mut n = 0;
-    for v in g.vfs.iter_mut() {
-        let Some(l) = g.table.lease_of(v.slot) else { continue };
+    let Inner {
+        vfs,
+        table,
+        clients,
+        seq,
+        policy: p,
+        ..
+    } = g;
+    for v in vfs.iter_mut() {
+        let Some(l) = table.lease_of(v.slot) else {
+            continue;
+        };
         if v.phase != vds_phase::LEASED {
             continue;
         }
         v.rate = v.usage.rate(now, p.window_ms);
-        let (idle, ch) = policy::step(&p, v.idle, now.saturating_sub(v.leased_at_ms), v.rate);
+        let (idle, ch) = policy::step(p, v.idle, now.saturating_sub(v.leased_at_ms), v.rate);
         v.idle = idle;
-        if ch != Change::None && n < changes.len() {
-            changes[n] = (v.bdf, l.vm_id, ch);
-            n += 1;
-        }
-    }
-    for &(bdf, vm, ch) in changes[..n].iter() {
-        let kind = if ch == Change::BecameIdle { vds_event::CANDIDATE } else { vds_event::BUSY };
-        g.emit(kind, bdf, vm, 0, 0);
+        let kind = match ch {
+            Change::None => continue,
+            Change::BecameIdle => vds_event::CANDIDATE,
+            Change::BecameBusy => vds_event::BUSY,
+        };
+        emit_to(clients, seq, kind, v.bdf, l.vm_id, 0, 0);
     }
 }
 
@@ -790,7 +1053,9 @@ fn tick() {
     {
         let g = STATE.lock();
         for v in g.vfs.iter() {
-            if !v.pushed && (v.phase == vds_phase::HOST || (v.phase == vds_phase::LEASED && v.keep_host)) {
+            if !v.pushed
+                && (v.phase == vds_phase::HOST || (v.phase == vds_phase::LEASED && v.keep_host))
+            {
                 if devs.push(v.dev.clone(), GFP_KERNEL).is_err() {
                     break;
                 }
@@ -818,33 +1083,38 @@ fn tick() {
             }
             v.counters = *c;
             v.mac = *mac;
-            v.usage.push(now, c.rx_bytes.saturating_add(c.tx_bytes), gap);
+            v.usage
+                .push(now, c.rx_bytes.saturating_add(c.tx_bytes), gap);
         }
     }
     evaluate(&mut g);
 }
 
-/// The sampler: a long-running item on the module's workqueue until exit.
-fn sampler() {
-    loop {
-        let (stop, period) = {
-            let g = STATE.lock();
-            (g.stopping, g.policy.sample_ms)
-        };
-        if stop {
+/// The sampler's work function: one pass, then queued again after `sample_ms` while a VF is
+/// leased and the module is not exiting; otherwise it stops until the next lease.
+fn sampler_run(this: Arc<Sampler>) {
+    tick();
+    TICKS.fetch_add(1, Ordering::Relaxed);
+    let mut g = STATE.lock();
+    if policy::keep_sampling(g.stopping, g.table.counts().1) {
+        let delay = kernel::time::msecs_to_jiffies(g.policy.sample_ms as u32);
+        if let Some(q) = &g.queue {
+            // Fails only if queued already (by `arm_sampler` racing this run): one is enough.
+            let _ = q.queue().enqueue_delayed(this, delay);
             return;
         }
-        tick();
-        // Sleep in short steps so that exit does not wait a whole period.
-        let mut left = period as u32;
-        while left > 0 {
-            let step = left.min(50);
-            sleep_ms(step);
-            left -= step;
-            if STATE.lock().stopping {
-                return;
-            }
-        }
+    }
+    g.sampling = false;
+    SAMPLING.store(false, Ordering::Relaxed);
+}
+
+/// debugfs `vd_sriov/sampler`: whether the sampler is going and how many passes it ran.
+pub(crate) struct SamplerStats;
+
+impl core::fmt::Debug for SamplerStats {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        writeln!(f, "sampling {}", u8::from(SAMPLING.load(Ordering::Relaxed)))?;
+        writeln!(f, "ticks {}", TICKS.load(Ordering::Relaxed))
     }
 }
 
@@ -854,6 +1124,13 @@ pub(crate) struct BdfFmt(pub(crate) u32);
 impl kernel::fmt::Display for BdfFmt {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let b = self.0;
-        write!(f, "{:04x}:{:02x}:{:02x}.{}", b >> 16, (b >> 8) & 0xff, (b >> 3) & 0x1f, b & 7)
+        write!(
+            f,
+            "{:04x}:{:02x}:{:02x}.{}",
+            b >> 16,
+            (b >> 8) & 0xff,
+            (b >> 3) & 0x1f,
+            b & 7
+        )
     }
 }

@@ -27,7 +27,14 @@ pub(crate) struct Usage {
 impl Usage {
     /// No history.
     pub(crate) const fn new() -> Self {
-        Self { t_ms: [0; SAMPLES], total: [0; SAMPLES], newest: 0, len: 0, base: 0, last_raw: 0 }
+        Self {
+            t_ms: [0; SAMPLES],
+            total: [0; SAMPLES],
+            newest: 0,
+            len: 0,
+            base: 0,
+            last_raw: 0,
+        }
     }
 
     /// Forgets the history (new lease, new holder).
@@ -82,7 +89,9 @@ impl Usage {
         }
         let start = now_ms.checked_sub(window_ms)?;
         // The newest sample at or before the window start.
-        let base = (0..self.len).map(|age| self.idx(age)).find(|&i| self.t_ms[i] <= start)?;
+        let base = (0..self.len)
+            .map(|age| self.idx(age))
+            .find(|&i| self.t_ms[i] <= start)?;
         let dt = now_ms - self.t_ms[base];
         if dt == 0 {
             return None;
@@ -134,6 +143,26 @@ mod tests {
         u.push(2000, 50, 10); // new netdev: counters from 0
         assert_eq!(u.total(), 1_000_150);
         assert_eq!(u.rate(2000, 2000), Some(75));
+    }
+
+    #[test]
+    fn extreme_counters_saturate() {
+        let mut u = Usage::new();
+        // A holder pushes the largest count, then restarts from 0 and pushes it again: the total
+        // saturates instead of overflowing.
+        u.push(0, u64::MAX, 10);
+        u.push(1000, 0, 10);
+        u.push(2000, u64::MAX, 10);
+        assert_eq!(u.total(), u64::MAX);
+        assert_eq!(u.rate(2000, 1000), Some(0));
+        let mut u = Usage::new();
+        u.push(0, 0, 10);
+        u.push(1, u64::MAX, 10);
+        assert_eq!(u.rate(1, 1), Some(u64::MAX));
+        // Windows longer than the time since boot, and the largest times.
+        assert_eq!(u.rate(5, u64::MAX), None);
+        u.push(u64::MAX, u64::MAX, u64::MAX);
+        assert_eq!(u.rate(u64::MAX, u64::MAX), Some(1));
     }
 
     #[test]

@@ -23,13 +23,25 @@
 //!   `VDS_IOC_WAIT`, `VDS_IOC_CANDIDATE`, `VDS_IOC_SWAP`); the policy itself is `policy.rs`.
 //! - Events: `read` returns whole `VdsEvent` records; `poll` says when there are some.
 
-#[allow(dead_code, unreachable_pub, reason = "the ABI is shared with userspace; not every item is used here")]
-#[path = "../../userspace-tools/vd-uapi/src/uapi.rs"]
-mod uapi;
-#[allow(dead_code, unreachable_pub, reason = "the ring is shared; not every item is used here")]
+#[allow(
+    dead_code,
+    unreachable_pub,
+    reason = "the ring is shared; not every item is used here"
+)]
 #[path = "../../userspace-tools/vd-ring/src/ring.rs"]
 mod ring;
-#[allow(dead_code, unreachable_pub, reason = "shared by all vd modules; each uses a part")]
+#[allow(
+    dead_code,
+    unreachable_pub,
+    reason = "the ABI is shared with userspace; not every item is used here"
+)]
+#[path = "../../userspace-tools/vd-uapi/src/uapi.rs"]
+mod uapi;
+#[allow(
+    dead_code,
+    unreachable_pub,
+    reason = "shared by all vd modules; each uses a part"
+)]
 #[path = "../../rust/vd/mod.rs"]
 mod vd;
 
@@ -66,28 +78,39 @@ module! {
 /// Files open on `/dev/vd_sriov`.
 static OPEN: OpenCount = OpenCount::new();
 
-const FEATURES: u64 =
-    VDS_FEAT_LEASE | VDS_FEAT_HOTPLUG | VDS_FEAT_USAGE | VDS_FEAT_POLICY | VDS_FEAT_EVENTS | VDS_FEAT_RATE;
+const FEATURES: u64 = VDS_FEAT_LEASE
+    | VDS_FEAT_HOTPLUG
+    | VDS_FEAT_USAGE
+    | VDS_FEAT_POLICY
+    | VDS_FEAT_EVENTS
+    | VDS_FEAT_RATE;
 
 /// `PinnedDrop` runs first (stops the manager, gives VFs back); then the device goes, then the
 /// notifier (which no longer adds anything once the manager is stopping).
+/// debugfs (`vd_sriov/sampler`) goes last.
 #[pin_data(PinnedDrop)]
 struct VdSriovModule {
     #[pin]
     _miscdev: MiscDeviceRegistration<Holder>,
     #[pin]
     _notifier: PciNotifier,
+    #[pin]
+    _sampler_stats: kernel::debugfs::File<state::SamplerStats>,
+    _debugfs: kernel::debugfs::Dir,
 }
 
 impl kernel::InPlaceModule for VdSriovModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         let r = state::init();
+        let dir = kernel::debugfs::Dir::new(c"vd_sriov");
         try_pin_init!(Self {
             _notifier <- {
                 r?;
                 PciNotifier::new(state::on_pci)
             },
             _miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"vd_sriov" }),
+            _sampler_stats <- dir.read_only_file(c"sampler", state::SamplerStats),
+            _debugfs: dir,
         })
         .pin_chain(|_| state::start())
     }
@@ -111,13 +134,28 @@ macro_rules! pod {
         unsafe impl AsBytes for $t {}
     )*};
 }
-pod!(VdsPf, VdsVf, VdsLease, VdsSample, VdsPolicy, VdsWait, VdsSwap, VdsCandidate, VdsEvent, VdsRate);
+pod!(
+    VdsPf,
+    VdsVf,
+    VdsLease,
+    VdsSample,
+    VdsPolicy,
+    VdsWait,
+    VdsSwap,
+    VdsCandidate,
+    VdsEvent,
+    VdsRate
+);
 
 fn read<T: FromBytes>(arg: usize) -> Result<T> {
-    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>()).reader().read::<T>()
+    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
+        .reader()
+        .read::<T>()
 }
 fn write<T: AsBytes>(arg: usize, v: &T) -> Result {
-    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>()).writer().write(v)
+    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
+        .writer()
+        .write(v)
 }
 
 /// One open file.
@@ -141,7 +179,13 @@ impl MiscDevice for Holder {
 
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
         let client = Client::new()?;
-        let h = KBox::new(Holder { client: client.clone(), _open: OPEN.enter() }, GFP_KERNEL)?;
+        let h = KBox::new(
+            Holder {
+                client: client.clone(),
+                _open: OPEN.enter(),
+            },
+            GFP_KERNEL,
+        )?;
         state::add_client(client)?;
         Ok(h)
     }
@@ -159,16 +203,21 @@ impl MiscDevice for Holder {
         let nonblock = nonblocking(&kiocb);
         let me = kiocb.file();
         let mut buf = [VdsEvent::default(); READ_BATCH];
+        // Taken off the queue under its lock, copied without it (a fault may sleep), and what was
+        // not copied whole goes back to the front: a faulting buffer loses no event.
         let n = me.client.take(&mut buf, max, nonblock)?;
-        let mut done = 0;
+        let mut copied = 0;
         for ev in buf[..n].iter() {
-            let c = iov.copy_to_iter(ev.as_bytes());
-            done += c;
-            if c < rec {
+            if iov.copy_to_iter(ev.as_bytes()) < rec {
                 break;
             }
+            copied += 1;
         }
-        *kiocb.ki_pos_mut() += done as i64;
+        me.client.unread(&buf[copied..n]);
+        // Whole records only: a partly copied one is returned again by the next read.
+        let done = copied * rec;
+        let pos = kiocb.ki_pos_mut();
+        *pos = pos.saturating_add(done as i64);
         if done == 0 {
             return Err(EFAULT);
         }
@@ -194,7 +243,11 @@ impl MiscDevice for Holder {
                 admin(file)?;
                 let mut l: VdsLease = read(arg)?;
                 state::lease(c, &mut l)?;
-                write(arg, &l)?;
+                if let Err(e) = write(arg, &l) {
+                    // The caller cannot learn which VF it got: the lease is undone.
+                    state::undo_lease(c, &l);
+                    return Err(e);
+                }
             }
             VDS_IOC_RELEASE => {
                 admin(file)?;

@@ -24,6 +24,8 @@ unsafe impl Sync for BackingFile {}
 
 impl BackingFile {
     /// Takes a reference to the file behind `fd` of the calling process. `EBADF` if not open,
+    /// `EINVAL` unless a regular file or a block device (an eventfd, a socket, a pipe or a vd
+    /// device file could hold a reference back to the file that holds us: a cycle never freed),
     /// `EACCES` unless open read-write.
     pub(crate) fn from_fd(fd: i32) -> Result<Self> {
         if fd < 0 {
@@ -31,6 +33,20 @@ impl BackingFile {
         }
         // SAFETY: `fget` accepts any fd number and returns a referenced file or null.
         let file = NonNull::new(unsafe { bindings::fget(fd as u32) }).ok_or(EBADF)?;
+        // SAFETY: `file` is valid (we hold a reference); `f_inode` is set for its lifetime.
+        let (imode, iflags) = unsafe {
+            let inode = (*file.as_ptr()).f_inode;
+            (u32::from((*inode).i_mode), (*inode).i_flags)
+        };
+        let kind = imode & bindings::S_IFMT;
+        // Anonymous inodes (eventfd, epoll, ...) report S_IFREG: refuse them by their flag.
+        if (kind != bindings::S_IFREG && kind != bindings::S_IFBLK)
+            || iflags & bindings::S_ANON_INODE != 0
+        {
+            // SAFETY: drop the reference we took.
+            unsafe { bindings::fput(file.as_ptr()) };
+            return Err(EINVAL);
+        }
         // SAFETY: `file` is valid (we hold a reference).
         let mode = unsafe { (*file.as_ptr()).f_mode };
         // FMODE_READ | FMODE_WRITE (`__force` casts in C, so bindgen does not export them).
@@ -40,7 +56,7 @@ impl BackingFile {
             unsafe { bindings::fput(file.as_ptr()) };
             return Err(EACCES);
         }
-        // INVARIANT: referenced and read-write (checked).
+        // INVARIANT: referenced, a regular file or block device, and read-write (checked).
         Ok(Self { file })
     }
 

@@ -11,10 +11,10 @@
 
 use core::ffi::c_void;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use kernel::bindings;
 use kernel::prelude::*;
-use kernel::sync::Mutex;
+use kernel::sync::{Arc, Mutex};
 use kernel::types::Opaque;
 
 /// A counted reference to an eventfd context.
@@ -62,12 +62,49 @@ impl Drop for EventFd {
     }
 }
 
+/// A workqueue of our own (`alloc_workqueue`), destroyed when the last reference goes: a
+/// domain's kick handlers run on it, so one VM's slow backend I/O never holds up another's
+/// (vhost's worker per device).
+///
+/// # Invariants
+///
+/// `wq` was returned by `alloc_workqueue` and is destroyed only by `Drop`.
+pub(crate) struct WorkQueue {
+    wq: NonNull<bindings::workqueue_struct>,
+}
+
+// SAFETY: workqueues are internally synchronised; any thread may queue work or destroy one.
+unsafe impl Send for WorkQueue {}
+// SAFETY: as above; queueing only takes `&self`.
+unsafe impl Sync for WorkQueue {}
+
+impl WorkQueue {
+    /// An unbound, high-priority workqueue named `vd_evtchn/<id>`.
+    pub(crate) fn new(id: u32) -> Result<Arc<Self>> {
+        let flags = bindings::wq_flags_WQ_UNBOUND | bindings::wq_flags_WQ_HIGHPRI;
+        // SAFETY: the format is a NUL-terminated string with one `%u`, matched by `id`.
+        let wq = unsafe { bindings::alloc_workqueue_noprof(c"vd_evtchn/%u".as_ptr().cast(), flags, 0, id) };
+        // INVARIANT: non-null means allocated.
+        let wq = NonNull::new(wq).ok_or(ENOMEM)?;
+        Ok(Arc::new(Self { wq }, GFP_KERNEL)?)
+    }
+}
+
+impl Drop for WorkQueue {
+    fn drop(&mut self) {
+        // SAFETY: `wq` is ours (type invariant). The last reference goes with the last `Kicked`
+        // using it, whose drop cancelled its work first, and never from a work item of this
+        // queue (work functions hold no reference).
+        unsafe { bindings::destroy_workqueue(self.wq.as_ptr()) };
+    }
+}
+
 /// `EPOLLIN` (a `__force` cast in C, so bindgen does not export it).
 const EPOLLIN: u32 = 0x0001;
 
 /// Work done after kicks.
 pub(crate) trait KickHandler: Sync + Send {
-    /// Runs in process context (the high-priority system workqueue) after `kicks` kicks arrived
+    /// Runs in process context (the `Kicked`'s workqueue) after `kicks` kicks arrived
     /// (kicks that arrive while it is queued are batched into one call). Never runs concurrently
     /// with itself for the same [`Kicked`]. Returns `true` to be called again soon (work left
     /// over after a bounded pass), without a kick.
@@ -96,16 +133,30 @@ pub(crate) struct Kicked<T: KickHandler> {
     ctx: AtomicPtr<bindings::eventfd_ctx>,
     /// Kicks counted by the wake-up and not yet handed to `handle`.
     pending: AtomicU64,
-    /// Set by `vd_poll_queue` when `vfs_poll` put `wait` on the eventfd's queue.
-    queued: AtomicBool,
+    /// How often `vfs_poll` called [`Self::poll_queue`] during the current `attach`: only the
+    /// first call queues `wait`; any other count than one fails the attach.
+    queue_calls: AtomicU32,
+    /// The queue head the first [`Self::poll_queue`] call added `wait` to (for undoing it).
+    wqh: AtomicPtr<bindings::wait_queue_head>,
+    /// Where `work` runs: this queue, or the system's high-priority queue if `None`.
+    wq: Option<Arc<WorkQueue>>,
     /// The handler's data.
     #[pin]
     pub(crate) data: T,
 }
 
 impl<T: KickHandler + 'static> Kicked<T> {
-    /// A detached waiter around `data`.
+    /// A detached waiter around `data`, run on the system's high-priority workqueue.
     pub(crate) fn new(data: impl PinInit<T, Error>) -> impl PinInit<Self, Error> {
+        Self::new_on(data, None)
+    }
+
+    /// A detached waiter around `data`, run on `wq` (the system's high-priority queue if
+    /// `None`).
+    pub(crate) fn new_on(
+        data: impl PinInit<T, Error>,
+        wq: Option<Arc<WorkQueue>>,
+    ) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             // SAFETY: `work` is initialised in place before use and never moves (pinned).
             work <- Opaque::ffi_init(|slot: *mut bindings::work_struct| unsafe {
@@ -122,46 +173,76 @@ impl<T: KickHandler + 'static> Kicked<T> {
             src <- kernel::new_mutex!(None),
             ctx: AtomicPtr::new(core::ptr::null_mut()),
             pending: AtomicU64::new(0),
-            queued: AtomicBool::new(false),
+            queue_calls: AtomicU32::new(0),
+            wqh: AtomicPtr::new(core::ptr::null_mut()),
+            wq,
             data <- data,
         })
     }
 
     /// Starts waiting on the eventfd `fd` (replacing any previous one). Kicks already pending on
-    /// it are handled right away.
+    /// it are handled right away. `EBADF` if `fd` is not open, `EINVAL` if it is not an eventfd
+    /// (or its poll does not put our wait entry on exactly one queue).
+    ///
+    /// The file is looked up once: the eventfd context and the queue `vfs_poll` adds us to both
+    /// come from that one file, as in KVM's irqfd. (Looking the number up twice let another
+    /// thread `dup2` a pipe onto `fd` in between, and our entry went on the pipe's queues.)
     ///
     /// `self` is pinned: a `Kicked` only exists through its pin initialiser and is `!Unpin`.
     pub(crate) fn attach(&self, fd: i32) -> Result {
-        let efd = EventFd::from_fd(fd)?;
+        let fd = u32::try_from(fd).map_err(|_| EBADF)?;
+        // SAFETY: `fget` accepts any fd number and returns a referenced file or null.
+        let file = NonNull::new(unsafe { bindings::fget(fd) }).ok_or(EBADF)?;
+        let r = self.attach_file(file);
+        // SAFETY: drops the reference `fget` took; `attach_file` kept what it needs (a context
+        // reference, which keeps the wait queue head alive).
+        unsafe { bindings::fput(file.as_ptr()) };
+        r
+    }
+
+    /// [`Self::attach`] on a file the caller holds a reference to.
+    fn attach_file(&self, file: NonNull<bindings::file>) -> Result {
+        // SAFETY: `file` is valid (the caller holds a reference). `eventfd_ctx_fileget` returns
+        // a referenced context of this very file, or ERR_PTR(-EINVAL) if it is not an eventfd.
+        let p = unsafe { bindings::eventfd_ctx_fileget(file.as_ptr()) };
+        let p = kernel::error::from_err_ptr(p)?;
+        // INVARIANT: a non-error return carries one reference.
+        let efd = NonNull::new(p).map(|ctx| EventFd { ctx }).ok_or(EINVAL)?;
         let mut src = self.src.lock();
         self.detach_locked(&mut src);
-        // SAFETY: `fd` names an eventfd (checked by `from_fd`); fget takes a file reference that
-        // `fput` drops below. We need the file only for `vfs_poll`; `efd` keeps the context (and
-        // its wait queue head) alive afterwards, as in KVM's irqfd.
-        let file = unsafe { bindings::fget(fd as u32) };
-        if file.is_null() {
-            return Err(EBADF);
-        }
-        let me = self;
         self.ctx.store(efd.ctx.as_ptr(), Ordering::Release);
+        self.queue_calls.store(0, Ordering::Relaxed);
+        self.wqh.store(core::ptr::null_mut(), Ordering::Relaxed);
         // SAFETY: `wait` and `pt` are pinned fields that live as long as `self`; they are
         // initialised here before anyone else can see them (not attached: `src` is `None` and
-        // we hold its lock). `vfs_poll` calls `vd_poll_queue` synchronously, which adds `wait` to
-        // the eventfd's wait queue; `detach_locked` (also from `PinnedDrop`) removes it before
-        // `self` goes away.
+        // we hold its lock, and `detach_locked` cancelled the work). `file` is valid and is the
+        // eventfd whose context `efd` holds. `vfs_poll` calls `poll_queue` synchronously; that
+        // adds `wait` to one wait queue at most (the first call only); `detach_locked` (also
+        // from `PinnedDrop`) removes it before `self` goes away.
         let mask = unsafe {
-            bindings::init_waitqueue_func_entry(me.wait.get(), Some(Self::wake));
-            bindings::init_poll_funcptr(me.pt.get(), Some(Self::poll_queue));
-            self.queued.store(false, Ordering::Relaxed);
-            let mask = bindings::vfs_poll(file, me.pt.get());
-            bindings::fput(file);
-            mask
+            bindings::init_waitqueue_func_entry(self.wait.get(), Some(Self::wake));
+            bindings::init_poll_funcptr(self.pt.get(), Some(Self::poll_queue));
+            bindings::vfs_poll(file.as_ptr(), self.pt.get())
         };
-        if !self.queued.load(Ordering::Relaxed) {
+        let calls = self.queue_calls.load(Ordering::Relaxed);
+        if calls != 1 {
+            // Not queued, or a poll that asked to queue us twice (a pipe does): never leave
+            // the one entry on two queues. Undo what the first call added.
+            let wqh = self.wqh.load(Ordering::Relaxed);
+            if !wqh.is_null() {
+                // SAFETY: `poll_queue` put `wait` on `wqh`, the queue head of `file`, which our
+                // reference keeps alive; this takes it off under that queue's lock.
+                unsafe { bindings::remove_wait_queue(wqh, self.wait.get()) };
+            }
             self.ctx.store(core::ptr::null_mut(), Ordering::Release);
+            // A wake-up that ran while we were queued may have queued the work.
+            // SAFETY: `work` is initialised (invariant).
+            unsafe { bindings::cancel_work_sync(self.work.get()) };
+            self.pending.store(0, Ordering::Relaxed);
             return Err(EINVAL);
         }
-        // INVARIANT: `wait` is on `efd`'s queue now, and we keep the reference in `src`.
+        // INVARIANT: `wait` is on `efd`'s queue now (an eventfd's poll queues on its context's
+        // queue head), and we keep the reference in `src`.
         *src = Some(efd);
         if mask & EPOLLIN != 0 {
             // Kicks arrived before we were waiting: serve them now; the next wake-up (or
@@ -185,13 +266,15 @@ impl<T: KickHandler + 'static> Kicked<T> {
     /// Runs the handler now, in the caller's context, as if kicked (used after attaching a
     /// backend, so requests queued before are served).
     pub(crate) fn kick_now(&self) {
-        // SAFETY: `work` is initialised (invariant); queueing an already queued work is a no-op.
+        let wq = match &self.wq {
+            Some(q) => q.wq.as_ptr(),
+            // SAFETY: reading the address of the system workqueue, set up at boot.
+            None => unsafe { bindings::system_highpri_wq },
+        };
+        // SAFETY: `work` is initialised (invariant); queueing an already queued work is a no-op;
+        // `wq` is live (ours is referenced by `self.wq`).
         unsafe {
-            bindings::queue_work_on(
-                bindings::wq_misc_consts_WORK_CPU_UNBOUND as i32,
-                bindings::system_highpri_wq,
-                self.work.get(),
-            )
+            bindings::queue_work_on(bindings::wq_misc_consts_WORK_CPU_UNBOUND as i32, wq, self.work.get())
         };
     }
 
@@ -210,13 +293,22 @@ impl<T: KickHandler + 'static> Kicked<T> {
         unsafe { bindings::cancel_work_sync(self.work.get()) };
     }
 
-    /// `poll_queue_proc`: called by `vfs_poll` with the eventfd's wait queue head.
-    unsafe extern "C" fn poll_queue(_file: *mut bindings::file, wqh: *mut bindings::wait_queue_head, pt: *mut bindings::poll_table_struct) {
+    /// `poll_queue_proc`: called by `vfs_poll` with the file's wait queue head(s). Queues `wait`
+    /// on the first head only: one entry can be on one queue; `attach` fails a second call.
+    unsafe extern "C" fn poll_queue(
+        _file: *mut bindings::file,
+        wqh: *mut bindings::wait_queue_head,
+        pt: *mut bindings::poll_table_struct,
+    ) {
         // SAFETY: `pt` is the `pt` field of a live `Kicked<T>` (only `attach` passes it).
         let me = unsafe { &*(pt.byte_sub(core::mem::offset_of!(Self, pt)) as *const Self) };
-        // SAFETY: `wqh` is the eventfd's live wait queue head; `wait` was initialised by `attach`.
+        if me.queue_calls.fetch_add(1, Ordering::Relaxed) != 0 {
+            return;
+        }
+        me.wqh.store(wqh, Ordering::Relaxed);
+        // SAFETY: `wqh` is the polled file's live wait queue head; `wait` was initialised by
+        // `attach` and is on no queue (first call).
         unsafe { bindings::add_wait_queue(wqh, me.wait.get()) };
-        me.queued.store(true, Ordering::Relaxed);
     }
 
     /// Wake-up function of `wait`: runs in atomic context under the eventfd's queue lock.

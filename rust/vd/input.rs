@@ -36,12 +36,16 @@ pub(crate) struct DevInfo<'a> {
     dev: &'a bindings::input_dev,
 }
 
-fn cstr_or_empty<'a>(p: *const c_char) -> &'a CStr {
+/// The string at `p`, or an empty one for a null `p`.
+///
+/// # Safety
+///
+/// A non-null `p` points to a NUL-terminated string that stays valid and unchanged for `'a`.
+unsafe fn cstr_or_empty<'a>(p: *const c_char) -> &'a CStr {
     if p.is_null() {
         return c"";
     }
-    // SAFETY: a non-null `name`/`phys` of a registered input device is a NUL-terminated string
-    // that lives as long as the device (callers only borrow it for the device's lifetime).
+    // SAFETY: per the function's contract.
     unsafe { CStr::from_ptr(p.cast()) }
 }
 
@@ -51,13 +55,18 @@ fn test_bit(bits: &[usize], n: usize) -> bool {
 }
 
 impl DevInfo<'_> {
-    /// Device name (may be empty).
+    /// Device name (may be empty); borrowed from `self`, so it cannot outlive the `connect`
+    /// call that lent the device.
     pub(crate) fn name(&self) -> &CStr {
-        cstr_or_empty(self.dev.name)
+        // SAFETY: `DevInfo` only exists during `connect`, which the input core runs with the
+        // device registered and its mutex held; `name` is set before registration and not
+        // changed while the device is registered. The result borrows `self`.
+        unsafe { cstr_or_empty(self.dev.name) }
     }
-    /// Physical path (may be empty).
+    /// Physical path (may be empty); borrowed from `self` like [`Self::name`].
     pub(crate) fn phys(&self) -> &CStr {
-        cstr_or_empty(self.dev.phys)
+        // SAFETY: as for `name`; `phys` is set before registration too.
+        unsafe { cstr_or_empty(self.dev.phys) }
     }
     /// Whether the device reports event type `ty`.
     pub(crate) fn has_ev(&self, ty: u16) -> bool {

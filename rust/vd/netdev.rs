@@ -125,7 +125,12 @@ impl NetDev {
         let mut s: bindings::rtnl_link_stats64 = unsafe { core::mem::zeroed() };
         // SAFETY: held device; `s` is valid storage for the call. `dev_get_stats` needs no lock.
         unsafe { bindings::dev_get_stats(self.ptr.as_ptr(), &mut s) };
-        Counters { rx_bytes: s.rx_bytes, tx_bytes: s.tx_bytes, rx_packets: s.rx_packets, tx_packets: s.tx_packets }
+        Counters {
+            rx_bytes: s.rx_bytes,
+            tx_bytes: s.tx_bytes,
+            rx_packets: s.rx_packets,
+            tx_packets: s.tx_packets,
+        }
     }
 }
 
@@ -156,14 +161,21 @@ impl NetDev {
 
     fn get_config(
         nd: *mut bindings::net_device,
-        get: unsafe extern "C" fn(*mut bindings::net_device, c_int, *mut bindings::ifla_vf_info) -> c_int,
+        get: unsafe extern "C" fn(
+            *mut bindings::net_device,
+            c_int,
+            *mut bindings::ifla_vf_info,
+        ) -> c_int,
         vf: c_int,
     ) -> Result<VfRate> {
         let mut ivi = bindings::ifla_vf_info::default();
         // SAFETY: `nd` is a held, registered device under RTNL (callers), the context
         // `rtnl_fill_vfinfo` calls this in; `ivi` is valid storage for the call.
         to_result(unsafe { get(nd, vf, &mut ivi) })?;
-        Ok(VfRate { min_mbps: ivi.min_tx_rate, max_mbps: ivi.max_tx_rate })
+        Ok(VfRate {
+            min_mbps: ivi.min_tx_rate,
+            max_mbps: ivi.max_tx_rate,
+        })
     }
 
     /// Sets VF `vf`'s transmit rate limits on this PF netdev (`ndo_set_vf_rate`), with the

@@ -9,9 +9,9 @@
 //! vfio-pci in the vd kernel) or of loaded modules; they are copied out right away.
 
 use core::ffi::c_void;
-use kernel::ffi::{c_char, c_int, c_ulong};
 use core::ptr::NonNull;
 use kernel::bindings;
+use kernel::ffi::{c_char, c_int, c_ulong};
 use kernel::prelude::*;
 use kernel::types::Opaque;
 
@@ -233,7 +233,9 @@ impl PciDev {
         let (s, len) = (n.as_char_ptr(), n.to_bytes().len());
         // SAFETY: `dev` is valid; `s` is a NUL-terminated string of `len` bytes that the callee
         // copies.
-        kernel::error::to_result(unsafe { bindings::__device_set_driver_override(self.dev(), s, len) })?;
+        kernel::error::to_result(unsafe {
+            bindings::__device_set_driver_override(self.dev(), s, len)
+        })?;
         // SAFETY: `dev` is valid and registered or dead; the driver core takes the device lock.
         unsafe { bindings::device_release_driver(self.dev()) };
         // SAFETY: as above. Returns 1 if bound, 0 if no driver matched, <0 on error (-ENODEV
@@ -309,14 +311,25 @@ impl PciNotifier {
             pin_init::pin_init_from_closure(move |slot: *mut Self| {
                 let nb = core::ptr::addr_of_mut!((*slot).nb) as *mut bindings::notifier_block;
                 core::ptr::addr_of_mut!((*slot).f).write(f);
-                nb.write(bindings::notifier_block { notifier_call: Some(Self::call), next: core::ptr::null_mut(), priority: 0 });
+                nb.write(bindings::notifier_block {
+                    notifier_call: Some(Self::call),
+                    next: core::ptr::null_mut(),
+                    priority: 0,
+                });
                 // INVARIANT: registered here; unregistered in `drop`.
-                kernel::error::to_result(bindings::bus_register_notifier(&raw const bindings::pci_bus_type, nb))
+                kernel::error::to_result(bindings::bus_register_notifier(
+                    &raw const bindings::pci_bus_type,
+                    nb,
+                ))
             })
         }
     }
 
-    unsafe extern "C" fn call(nb: *mut bindings::notifier_block, action: c_ulong, data: *mut c_void) -> c_int {
+    unsafe extern "C" fn call(
+        nb: *mut bindings::notifier_block,
+        action: c_ulong,
+        data: *mut c_void,
+    ) -> c_int {
         // SAFETY: `nb` is the `nb` field of a live `PciNotifier` (only registered ones are called,
         // and drop unregisters, which waits for running callbacks).
         let me = unsafe { &*(nb.byte_sub(core::mem::offset_of!(Self, nb)) as *const Self) };
@@ -335,8 +348,11 @@ impl PciNotifier {
             return bindings::NOTIFY_DONE as c_int;
         }
         // SAFETY: a device on the PCI bus is the `dev` field of a `struct pci_dev`.
-        let pdev = unsafe { dev.byte_sub(core::mem::offset_of!(bindings::pci_dev, dev)) } as *mut bindings::pci_dev;
-        let Some(p) = NonNull::new(pdev) else { return bindings::NOTIFY_DONE as c_int };
+        let pdev = unsafe { dev.byte_sub(core::mem::offset_of!(bindings::pci_dev, dev)) }
+            as *mut bindings::pci_dev;
+        let Some(p) = NonNull::new(pdev) else {
+            return bindings::NOTIFY_DONE as c_int;
+        };
         // SAFETY: the device is alive for the notifier call; we take our own reference.
         let d = unsafe { PciDev::get(p) };
         (me.f)(ev, &d);
@@ -349,6 +365,8 @@ impl PinnedDrop for PciNotifier {
     fn drop(self: Pin<&mut Self>) {
         // SAFETY: `nb` is registered (invariant); unregistering waits for running callbacks
         // (the chain's rwsem), so none runs after this.
-        unsafe { bindings::bus_unregister_notifier(&raw const bindings::pci_bus_type, self.nb.get()) };
+        unsafe {
+            bindings::bus_unregister_notifier(&raw const bindings::pci_bus_type, self.nb.get())
+        };
     }
 }

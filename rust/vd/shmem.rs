@@ -31,10 +31,10 @@ impl SharedPages {
             return Err(EINVAL);
         }
         let n = bytes / PAGE_SIZE;
-        let mut pages = KVec::with_capacity(n, GFP_KERNEL)?;
-        let mut addrs = KVec::with_capacity(n, GFP_KERNEL)?;
+        let mut pages = KVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
+        let mut addrs = KVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
         for _ in 0..n {
-            let page = Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?;
+            let page = Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?;
             // SAFETY: `page` is a valid page we own; `page_address` of a non-highmem page (the
             // only kind on 64-bit) is its direct-map address.
             let addr = unsafe { kernel::bindings::page_address(page.as_ptr()) } as usize;

@@ -1,10 +1,26 @@
 # vdctl evtchn list|stats|watch read a running VMM's channels host-wide.
 . ./lib.sh
 load vd_evtchn
+# wait_until DESC CMD...: polls CMD (every 50 ms, at most 20 s) until it succeeds.
+wait_until() {
+    desc=$1; shift; n=0
+    until "$@"; do
+        n=$((n + 1)); [ $n -lt 400 ] || fail "timed out waiting: $desc"; sleep 0.05
+    done
+    echo "ok: $desc"
+}
 vd-itest evtchn-stress --channels 2 > /tmp/stress2.out 2>&1 &
 pid=$!
-sleep 1
-vdctl evtchn list
+traffic() {
+    vdctl evtchn list --json > /tmp/list.json || return 1
+    test "$(grep -c "\"domain_pid\": $pid" /tmp/list.json)" = 2 || return 1
+    grep '"requests"' /tmp/list.json | grep -qv '"requests": 0'
+}
+wait_until "the VMM's 2 channels are listed with traffic" traffic
+check "stress VMM running" kill -0 $pid
+vdctl evtchn list > /tmp/list.txt || fail "vdctl evtchn list"
+cat /tmp/list.txt
+check "human list shows the VMM's channels" test "$(grep -c "^ *$pid " /tmp/list.txt)" = 2
 vdctl evtchn list --json > /tmp/list.json || fail "vdctl evtchn list --json"
 check "list shows the VMM's 2 channels" test "$(grep -c "\"domain_pid\": $pid" /tmp/list.json)" = 2
 check "list shows traffic" sh -c "grep '\"requests\"' /tmp/list.json | grep -qv '\"requests\": 0'"
@@ -14,6 +30,11 @@ check "stats: one domain with 2 channels" grep -q '"channels": 2' /tmp/stats.jso
 vdctl evtchn watch --interval 0.5 --count 1 --json > /tmp/watch.json || fail "vdctl evtchn watch"
 cat /tmp/watch.json
 check "watch: nonzero request rate" sh -c "grep -o '\"requests_per_s\":[0-9.]*' /tmp/watch.json | grep -qv ':0.0$'"
-vdctl evtchn stats --pid 999999 > /dev/null 2>&1; rc=$?
+vdctl evtchn stats --pid 999999 > /tmp/stats-bad.out 2>&1; rc=$?
 check "unknown pid is an error (exit $rc)" test $rc != 0
-kill -9 $pid; wait $pid 2>/dev/null; true
+check "unknown pid: says so" grep -q "no domain with pid 999999" /tmp/stats-bad.out
+check "stress VMM still running at the end" kill -9 $pid
+wait $pid; rc=$?
+check "stress VMM died of SIGKILL (exit $rc)" test $rc = 137
+gone() { vdctl evtchn list --json > /tmp/list.json && ! grep -q "\"domain_pid\": $pid" /tmp/list.json; }
+wait_until "the killed VMM's channels are gone" gone

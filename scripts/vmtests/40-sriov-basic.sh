@@ -25,3 +25,17 @@ vd-itest sriov-basic --vf $VF || fail "sriov-basic"
 vd-itest sriov-unpriv --vf $VF || fail "sriov-unpriv"
 check "after all that $VF is on igbvf again" test "$(vf_field $VF driver)" = igbvf
 check "and has a netdev again" test -n "$(vf_field $VF netdev)"
+# The usage sampler runs only while a VF is leased (debugfs vd_sriov/sampler).
+check "debugfs shows the sampler" test -r $SAMPLER
+check "nothing leased: the sampler is not going" wait_sampler sampling 0
+hold $VF 90
+t0=$(sampler ticks)
+check "a lease starts the sampler" wait_sampler sampling 1
+check "which samples (passes: $t0 before)" wait_ticks_above $t0
+kill $pid; wait $pid 2>/dev/null
+check "the lease ended: the sampler stops" wait_sampler sampling 0
+check "and $VF is back on igbvf" wait_vf $VF driver igbvf
+t1=$(sampler ticks)
+# A negative check needs a span of time: 4 default sampling periods (250 ms) without a pass.
+sleep 1
+check "and runs no pass while nothing is leased ($t1, then $(sampler ticks))" test "$(sampler ticks)" = "$t1"

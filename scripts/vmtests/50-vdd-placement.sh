@@ -15,11 +15,17 @@ slice() { awk '/^se.slice/ {print $3}' /proc/$1/task/$2/sched 2>/dev/null; }
 vcpu_tid() { cat /sys/kernel/debug/kvm/$1-*/vcpu0/pid 2>/dev/null | head -1; }
 # wait_for SECONDS CMD...: polls every 0.1 s
 wait_for() { n=$(( $1 * 10 )); shift; while [ $n -gt 0 ]; do "$@" && return 0; sleep 0.1; n=$((n - 1)); done; return 1; }
-start_vm() { vd-testvmm evtchn --path vmm --requests 100000000 --batch 1 --timeout 900 > /dev/null 2>&1 & }
+# The VMM's own report goes to a file: a VM that ends early (its guest failed) says why there.
+start_vm() { vd-testvmm evtchn --path vmm --requests 100000000 --batch 1 --timeout 900 > /tmp/vm.$1.out 2>&1 & }
+# alive PID: the VM is still running (else its report is printed).
+alive() { case "$(awk '/^State/ {print $2}' /proc/$1/status 2>/dev/null)" in ""|Z) ;; *) return 0 ;; esac; wait $1; echo "VM $1 exited (rc=$?): $(cat /tmp/vm.*.out 2>/dev/null | tail -3)"; return 1; }
 BASE=$(cat /sys/kernel/debug/sched/base_slice_ns)
+# A failed check exits: nothing it started may outlive it into the next test.
+P= V= K= D= HOG=
+trap 'for p in $K $V $P $D $HOG; do kill -9 $p 2>/dev/null; done' EXIT
 
 # Fact: KVM's debugfs gives every vCPU's thread id.
-start_vm; P=$!
+start_vm calib; P=$!
 check "KVM debugfs has vcpu0/pid for the VM's vCPU thread" wait_for 10 sh -c "t=\$(cat /sys/kernel/debug/kvm/$P-*/vcpu0/pid 2>/dev/null); [ -n \"\$t\" ] && [ \"\$t\" != 0 ] && [ -d /proc/$P/task/\$t ]"
 # Calibrate on what this emulated machine does.
 d=$(ls -d /sys/kernel/debug/kvm/$P-* | head -1)
@@ -57,7 +63,7 @@ check "control socket is mode 0600" sh -c 'ls -l /run/vdd/vdd.sock | grep -q "^s
 check "slice mode is the EEVDF per-task slice" sh -c 'vdctl --json daemon status | grep -q "\"slice_mode\": \"EEVDF per-task slice"'
 
 # Burst: the VM starts doing I/O at its first KVM_RUN (when vcpu0/pid appears).
-start_vm; V=$!
+start_vm io; V=$!
 wait_for 10 sh -c "t=\$(cat /sys/kernel/debug/kvm/$V-*/vcpu0/pid 2>/dev/null); [ -n \"\$t\" ] && [ \"\$t\" != 0 ]" || fail "VM $V never ran"
 t0=$(now_cs); T=$(vcpu_tid $V)
 wait_for 5 sh -c "[ \"\$(awk '/^Cpus_allowed_list/ {print \$2}' /proc/$V/task/$T/status)\" = 1 ]"
@@ -91,6 +97,7 @@ check "placed again when the I/O comes back" wait_for 5 sh -c "[ \"\$(awk '/^Cpu
 kill -9 $D; wait $D 2>/dev/null
 cat /run/vdd/state.json
 check "state file records the thread with its real original affinity" sh -c "tr -d ' \n' < /run/vdd/state.json | grep -q '\"tid\":$T,\"start_time\":[0-9]*,\"orig_affinity\":\"0-1\",\"placed_affinity\":\"1\"'"
+check "the VM is still running" alive $V
 check "still on the driver core while vdd is down" test "$(aff $V $T)" = 1
 vdd --config /tmp/vdd.toml > /tmp/vdd2.log 2>&1 & D=$!
 check "restarted vdd answers" wait_for 10 vdctl daemon status

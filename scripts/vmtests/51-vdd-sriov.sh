@@ -59,8 +59,10 @@ check "vdd --check-config rejects a VM id given twice" sh -c "vdd --check-config
 export VDD_SOCKET=$W/vdd.sock
 
 # VM 1 holds the VF while frames flow; vdd starts; VM 2 waits.
+tx0=$(cat /sys/class/net/$nd/statistics/tx_packets)
 vd-itest send-frames --ifname $nd --rate 200000 --secs 4 > $W/tx.out 2>&1 & TX=$!
-sleep 0.3
+tx_moved() { [ "$(cat /sys/class/net/$nd/statistics/tx_packets)" -gt $tx0 ]; }
+wait_for 5 tx_moved || fail "no frame left $nd: $(cat $W/tx.out)"
 vd-itest sriov-hold --vf $VF --vm 1 --keep-host > $W/hold1.out 2>&1 & H1=$!
 wait_for 10 grep -qs '^LEASED' $W/hold1.out || fail "VM 1 lease: $(cat $W/hold1.out)"
 vdd --config $W/vdd.toml > $W/vdd.log 2>&1 & D=$!
@@ -68,7 +70,10 @@ check "vdd answers" wait_for 10 vdctl daemon status
 check "vdd's SR-IOV policy is up on the real module" wait_for 5 grep -q "SR-IOV policy up on /dev/vd_sriov" $W/vdd.log
 vd-itest vdd-waiter --vm 2 > $W/wait2.out 2>&1 & W2=$!
 wait_for 10 grep -qs '^WAITING' $W/wait2.out || fail "VM 2 wait: $(cat $W/wait2.out)"
-sleep 2
+# The state the next checks need: the module has a whole window of VM 1's usage (rate valid) at or
+# over the threshold while VM 2 waits, so VM 1 is no candidate and nothing may move.
+busy() { r=$(vf_field $VF rate_bps); [ -n "$r" ] && [ "$r" != null ] && [ "$r" -ge 20000 ] 2>/dev/null; }
+check "the module measured VM 1 busy over a window while VM 2 waits" wait_for 5 busy
 check "while traffic flows VM 1 keeps the VF" test "$(vf_field $VF vm_id)" = 1
 check "while traffic flows no QMP command was sent" sh -c "! grep -v qmp_capabilities $W/qmp.log 2>/dev/null | grep -q execute"
 wait $TX; TX=; cat $W/tx.out

@@ -29,14 +29,20 @@ vd-itest vfio-open --vf $VF2 --hold-ms 4000 > /tmp/vmm.out 2>&1 &
 vmm=$!
 n=0; while ! grep -q VFIO-OPEN /tmp/vmm.out; do n=$((n+1)); [ $n -lt 100 ] || fail "VMM stand-in never opened $VF2: $(cat /tmp/vmm.out)"; sleep 0.1; done
 kill $pid; wait $pid 2>/dev/null
-sleep 1
 # vfio-pci's remove waits for the VMM to close the device (the driver link goes first).
-ph=$(vf_field $VF2 phase); drv=$(basename "$(readlink /sys/bus/pci/devices/$VF2/driver)")
-check "lease ended: while the VMM has it open the VF is on its way back (phase $ph, driver '$drv')" \
-    test "$ph" = to-host -a -z "$drv"
-hold_busy=0; : > /tmp/hold2.out; vd-itest sriov-hold --vf $VF2 --vm 82 > /tmp/hold2.out 2>&1 & p2=$!
-sleep 1; grep -q LEASED /tmp/hold2.out || hold_busy=1; kill $p2 2>/dev/null; wait $p2 2>/dev/null
-check "and is not leased to anyone meanwhile ($(cat /tmp/hold2.out | tr '\n' ' '))" test $hold_busy = 1
+drv() { basename "$(readlink /sys/bus/pci/devices/$VF2/driver)"; }
+n=0; until [ "$(vf_field $VF2 phase)" = to-host -a -z "$(drv)" ]; do
+    n=$((n+1)); [ $n -lt 30 ] || break; sleep 0.1
+done
+ph=$(vf_field $VF2 phase)
+check "lease ended: while the VMM has it open the VF is on its way back (phase $ph, driver '$(drv)')" \
+    test "$ph" = to-host -a -z "$(drv)"
+check "the VMM stand-in still has it open" kill -0 $vmm
+# A lease attempt now fails at once with EBUSY (a holder that leased would hold until killed).
+timeout 20 vd-itest sriov-hold --vf $VF2 --vm 82 > /tmp/hold2.out 2>&1
+rc=$?
+refused_busy() { [ $rc = 1 ] && grep -q "lease: EBUSY" /tmp/hold2.out && ! grep -q LEASED /tmp/hold2.out; }
+check "and is not leased to anyone meanwhile: EBUSY (rc $rc: $(cat /tmp/hold2.out | tr '\n' ' '))" refused_busy
 wait $vmm
 check "the VMM stand-in closed the VF cleanly" grep -q VFIO-CLOSED /tmp/vmm.out
 check "then the VF goes back to igbvf" wait_vf $VF2 driver igbvf 100

@@ -38,5 +38,19 @@ wait_revoked() { # wait_revoked VF VM: the holder reported the revocation of its
     n=0; while ! grep -q "EVENT revoked $1 vm $2" /tmp/hold.out; do n=$((n+1)); [ $n -lt 100 ] || break; sleep 0.1; done
     grep -q "EVENT revoked $1 vm $2" /tmp/hold.out
 }
+SAMPLER=/sys/kernel/debug/vd_sriov/sampler
+sampler() { awk -v k="$1" '$1 == k {print $2}' $SAMPLER; } # sampler sampling|ticks
+wait_sampler() { # wait_sampler KEY VALUE [tenths of a second]
+    n=0
+    while [ "$(sampler $1)" != "$2" ]; do
+        n=$((n + 1)); [ $n -le ${3:-100} ] || return 1; sleep 0.1
+    done
+}
+wait_ticks_above() { # wait_ticks_above N: the sampler ran a pass after the count was N
+    n=0
+    while [ "$(sampler ticks)" -le "$1" ]; do
+        n=$((n + 1)); [ $n -le 100 ] || return 1; sleep 0.1
+    done
+}
 # A test that fails leaves no holder behind to keep its lease into the next test.
 trap '[ -z "${pid:-}" ] || kill $pid 2>/dev/null' EXIT

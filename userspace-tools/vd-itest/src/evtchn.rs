@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use nix::errno::Errno;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
-use vd_ring::{op, Backend, BackendState, RingMem, OFF_REQ_PROD, OFF_RSP_CONS};
+use vd_ring::{op, Backend, BackendState, BlkReq, RingMem, BLK_REQ_HDR, OFF_REQ_PROD, OFF_RSP_CONS};
 use vd_sys::evtchn::Domain;
 use vd_uapi::*;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -153,12 +153,8 @@ pub fn block(path: &str) -> Result<()> {
         }
         anyhow::bail!("no response")
     };
-    let hdr = |sector: u64, len: u32| -> Vec<u8> {
-        let mut h = sector.to_le_bytes().to_vec();
-        h.extend_from_slice(&len.to_le_bytes());
-        h.extend_from_slice(&[0; 4]);
-        h
-    };
+    // Requests built from the one definition of the block payload (`vd_ring::BlkReq`).
+    let hdr = |sector: u64, len: u32| -> Vec<u8> { BlkReq { sector, len, reserved: 0 }.to_bytes().to_vec() };
     let (st, p) = rt(&mut ch, op::BLK_GET_SIZE, &[])?;
     check!(st == 0 && p == SIZE.to_le_bytes(), "GET_SIZE = 1 MiB");
     for sector in [0u64, 7, 2040] {
@@ -183,7 +179,18 @@ pub fn block(path: &str) -> Result<()> {
     w.extend_from_slice(&[1; 10]);
     let (st, _) = rt(&mut ch, op::BLK_WRITE, &w)?;
     check!(st == -(Errno::EINVAL as i32), "write whose data is shorter than its length: -EINVAL");
-    check!(!ch.backend_failed() && ch.stats()?.req_errors == 3, "bad requests are request errors, the ring is fine");
+    let (st, _) = rt(&mut ch, op::BLK_READ, &BlkReq { sector: 0, len: 512, reserved: 1 }.to_bytes())?;
+    check!(st == -(Errno::EINVAL as i32), "reserved field not 0: -EINVAL");
+    let (st, _) = rt(&mut ch, op::BLK_READ, &hdr(0, 512)[..12])?;
+    check!(st == -(Errno::EINVAL as i32), "a 12-byte header (shorter than BlkReq): -EINVAL");
+    let data = [0x5au8; 512];
+    let mut w = BlkReq { sector: 9, len: 512, reserved: 0 }.to_bytes().to_vec();
+    check!(w.len() == BLK_REQ_HDR, "the documented header is {BLK_REQ_HDR} bytes; data follows it");
+    w.extend_from_slice(&data);
+    let (st, _) = rt(&mut ch, op::BLK_WRITE, &w)?;
+    let (st2, p) = rt(&mut ch, op::BLK_READ, &hdr(9, 512))?;
+    check!(st == 0 && st2 == 0 && p == data, "a write built from BlkReq with data at offset {BLK_REQ_HDR} is served and reads back");
+    check!(!ch.backend_failed() && ch.stats()?.req_errors == 5, "bad requests are request errors, the ring is fine");
     Ok(())
 }
 
@@ -319,5 +326,338 @@ pub fn throughput(requests: u64, json: bool) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// `evtchn-case NAME`: the issue-11 regression checks, one per name.
+pub fn case(name: &str) -> Result<()> {
+    match name {
+        "bind-race" => bind_race(),
+        "kick-overflow" => kick_overflow(),
+        "attach-types" => attach_types(),
+        "create-efault" => create_efault(),
+        "save-user" => save_user(),
+        "stats-blocked" => stats_blocked(),
+        "list-churn" => list_churn(),
+        _ => anyhow::bail!("unknown case {name}"),
+    }
+}
+
+/// Raw `dup2` that keeps racing whatever the result.
+fn dup2_raw(from: i32, to: i32) -> i32 {
+    // SAFETY: plain fd syscall; `to` is a number this test reserved for the race.
+    unsafe { nix::libc::dup2(from, to) }
+}
+
+/// Threads `dup2` an eventfd, a pipe's two ends, a socket and a regular file over one fd number
+/// while other threads `VDE_IOC_BIND` that number as a channel's kick fd. Every bind either
+/// attaches the eventfd (and then works) or fails with EINVAL; the pipe's poll (two wait
+/// queues) must never get our wait entry (the kernel log and the debug kernel's lockdep/KASAN
+/// catch that).
+fn bind_race() -> Result<()> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    let d = Domain::open()?;
+    let mut ch = Chan::new(&d, 64, 64, vde_backend::ECHO, None)?;
+    let efd = EventFd::new(EFD_NONBLOCK)?;
+    let (pr, pw) = nix::unistd::pipe()?;
+    let sock = std::os::unix::net::UnixDatagram::unbound()?;
+    let reg = std::fs::File::open("/proc/self/status")?;
+    let srcs = [efd.as_raw_fd(), pr.as_raw_fd(), pw.as_raw_fd(), sock.as_raw_fd(), reg.as_raw_fd()];
+    const RACE_FD: i32 = 900;
+    check!(dup2_raw(efd.as_raw_fd(), RACE_FD) == RACE_FD, "fd {RACE_FD} reserved for the race");
+    let stop = AtomicBool::new(false);
+    let (ok, einval, other) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let id = ch.id;
+    let deadline = std::time::Instant::now() + Duration::from_secs(4);
+    std::thread::scope(|s| {
+        for t in 0..2 {
+            let stop = &stop;
+            s.spawn(move || {
+                let mut i = t;
+                while !stop.load(Relaxed) {
+                    dup2_raw(srcs[i % srcs.len()], RACE_FD);
+                    i += 1;
+                }
+            });
+        }
+        for t in 0..2 {
+            let (stop, ok, einval, other, d) = (&stop, &ok, &einval, &other, &d);
+            s.spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Relaxed) {
+                    // Alternate binding and unbinding, so detach runs on whatever got queued.
+                    let kick = if (n + t) % 4 == 3 { None } else { Some(RACE_FD) };
+                    match d.bind(id, kick, None) {
+                        Ok(()) => ok.fetch_add(1, Relaxed),
+                        Err(Errno::EINVAL) => einval.fetch_add(1, Relaxed),
+                        Err(_) => other.fetch_add(1, Relaxed),
+                    };
+                    n += 1;
+                }
+            });
+        }
+        while std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stop.store(true, Relaxed);
+    });
+    let (ok, einval, other) = (ok.load(Relaxed), einval.load(Relaxed), other.load(Relaxed));
+    println!("bind race: {ok} binds, {einval} EINVAL, {other} other errors");
+    check!(ok > 0 && einval > 0, "both outcomes seen: {ok} binds of the eventfd, {einval} EINVAL");
+    check!(other == 0, "no bind failed with another errno ({other})");
+    // Wake the pipe and the socket's queues now: an entry left on them would run here.
+    nix::unistd::write(&pw, b"x")?;
+    check!(d.bind(id, Some(pr.as_raw_fd()), None).unwrap_err() == Errno::EINVAL, "a pipe as kick fd: EINVAL");
+    // SAFETY: closes the raced number, which this test owns.
+    unsafe { nix::libc::close(RACE_FD) };
+    d.bind(id, Some(ch.kick.as_raw_fd()), Some(ch.call.as_raw_fd()))?;
+    let r = ch.echo_round_trips(1000, T)?;
+    check!(r.n == 1000, "the channel still works after the race (1000 round trips)");
+    drop(ch);
+    drop(d);
+    Ok(())
+}
+
+/// Two channels whose kick eventfds are written with 2^64-2 (the most an eventfd holds): each
+/// counts that many kicks, and the domain total saturates at 2^64-1 instead of overflowing.
+fn kick_overflow() -> Result<()> {
+    let d = Domain::open()?;
+    let big = u64::MAX - 1;
+    let chans = [Chan::new(&d, 8, 64, vde_backend::NULL, None)?, Chan::new(&d, 8, 64, vde_backend::NULL, None)?];
+    for c in &chans {
+        c.kick.write(big)?;
+    }
+    let t0 = std::time::Instant::now();
+    for c in &chans {
+        while c.stats()?.kicks < big {
+            anyhow::ensure!(t0.elapsed() < T, "channel {} never counted the kicks", c.id);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        check!(c.stats()?.kicks == big, "channel {}: 2^64-2 kicks counted", c.id);
+    }
+    let all = d.stats(VDE_ALL)?;
+    check!(all.kicks == u64::MAX && all.backend == 2, "VDE_ALL: kicks saturate at 2^64-1 ({})", all.kicks);
+    let me = std::process::id();
+    let list = d.list_all()?;
+    check!(list.iter().filter(|e| e.domain_pid == me).all(|e| e.stats.kicks == big), "VDE_IOC_LIST shows each channel's count");
+    // More kicks on top saturate the channel's counter too.
+    chans[0].kick.write(5)?;
+    while chans[0].stats()?.wakeups < 2 {
+        anyhow::ensure!(t0.elapsed() < T, "second kick never handled");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    check!(chans[0].stats()?.kicks == u64::MAX, "a channel's kick counter saturates");
+    Ok(())
+}
+
+/// The block backend takes regular files and block devices only: the domain's own file,
+/// another domain's file, an eventfd, a socket and a pipe are refused with EINVAL (any of them
+/// could hold a reference back to the domain: a cycle never freed).
+fn attach_types() -> Result<()> {
+    let d = Domain::open()?;
+    let other = Domain::open()?;
+    let c = d.create(8, 64)?;
+    let c2 = other.create(8, 64)?;
+    let efd = EventFd::new(0)?;
+    let sock = std::os::unix::net::UnixDatagram::unbound()?;
+    let (pr, pw) = nix::unistd::pipe()?;
+    let cases: [(&str, i32); 6] = [
+        ("the domain's own file", d.file().as_raw_fd()),
+        ("another domain's file", other.file().as_raw_fd()),
+        ("an eventfd", efd.as_raw_fd()),
+        ("a socket", sock.as_raw_fd()),
+        ("a pipe's read end", pr.as_raw_fd()),
+        ("a pipe's write end", pw.as_raw_fd()),
+    ];
+    for (what, fd) in cases {
+        let r = d.attach(c.id, vde_backend::BLOCK, Some(fd));
+        check!(r == Err(Errno::EINVAL), "block backend on {what}: EINVAL ({r:?})");
+    }
+    let r = other.attach(c2.id, vde_backend::BLOCK, Some(d.file().as_raw_fd()));
+    check!(r == Err(Errno::EINVAL), "the other domain backed by the first: EINVAL ({r:?})");
+    let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open("/tmp/vd-attach.img")?;
+    f.set_len(4096)?;
+    check!(d.attach(c.id, vde_backend::BLOCK, Some(f.as_raw_fd())).is_ok(), "a regular file opened read-write is accepted");
+    Ok(())
+}
+
+/// `VDE_IOC_CREATE` whose result cannot be written back (the argument is in a read-only
+/// mapping): EFAULT, and no channel is left behind.
+fn create_efault() -> Result<()> {
+    use nix::sys::mman::{mmap_anonymous, mprotect, MapFlags, ProtFlags};
+    let d = Domain::open()?;
+    let len = std::num::NonZeroUsize::new(4096).context("page")?;
+    // SAFETY: a fresh private anonymous mapping, used only through `p` below.
+    let p = unsafe { mmap_anonymous(None, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_PRIVATE) }?;
+    let arg = p.as_ptr().cast::<VdeCreate>();
+    // SAFETY: `arg` points into the writable page just mapped, aligned for `VdeCreate`.
+    unsafe { arg.write(VdeCreate { entries: 8, entry_size: 64, ..Default::default() }) };
+    // SAFETY: the page stays mapped; only its protection changes.
+    unsafe { mprotect(p, 4096, ProtFlags::PROT_READ) }?;
+    // SAFETY: `_IOWR` of one `VdeCreate` at a readable (not writable) address.
+    let r = unsafe { nix::libc::ioctl(d.file().as_raw_fd(), VDE_IOC_CREATE as _, arg) };
+    let e = Errno::last();
+    check!(r == -1 && e == Errno::EFAULT, "create with a read-only result: EFAULT ({r}, {e})");
+    let all = d.stats(VDE_ALL)?;
+    check!(all.backend == 0, "no channel left in the domain ({} channels)", all.backend);
+    let me = std::process::id();
+    check!(!d.list_all()?.iter().any(|e| e.domain_pid == me), "VDE_IOC_LIST shows no channel of this domain");
+    check!(d.stats(0).unwrap_err() == Errno::ENOENT, "channel 0 does not exist");
+    let c = d.create(8, 64)?;
+    check!(c.id == 0, "the next create gets id 0");
+    // SAFETY: unmaps the page mapped above; nothing refers to it any more.
+    unsafe { nix::sys::mman::munmap(p, 4096) }?;
+    Ok(())
+}
+
+/// `VDE_IOC_SAVE` on a channel served by a `user` backend: EOPNOTSUPP (the process owns the
+/// backend's indices; the kernel's never moved), after that process served requests.
+fn save_user() -> Result<()> {
+    let d = Domain::open()?;
+    let backend_efd = EventFd::new(EFD_NONBLOCK)?;
+    let mut ch = Chan::new(&d, 16, 64, vde_backend::USER, Some(backend_efd.as_raw_fd()))?;
+    let c2 = vd_sys::evtchn::RingMap::clone_of(&ch.map);
+    let m = c2.mem();
+    let geo = ch.fe.geometry();
+    let mut be = Backend::new(geo, BackendState::default());
+    let mut buf = vec![0u8; geo.max_payload()];
+    for i in 0..5u8 {
+        ch.push(op::ECHO, &[i]);
+    }
+    ch.publish()?;
+    let mut n = 0;
+    while let Some(r) = be.pop_request(&m, &mut buf).map_err(|e| anyhow::anyhow!("{e:?}"))? {
+        be.push_response(&m, r.id, 0, &buf[..r.len as usize]).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        n += 1;
+    }
+    be.publish(&m);
+    check!(n == 5 && m.load_u32(vd_ring::OFF_REQ_CONS) == 5, "the user backend served 5 requests");
+    let r = d.save(ch.id);
+    check!(r.map(|_| ()) == Err(Errno::EOPNOTSUPP), "VDE_IOC_SAVE on a user backend: EOPNOTSUPP ({r:?})");
+    d.attach(ch.id, vde_backend::NONE, None)?;
+    let s = d.save(ch.id)?;
+    check!(s.backend == vde_backend::NONE && s.req_cons == 5 && s.rsp_prod == 5, "after the user backend, SAVE carries the indices it reached: {}/{}", s.req_cons, s.rsp_prod);
+    // The kernel continues from there: an echo backend serves the next request, not old ones.
+    d.attach(ch.id, vde_backend::ECHO, None)?;
+    let mut got = vec![];
+    ch.drain(&mut got)?;
+    let r = ch.echo_round_trips(20, T)?;
+    check!(r.n == 20 && ch.stats()?.errors == 0, "an in-kernel backend after the user one serves on (20 round trips)");
+    Ok(())
+}
+
+const STALL: &str = "/sys/kernel/debug/vd_evtchn/stall_block_io";
+
+/// `(set, handlers waiting)` of the block-I/O stall test hook.
+fn stall_state() -> Result<(u32, u32)> {
+    let t = std::fs::read_to_string(STALL).context("read the stall hook")?;
+    let mut it = t.split_whitespace().map(str::parse::<u32>);
+    match (it.next(), it.next()) {
+        (Some(Ok(a)), Some(Ok(b))) => Ok((a, b)),
+        _ => anyhow::bail!("stall hook says {t:?}"),
+    }
+}
+
+/// A block backend held inside its I/O (the module's stall hook, with the channel lock held as
+/// a slow disk would): VDE_IOC_STATS (channel and domain), VDE_IOC_LIST and debugfs answer at
+/// once, and another domain's channel keeps being served on its own worker.
+fn stats_blocked() -> Result<()> {
+    let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open("/tmp/vd-stall.img")?;
+    f.set_len(1 << 16)?;
+    let d = Domain::open()?;
+    let other = Domain::open()?;
+    let mut ch = Chan::new(&d, 8, 512, vde_backend::BLOCK, Some(f.as_raw_fd()))?;
+    let mut echo = Chan::new(&other, 8, 64, vde_backend::ECHO, None)?;
+    std::fs::write(STALL, "1").context("set the stall hook")?;
+    let r = (|| -> Result<()> {
+        ch.push(op::BLK_READ, &BlkReq { sector: 0, len: 512, reserved: 0 }.to_bytes());
+        ch.publish()?;
+        ch.kick.write(1)?;
+        let t0 = std::time::Instant::now();
+        while stall_state()?.1 == 0 {
+            anyhow::ensure!(t0.elapsed() < T, "the block request never reached its I/O");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        println!("ok: the block backend is blocked in its I/O");
+        let t = std::time::Instant::now();
+        let s = d.stats(ch.id)?;
+        let all = d.stats(VDE_ALL)?;
+        let me = std::process::id();
+        let listed = d.list_all()?.iter().filter(|e| e.domain_pid == me).count();
+        let dbg = std::fs::read_to_string("/sys/kernel/debug/vd_evtchn/channels")?;
+        let took = t.elapsed();
+        check!(stall_state()?.1 == 1, "the backend was still blocked while the statistics were read");
+        check!(took < Duration::from_secs(2), "STATS, STATS VDE_ALL, LIST and debugfs answered in {took:?} while the backend is blocked");
+        check!(s.requests == 1 && s.responses == 0 && s.backend == vde_backend::BLOCK, "stats show the request in flight");
+        check!(all.backend == 1 && listed == 1, "domain totals and the list see the channel");
+        check!(dbg.lines().any(|l| l.starts_with(&format!("{me} "))), "debugfs lists the channel");
+        let r = echo.echo_round_trips(200, T)?;
+        check!(r.n == 200, "another domain's channel is served meanwhile (200 round trips)");
+        Ok(())
+    })();
+    std::fs::write(STALL, "0").context("clear the stall hook")?;
+    r?;
+    let mut got = vec![];
+    let t0 = std::time::Instant::now();
+    while got.is_empty() {
+        anyhow::ensure!(t0.elapsed() < T, "no response after the stall ended");
+        ch.drain(&mut got)?;
+        if got.is_empty() {
+            ch.wait_irq(Duration::from_millis(100))?;
+        }
+    }
+    check!(got[0].1 == 0 && got[0].2.len() == 512, "the stalled read completes once the I/O goes on");
+    Ok(())
+}
+
+/// Listing while another domain creates and destroys channels all the time: every walk lists
+/// each of the 8 channels that live through it exactly once, in key order.
+fn list_churn() -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    // The churning domain is opened first, so under index-based listing its channels came
+    // before the stable ones and shifted them.
+    let churn = Domain::open()?;
+    let stable = Domain::open()?;
+    // Both domains belong to this process: the stable channels are the ones with 16 entries.
+    let keep: Vec<VdeCreate> = (0..8).map(|_| stable.create(16, 64)).collect::<Result<_, _>>()?;
+    let stop = AtomicBool::new(false);
+    let me = std::process::id();
+    let walks = std::thread::scope(|s| -> Result<u32> {
+        let h = s.spawn(|| -> Result<u64> {
+            let mut n = 0u64;
+            while !stop.load(Relaxed) {
+                let a = churn.create(8, 64)?;
+                let b = churn.create(8, 64)?;
+                churn.destroy(a.id)?;
+                churn.destroy(b.id)?;
+                n += 1;
+            }
+            Ok(n)
+        });
+        let mut walks = 0;
+        let mut bad = None;
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < Duration::from_secs(3) && bad.is_none() {
+            let l = stable.list_all()?;
+            let keys_ordered = l.windows(2).all(|w| w[0].cursor < w[1].cursor);
+            let mut seen = [0u32; 8];
+            for e in l.iter().filter(|e| e.domain_pid == me && e.stats.entries == 16) {
+                if let Some(i) = keep.iter().position(|c| c.id == e.stats.id) {
+                    seen[i] += 1;
+                }
+            }
+            if !keys_ordered || seen.iter().any(|&n| n != 1) {
+                bad = Some(format!("walk {walks}: ordered {keys_ordered}, stable channels seen {seen:?}"));
+            }
+            walks += 1;
+        }
+        stop.store(true, Relaxed);
+        let churned = h.join().map_err(|_| anyhow::anyhow!("churn thread panicked"))??;
+        println!("list churn: {walks} walks while {churned} create/destroy rounds ran");
+        check!(bad.is_none(), "no walk repeated or skipped a stable channel ({})", bad.unwrap_or_default());
+        check!(churned > 10, "channels came and went during the walks ({churned} rounds)");
+        Ok(walks)
+    })?;
+    check!(walks > 10, "{walks} walks");
     Ok(())
 }

@@ -194,7 +194,7 @@ static RULES: &[Rule] = &[
         Dev::Evt,
         io(VDE_IOC_LIST),
         "VDE_IOC_LIST",
-        &[EFAULT, ENOENT, ENOMEM],
+        &[EFAULT, EINVAL, ENOENT],
     ),
     r(
         Dev::Evt,
@@ -1141,19 +1141,14 @@ impl Fuzz {
             10 => self.evt_save(i, p),
             11 => self.evt_restore(i, p),
             12 => {
-                let e = VdeListEntry {
-                    index: self.rng.u32v(),
-                    ..Default::default()
+                let flags = if self.rng.below(4) == 0 { self.rng.u32v() } else { 0 };
+                let e = VdeListEntry { cursor: self.rng.u64v(), flags, ..Default::default() };
+                let desc = format!("cursor={} flags={flags:#x}", e.cursor);
+                let exp = match p {
+                    Ptr::Good | Ptr::ReadOnly if flags != 0 => fail(EINVAL, "unknown flag bits"),
+                    _ => Expect::Any,
                 };
-                self.call(
-                    Dev::Evt,
-                    fd,
-                    VDE_IOC_LIST,
-                    &bytes_of(&e),
-                    p,
-                    &format!("index={}", e.index),
-                    Expect::Any,
-                );
+                self.call(Dev::Evt, fd, VDE_IOC_LIST, &bytes_of(&e), p, &desc, exp);
             }
             13 => {
                 self.call(Dev::Evt, fd, VD_IOC_VERSION, &[0u8; 40], p, "", Expect::Any);

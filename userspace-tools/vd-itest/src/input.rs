@@ -196,20 +196,36 @@ impl Drop for Route<'_> {
 pub struct VcpuChild {
     pub pid: Pid,
     alive: bool,
+    /// Write end of the pipe a [`Self::spawn_halted`] child sleeps on.
+    go: Option<std::os::fd::OwnedFd>,
 }
 
 impl VcpuChild {
     pub fn spawn(dev: &Input, cpu: Option<usize>) -> Result<Self> {
-        Self::fork_vcpu(dev, cpu, None)
+        Self::fork_vcpu(dev, cpu, None, false)
     }
     /// Like [`Self::spawn`], but the child spins for `run`, unregisters, and exits with 0 (or
     /// the errno of VCPU_UNREGISTER).
     pub fn spawn_timed(dev: &Input, cpu: Option<usize>, run: Duration) -> Result<Self> {
-        Self::fork_vcpu(dev, cpu, Some(run))
+        Self::fork_vcpu(dev, cpu, Some(run), false)
+    }
+    /// Like [`Self::spawn`], but the child first sleeps in `read` of a pipe (a vCPU halted in
+    /// the guest, waiting for an interrupt: a state the host scheduler cannot preempt) until
+    /// [`Self::wake`], and spins from then on.
+    pub fn spawn_halted(dev: &Input, cpu: Option<usize>) -> Result<Self> {
+        Self::fork_vcpu(dev, cpu, None, true)
+    }
+    /// Ends the sleep of a [`Self::spawn_halted`] child: it spins from now on.
+    pub fn wake(&mut self) -> Result<()> {
+        if let Some(go) = self.go.take() {
+            nix::unistd::write(&go, b"g")?;
+        }
+        Ok(())
     }
     /// A child that registers as a vCPU thread and spins: forever, or for `run` and then
-    /// unregisters and exits.
-    fn fork_vcpu(dev: &Input, cpu: Option<usize>, run: Option<Duration>) -> Result<Self> {
+    /// unregisters and exits; with `halted`, it sleeps until told to go first.
+    fn fork_vcpu(dev: &Input, cpu: Option<usize>, run: Option<Duration>, halted: bool) -> Result<Self> {
+        let (gr, gw) = nix::unistd::pipe()?;
         let (r, w) = nix::unistd::pipe()?;
         // SAFETY: the child only makes system calls (prctl, sched_setaffinity, ioctl, write,
         // clock_gettime) and spins; it never returns into Rust code that could touch other
@@ -232,6 +248,11 @@ impl VcpuChild {
                     // SAFETY: leaving the child without running destructors.
                     unsafe { nix::libc::_exit(1) };
                 }
+                if halted {
+                    drop(gw);
+                    let mut b = [0u8; 1];
+                    while let Err(Errno::EINTR) = nix::unistd::read(gr.as_raw_fd(), &mut b) {}
+                }
                 let Some(run) = run else {
                     let mut x: u64 = 0;
                     loop {
@@ -251,9 +272,10 @@ impl VcpuChild {
             }
             ForkResult::Parent { child } => {
                 drop(w);
+                drop(gr);
                 let mut b = [0u8; 1];
                 let n = nix::unistd::read(r.as_raw_fd(), &mut b)?;
-                let me = Self { pid: child, alive: true };
+                let me = Self { pid: child, alive: true, go: Some(gw) };
                 if n != 1 {
                     bail!("vCPU child died before registering");
                 }
@@ -461,6 +483,39 @@ pub fn basic() -> Result<()> {
     let f2 = Input::open()?;
     check!(f2.vm_create(vm, 64, None).err() == Some(Errno::EEXIST), "VM_CREATE with a vm_id in use: EEXIST");
     drop(f2);
+    // A result that cannot be copied back (the argument is in a read-only page): the VM is not
+    // made, its id stays free, and the file can try again.
+    {
+        let f3 = Input::open()?;
+        let id = vm + 60;
+        let c = VdiVmCreate { vm_id: id, entries: 64, call_fd: -1, flags: 0, mmap_size: 0 };
+        // SAFETY: a fresh anonymous private page, written through the pointer while writable,
+        // then made read-only; unmapped below.
+        let page = unsafe {
+            let p = nix::libc::mmap(std::ptr::null_mut(), 4096, nix::libc::PROT_READ | nix::libc::PROT_WRITE, nix::libc::MAP_PRIVATE | nix::libc::MAP_ANONYMOUS, -1, 0);
+            if p == nix::libc::MAP_FAILED {
+                bail!("mmap: {}", Errno::last());
+            }
+            p.cast::<VdiVmCreate>().write(c);
+            nix::libc::mprotect(p, 4096, nix::libc::PROT_READ);
+            p
+        };
+        // SAFETY: readable for a `VdiVmCreate`; not writable, so the kernel cannot write.
+        let r = unsafe { f3.vm_create_at(page.cast()) };
+        // SAFETY: mapped above, no reference into it remains.
+        unsafe { nix::libc::munmap(page, 4096) };
+        check!(r == Err(Errno::EFAULT), "VM_CREATE whose result cannot be copied back: EFAULT ({})", errno_of(r));
+        check!(adm.stats(id).err() == Some(Errno::ENOENT), "and the VM does not exist (STATS: {})", errno_of(adm.stats(id)));
+        let f4 = Input::open()?;
+        check!(f4.vm_create(id, 64, None).is_ok(), "its id is free: VM_CREATE of it on another file succeeds");
+        drop(f4);
+        check!(f3.vm_create(id, 64, None).is_ok(), "the same file can create a VM again");
+        let f5 = Input::open()?;
+        let mut bad = VdiVmCreate { vm_id: id + 1, entries: 64, call_fd: -1, flags: 1 << 31, mmap_size: 0 };
+        // SAFETY: a valid, writable `VdiVmCreate` we own.
+        let r = unsafe { f5.vm_create_at(&mut bad) };
+        check!(r == Err(Errno::EINVAL), "VM_CREATE with an unknown flag bit: EINVAL ({})", errno_of(r));
+    }
     let s = a.stats()?;
     check!(s.vm_id == vm && s.running == 1 && s.vcpus == 0 && s.queue_depth == 0, "a VM without vCPU threads counts as running (running {}, vcpus {})", s.running, s.vcpus);
     adm.focus(vm).context("VDI_IOC_FOCUS")?;
@@ -634,34 +689,73 @@ pub fn sched() -> Result<()> {
     let mut a = Sink::new(vm, 4096)?;
     adm.focus(vm)?;
     pin(0);
-    let mut child = VcpuChild::spawn(&a.dev, Some(1))?;
+    let mut child = VcpuChild::spawn_halted(&a.dev, Some(1))?;
     let (s, ok) = a.stats_until(Duration::from_secs(5), |s| s.vcpus == 1 && s.running == 1)?;
     check!(ok, "vCPU child {} registered and running (vcpus {}, running {})", child.pid, s.vcpus, s.running);
+    let frames50 = |base: usize| -> Vec<Vec<Ev>> {
+        (0..50).map(|i| if i % 5 == 0 { key_frame(base + i / 10, (i / 5) % 2 == 0).to_vec() } else { motion_frame(2, -1) }).collect()
+    };
 
-    // Running: delivered at once.
+    // Halted (asleep in the kernel waiting for an interrupt, as a vCPU in the guest's hlt): it
+    // can take an interrupt and the host scheduler cannot preempt a sleeping thread, so every
+    // frame is in the ring when write() returns: exact counts.
+    let t = Instant::now();
+    while child.state() != 'S' {
+        if t.elapsed() > Duration::from_secs(5) {
+            bail!("vCPU child never went to sleep (state {})", child.state());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let s0 = a.stats()?;
     let mut at_once = 0;
     let mut sent = vec![];
-    for i in 0..50 {
-        let fr = if i % 5 == 0 { key_frame(i / 10, (i / 5) % 2 == 0).to_vec() } else { motion_frame(2, -1) };
+    for fr in frames50(0) {
         kb.emit(&fr)?;
-        sent.extend(fr);
+        sent.extend(&fr);
+        if a.available()? as usize + a.got.len() == sent.len() {
+            at_once += 1;
+        }
+    }
+    let s1 = a.stats()?;
+    check!(at_once == 50, "vCPU halted waiting for an interrupt: {at_once}/50 frames were in the ring when write() returned");
+    check!(
+        s1.delivered_immediately - s0.delivered_immediately == sent.len() as u64 && s1.queued == s0.queued,
+        "stats: all {} events delivered immediately (+{}), none queued (+{})",
+        sent.len(),
+        s1.delivered_immediately - s0.delivered_immediately,
+        s1.queued - s0.queued
+    );
+    a.wait_n(sent.len(), T)?;
+    check!(triples(&evs_of(&a.take())) == sent, "halted: {} events in order", sent.len());
+
+    // On a CPU (spinning): the host scheduler may still preempt it at any moment (under
+    // emulation it does), and a preempted vCPU rightly queues. What holds whatever the
+    // scheduler does: every event arrives, in order, each either delivered at once or queued
+    // and flushed at the next schedule-in, and nothing stays queued.
+    child.wake()?;
+    let t = Instant::now();
+    while child.state() != 'R' {
+        if t.elapsed() > Duration::from_secs(5) {
+            bail!("vCPU child never ran (state {})", child.state());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let s0 = a.stats()?;
+    let mut at_once = 0;
+    let mut sent = vec![];
+    for fr in frames50(0) {
+        kb.emit(&fr)?;
+        sent.extend(&fr);
         if a.available()? as usize + a.got.len() == sent.len() {
             at_once += 1;
         }
     }
     a.wait_n(sent.len(), T)?;
-    let s1 = a.stats()?;
-    // Most, not all: under emulation the host scheduler still preempts the spinning child now
-    // and then, and a preempted vCPU rightly queues (34/50 was seen once under load).
-    check!(at_once >= 25, "vCPU on a CPU: {at_once}/50 frames were in the ring when write() returned");
-    check!(triples(&evs_of(&a.got)) == sent, "running: {} events in order", sent.len());
-    println!(
-        "info: running: delivered_immediately +{}, queued +{}",
-        s1.delivered_immediately - s0.delivered_immediately,
-        s1.queued - s0.queued
-    );
-    check!(s1.delivered_immediately - s0.delivered_immediately >= (sent.len() as u64) * 9 / 10, "stats: most of them delivered immediately");
+    check!(triples(&evs_of(&a.got)) == sent, "running: {} events in order ({at_once}/50 frames in the ring when write() returned)", sent.len());
+    let (s1, ok) = a.stats_until(Duration::from_secs(5), |s| s.queue_depth == 0)?;
+    let (imm, queued, flushed) = (s1.delivered_immediately - s0.delivered_immediately, s1.queued - s0.queued, s1.flushed - s0.flushed);
+    println!("info: running: delivered_immediately +{imm}, queued +{queued}, flushed +{flushed}");
+    check!(ok && imm + flushed == sent.len() as u64 && queued == flushed && s1.coalesced == s0.coalesced, "stats: every event delivered at once or queued and flushed ({imm} + {flushed} = {}), nothing left queued", sent.len());
     a.take();
 
     // Stopped: the burst waits in the queue.
@@ -757,9 +851,12 @@ pub fn sched() -> Result<()> {
     kb.emit(&last)?;
     check!(a.stats()?.queue_depth > 0, "stopped again: {} events queued", a.stats()?.queue_depth);
     child.kill()?;
-    let (s, ok) = a.stats_until(Duration::from_secs(5), |s| s.vcpus == 0)?;
-    check!(ok, "vCPU child killed: its registration is gone (vcpus {})", s.vcpus);
-    check!(a.wait_n(last.len(), Duration::from_secs(5))? && triples(&evs_of(&a.take())) == last, "the events queued for the dead vCPU are delivered in order");
+    // Waits on the ring and the call eventfd only: no ioctl that could move the queue.
+    let ok = a.wait_n(last.len(), Duration::from_secs(5))?;
+    let got = triples(&evs_of(&a.take()));
+    check!(ok && got == last, "the events queued for the dead vCPU are delivered in order, by the module itself ({} of {})", got.len(), last.len());
+    let s = a.stats()?;
+    check!(s.vcpus == 0 && s.queue_depth == 0, "vCPU child killed: its registration is gone (vcpus {}, queue depth {})", s.vcpus, s.queue_depth);
     Ok(())
 }
 
@@ -776,28 +873,42 @@ pub fn focus(frames_total: usize) -> Result<()> {
     let written = AtomicU64::new(0);
     let seen = AtomicU64::new(0);
     let done = AtomicBool::new(false);
-    let mut switches = 0u64;
+    // The overlap is made, not hoped for: the switcher (this thread) switches the focus on
+    // every turn of its loop, concurrently with the writer's writes, and the writer, after each
+    // write of 1..7 frames, waits until the switcher has switched at least once since that
+    // write began. So at least one switch falls into or right after every write, however the
+    // two threads are scheduled.
+    let switches = AtomicU64::new(0);
+    let mut batches = 0u64;
     let start = Instant::now();
     std::thread::scope(|s| -> Result<()> {
-        let w = s.spawn(|| -> Result<()> {
+        let w = s.spawn(|| -> Result<u64> {
             let mut i = 0;
+            let mut batches = 0u64;
             while i < frames_total {
                 // Keep well inside the rings: the consumer (the main thread) drains both.
                 while written.load(Ordering::Relaxed).saturating_sub(seen.load(Ordering::Relaxed)) > 300 {
                     if done.load(Ordering::Relaxed) {
-                        return Ok(());
+                        return Ok(batches);
                     }
                     std::thread::yield_now();
                 }
+                let before = switches.load(Ordering::Acquire);
                 let n = (frames_total - i).min(1 + i % 7);
                 let evs: Vec<Ev> = (i..i + n).flat_map(tagged_frame).collect();
                 kb.emit(&evs)?;
                 i += n;
                 written.store(i as u64, Ordering::Relaxed);
+                batches += 1;
+                while switches.load(Ordering::Acquire) == before {
+                    if done.load(Ordering::Relaxed) {
+                        return Ok(batches);
+                    }
+                    std::thread::yield_now();
+                }
             }
-            Ok(())
+            Ok(batches)
         });
-        let mut last_switch = Instant::now();
         let mut writer_done = Instant::now();
         let mut to_b = true;
         let r = (|| -> Result<()> {
@@ -814,22 +925,25 @@ pub fn focus(frames_total: usize) -> Result<()> {
                 } else if writer_done.elapsed() > Duration::from_secs(5) {
                     bail!("only {n} of {frames_total} frames arrived, 5 s after the last write");
                 }
-                if last_switch.elapsed() >= Duration::from_micros(250) {
-                    adm.focus(if to_b { base + 1 } else { base })?;
-                    to_b = !to_b;
-                    switches += 1;
-                    last_switch = Instant::now();
-                }
+                adm.focus(if to_b { base + 1 } else { base })?;
+                to_b = !to_b;
+                switches.fetch_add(1, Ordering::Release);
                 std::thread::yield_now();
             }
         })();
         done.store(true, Ordering::Relaxed);
         let wr = w.join().map_err(|_| anyhow!("writer panicked"))?;
         r?;
-        wr
+        batches = wr?;
+        Ok(())
     })?;
+    let switches = switches.load(Ordering::Relaxed);
     let secs = start.elapsed().as_secs_f64();
-    check!(switches >= 100, "{switches} focus switches while {frames_total} frames ({} events) were written in {secs:.2} s", frames_total * 5);
+    check!(
+        switches >= batches && batches >= (frames_total / 7) as u64,
+        "{switches} focus switches while {frames_total} frames ({} events) were written in {batches} writes in {secs:.2} s: at least one switch per write",
+        frames_total * 5
+    );
     let mut all = vec![];
     for (name, sk) in [("A", &a), ("B", &b)] {
         let evs = evs_of(&sk.got);
@@ -1018,6 +1132,152 @@ pub fn hw(name: &str, hold: bool) -> Result<()> {
             std::thread::sleep(Duration::from_secs(1));
         }
     }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// `input-mt`: a two-finger multitouch device (type B slots) moves both fingers 400 times
+/// while the vCPU is stopped; the queue has to coalesce the 2,800 events into its 1,024 slots.
+/// After SIGCONT a consumer that follows ABS_MT_SLOT must see every position in the slot of
+/// the finger that made it, the last position of each finger, and both contacts ending.
+pub fn multitouch() -> Result<()> {
+    check!(ncpus() >= 2, "{} CPUs: the vCPU child gets one of its own", ncpus());
+    let adm = Input::open()?;
+    let pid = std::process::id();
+    let name = format!("vd-itest mt {pid}");
+    let mt = Uinput::new(&name, &format!("vd-itest/mt{pid}/input0"), Kind::Multitouch)?;
+    let _route = Route::add(&adm, vdi_match::NAME, true, &name)?;
+    let vm = 7000 + pid % 1000;
+    let mut a = Sink::new(vm, 4096)?;
+    adm.focus(vm)?;
+    pin(0);
+    let child = VcpuChild::spawn(&a.dev, Some(1))?;
+    let (_, ok) = a.stats_until(Duration::from_secs(5), |s| s.vcpus == 1)?;
+    check!(ok, "vCPU child registered");
+    child.stop()?;
+    let (_, ok) = a.stats_until(Duration::from_secs(5), |s| s.running == 0)?;
+    check!(ok, "vCPU child stopped: the VM is not running");
+    let s0 = a.stats()?;
+    // Finger 0 moves along 1000.., finger 1 along 20000..: a value tells whose it is.
+    const MOVES: i32 = 400;
+    let down = [
+        (EV_ABS, ABS_MT_SLOT, 0),
+        (EV_ABS, ABS_MT_TRACKING_ID, 1),
+        (EV_ABS, ABS_MT_POSITION_X, 999),
+        (EV_ABS, ABS_MT_POSITION_Y, 999),
+        (EV_ABS, ABS_MT_SLOT, 1),
+        (EV_ABS, ABS_MT_TRACKING_ID, 2),
+        (EV_ABS, ABS_MT_POSITION_X, 19999),
+        (EV_ABS, ABS_MT_POSITION_Y, 19999),
+        (EV_SYN, SYN_REPORT, 0),
+    ];
+    mt.emit(&down)?;
+    let mut moves = vec![];
+    for i in 0..MOVES {
+        moves.extend([
+            (EV_ABS, ABS_MT_SLOT, 0),
+            (EV_ABS, ABS_MT_POSITION_X, 1000 + i),
+            (EV_ABS, ABS_MT_POSITION_Y, 1000 + i),
+            (EV_ABS, ABS_MT_SLOT, 1),
+            (EV_ABS, ABS_MT_POSITION_X, 20000 + i),
+            (EV_ABS, ABS_MT_POSITION_Y, 20000 + i),
+            (EV_SYN, SYN_REPORT, 0),
+        ]);
+    }
+    emit_chunks(&mt, &moves, 700)?;
+    let up = [(EV_ABS, ABS_MT_SLOT, 0), (EV_ABS, ABS_MT_TRACKING_ID, -1), (EV_ABS, ABS_MT_SLOT, 1), (EV_ABS, ABS_MT_TRACKING_ID, -1), (EV_SYN, SYN_REPORT, 0)];
+    mt.emit(&up)?;
+    let s1 = a.stats()?;
+    check!(a.available()? == 0 && s1.queued > s0.queued, "stopped: {} events queued, none in the ring", s1.queued - s0.queued);
+    check!(s1.coalesced > s0.coalesced && s1.dropped == s0.dropped, "the queue coalesced {} events, dropped none", s1.coalesced - s0.coalesced);
+    child.cont()?;
+    let lifted = |g: &[RingEvent]| g.iter().filter(|e| e.ev.ty == EV_ABS && e.ev.code == ABS_MT_TRACKING_ID && e.ev.value == -1).count() >= 2;
+    check!(a.wait(T, lifted)?, "SIGCONT: the queue was flushed up to both contacts ending ({} events)", a.got.len());
+    let evs = evs_of(&a.take());
+    let (_, open) = frames(&evs);
+    check!(open.is_empty() && !evs.iter().any(|e| e.ty == EV_SYN && e.code == vd_sys::input::SYN_DROPPED), "whole frames, no SYN_DROPPED");
+    // Replay as a type-B consumer does: values go to the slot last selected (slot 0 at first).
+    let mut slot = 0;
+    let mut xs: [Vec<i32>; 2] = [vec![], vec![]];
+    let mut ids: [Vec<i32>; 2] = [vec![], vec![]];
+    for e in &evs {
+        match (e.ty, e.code) {
+            (EV_ABS, ABS_MT_SLOT) => slot = e.value,
+            (EV_ABS, ABS_MT_POSITION_X) | (EV_ABS, ABS_MT_TRACKING_ID) => {
+                let Some(k) = usize::try_from(slot).ok().filter(|&k| k < 2) else {
+                    bail!("a value for slot {slot}, which the device does not have");
+                };
+                if e.code == ABS_MT_POSITION_X { xs[k].push(e.value) } else { ids[k].push(e.value) }
+            }
+            _ => {}
+        }
+    }
+    println!("info: delivered {} events; slot 0 x: {} values, slot 1 x: {} values", evs.len(), xs[0].len(), xs[1].len());
+    let own = |k: usize, x: i32| if k == 0 { (999..1000 + MOVES).contains(&x) } else { (19999..20000 + MOVES).contains(&x) };
+    for k in 0..2 {
+        let bad: Vec<i32> = xs[k].iter().copied().filter(|&x| !own(k, x)).collect();
+        check!(bad.is_empty(), "slot {k}: every ABS_MT_POSITION_X is finger {k}'s ({} values, foreign: {:?})", xs[k].len(), &bad[..bad.len().min(8)]);
+        check!(xs[k].windows(2).all(|w| w[0] < w[1]), "slot {k}: positions in order");
+        let last = if k == 0 { 999 + MOVES } else { 19999 + MOVES };
+        check!(xs[k].last() == Some(&last), "slot {k}: the finger's last position {last} arrived (got {:?})", xs[k].last());
+        check!(ids[k] == [k as i32 + 1, -1], "slot {k}: its contact began and ended ({:?})", ids[k]);
+    }
+    Ok(())
+}
+
+/// `input-unload`: a VMM registers a vCPU thread and closes its file while the thread lives
+/// on. The thread's hook (a preempt notifier into the module's code) pins the module: rmmod is
+/// refused at once with EWOULDBLOCK (what `delete_module` answers for a module in use) while
+/// the thread lives, and succeeds once it is gone (retried until then, bounded). Leaves the
+/// module unloaded.
+pub fn unload() -> Result<()> {
+    fn delete_module() -> Result<(), Errno> {
+        // SAFETY: `delete_module(name, flags)` reads a NUL-terminated name.
+        let r = unsafe { nix::libc::syscall(nix::libc::SYS_delete_module, c"vd_input_irq".as_ptr(), nix::libc::O_NONBLOCK) };
+        Errno::result(r).map(drop)
+    }
+    fn refcnt() -> String {
+        std::fs::read_to_string("/sys/module/vd_input_irq/refcnt").unwrap_or_default().trim().to_owned()
+    }
+    let vm = 7500 + std::process::id() % 400;
+    let Sink { dev, map, .. } = Sink::new(vm, 64)?;
+    let dev = std::sync::Arc::new(dev);
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (reg_tx, reg_rx) = std::sync::mpsc::channel::<Result<(), Errno>>();
+    let d = dev.clone();
+    let t = std::thread::spawn(move || {
+        let _ = reg_tx.send(d.vcpu_register());
+        drop(d);
+        // Lives on, asleep, until told to go.
+        let _ = rx.recv();
+    });
+    let reg = reg_rx.recv_timeout(Duration::from_secs(10)).map_err(|_| anyhow!("the vCPU thread never registered"))?;
+    check!(reg.is_ok(), "a thread registered as the VM's vCPU ({})", errno_of(reg));
+    // The VMM closes the device: the last reference to the file goes.
+    drop(map);
+    let Ok(dev) = std::sync::Arc::try_unwrap(dev) else { bail!("the device is still shared") };
+    drop(dev);
+    println!("info: module refcnt with the file closed and the vCPU thread alive: {}", refcnt());
+    let t0 = Instant::now();
+    let r = delete_module();
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    check!(r == Err(Errno::EWOULDBLOCK), "rmmod while the former vCPU thread lives: {} after {ms:.1} ms (want EWOULDBLOCK)", errno_of(r));
+    check!(std::path::Path::new("/sys/module/vd_input_irq").exists(), "the module is still loaded");
+    tx.send(()).map_err(|_| anyhow!("vCPU thread gone early"))?;
+    t.join().map_err(|_| anyhow!("vCPU thread panicked"))?;
+    // The thread is gone; the module frees its hook once it is off every CPU.
+    let t0 = Instant::now();
+    let mut tries = 0;
+    let last = loop {
+        tries += 1;
+        match delete_module() {
+            Ok(()) => break Ok(()),
+            Err(Errno::EWOULDBLOCK) if t0.elapsed() < Duration::from_secs(10) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => break Err(e),
+        }
+    };
+    check!(last.is_ok(), "rmmod after the thread exited: {} ({tries} tries in {:.0} ms)", errno_of(last), t0.elapsed().as_secs_f64() * 1e3);
     Ok(())
 }
 

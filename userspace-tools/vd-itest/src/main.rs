@@ -36,6 +36,9 @@ enum Cmd {
     EvtchnUser,
     /// Save a channel with requests in flight, restore it in a new domain, nothing is lost.
     EvtchnRestore,
+    /// One of the hardening checks of issue 11 (`bind-race`, `kick-overflow`, `attach-types`,
+    /// `create-efault`, `save-user`, ...).
+    EvtchnCase { name: String },
     /// Echo traffic on several channels until killed (for the VMM-kill test).
     EvtchnStress {
         /// Channels.
@@ -147,6 +150,12 @@ enum Cmd {
     },
     /// vd_input_irq: uinput devices unplugged while routed; the sink keeps working.
     InputUnplug,
+    /// vd_input_irq: a multitouch device's burst queued behind a stopped vCPU and coalesced:
+    /// every position stays with its slot.
+    InputMt,
+    /// vd_input_irq: a vCPU thread outlives its VMM's file: rmmod is refused (EWOULDBLOCK)
+    /// while it lives and succeeds once it is gone. Unloads the module.
+    InputUnload,
     /// vd_input_irq: a stand-in VMM with events queued behind a stopped vCPU, until killed.
     InputHold {
         /// Name of its uinput device (routed by this name, grabbed).
@@ -198,6 +207,7 @@ fn main() -> std::process::ExitCode {
         Cmd::EvtchnBlock { file } => evtchn::block(&file),
         Cmd::EvtchnUser => evtchn::user(),
         Cmd::EvtchnRestore => evtchn::restore(),
+        Cmd::EvtchnCase { name } => evtchn::case(&name),
         Cmd::EvtchnStress { channels } => evtchn::stress(channels),
         Cmd::EvtchnThroughput { requests, json } => evtchn::throughput(requests, json),
         Cmd::InputHw { name, hold } => input::hw(&name, hold),
@@ -206,6 +216,8 @@ fn main() -> std::process::ExitCode {
         Cmd::InputSched => input::sched(),
         Cmd::InputFocus { frames } => input::focus(frames),
         Cmd::InputUnplug => input::unplug(),
+        Cmd::InputMt => input::multitouch(),
+        Cmd::InputUnload => input::unload(),
         Cmd::InputHold { name, vm } => input::hold(&name, vm),
         Cmd::InputBench { rounds, json } => input::bench(rounds, json),
         Cmd::SriovBasic { vf } => sriov::basic(&vf),

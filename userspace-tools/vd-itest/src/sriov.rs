@@ -238,7 +238,7 @@ pub fn reassign(vf: &str, ifname: &str) -> Result<()> {
     check!(v.vm_id == 2 && v.owner_pid == std::process::id(), "after the swap VM 2 holds {vf}");
     let got = next_event(&waiter, vds_event::SWAPPED, Duration::from_secs(2), &mut vec![])?;
     check!(got.is_some_and(|e| e.vm_id == 2 && e.other_vm == 1), "the waiter's file got the swapped event (2 <- 1)");
-    check!(holder.release(b) == Err(Errno::EPERM), "the old holder can no longer release it");
+    check!(holder.release(b, 1) == Err(Errno::EPERM), "the old holder can no longer release it");
     check!(daemon.swap(b, 1, 2, true) == Err(Errno::ESRCH), "a second swap from VM 1 is refused");
     drop(holder);
     let v = vf_of(&daemon, b)?;
@@ -257,7 +257,7 @@ pub fn basic(vf: &str) -> Result<()> {
     check!(m.lease(b, 0, 0) == Err(Errno::EINVAL), "VM id 0 is refused");
     check!(m.lease(b, 5, 0x80) == Err(Errno::EINVAL), "unknown lease flags are refused");
     check!(m.lease(0x0fff_ffff, 5, 0) == Err(Errno::ENODEV), "an unknown VF is ENODEV");
-    check!(m.release(b) == Err(Errno::ENOENT), "releasing a free VF is ENOENT");
+    check!(m.release(b, 5) == Err(Errno::ENOENT), "releasing a free VF is ENOENT");
     check!(m.sample(b, 1) == Err(Errno::ENOENT), "samples for a VF nobody holds are refused");
     let got = m.lease(b, 5, 0).context("lease")?;
     check!(got == b, "lease {vf} for VM 5");
@@ -267,7 +267,7 @@ pub fn basic(vf: &str) -> Result<()> {
     check!(m.lease(VDS_ANY, 5, 0) == Err(Errno::EEXIST), "a VM holds one VF at most");
     let other = Manager::open()?;
     check!(other.lease(b, 6, 0) == Err(Errno::EBUSY), "another file cannot lease it (EBUSY)");
-    check!(other.release(b) == Err(Errno::EPERM), "another file cannot release it (EPERM)");
+    check!(other.release(b, 5) == Err(Errno::EPERM), "another file cannot release it (EPERM)");
     check!(other.sample(b, 1) == Err(Errno::EPERM), "another file cannot push its samples");
     for i in 0..5u64 {
         m.sample(b, i * 1000)?;
@@ -275,8 +275,16 @@ pub fn basic(vf: &str) -> Result<()> {
     }
     let v = vf_of(&m, b)?;
     check!(v.flags & vds_vf::PUSHED != 0 && v.rx_bytes == 4000, "pushed samples are the VF's counters while passed through");
-    m.release(b).context("release")?;
-    check!(m.release(b) == Err(Errno::EBUSY) || m.release(b) == Err(Errno::ENOENT), "a second release fails");
+    let r = |flags, vm_id| m.release_lease(&VdsLease { bdf: b, flags, vm_id });
+    check!(r(0x80, 5) == Err(Errno::EINVAL), "a release with unknown flag bits is EINVAL");
+    check!(r(VDS_LEASE_KEEP_HOST, 5) == Err(Errno::EINVAL), "a release with a lease flag is EINVAL");
+    check!(r(0, 0) == Err(Errno::EINVAL), "a release for VM 0 is EINVAL");
+    check!(r(0, 6) == Err(Errno::ENOENT), "a release naming the wrong VM is ENOENT");
+    check!(vf_of(&m, b)?.vm_id == 5, "after the refused releases VM 5 still holds {vf}");
+    unknown_flags(&m, b)?;
+    m.release(b, 5).context("release")?;
+    let again = m.release(b, 5);
+    check!(again == Err(Errno::EBUSY) || again == Err(Errno::ENOENT), "a second release fails ({again:?})");
     let v = wait_vf(&m, b, Duration::from_secs(10), |v| v.phase == vds_phase::HOST)?;
     check!(name(&v.driver) != "vfio-pci" && v.flags & vds_vf::ASSIGNED == 0, "released VF is back on {} and unmarked", name(&v.driver));
     // The events of all that, in order, on a second file.
@@ -297,6 +305,95 @@ pub fn basic(vf: &str) -> Result<()> {
     check!(returned_err == Some(0), "the move back reported no error ({returned_err:?})");
     let nb = Manager::open_nonblocking()?;
     check!(nb.read_events() == Err(Errno::EAGAIN), "a non-blocking read with no events is EAGAIN");
+    lease_efault(&m, b, &nb)?;
+    Ok(())
+}
+
+/// Raw `ioctl(fd, cmd, arg)`: the errno, or `Ok(())`.
+fn raw_ioctl(m: &Manager, cmd: u32, arg: *mut u8) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the callers pass `arg` pointing at a struct of the size `cmd` encodes, or at memory
+    // the kernel is expected to refuse (a fault is an errno, not undefined behaviour here).
+    Errno::result(unsafe { nix::libc::ioctl(m.file().as_raw_fd(), cmd as _, arg) }).map(drop)
+}
+
+/// Every ioctl with a flags field refuses unknown bits (EINVAL), the VF being leased by `m`.
+fn unknown_flags(m: &Manager, b: u32) -> Result<()> {
+    let bad = 1u32 << 31;
+    let mut s = VdsSample { bdf: b, flags: bad, bytes: 0 };
+    check!(raw_ioctl(m, VDS_IOC_SAMPLE, (&raw mut s).cast()) == Err(Errno::EINVAL), "SAMPLE: unknown flags are EINVAL");
+    let mut p = VdsPolicy { flags: bad, ..m.policy()? };
+    check!(raw_ioctl(m, VDS_IOC_POLICY_SET, (&raw mut p).cast()) == Err(Errno::EINVAL), "POLICY_SET: unknown flags are EINVAL");
+    let mut w = VdsWait { vm_id: 99, flags: bad, reserved: 0 };
+    check!(raw_ioctl(m, VDS_IOC_WAIT, (&raw mut w).cast()) == Err(Errno::EINVAL), "WAIT: unknown flags are EINVAL");
+    let mut sw = VdsSwap { bdf: b, flags: bad, from_vm: 5, to_vm: 99 };
+    check!(raw_ioctl(m, VDS_IOC_SWAP, (&raw mut sw).cast()) == Err(Errno::EINVAL), "SWAP: unknown flags are EINVAL");
+    let mut r = VdsRate { bdf: b, flags: bad, max_tx_mbps: 0, min_tx_mbps: 0 };
+    check!(raw_ioctl(m, VDS_IOC_RATE_SET, (&raw mut r).cast()) == Err(Errno::EINVAL), "RATE_SET: unknown flags are EINVAL");
+    let mut r = VdsRate { bdf: b, flags: bad, max_tx_mbps: 0, min_tx_mbps: 0 };
+    check!(raw_ioctl(m, VDS_IOC_RATE_GET, (&raw mut r).cast()) == Err(Errno::EINVAL), "RATE_GET: unknown flags are EINVAL");
+    let mut l = VdsLease { bdf: VDS_ANY, flags: bad, vm_id: 98 };
+    check!(raw_ioctl(m, VDS_IOC_LEASE, (&raw mut l).cast()) == Err(Errno::EINVAL), "LEASE: unknown flags are EINVAL");
+    Ok(())
+}
+
+/// `len` bytes of fresh anonymous memory, the last `none` bytes of it inaccessible.
+fn mapping(len: usize, none: usize) -> Result<*mut u8> {
+    use nix::libc;
+    // SAFETY: a fresh private anonymous mapping; nothing else refers to it. Never unmapped (the
+    // test process exits soon).
+    let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
+    if p == libc::MAP_FAILED {
+        bail!("mmap: {}", Errno::last());
+    }
+    if none > 0 {
+        // SAFETY: the tail of the mapping made above.
+        Errno::result(unsafe { libc::mprotect(p.cast::<u8>().add(len - none).cast(), none, libc::PROT_NONE) })?;
+    }
+    Ok(p.cast())
+}
+
+/// A lease whose result cannot be written back (the argument in a read-only page) fails with
+/// EFAULT and is undone; events survive reads into buffers that fault (`nb`: a non-blocking
+/// file opened before, with no events read yet).
+fn lease_efault(m: &Manager, b: u32, nb: &Manager) -> Result<()> {
+    use nix::libc;
+    const PAGE: usize = 4096;
+    let ro = mapping(PAGE, 0)?;
+    // SAFETY: `ro` is a fresh page we own; `VdsLease` fits and `mmap` aligns to a page.
+    unsafe { ro.cast::<VdsLease>().write(VdsLease { bdf: b, flags: 0, vm_id: 7 }) };
+    // SAFETY: our own page.
+    Errno::result(unsafe { libc::mprotect(ro.cast(), PAGE, libc::PROT_READ) })?;
+    check!(raw_ioctl(m, VDS_IOC_LEASE, ro) == Err(Errno::EFAULT), "a lease whose result lands in a read-only page is EFAULT");
+    let v = vf_of(m, b)?;
+    check!(v.vm_id == 0 && v.phase != vds_phase::LEASED, "and is undone: {} not leased (vm {} phase {})", bdf_name(b), v.vm_id, v.phase);
+    wait_vf(m, b, Duration::from_secs(10), |v| v.phase == vds_phase::HOST)?;
+    let other = Manager::open()?;
+    check!(other.lease(b, 8, 0) == Ok(b), "another file leases {} afterwards", bdf_name(b));
+    other.release(b, 8).context("release")?;
+    wait_vf(m, b, Duration::from_secs(10), |v| v.phase == vds_phase::HOST)?;
+
+    // Events on `nb` now: leased 7, released 7, returned, leased 8, released 8, returned.
+    let rec = std::mem::size_of::<VdsEvent>();
+    use std::os::fd::AsRawFd;
+    let fd = nb.file().as_raw_fd();
+    let bad = mapping(PAGE, PAGE)?;
+    // SAFETY: reading into memory the kernel must refuse; nothing of ours is there.
+    let r = unsafe { libc::read(fd, bad.cast(), 2 * rec) };
+    check!(r == -1 && Errno::last() == Errno::EFAULT, "a read into an inaccessible buffer is EFAULT ({r})");
+    // Two records asked for, the second one straddling into an inaccessible page.
+    let two = mapping(2 * PAGE, PAGE)?;
+    // SAFETY: `rec` bytes before the inaccessible page are ours; the rest faults in the kernel.
+    let r = unsafe { libc::read(fd, two.add(PAGE - rec - rec / 2).cast(), 2 * rec) };
+    check!(r == rec as isize, "a read whose second record faults returns the first one only ({r})");
+    // SAFETY: the kernel wrote `rec` bytes there (checked above); unaligned read of plain data.
+    let first = unsafe { std::ptr::read_unaligned(two.add(PAGE - rec - rec / 2).cast::<VdsEvent>()) };
+    check!(first.kind == vds_event::LEASED && first.vm_id == 7, "the event survived the faulting read (got {} vm {})", event_name(first.kind), first.vm_id);
+    let rest = nb.read_events()?;
+    let want = [(vds_event::RELEASED, 7), (vds_event::RETURNED, 0), (vds_event::LEASED, 8), (vds_event::RELEASED, 8), (vds_event::RETURNED, 0)];
+    let got: Vec<(u32, u64)> = rest.iter().map(|e| (e.kind, e.vm_id)).collect();
+    check!(got == want, "the record that faulted and the rest follow in order ({got:?})");
+    check!(rest.windows(2).all(|w| w[1].seq == w[0].seq + 1) && rest.first().map(|e| e.seq) == Some(first.seq + 1), "with consecutive sequence numbers");
     Ok(())
 }
 
@@ -339,14 +436,14 @@ fn unpriv_child(b: u32, opened_as_root: &Manager) -> Result<()> {
     check!(!m.vfs()?.is_empty(), "nobody can list the VFs");
     check!(m.policy().is_ok() && m.candidates().is_ok(), "nobody can read the policy and candidates");
     check!(m.lease(b, 33, 0) == Err(Errno::EPERM), "nobody cannot lease (EPERM)");
-    check!(m.release(b) == Err(Errno::EPERM), "nobody cannot release (EPERM)");
+    check!(m.release(b, 33) == Err(Errno::EPERM), "nobody cannot release (EPERM)");
     check!(m.set_policy(&m.policy()?) == Err(Errno::EPERM), "nobody cannot change the policy");
     check!(m.wait_for_vf(33, false) == Err(Errno::EPERM), "nobody cannot register a waiter");
     check!(m.swap(b, 1, 2, true) == Err(Errno::EPERM), "nobody cannot swap");
     check!(m.set_rate(b, 10, 0) == Err(Errno::EPERM), "nobody cannot set a VF's rate limit");
     check!(m.rate(b).is_ok(), "nobody can read a VF's rate limit");
     check!(opened_as_root.lease(b, 34, 0) == Ok(b), "a file opened by root still leases after its process dropped privileges");
-    check!(opened_as_root.release(b).is_ok(), "and releases");
+    check!(opened_as_root.release(b, 34).is_ok(), "and releases");
     Ok(())
 }
 
@@ -370,7 +467,7 @@ pub fn rate(vf: &str) -> Result<()> {
     m.lease(b, 77, 0).context("lease")?;
     m.set_rate(b, 250, 0).context("rate of a leased VF")?;
     check!(m.rate(b)?.max_tx_mbps == 250, "the rate of a leased VF (on vfio-pci) is set and read back");
-    m.release(b)?;
+    m.release(b, 77)?;
     let v = wait_vf(&m, b, Duration::from_secs(10), |v| v.phase == vds_phase::HOST)?;
     check!(m.rate(b)?.max_tx_mbps == 250, "the limit stays with the VF after the lease (back on {})", name(&v.driver));
     m.set_rate(b, 0, 0).context("lift the limit")?;
@@ -432,7 +529,7 @@ pub fn bench(vf: &str, repeats: usize, script: &str) -> Result<()> {
         k_to.push(ms(t.elapsed()));
         anyhow::ensure!(sysfs_driver(vf) == "vfio-pci", "after the lease {vf} is on {}", sysfs_driver(vf));
         let t = Instant::now();
-        m.release(b).context("release")?;
+        m.release(b, 500 + i as u64).context("release")?;
         let mut back = None;
         let end = t + Duration::from_secs(20);
         while back.is_none() && Instant::now() < end {

@@ -21,6 +21,14 @@ pub const REL_WHEEL: u16 = 8;
 pub const ABS_X: u16 = 0;
 /// `ABS_Y`.
 pub const ABS_Y: u16 = 1;
+/// `ABS_MT_SLOT`.
+pub const ABS_MT_SLOT: u16 = 0x2f;
+/// `ABS_MT_POSITION_X`.
+pub const ABS_MT_POSITION_X: u16 = 0x35;
+/// `ABS_MT_POSITION_Y`.
+pub const ABS_MT_POSITION_Y: u16 = 0x36;
+/// `ABS_MT_TRACKING_ID`.
+pub const ABS_MT_TRACKING_ID: u16 = 0x39;
 /// `BTN_LEFT`.
 pub const BTN_LEFT: u16 = 0x110;
 /// `BTN_RIGHT`.
@@ -111,6 +119,8 @@ pub enum Kind {
     KeyboardMouse,
     /// Absolute pointer (ABS_X/ABS_Y 0..32767, BTN_TOUCH).
     Tablet,
+    /// Multitouch (type B): 2 slots, ABS_MT_POSITION_X/Y 0..32767, ABS_MT_TRACKING_ID.
+    Multitouch,
 }
 
 /// A uinput device; destroyed on drop.
@@ -154,6 +164,16 @@ impl Uinput {
                     let s = UinputAbsSetup { code: a, _pad: 0, value: 0, minimum: 0, maximum: 32767, fuzz: 0, flat: 0, resolution: 0 };
                     ioctl_int(&f, UI_ABS_SETUP, &s as *const _ as usize).context("UI_ABS_SETUP")?;
                 }
+            }
+            Kind::Multitouch => {}
+        }
+        if kind == Kind::Multitouch {
+            set(UI_SET_EVBIT, EV_ABS)?;
+            let axes = [(ABS_MT_SLOT, 0, 1), (ABS_MT_TRACKING_ID, 0, 65535), (ABS_MT_POSITION_X, 0, 32767), (ABS_MT_POSITION_Y, 0, 32767)];
+            for (a, minimum, maximum) in axes {
+                set(UI_SET_ABSBIT, a)?;
+                let s = UinputAbsSetup { code: a, _pad: 0, value: 0, minimum, maximum, fuzz: 0, flat: 0, resolution: 0 };
+                ioctl_int(&f, UI_ABS_SETUP, &s as *const _ as usize).context("UI_ABS_SETUP")?;
             }
         }
         let mut s = UinputSetup { bustype: 0x06 /* BUS_VIRTUAL */, vendor: 0x1d6b, product: 0x7664, version: 1, name: [0; 80], ff_effects_max: 0 };

@@ -27,7 +27,7 @@ impl RawMem {
     /// `ptr` must be 4-byte aligned and valid for reads and writes of `len` bytes for as long as
     /// the returned value lives.
     pub unsafe fn new(ptr: *mut u8, len: usize) -> Self {
-        assert!(ptr as usize % 4 == 0, "ring memory must be 4-byte aligned");
+        assert!((ptr as usize).is_multiple_of(4), "ring memory must be 4-byte aligned");
         // INVARIANT: guaranteed by the caller.
         Self { ptr, len }
     }
@@ -36,7 +36,7 @@ impl RawMem {
         self.ptr
     }
     fn word(&self, off: usize) -> Option<&AtomicU32> {
-        if off % 4 != 0 || off.checked_add(4)? > self.len {
+        if !off.is_multiple_of(4) || off.checked_add(4)? > self.len {
             return None;
         }
         // SAFETY: in bounds and aligned (checked); the memory is valid per the invariant, and

@@ -82,14 +82,70 @@ pub const RSP_HDR: usize = 16;
 pub mod op {
     /// Echo: the response carries the request payload back.
     pub const ECHO: u16 = 1;
-    /// Block read: payload `sector: u64, len: u32`; response carries the data.
+    /// Block read: payload one [`BlkReq`](super::BlkReq) (16 bytes); the response carries
+    /// `len` bytes of data.
     pub const BLK_READ: u16 = 2;
-    /// Block write: payload `sector: u64, len: u32, data`; response status only.
+    /// Block write: payload one [`BlkReq`](super::BlkReq) (16 bytes), then `len` bytes of data
+    /// at offset [`BLK_REQ_HDR`](super::BLK_REQ_HDR); the response carries the status only.
     pub const BLK_WRITE: u16 = 3;
     /// Block flush.
     pub const BLK_FLUSH: u16 = 4;
     /// Block size query: response payload is the capacity in bytes as `u64`.
     pub const BLK_GET_SIZE: u16 = 5;
+}
+
+/// The payload header of a block request ([`op::BLK_READ`], [`op::BLK_WRITE`]): the one
+/// definition the kernel's block backend, the tools and guest drivers use. Little-endian on the
+/// wire; a write's data follows at offset [`BLK_REQ_HDR`].
+///
+/// ```text
+/// offset 0   sector: u64    first 512-byte sector
+/// offset 8   len: u32       bytes to read or write (at most the slot's payload room)
+/// offset 12  reserved: u32  must be 0 (else -EINVAL)
+/// offset 16  data           (writes only)
+/// ```
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlkReq {
+    /// First sector (512 bytes each).
+    pub sector: u64,
+    /// Bytes to transfer.
+    pub len: u32,
+    /// Must be 0.
+    pub reserved: u32,
+}
+
+/// Bytes of a [`BlkReq`] in a payload; a write's data starts here.
+pub const BLK_REQ_HDR: usize = 16;
+/// Bytes of a block sector.
+pub const BLK_SECTOR: u64 = 512;
+
+const _: () = {
+    assert!(core::mem::size_of::<BlkReq>() == BLK_REQ_HDR);
+    assert!(core::mem::offset_of!(BlkReq, sector) == 0);
+    assert!(core::mem::offset_of!(BlkReq, len) == 8);
+    assert!(core::mem::offset_of!(BlkReq, reserved) == 12);
+};
+
+impl BlkReq {
+    /// The header as it goes into a payload.
+    pub fn to_bytes(&self) -> [u8; BLK_REQ_HDR] {
+        let mut b = [0u8; BLK_REQ_HDR];
+        b[..8].copy_from_slice(&self.sector.to_le_bytes());
+        b[8..12].copy_from_slice(&self.len.to_le_bytes());
+        b[12..].copy_from_slice(&self.reserved.to_le_bytes());
+        b
+    }
+    /// Decodes the header at the start of `payload` (`None` if shorter than [`BLK_REQ_HDR`]).
+    pub fn from_bytes(payload: &[u8]) -> Option<Self> {
+        let h = payload.get(..BLK_REQ_HDR)?;
+        let w = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+        Some(Self { sector: u64::from(w(0)) | (u64::from(w(4)) << 32), len: w(8), reserved: w(12) })
+    }
+    /// Byte offset of the request on the disk, `None` if it overflows.
+    pub fn pos(&self) -> Option<u64> {
+        self.sector.checked_mul(BLK_SECTOR)
+    }
 }
 
 /// What is wrong with a ring, or with a request to build one.

@@ -263,7 +263,10 @@ fn be_geo(a: &Area) -> Geometry {
 }
 
 /// Random garbage in every shared field never panics the backend, never reads out of bounds,
-/// and every outcome is either progress or a recorded failure.
+/// and every outcome is either progress or a recorded failure: each call answers `Ok` or the one
+/// error that matches what the guest wrote, the backend's indices only move as far as its answers
+/// say, and once the ring is failed it stays failed (status word set, every call `Failed`, nothing
+/// published).
 #[test]
 fn garbage_never_panics() {
     let mut seed = 0x1234_5678_9abc_def0u64;
@@ -273,27 +276,85 @@ fn garbage_never_panics() {
         seed ^= seed << 17;
         seed
     };
+    let (mut served, mut failed_rings) = (0u32, 0u32);
     for _ in 0..2000 {
         let (a, mut be, _fe) = pair(1 << (rnd() % 5), 32 << (rnd() % 3));
+        let geo = be.geometry();
+        let entries = geo.entries();
+        let mut buf = vec![0u8; geo.max_payload()];
+        // What the backend did, counted here: its indices must agree.
+        let (mut popped, mut pushed, mut published) = (0u32, 0u32, 0u32);
         for _ in 0..8 {
             let off = [OFF_REQ_PROD, OFF_RSP_CONS, OFF_RSP_EVENT][rnd() as usize % 3];
             a.mem.store_u32(off, rnd() as u32 % 40);
-            let slot = be.geometry().req_slot(rnd() as u32);
+            let slot = geo.req_slot(rnd() as u32);
             a.mem.write(slot, &rnd().to_le_bytes());
             a.mem.write(slot + 8, &rnd().to_le_bytes());
-            let _ = echo_all_fallible(&a, &mut be);
+            let was_failed = be.failure().is_some();
+            // Serve like a backend: pop, answer, publish; stop at the first error.
+            let err = loop {
+                let (prod, cons) = (a.mem.load_u32(OFF_REQ_PROD), be.state().req_cons);
+                match be.pop_request(&a.mem, &mut buf) {
+                    Ok(Some(req)) => {
+                        assert!(!was_failed, "a failed ring served a request");
+                        assert!(req.len as usize <= geo.max_payload(), "len {} > {}", req.len, geo.max_payload());
+                        popped += 1;
+                        assert_eq!(be.state().req_cons, popped, "req_cons moves by one per request");
+                        match be.push_response(&a.mem, req.id, 0, &buf[..req.len as usize]) {
+                            Ok(()) => pushed += 1,
+                            // Only a frontend that moved rsp_cons under the reserved slot.
+                            Err(e) => break Some(e),
+                        }
+                        assert_eq!(be.state().rsp_prod, pushed, "rsp_prod moves by one per response");
+                    }
+                    Ok(None) => {
+                        assert_eq!(be.state().req_cons, cons, "no request, no move");
+                        break None;
+                    }
+                    Err(e) => {
+                        // The error names what was wrong.
+                        match e {
+                            RingError::BadRequestProducer { prod: p, cons: c } => {
+                                assert_eq!((p, c), (prod, cons));
+                                assert!(p.wrapping_sub(c) > entries, "{p} - {c} <= {entries} refused");
+                            }
+                            RingError::BadResponseConsumer { .. } => {}
+                            RingError::BadLength { len } => assert!(len as usize > geo.max_payload(), "len {len} refused"),
+                            RingError::Failed => assert!(was_failed, "Failed from a ring that was not"),
+                            other => panic!("pop_request: unexpected {other:?}"),
+                        }
+                        assert_eq!(be.state().req_cons, cons, "an error consumes nothing");
+                        break Some(e);
+                    }
+                }
+            };
+            let (n, _) = be.publish(&a.mem);
+            published += n;
+            assert!(published <= pushed, "published {published} of {pushed} responses");
+            if let Some(e) = err {
+                assert!(matches!(e, RingError::BadRequestProducer { .. } | RingError::BadResponseConsumer { .. } | RingError::BadLength { .. } | RingError::Failed), "{e:?}");
+                // Every error but a full payload buffer fails the ring for good.
+                let first = be.failure().expect("an error fails the ring");
+                if !was_failed {
+                    assert_eq!(first, e, "the first error is the recorded one");
+                }
+                assert_eq!(a.mem.load_u32(OFF_STATUS) & STATUS_FAILED, STATUS_FAILED);
+                assert_eq!(n, 0, "a failed ring publishes nothing");
+                assert_eq!(be.pop_request(&a.mem, &mut buf), Err(RingError::Failed));
+                assert_eq!(be.push_response(&a.mem, 0, 0, &[]), Err(RingError::Failed));
+                assert_eq!(be.enable_kicks(&a.mem), Err(RingError::Failed));
+            } else {
+                assert!(be.failure().is_none(), "failed without an error");
+                assert_eq!(a.mem.load_u32(OFF_RSP_PROD), pushed, "everything answered is published");
+                assert_eq!(a.mem.load_u32(OFF_REQ_CONS), popped);
+                assert!(be.enable_kicks(&a.mem).is_ok() || be.failure().is_some());
+            }
         }
+        served += popped;
+        failed_rings += u32::from(be.failure().is_some());
     }
-}
-
-fn echo_all_fallible(a: &Area, be: &mut Backend) -> Result<(), RingError> {
-    let mut buf = vec![0u8; be.geometry().max_payload()];
-    while let Some(req) = be.pop_request(&a.mem, &mut buf)? {
-        assert!(req.len as usize <= be.geometry().max_payload());
-        be.push_response(&a.mem, req.id, 0, &buf[..req.len as usize])?;
-    }
-    be.publish(&a.mem);
-    Ok(())
+    // The garbage exercises both outcomes.
+    assert!(served > 100 && failed_rings > 100, "served {served}, failed rings {failed_rings}");
 }
 
 /// Found by the fuzzer: a backend that pops several requests before answering them must not be
@@ -339,4 +400,20 @@ fn rsp_cons_moved_back_after_pop_fails_the_ring() {
     assert!(matches!(e, RingError::BadResponseConsumer { .. }), "{e:?}");
     assert_eq!(be.failure(), Some(e));
     assert_eq!(a.mem.load_u32(OFF_STATUS) & STATUS_FAILED, STATUS_FAILED);
+}
+
+/// The block payload header is the documented 16 bytes: sector at 0, len at 8, reserved at 12,
+/// a write's data at 16; encoding and decoding agree.
+#[test]
+fn blk_req_layout_and_bytes() {
+    let r = BlkReq { sector: 0x0102_0304_0506_0708, len: 0x1122_3344, reserved: 0 };
+    let b = r.to_bytes();
+    assert_eq!(BLK_REQ_HDR, 16);
+    assert_eq!(&b[..8], &0x0102_0304_0506_0708u64.to_le_bytes());
+    assert_eq!(&b[8..12], &0x1122_3344u32.to_le_bytes());
+    assert_eq!(&b[12..], &[0; 4]);
+    assert_eq!(BlkReq::from_bytes(&b), Some(r));
+    assert_eq!(BlkReq::from_bytes(&b[..15]), None);
+    assert_eq!(BlkReq { sector: u64::MAX / 256, len: 1, reserved: 0 }.pos(), None);
+    assert_eq!(BlkReq { sector: 3, len: 1, reserved: 0 }.pos(), Some(1536));
 }

@@ -77,19 +77,28 @@ impl Domain {
         // SAFETY: `_IOW` of one `VdeState`.
         unsafe { ioctl_ptr(&self.file, VDE_IOC_RESTORE, &mut s) }.map(drop)
     }
-    /// `VDE_IOC_LIST`: the `index`-th channel of the whole host.
-    pub fn list(&self, index: u32) -> Result<VdeListEntry, Errno> {
-        let mut e = VdeListEntry { index, ..Default::default() };
+    /// `VDE_IOC_LIST`: the first channel of the whole host whose list key is `>= cursor`
+    /// (the entry's `cursor` is its key).
+    pub fn list(&self, cursor: u64) -> Result<VdeListEntry, Errno> {
+        let mut e = VdeListEntry { cursor, ..Default::default() };
         // SAFETY: `_IOWR` of one `VdeListEntry`.
         unsafe { ioctl_ptr(&self.file, VDE_IOC_LIST, &mut e) }?;
         Ok(e)
     }
-    /// Every channel on the host.
+    /// Every channel on the host, in list-key order (a cursor walk: channels that live through
+    /// it appear exactly once).
     pub fn list_all(&self) -> Result<Vec<VdeListEntry>, Errno> {
         let mut v = vec![];
-        for i in 0.. {
-            match self.list(i) {
-                Ok(e) => v.push(e),
+        let mut cursor = 0;
+        loop {
+            match self.list(cursor) {
+                Ok(e) => {
+                    v.push(e);
+                    match e.cursor.checked_add(1) {
+                        Some(c) => cursor = c,
+                        None => break,
+                    }
+                }
                 Err(Errno::ENOENT) => break,
                 Err(e) => return Err(e),
             }

@@ -49,6 +49,17 @@ impl Input {
         unsafe { ioctl_ptr(&self.file, VDI_IOC_VM_CREATE, &mut c) }?;
         Ok(c)
     }
+    /// `VDI_IOC_VM_CREATE` with the argument at `arg` as is (for tests of bad pointers).
+    ///
+    /// # Safety
+    ///
+    /// `arg` is readable for a `VdiVmCreate`; if it is also writable, the kernel writes the
+    /// result there, so it must not alias memory Rust holds a reference to.
+    pub unsafe fn vm_create_at(&self, arg: *mut VdiVmCreate) -> Result<(), Errno> {
+        // SAFETY: per the contract; `_IOWR` of one `VdiVmCreate`.
+        let r = unsafe { nix::libc::ioctl(self.file.as_raw_fd(), VDI_IOC_VM_CREATE as _, arg) };
+        Errno::result(r).map(drop)
+    }
     /// `VDI_IOC_VCPU_REGISTER`: the calling thread is a vCPU thread of this file's VM.
     pub fn vcpu_register(&self) -> Result<(), Errno> {
         self.ioctl_none(VDI_IOC_VCPU_REGISTER)

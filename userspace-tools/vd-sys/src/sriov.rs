@@ -93,9 +93,14 @@ impl Manager {
         unsafe { ioctl_ptr(&self.file, VDS_IOC_LEASE, &mut l) }?;
         Ok(l.bdf)
     }
-    /// `VDS_IOC_RELEASE`.
-    pub fn release(&self, bdf: u32) -> Result<(), Errno> {
-        let mut l = VdsLease { bdf, ..Default::default() };
+    /// `VDS_IOC_RELEASE` of the lease of `bdf` for VM `vm_id` (the VM it was taken for:
+    /// `ENOENT` if this file holds no lease of `bdf` for that VM, `EPERM` if another file does).
+    pub fn release(&self, bdf: u32, vm_id: u64) -> Result<(), Errno> {
+        self.release_lease(&VdsLease { bdf, flags: 0, vm_id })
+    }
+    /// `VDS_IOC_RELEASE` with every field as given (flags must be 0: `EINVAL`).
+    pub fn release_lease(&self, l: &VdsLease) -> Result<(), Errno> {
+        let mut l = *l;
         // SAFETY: `_IOW` of one `VdsLease`.
         unsafe { ioctl_ptr(&self.file, VDS_IOC_RELEASE, &mut l) }.map(drop)
     }
@@ -232,7 +237,7 @@ mod tests {
         assert_eq!(m.pfs().unwrap_err(), Errno::EBADF);
         assert_eq!(m.vfs().unwrap_err(), Errno::EBADF);
         assert_eq!(m.lease(VDS_ANY, 1, 0).unwrap_err(), Errno::EBADF);
-        assert_eq!(m.release(0).unwrap_err(), Errno::EBADF);
+        assert_eq!(m.release(0, 1).unwrap_err(), Errno::EBADF);
         assert_eq!(m.sample(0, 0).unwrap_err(), Errno::EBADF);
         assert_eq!(m.policy().unwrap_err(), Errno::EBADF);
         assert_eq!(m.set_policy(&VdsPolicy::default()).unwrap_err(), Errno::EBADF);

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use kvm_ioctls::{IoEventAddress, NoDatamatch, VcpuExit};
 use serde::Serialize;
-use vd_ring::{mem::RawMem, op, Backend, BackendState, Geometry};
+use vd_ring::{mem::RawMem, op, Backend, BackendState, Geometry, RingMem};
 use vd_sys::evtchn::Domain;
 use vd_uapi::{vde_backend, vde_state};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -253,7 +253,8 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
         dom.attach(c.id, vde_backend::ECHO, None).context("VDE_IOC_ATTACH echo")?;
     }
 
-    rg::load(&guest, rg::program(), &[
+    let program = rg::program();
+    let params = [
         (param::N, o.requests),
         (param::BATCH, o.batch),
         (param::KICK_PORT, u32::from(KICK_PORT)),
@@ -266,7 +267,8 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
         (param::HOSTILE, o.hostile.unwrap_or(0)),
         (param::SAMPLES, if o.probe.is_some() { MAX_SAMPLES } else { o.samples }),
         (param::SAMPLE_WRAP, u32::from(o.probe.is_some())),
-    ])?;
+    ];
+    rg::load(&guest, program, &params)?;
     guest.write(result::OK, &[0; (result::END - result::OK) as usize])?;
 
     let mut vcpu = guest.create_real_mode_vcpu(0, rg::CODE_GPA)?;
@@ -293,11 +295,17 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
                     Err(e) => return Err(e),
                 };
                 exits += 1;
-                match exit {
+                let what = match exit {
                     VcpuExit::IoOut(DONE_PORT, _) => return Ok(exits),
-                    VcpuExit::IoOut(KICK_PORT, _) if o.path == ServePath::Vmm => serve_in_vmm(&ring, &mut backend, &mut buf, &call)?,
-                    other => bail!("unexpected vCPU exit {other:?} after {exits} exits: the guest program went off the rails"),
-                }
+                    VcpuExit::IoOut(KICK_PORT, _) if o.path == ServePath::Vmm => {
+                        serve_in_vmm(&ring, &mut backend, &mut buf, &call)?;
+                        continue;
+                    }
+                    other => format!("{other:?}"),
+                };
+                // The exit borrowed the vCPU; it is released now, so its state can be read.
+                let dump = off_the_rails(&guest, vcpu.fd(), program, &params, &ring);
+                bail!("unexpected vCPU exit {what} after {exits} exits: the guest program went off the rails; {dump}");
             }
         })();
         drop(stop_tx);
@@ -357,6 +365,82 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
         r.judge(o);
     }
     Ok(r)
+}
+
+/// What the guest looked like when it left its program: its registers, whether the program, its
+/// interrupt vector and its parameters in guest memory are still what was loaded, the bytes at
+/// CS:IP and the ring's indices. Tells a corrupted guest (memory changed under it) from one whose
+/// CPU state went wrong (memory intact, registers not).
+fn off_the_rails(guest: &Guest, vcpu: &kvm_ioctls::VcpuFd, program: rg::Program, params: &[(u64, u32)], ring: &RawMem) -> String {
+    let mut out = Vec::new();
+    match (vcpu.get_regs(), vcpu.get_sregs()) {
+        (Ok(r), Ok(s)) => {
+            out.push(format!(
+                "regs: rip={:#x} rsp={:#x} rflags={:#x} rax={:#x} rbx={:#x} rcx={:#x} rdx={:#x} rsi={:#x} rdi={:#x} rbp={:#x}",
+                r.rip, r.rsp, r.rflags, r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp
+            ));
+            out.push(format!(
+                "sregs: cs={:#x}/{:#x} ds={:#x}/{:#x} es={:#x}/{:#x} ss={:#x}/{:#x} cr0={:#x} efer={:#x}",
+                s.cs.selector, s.cs.base, s.ds.selector, s.ds.base, s.es.selector, s.es.base, s.ss.selector, s.ss.base, s.cr0, s.efer
+            ));
+            let ip = s.cs.base.wrapping_add(r.rip);
+            let mut at = [0u8; 16];
+            match guest.read(ip, &mut at) {
+                Ok(()) => out.push(format!("bytes at CS:IP {ip:#x}: {at:02x?}")),
+                Err(_) => out.push(format!("CS:IP {ip:#x} is outside guest RAM")),
+            }
+            // Which instruction of the program IP is at (the program's own range).
+            let code = u64::from(rg::CODE_GPA);
+            if (code..code + program.0.len() as u64).contains(&ip) {
+                out.push(format!("IP is at program offset {:#x} of {:#x}", ip - code, program.0.len()));
+            } else {
+                out.push(format!("IP is outside the program [{code:#x}, {:#x})", code + program.0.len() as u64));
+            }
+        }
+        (r, s) => out.push(format!("registers unreadable: {:?} {:?}", r.err(), s.err())),
+    }
+    let mut now = vec![0u8; program.0.len()];
+    match guest.read(u64::from(rg::CODE_GPA), &mut now) {
+        Ok(()) => match now.iter().zip(program.0).position(|(a, b)| a != b) {
+            None => out.push(format!("program: intact ({} bytes)", now.len())),
+            Some(i) => out.push(format!(
+                "program: CHANGED, {} of {} bytes differ, first at offset {i:#x}",
+                now.iter().zip(program.0).filter(|(a, b)| a != b).count(),
+                now.len()
+            )),
+        },
+        Err(e) => out.push(format!("program unreadable: {e}")),
+    }
+    let vec_gpa = u64::from(rg::VECTOR_BASE + IRQ_LINE) * 4;
+    let want = u32::from(rg::CODE_GPA + program.1);
+    match guest.read_u32(vec_gpa) {
+        Ok(v) if v == want => out.push("interrupt vector: intact".into()),
+        Ok(v) => out.push(format!("interrupt vector: CHANGED to {v:#x} (loaded {want:#x})")),
+        Err(e) => out.push(format!("interrupt vector unreadable: {e}")),
+    }
+    let changed: Vec<String> = params
+        .iter()
+        .filter_map(|&(gpa, v)| match guest.read_u32(gpa) {
+            // The probe reporter sets N to 0 to end a timed run.
+            Ok(now) if now == v || (gpa == param::N && now == 0) => None,
+            Ok(now) => Some(format!("{gpa:#x}: {now:#x} (loaded {v:#x})")),
+            Err(e) => Some(format!("{gpa:#x}: {e}")),
+        })
+        .collect();
+    out.push(if changed.is_empty() { "parameters: intact".into() } else { format!("parameters CHANGED: {}", changed.join(", ")) });
+    let idx = |off: usize| ring.load_u32(off);
+    out.push(format!(
+        "ring: req_prod={} rsp_prod={} rsp_cons={} req_event={} rsp_event={}; guest ok={} bad={} irqs={}",
+        idx(vd_ring::OFF_REQ_PROD),
+        idx(vd_ring::OFF_RSP_PROD),
+        idx(vd_ring::OFF_RSP_CONS),
+        idx(vd_ring::OFF_REQ_EVENT),
+        idx(vd_ring::OFF_RSP_EVENT),
+        guest.read_u32(result::OK).unwrap_or(0),
+        guest.read_u32(result::BAD).unwrap_or(0),
+        guest.read_u32(result::IRQS).unwrap_or(0),
+    ));
+    out.join("; ")
 }
 
 /// The probe's reporter: every period, the median (and 90th percentile) round trip of the batches

@@ -328,19 +328,28 @@ pub const VDE_IOC_RESTORE: u32 = iow::<VdeState>(0x17);
 /// `_IOW(0xB7, 0x18, u32)`: run the backend now, as if kicked (polling VMMs, tests).
 pub const VDE_IOC_KICK: u32 = iow::<u32>(0x18);
 
-/// `VDE_IOC_LIST`: the `index`-th channel of all domains on the host (`ENOENT` past the end).
+/// `VDE_IOC_LIST`: one channel of all domains on the host, walked by cursor: the channel with
+/// the smallest list key `>= cursor` (`ENOENT` when there is none). Keys are unique, increasing
+/// in creation order and never reused, so a walk (`cursor` 0, then the returned key + 1) while
+/// channels come and go lists every channel that lives through it exactly once.
 /// For the daemon and `vdctl evtchn list`: each open file only sees its own channels otherwise.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VdeListEntry {
-    /// In: position in the host-wide list.
-    pub index: u32,
+    /// In: where to continue (0 for the start). Out: the returned channel's list key.
+    pub cursor: u64,
     /// Out: thread-group id of the process that owns the domain (the VMM).
     pub domain_pid: u32,
+    /// In: must be 0.
+    pub flags: u32,
     /// Out: the channel's counters; `stats.id` is the channel id in its domain.
     pub stats: VdeStats,
 }
-const _: () = assert!(size_of::<VdeListEntry>() == 104);
+const _: () = {
+    assert!(size_of::<VdeListEntry>() == 112);
+    assert!(offset_of!(VdeListEntry, domain_pid) == 8);
+    assert!(offset_of!(VdeListEntry, stats) == 16);
+};
 /// `_IOWR(0xB7, 0x19, struct vde_list_entry)`.
 pub const VDE_IOC_LIST: u32 = iowr::<VdeListEntry>(0x19);
 
@@ -617,7 +626,9 @@ pub mod vds_event {
     pub const BUSY: u32 = 12;
 }
 
-/// One event, as `read(2)` returns them (whole records only) on `/dev/vd_sriov`.
+/// One event, as `read(2)` returns them (whole records only) on `/dev/vd_sriov`. A record that
+/// could not be copied to the reader's buffer (`EFAULT`, or a short count of whole records
+/// before it) stays queued and is returned by the next read.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VdsEvent {
@@ -648,9 +659,13 @@ const _: () = {
 pub const VDS_IOC_PF: u32 = iowr::<VdsPf>(0x20);
 /// `_IOWR(0xB7, 0x21, struct vds_vf)`.
 pub const VDS_IOC_VF: u32 = iowr::<VdsVf>(0x21);
-/// `_IOWR(0xB7, 0x22, struct vds_lease)`: CAP_NET_ADMIN.
+/// `_IOWR(0xB7, 0x22, struct vds_lease)`: CAP_NET_ADMIN. If the result cannot be copied back
+/// (`EFAULT`) the lease is undone (a `LEASED` then a `RELEASED` event).
 pub const VDS_IOC_LEASE: u32 = iowr::<VdsLease>(0x22);
-/// `_IOW(0xB7, 0x23, struct vds_lease)`: CAP_NET_ADMIN; only the file that took the lease.
+/// `_IOW(0xB7, 0x23, struct vds_lease)`: CAP_NET_ADMIN; only the file that took the lease, for
+/// the VM it was taken for. `flags` must be 0 and `vm_id` nonzero (`EINVAL`); `ENODEV` no such
+/// VF; `ENOENT` the VF is not leased, or this file holds it for another VM; `EPERM` another file
+/// holds it; `EBUSY` it is being moved.
 pub const VDS_IOC_RELEASE: u32 = iow::<VdsLease>(0x23);
 /// `_IOW(0xB7, 0x24, struct vds_sample)`: only the file that holds the lease.
 pub const VDS_IOC_SAMPLE: u32 = iow::<VdsSample>(0x24);

@@ -211,7 +211,7 @@ pub fn lease(vf: &str, vm: u64, keep_host: bool, hold: Option<f64>, json: bool) 
     while !STOP.load(Ordering::SeqCst) && end.is_none_or(|e| Instant::now() < e) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    match m.release(got) {
+    match m.release(got, vm) {
         Ok(()) => {}
         // Revoked (the VF disappeared) or swapped away meanwhile: nothing left to release.
         Err(e @ (nix::errno::Errno::ENODEV | nix::errno::Errno::EPERM | nix::errno::Errno::ENOENT)) => {

@@ -148,6 +148,12 @@ impl<H: Host> Placer<H> {
         }
         for r in st.threads {
             match self.host.start_time(r.tid) {
+                // The file is written before a thread is moved and after it is moved back, so a
+                // crash in between leaves a record of a thread that is not (or no longer) where
+                // we put it: only a thread that still has what we set is ours to adopt.
+                Ok(t) if t == r.start_time && !self.still_placed(&r) => {
+                    info!(tid = r.tid, pid = r.pid, "state file: thread is not on the driver cores (vdd stopped between the state file and the move); record dropped");
+                }
                 Ok(t) if t == r.start_time => {
                     self.records.insert(r.tid, r);
                 }
@@ -157,6 +163,14 @@ impl<H: Host> Placer<H> {
         }
         self.save()?;
         Ok(self.placed_pids())
+    }
+
+    /// The thread still has the affinity we set (unreadable: assume so, restore decides later).
+    fn still_placed(&self, r: &ThreadRecord) -> bool {
+        match (self.host.affinity(r.tid), cpus::parse(&r.placed_affinity)) {
+            (Ok(now), Ok(placed)) => now == placed,
+            _ => true,
+        }
     }
 
     /// Writes the state file atomically (temporary file, fsync, rename).
@@ -405,17 +419,65 @@ pub(crate) mod tests {
         }
     }
 
-    pub fn tmpdir(name: &str) -> PathBuf {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let d = std::env::temp_dir().join(format!("vdd-test-{}-{name}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A test's scratch directory, removed when dropped: at the end of the test and also when the
+    /// test fails (the panic unwinds through the drop).
+    pub struct TmpDir(PathBuf);
+
+    impl TmpDir {
+        /// `{temp}/{prefix}-{pid}-{name}-{n}`, empty.
+        pub fn new(prefix: &str, name: &str) -> Self {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let d = std::env::temp_dir().join(format!("{prefix}-{}-{name}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).unwrap();
+            Self(d)
+        }
+    }
+
+    impl std::ops::Deref for TmpDir {
+        type Target = std::path::Path;
+        fn deref(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+
+    impl AsRef<std::path::Path> for TmpDir {
+        fn as_ref(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TmpDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    pub fn tmpdir(name: &str) -> TmpDir {
+        TmpDir::new("vdd-test", name)
     }
 
     fn placer(h: FakeHost, state: Option<PathBuf>) -> Placer<FakeHost> {
         Placer::new(h, cpus::parse("1").unwrap(), 500_000, Some(BASE_SLICE), state)
+    }
+
+    #[test]
+    fn a_test_directory_is_removed_when_the_test_ends_or_fails() {
+        let d = tmpdir("scratch");
+        let kept = d.to_path_buf();
+        std::fs::write(d.join("f"), "x").unwrap();
+        drop(d);
+        assert!(!kept.exists(), "{} left behind", kept.display());
+        let kept = std::panic::catch_unwind(|| {
+            let d = tmpdir("failing");
+            std::fs::write(d.join("f"), "x").unwrap();
+            std::panic::panic_any(d.to_path_buf());
+        })
+        .unwrap_err()
+        .downcast::<PathBuf>()
+        .unwrap();
+        assert!(!kept.exists(), "{} left behind by a failed test", kept.display());
     }
 
     #[test]
@@ -520,7 +582,6 @@ pub(crate) mod tests {
         assert_eq!(p.host.aff(11), "0-3");
         let st: StateFile = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
         assert!(st.threads.is_empty(), "state file emptied after restore");
-        let _ = std::fs::remove_dir_all(d);
     }
 
     #[test]
@@ -545,13 +606,36 @@ pub(crate) mod tests {
         std::fs::write(&state, serde_json::to_string(&st).unwrap()).unwrap();
         let mut h = FakeHost::with_threads(&[11], "0-3");
         h.threads.get_mut(&11).unwrap().affinity = cpus::parse("2").unwrap(); // operator's, meanwhile
-        let mut p = placer(h, Some(state));
-        assert_eq!(p.load().unwrap().len(), 1);
+        let mut p = placer(h, Some(state.clone()));
+        assert!(p.load().unwrap().is_empty(), "a VM whose thread is not on the driver cores is not adopted as placed");
+        assert!(!p.manages(11));
         let o = p.restore_all();
-        assert_eq!(o.left_alone, vec![11]);
+        assert!(o.left_alone.is_empty() && o.restored.is_empty());
         assert_eq!(p.host.aff(11), "2");
         assert_eq!(p.host.set_affinity_calls + p.host.set_slice_calls, 0);
-        let _ = std::fs::remove_dir_all(d);
+        let st: StateFile = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+        assert!(st.threads.is_empty(), "the stale record is gone from the file");
+    }
+
+    #[test]
+    fn crash_between_restore_and_record_does_not_adopt() {
+        // vdd moved the thread back and was killed before the state file said so: the record is
+        // stale, and the next start must not take the VM for placed (it would not place it again
+        // while it stays hot).
+        let d = tmpdir("crash-restore");
+        let state = d.join("state.json");
+        let mut p = placer(FakeHost::with_threads(&[11], "0-3"), Some(state.clone()));
+        p.place(1, &[11]);
+        let mut host = p.host.clone();
+        drop(p);
+        host.threads.get_mut(&11).unwrap().affinity = cpus::parse("0-3").unwrap(); // restored, then kill -9
+        host.threads.get_mut(&11).unwrap().slice = BASE_SLICE;
+        let mut p = placer(host, Some(state));
+        assert!(p.load().unwrap().is_empty());
+        assert!(!p.manages(11));
+        // Placed afresh when the policy says so, with the real original.
+        assert_eq!(p.place(1, &[11]).moved, vec![11]);
+        assert_eq!(p.records().next().unwrap().orig_affinity, "0-3");
     }
 
     #[test]
@@ -565,6 +649,5 @@ pub(crate) mod tests {
         assert!(p.load().unwrap_err().to_string().contains("version 99"));
         std::fs::remove_file(&state).unwrap();
         assert!(p.load().unwrap().is_empty(), "no file: a first start");
-        let _ = std::fs::remove_dir_all(d);
     }
 }

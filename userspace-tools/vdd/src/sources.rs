@@ -157,15 +157,16 @@ mod tests {
         mk("200-9", 1, &[(0, None)]);
         std::fs::create_dir_all(d.join("not-a-vm")).unwrap();
         std::fs::write(d.join("io_exits"), "1\n").unwrap(); // the global file
-        let m = KvmDebugfs { dir: d.clone() }.scan().unwrap();
+        let m = KvmDebugfs { dir: d.to_path_buf() }.scan().unwrap();
         assert_eq!(m.len(), 2);
         assert_eq!(m[&100].io_exits, 55);
         assert_eq!(m[&100].mmio_exits, 14);
         assert_eq!(m[&100].vcpu_tids, vec![101, 105], "vCPU 1 never ran: pid 0 skipped");
         assert!(!m[&100].no_vcpu_pid_files);
         assert!(m[&200].no_vcpu_pid_files);
-        let _ = std::fs::remove_dir_all(&d);
-        let e = KvmDebugfs { dir: d }.scan().unwrap_err();
+        let gone = d.to_path_buf();
+        drop(d);
+        let e = KvmDebugfs { dir: gone }.scan().unwrap_err();
         assert!(e.contains("debugfs"), "{e}");
     }
 

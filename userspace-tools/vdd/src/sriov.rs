@@ -589,7 +589,7 @@ mod tests {
     struct Setup {
         j: Journal,
         cfg: Config,
-        _dir: std::path::PathBuf,
+        _dir: crate::placer::tests::TmpDir,
     }
 
     /// Fake QEMUs for VM 1 and VM 2 (options per VM), a config naming them (and VM 3 not).

@@ -77,7 +77,6 @@ fn round_trip_over_a_unix_socket() {
     // A second daemon on the same socket is refused.
     let e = control::bind(&sock).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
-    let _ = std::fs::remove_dir_all(d);
 }
 
 #[test]
@@ -94,7 +93,6 @@ fn a_stale_socket_is_replaced_and_a_missing_one_says_how_to_start_vdd() {
     let l = control::bind(&sock).unwrap();
     control::spawn_server(l, Arc::new(SharedHandler(shared()))).unwrap();
     assert!(control::request(&sock, &Request::Status).is_ok());
-    let _ = std::fs::remove_dir_all(d);
 }
 
 #[test]
@@ -124,7 +122,6 @@ fn readiness_datagram() {
     assert_eq!(&buf[..n], b"STOPPING=1");
     unsafe { std::env::remove_var("NOTIFY_SOCKET") };
     assert!(!vdd::notify::notify("READY=1").unwrap());
-    let _ = std::fs::remove_dir_all(d);
 }
 
 #[test]
@@ -151,7 +148,6 @@ fn metrics_over_a_unix_socket() {
     assert!(out.contains(&format!("vdd_vm_state{{pid=\"{me}\",state=\"placed\"}} 1")), "{out}");
     assert!(out.contains(&format!("vdd_vm_io_source_rate{{pid=\"{me}\",source=\"evtchn\"}} 234.000")), "{out}");
     assert!(out.contains("# TYPE vdd_placements_total counter"));
-    let _ = std::fs::remove_dir_all(d);
 }
 
 /// vd_input_irq as vdd sees it: VMs 3 and 5 exist; the focus and the calls are recorded.
@@ -226,7 +222,6 @@ fn focus_round_trip_and_input_metrics() {
     sh.lock().unwrap().input_ctl = vdd::input::InputHandle(None);
     let e = control::request(&sock, &Request::Focus { vm_id: 3 }).unwrap_err();
     assert!(e.to_string().contains("no input device"), "{e}");
-    let _ = std::fs::remove_dir_all(d);
 }
 
 #[test]
@@ -239,5 +234,4 @@ fn focus_without_the_module_is_a_clear_error() {
     let e = control::request(&sock, &Request::Focus { vm_id: 3 }).unwrap_err();
     assert!(e.to_string().contains("vd_input_irq is not loaded"), "{e}");
     assert!(sh.lock().unwrap().input.state.contains("not loaded"));
-    let _ = std::fs::remove_dir_all(d);
 }

@@ -125,5 +125,4 @@ fn place_crash_restart_cool_down_and_shutdown() {
     hot_tick(&mut dm, true);
     assert_eq!(status(&dm).vms, 0);
     assert_eq!(status(&dm).managed_threads, 0);
-    let _ = std::fs::remove_dir_all(d);
 }
