@@ -226,7 +226,7 @@ static RULES: &[Rule] = &[
         Dev::Srv,
         io(VDS_IOC_RELEASE),
         "VDS_IOC_RELEASE",
-        &[EPERM, EFAULT, EINVAL, ENODEV, ENOENT, EBUSY, ESRCH],
+        &[EPERM, EFAULT, EINVAL, ENODEV, ENOENT, EBUSY],
     ),
     r(
         Dev::Srv,
@@ -1928,13 +1928,13 @@ impl Fuzz {
                 } else if (flags != 0 || wrong_vm) && self.leased_to(fd, b, v) {
                     if flags != 0 && wrong_vm {
                         Expect::Fail(
-                            vec![EINVAL, ESRCH],
+                            vec![EINVAL, ENOENT],
                             "unknown flag bits and a wrong vm_id (issue 11 item 11)".into(),
                         )
                     } else if flags != 0 {
                         fail(EINVAL, "unknown flag bits (issue 11 item 11)")
                     } else {
-                        fail(ESRCH, "vm_id is not the lease's (issue 11 item 11)")
+                        fail(ENOENT, "vm_id is not the lease's (issue 11 item 11)")
                     }
                 } else {
                     Expect::Any
