@@ -1,12 +1,12 @@
 # Hostile arguments to every ioctl, mmap and read of the three devices (`vd-itest hostile`):
-# seeded and randomised, VD_FUZZ_SECS seconds (default 30; `VD_FUZZ_SECS=600 TESTS=ioctl-fuzz
+# seeded and randomised, VD_FUZZ_SECS seconds (default 20; `VD_FUZZ_SECS=600 TESTS=ioctl-fuzz
 # make test-vm` for a long run), VD_FUZZ_SEED to replay a seed, VD_FUZZ_EXCLUDE=op,op to skip
 # ops (names in `vd-itest hostile --help` / its summary). Every failed call's errno must be the
 # one docs/ioctl-errors.md documents. Afterwards every module unloads and loads again, and the
 # kernel log since this test started holds no oops, BUG, WARN, KASAN or lockdep report.
 . ./lib.sh
 . ./sriov-lib.sh
-secs=${VD_FUZZ_SECS:-30}
+secs=${VD_FUZZ_SECS:-20}
 mark="vd-ioctl-fuzz: start $(cut -d' ' -f1 /proc/uptime)"
 echo "$mark" > /dev/kmsg
 load vd_evtchn; load vd_input_irq; load vd_sriov_mgr
@@ -32,7 +32,7 @@ rc=$?
 kill $alive 2>/dev/null
 if [ $rc != 0 ]; then
     echo "last calls of the trace (the kernel may have killed the fuzzer in the last one):"
-    tail -n 15 /tmp/fuzz.trace | sed 's/^/    /'
+    grep -v " munmap " /tmp/fuzz.trace | tail -n 15 | sed 's/^/    /'
 fi
 # The fuzzer's files are closed: released VFs go back to their host driver.
 n=0; while vdctl sriov list --json | grep '"phase":' | grep -qv '"host"'; do

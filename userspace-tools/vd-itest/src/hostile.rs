@@ -17,7 +17,10 @@
 //! kernel kills still says what it did last. `--exclude a,b` skips ops by name (see [`OPS`]), to
 //! get past a known kernel bug and see the rest.
 
-#![allow(unused_must_use, reason = "calls are judged inside `call`; most callers need no result")]
+#![allow(
+    unused_must_use,
+    reason = "calls are judged inside `call`; most callers need no result"
+)]
 
 use anyhow::{bail, Result};
 use nix::libc;
@@ -39,7 +42,9 @@ pub struct Args {
     /// Stop after this many iterations instead (replay).
     #[arg(long)]
     iters: Option<u64>,
-    /// Ops to skip, comma-separated (names in the summary).
+    /// Ops to skip, comma-separated: huge-kicks, attach-cycle, dup2-race, close-race, fork,
+    /// vcpu-thread, lease-vfio, rate, route, or a family: evtchn, sriov, input, unknown-cmd,
+    /// wrong-target, bad-pointer, read-write, churn.
     #[arg(long, value_delimiter = ',')]
     exclude: Vec<String>,
     /// Append each call to this file before making it.
@@ -52,15 +57,15 @@ pub struct Args {
 
 /// Op names `--exclude` knows (the others are always on).
 const OPS: &[&str] = &[
-    "huge-kicks",   // writes up to 2^64-2 into kick eventfds (counter overflow, issue 11 item 8)
+    "huge-kicks", // writes up to 2^64-2 into kick eventfds (counter overflow, issue 11 item 8)
     "attach-cycle", // vd_evtchn files as a block backend (reference cycles, item 9)
-    "dup2-race",    // dup2 over a kick fd while BIND / BIND_KICK looks it up (item 1)
-    "close-race",   // closing a device file from another thread during ioctls
-    "fork",         // fork and use the inherited files in the child
-    "vcpu-thread",  // a thread registers as vCPU and exits registered (item 2)
-    "lease-vfio",   // leases that move a VF to vfio-pci (slow under TCG)
-    "rate",         // VDS_IOC_RATE_SET on real VFs (reset to unlimited at the end)
-    "route",        // routes and focus (host-wide; removed at the end)
+    "dup2-race",  // dup2 over a kick fd while BIND / BIND_KICK looks it up (item 1)
+    "close-race", // closing a device file from another thread during ioctls
+    "fork",       // fork and use the inherited files in the child
+    "vcpu-thread", // a thread registers as vCPU and exits registered (item 2)
+    "lease-vfio", // leases that move a VF to vfio-pci (slow under TCG)
+    "rate",       // VDS_IOC_RATE_SET on real VFs (reset to unlimited at the end)
+    "route",      // routes and focus (host-wide; removed at the end)
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -102,8 +107,8 @@ enum Call {
 }
 
 use libc::{
-    EACCES, EAGAIN, EBADF, EBUSY, EEXIST, EFAULT, EINTR, EINVAL, EIO, ENODEV, ENOENT, ENOMEM, ENOSPC,
-    ENOTCONN, ENOTTY, ENXIO, EOPNOTSUPP, EOVERFLOW, EPERM, EPROTO, ESRCH,
+    EACCES, EAGAIN, EBADF, EBUSY, EEXIST, EFAULT, EINTR, EINVAL, EIO, ENODEV, ENOENT, ENOMEM,
+    ENOSPC, ENOTCONN, ENOTTY, ENXIO, EOPNOTSUPP, EOVERFLOW, EPERM, EPROTO, ESRCH,
 };
 
 /// One row of the table: the errnos `call` on `dev` may fail with.
@@ -115,7 +120,12 @@ struct Rule {
 }
 
 const fn r(dev: Dev, call: Call, name: &'static str, errnos: &'static [i32]) -> Rule {
-    Rule { dev, call, name, errnos }
+    Rule {
+        dev,
+        call,
+        name,
+        errnos,
+    }
 }
 const fn io(cmd: u32) -> Call {
     Call::Ioctl(cmd)
@@ -126,52 +136,229 @@ const fn io(cmd: u32) -> Call {
 static RULES: &[Rule] = &[
     // /dev/vd_evtchn
     r(Dev::Evt, io(VD_IOC_VERSION), "VD_IOC_VERSION", &[EFAULT]),
-    r(Dev::Evt, io(VDE_IOC_CREATE), "VDE_IOC_CREATE", &[EFAULT, EINVAL, ENOSPC, ENOMEM]),
-    r(Dev::Evt, io(VDE_IOC_DESTROY), "VDE_IOC_DESTROY", &[EFAULT, ENOENT]),
-    r(Dev::Evt, io(VDE_IOC_BIND), "VDE_IOC_BIND", &[EFAULT, EINVAL, ENOENT, EBADF]),
-    r(Dev::Evt, io(VDE_IOC_ATTACH), "VDE_IOC_ATTACH", &[EFAULT, EINVAL, ENOENT, EBADF, EACCES]),
-    r(Dev::Evt, io(VDE_IOC_STATS), "VDE_IOC_STATS", &[EFAULT, ENOENT]),
-    r(Dev::Evt, io(VDE_IOC_NOTIFY), "VDE_IOC_NOTIFY", &[EFAULT, ENOENT, EINVAL, ENOTCONN]),
-    r(Dev::Evt, io(VDE_IOC_KICK), "VDE_IOC_KICK", &[EFAULT, ENOENT]),
-    r(Dev::Evt, io(VDE_IOC_SAVE), "VDE_IOC_SAVE", &[EFAULT, ENOENT, EOPNOTSUPP]),
-    r(Dev::Evt, io(VDE_IOC_RESTORE), "VDE_IOC_RESTORE", &[EFAULT, ENOENT, EINVAL, EPROTO]),
-    r(Dev::Evt, io(VDE_IOC_LIST), "VDE_IOC_LIST", &[EFAULT, EINVAL, ENOENT]),
-    r(Dev::Evt, Call::Mmap, "mmap", &[ENOENT, EINVAL, ENOMEM, EACCES, EPERM, EOVERFLOW]),
+    r(
+        Dev::Evt,
+        io(VDE_IOC_CREATE),
+        "VDE_IOC_CREATE",
+        &[EFAULT, EINVAL, ENOSPC, ENOMEM],
+    ),
+    r(
+        Dev::Evt,
+        io(VDE_IOC_DESTROY),
+        "VDE_IOC_DESTROY",
+        &[EFAULT, ENOENT],
+    ),
+    r(
+        Dev::Evt,
+        io(VDE_IOC_BIND),
+        "VDE_IOC_BIND",
+        &[EFAULT, EINVAL, ENOENT, EBADF],
+    ),
+    r(
+        Dev::Evt,
+        io(VDE_IOC_ATTACH),
+        "VDE_IOC_ATTACH",
+        &[EFAULT, EINVAL, ENOENT, EBADF, EACCES],
+    ),
+    r(
+        Dev::Evt,
+        io(VDE_IOC_STATS),
+        "VDE_IOC_STATS",
+        &[EFAULT, ENOENT],
+    ),
+    r(
+        Dev::Evt,
+        io(VDE_IOC_NOTIFY),
+        "VDE_IOC_NOTIFY",
+        &[EFAULT, ENOENT, EINVAL, ENOTCONN],
+    ),
+    r(
+        Dev::Evt,
+        io(VDE_IOC_KICK),
+        "VDE_IOC_KICK",
+        &[EFAULT, ENOENT],
+    ),
+    r(
+        Dev::Evt,
+        io(VDE_IOC_SAVE),
+        "VDE_IOC_SAVE",
+        &[EFAULT, ENOENT, EOPNOTSUPP],
+    ),
+    r(
+        Dev::Evt,
+        io(VDE_IOC_RESTORE),
+        "VDE_IOC_RESTORE",
+        &[EFAULT, ENOENT, EINVAL, EPROTO],
+    ),
+    r(
+        Dev::Evt,
+        io(VDE_IOC_LIST),
+        "VDE_IOC_LIST",
+        &[EFAULT, EINVAL, ENOENT],
+    ),
+    r(
+        Dev::Evt,
+        Call::Mmap,
+        "mmap",
+        &[ENOENT, EINVAL, ENOMEM, EACCES, EPERM, EOVERFLOW],
+    ),
     r(Dev::Evt, Call::Read, "read", &[EINVAL]),
     r(Dev::Evt, Call::Write, "write", &[EINVAL]),
     r(Dev::Evt, Call::Unknown, "unknown ioctl", &[ENOTTY]),
     // /dev/vd_sriov
     r(Dev::Srv, io(VD_IOC_VERSION), "VD_IOC_VERSION", &[EFAULT]),
-    r(Dev::Srv, io(VDS_IOC_PF), "VDS_IOC_PF", &[EFAULT, ENOENT, ENOMEM]),
+    r(
+        Dev::Srv,
+        io(VDS_IOC_PF),
+        "VDS_IOC_PF",
+        &[EFAULT, ENOENT, ENOMEM],
+    ),
     r(Dev::Srv, io(VDS_IOC_VF), "VDS_IOC_VF", &[EFAULT, ENOENT]),
-    r(Dev::Srv, io(VDS_IOC_LEASE), "VDS_IOC_LEASE", &[EPERM, EFAULT, EINVAL, ENODEV, EBUSY, EEXIST, ENXIO, ENOMEM, EIO]),
-    r(Dev::Srv, io(VDS_IOC_RELEASE), "VDS_IOC_RELEASE", &[EPERM, EFAULT, EINVAL, ENODEV, ENOENT, EBUSY, ESRCH]),
-    r(Dev::Srv, io(VDS_IOC_SAMPLE), "VDS_IOC_SAMPLE", &[EFAULT, EINVAL, ENODEV, EPERM, ENOENT]),
-    r(Dev::Srv, io(VDS_IOC_POLICY_GET), "VDS_IOC_POLICY_GET", &[EFAULT]),
-    r(Dev::Srv, io(VDS_IOC_POLICY_SET), "VDS_IOC_POLICY_SET", &[EPERM, EFAULT, EINVAL]),
-    r(Dev::Srv, io(VDS_IOC_WAIT), "VDS_IOC_WAIT", &[EPERM, EFAULT, EINVAL, ENOENT, EEXIST, ENOMEM]),
-    r(Dev::Srv, io(VDS_IOC_SWAP), "VDS_IOC_SWAP", &[EPERM, EFAULT, EINVAL, ENODEV, ENOENT, ESRCH, EBUSY, EAGAIN]),
-    r(Dev::Srv, io(VDS_IOC_CANDIDATE), "VDS_IOC_CANDIDATE", &[EFAULT, ENOENT, ENOMEM]),
-    r(Dev::Srv, io(VDS_IOC_RATE_SET), "VDS_IOC_RATE_SET", &[EPERM, EFAULT, EINVAL, ENODEV, EOPNOTSUPP, EIO]),
-    r(Dev::Srv, io(VDS_IOC_RATE_GET), "VDS_IOC_RATE_GET", &[EFAULT, EINVAL, ENODEV, EOPNOTSUPP]),
+    r(
+        Dev::Srv,
+        io(VDS_IOC_LEASE),
+        "VDS_IOC_LEASE",
+        &[
+            EPERM, EFAULT, EINVAL, ENODEV, EBUSY, EEXIST, ENXIO, ENOMEM, EIO,
+        ],
+    ),
+    r(
+        Dev::Srv,
+        io(VDS_IOC_RELEASE),
+        "VDS_IOC_RELEASE",
+        &[EPERM, EFAULT, EINVAL, ENODEV, ENOENT, EBUSY],
+    ),
+    r(
+        Dev::Srv,
+        io(VDS_IOC_SAMPLE),
+        "VDS_IOC_SAMPLE",
+        &[EFAULT, EINVAL, ENODEV, EPERM, ENOENT],
+    ),
+    r(
+        Dev::Srv,
+        io(VDS_IOC_POLICY_GET),
+        "VDS_IOC_POLICY_GET",
+        &[EFAULT],
+    ),
+    r(
+        Dev::Srv,
+        io(VDS_IOC_POLICY_SET),
+        "VDS_IOC_POLICY_SET",
+        &[EPERM, EFAULT, EINVAL],
+    ),
+    r(
+        Dev::Srv,
+        io(VDS_IOC_WAIT),
+        "VDS_IOC_WAIT",
+        &[EPERM, EFAULT, EINVAL, ENOENT, EEXIST, ENOMEM],
+    ),
+    r(
+        Dev::Srv,
+        io(VDS_IOC_SWAP),
+        "VDS_IOC_SWAP",
+        &[EPERM, EFAULT, EINVAL, ENODEV, ENOENT, ESRCH, EBUSY, EAGAIN],
+    ),
+    r(
+        Dev::Srv,
+        io(VDS_IOC_CANDIDATE),
+        "VDS_IOC_CANDIDATE",
+        &[EFAULT, ENOENT, ENOMEM],
+    ),
+    r(
+        Dev::Srv,
+        io(VDS_IOC_RATE_SET),
+        "VDS_IOC_RATE_SET",
+        &[EPERM, EFAULT, EINVAL, ENODEV, EOPNOTSUPP, EIO],
+    ),
+    r(
+        Dev::Srv,
+        io(VDS_IOC_RATE_GET),
+        "VDS_IOC_RATE_GET",
+        &[EFAULT, EINVAL, ENODEV, EOPNOTSUPP],
+    ),
     r(Dev::Srv, Call::Mmap, "mmap", &[ENODEV]),
-    r(Dev::Srv, Call::Read, "read", &[EINVAL, EAGAIN, EFAULT, EINTR]),
+    r(
+        Dev::Srv,
+        Call::Read,
+        "read",
+        &[EINVAL, EAGAIN, EFAULT, EINTR],
+    ),
     r(Dev::Srv, Call::Write, "write", &[EINVAL]),
     r(Dev::Srv, Call::Unknown, "unknown ioctl", &[ENOTTY]),
     // /dev/vd_input
     r(Dev::Inp, io(VD_IOC_VERSION), "VD_IOC_VERSION", &[EFAULT]),
-    r(Dev::Inp, io(VDI_IOC_VM_CREATE), "VDI_IOC_VM_CREATE", &[EFAULT, EINVAL, EEXIST, EBADF, ENOMEM]),
-    r(Dev::Inp, io(VDI_IOC_VCPU_REGISTER), "VDI_IOC_VCPU_REGISTER", &[ENOENT, EEXIST, ENOSPC, ENOMEM]),
-    r(Dev::Inp, io(VDI_IOC_VCPU_UNREGISTER), "VDI_IOC_VCPU_UNREGISTER", &[ENOENT]),
-    r(Dev::Inp, io(VDI_IOC_SET_RUNNING), "VDI_IOC_SET_RUNNING", &[EFAULT, EINVAL, ENOENT]),
-    r(Dev::Inp, io(VDI_IOC_BIND), "VDI_IOC_BIND", &[EFAULT, EBADF, EINVAL, ENOENT]),
-    r(Dev::Inp, io(VDI_IOC_BIND_KICK), "VDI_IOC_BIND_KICK", &[EFAULT, ENOENT, EBADF, EINVAL, ENOMEM]),
-    r(Dev::Inp, io(VDI_IOC_ROUTE), "VDI_IOC_ROUTE", &[EPERM, EFAULT, EINVAL, EEXIST, ENOSPC, ENOMEM]),
-    r(Dev::Inp, io(VDI_IOC_UNROUTE), "VDI_IOC_UNROUTE", &[EPERM, EFAULT, EINVAL, ENOENT]),
-    r(Dev::Inp, io(VDI_IOC_FOCUS), "VDI_IOC_FOCUS", &[EPERM, EFAULT, ENOENT]),
-    r(Dev::Inp, io(VDI_IOC_STATS), "VDI_IOC_STATS", &[EFAULT, ENOENT]),
-    r(Dev::Inp, io(VDI_IOC_LIST_DEVICES), "VDI_IOC_LIST_DEVICES", &[EFAULT, ENOENT]),
-    r(Dev::Inp, Call::Mmap, "mmap", &[EINVAL, ENOENT, ENOMEM, EACCES, EPERM, EOVERFLOW]),
+    r(
+        Dev::Inp,
+        io(VDI_IOC_VM_CREATE),
+        "VDI_IOC_VM_CREATE",
+        &[EFAULT, EINVAL, EEXIST, EBADF, ENOMEM],
+    ),
+    r(
+        Dev::Inp,
+        io(VDI_IOC_VCPU_REGISTER),
+        "VDI_IOC_VCPU_REGISTER",
+        &[ENOENT, EEXIST, ENOSPC, ENOMEM],
+    ),
+    r(
+        Dev::Inp,
+        io(VDI_IOC_VCPU_UNREGISTER),
+        "VDI_IOC_VCPU_UNREGISTER",
+        &[ENOENT],
+    ),
+    r(
+        Dev::Inp,
+        io(VDI_IOC_SET_RUNNING),
+        "VDI_IOC_SET_RUNNING",
+        &[EFAULT, EINVAL, ENOENT],
+    ),
+    r(
+        Dev::Inp,
+        io(VDI_IOC_BIND),
+        "VDI_IOC_BIND",
+        &[EFAULT, EBADF, EINVAL, ENOENT],
+    ),
+    r(
+        Dev::Inp,
+        io(VDI_IOC_BIND_KICK),
+        "VDI_IOC_BIND_KICK",
+        &[EFAULT, ENOENT, EBADF, EINVAL, ENOMEM],
+    ),
+    r(
+        Dev::Inp,
+        io(VDI_IOC_ROUTE),
+        "VDI_IOC_ROUTE",
+        &[EPERM, EFAULT, EINVAL, EEXIST, ENOSPC, ENOMEM],
+    ),
+    r(
+        Dev::Inp,
+        io(VDI_IOC_UNROUTE),
+        "VDI_IOC_UNROUTE",
+        &[EPERM, EFAULT, EINVAL, ENOENT],
+    ),
+    r(
+        Dev::Inp,
+        io(VDI_IOC_FOCUS),
+        "VDI_IOC_FOCUS",
+        &[EPERM, EFAULT, ENOENT],
+    ),
+    r(
+        Dev::Inp,
+        io(VDI_IOC_STATS),
+        "VDI_IOC_STATS",
+        &[EFAULT, ENOENT],
+    ),
+    r(
+        Dev::Inp,
+        io(VDI_IOC_LIST_DEVICES),
+        "VDI_IOC_LIST_DEVICES",
+        &[EFAULT, ENOENT],
+    ),
+    r(
+        Dev::Inp,
+        Call::Mmap,
+        "mmap",
+        &[EINVAL, ENOENT, ENOMEM, EACCES, EPERM, EOVERFLOW],
+    ),
     r(Dev::Inp, Call::Read, "read", &[EINVAL]),
     r(Dev::Inp, Call::Write, "write", &[EINVAL]),
     r(Dev::Inp, Call::Unknown, "unknown ioctl", &[ENOTTY]),
@@ -254,7 +441,10 @@ impl Rng {
     /// Flags: mostly 0, else some unknown bits (`known` are the valid ones).
     fn flags(&mut self, known: u32) -> u32 {
         match self.below(10) {
-            0 => self.pick(&[1u32, 2, 4, 0x8000_0000, u32::MAX]) & !known | (known & self.next() as u32),
+            0 => {
+                self.pick(&[1u32, 2, 4, 0x8000_0000, u32::MAX]) & !known
+                    | (known & self.next() as u32)
+            }
             1 => (self.next() as u32 | 0x100) & !known,
             _ => known & self.next() as u32,
         }
@@ -262,11 +452,53 @@ impl Rng {
 }
 
 const U32S: &[u32] = &[
-    0, 1, 2, 3, 4, 5, 7, 8, 15, 16, 31, 32, 33, 63, 64, 100, 255, 256, 257, 1023, 1024, 4095, 4096,
-    4097, 8192, 1 << 16, 1 << 20, 1 << 24, 0x7fff_ffff, 0x8000_0000, 0xffff_fffe, 0xffff_ffff,
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    7,
+    8,
+    15,
+    16,
+    31,
+    32,
+    33,
+    63,
+    64,
+    100,
+    255,
+    256,
+    257,
+    1023,
+    1024,
+    4095,
+    4096,
+    4097,
+    8192,
+    1 << 16,
+    1 << 20,
+    1 << 24,
+    0x7fff_ffff,
+    0x8000_0000,
+    0xffff_fffe,
+    0xffff_ffff,
 ];
-const U64S: &[u64] =
-    &[0, 1, 2, 255, 256, 4096, 1 << 31, 1 << 32, 1 << 63, (1 << 63) - 1, u64::MAX - 1, u64::MAX];
+const U64S: &[u64] = &[
+    0,
+    1,
+    2,
+    255,
+    256,
+    4096,
+    1 << 31,
+    1 << 32,
+    1 << 63,
+    (1 << 63) - 1,
+    u64::MAX - 1,
+    u64::MAX,
+];
 
 /// Where an ioctl argument goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -281,8 +513,17 @@ enum Ptr {
     ReadOnly,
 }
 
-const BAD_PTRS: &[usize] =
-    &[0, 8, 0xff0, 0x1000, 0xffff_8880_0000_0000, 0xffff_ffff_8100_0000, 0x0000_8000_0000_0000, 0xdead_0000_0000_0000, usize::MAX - 7];
+const BAD_PTRS: &[usize] = &[
+    0,
+    8,
+    0xff0,
+    0x1000,
+    0xffff_8880_0000_0000,
+    0xffff_ffff_8100_0000,
+    0x0000_8000_0000_0000,
+    0xdead_0000_0000_0000,
+    usize::MAX - 7,
+];
 
 /// Four pages: two read-write, one unmapped (`PROT_NONE`), one read-only.
 struct Arena {
@@ -295,7 +536,14 @@ impl Arena {
     fn new() -> Result<Self> {
         // SAFETY: a fresh anonymous mapping; nothing else refers to it.
         let p = unsafe {
-            libc::mmap(std::ptr::null_mut(), 4 * PAGE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                4 * PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
         };
         if p == libc::MAP_FAILED {
             bail!("mmap arena: {}", std::io::Error::last_os_error());
@@ -313,7 +561,13 @@ impl Arena {
         match p {
             Ptr::Good => {
                 // SAFETY: page 0..2 are ours and read-write; arguments are at most a page.
-                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base as *mut u8, bytes.len().min(PAGE)) };
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        bytes.as_ptr(),
+                        self.base as *mut u8,
+                        bytes.len().min(PAGE),
+                    )
+                };
                 self.base
             }
             Ptr::Bad(a) => a,
@@ -330,7 +584,11 @@ impl Arena {
                 // SAFETY: our page; made writable for the copy and read-only again.
                 unsafe {
                     libc::mprotect(a as *mut _, PAGE, libc::PROT_READ | libc::PROT_WRITE);
-                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), a as *mut u8, bytes.len().min(PAGE));
+                    std::ptr::copy_nonoverlapping(
+                        bytes.as_ptr(),
+                        a as *mut u8,
+                        bytes.len().min(PAGE),
+                    );
                     libc::mprotect(a as *mut _, PAGE, libc::PROT_READ);
                 }
                 a
@@ -350,7 +608,8 @@ impl Arena {
 
 fn bytes_of<T: Copy>(t: &T) -> Vec<u8> {
     // SAFETY: ABI structs are `#[repr(C)]` without padding (layout asserted in vd-uapi).
-    unsafe { std::slice::from_raw_parts(t as *const T as *const u8, std::mem::size_of::<T>()) }.to_vec()
+    unsafe { std::slice::from_raw_parts(t as *const T as *const u8, std::mem::size_of::<T>()) }
+        .to_vec()
 }
 
 /// Kinds of fds passed as arguments.
@@ -463,6 +722,8 @@ struct Fuzz {
     recent: VecDeque<String>,
     violations: Vec<String>,
     nviol: u64,
+    /// Violations by kind (device, call, reason).
+    kinds: BTreeMap<String, u64>,
     counts: BTreeMap<(Dev, Call), BTreeMap<String, u64>>,
     arena: Arena,
     evt: Vec<EvtFile>,
@@ -509,25 +770,55 @@ impl Fuzz {
         self.recent.push_back(format!("{} {}", self.iter, line));
     }
 
+    /// Records a semantic violation, grouped in the summary by its issue item if it names one.
     fn violation(&mut self, msg: String) {
+        let kind = match msg.find("issue 11 item") {
+            Some(at) => {
+                let head: Vec<&str> = msg.split_whitespace().take(2).collect();
+                format!(
+                    "{} ... ({})",
+                    head.join(" "),
+                    msg[at..].trim_end_matches(')')
+                )
+            }
+            None => msg.clone(),
+        };
+        self.violation_kind(msg, kind);
+    }
+
+    /// Records a violation; `kind` groups it in the summary (the first 20 are printed in full).
+    fn violation_kind(&mut self, msg: String, kind: String) {
         self.nviol += 1;
+        *self.kinds.entry(kind).or_default() += 1;
         let full = format!(
             "VIOLATION (seed {} iter {}{}): {}",
             self.seed,
             self.iter,
-            if self.in_child { ", in a forked child" } else { "" },
+            if self.in_child {
+                ", in a forked child"
+            } else {
+                ""
+            },
             msg
         );
-        if self.violations.len() < 40 {
+        if self.violations.len() < 20 {
             let mut s = full.clone();
             s.push_str("\n    last calls:");
-            for l in self.recent.iter().rev().take(8).collect::<Vec<_>>().into_iter().rev() {
+            for l in self
+                .recent
+                .iter()
+                .rev()
+                .take(6)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
                 s.push_str("\n      ");
                 s.push_str(l);
             }
+            println!("{s}");
             self.violations.push(s);
         }
-        println!("{full}");
     }
 
     fn count(&mut self, dev: Dev, call: Call, r: &Res) {
@@ -535,37 +826,68 @@ impl Fuzz {
             Ok(_) => "ok".to_string(),
             Err(e) => ename(*e),
         };
-        *self.counts.entry((dev, call)).or_default().entry(k).or_default() += 1;
+        *self
+            .counts
+            .entry((dev, call))
+            .or_default()
+            .entry(k)
+            .or_default() += 1;
     }
 
     /// Checks `r` of `call` on `dev` against the table (plus `extra`) and `exp`.
     fn judge(&mut self, dev: Dev, call: Call, desc: &str, r: Res, exp: &Expect, extra: &[i32]) {
         self.count(dev, call, &r);
         let name = call_name(dev, call);
-        let allowed: Vec<i32> = rule(dev, call).map(|r| r.errnos.to_vec()).unwrap_or_default();
+        let allowed: Vec<i32> = rule(dev, call)
+            .map(|r| r.errnos.to_vec())
+            .unwrap_or_default();
         match (&r, exp) {
-            (Ok(_), Expect::Fail(es, why)) => {
-                self.violation(format!("{} {name} {desc}: succeeded, expected {} ({why})", dev.short(), names(es)))
-            }
-            (Err(e), Expect::Fail(es, why)) if !es.contains(e) => self.violation(format!(
-                "{} {name} {desc}: {}, expected {} ({why})",
-                dev.short(),
-                ename(*e),
-                names(es)
-            )),
-            (Err(e), _) if !allowed.contains(e) && !extra.contains(e) => self.violation(format!(
-                "{} {name} {desc}: {} is not documented (documented: {})",
-                dev.short(),
-                ename(*e),
-                names(&allowed)
-            )),
+            (Ok(_), Expect::Fail(es, why)) => self.violation_kind(
+                format!(
+                    "{} {name} {desc}: succeeded, expected {} ({why})",
+                    dev.short(),
+                    names(es)
+                ),
+                format!(
+                    "{} {name}: succeeded, expected {} ({why})",
+                    dev.short(),
+                    names(es)
+                ),
+            ),
+            (Err(e), Expect::Fail(es, why)) if !es.contains(e) => self.violation_kind(
+                format!(
+                    "{} {name} {desc}: {}, expected {} ({why})",
+                    dev.short(),
+                    ename(*e),
+                    names(es)
+                ),
+                format!(
+                    "{} {name}: {}, expected {} ({why})",
+                    dev.short(),
+                    ename(*e),
+                    names(es)
+                ),
+            ),
+            (Err(e), _) if !allowed.contains(e) && !extra.contains(e) => self.violation_kind(
+                format!(
+                    "{} {name} {desc}: {} is not documented (documented: {})",
+                    dev.short(),
+                    ename(*e),
+                    names(&allowed)
+                ),
+                format!("{} {name}: {} is not documented", dev.short(), ename(*e)),
+            ),
             _ => {}
         }
     }
 
     /// `ioctl(fd, cmd, arg)`, traced.
     fn raw_ioctl(&mut self, dev: Dev, fd: i32, cmd: u32, arg: usize, desc: &str) -> Res {
-        self.note(format!("{} fd{fd} ioctl {} {desc} arg={arg:#x}", dev.short(), cmd_label(cmd)));
+        self.note(format!(
+            "{} fd{fd} ioctl {} {desc} arg={arg:#x}",
+            dev.short(),
+            cmd_label(cmd)
+        ));
         // SAFETY: the kernel validates `arg`; it points into our arena or is meant to fault.
         let r = unsafe { libc::ioctl(fd, cmd as _, arg) };
         if r < 0 {
@@ -576,8 +898,22 @@ impl Fuzz {
     }
 
     /// An ioctl with `bytes` as its argument at `p`, judged.
-    fn call(&mut self, dev: Dev, fd: i32, cmd: u32, bytes: &[u8], p: Ptr, desc: &str, exp: Expect) -> Res {
-        let arg = if ioc_size(cmd) == 0 && bytes.is_empty() { 0 } else { self.arena.put(bytes, p) };
+    #[allow(clippy::too_many_arguments, reason = "one call with its argument and what it must do")]
+    fn call(
+        &mut self,
+        dev: Dev,
+        fd: i32,
+        cmd: u32,
+        bytes: &[u8],
+        p: Ptr,
+        desc: &str,
+        exp: Expect,
+    ) -> Res {
+        let arg = if ioc_size(cmd) == 0 && bytes.is_empty() {
+            0
+        } else {
+            self.arena.put(bytes, p)
+        };
         let r = self.raw_ioctl(dev, fd, cmd, arg, desc);
         self.judge(dev, Call::Ioctl(cmd), desc, r, &exp, &[]);
         r
@@ -645,7 +981,11 @@ impl Fuzz {
                 self.violation(format!("open {}: {}", Dev::Evt.path(), ename(errno())));
                 return None;
             }
-            self.evt.push(EvtFile { fd, chans: BTreeMap::new(), freed: vec![] });
+            self.evt.push(EvtFile {
+                fd,
+                chans: BTreeMap::new(),
+                freed: vec![],
+            });
         }
         Some(self.rng.below(self.evt.len() as u64) as usize)
     }
@@ -654,12 +994,26 @@ impl Fuzz {
     fn evt_id(&mut self, i: usize) -> (u32, bool) {
         let f = &self.evt[i];
         let live: Vec<u32> = f.chans.keys().copied().collect();
-        let freed: Vec<u32> = f.freed.iter().copied().filter(|id| !f.chans.contains_key(id)).collect();
+        let freed: Vec<u32> = f
+            .freed
+            .iter()
+            .copied()
+            .filter(|id| !f.chans.contains_key(id))
+            .collect();
         match self.rng.below(10) {
             0..=5 if !live.is_empty() => (self.rng.pick(&live), true),
             6 | 7 if !freed.is_empty() => (self.rng.pick(&freed), false),
             _ => {
-                let id = self.rng.pick(&[256u32, 257, 1000, 0xffff, 0x7fff_ffff, 0x8000_0000, VDE_ALL - 1, VDE_ALL]);
+                let id = self.rng.pick(&[
+                    256u32,
+                    257,
+                    1000,
+                    0xffff,
+                    0x7fff_ffff,
+                    0x8000_0000,
+                    VDE_ALL - 1,
+                    VDE_ALL,
+                ]);
                 (id, self.evt[i].chans.contains_key(&id))
             }
         }
@@ -669,7 +1023,10 @@ impl Fuzz {
     fn evt_resync(&mut self, i: usize) {
         let fd = self.evt[i].fd;
         for id in 0..VDE_MAX_CHANNELS {
-            let s = VdeStats { id, ..Default::default() };
+            let s = VdeStats {
+                id,
+                ..Default::default()
+            };
             let a = self.arena.put(&bytes_of(&s), Ptr::Good);
             let r = self.raw_ioctl(Dev::Evt, fd, VDE_IOC_STATS, a, "(resync)");
             let st: VdeStats = self.arena.get();
@@ -681,9 +1038,8 @@ impl Fuzz {
                     c.entries = st.entries;
                 }
                 Err(_) => {
-                    if let Some(c) = f.chans.remove(&id) {
+                    if f.chans.remove(&id).is_some() {
                         f.freed.push(id);
-                        drop(c);
                     }
                 }
             }
@@ -698,8 +1054,20 @@ impl Fuzz {
             0 | 1 => self.evt_create(i, p),
             2 => {
                 let (id, live) = self.evt_id(i);
-                let exp = if live || !matches!(p, Ptr::Good | Ptr::ReadOnly) { Expect::Any } else { fail(ENOENT, "no such channel") };
-                let r = self.call(Dev::Evt, fd, VDE_IOC_DESTROY, &id.to_ne_bytes(), p, &format!("id={id}"), exp);
+                let exp = if live || !matches!(p, Ptr::Good | Ptr::ReadOnly) {
+                    Expect::Any
+                } else {
+                    fail(ENOENT, "no such channel")
+                };
+                let r = self.call(
+                    Dev::Evt,
+                    fd,
+                    VDE_IOC_DESTROY,
+                    &id.to_ne_bytes(),
+                    p,
+                    &format!("id={id}"),
+                    exp,
+                );
                 if r.is_ok() {
                     let f = &mut self.evt[i];
                     f.chans.remove(&id);
@@ -709,10 +1077,30 @@ impl Fuzz {
             3 | 4 => self.evt_bind(i, p),
             5 | 6 => self.evt_attach(i, p),
             7 => {
-                let (id, live) = if self.rng.chance(30) { (VDE_ALL, true) } else { self.evt_id(i) };
-                let s = VdeStats { id, ..Default::default() };
-                let exp = if live || p != Ptr::Good { Expect::Any } else { fail(ENOENT, "no such channel") };
-                self.call(Dev::Evt, fd, VDE_IOC_STATS, &bytes_of(&s), p, &format!("id={id:#x}"), exp);
+                let (id, live) = if self.rng.chance(30) {
+                    (VDE_ALL, true)
+                } else {
+                    self.evt_id(i)
+                };
+                let live = live || id == VDE_ALL;
+                let s = VdeStats {
+                    id,
+                    ..Default::default()
+                };
+                let exp = if live || p != Ptr::Good {
+                    Expect::Any
+                } else {
+                    fail(ENOENT, "no such channel")
+                };
+                self.call(
+                    Dev::Evt,
+                    fd,
+                    VDE_IOC_STATS,
+                    &bytes_of(&s),
+                    p,
+                    &format!("id={id:#x}"),
+                    exp,
+                );
             }
             8 => {
                 let (id, live) = self.evt_id(i);
@@ -723,19 +1111,44 @@ impl Fuzz {
                     }
                     _ => Expect::Any,
                 };
-                self.call(Dev::Evt, fd, VDE_IOC_NOTIFY, &id.to_ne_bytes(), p, &format!("id={id}"), exp);
+                self.call(
+                    Dev::Evt,
+                    fd,
+                    VDE_IOC_NOTIFY,
+                    &id.to_ne_bytes(),
+                    p,
+                    &format!("id={id}"),
+                    exp,
+                );
             }
             9 => {
                 let (id, live) = self.evt_id(i);
-                let exp = if live || !matches!(p, Ptr::Good | Ptr::ReadOnly) { Expect::Any } else { fail(ENOENT, "no such channel") };
-                self.call(Dev::Evt, fd, VDE_IOC_KICK, &id.to_ne_bytes(), p, &format!("id={id}"), exp);
+                let exp = if live || !matches!(p, Ptr::Good | Ptr::ReadOnly) {
+                    Expect::Any
+                } else {
+                    fail(ENOENT, "no such channel")
+                };
+                self.call(
+                    Dev::Evt,
+                    fd,
+                    VDE_IOC_KICK,
+                    &id.to_ne_bytes(),
+                    p,
+                    &format!("id={id}"),
+                    exp,
+                );
             }
             10 => self.evt_save(i, p),
             11 => self.evt_restore(i, p),
             12 => {
                 let flags = if self.rng.below(4) == 0 { self.rng.u32v() } else { 0 };
                 let e = VdeListEntry { cursor: self.rng.u64v(), flags, ..Default::default() };
-                self.call(Dev::Evt, fd, VDE_IOC_LIST, &bytes_of(&e), p, &format!("cursor={} flags={flags:#x}", e.cursor), Expect::Any);
+                let desc = format!("cursor={} flags={flags:#x}", e.cursor);
+                let exp = match p {
+                    Ptr::Good | Ptr::ReadOnly if flags != 0 => fail(EINVAL, "unknown flag bits"),
+                    _ => Expect::Any,
+                };
+                self.call(Dev::Evt, fd, VDE_IOC_LIST, &bytes_of(&e), p, &desc, exp);
             }
             13 => {
                 self.call(Dev::Evt, fd, VD_IOC_VERSION, &[0u8; 40], p, "", Expect::Any);
@@ -757,9 +1170,19 @@ impl Fuzz {
             _ => (self.rng.pow2(0, 8), self.rng.pow2(5, 8)),
         };
         let flags = self.rng.flags(0);
-        let c = VdeCreate { entries, entry_size, flags, id: self.rng.u32v(), ..Default::default() };
+        let c = VdeCreate {
+            entries,
+            entry_size,
+            flags,
+            id: self.rng.u32v(),
+            ..Default::default()
+        };
         let geo_ok = Geometry::new(entries, entry_size).is_ok();
-        if geo_ok && flags == 0 && (live_total > 48 || entries as u64 * entry_size as u64 > (1 << 18) && self.rng.chance(70)) {
+        if geo_ok
+            && flags == 0
+            && (live_total > 48
+                || entries as u64 * entry_size as u64 > (1 << 18) && self.rng.chance(70))
+        {
             return; // bounded memory
         }
         let exp = match p {
@@ -768,14 +1191,25 @@ impl Fuzz {
             _ if !geo_ok => fail(EINVAL, "bad geometry"),
             _ => Expect::Any,
         };
-        let before = if p == Ptr::ReadOnly { self.objects(Dev::Evt, fd) } else { None };
+        let before = if p == Ptr::ReadOnly {
+            self.objects(Dev::Evt, fd)
+        } else {
+            None
+        };
         let desc = format!("entries={entries} entry_size={entry_size} flags={flags:#x}");
         let r = self.call(Dev::Evt, fd, VDE_IOC_CREATE, &bytes_of(&c), p, &desc, exp);
         match r {
             Ok(_) if p == Ptr::Good => {
                 let out: VdeCreate = self.arena.get();
                 let f = &mut self.evt[i];
-                f.chans.insert(out.id, Chan { entries, entry_size, ..Default::default() });
+                f.chans.insert(
+                    out.id,
+                    Chan {
+                        entries,
+                        entry_size,
+                        ..Default::default()
+                    },
+                );
             }
             Err(e) if e == EFAULT && p == Ptr::ReadOnly => {
                 let after = self.objects(Dev::Evt, fd);
@@ -793,20 +1227,45 @@ impl Fuzz {
     fn evt_bind(&mut self, i: usize, p: Ptr) {
         let fd = self.evt[i].fd;
         let (id, live) = self.evt_id(i);
-        let (kick_fd, kk) = if self.rng.chance(20) { (-1, Fk::Neg) } else { self.arg_fd((Dev::Evt, fd), 60) };
-        let (call_fd, ck) = if self.rng.chance(40) { (-1, Fk::Neg) } else { self.arg_fd((Dev::Evt, fd), 60) };
+        let (kick_fd, kk) = if self.rng.chance(20) {
+            (-1, Fk::Neg)
+        } else {
+            self.arg_fd((Dev::Evt, fd), 60)
+        };
+        let (call_fd, ck) = if self.rng.chance(40) {
+            (-1, Fk::Neg)
+        } else {
+            self.arg_fd((Dev::Evt, fd), 60)
+        };
         let flags = self.rng.flags(0);
-        let b = VdeBind { id, kick_fd, call_fd, flags };
+        let b = VdeBind {
+            id,
+            kick_fd,
+            call_fd,
+            flags,
+        };
         let exp = match p {
             Ptr::Bad(_) | Ptr::Short => fail(EFAULT, "argument not readable"),
             _ if flags != 0 => fail(EINVAL, "unknown flag bits"),
             _ if !live => fail(ENOENT, "no such channel"),
-            _ => match (call_fd >= 0).then(|| efd_err(ck)).flatten().or((kick_fd >= 0).then(|| efd_err(kk)).flatten()) {
+            _ => match (call_fd >= 0)
+                .then(|| efd_err(ck))
+                .flatten()
+                .or((kick_fd >= 0).then(|| efd_err(kk)).flatten())
+            {
                 Some(e) => fail(e, format!("call fd {ck:?} / kick fd {kk:?}")),
                 None => Expect::Any,
             },
         };
-        let r = self.call(Dev::Evt, fd, VDE_IOC_BIND, &bytes_of(&b), p, &format!("id={id} kick={kick_fd}({kk:?}) call={call_fd}({ck:?}) flags={flags:#x}"), exp);
+        let r = self.call(
+            Dev::Evt,
+            fd,
+            VDE_IOC_BIND,
+            &bytes_of(&b),
+            p,
+            &format!("id={id} kick={kick_fd}({kk:?}) call={call_fd}({ck:?}) flags={flags:#x}"),
+            exp,
+        );
         if r.is_ok() {
             if let Some(c) = self.evt[i].chans.get_mut(&id) {
                 c.kick = (kick_fd >= 0).then_some(kick_fd);
@@ -820,7 +1279,16 @@ impl Fuzz {
         let backend = match self.rng.below(10) {
             0 => self.rng.u32v(),
             1 => 5,
-            b => [vde_backend::ECHO, vde_backend::NULL, vde_backend::NONE, vde_backend::BLOCK, vde_backend::USER, vde_backend::ECHO, vde_backend::BLOCK, vde_backend::USER][(b - 2) as usize],
+            b => [
+                vde_backend::ECHO,
+                vde_backend::NULL,
+                vde_backend::NONE,
+                vde_backend::BLOCK,
+                vde_backend::USER,
+                vde_backend::ECHO,
+                vde_backend::BLOCK,
+                vde_backend::USER,
+            ][(b - 2) as usize],
         };
         let (mut afd, mut k) = match backend {
             vde_backend::BLOCK if self.rng.chance(40) => (self.oth.reg_rw, Fk::RegRw),
@@ -830,7 +1298,12 @@ impl Fuzz {
             (afd, k) = (self.oth.reg_ro, Fk::RegRo);
         }
         let flags = self.rng.flags(0);
-        let a = VdeAttach { id, backend, fd: afd, flags };
+        let a = VdeAttach {
+            id,
+            backend,
+            fd: afd,
+            flags,
+        };
         let exp = match p {
             Ptr::Bad(_) | Ptr::Short => fail(EFAULT, "argument not readable"),
             _ if flags != 0 => fail(EINVAL, "unknown flag bits"),
@@ -850,7 +1323,15 @@ impl Fuzz {
                 _ => Expect::Any,
             },
         };
-        let r = self.call(Dev::Evt, fd, VDE_IOC_ATTACH, &bytes_of(&a), p, &format!("id={id} backend={backend} fd={afd}({k:?}) flags={flags:#x}"), exp);
+        let r = self.call(
+            Dev::Evt,
+            fd,
+            VDE_IOC_ATTACH,
+            &bytes_of(&a),
+            p,
+            &format!("id={id} backend={backend} fd={afd}({k:?}) flags={flags:#x}"),
+            exp,
+        );
         if r.is_ok() {
             if let Some(c) = self.evt[i].chans.get_mut(&id) {
                 c.backend = backend;
@@ -861,13 +1342,25 @@ impl Fuzz {
     fn evt_save(&mut self, i: usize, p: Ptr) {
         let fd = self.evt[i].fd;
         let (id, live) = self.evt_id(i);
-        let s = VdeState { id, flags: 0, ..Default::default() };
+        let s = VdeState {
+            id,
+            flags: 0,
+            ..Default::default()
+        };
         let exp = match p {
             Ptr::Bad(_) | Ptr::Short => fail(EFAULT, "argument not readable"),
             _ if !live => fail(ENOENT, "no such channel"),
             _ => Expect::Any,
         };
-        let r = self.call(Dev::Evt, fd, VDE_IOC_SAVE, &bytes_of(&s), p, &format!("id={id}"), exp);
+        let r = self.call(
+            Dev::Evt,
+            fd,
+            VDE_IOC_SAVE,
+            &bytes_of(&s),
+            p,
+            &format!("id={id}"),
+            exp,
+        );
         if r.is_ok() && p == Ptr::Good {
             let out: VdeState = self.arena.get();
             if let Some(c) = self.evt[i].chans.get(&id) {
@@ -914,10 +1407,15 @@ impl Fuzz {
         let exp = match p {
             Ptr::Bad(_) | Ptr::Short => fail(EFAULT, "argument not readable"),
             _ if !live => fail(ENOENT, "no such channel"),
-            _ if c.entry_size != 0 && (bad_geo || s.flags != 0) => fail(EINVAL, "geometry mismatch or unknown flag bits"),
+            _ if c.entry_size != 0 && (bad_geo || s.flags != 0) => {
+                fail(EINVAL, "geometry mismatch or unknown flag bits")
+            }
             _ => Expect::Any,
         };
-        let desc = format!("id={id} {}x{} flags={:#x} req_cons={} rsp_prod={}", s.entries, s.entry_size, s.flags, s.req_cons, s.rsp_prod);
+        let desc = format!(
+            "id={id} {}x{} flags={:#x} req_cons={} rsp_prod={}",
+            s.entries, s.entry_size, s.flags, s.req_cons, s.rsp_prod
+        );
         self.call(Dev::Evt, fd, VDE_IOC_RESTORE, &bytes_of(&s), p, &desc, exp);
     }
 
@@ -926,7 +1424,9 @@ impl Fuzz {
         let (id, live) = self.evt_id(i);
         let c = self.evt[i].chans.get(&id).cloned().unwrap_or_default();
         let ring_pages = if c.entry_size != 0 {
-            Geometry::new(c.entries, c.entry_size).map(|g| g.total_bytes() / PAGE).unwrap_or(0)
+            Geometry::new(c.entries, c.entry_size)
+                .map(|g| g.total_bytes() / PAGE)
+                .unwrap_or(0)
         } else {
             0
         };
@@ -950,11 +1450,15 @@ impl Fuzz {
         let odd = self.rng.chance(5);
         let off = id as u64 * VDE_MMAP_STRIDE + (first * PAGE) as u64 + if odd { 100 } else { 0 };
         let len = npages * PAGE;
-        let desc = format!("id={id} first_page={first} pages={npages} shared={shared} prot={prot} off={off:#x}");
+        let desc = format!(
+            "id={id} first_page={first} pages={npages} shared={shared} prot={prot} off={off:#x}"
+        );
         let exp = if odd {
             fail(EINVAL, "offset not page aligned")
         } else if prot & libc::PROT_EXEC != 0 {
             Expect::Fail(vec![EINVAL, EPERM, ENOENT], "PROT_EXEC".into())
+        } else if first * PAGE >= VDE_MMAP_STRIDE as usize {
+            Expect::Any // the offset names a later channel
         } else if !live {
             fail(ENOENT, "no such channel")
         } else if ring_pages == 0 {
@@ -982,7 +1486,9 @@ impl Fuzz {
             }
         }
         if self.maps.len() > 24 {
-            let (a, l) = self.maps.remove(self.rng.below(self.maps.len() as u64) as usize);
+            let (a, l) = self
+                .maps
+                .remove(self.rng.below(self.maps.len() as u64) as usize);
             self.unmap(a, l);
         }
     }
@@ -1001,12 +1507,30 @@ impl Fuzz {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn mmap(&mut self, dev: Dev, fd: i32, len: usize, prot: i32, shared: bool, off: u64, desc: &str, exp: Expect) -> Res {
+    fn mmap(
+        &mut self,
+        dev: Dev,
+        fd: i32,
+        len: usize,
+        prot: i32,
+        shared: bool,
+        off: u64,
+        desc: &str,
+        exp: Expect,
+    ) -> Res {
         self.note(format!("{} fd{fd} mmap len={len} {desc}", dev.short()));
-        let fl = if shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
+        let fl = if shared {
+            libc::MAP_SHARED
+        } else {
+            libc::MAP_PRIVATE
+        };
         // SAFETY: a new mapping chosen by the kernel; nothing of ours is replaced.
         let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, fl, fd, off as libc::off_t) };
-        let r = if p == libc::MAP_FAILED { Err(errno()) } else { Ok(p as i64) };
+        let r = if p == libc::MAP_FAILED {
+            Err(errno())
+        } else {
+            Ok(p as i64)
+        };
         self.judge(dev, Call::Mmap, desc, r, &exp, &[]);
         r
     }
@@ -1014,14 +1538,23 @@ impl Fuzz {
     /// Garbage in a mapped ring (the guest's and the backend's fields alike), then a kick.
     fn evt_ring_garbage(&mut self, i: usize) {
         let fd = self.evt[i].fd;
-        let mapped: Vec<(u32, (usize, usize))> = self.evt[i].chans.iter().filter_map(|(id, c)| c.map.map(|m| (*id, m))).collect();
+        let mapped: Vec<(u32, (usize, usize))> = self.evt[i]
+            .chans
+            .iter()
+            .filter_map(|(id, c)| c.map.map(|m| (*id, m)))
+            .collect();
         if mapped.is_empty() {
             return;
         }
         let (id, (a, l)) = self.rng.pick(&mapped);
         let n = 1 + self.rng.below(6);
         for _ in 0..n {
-            let off = if self.rng.chance(60) { self.rng.pick(&[64usize, 68, 72, 128, 132, 136, 140, 0, 8, 12, 24]) } else { (self.rng.below(l as u64 / 4) * 4) as usize };
+            let off = if self.rng.chance(60) {
+                self.rng
+                    .pick(&[64usize, 68, 72, 128, 132, 136, 140, 0, 8, 12, 24])
+            } else {
+                (self.rng.below(l as u64 / 4) * 4) as usize
+            };
             let v = self.rng.u32v();
             // SAFETY: `off + 4 <= l` inside our live shared mapping; the kernel reads it as
             // hostile guest memory.
@@ -1029,14 +1562,26 @@ impl Fuzz {
         }
         self.note(format!("evt ring garbage id={id} ({n} words)"));
         let exp = Expect::Any;
-        self.call(Dev::Evt, fd, VDE_IOC_KICK, &id.to_ne_bytes(), Ptr::Good, &format!("id={id} (after garbage)"), exp);
+        self.call(
+            Dev::Evt,
+            fd,
+            VDE_IOC_KICK,
+            &id.to_ne_bytes(),
+            Ptr::Good,
+            &format!("id={id} (after garbage)"),
+            exp,
+        );
     }
 
     /// Writes a (possibly huge) count into a channel's kick eventfd: the module adds it to
     /// the channel's kick counter.
     fn evt_kick_value(&mut self, i: usize) {
         let kicks: Vec<i32> = self.evt[i].chans.values().filter_map(|c| c.kick).collect();
-        let efd = if kicks.is_empty() { self.rng.pick(&self.oth.eventfds.clone()) } else { self.rng.pick(&kicks) };
+        let efd = if kicks.is_empty() {
+            self.rng.pick(&self.oth.eventfds.clone())
+        } else {
+            self.rng.pick(&kicks)
+        };
         let v: u64 = if self.on("huge-kicks") && self.rng.chance(50) {
             self.rng.pick(&[u64::MAX - 1, 1 << 63, (1 << 63) + 12345])
         } else {
@@ -1047,8 +1592,19 @@ impl Fuzz {
         unsafe { libc::write(efd, &v as *const u64 as *const _, 8) };
         let fd = self.evt[i].fd;
         if self.rng.chance(50) {
-            let s = VdeStats { id: VDE_ALL, ..Default::default() };
-            self.call(Dev::Evt, fd, VDE_IOC_STATS, &bytes_of(&s), Ptr::Good, "id=VDE_ALL (after kick values)", Expect::Any);
+            let s = VdeStats {
+                id: VDE_ALL,
+                ..Default::default()
+            };
+            self.call(
+                Dev::Evt,
+                fd,
+                VDE_IOC_STATS,
+                &bytes_of(&s),
+                Ptr::Good,
+                "id=VDE_ALL (after kick values)",
+                Expect::Any,
+            );
         }
     }
 
@@ -1065,7 +1621,9 @@ impl Fuzz {
         }
         let (id, (a, _)) = self.rng.pick(&users);
         let (rc, rp) = (self.rng.below(1000) as u32, self.rng.below(1000) as u32);
-        self.note(format!("evt user backend id={id} sets req_cons={rc} rsp_prod={rp}"));
+        self.note(format!(
+            "evt user backend id={id} sets req_cons={rc} rsp_prod={rp}"
+        ));
         // SAFETY: the ring header of a live shared mapping.
         unsafe {
             std::ptr::write_volatile((a + OFF_REQ_CONS) as *mut u32, rc);
@@ -1084,7 +1642,12 @@ impl Fuzz {
                 self.violation(format!("open {}: {}", Dev::Srv.path(), ename(errno())));
                 return None;
             }
-            self.srv.push(SrvFile { fd, leases: vec![], released: vec![], waits: vec![] });
+            self.srv.push(SrvFile {
+                fd,
+                leases: vec![],
+                released: vec![],
+                waits: vec![],
+            });
         }
         Some(self.rng.below(self.srv.len() as u64) as usize)
     }
@@ -1092,9 +1655,15 @@ impl Fuzz {
     fn vf_table(&mut self, fd: i32) -> Vec<VdsVf> {
         let mut out = vec![];
         for index in 0..64 {
-            let v = VdsVf { index, ..Default::default() };
+            let v = VdsVf {
+                index,
+                ..Default::default()
+            };
             let a = self.arena.put(&bytes_of(&v), Ptr::Good);
-            if self.raw_ioctl(Dev::Srv, fd, VDS_IOC_VF, a, "(table)").is_err() {
+            if self
+                .raw_ioctl(Dev::Srv, fd, VDS_IOC_VF, a, "(table)")
+                .is_err()
+            {
                 break;
             }
             out.push(self.arena.get());
@@ -1104,20 +1673,25 @@ impl Fuzz {
 
     /// Whether VF `bdf` is leased to `vm` now.
     fn leased_to(&mut self, fd: i32, bdf: u32, vm: u64) -> bool {
-        self.vf_table(fd).iter().any(|v| v.bdf == bdf && v.vm_id == vm && v.phase == vds_phase::LEASED)
+        self.vf_table(fd)
+            .iter()
+            .any(|v| v.bdf == bdf && v.vm_id == vm && v.phase == vds_phase::LEASED)
     }
 
     fn bdf(&mut self) -> (u32, bool) {
         if !self.vfs.is_empty() && self.rng.chance(80) {
             (self.rng.pick(&self.vfs.clone()), true)
         } else {
-            let b = self.rng.pick(&[0u32, 1, 0x0000_ff00, 0x00ff_ffff, 0x7fff_ffff]);
+            let b = self
+                .rng
+                .pick(&[0u32, 1, 0x0000_ff00, 0x00ff_ffff, 0x7fff_ffff]);
             (b, self.vfs.contains(&b))
         }
     }
 
     fn srv_vm(&mut self) -> u64 {
-        self.rng.pick(&[1u64, 2, 3, 4, 5, 6, 0xf00d, 1 << 40, u64::MAX, 0])
+        self.rng
+            .pick(&[1u64, 2, 3, 4, 5, 6, 0xf00d, 1 << 40, u64::MAX, 0])
     }
 
     fn srv_op(&mut self) {
@@ -1127,21 +1701,67 @@ impl Fuzz {
         let efault = matches!(p, Ptr::Bad(_) | Ptr::Short);
         match self.rng.below(16) {
             0 => {
-                let index = if self.rng.chance(50) { 0 } else { self.rng.u32v() };
-                let exp = if efault { fail(EFAULT, "argument not readable") } else if index >= 16 && p == Ptr::Good { fail(ENOENT, "past the end") } else { Expect::Any };
-                self.call(Dev::Srv, fd, VDS_IOC_PF, &bytes_of(&VdsPf { index, ..Default::default() }), p, &format!("index={index}"), exp);
+                let index = if self.rng.chance(50) {
+                    0
+                } else {
+                    self.rng.u32v()
+                };
+                let exp = if efault {
+                    fail(EFAULT, "argument not readable")
+                } else if index >= 16 && p == Ptr::Good {
+                    fail(ENOENT, "past the end")
+                } else {
+                    Expect::Any
+                };
+                self.call(
+                    Dev::Srv,
+                    fd,
+                    VDS_IOC_PF,
+                    &bytes_of(&VdsPf {
+                        index,
+                        ..Default::default()
+                    }),
+                    p,
+                    &format!("index={index}"),
+                    exp,
+                );
             }
             1 => {
-                let index = if self.rng.chance(50) { self.rng.below(8) as u32 } else { self.rng.u32v() };
-                let exp = if efault { fail(EFAULT, "argument not readable") } else if index >= 256 && p == Ptr::Good { fail(ENOENT, "past the end") } else { Expect::Any };
-                self.call(Dev::Srv, fd, VDS_IOC_VF, &bytes_of(&VdsVf { index, ..Default::default() }), p, &format!("index={index}"), exp);
+                let index = if self.rng.chance(50) {
+                    self.rng.below(8) as u32
+                } else {
+                    self.rng.u32v()
+                };
+                let exp = if efault {
+                    fail(EFAULT, "argument not readable")
+                } else if index >= 256 && p == Ptr::Good {
+                    fail(ENOENT, "past the end")
+                } else {
+                    Expect::Any
+                };
+                self.call(
+                    Dev::Srv,
+                    fd,
+                    VDS_IOC_VF,
+                    &bytes_of(&VdsVf {
+                        index,
+                        ..Default::default()
+                    }),
+                    p,
+                    &format!("index={index}"),
+                    exp,
+                );
             }
             2 | 3 => self.srv_lease(i, p),
             4 | 5 => self.srv_release(i, p),
             6 => {
                 let (bdf, is_vf) = self.leased_bdf(i);
                 let flags = self.rng.flags(0);
-                let s = VdsSample { bdf, flags, bytes: self.rng.u64v() };
+                let s = VdsSample {
+                    bdf,
+                    flags,
+                    bytes: self.rng.u64v(),
+                };
                 let exp = if efault {
                     fail(EFAULT, "argument not readable")
                 } else if flags != 0 {
@@ -1151,10 +1771,22 @@ impl Fuzz {
                 } else {
                     Expect::Any
                 };
-                self.call(Dev::Srv, fd, VDS_IOC_SAMPLE, &bytes_of(&s), p, &format!("bdf={bdf:#x} flags={flags:#x} bytes={}", s.bytes), exp);
+                self.call(
+                    Dev::Srv,
+                    fd,
+                    VDS_IOC_SAMPLE,
+                    &bytes_of(&s),
+                    p,
+                    &format!("bdf={bdf:#x} flags={flags:#x} bytes={}", s.bytes),
+                    exp,
+                );
             }
             7 => {
-                let exp = if efault || p == Ptr::ReadOnly { fail(EFAULT, "result not writable") } else { Expect::Any };
+                let exp = if efault || p == Ptr::ReadOnly {
+                    fail(EFAULT, "result not writable")
+                } else {
+                    Expect::Any
+                };
                 self.call(Dev::Srv, fd, VDS_IOC_POLICY_GET, &[0u8; 32], p, "", exp);
             }
             8 => self.srv_policy_set(fd, p),
@@ -1162,18 +1794,46 @@ impl Fuzz {
             10 => self.srv_swap(i, p),
             11 => {
                 let index = self.rng.u32v();
-                let exp = if efault { fail(EFAULT, "argument not readable") } else { Expect::Any };
-                self.call(Dev::Srv, fd, VDS_IOC_CANDIDATE, &bytes_of(&VdsCandidate { index, ..Default::default() }), p, &format!("index={index}"), exp);
+                let exp = if efault {
+                    fail(EFAULT, "argument not readable")
+                } else {
+                    Expect::Any
+                };
+                self.call(
+                    Dev::Srv,
+                    fd,
+                    VDS_IOC_CANDIDATE,
+                    &bytes_of(&VdsCandidate {
+                        index,
+                        ..Default::default()
+                    }),
+                    p,
+                    &format!("index={index}"),
+                    exp,
+                );
             }
             12 => self.srv_rate(fd, p),
             13 => self.srv_read(i),
             14 => {
-                let exp = if efault || p == Ptr::ReadOnly { fail(EFAULT, "result not writable") } else { Expect::Any };
+                let exp = if efault || p == Ptr::ReadOnly {
+                    fail(EFAULT, "result not writable")
+                } else {
+                    Expect::Any
+                };
                 self.call(Dev::Srv, fd, VD_IOC_VERSION, &[0u8; 40], p, "", exp);
             }
             _ => {
                 let len = self.rng.pick(&[PAGE, 2 * PAGE]);
-                self.mmap(Dev::Srv, fd, len, libc::PROT_READ, true, 0, "", fail(ENODEV, "no mmap"));
+                self.mmap(
+                    Dev::Srv,
+                    fd,
+                    len,
+                    libc::PROT_READ,
+                    true,
+                    0,
+                    "",
+                    fail(ENODEV, "no mmap"),
+                );
             }
         }
     }
@@ -1189,13 +1849,21 @@ impl Fuzz {
 
     fn srv_lease(&mut self, i: usize, p: Ptr) {
         let fd = self.srv[i].fd;
-        let (bdf, is_vf) = if self.rng.chance(40) { (VDS_ANY, true) } else { self.bdf() };
+        let (bdf, is_vf) = if self.rng.chance(40) {
+            (VDS_ANY, true)
+        } else {
+            self.bdf()
+        };
         let vm = self.srv_vm();
         let mut flags = self.rng.flags(VDS_LEASE_KEEP_HOST);
         if flags == 0 && !(self.on("lease-vfio") && self.rng.chance(15)) {
             flags = VDS_LEASE_KEEP_HOST;
         }
-        let l = VdsLease { bdf, flags, vm_id: vm };
+        let l = VdsLease {
+            bdf,
+            flags,
+            vm_id: vm,
+        };
         let exp = match p {
             Ptr::Bad(_) | Ptr::Short => fail(EFAULT, "argument not readable"),
             _ if vm == 0 => fail(EINVAL, "vm_id 0"),
@@ -1213,8 +1881,13 @@ impl Fuzz {
             Ok(_) => {}
             Err(e) if e == EFAULT && p == Ptr::ReadOnly => {
                 let t = self.vf_table(fd);
-                if let Some(v) = t.iter().find(|v| v.vm_id == vm && v.phase != vds_phase::HOST && v.owner_pid == std::process::id()) {
-                    let held_by_model = self.srv.iter().any(|f| f.leases.iter().any(|&(_, m)| m == vm));
+                if let Some(v) = t.iter().find(|v| {
+                    v.vm_id == vm && v.phase != vds_phase::HOST && v.owner_pid == std::process::id()
+                }) {
+                    let held_by_model = self
+                        .srv
+                        .iter()
+                        .any(|f| f.leases.iter().any(|&(_, m)| m == vm));
                     if !held_by_model {
                         self.violation(format!(
                             "srv VDS_IOC_LEASE {desc}: EFAULT on the write-back left VF {:#x} leased to vm {vm:#x} (issue 11 item 10)",
@@ -1243,23 +1916,36 @@ impl Fuzz {
         let (bdf, vm, flags, exp, desc): (u32, u64, u32, Expect, String) = match kind {
             0..=3 if !mine.is_empty() => {
                 let (b, v) = self.rng.pick(&mine);
-                let flags = if self.rng.chance(30) { self.rng.flags(0) | 0x10 } else { 0 };
+                let flags = if self.rng.chance(30) {
+                    self.rng.flags(0) | 0x10
+                } else {
+                    0
+                };
                 let wrong_vm = self.rng.chance(30);
                 let vm = if wrong_vm { v ^ 0x5a5a_0000 } else { v };
                 let exp = if efault {
                     fail(EFAULT, "argument not readable")
                 } else if (flags != 0 || wrong_vm) && self.leased_to(fd, b, v) {
                     if flags != 0 && wrong_vm {
-                        Expect::Fail(vec![EINVAL, ESRCH], "unknown flag bits and a wrong vm_id (issue 11 item 11)".into())
+                        Expect::Fail(
+                            vec![EINVAL, ENOENT],
+                            "unknown flag bits and a wrong vm_id (issue 11 item 11)".into(),
+                        )
                     } else if flags != 0 {
                         fail(EINVAL, "unknown flag bits (issue 11 item 11)")
                     } else {
-                        fail(ESRCH, format!("vm_id {vm:#x} is not the lease's ({v:#x}) (issue 11 item 11)"))
+                        fail(ENOENT, "vm_id is not the lease's (issue 11 item 11)")
                     }
                 } else {
                     Expect::Any
                 };
-                (b, vm, flags, exp, format!("bdf={b:#x} vm={vm:#x} flags={flags:#x} (own lease vm {v:#x})"))
+                (
+                    b,
+                    vm,
+                    flags,
+                    exp,
+                    format!("bdf={b:#x} vm={vm:#x} flags={flags:#x} (own lease vm {v:#x})"),
+                )
             }
             4 if !theirs.is_empty() => {
                 let (_, b, v) = self.rng.pick(&theirs);
@@ -1270,11 +1956,21 @@ impl Fuzz {
                 } else {
                     Expect::Any
                 };
-                (b, v, 0, exp, format!("bdf={b:#x} vm={v:#x} (another file's lease)"))
+                (
+                    b,
+                    v,
+                    0,
+                    exp,
+                    format!("bdf={b:#x} vm={v:#x} (another file's lease)"),
+                )
             }
             5 | 6 if !self.srv[i].released.is_empty() => {
                 let (b, v) = self.rng.pick(&self.srv[i].released.clone());
-                let exp = if efault { fail(EFAULT, "argument not readable") } else { Expect::Any };
+                let exp = if efault {
+                    fail(EFAULT, "argument not readable")
+                } else {
+                    Expect::Any
+                };
                 (b, v, 0, exp, format!("bdf={b:#x} vm={v:#x} (released)"))
             }
             _ => {
@@ -1291,12 +1987,21 @@ impl Fuzz {
                 (b, vm, 0, exp, format!("bdf={b:#x} vm={vm:#x}"))
             }
         };
-        let l = VdsLease { bdf, flags, vm_id: vm };
+        let l = VdsLease {
+            bdf,
+            flags,
+            vm_id: vm,
+        };
         let r = self.call(Dev::Srv, fd, VDS_IOC_RELEASE, &bytes_of(&l), p, &desc, exp);
         if r.is_ok() {
             // The kernel released whatever this file held on `bdf`.
             let f = &mut self.srv[i];
-            let gone: Vec<(u32, u64)> = f.leases.iter().copied().filter(|&(b, _)| b == bdf).collect();
+            let gone: Vec<(u32, u64)> = f
+                .leases
+                .iter()
+                .copied()
+                .filter(|&(b, _)| b == bdf)
+                .collect();
             f.leases.retain(|&(b, _)| b != bdf);
             f.released.extend(gone);
         }
@@ -1325,22 +2030,59 @@ impl Fuzz {
             _ if obviously_bad => fail(EINVAL, "out-of-range policy or unknown flag bits"),
             _ => Expect::Any,
         };
-        let desc = format!("window={} sample={} hold={} flags={:#x}", q.window_ms, q.sample_ms, q.min_hold_ms, q.flags);
-        self.call(Dev::Srv, fd, VDS_IOC_POLICY_SET, &bytes_of(&q), p, &desc, exp);
+        let desc = format!(
+            "window={} sample={} hold={} flags={:#x}",
+            q.window_ms, q.sample_ms, q.min_hold_ms, q.flags
+        );
+        self.call(
+            Dev::Srv,
+            fd,
+            VDS_IOC_POLICY_SET,
+            &bytes_of(&q),
+            p,
+            &desc,
+            exp,
+        );
     }
 
     fn srv_wait(&mut self, i: usize, p: Ptr) {
         let fd = self.srv[i].fd;
-        let vm = if self.rng.chance(70) { self.rng.pick(&[0x77u64, 0x78, 0x79, 0]) } else { self.srv_vm() };
-        let flags = if self.rng.chance(30) { VDS_WAIT_CANCEL } else { self.rng.flags(VDS_WAIT_CANCEL) };
-        let reserved = if self.rng.chance(10) { self.rng.u32v() | 1 } else { 0 };
-        let w = VdsWait { vm_id: vm, flags, reserved };
+        let vm = if self.rng.chance(70) {
+            self.rng.pick(&[0x77u64, 0x78, 0x79, 0])
+        } else {
+            self.srv_vm()
+        };
+        let flags = if self.rng.chance(30) {
+            VDS_WAIT_CANCEL
+        } else {
+            self.rng.flags(VDS_WAIT_CANCEL)
+        };
+        let reserved = if self.rng.chance(10) {
+            self.rng.u32v() | 1
+        } else {
+            0
+        };
+        let w = VdsWait {
+            vm_id: vm,
+            flags,
+            reserved,
+        };
         let exp = match p {
             Ptr::Bad(_) | Ptr::Short => fail(EFAULT, "argument not readable"),
-            _ if vm == 0 || flags & !VDS_WAIT_CANCEL != 0 || reserved != 0 => fail(EINVAL, "vm 0, unknown flag bits or reserved"),
+            _ if vm == 0 || flags & !VDS_WAIT_CANCEL != 0 || reserved != 0 => {
+                fail(EINVAL, "vm 0, unknown flag bits or reserved")
+            }
             _ => Expect::Any,
         };
-        let r = self.call(Dev::Srv, fd, VDS_IOC_WAIT, &bytes_of(&w), p, &format!("vm={vm:#x} flags={flags:#x} reserved={reserved}"), exp);
+        let r = self.call(
+            Dev::Srv,
+            fd,
+            VDS_IOC_WAIT,
+            &bytes_of(&w),
+            p,
+            &format!("vm={vm:#x} flags={flags:#x} reserved={reserved}"),
+            exp,
+        );
         if r.is_ok() {
             let f = &mut self.srv[i];
             if flags & VDS_WAIT_CANCEL != 0 {
@@ -1353,24 +2095,56 @@ impl Fuzz {
 
     fn srv_swap(&mut self, i: usize, p: Ptr) {
         let fd = self.srv[i].fd;
-        let leases: Vec<(usize, u32, u64)> =
-            self.srv.iter().enumerate().flat_map(|(j, f)| f.leases.iter().map(move |&(b, v)| (j, b, v))).collect();
-        let waits: Vec<(usize, u64)> = self.srv.iter().enumerate().flat_map(|(j, f)| f.waits.iter().map(move |&v| (j, v))).collect();
+        let leases: Vec<(usize, u32, u64)> = self
+            .srv
+            .iter()
+            .enumerate()
+            .flat_map(|(j, f)| f.leases.iter().map(move |&(b, v)| (j, b, v)))
+            .collect();
+        let waits: Vec<(usize, u64)> = self
+            .srv
+            .iter()
+            .enumerate()
+            .flat_map(|(j, f)| f.waits.iter().map(move |&v| (j, v)))
+            .collect();
         let (bdf, from) = if !leases.is_empty() && self.rng.chance(70) {
             let (_, b, v) = self.rng.pick(&leases);
             (b, if self.rng.chance(20) { v + 1 } else { v })
         } else {
             (self.bdf().0, self.srv_vm())
         };
-        let to = if !waits.is_empty() && self.rng.chance(70) { self.rng.pick(&waits).1 } else { self.srv_vm() };
-        let flags = if self.rng.chance(50) { VDS_SWAP_FORCE } else { self.rng.flags(VDS_SWAP_FORCE) };
-        let s = VdsSwap { bdf, flags, from_vm: from, to_vm: to };
+        let to = if !waits.is_empty() && self.rng.chance(70) {
+            self.rng.pick(&waits).1
+        } else {
+            self.srv_vm()
+        };
+        let flags = if self.rng.chance(50) {
+            VDS_SWAP_FORCE
+        } else {
+            self.rng.flags(VDS_SWAP_FORCE)
+        };
+        let s = VdsSwap {
+            bdf,
+            flags,
+            from_vm: from,
+            to_vm: to,
+        };
         let exp = match p {
             Ptr::Bad(_) | Ptr::Short => fail(EFAULT, "argument not readable"),
-            _ if flags & !VDS_SWAP_FORCE != 0 || from == 0 || to == 0 => fail(EINVAL, "unknown flag bits or vm 0"),
+            _ if flags & !VDS_SWAP_FORCE != 0 || from == 0 || to == 0 => {
+                fail(EINVAL, "unknown flag bits or vm 0")
+            }
             _ => Expect::Any,
         };
-        let r = self.call(Dev::Srv, fd, VDS_IOC_SWAP, &bytes_of(&s), p, &format!("bdf={bdf:#x} from={from:#x} to={to:#x} flags={flags:#x}"), exp);
+        let r = self.call(
+            Dev::Srv,
+            fd,
+            VDS_IOC_SWAP,
+            &bytes_of(&s),
+            p,
+            &format!("bdf={bdf:#x} from={from:#x} to={to:#x} flags={flags:#x}"),
+            exp,
+        );
         if r.is_ok() {
             for f in self.srv.iter_mut() {
                 f.leases.retain(|&(b, _)| b != bdf);
@@ -1392,7 +2166,12 @@ impl Fuzz {
                 1 => (0, 0),
                 _ => (self.rng.pick(&[10u32, 100, 500]), 0),
             };
-            let rt = VdsRate { bdf, flags, max_tx_mbps: max, min_tx_mbps: min };
+            let rt = VdsRate {
+                bdf,
+                flags,
+                max_tx_mbps: max,
+                min_tx_mbps: min,
+            };
             let exp = if efault {
                 fail(EFAULT, "argument not readable")
             } else if flags != 0 {
@@ -1402,12 +2181,23 @@ impl Fuzz {
             } else {
                 Expect::Any
             };
-            let r = self.call(Dev::Srv, fd, VDS_IOC_RATE_SET, &bytes_of(&rt), p, &format!("bdf={bdf:#x} max={max} min={min} flags={flags:#x}"), exp);
+            let r = self.call(
+                Dev::Srv,
+                fd,
+                VDS_IOC_RATE_SET,
+                &bytes_of(&rt),
+                p,
+                &format!("bdf={bdf:#x} max={max} min={min} flags={flags:#x}"),
+                exp,
+            );
             if r.is_ok() && !self.rated.contains(&bdf) {
                 self.rated.push(bdf);
             }
         } else {
-            let rt = VdsRate { bdf, ..Default::default() };
+            let rt = VdsRate {
+                bdf,
+                ..Default::default()
+            };
             let exp = if efault {
                 fail(EFAULT, "argument not readable")
             } else if !is_vf {
@@ -1415,19 +2205,42 @@ impl Fuzz {
             } else {
                 Expect::Any
             };
-            self.call(Dev::Srv, fd, VDS_IOC_RATE_GET, &bytes_of(&rt), p, &format!("bdf={bdf:#x}"), exp);
+            self.call(
+                Dev::Srv,
+                fd,
+                VDS_IOC_RATE_GET,
+                &bytes_of(&rt),
+                p,
+                &format!("bdf={bdf:#x}"),
+                exp,
+            );
         }
     }
 
     fn poll_in(&mut self, fd: i32) -> bool {
-        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd, no wait.
         let n = unsafe { libc::poll(&mut pfd, 1, 0) };
         n == 1 && pfd.revents & libc::POLLIN != 0
     }
 
-    fn read_call(&mut self, dev: Dev, fd: i32, addr: usize, len: usize, desc: &str, exp: Expect) -> Res {
-        self.note(format!("{} fd{fd} read len={len} {desc} buf={addr:#x}", dev.short()));
+    fn read_call(
+        &mut self,
+        dev: Dev,
+        fd: i32,
+        addr: usize,
+        len: usize,
+        desc: &str,
+        exp: Expect,
+    ) -> Res {
+        self.note(format!(
+            "{} fd{fd} read len={len} {desc} buf={addr:#x}",
+            dev.short()
+        ));
         // SAFETY: `addr` is in our arena (or meant to fault); the kernel checks it.
         let n = unsafe { libc::read(fd, addr as *mut _, len) };
         let r = if n < 0 { Err(errno()) } else { Ok(n as i64) };
@@ -1440,8 +2253,19 @@ impl Fuzz {
         let rec = std::mem::size_of::<VdsEvent>();
         if self.rng.chance(50) && self.poll_in(fd) {
             // An event is waiting: a read into a buffer that faults must leave it there.
-            let (addr, what) = if self.rng.chance(50) { (0usize, "NULL") } else { (self.arena.put(&[], Ptr::ReadOnly), "read-only page") };
-            let r = self.read_call(Dev::Srv, fd, addr, rec, &format!("into {what}"), fail(EFAULT, "buffer not writable"));
+            let (addr, what) = if self.rng.chance(50) {
+                (0usize, "NULL")
+            } else {
+                (self.arena.put(&[], Ptr::ReadOnly), "read-only page")
+            };
+            let r = self.read_call(
+                Dev::Srv,
+                fd,
+                addr,
+                rec,
+                &format!("into {what}"),
+                fail(EFAULT, "buffer not writable"),
+            );
             if r.is_err() && !self.poll_in(fd) {
                 self.violation(format!(
                     "srv read into a {what} failed ({}) and the event it would have returned is gone (issue 11 item 12)",
@@ -1450,8 +2274,14 @@ impl Fuzz {
             }
             return;
         }
-        let len = self.rng.pick(&[1usize, 8, rec - 1, rec, rec + 1, 2 * rec, 4096, 0]);
-        let exp = if (1..rec).contains(&len) { fail(EINVAL, "shorter than one record") } else { Expect::Any };
+        let len = self
+            .rng
+            .pick(&[1usize, 8, rec - 1, rec, rec + 1, 2 * rec, 4096, 0]);
+        let exp = if (1..rec).contains(&len) {
+            fail(EINVAL, "shorter than one record")
+        } else {
+            Expect::Any
+        };
         self.read_call(Dev::Srv, fd, self.arena.buf(), len, "", exp);
     }
 
@@ -1465,7 +2295,11 @@ impl Fuzz {
                 self.violation(format!("open {}: {}", Dev::Inp.path(), ename(errno())));
                 return None;
             }
-            self.inp.push(InpFile { fd, vm: None, vcpu: false });
+            self.inp.push(InpFile {
+                fd,
+                vm: None,
+                vcpu: false,
+            });
         }
         Some(self.rng.below(self.inp.len() as u64) as usize)
     }
@@ -1508,13 +2342,31 @@ impl Fuzz {
                 } else {
                     Expect::Any
                 };
-                if self.call(Dev::Inp, fd, VDI_IOC_VCPU_REGISTER, &[], Ptr::Good, "", exp).is_ok() {
+                if self
+                    .call(Dev::Inp, fd, VDI_IOC_VCPU_REGISTER, &[], Ptr::Good, "", exp)
+                    .is_ok()
+                {
                     self.inp[i].vcpu = true;
                 }
             }
             3 => {
-                let exp = if !has_vm || !self.inp[i].vcpu { fail(ENOENT, "not registered") } else { Expect::Any };
-                if self.call(Dev::Inp, fd, VDI_IOC_VCPU_UNREGISTER, &[], Ptr::Good, "", exp).is_ok() {
+                let exp = if !has_vm || !self.inp[i].vcpu {
+                    fail(ENOENT, "not registered")
+                } else {
+                    Expect::Any
+                };
+                if self
+                    .call(
+                        Dev::Inp,
+                        fd,
+                        VDI_IOC_VCPU_UNREGISTER,
+                        &[],
+                        Ptr::Good,
+                        "",
+                        exp,
+                    )
+                    .is_ok()
+                {
                     self.inp[i].vcpu = false;
                 }
             }
@@ -1529,7 +2381,15 @@ impl Fuzz {
                 } else {
                     Expect::Any
                 };
-                self.call(Dev::Inp, fd, VDI_IOC_SET_RUNNING, &v.to_ne_bytes(), p, &format!("{v}"), exp);
+                self.call(
+                    Dev::Inp,
+                    fd,
+                    VDI_IOC_SET_RUNNING,
+                    &v.to_ne_bytes(),
+                    p,
+                    &format!("{v}"),
+                    exp,
+                );
             }
             5 => {
                 let (cfd, k) = self.arg_fd((Dev::Inp, fd), 50);
@@ -1542,7 +2402,15 @@ impl Fuzz {
                 } else {
                     Expect::Any
                 };
-                self.call(Dev::Inp, fd, VDI_IOC_BIND, &cfd.to_ne_bytes(), p, &format!("fd={cfd}({k:?})"), exp);
+                self.call(
+                    Dev::Inp,
+                    fd,
+                    VDI_IOC_BIND,
+                    &cfd.to_ne_bytes(),
+                    p,
+                    &format!("fd={cfd}({k:?})"),
+                    exp,
+                );
             }
             6 => {
                 let (kfd, k) = self.arg_fd((Dev::Inp, fd), 50);
@@ -1555,11 +2423,23 @@ impl Fuzz {
                 } else {
                     Expect::Any
                 };
-                self.call(Dev::Inp, fd, VDI_IOC_BIND_KICK, &kfd.to_ne_bytes(), p, &format!("fd={kfd}({k:?})"), exp);
+                self.call(
+                    Dev::Inp,
+                    fd,
+                    VDI_IOC_BIND_KICK,
+                    &kfd.to_ne_bytes(),
+                    p,
+                    &format!("fd={kfd}({k:?})"),
+                    exp,
+                );
             }
             7 | 8 if self.on("route") => self.inp_route(fd, p),
             9 if self.on("route") => {
-                let vm = if self.rng.chance(30) { 0 } else { self.inp_vm_id() };
+                let vm = if self.rng.chance(30) {
+                    0
+                } else {
+                    self.inp_vm_id()
+                };
                 let exp = if efault {
                     fail(EFAULT, "argument not readable")
                 } else if vm == NO_VM {
@@ -1567,10 +2447,22 @@ impl Fuzz {
                 } else {
                     Expect::Any
                 };
-                self.call(Dev::Inp, fd, VDI_IOC_FOCUS, &vm.to_ne_bytes(), p, &format!("vm={vm:#x}"), exp);
+                self.call(
+                    Dev::Inp,
+                    fd,
+                    VDI_IOC_FOCUS,
+                    &vm.to_ne_bytes(),
+                    p,
+                    &format!("vm={vm:#x}"),
+                    exp,
+                );
             }
             10 => {
-                let vm = if self.rng.chance(50) { 0 } else { self.inp_vm_id() };
+                let vm = if self.rng.chance(50) {
+                    0
+                } else {
+                    self.inp_vm_id()
+                };
                 let exp = if efault {
                     fail(EFAULT, "argument not readable")
                 } else if p == Ptr::Good && ((vm == 0 && !has_vm) || vm == NO_VM) {
@@ -1578,7 +2470,18 @@ impl Fuzz {
                 } else {
                     Expect::Any
                 };
-                self.call(Dev::Inp, fd, VDI_IOC_STATS, &bytes_of(&VdiStats { vm_id: vm, ..Default::default() }), p, &format!("vm={vm:#x}"), exp);
+                self.call(
+                    Dev::Inp,
+                    fd,
+                    VDI_IOC_STATS,
+                    &bytes_of(&VdiStats {
+                        vm_id: vm,
+                        ..Default::default()
+                    }),
+                    p,
+                    &format!("vm={vm:#x}"),
+                    exp,
+                );
             }
             11 => {
                 let index = self.rng.u32v();
@@ -1589,12 +2492,32 @@ impl Fuzz {
                 } else {
                     Expect::Any
                 };
-                let d = VdiDevice { index, routed: 0, grabbed: 0, vm_id: 0, events: 0, name: [0; 64], phys: [0; 64] };
-                self.call(Dev::Inp, fd, VDI_IOC_LIST_DEVICES, &bytes_of(&d), p, &format!("index={index}"), exp);
+                let d = VdiDevice {
+                    index,
+                    routed: 0,
+                    grabbed: 0,
+                    vm_id: 0,
+                    events: 0,
+                    name: [0; 64],
+                    phys: [0; 64],
+                };
+                self.call(
+                    Dev::Inp,
+                    fd,
+                    VDI_IOC_LIST_DEVICES,
+                    &bytes_of(&d),
+                    p,
+                    &format!("index={index}"),
+                    exp,
+                );
             }
             12 => self.inp_mmap(i),
             13 => {
-                let exp = if efault || p == Ptr::ReadOnly { fail(EFAULT, "result not writable") } else { Expect::Any };
+                let exp = if efault || p == Ptr::ReadOnly {
+                    fail(EFAULT, "result not writable")
+                } else {
+                    Expect::Any
+                };
                 self.call(Dev::Inp, fd, VD_IOC_VERSION, &[0u8; 40], p, "", exp);
             }
             _ => {
@@ -1607,11 +2530,34 @@ impl Fuzz {
 
     fn inp_create(&mut self, i: usize, p: Ptr) {
         let fd = self.inp[i].fd;
-        let vm = self.inp_vm_id();
-        let entries = if self.rng.chance(70) { self.rng.pow2(3, 8) } else { self.rng.u32v() };
-        let (cfd, k) = if self.rng.chance(40) { (-1, Fk::Neg) } else { self.arg_fd((Dev::Inp, fd), 60) };
+        let vm = match self.inp_vm_id() {
+            NO_VM => INP_VM_BASE,
+            v => v,
+        };
+        let entries = if self.rng.chance(70) {
+            self.rng.pow2(3, 8)
+        } else {
+            self.rng.u32v()
+        };
+        let (cfd, k) = if self.rng.chance(40) {
+            (-1, Fk::Neg)
+        } else {
+            self.arg_fd((Dev::Inp, fd), 60)
+        };
         let flags = self.rng.flags(0);
-        let c = VdiVmCreate { vm_id: vm, entries, call_fd: cfd, flags, mmap_size: self.rng.u64v() };
+        // A sink whose creation cannot be reported back must not stay (issue 11 item 10).
+        let p = if self.inp[i].vm.is_none() && p == Ptr::Good && self.rng.chance(10) {
+            Ptr::ReadOnly
+        } else {
+            p
+        };
+        let c = VdiVmCreate {
+            vm_id: vm,
+            entries,
+            call_fd: cfd,
+            flags,
+            mmap_size: self.rng.u64v(),
+        };
         let bad_geo = !(entries.is_power_of_two() && (8..=4096).contains(&entries));
         let exp = match p {
             Ptr::Bad(_) | Ptr::Short => fail(EFAULT, "argument not readable"),
@@ -1624,9 +2570,21 @@ impl Fuzz {
                 None => Expect::Any,
             },
         };
-        let before = if p == Ptr::ReadOnly { self.objects(Dev::Inp, fd) } else { None };
+        let before = if p == Ptr::ReadOnly {
+            self.objects(Dev::Inp, fd)
+        } else {
+            None
+        };
         let desc = format!("vm={vm:#x} entries={entries} call={cfd}({k:?}) flags={flags:#x}");
-        let r = self.call(Dev::Inp, fd, VDI_IOC_VM_CREATE, &bytes_of(&c), p, &desc, exp);
+        let r = self.call(
+            Dev::Inp,
+            fd,
+            VDI_IOC_VM_CREATE,
+            &bytes_of(&c),
+            p,
+            &desc,
+            exp,
+        );
         match r {
             Ok(_) => self.inp[i].vm = Some(vm),
             Err(e) if e == EFAULT && p == Ptr::ReadOnly => {
@@ -1644,7 +2602,11 @@ impl Fuzz {
 
     fn inp_route(&mut self, fd: i32, p: Ptr) {
         let add = self.rng.chance(60);
-        let mut r = VdiRoute { kind: self.rng.pick(&[1u32, 1, 1, 2, 3, 4, 5, 0, 6, 0xffff_ffff]), grab: self.rng.pick(&[0u32, 0, 1, 2]), pattern: [0; 64] };
+        let mut r = VdiRoute {
+            kind: self.rng.pick(&[1u32, 1, 1, 2, 3, 4, 5, 0, 6, 0xffff_ffff]),
+            grab: self.rng.pick(&[0u32, 0, 1, 2]),
+            pattern: [0; 64],
+        };
         match self.rng.below(6) {
             0 => {}
             1 => r.pattern = [b'x'; 64],
@@ -1658,15 +2620,29 @@ impl Fuzz {
         }
         let has_nul = r.pattern.contains(&0);
         let empty = r.pattern[0] == 0;
-        let bad = !has_nul || !(1..=5).contains(&r.kind) || r.grab > 1 || ((r.kind == 1 || r.kind == 2) && empty);
+        let bad = !has_nul
+            || !(1..=5).contains(&r.kind)
+            || r.grab > 1
+            || ((r.kind == 1 || r.kind == 2) && empty);
         let exp = match p {
             Ptr::Bad(_) | Ptr::Short => fail(EFAULT, "argument not readable"),
             _ if bad => fail(EINVAL, "bad route"),
             _ => Expect::Any,
         };
         let cmd = if add { VDI_IOC_ROUTE } else { VDI_IOC_UNROUTE };
-        let pat = String::from_utf8_lossy(&r.pattern[..r.pattern.iter().position(|&b| b == 0).unwrap_or(64)]).to_string();
-        let res = self.call(Dev::Inp, fd, cmd, &bytes_of(&r), p, &format!("kind={} grab={} pattern={pat:?}", r.kind, r.grab), exp);
+        let pat = String::from_utf8_lossy(
+            &r.pattern[..r.pattern.iter().position(|&b| b == 0).unwrap_or(64)],
+        )
+        .to_string();
+        let res = self.call(
+            Dev::Inp,
+            fd,
+            cmd,
+            &bytes_of(&r),
+            p,
+            &format!("kind={} grab={} pattern={pat:?}", r.kind, r.grab),
+            exp,
+        );
         if res.is_ok() {
             let same = |a: &VdiRoute| a.kind == r.kind && a.pattern == r.pattern;
             self.routes.retain(|x| !same(x));
@@ -1678,7 +2654,11 @@ impl Fuzz {
 
     fn inp_mmap(&mut self, i: usize) {
         let fd = self.inp[i].fd;
-        let pgoff = if self.rng.chance(80) { 0 } else { self.rng.pick(&[1u64, 2, 1024]) };
+        let pgoff = if self.rng.chance(80) {
+            0
+        } else {
+            self.rng.pick(&[1u64, 2, 1024])
+        };
         let npages = self.rng.pick(&[1usize, 2, 3, 5, 9, 64, 1024]);
         let shared = !self.rng.chance(10);
         let exp = if pgoff != 0 {
@@ -1691,7 +2671,16 @@ impl Fuzz {
             Expect::Any
         };
         let desc = format!("pgoff={pgoff} pages={npages} shared={shared}");
-        let r = self.mmap(Dev::Inp, fd, npages * PAGE, libc::PROT_READ | libc::PROT_WRITE, shared, pgoff * PAGE as u64, &desc, exp);
+        let r = self.mmap(
+            Dev::Inp,
+            fd,
+            npages * PAGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            shared,
+            pgoff * PAGE as u64,
+            &desc,
+            exp,
+        );
         if let Ok(a) = r {
             let a = a as usize;
             // The guest's side of the event ring: consumer index and event index, garbage.
@@ -1721,7 +2710,14 @@ impl Fuzz {
         .join()
         .unwrap_or(0);
         let res = if r == 0 { Ok(0) } else { Err(r) };
-        self.judge(Dev::Inp, Call::Ioctl(VDI_IOC_VCPU_REGISTER), "(from a short-lived thread)", res, &Expect::Any, &[]);
+        self.judge(
+            Dev::Inp,
+            Call::Ioctl(VDI_IOC_VCPU_REGISTER),
+            "(from a short-lived thread)",
+            res,
+            &Expect::Any,
+            &[],
+        );
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1756,8 +2752,13 @@ impl Fuzz {
                     (c & !(0x3fff << 16)) | (size << 16)
                 }
                 _ => {
-                    let ty = self.rng.pick(&[0xB7u32, 0xB7, 0xAE, b'Q' as u32, b'z' as u32, 0xB6]);
-                    (self.rng.below(4) as u32) << 30 | (self.rng.below(200) as u32) << 16 | ty << 8 | self.rng.below(256) as u32
+                    let ty = self
+                        .rng
+                        .pick(&[0xB7u32, 0xB7, 0xAE, b'Q' as u32, b'z' as u32, 0xB6]);
+                    (self.rng.below(4) as u32) << 30
+                        | (self.rng.below(200) as u32) << 16
+                        | ty << 8
+                        | self.rng.below(256) as u32
                 }
             };
             if !mine.contains(&c) {
@@ -1773,7 +2774,14 @@ impl Fuzz {
         let p = self.ptr();
         let arg = self.arena.put(&[0u8; 256], p);
         let r = self.raw_ioctl(d, fd, cmd, arg, "(not this device's)");
-        self.judge(d, Call::Unknown, &format!("cmd={cmd:#x}"), r, &fail(ENOTTY, "not one of the device's commands"), &[]);
+        self.judge(
+            d,
+            Call::Unknown,
+            &format!("cmd={cmd:#x}"),
+            r,
+            &fail(ENOTTY, "not one of the device's commands"),
+            &[],
+        );
     }
 
     /// A vd command on a file that is not a vd device, a closed fd or a negative one.
@@ -1790,10 +2798,19 @@ impl Fuzz {
         };
         let arg = self.arena.put(&[0u8; 256], Ptr::Good);
         let r = self.raw_ioctl(d, fd, cmd, arg, &format!("on a {k:?}"));
-        let want = if matches!(k, Fk::Closed | Fk::Neg) { EBADF } else { ENOTTY };
+        let want = if matches!(k, Fk::Closed | Fk::Neg) {
+            EBADF
+        } else {
+            ENOTTY
+        };
         self.count(d, Call::Unknown, &r);
         if r != Err(want) {
-            self.violation(format!("{} {} on fd {fd} ({k:?}): {r:?}, expected {}", d.short(), cmd_label(cmd), ename(want)));
+            self.violation(format!(
+                "{} {} on fd {fd} ({k:?}): {r:?}, expected {}",
+                d.short(),
+                cmd_label(cmd),
+                ename(want)
+            ));
         }
     }
 
@@ -1805,20 +2822,32 @@ impl Fuzz {
         if ioc_size(cmd) == 0 {
             return;
         }
-        let p = if self.rng.chance(30) { Ptr::Short } else { Ptr::Bad(self.rng.pick(BAD_PTRS)) };
+        let p = if self.rng.chance(30) {
+            Ptr::Short
+        } else {
+            Ptr::Bad(self.rng.pick(BAD_PTRS))
+        };
         let bytes = vec![0u8; ioc_size(cmd)];
-        self.call(d, fd, cmd, &bytes, p, &format!("pointer {p:?}"), fail(EFAULT, "argument not accessible"));
+        self.call(
+            d,
+            fd,
+            cmd,
+            &bytes,
+            p,
+            &format!("pointer {p:?}"),
+            fail(EFAULT, "argument not accessible"),
+        );
     }
 
     fn op_read_write(&mut self) {
         let d = self.rng.pick(&[Dev::Evt, Dev::Inp, Dev::Srv]);
         let Some(fd) = self.dev_fd(d) else { return };
-        if d == Dev::Srv {
+        if d == Dev::Srv && self.rng.chance(70) {
             let i = self.srv.iter().position(|f| f.fd == fd).unwrap_or(0);
             return self.srv_read(i);
         }
         let len = self.rng.pick(&[1usize, 16, 4096]);
-        if self.rng.chance(50) {
+        if d != Dev::Srv && self.rng.chance(50) {
             self.read_call(d, fd, self.arena.buf(), len, "", fail(EINVAL, "no read"));
         } else {
             self.note(format!("{} fd{fd} write len={len}", d.short()));
@@ -1843,52 +2872,121 @@ impl Fuzz {
         match d {
             Dev::Evt => {
                 for _ in 0..2 {
-                    let c = VdeCreate { entries: 16, entry_size: 64, ..Default::default() };
+                    let c = VdeCreate {
+                        entries: 16,
+                        entry_size: 64,
+                        ..Default::default()
+                    };
                     let a = self.arena.put(&bytes_of(&c), Ptr::Good);
-                    if self.raw_ioctl(d, fd, VDE_IOC_CREATE, a, "(close race)").is_ok() {
+                    if self
+                        .raw_ioctl(d, fd, VDE_IOC_CREATE, a, "(close race)")
+                        .is_ok()
+                    {
                         let id = self.arena.get::<VdeCreate>().id;
-                        let b = VdeBind { id, kick_fd: efd, call_fd: efd, flags: 0 };
+                        let b = VdeBind {
+                            id,
+                            kick_fd: efd,
+                            call_fd: efd,
+                            flags: 0,
+                        };
                         let a = self.arena.put(&bytes_of(&b), Ptr::Good);
                         let _ = self.raw_ioctl(d, fd, VDE_IOC_BIND, a, "(close race)");
-                        let at = VdeAttach { id, backend: vde_backend::ECHO, fd: -1, flags: 0 };
+                        let at = VdeAttach {
+                            id,
+                            backend: vde_backend::ECHO,
+                            fd: -1,
+                            flags: 0,
+                        };
                         let a = self.arena.put(&bytes_of(&at), Ptr::Good);
                         let _ = self.raw_ioctl(d, fd, VDE_IOC_ATTACH, a, "(close race)");
                     }
                 }
             }
             Dev::Srv => {
-                let l = VdsLease { bdf: VDS_ANY, flags: VDS_LEASE_KEEP_HOST, vm_id: 0x00c1_05e0 + self.rng.below(8) };
+                let l = VdsLease {
+                    bdf: VDS_ANY,
+                    flags: VDS_LEASE_KEEP_HOST,
+                    vm_id: 0x00c1_05e0 + self.rng.below(8),
+                };
                 let a = self.arena.put(&bytes_of(&l), Ptr::Good);
                 let _ = self.raw_ioctl(d, fd, VDS_IOC_LEASE, a, "(close race)");
             }
             Dev::Inp => {
-                let c = VdiVmCreate { vm_id: INP_VM_BASE + 0x100 + self.rng.below(16) as u32, entries: 64, call_fd: efd, flags: 0, mmap_size: 0 };
+                let c = VdiVmCreate {
+                    vm_id: INP_VM_BASE + 0x100 + self.rng.below(16) as u32,
+                    entries: 64,
+                    call_fd: efd,
+                    flags: 0,
+                    mmap_size: 0,
+                };
                 let a = self.arena.put(&bytes_of(&c), Ptr::Good);
-                if self.raw_ioctl(d, fd, VDI_IOC_VM_CREATE, a, "(close race)").is_ok() {
+                if self
+                    .raw_ioctl(d, fd, VDI_IOC_VM_CREATE, a, "(close race)")
+                    .is_ok()
+                {
                     let _ = self.raw_ioctl(d, fd, VDI_IOC_VCPU_REGISTER, 0, "(close race)");
                 }
             }
         }
         let delay = Duration::from_micros(self.rng.below(2000));
-        self.note(format!("{} fd{fd} closed by another thread after {delay:?}", d.short()));
+        self.note(format!(
+            "{} fd{fd} closed by another thread after {delay:?}",
+            d.short()
+        ));
         let t = std::thread::spawn(move || {
             std::thread::sleep(delay);
             close(fd);
         });
         let cmds = match d {
-            Dev::Evt => vec![VDE_IOC_STATS, VDE_IOC_KICK, VDE_IOC_BIND, VDE_IOC_DESTROY, VDE_IOC_SAVE, VDE_IOC_CREATE],
+            Dev::Evt => vec![
+                VDE_IOC_STATS,
+                VDE_IOC_KICK,
+                VDE_IOC_BIND,
+                VDE_IOC_DESTROY,
+                VDE_IOC_SAVE,
+                VDE_IOC_CREATE,
+            ],
             Dev::Srv => vec![VDS_IOC_RELEASE, VDS_IOC_SAMPLE, VDS_IOC_VF, VDS_IOC_LEASE],
-            Dev::Inp => vec![VDI_IOC_STATS, VDI_IOC_BIND_KICK, VDI_IOC_SET_RUNNING, VDI_IOC_VCPU_UNREGISTER, VDI_IOC_VCPU_REGISTER],
+            Dev::Inp => vec![
+                VDI_IOC_STATS,
+                VDI_IOC_BIND_KICK,
+                VDI_IOC_SET_RUNNING,
+                VDI_IOC_VCPU_UNREGISTER,
+                VDI_IOC_VCPU_REGISTER,
+            ],
         };
         for _ in 0..400 {
             let cmd = self.rng.pick(&cmds);
             let bytes: Vec<u8> = match cmd {
-                VDE_IOC_STATS => bytes_of(&VdeStats { id: self.rng.below(3) as u32, ..Default::default() }),
-                VDE_IOC_BIND => bytes_of(&VdeBind { id: self.rng.below(3) as u32, kick_fd: efd, call_fd: -1, flags: 0 }),
-                VDE_IOC_SAVE => bytes_of(&VdeState { id: 1, ..Default::default() }),
-                VDE_IOC_CREATE => bytes_of(&VdeCreate { entries: 8, entry_size: 32, ..Default::default() }),
-                VDS_IOC_RELEASE | VDS_IOC_LEASE => bytes_of(&VdsLease { bdf, flags: VDS_LEASE_KEEP_HOST, vm_id: 0x00c1_05e0 }),
-                VDS_IOC_SAMPLE => bytes_of(&VdsSample { bdf, flags: 0, bytes: 1 }),
+                VDE_IOC_STATS => bytes_of(&VdeStats {
+                    id: self.rng.below(3) as u32,
+                    ..Default::default()
+                }),
+                VDE_IOC_BIND => bytes_of(&VdeBind {
+                    id: self.rng.below(3) as u32,
+                    kick_fd: efd,
+                    call_fd: -1,
+                    flags: 0,
+                }),
+                VDE_IOC_SAVE => bytes_of(&VdeState {
+                    id: 1,
+                    ..Default::default()
+                }),
+                VDE_IOC_CREATE => bytes_of(&VdeCreate {
+                    entries: 8,
+                    entry_size: 32,
+                    ..Default::default()
+                }),
+                VDS_IOC_RELEASE | VDS_IOC_LEASE => bytes_of(&VdsLease {
+                    bdf,
+                    flags: VDS_LEASE_KEEP_HOST,
+                    vm_id: 0x00c1_05e0,
+                }),
+                VDS_IOC_SAMPLE => bytes_of(&VdsSample {
+                    bdf,
+                    flags: 0,
+                    bytes: 1,
+                }),
                 VDS_IOC_VF => bytes_of(&VdsVf::default()),
                 VDI_IOC_STATS => bytes_of(&VdiStats::default()),
                 VDI_IOC_BIND_KICK => efd.to_ne_bytes().to_vec(),
@@ -1896,9 +2994,20 @@ impl Fuzz {
                 VDI_IOC_VCPU_REGISTER | VDI_IOC_VCPU_UNREGISTER => vec![],
                 _ => 0u32.to_ne_bytes().to_vec(),
             };
-            let arg = if bytes.is_empty() { 0 } else { self.arena.put(&bytes, Ptr::Good) };
+            let arg = if bytes.is_empty() {
+                0
+            } else {
+                self.arena.put(&bytes, Ptr::Good)
+            };
             let r = self.raw_ioctl(d, fd, cmd, arg, "(racing close)");
-            self.judge(d, Call::Ioctl(cmd), "(racing close)", r, &Expect::Any, &[EBADF]);
+            self.judge(
+                d,
+                Call::Ioctl(cmd),
+                "(racing close)",
+                r,
+                &Expect::Any,
+                &[EBADF],
+            );
             if r == Err(EBADF) {
                 break;
             }
@@ -1912,7 +3021,9 @@ impl Fuzz {
         let efd = new_eventfd(false);
         let mut pfd = [0i32; 2];
         // SAFETY: `pfd` has room for two fds.
-        if efd < 0 || unsafe { libc::pipe2(pfd.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
+        if efd < 0
+            || unsafe { libc::pipe2(pfd.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0
+        {
             close(efd);
             return;
         }
@@ -1941,7 +3052,11 @@ impl Fuzz {
             };
             (Dev::Evt, self.evt[i].fd, id)
         };
-        self.note(format!("{} fd{fd} dup2 race on fd {num} (eventfd {efd}, pipe {})", dev.short(), pfd[0]));
+        self.note(format!(
+            "{} fd{fd} dup2 race on fd {num} (eventfd {efd}, pipe {})",
+            dev.short(),
+            pfd[0]
+        ));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let st = stop.clone();
         let (p0, e0) = (pfd[0], efd);
@@ -1958,7 +3073,15 @@ impl Fuzz {
             let (cmd, bytes) = if dev == Dev::Inp {
                 (VDI_IOC_BIND_KICK, num.to_ne_bytes().to_vec())
             } else {
-                (VDE_IOC_BIND, bytes_of(&VdeBind { id, kick_fd: num, call_fd: -1, flags: 0 }))
+                (
+                    VDE_IOC_BIND,
+                    bytes_of(&VdeBind {
+                        id,
+                        kick_fd: num,
+                        call_fd: -1,
+                        flags: 0,
+                    }),
+                )
             };
             let a = self.arena.put(&bytes, Ptr::Good);
             // SAFETY: our arena.
@@ -1972,7 +3095,15 @@ impl Fuzz {
         let (cmd, bytes) = if dev == Dev::Inp {
             (VDI_IOC_BIND_KICK, (-1i32).to_ne_bytes().to_vec())
         } else {
-            (VDE_IOC_BIND, bytes_of(&VdeBind { id, kick_fd: -1, call_fd: -1, flags: 0 }))
+            (
+                VDE_IOC_BIND,
+                bytes_of(&VdeBind {
+                    id,
+                    kick_fd: -1,
+                    call_fd: -1,
+                    flags: 0,
+                }),
+            )
         };
         let a = self.arena.put(&bytes, Ptr::Good);
         let _ = self.raw_ioctl(dev, fd, cmd, a, "(after dup2 race)");
@@ -2001,6 +3132,7 @@ impl Fuzz {
             self.in_child = true;
             self.rng = Rng(seed);
             self.violations.clear();
+            self.kinds.clear();
             self.nviol = 0;
             // Ring mappings are VM_DONTCOPY: gone in the child.
             for f in self.evt.iter_mut() {
@@ -2022,6 +3154,9 @@ impl Fuzz {
                     unsafe { libc::ioctl(f.fd, VDI_IOC_VCPU_REGISTER as _, 0) };
                 }
             }
+            for (k, n) in &self.kinds {
+                println!("  child {}: {n} x {k}", std::process::id());
+            }
             let _ = std::io::stdout().flush();
             // SAFETY: ends the child without running the parent's destructors twice.
             unsafe { libc::_exit(if self.nviol > 0 { 3 } else { 0 }) };
@@ -2033,10 +3168,17 @@ impl Fuzz {
         // SAFETY: waiting for our child.
         unsafe { libc::waitpid(pid, &mut st, 0) };
         if libc::WIFSIGNALED(st) {
-            self.violation(format!("forked child {pid} died by signal {}", libc::WTERMSIG(st)));
+            self.violation(format!(
+                "forked child {pid} died by signal {}",
+                libc::WTERMSIG(st)
+            ));
         } else if libc::WEXITSTATUS(st) == 3 {
-            self.nviol += 1; // the child printed its violations
-            self.violations.push(format!("forked child {pid} (seed {seed:#x} of the parent's run) reported violations (above)"));
+            self.violation_kind(
+                format!(
+                    "forked child {pid} (seed {seed:#x}) reported violations (printed above it)"
+                ),
+                "a forked child reported violations (printed above)".into(),
+            );
         }
         for i in 0..self.evt.len() {
             self.evt_resync(i);
@@ -2044,9 +3186,15 @@ impl Fuzz {
         for i in 0..self.inp.len() {
             self.inp_resync(i);
         }
-        let t = self.srv.first().map(|f| f.fd).map(|fd| self.vf_table(fd)).unwrap_or_default();
+        let t = self
+            .srv
+            .first()
+            .map(|f| f.fd)
+            .map(|fd| self.vf_table(fd))
+            .unwrap_or_default();
         for f in self.srv.iter_mut() {
-            f.leases.retain(|&(b, v)| t.iter().any(|x| x.bdf == b && x.vm_id == v));
+            f.leases
+                .retain(|&(b, v)| t.iter().any(|x| x.bdf == b && x.vm_id == v));
         }
     }
 
@@ -2054,9 +3202,21 @@ impl Fuzz {
     fn op_churn(&mut self) {
         let d = self.rng.pick(&[Dev::Evt, Dev::Srv, Dev::Inp]);
         let fd = match d {
-            Dev::Evt if self.evt.len() > 1 => self.evt.remove(self.rng.below(self.evt.len() as u64) as usize).fd,
-            Dev::Srv if self.srv.len() > 1 => self.srv.remove(self.rng.below(self.srv.len() as u64) as usize).fd,
-            Dev::Inp if self.inp.len() > 1 => self.inp.remove(self.rng.below(self.inp.len() as u64) as usize).fd,
+            Dev::Evt if self.evt.len() > 1 => {
+                self.evt
+                    .remove(self.rng.below(self.evt.len() as u64) as usize)
+                    .fd
+            }
+            Dev::Srv if self.srv.len() > 1 => {
+                self.srv
+                    .remove(self.rng.below(self.srv.len() as u64) as usize)
+                    .fd
+            }
+            Dev::Inp if self.inp.len() > 1 => {
+                self.inp
+                    .remove(self.rng.below(self.inp.len() as u64) as usize)
+                    .fd
+            }
             _ => return,
         };
         self.note(format!("{} close fd{fd}", d.short()));
@@ -2112,7 +3272,10 @@ impl Fuzz {
             let a = self.arena.put(&bytes_of(&p), Ptr::Good);
             let _ = self.raw_ioctl(Dev::Srv, fd, VDS_IOC_POLICY_SET, a, "(cleanup)");
             for bdf in std::mem::take(&mut self.rated) {
-                let rt = VdsRate { bdf, ..Default::default() };
+                let rt = VdsRate {
+                    bdf,
+                    ..Default::default()
+                };
                 let a = self.arena.put(&bytes_of(&rt), Ptr::Good);
                 let _ = self.raw_ioctl(Dev::Srv, fd, VDS_IOC_RATE_SET, a, "(cleanup)");
             }
@@ -2120,7 +3283,13 @@ impl Fuzz {
         for (a, l) in std::mem::take(&mut self.maps) {
             self.unmap(a, l);
         }
-        for fd in self.evt.drain(..).map(|f| f.fd).chain(self.srv.drain(..).map(|f| f.fd)).chain(self.inp.drain(..).map(|f| f.fd)) {
+        for fd in self
+            .evt
+            .drain(..)
+            .map(|f| f.fd)
+            .chain(self.srv.drain(..).map(|f| f.fd))
+            .chain(self.inp.drain(..).map(|f| f.fd))
+        {
             close(fd);
         }
     }
@@ -2139,12 +3308,28 @@ fn cmd_label(cmd: u32) -> String {
 /// `vd-itest hostile`.
 pub fn run(a: Args) -> Result<()> {
     for x in &a.exclude {
-        if !OPS.contains(&x.as_str()) && !["evtchn", "sriov", "input", "unknown-cmd", "wrong-target", "bad-pointer", "read-write", "churn"].contains(&x.as_str()) {
+        if !OPS.contains(&x.as_str())
+            && ![
+                "evtchn",
+                "sriov",
+                "input",
+                "unknown-cmd",
+                "wrong-target",
+                "bad-pointer",
+                "read-write",
+                "churn",
+            ]
+            .contains(&x.as_str())
+        {
             bail!("--exclude: unknown op {x:?} (known: {})", OPS.join(", "));
         }
     }
     let seed = a.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) ^ std::process::id() as u64
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            ^ std::process::id() as u64
     });
     println!(
         "hostile: seed {seed} ({}){}",
@@ -2152,17 +3337,32 @@ pub fn run(a: Args) -> Result<()> {
             Some(n) => format!("{n} iterations"),
             None => format!("{} s", a.secs),
         },
-        if a.exclude.is_empty() { String::new() } else { format!(", excluding {}", a.exclude.join(",")) }
+        if a.exclude.is_empty() {
+            String::new()
+        } else {
+            format!(", excluding {}", a.exclude.join(","))
+        }
     );
     for &fd in CLOSED_FDS {
         close(fd);
     }
     let reg = "/tmp/vd-hostile.img";
-    let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(reg)?;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(reg)?;
     f.set_len(1 << 20)?;
     let reg_rw = std::os::fd::IntoRawFd::into_raw_fd(f);
     let reg_ro = std::os::fd::IntoRawFd::into_raw_fd(std::fs::File::open(reg)?);
-    let mut oth = Others { eventfds: vec![], pipes: vec![], socks: vec![], reg_rw, reg_ro };
+    let mut oth = Others {
+        eventfds: vec![],
+        pipes: vec![],
+        socks: vec![],
+        reg_rw,
+        reg_ro,
+    };
     for k in 0..6 {
         oth.eventfds.push(new_eventfd(k == 5));
     }
@@ -2172,16 +3372,32 @@ pub fn run(a: Args) -> Result<()> {
         // SAFETY: room for two fds each.
         unsafe {
             libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK);
-            libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, s.as_mut_ptr());
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                0,
+                s.as_mut_ptr(),
+            );
         }
         oth.pipes.extend(p);
         oth.socks.extend(s);
     }
-    if oth.eventfds.iter().chain(&oth.pipes).chain(&oth.socks).any(|&fd| fd < 0) {
+    if oth
+        .eventfds
+        .iter()
+        .chain(&oth.pipes)
+        .chain(&oth.socks)
+        .any(|&fd| fd < 0)
+    {
         bail!("could not make the argument fds");
     }
     let trace = match &a.trace {
-        Some(p) => Some(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)?,
+        ),
         None => None,
     };
     let mut z = Fuzz {
@@ -2194,6 +3410,7 @@ pub fn run(a: Args) -> Result<()> {
         recent: VecDeque::new(),
         violations: vec![],
         nviol: 0,
+        kinds: BTreeMap::new(),
         counts: BTreeMap::new(),
         arena: Arena::new()?,
         evt: vec![],
@@ -2213,7 +3430,9 @@ pub fn run(a: Args) -> Result<()> {
         let fd = z.srv[i].fd;
         z.vfs = z.vf_table(fd).iter().map(|v| v.bdf).collect();
         let a0 = z.arena.buf();
-        if z.raw_ioctl(Dev::Srv, fd, VDS_IOC_POLICY_GET, a0, "(start)").is_ok() {
+        if z.raw_ioctl(Dev::Srv, fd, VDS_IOC_POLICY_GET, a0, "(start)")
+            .is_ok()
+        {
             z.policy0 = Some(z.arena.get());
         }
     }
@@ -2230,11 +3449,20 @@ pub fn run(a: Args) -> Result<()> {
     }
     z.cleanup();
     let calls: u64 = z.counts.values().flat_map(|m| m.values()).sum();
-    println!("hostile: {} iterations, {calls} checked calls in {:.1} s", z.iter, t0.elapsed().as_secs_f64());
+    println!(
+        "hostile: {} iterations, {calls} checked calls in {:.1} s",
+        z.iter,
+        t0.elapsed().as_secs_f64()
+    );
     println!("hostile: ops {:?}", z.ops_run);
     for ((d, c), m) in &z.counts {
         let parts: Vec<String> = m.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        println!("  {} {}: {}", d.short(), call_name(*d, *c), parts.join(", "));
+        println!(
+            "  {} {}: {}",
+            d.short(),
+            call_name(*d, *c),
+            parts.join(", ")
+        );
     }
     for r in RULES {
         if !z.counts.contains_key(&(r.dev, r.call)) {
@@ -2242,15 +3470,19 @@ pub fn run(a: Args) -> Result<()> {
         }
     }
     if z.nviol > 0 {
-        println!("hostile: {} violations; the first ones with the calls before them:", z.nviol);
-        for v in &z.violations {
-            println!("{v}");
+        println!("hostile: {} violations, by kind:", z.nviol);
+        for (k, n) in &z.kinds {
+            println!("  {n:6} x {k}");
         }
         bail!(
             "{} violations (seed {seed}; replay: vd-itest hostile --seed {seed} --iters {}{})",
             z.nviol,
             z.iter,
-            if a.exclude.is_empty() { String::new() } else { format!(" --exclude {}", a.exclude.join(",")) }
+            if a.exclude.is_empty() {
+                String::new()
+            } else {
+                format!(" --exclude {}", a.exclude.join(","))
+            }
         );
     }
     println!("ok: {} iterations, every failed call's errno documented, no semantic violation (seed {seed})", z.iter);
