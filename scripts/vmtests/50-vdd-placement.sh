@@ -38,7 +38,11 @@ RATE=$(( (b - a) / 2 ))
 echo "calibration: the nested guest makes $RATE io_exits/s beside a CPU-bound process"
 kill -9 $P; wait $P 2>/dev/null
 check "the nested guest makes port-I/O exits ($RATE/s)" test $RATE -gt 20
-THR=$(( RATE / 4 )); HYST=$(( THR / 2 ))
+# The threshold sits far under the calibrated rate (a 16th): the rate of a nested guest under TCG
+# swings several-fold with what else the host runs, and the cool-down below stops the VM (rate 0),
+# so nothing needs the threshold close to the rate. (A quarter once left a VM that vdd measured
+# under it unplaced for 28 rounds on a loaded host.)
+THR=$(( RATE / 16 )); [ $THR -ge 10 ] || THR=10; HYST=$(( THR / 2 ))
 
 cat > /tmp/vdd.toml <<EOT
 [policy]
@@ -74,6 +78,8 @@ wait_for 5 sh -c "[ \"\$(awk '/^Cpus_allowed_list/ {print \$2}' /proc/$V/task/$T
 dt=$(( $(now_cs) - t0 )); k1=$(ticks)
 echo "vCPU thread $T moved after ${dt}0 ms, vdd's sampling rounds $k0 -> $k1 (interval 500 ms)"
 grep -E "placed VM|restored VM" /tmp/vdd.log
+check "the I/O VM is still running" alive $V
+[ "$(aff $V $T)" = 1 ] || { vdctl vm list; tail -5 /tmp/vdd.log; }
 check "vCPU thread on the driver core" test "$(aff $V $T)" = 1
 # Counted in vdd's sampling rounds, not in wall time (a host that starves this emulated VM stretches
 # every round): the VM runs from round k0 on, is seen at k0+1 and has a rate (two samples) at k0+2,
