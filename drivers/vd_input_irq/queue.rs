@@ -55,7 +55,8 @@ impl Event {
     /// Whether `self` and `o` are the same event of a frame's shape: same type and code, and
     /// for `ABS_MT_SLOT` the same slot.
     const fn same_place(&self, o: &Event) -> bool {
-        self.ty == o.ty && self.code == o.code && (!(self.ty == EV_ABS && self.code == ABS_MT_SLOT) || self.value == o.value)
+        let slot = self.ty == EV_ABS && self.code == ABS_MT_SLOT;
+        self.ty == o.ty && self.code == o.code && (!slot || self.value == o.value)
     }
 }
 
@@ -181,7 +182,10 @@ impl<const N: usize> EventQueue<N> {
                 None
             } else if !(r..end).any(|i| self.at(i).is_mt()) {
                 Some(Merge::Axes)
-            } else if (r..end).any(|i| self.at(i).ty == EV_ABS && self.at(i).code == ABS_MT_TRACKING_ID) {
+            } else if (r..end).any(|i| {
+                let e = self.at(i);
+                e.ty == EV_ABS && e.code == ABS_MT_TRACKING_ID
+            }) {
                 None
             } else {
                 Some(Merge::Shape)
@@ -190,7 +194,8 @@ impl<const N: usize> EventQueue<N> {
                 (Some(Merge::Axes), Some((start, Merge::Axes))) => Some((start, Merge::Axes)),
                 // w - 1 is the SYN_REPORT of the frame at `start`.
                 (Some(Merge::Shape), Some((start, Merge::Shape)))
-                    if w - 1 - start == end - r && (0..end - r).all(|k| self.at(start + k).same_place(&self.at(r + k))) =>
+                    if w - 1 - start == end - r
+                        && (0..end - r).all(|k| self.at(start + k).same_place(&self.at(r + k))) =>
                 {
                     Some((start, Merge::Shape))
                 }
@@ -226,7 +231,8 @@ impl<const N: usize> EventQueue<N> {
                     for k in 0..end - r {
                         let e = self.at(r + k);
                         let mut m = self.at(start + k);
-                        m.value = if e.ty == EV_REL { m.value.saturating_add(e.value) } else { e.value };
+                        m.value =
+                            if e.ty == EV_REL { m.value.saturating_add(e.value) } else { e.value };
                         self.set(start + k, m);
                         self.stats.coalesced += 1;
                     }

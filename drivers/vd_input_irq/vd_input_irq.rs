@@ -47,7 +47,6 @@ use vd::common::{reply_version, OpenCount, OpenGuard};
 use vd::eventfd::EventFd;
 use vd::input::InputHandler;
 use vd::preempt::ThreadHook;
-
 use vd::eventfd::Kicked;
 use vm::{Doorbell, VmSink};
 
