@@ -10,7 +10,11 @@ for i in $(seq 1 15); do
     wait $pid 2>/dev/null
 done
 grep -q "channels running" /tmp/stress.out || fail "stress never ran: $(cat /tmp/stress.out)"
-sleep 0.2
-check "no channel left after the kills" test "$(vdctl status --json | grep -A8 '"vd_evtchn"' | grep -o '"objects": [0-9]*')" = '"objects": 0'
+# The killed processes' files are released by the time `wait` returns; poll the state anyway
+# (at most 10 s) instead of sleeping a fixed time.
+objects() { vdctl status --json | grep -A8 '"vd_evtchn"' | grep -o '"objects": [0-9]*'; }
+n=0
+until [ "$(objects)" = '"objects": 0' ] || [ $n -ge 200 ]; do n=$((n + 1)); sleep 0.05; done
+check "no channel left after the kills" test "$(objects)" = '"objects": 0'
 unload vd_evtchn
 check "vd_evtchn unloaded after 15 killed VMMs" sh -c '! grep -q "^vd_evtchn " /proc/modules'
