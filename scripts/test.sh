@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make test: test.sh all|host|vm
-#   host: cargo tests of the userspace workspace
+#   host: cargo tests of the userspace workspace, format and clippy checks, a bounded fuzz run
 #   vm:   boots the test VM twice (0x-6x, then 7x with single-threaded TCG): KUnit suites of every module (kunit.py),
 #         integration scripts (scripts/vmtests), kernel-log check for oops/WARN/BUG
 # Prints one line per test and closes with "N passed, N failed". Exit 1 on any failure.
@@ -21,9 +21,13 @@ host_tests() {
         while read -r st name; do
             case $st in ok) result PASS cargo "$name" ;; FAILED) result FAIL cargo "$name" ;; *) result SKIP cargo "$name" ;; esac
         done
-    if [ $rc != 0 ] && ! grep -q '^FAIL' "$RES"; then
+    if [ $rc != 0 ] && ! grep -q '^FAIL  cargo' "$RES"; then
         result FAIL cargo "cargo test (build or harness error, see $log)"; tail -30 "$log"
     fi
+}
+
+lint_tests() { # formatting (kernel rustfmtcheck, cargo fmt) and cargo clippy -D warnings
+    bash "$VD_ROOT/scripts/lint.sh" 2>"$OUT/lint.log" | while read -r st kind name; do result "$st" "$kind" "$name"; done
 }
 
 fuzz_tests() { # bounded libFuzzer run of the ring consumer (scripts/fuzz.sh)
@@ -156,12 +160,13 @@ case $what in
         phase modules bash "$VD_ROOT/scripts/build.sh" modules || { result FAIL build "modules"; }
         phase tools bash "$VD_ROOT/scripts/build.sh" tools || { result FAIL build "tools"; }
         phase host-tests host_tests
+        phase lint lint_tests
         phase fuzz fuzz_tests
         if ! grep -q '^FAIL  build' "$RES"; then
             phase initramfs bash "$VD_ROOT/scripts/build.sh" initramfs || result FAIL build initramfs
             vm_boots
         fi ;;
-    host) phase host-tests host_tests; phase fuzz fuzz_tests ;;
+    host) phase host-tests host_tests; phase lint lint_tests; phase fuzz fuzz_tests ;;
     vm) vm_boots ;;
     reconfig) phase vm-reconfig vm_tests reconfig '7*.sh' ;;
     *) die "usage: test.sh all|host|vm|reconfig" ;;

@@ -19,14 +19,22 @@
 #[allow(
     dead_code,
     unreachable_pub,
+    reason = "the ring is shared with the guest-side tools"
+)]
+#[path = "../../userspace-tools/vd-ring/src/ring.rs"]
+mod ring;
+#[allow(
+    dead_code,
+    unreachable_pub,
     reason = "the ABI is shared with userspace; not every item is used here"
 )]
 #[path = "../../userspace-tools/vd-uapi/src/uapi.rs"]
 mod uapi;
-#[allow(dead_code, unreachable_pub, reason = "the ring is shared with the guest-side tools")]
-#[path = "../../userspace-tools/vd-ring/src/ring.rs"]
-mod ring;
-#[allow(dead_code, unreachable_pub, reason = "shared by all vd modules; each uses a part")]
+#[allow(
+    dead_code,
+    unreachable_pub,
+    reason = "shared by all vd modules; each uses a part"
+)]
 #[path = "../../rust/vd/mod.rs"]
 mod vd;
 
@@ -99,13 +107,24 @@ macro_rules! pod {
         unsafe impl AsBytes for $t {}
     )*};
 }
-pod!(VdeCreate, VdeBind, VdeAttach, VdeStats, VdeState, VdeListEntry);
+pod!(
+    VdeCreate,
+    VdeBind,
+    VdeAttach,
+    VdeStats,
+    VdeState,
+    VdeListEntry
+);
 
 fn read<T: FromBytes>(arg: usize) -> Result<T> {
-    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>()).reader().read::<T>()
+    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
+        .reader()
+        .read::<T>()
 }
 fn write<T: AsBytes>(arg: usize, v: &T) -> Result {
-    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>()).writer().write(v)
+    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
+        .writer()
+        .write(v)
 }
 
 #[vtable]
@@ -157,7 +176,10 @@ impl MiscDevice for Domain {
                 let (key, pid, ch) = registry::next_from(e.cursor).ok_or(ENOENT)?;
                 e.cursor = key;
                 e.domain_pid = pid;
-                e.stats = VdeStats { id: ch.data.id, ..Default::default() };
+                e.stats = VdeStats {
+                    id: ch.data.id,
+                    ..Default::default()
+                };
                 ch.data.stats_into(&mut e.stats);
                 write(arg, &e)?;
             }

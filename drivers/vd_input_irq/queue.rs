@@ -98,7 +98,22 @@ pub(crate) struct EventQueue<const N: usize> {
 impl<const N: usize> EventQueue<N> {
     /// An empty queue.
     pub(crate) const fn new() -> Self {
-        Self { buf: [Event { ty: 0, code: 0, value: 0, time_ns: 0 }; N], head: 0, len: 0, stats: QueueStats { queued: 0, coalesced: 0, dropped: 0, max_depth: 0 } }
+        Self {
+            buf: [Event {
+                ty: 0,
+                code: 0,
+                value: 0,
+                time_ns: 0,
+            }; N],
+            head: 0,
+            len: 0,
+            stats: QueueStats {
+                queued: 0,
+                coalesced: 0,
+                dropped: 0,
+                max_depth: 0,
+            },
+        }
     }
     /// Events queued now.
     pub(crate) const fn len(&self) -> usize {
@@ -125,7 +140,12 @@ impl<const N: usize> EventQueue<N> {
             // resynchronises its state on SYN_DROPPED.
             self.stats.dropped += self.len as u64;
             self.len = 0;
-            self.push_raw(Event { ty: EV_SYN, code: SYN_DROPPED, value: 0, time_ns: e.time_ns });
+            self.push_raw(Event {
+                ty: EV_SYN,
+                code: SYN_DROPPED,
+                value: 0,
+                time_ns: e.time_ns,
+            });
         }
         self.push_raw(e);
         self.stats.queued += 1;
@@ -207,10 +227,16 @@ impl<const N: usize> EventQueue<N> {
                     let mut fend = w - 1;
                     for i in r..end {
                         let e = self.at(i);
-                        match (start..fend).find(|&j| self.at(j).ty == e.ty && self.at(j).code == e.code) {
+                        match (start..fend)
+                            .find(|&j| self.at(j).ty == e.ty && self.at(j).code == e.code)
+                        {
                             Some(j) => {
                                 let mut m = self.at(j);
-                                m.value = if e.ty == EV_REL { m.value.saturating_add(e.value) } else { e.value };
+                                m.value = if e.ty == EV_REL {
+                                    m.value.saturating_add(e.value)
+                                } else {
+                                    e.value
+                                };
                                 self.set(j, m);
                             }
                             None => {
@@ -231,8 +257,11 @@ impl<const N: usize> EventQueue<N> {
                     for k in 0..end - r {
                         let e = self.at(r + k);
                         let mut m = self.at(start + k);
-                        m.value =
-                            if e.ty == EV_REL { m.value.saturating_add(e.value) } else { e.value };
+                        m.value = if e.ty == EV_REL {
+                            m.value.saturating_add(e.value)
+                        } else {
+                            e.value
+                        };
                         self.set(start + k, m);
                         self.stats.coalesced += 1;
                     }
@@ -264,7 +293,12 @@ mod tests {
     use kernel::prelude::*;
 
     fn ev(ty: u16, code: u16, value: i32) -> Event {
-        Event { ty, code, value, time_ns: 0 }
+        Event {
+            ty,
+            code,
+            value,
+            time_ns: 0,
+        }
     }
     fn syn() -> Event {
         ev(EV_SYN, SYN_REPORT, 0)
@@ -304,7 +338,10 @@ mod tests {
         // One merged frame: REL_X sum 1+2+3 (+4 after the second merge), ABS newest, one SYN.
         let rel: i32 = got.iter().filter(|e| e.0 == EV_REL).map(|e| e.2).sum();
         assert_eq!(rel, 10);
-        assert_eq!(got.iter().filter(|e| e.0 == EV_ABS).last().map(|e| e.2), Some(400));
+        assert_eq!(
+            got.iter().filter(|e| e.0 == EV_ABS).last().map(|e| e.2),
+            Some(400)
+        );
         assert_eq!(got.last(), Some(&(EV_SYN, SYN_REPORT, 0)));
         assert!(got.iter().all(|e| !(e.0 == EV_SYN && e.1 == SYN_DROPPED)));
         assert!(q.stats().coalesced > 0);
@@ -328,7 +365,13 @@ mod tests {
         let got = drain(&mut q);
         let keys = got.iter().filter(|e| e.0 == EV_KEY).count();
         assert_eq!(keys, 4);
-        assert_eq!(got.iter().filter(|e| e.0 == EV_REL).map(|e| e.2).sum::<i32>(), sum);
+        assert_eq!(
+            got.iter()
+                .filter(|e| e.0 == EV_REL)
+                .map(|e| e.2)
+                .sum::<i32>(),
+            sum
+        );
         // Every frame still ends with a SYN_REPORT.
         assert_eq!(got.last(), Some(&(EV_SYN, SYN_REPORT, 0)));
         assert_eq!(q.stats().dropped, 0);
@@ -379,7 +422,9 @@ mod tests {
         assert!(q.stats().coalesced > 0);
         assert_eq!(q.stats().dropped, 0);
         let xs = slot_xs(&mut q);
-        assert!(xs.iter().all(|&(slot, x)| (slot == 0 && x < 900) || (slot == 1 && x >= 900)));
+        assert!(xs
+            .iter()
+            .all(|&(slot, x)| (slot == 0 && x < 900) || (slot == 1 && x >= 900)));
         // The newest position of each finger survives.
         assert_eq!(xs.iter().filter(|e| e.0 == 0).last(), Some(&(0, 109)));
         assert_eq!(xs.iter().filter(|e| e.0 == 1).last(), Some(&(1, 909)));

@@ -28,7 +28,11 @@ pub(crate) struct Caps {
 
 /// A route's pattern as a byte string (up to the first NUL).
 fn pattern(r: &VdiRoute) -> &[u8] {
-    let n = r.pattern.iter().position(|&b| b == 0).unwrap_or(r.pattern.len());
+    let n = r
+        .pattern
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(r.pattern.len());
     &r.pattern[..n]
 }
 
@@ -60,7 +64,15 @@ pub(crate) fn validate(r: &VdiRoute) -> Result {
     }
     match r.kind {
         vdi_match::NAME | vdi_match::PHYS if pattern(r).is_empty() => Err(EINVAL),
-        vdi_match::NAME | vdi_match::PHYS | vdi_match::KEYBOARD | vdi_match::MOUSE | vdi_match::TABLET if r.grab <= 1 => Ok(()),
+        vdi_match::NAME
+        | vdi_match::PHYS
+        | vdi_match::KEYBOARD
+        | vdi_match::MOUSE
+        | vdi_match::TABLET
+            if r.grab <= 1 =>
+        {
+            Ok(())
+        }
         _ => Err(EINVAL),
     }
 }
@@ -174,7 +186,14 @@ impl Router {
             if grab != e.dev.grabbed.load(Relaxed) {
                 // SAFETY: `e` is in the list, and `disconnect` removes it under this same lock
                 // before the handle goes; we are in process context.
-                let ok = unsafe { if grab { e.handle.grab().is_ok() } else { e.handle.release(); true } };
+                let ok = unsafe {
+                    if grab {
+                        e.handle.grab().is_ok()
+                    } else {
+                        e.handle.release();
+                        true
+                    }
+                };
                 if ok {
                     e.dev.grabbed.store(grab, Relaxed);
                 }
@@ -221,7 +240,10 @@ impl InputOps for Ops {
 
     fn connect(&self, info: &DevInfo<'_>) -> Result<Arc<DevState>> {
         let caps = Caps {
-            keyboard: info.has_ev(EV_KEY) && LETTER_KEYS.iter().all(|r| r.clone().all(|k| info.has_key(k))),
+            keyboard: info.has_ev(EV_KEY)
+                && LETTER_KEYS
+                    .iter()
+                    .all(|r| r.clone().all(|k| info.has_key(k))),
             mouse: info.has_ev(EV_REL) && info.has_rel(REL_X) && info.has_rel(REL_Y),
             tablet: info.has_ev(EV_ABS) && info.has_abs(ABS_X) && info.has_abs(ABS_Y),
         };
@@ -243,7 +265,17 @@ impl InputOps for Ops {
         let r = crate::router();
         {
             let mut devs = r.devices.lock();
-            if devs.list.push(DevEntry { dev: dev.clone(), handle }, GFP_KERNEL).is_err() {
+            if devs
+                .list
+                .push(
+                    DevEntry {
+                        dev: dev.clone(),
+                        handle,
+                    },
+                    GFP_KERNEL,
+                )
+                .is_err()
+            {
                 crate::vd_warn_ratelimited!("vd_input: out of memory: device not routable\n");
                 return;
             }
@@ -256,7 +288,12 @@ impl InputOps for Ops {
             return;
         }
         dev.events.fetch_add(1, Relaxed);
-        let e = Event { ty, code, value, time_ns: now_ns() };
+        let e = Event {
+            ty,
+            code,
+            value,
+            time_ns: now_ns(),
+        };
         let mut frame = dev.frame.lock();
         if frame.is_none() {
             let ctl = crate::router().ctl.lock();
@@ -287,7 +324,11 @@ mod tests {
     use super::*;
 
     fn route(kind: u32, p: &[u8]) -> VdiRoute {
-        let mut r = VdiRoute { kind, grab: 0, pattern: [0; 64] };
+        let mut r = VdiRoute {
+            kind,
+            grab: 0,
+            pattern: [0; 64],
+        };
         r.pattern[..p.len()].copy_from_slice(p);
         r
     }
@@ -295,24 +336,60 @@ mod tests {
     #[test]
     fn name_routes_match_substrings_only() {
         let none = Caps::default();
-        assert!(matches(&route(vdi_match::NAME, b"vd test kbd"), b"vd test kbd 1", b"", none));
-        assert!(matches(&route(vdi_match::NAME, b"kbd"), b"vd test kbd", b"", none));
-        assert!(!matches(&route(vdi_match::NAME, b"mouse"), b"vd test kbd", b"", none));
+        assert!(matches(
+            &route(vdi_match::NAME, b"vd test kbd"),
+            b"vd test kbd 1",
+            b"",
+            none
+        ));
+        assert!(matches(
+            &route(vdi_match::NAME, b"kbd"),
+            b"vd test kbd",
+            b"",
+            none
+        ));
+        assert!(!matches(
+            &route(vdi_match::NAME, b"mouse"),
+            b"vd test kbd",
+            b"",
+            none
+        ));
         // An empty pattern matches nothing.
-        assert!(!matches(&route(vdi_match::NAME, b""), b"anything", b"", none));
+        assert!(!matches(
+            &route(vdi_match::NAME, b""),
+            b"anything",
+            b"",
+            none
+        ));
     }
 
     #[test]
     fn phys_routes_match_exactly() {
         let none = Caps::default();
-        assert!(matches(&route(vdi_match::PHYS, b"usb-1/input0"), b"x", b"usb-1/input0", none));
-        assert!(!matches(&route(vdi_match::PHYS, b"usb-1"), b"x", b"usb-1/input0", none));
+        assert!(matches(
+            &route(vdi_match::PHYS, b"usb-1/input0"),
+            b"x",
+            b"usb-1/input0",
+            none
+        ));
+        assert!(!matches(
+            &route(vdi_match::PHYS, b"usb-1"),
+            b"x",
+            b"usb-1/input0",
+            none
+        ));
     }
 
     #[test]
     fn capability_routes() {
-        let kbd = Caps { keyboard: true, ..Default::default() };
-        let mouse = Caps { mouse: true, ..Default::default() };
+        let kbd = Caps {
+            keyboard: true,
+            ..Default::default()
+        };
+        let mouse = Caps {
+            mouse: true,
+            ..Default::default()
+        };
         assert!(matches(&route(vdi_match::KEYBOARD, b""), b"", b"", kbd));
         assert!(!matches(&route(vdi_match::KEYBOARD, b""), b"", b"", mouse));
         assert!(matches(&route(vdi_match::MOUSE, b""), b"", b"", mouse));

@@ -17,13 +17,25 @@
 //! Scheduling is followed with preempt notifiers (`rust/vd/preempt.rs`); devices with the input
 //! handler API (`rust/vd/input.rs`). Everything a VM owns dies with its file.
 
-#[allow(dead_code, unreachable_pub, reason = "the ABI is shared with userspace; not every item is used here")]
-#[path = "../../userspace-tools/vd-uapi/src/uapi.rs"]
-mod uapi;
-#[allow(dead_code, unreachable_pub, reason = "the ring is shared; not every item is used here")]
+#[allow(
+    dead_code,
+    unreachable_pub,
+    reason = "the ring is shared; not every item is used here"
+)]
 #[path = "../../userspace-tools/vd-ring/src/ring.rs"]
 mod ring;
-#[allow(dead_code, unreachable_pub, reason = "shared by all vd modules; each uses a part")]
+#[allow(
+    dead_code,
+    unreachable_pub,
+    reason = "the ABI is shared with userspace; not every item is used here"
+)]
+#[path = "../../userspace-tools/vd-uapi/src/uapi.rs"]
+mod uapi;
+#[allow(
+    dead_code,
+    unreachable_pub,
+    reason = "shared by all vd modules; each uses a part"
+)]
 #[path = "../../rust/vd/mod.rs"]
 mod vd;
 
@@ -45,9 +57,9 @@ use route::Router;
 use uapi::*;
 use vd::common::{reply_version, OpenCount, OpenGuard};
 use vd::eventfd::EventFd;
+use vd::eventfd::Kicked;
 use vd::input::InputHandler;
 use vd::preempt::ThreadHook;
-use vd::eventfd::Kicked;
 use vm::{Doorbell, VmSink};
 
 module! {
@@ -127,10 +139,14 @@ macro_rules! pod {
 pod!(VdiVmCreate, VdiRoute, VdiStats, VdiDevice);
 
 fn read<T: FromBytes>(arg: usize) -> Result<T> {
-    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>()).reader().read::<T>()
+    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
+        .reader()
+        .read::<T>()
 }
 fn write<T: AsBytes>(arg: usize, v: &T) -> Result {
-    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>()).writer().write(v)
+    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
+        .writer()
+        .write(v)
 }
 
 fn admin() -> Result {
@@ -173,7 +189,11 @@ impl VmFile {
         if inner.sink.is_some() {
             return Err(EEXIST);
         }
-        let call = if c.call_fd >= 0 { Some(EventFd::from_fd(c.call_fd)?) } else { None };
+        let call = if c.call_fd >= 0 {
+            Some(EventFd::from_fd(c.call_fd)?)
+        } else {
+            None
+        };
         let sink = Arc::pin_init(VmSink::new(c.vm_id, c.entries, call)?, GFP_KERNEL)?;
         {
             let mut ctl = router().ctl.lock();
@@ -227,7 +247,11 @@ impl VmFile {
     fn vcpu_unregister(&self) -> Result {
         let mut inner = self.inner.lock();
         let sink = inner.sink.clone().ok_or(ENOENT)?;
-        let i = inner.hooks.iter().position(|h| h.is_current()).ok_or(ENOENT)?;
+        let i = inner
+            .hooks
+            .iter()
+            .position(|h| h.is_current())
+            .ok_or(ENOENT)?;
         let hook = inner.hooks.remove(i)?;
         let state = hook.state();
         if let Err(h) = router().hooks.unregister_current(hook) {
@@ -286,10 +310,17 @@ impl VmFile {
 
     fn stats(&self, s: &mut VdiStats) -> Result {
         let id = s.vm_id;
-        let sink = if id == 0 { self.sink()? } else { router().ctl.lock().vm(id).ok_or(ENOENT)? };
+        let sink = if id == 0 {
+            self.sink()?
+        } else {
+            router().ctl.lock().vm(id).ok_or(ENOENT)?
+        };
         // Reading the counters changes nothing (no flush here: what waits is delivered by the
         // module's own events, never because somebody looked).
-        *s = VdiStats { vm_id: sink.vm_id, ..Default::default() };
+        *s = VdiStats {
+            vm_id: sink.vm_id,
+            ..Default::default()
+        };
         sink.stats_into(s);
         Ok(())
     }
@@ -317,7 +348,11 @@ impl PinnedDrop for VmFile {
     fn drop(self: Pin<&mut Self>) {
         let (sink, hooks, doorbell) = {
             let mut inner = self.inner.lock();
-            (inner.sink.take(), core::mem::take(&mut inner.hooks), inner.doorbell.take())
+            (
+                inner.sink.take(),
+                core::mem::take(&mut inner.hooks),
+                inner.doorbell.take(),
+            )
         };
         if let Some(d) = doorbell {
             d.detach();
@@ -381,7 +416,11 @@ impl MiscDevice for VmFile {
             },
             VDI_IOC_BIND => {
                 let fd = read::<i32>(arg)?;
-                let call = if fd >= 0 { Some(EventFd::from_fd(fd)?) } else { None };
+                let call = if fd >= 0 {
+                    Some(EventFd::from_fd(fd)?)
+                } else {
+                    None
+                };
                 me.sink()?.set_call(call);
             }
             VDI_IOC_BIND_KICK => me.bind_kick(read::<i32>(arg)?)?,

@@ -4,9 +4,9 @@
 
 use crate::queue::{Event, EventQueue, QueueStats, EV_SYN};
 use crate::ring::{Backend, BackendState, Geometry, RingMem, OFF_REQ_EVENT, OFF_RSP_CONS};
-use crate::vd::eventfd::KickHandler;
 use crate::uapi::{VdiEvent, VdiStats, VDI_DELAY_BUCKETS, VDI_ENTRY_SIZE, VDI_QUEUE_EVENTS};
 use crate::vd::eventfd::EventFd;
+use crate::vd::eventfd::KickHandler;
 use crate::vd::preempt::{SchedWatch, ThreadState};
 use crate::vd::shmem::SharedPages;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
@@ -79,7 +79,11 @@ fn bucket(delay_ns: u64) -> usize {
 
 impl VmSink {
     /// A sink with an `entries`-slot event ring.
-    pub(crate) fn new(vm_id: u32, entries: u32, call: Option<EventFd>) -> Result<impl PinInit<Self, Error>> {
+    pub(crate) fn new(
+        vm_id: u32,
+        entries: u32,
+        call: Option<EventFd>,
+    ) -> Result<impl PinInit<Self, Error>> {
         if vm_id == 0 || !(8..=4096).contains(&entries) {
             return Err(EINVAL);
         }
@@ -90,7 +94,13 @@ impl VmSink {
         mem.store_u32(OFF_REQ_EVENT, NO_KICK);
         // In place: the queue is larger than a kernel stack frame may be.
         let queue = KBox::init(pin_init::init_zeroed(), GFP_KERNEL)?;
-        let inner = SinkInner { ring: Backend::new(geo, BackendState::default()), queue, call, seq: 0, counters: Counters::default() };
+        let inner = SinkInner {
+            ring: Backend::new(geo, BackendState::default()),
+            queue,
+            call,
+            seq: 0,
+            counters: Counters::default(),
+        };
         Ok(try_pin_init!(Self {
             vm_id,
             mem,
@@ -144,7 +154,12 @@ impl VmSink {
     /// Writes one event into the ring (not yet published). `false` when the ring is full or
     /// failed.
     fn write_one(&self, g: &mut SinkInner, e: &Event, now: u64) -> bool {
-        let ev = VdiEvent { time_ns: e.time_ns, ty: e.ty, code: e.code, value: e.value };
+        let ev = VdiEvent {
+            time_ns: e.time_ns,
+            ty: e.ty,
+            code: e.code,
+            value: e.value,
+        };
         let mut b = [0u8; 16];
         b[..8].copy_from_slice(&ev.time_ns.to_le_bytes());
         b[8..10].copy_from_slice(&ev.ty.to_le_bytes());
@@ -158,7 +173,11 @@ impl VmSink {
             }
             Err(crate::ring::RingError::Full) => false,
             Err(e) => {
-                crate::vd_warn_ratelimited!("vd_input: vm {}: event ring failed ({}); events stay queued\n", self.vm_id, e.name());
+                crate::vd_warn_ratelimited!(
+                    "vd_input: vm {}: event ring failed ({}); events stay queued\n",
+                    self.vm_id,
+                    e.name()
+                );
                 false
             }
         }
@@ -192,7 +211,10 @@ impl VmSink {
                 self.publish(g);
             }
             if g.queue.len() == 0 {
-                self.mem.store_u32(OFF_REQ_EVENT, self.mem.load_u32(OFF_RSP_CONS).wrapping_add(NO_KICK));
+                self.mem.store_u32(
+                    OFF_REQ_EVENT,
+                    self.mem.load_u32(OFF_RSP_CONS).wrapping_add(NO_KICK),
+                );
                 return;
             }
             // The ring is full: ask the guest to kick at its next consumption, then make sure it

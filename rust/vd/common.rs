@@ -42,7 +42,13 @@ impl Drop for OpenGuard {
 }
 
 /// Answers `VD_IOC_VERSION` into the user buffer at `arg`.
-pub(crate) fn reply_version(arg: usize, driver: VdDriver, features: u64, open_files: u32, objects: u32) -> Result<isize> {
+pub(crate) fn reply_version(
+    arg: usize,
+    driver: VdDriver,
+    features: u64,
+    open_files: u32,
+    objects: u32,
+) -> Result<isize> {
     let v = VdVersion {
         abi_version: VD_ABI_VERSION,
         driver: driver as u32,
@@ -51,6 +57,8 @@ pub(crate) fn reply_version(arg: usize, driver: VdDriver, features: u64, open_fi
         objects,
         module_version: fixed_str(super::VERSION),
     };
-    UserSlice::new(UserPtr::from_addr(arg), size_of::<VdVersion>()).writer().write(&v)?;
+    UserSlice::new(UserPtr::from_addr(arg), size_of::<VdVersion>())
+        .writer()
+        .write(&v)?;
     Ok(0)
 }

@@ -8,10 +8,10 @@
 //! `event_lock` with interrupts off, possibly from the device's interrupt handler.
 
 use core::ffi::{c_int, c_uint, c_void, CStr};
-use kernel::ffi::c_char;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::bindings;
+use kernel::ffi::c_char;
 use kernel::prelude::*;
 use kernel::types::Opaque;
 
@@ -51,7 +51,8 @@ unsafe fn cstr_or_empty<'a>(p: *const c_char) -> &'a CStr {
 
 fn test_bit(bits: &[usize], n: usize) -> bool {
     let w = usize::BITS as usize;
-    bits.get(n / w).is_some_and(|word| (word >> (n % w)) & 1 != 0)
+    bits.get(n / w)
+        .is_some_and(|word| (word >> (n % w)) & 1 != 0)
 }
 
 impl DevInfo<'_> {
@@ -194,17 +195,29 @@ impl<T: InputOps> InputHandler<T> {
     /// `handler` is the `raw` field of a live `InputHandler<T>`.
     unsafe fn from_raw<'a>(handler: *mut bindings::input_handler) -> &'a Self {
         // SAFETY: per the function's contract; `Opaque` is `repr(transparent)`.
-        unsafe { &*kernel::container_of!(handler.cast::<Opaque<bindings::input_handler>>(), Self, raw) }
+        unsafe {
+            &*kernel::container_of!(handler.cast::<Opaque<bindings::input_handler>>(), Self, raw)
+        }
     }
 
-    unsafe extern "C" fn connect_cb(handler: *mut bindings::input_handler, dev: *mut bindings::input_dev, _id: *const bindings::input_device_id) -> c_int {
+    unsafe extern "C" fn connect_cb(
+        handler: *mut bindings::input_handler,
+        dev: *mut bindings::input_dev,
+        _id: *const bindings::input_device_id,
+    ) -> c_int {
         // SAFETY: the input core calls this with our registered handler and a live device.
         let (me, devref) = unsafe { (Self::from_raw(handler), &*dev) };
         let state = match me.ops.connect(&DevInfo { dev: devref }) {
             Ok(s) => s,
             Err(e) => return e.to_errno(),
         };
-        let conn = match KBox::new(Conn { handle: Opaque::zeroed(), dev: state }, GFP_KERNEL) {
+        let conn = match KBox::new(
+            Conn {
+                handle: Opaque::zeroed(),
+                dev: state,
+            },
+            GFP_KERNEL,
+        ) {
             Ok(c) => c,
             Err(_) => return ENOMEM.to_errno(),
         };
@@ -230,7 +243,8 @@ impl<T: InputOps> InputHandler<T> {
                 return r;
             }
             // INVARIANT (HandleRef): open and registered until `disconnect_cb`.
-            me.ops.opened(&(*p).dev, HandleRef(NonNull::new_unchecked(h)));
+            me.ops
+                .opened(&(*p).dev, HandleRef(NonNull::new_unchecked(h)));
         }
         0
     }
@@ -247,7 +261,12 @@ impl<T: InputOps> InputHandler<T> {
         }
     }
 
-    unsafe extern "C" fn event_cb(handle: *mut bindings::input_handle, ty: c_uint, code: c_uint, value: c_int) {
+    unsafe extern "C" fn event_cb(
+        handle: *mut bindings::input_handle,
+        ty: c_uint,
+        code: c_uint,
+        value: c_int,
+    ) {
         // SAFETY: events only arrive on handles between `connect_cb` and `disconnect_cb`, whose
         // `private` is the live `Conn`.
         unsafe {

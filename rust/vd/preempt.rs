@@ -174,7 +174,9 @@ impl<T: SchedWatch> ThreadHook<T> {
 
     /// Whether the hook is on the calling thread.
     pub(crate) fn is_current(&self) -> bool {
-        self.0.as_ref().is_some_and(|i| core::ptr::eq(i.task.as_ptr(), Task::current_raw()))
+        self.0
+            .as_ref()
+            .is_some_and(|i| core::ptr::eq(i.task.as_ptr(), Task::current_raw()))
     }
 
     /// The thread's state as last seen.

@@ -93,7 +93,10 @@ fn changed_only(before: &[u8], after: &[u8], allowed: &[(usize, usize)], what: &
     for (s, n) in ranges.into_iter().chain([(before.len(), 0)]) {
         if before[pos..s] != after[pos..s] {
             let i = (pos..s).find(|&i| before[i] != after[i]).unwrap();
-            panic!("{what}: wrote byte {i:#x} ({:#04x} -> {:#04x}) outside {allowed:x?}", before[i], after[i]);
+            panic!(
+                "{what}: wrote byte {i:#x} ({:#04x} -> {:#04x}) outside {allowed:x?}",
+                before[i], after[i]
+            );
         }
         pos = s + n;
     }
@@ -130,7 +133,9 @@ impl Shadow {
         if self.rsp_published.wrapping_sub(rsp_cons) > self.entries() {
             return Err(());
         }
-        Ok(self.entries().saturating_sub(self.rsp_prod.wrapping_sub(rsp_cons)))
+        Ok(self
+            .entries()
+            .saturating_sub(self.rsp_prod.wrapping_sub(rsp_cons)))
     }
 }
 
@@ -147,13 +152,26 @@ struct Run {
 impl Run {
     fn check_state(&self, what: &str) {
         let st = self.be.state();
-        assert_eq!(st, BackendState { req_cons: self.sh.req_cons, rsp_prod: self.sh.rsp_prod }, "{what}: indices");
+        assert_eq!(
+            st,
+            BackendState {
+                req_cons: self.sh.req_cons,
+                rsp_prod: self.sh.rsp_prod
+            },
+            "{what}: indices"
+        );
         assert_eq!(self.be.failure(), self.sh.failed, "{what}: failure changed");
         assert_eq!(self.be.geometry(), self.sh.geo, "{what}: geometry");
         // Invariant: never more produced-but-unpublished responses than slots.
-        assert!(self.sh.rsp_prod.wrapping_sub(self.sh.rsp_published) <= self.sh.entries(), "{what}: rsp_prod ran ahead");
+        assert!(
+            self.sh.rsp_prod.wrapping_sub(self.sh.rsp_published) <= self.sh.entries(),
+            "{what}: rsp_prod ran ahead"
+        );
         if self.honest {
-            assert_eq!(self.sh.failed, None, "{what}: backend failed an honest ring");
+            assert_eq!(
+                self.sh.failed, None,
+                "{what}: backend failed an honest ring"
+            );
         }
     }
 
@@ -161,9 +179,17 @@ impl Run {
     fn note_fail(&mut self, e: RingError, before: &[u8], what: &str) {
         let after = self.a.snapshot();
         if self.sh.failed.is_none() {
-            assert_ne!(e, RingError::Failed, "{what}: Failed without an earlier failure");
+            assert_ne!(
+                e,
+                RingError::Failed,
+                "{what}: Failed without an earlier failure"
+            );
             self.sh.failed = Some(e);
-            assert_eq!(self.a.u32_at(OFF_STATUS) & STATUS_FAILED, STATUS_FAILED, "{what}: status not set");
+            assert_eq!(
+                self.a.u32_at(OFF_STATUS) & STATUS_FAILED,
+                STATUS_FAILED,
+                "{what}: status not set"
+            );
             changed_only(before, &after, &[(OFF_STATUS, 4)], what);
         } else {
             assert_eq!(e, RingError::Failed, "{what}: failed ring reported {e:?}");
@@ -184,12 +210,32 @@ impl Run {
         match r {
             Ok(Some(req)) => {
                 assert!(self.sh.failed.is_none(), "{what}: served a failed ring");
-                let n = self.sh.pending(req_prod).expect("pop_request: popped past a bad producer index");
-                assert!(n >= 1, "pop_request: popped with nothing pending (prod {req_prod:#x} cons {:#x})", self.sh.req_cons);
-                let room = self.sh.room(rsp_cons).expect("pop_request: popped with a bad rsp_cons");
-                assert!(room > self.sh.outstanding, "pop_request: popped with no unreserved response slot");
-                assert!(req.len as usize <= geo.max_payload(), "pop_request: len {} > max_payload", req.len);
-                assert!(req.len as usize <= buf_len, "pop_request: len beyond the buffer");
+                let n = self
+                    .sh
+                    .pending(req_prod)
+                    .expect("pop_request: popped past a bad producer index");
+                assert!(
+                    n >= 1,
+                    "pop_request: popped with nothing pending (prod {req_prod:#x} cons {:#x})",
+                    self.sh.req_cons
+                );
+                let room = self
+                    .sh
+                    .room(rsp_cons)
+                    .expect("pop_request: popped with a bad rsp_cons");
+                assert!(
+                    room > self.sh.outstanding,
+                    "pop_request: popped with no unreserved response slot"
+                );
+                assert!(
+                    req.len as usize <= geo.max_payload(),
+                    "pop_request: len {} > max_payload",
+                    req.len
+                );
+                assert!(
+                    req.len as usize <= buf_len,
+                    "pop_request: len beyond the buffer"
+                );
                 let want = Request {
                     id: le64(&before, slot),
                     op: u16::from_le_bytes([before[slot + 8], before[slot + 9]]),
@@ -198,8 +244,15 @@ impl Run {
                 };
                 assert_eq!(req, want, "pop_request: header not the slot's");
                 let len = req.len as usize;
-                assert_eq!(&buf[..len], &before[slot + REQ_HDR..slot + REQ_HDR + len], "pop_request: payload not the slot's");
-                assert!(buf[len..].iter().all(|&b| b == SENTINEL), "pop_request: wrote past len into the buffer");
+                assert_eq!(
+                    &buf[..len],
+                    &before[slot + REQ_HDR..slot + REQ_HDR + len],
+                    "pop_request: payload not the slot's"
+                );
+                assert!(
+                    buf[len..].iter().all(|&b| b == SENTINEL),
+                    "pop_request: wrote past len into the buffer"
+                );
                 changed_only(&before, &self.a.snapshot(), &[], what);
                 self.sh.req_cons = self.sh.req_cons.wrapping_add(1);
                 self.sh.outstanding += 1;
@@ -207,10 +260,16 @@ impl Run {
                 Some(req)
             }
             Ok(None) => {
-                assert!(self.sh.failed.is_none(), "{what}: Ok(None) from a failed ring");
+                assert!(
+                    self.sh.failed.is_none(),
+                    "{what}: Ok(None) from a failed ring"
+                );
                 let idle = self.sh.pending(req_prod) == Ok(0);
                 // Every response slot is taken or reserved by a popped, unanswered request.
-                let full = self.sh.room(rsp_cons).is_ok_and(|r| r <= self.sh.outstanding);
+                let full = self
+                    .sh
+                    .room(rsp_cons)
+                    .is_ok_and(|r| r <= self.sh.outstanding);
                 assert!(
                     idle || (self.sh.pending(req_prod).is_ok() && full),
                     "pop_request: None although a request is pending (prod {req_prod:#x}, rsp_cons {rsp_cons:#x}, {:?})",
@@ -224,8 +283,14 @@ impl Run {
                 // Caller's buffer too small for a valid length: not the guest's fault.
                 assert!(self.sh.failed.is_none(), "{what}: Full from a failed ring");
                 let len = le32(&before, slot + 12) as usize;
-                assert!(buf_len < len && len <= geo.max_payload(), "pop_request: Full for len {len}, buffer {buf_len}");
-                assert!(buf.iter().all(|&b| b == SENTINEL), "pop_request: Full but wrote the buffer");
+                assert!(
+                    buf_len < len && len <= geo.max_payload(),
+                    "pop_request: Full for len {len}, buffer {buf_len}"
+                );
+                assert!(
+                    buf.iter().all(|&b| b == SENTINEL),
+                    "pop_request: Full but wrote the buffer"
+                );
                 changed_only(&before, &self.a.snapshot(), &[], what);
                 self.check_state(what);
                 None
@@ -235,20 +300,36 @@ impl Run {
                     match e {
                         RingError::BadRequestProducer { prod, cons } => {
                             assert_eq!((prod, cons), (req_prod, self.sh.req_cons), "{what}: {e:?}");
-                            assert!(self.sh.pending(req_prod).is_err(), "{what}: {e:?} for a valid producer index");
+                            assert!(
+                                self.sh.pending(req_prod).is_err(),
+                                "{what}: {e:?} for a valid producer index"
+                            );
                         }
                         RingError::BadResponseConsumer { cons, prod } => {
-                            assert_eq!((cons, prod), (rsp_cons, self.sh.rsp_published), "{what}: {e:?}");
-                            assert!(self.sh.room(rsp_cons).is_err(), "{what}: {e:?} for a valid rsp_cons");
+                            assert_eq!(
+                                (cons, prod),
+                                (rsp_cons, self.sh.rsp_published),
+                                "{what}: {e:?}"
+                            );
+                            assert!(
+                                self.sh.room(rsp_cons).is_err(),
+                                "{what}: {e:?} for a valid rsp_cons"
+                            );
                         }
                         RingError::BadLength { len } => {
                             assert_eq!(len, le32(&before, slot + 12), "{what}: {e:?}");
-                            assert!(len as usize > geo.max_payload(), "{what}: {e:?} for a length that fits");
+                            assert!(
+                                len as usize > geo.max_payload(),
+                                "{what}: {e:?} for a length that fits"
+                            );
                         }
                         _ => panic!("{what}: unexpected {e:?}"),
                     }
                 }
-                assert!(buf.iter().all(|&b| b == SENTINEL), "{what}: error but wrote the buffer");
+                assert!(
+                    buf.iter().all(|&b| b == SENTINEL),
+                    "{what}: error but wrote the buffer"
+                );
                 self.note_fail(e, &before, what);
                 self.check_state(what);
                 None
@@ -266,9 +347,19 @@ impl Run {
         match r {
             Ok(()) => {
                 assert!(self.sh.failed.is_none(), "{what}: wrote into a failed ring");
-                assert!(payload.len() <= geo.max_payload(), "{what}: accepted {} bytes", payload.len());
-                let room = self.sh.room(rsp_cons).expect("push_response: accepted a bad rsp_cons");
-                assert!(room >= 1, "push_response: overwrote a response the frontend has not consumed");
+                assert!(
+                    payload.len() <= geo.max_payload(),
+                    "{what}: accepted {} bytes",
+                    payload.len()
+                );
+                let room = self
+                    .sh
+                    .room(rsp_cons)
+                    .expect("push_response: accepted a bad rsp_cons");
+                assert!(
+                    room >= 1,
+                    "push_response: overwrote a response the frontend has not consumed"
+                );
                 let after = self.a.snapshot();
                 let n = RSP_HDR + payload.len();
                 changed_only(&before, &after, &[(slot, n)], what);
@@ -283,7 +374,8 @@ impl Run {
                 assert!(self.sh.failed.is_none(), "{what}: Full from a failed ring");
                 // No room and no reservation (a push without a pop): the caller's problem.
                 assert!(
-                    payload.len() > geo.max_payload() || (self.sh.room(rsp_cons) == Ok(0) && self.sh.outstanding == 0),
+                    payload.len() > geo.max_payload()
+                        || (self.sh.room(rsp_cons) == Ok(0) && self.sh.outstanding == 0),
                     "{what}: Full with room {:?} for {} bytes",
                     self.sh.room(rsp_cons),
                     payload.len()
@@ -292,10 +384,16 @@ impl Run {
             }
             Err(e) => {
                 if self.sh.failed.is_none() {
-                    assert!(matches!(e, RingError::BadResponseConsumer { .. }), "{what}: unexpected {e:?}");
+                    assert!(
+                        matches!(e, RingError::BadResponseConsumer { .. }),
+                        "{what}: unexpected {e:?}"
+                    );
                     // A bad rsp_cons, or one moved back onto the slot a popped request reserved.
                     let stolen = self.sh.room(rsp_cons) == Ok(0) && self.sh.outstanding > 0;
-                    assert!(self.sh.room(rsp_cons).is_err() || stolen, "{what}: {e:?} for a valid rsp_cons");
+                    assert!(
+                        self.sh.room(rsp_cons).is_err() || stolen,
+                        "{what}: {e:?} for a valid rsp_cons"
+                    );
                 }
                 self.note_fail(e, &before, what);
             }
@@ -312,7 +410,11 @@ impl Run {
         let what = "publish";
         let mut allowed = vec![];
         if self.sh.req_cons != self.sh.req_cons_published {
-            assert_eq!(le32(&after, OFF_REQ_CONS), self.sh.req_cons, "{what}: req_cons");
+            assert_eq!(
+                le32(&after, OFF_REQ_CONS),
+                self.sh.req_cons,
+                "{what}: req_cons"
+            );
             self.sh.req_cons_published = self.sh.req_cons;
             allowed.push((OFF_REQ_CONS, 4));
         }
@@ -339,7 +441,13 @@ impl Run {
         self.check_state("pending");
     }
 
-    fn check_pending(&mut self, r: Result<u32, RingError>, req_prod: u32, before: &[u8], what: &str) {
+    fn check_pending(
+        &mut self,
+        r: Result<u32, RingError>,
+        req_prod: u32,
+        before: &[u8],
+        what: &str,
+    ) {
         match r {
             Ok(n) => {
                 assert!(self.sh.failed.is_none(), "{what}: Ok from a failed ring");
@@ -347,8 +455,18 @@ impl Run {
             }
             Err(e) => {
                 if self.sh.failed.is_none() {
-                    assert_eq!(e, RingError::BadRequestProducer { prod: req_prod, cons: self.sh.req_cons }, "{what}");
-                    assert!(self.sh.pending(req_prod).is_err(), "{what}: {e:?} for a valid producer index");
+                    assert_eq!(
+                        e,
+                        RingError::BadRequestProducer {
+                            prod: req_prod,
+                            cons: self.sh.req_cons
+                        },
+                        "{what}"
+                    );
+                    assert!(
+                        self.sh.pending(req_prod).is_err(),
+                        "{what}: {e:?} for a valid producer index"
+                    );
                 }
                 self.note_fail(e, before, what);
             }
@@ -365,7 +483,11 @@ impl Run {
             assert_eq!(r, Err(RingError::Failed), "{what}: on a failed ring");
             changed_only(&before, &self.a.snapshot(), &[], what);
         } else {
-            assert_eq!(self.a.u32_at(OFF_REQ_EVENT), self.sh.req_cons, "{what}: req_event");
+            assert_eq!(
+                self.a.u32_at(OFF_REQ_EVENT),
+                self.sh.req_cons,
+                "{what}: req_event"
+            );
             // The event index write is legitimate; judge the rest against memory with it applied.
             let mut mid = before.clone();
             mid[OFF_REQ_EVENT..OFF_REQ_EVENT + 4].copy_from_slice(&self.sh.req_cons.to_le_bytes());
@@ -377,12 +499,22 @@ impl Run {
                     changed_only(&mid, &self.a.snapshot(), &[], what);
                 }
                 (Ok(more), Ok(_)) => {
-                    let room = self.sh.room(rsp_cons).expect("enable_kicks: accepted a bad rsp_cons");
-                    assert_eq!(more, room > self.sh.outstanding, "{what}: result with room {room}");
+                    let room = self
+                        .sh
+                        .room(rsp_cons)
+                        .expect("enable_kicks: accepted a bad rsp_cons");
+                    assert_eq!(
+                        more,
+                        room > self.sh.outstanding,
+                        "{what}: result with room {room}"
+                    );
                     changed_only(&mid, &self.a.snapshot(), &[], what);
                 }
                 (Err(e @ RingError::BadResponseConsumer { .. }), Ok(n)) => {
-                    assert!(n > 0 && self.sh.room(rsp_cons).is_err(), "{what}: {e:?} for a valid rsp_cons");
+                    assert!(
+                        n > 0 && self.sh.room(rsp_cons).is_err(),
+                        "{what}: {e:?} for a valid rsp_cons"
+                    );
                     self.note_fail(e, &mid, what);
                 }
                 (r, _) => self.check_pending(r.map(|_| 0), req_prod, &mid, what),
@@ -394,14 +526,20 @@ impl Run {
     /// The kernel's serve step: pop, answer at once, as `vd_evtchn` does.
     fn serve_one(&mut self) {
         let max = self.sh.geo.max_payload();
-        let Some(req) = self.pop_request(max) else { return };
+        let Some(req) = self.pop_request(max) else {
+            return;
+        };
         // Echo back what the slot held (re-read: the buffer was local to pop_request).
         let slot = self.sh.geo.req_slot(self.sh.req_cons.wrapping_sub(1));
         let mut payload = vec![0u8; req.len as usize];
         self.a.mem.read(slot + REQ_HDR, &mut payload);
         // Nothing touched the ring between the two calls: the room pop_request saw is still there
         // (`vd_evtchn` relies on this: it treats a failure here as the guest's doing).
-        assert_eq!(self.push_response(req.id, 0, &payload), Ok(()), "serve: push_response right after pop_request");
+        assert_eq!(
+            self.push_response(req.id, 0, &payload),
+            Ok(()),
+            "serve: push_response right after pop_request"
+        );
     }
 
     /// A hostile guest write of `v` at `off` (in bounds, 4-aligned).
@@ -430,7 +568,10 @@ impl Run {
                 let mut buf = vec![0u8; self.sh.geo.max_payload()];
                 let r = self.fe.pop_response(m, &mut buf);
                 match r {
-                    Ok(Some(rsp)) => assert!(rsp.len as usize <= self.sh.geo.max_payload(), "pop_response: len"),
+                    Ok(Some(rsp)) => assert!(
+                        rsp.len as usize <= self.sh.geo.max_payload(),
+                        "pop_response: len"
+                    ),
                     Ok(None) => {}
                     Err(e) => assert!(!self.honest, "frontend saw {e:?} from an honest backend"),
                 }
@@ -448,17 +589,31 @@ impl Run {
 fuzz_target!(|data: &[u8]| {
     let mut inp = In(data);
     let g = inp.u8();
-    let geo = Geometry::new(1 << (g % 7), 32 << ((g >> 3) % 4)).expect("geometry from the table is valid");
+    let geo = Geometry::new(1 << (g % 7), 32 << ((g >> 3) % 4))
+        .expect("geometry from the table is valid");
     let a = Area::new(geo);
     init_ring(&a.mem, geo, 1);
     let flags = inp.u8();
     let start = if flags & 1 != 0 { inp.u32() } else { 0 };
     // A restored ring: every index at `start`, as after save/restore of a long-running channel.
-    for off in [OFF_REQ_PROD, OFF_RSP_CONS, OFF_RSP_EVENT, OFF_RSP_PROD, OFF_REQ_CONS, OFF_REQ_EVENT] {
+    for off in [
+        OFF_REQ_PROD,
+        OFF_RSP_CONS,
+        OFF_RSP_EVENT,
+        OFF_RSP_PROD,
+        OFF_REQ_CONS,
+        OFF_REQ_EVENT,
+    ] {
         a.mem.store_u32(off, start);
     }
     let fe = Frontend::attach(&a.mem).expect("attach to a freshly initialised ring");
-    let be = Backend::new(geo, BackendState { req_cons: start, rsp_prod: start });
+    let be = Backend::new(
+        geo,
+        BackendState {
+            req_cons: start,
+            rsp_prod: start,
+        },
+    );
     let sh = Shadow {
         geo,
         req_cons: start,
@@ -468,7 +623,14 @@ fuzz_target!(|data: &[u8]| {
         failed: None,
         outstanding: 0,
     };
-    let mut run = Run { a, be, fe, sh, honest: true, last_id: 0 };
+    let mut run = Run {
+        a,
+        be,
+        fe,
+        sh,
+        honest: true,
+        last_id: 0,
+    };
 
     if flags & 2 != 0 {
         // Hostile initial image: the frontend line, then some slot headers.
@@ -491,7 +653,11 @@ fuzz_target!(|data: &[u8]| {
             0 => {
                 let b = inp.u8();
                 // Mostly a full-size buffer; sometimes a short one (the Full path).
-                let len = if b & 0xf == 0 { inp.u8() as usize % geo.max_payload() } else { geo.max_payload() };
+                let len = if b & 0xf == 0 {
+                    inp.u8() as usize % geo.max_payload()
+                } else {
+                    geo.max_payload()
+                };
                 run.pop_request(len);
             }
             1 => {
@@ -512,15 +678,27 @@ fuzz_target!(|data: &[u8]| {
                 // Guest writes a frontend-line index near the backend's view, or anything.
                 let sel = inp.u8();
                 let off = [OFF_REQ_PROD, OFF_RSP_CONS, OFF_RSP_EVENT][sel as usize % 3];
-                let base = if off == OFF_REQ_PROD { run.sh.req_cons } else { run.sh.rsp_published };
-                let v = if sel & 0x80 != 0 { inp.u32() } else { base.wrapping_add(inp.u8() as i8 as u32) };
+                let base = if off == OFF_REQ_PROD {
+                    run.sh.req_cons
+                } else {
+                    run.sh.rsp_published
+                };
+                let v = if sel & 0x80 != 0 {
+                    inp.u32()
+                } else {
+                    base.wrapping_add(inp.u8() as i8 as u32)
+                };
                 run.guest_write(off, v);
             }
             7 => {
                 // Guest rewrites a request slot's length (a TOCTOU attempt) or other header word.
                 let slot = geo.req_slot(inp.u8().into());
                 let word = [12, 12, 0, 4, 8][inp.u8() as usize % 5];
-                let v = if inp.u8() & 1 == 0 { inp.u16() as u32 } else { inp.u32() };
+                let v = if inp.u8() & 1 == 0 {
+                    inp.u16() as u32
+                } else {
+                    inp.u32()
+                };
                 run.guest_write(slot + word, v);
             }
             8 => {
@@ -538,8 +716,14 @@ fuzz_target!(|data: &[u8]| {
     // Once failed, every entry point keeps refusing.
     if run.sh.failed.is_some() {
         let mut buf = vec![0u8; geo.max_payload()];
-        assert_eq!(run.be.pop_request(&run.a.mem, &mut buf), Err(RingError::Failed));
-        assert_eq!(run.be.push_response(&run.a.mem, 0, 0, &[]), Err(RingError::Failed));
+        assert_eq!(
+            run.be.pop_request(&run.a.mem, &mut buf),
+            Err(RingError::Failed)
+        );
+        assert_eq!(
+            run.be.push_response(&run.a.mem, 0, 0, &[]),
+            Err(RingError::Failed)
+        );
         assert_eq!(run.be.pending(&run.a.mem), Err(RingError::Failed));
         assert_eq!(run.be.enable_kicks(&run.a.mem), Err(RingError::Failed));
         assert_eq!(run.be.publish(&run.a.mem), (0, false));

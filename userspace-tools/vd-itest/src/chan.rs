@@ -23,17 +23,32 @@ pub struct Chan<'d> {
 
 impl<'d> Chan<'d> {
     /// Creates, maps and binds a channel; attaches `backend` unless it is `vde_backend::NONE`.
-    pub fn new(dom: &'d Domain, entries: u32, esz: u32, backend: u32, arg: Option<i32>) -> Result<Self> {
+    pub fn new(
+        dom: &'d Domain,
+        entries: u32,
+        esz: u32,
+        backend: u32,
+        arg: Option<i32>,
+    ) -> Result<Self> {
         let c = dom.create(entries, esz).context("VDE_IOC_CREATE")?;
         let map = dom.map_ring(&c).context("mmap ring")?;
         let kick = EventFd::new(EFD_NONBLOCK)?;
         let call = EventFd::new(EFD_NONBLOCK)?;
-        dom.bind(c.id, Some(kick.as_raw_fd()), Some(call.as_raw_fd())).context("VDE_IOC_BIND")?;
+        dom.bind(c.id, Some(kick.as_raw_fd()), Some(call.as_raw_fd()))
+            .context("VDE_IOC_BIND")?;
         if backend != vde_backend::NONE {
             dom.attach(c.id, backend, arg).context("VDE_IOC_ATTACH")?;
         }
         let fe = Frontend::attach(&map.mem()).map_err(|e| anyhow::anyhow!("ring header: {e:?}"))?;
-        Ok(Self { dom, id: c.id, map, kick, call, fe, next_id: 0 })
+        Ok(Self {
+            dom,
+            id: c.id,
+            map,
+            kick,
+            call,
+            fe,
+            next_id: 0,
+        })
     }
 
     pub fn mem(&self) -> vd_ring::mem::RawMem {
@@ -66,7 +81,8 @@ impl<'d> Chan<'d> {
         // SAFETY: `call` owns this fd and outlives the borrow.
         let fd = unsafe { BorrowedFd::borrow_raw(self.call.as_raw_fd()) };
         let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-        let ms = PollTimeout::try_from(t.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
+        let ms =
+            PollTimeout::try_from(t.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
         if poll(&mut fds, ms)? == 0 {
             return Ok(false);
         }
@@ -97,7 +113,11 @@ impl<'d> Chan<'d> {
         let mut irqs = 0;
         while (got.len() as u64) < n {
             if start.elapsed() > timeout {
-                bail!("timeout: {} of {n} responses after {:?}", got.len(), timeout);
+                bail!(
+                    "timeout: {} of {n} responses after {:?}",
+                    got.len(),
+                    timeout
+                );
             }
             while self.next_id - first < n && self.push(op::ECHO, &self.next_id.to_le_bytes()) {}
             if self.publish()? {
@@ -108,7 +128,10 @@ impl<'d> Chan<'d> {
                 let m = self.mem();
                 // Wait only for answers to requests in flight; with none, go push more.
                 let in_flight = (self.next_id - first) - got.len() as u64;
-                if in_flight > 0 && !self.fe.enable_irq(&m) && self.wait_irq(Duration::from_millis(2000))? {
+                if in_flight > 0
+                    && !self.fe.enable_irq(&m)
+                    && self.wait_irq(Duration::from_millis(2000))?
+                {
                     irqs += 1;
                 }
                 self.drain(&mut got)?;
@@ -120,7 +143,12 @@ impl<'d> Chan<'d> {
                 bail!("response {i}: id {id} status {st} payload {p:?}, want id {want}");
             }
         }
-        Ok(EchoReport { n, kicks, irqs, elapsed: start.elapsed() })
+        Ok(EchoReport {
+            n,
+            kicks,
+            irqs,
+            elapsed: start.elapsed(),
+        })
     }
 
     pub fn stats(&self) -> Result<VdeStats> {

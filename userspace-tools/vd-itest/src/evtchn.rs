@@ -7,7 +7,9 @@ use nix::errno::Errno;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
-use vd_ring::{op, Backend, BackendState, BlkReq, RingMem, BLK_REQ_HDR, OFF_REQ_PROD, OFF_RSP_CONS};
+use vd_ring::{
+    op, Backend, BackendState, BlkReq, RingMem, BLK_REQ_HDR, OFF_REQ_PROD, OFF_RSP_CONS,
+};
 use vd_sys::evtchn::Domain;
 use vd_uapi::*;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -16,30 +18,88 @@ const T: Duration = Duration::from_secs(20);
 
 pub fn basic() -> Result<()> {
     let d = Domain::open().context("open /dev/vd_evtchn")?;
-    check!(d.create(6, 64).unwrap_err() == Errno::EINVAL, "entries not a power of two: EINVAL");
-    check!(d.create(8, 16).unwrap_err() == Errno::EINVAL, "entry size below 32: EINVAL");
-    check!(d.create(4096, 4096).unwrap_err() == Errno::EINVAL, "16 MiB ring refused: EINVAL");
-    check!(d.destroy(77).unwrap_err() == Errno::ENOENT, "destroy unknown channel: ENOENT");
-    check!(d.stats(77).unwrap_err() == Errno::ENOENT, "stats of unknown channel: ENOENT");
+    check!(
+        d.create(6, 64).unwrap_err() == Errno::EINVAL,
+        "entries not a power of two: EINVAL"
+    );
+    check!(
+        d.create(8, 16).unwrap_err() == Errno::EINVAL,
+        "entry size below 32: EINVAL"
+    );
+    check!(
+        d.create(4096, 4096).unwrap_err() == Errno::EINVAL,
+        "16 MiB ring refused: EINVAL"
+    );
+    check!(
+        d.destroy(77).unwrap_err() == Errno::ENOENT,
+        "destroy unknown channel: ENOENT"
+    );
+    check!(
+        d.stats(77).unwrap_err() == Errno::ENOENT,
+        "stats of unknown channel: ENOENT"
+    );
     let c = d.create(64, 64)?;
-    check!(c.id == 0 && c.mmap_offset == 0 && c.mmap_size == 4096 * 3, "create 64x64: id 0, 12 KiB ring");
-    check!(d.bind(c.id, Some(99_999), None).unwrap_err() == Errno::EBADF, "kick fd not open: EBADF");
+    check!(
+        c.id == 0 && c.mmap_offset == 0 && c.mmap_size == 4096 * 3,
+        "create 64x64: id 0, 12 KiB ring"
+    );
+    check!(
+        d.bind(c.id, Some(99_999), None).unwrap_err() == Errno::EBADF,
+        "kick fd not open: EBADF"
+    );
     let f = std::fs::File::open("/proc/self/stat")?;
-    check!(d.bind(c.id, Some(f.as_raw_fd()), None).unwrap_err() == Errno::EINVAL, "kick fd not an eventfd: EINVAL");
-    check!(d.attach(c.id, 99, None).unwrap_err() == Errno::EINVAL, "unknown backend: EINVAL");
-    check!(d.attach(c.id, vde_backend::BLOCK, Some(f.as_raw_fd())).unwrap_err() == Errno::EACCES, "block backend on a read-only file: EACCES");
+    check!(
+        d.bind(c.id, Some(f.as_raw_fd()), None).unwrap_err() == Errno::EINVAL,
+        "kick fd not an eventfd: EINVAL"
+    );
+    check!(
+        d.attach(c.id, 99, None).unwrap_err() == Errno::EINVAL,
+        "unknown backend: EINVAL"
+    );
+    check!(
+        d.attach(c.id, vde_backend::BLOCK, Some(f.as_raw_fd()))
+            .unwrap_err()
+            == Errno::EACCES,
+        "block backend on a read-only file: EACCES"
+    );
     d.destroy(c.id)?;
 
     // Echo through kick/call eventfds.
     let mut ch = Chan::new(&d, 64, 64, vde_backend::ECHO, None)?;
     let r = ch.echo_round_trips(10_000, T)?;
     let s = ch.stats()?;
-    check!(s.requests == 10_000 && s.responses == 10_000, "echo: 10000 requests and responses counted ({} / {})", s.requests, s.responses);
-    check!(s.bytes_in == 80_000 && s.bytes_out == 80_000, "echo: bytes counted");
-    check!(s.state == vde_state::ACTIVE && s.backend == vde_backend::ECHO && s.errors == 0, "echo: active, no errors");
-    check!(s.kicks >= 1 && s.kicks <= r.kicks, "host saw {} kicks for {} sent (suppression: {} publishes)", s.kicks, r.kicks, 10_000);
-    check!(s.irqs + s.irqs_suppressed >= 1, "irqs {} + suppressed {}", s.irqs, s.irqs_suppressed);
-    check!(r.kicks < 10_000, "batching: {} kicks for 10000 requests", r.kicks);
+    check!(
+        s.requests == 10_000 && s.responses == 10_000,
+        "echo: 10000 requests and responses counted ({} / {})",
+        s.requests,
+        s.responses
+    );
+    check!(
+        s.bytes_in == 80_000 && s.bytes_out == 80_000,
+        "echo: bytes counted"
+    );
+    check!(
+        s.state == vde_state::ACTIVE && s.backend == vde_backend::ECHO && s.errors == 0,
+        "echo: active, no errors"
+    );
+    check!(
+        s.kicks >= 1 && s.kicks <= r.kicks,
+        "host saw {} kicks for {} sent (suppression: {} publishes)",
+        s.kicks,
+        r.kicks,
+        10_000
+    );
+    check!(
+        s.irqs + s.irqs_suppressed >= 1,
+        "irqs {} + suppressed {}",
+        s.irqs,
+        s.irqs_suppressed
+    );
+    check!(
+        r.kicks < 10_000,
+        "batching: {} kicks for 10000 requests",
+        r.kicks
+    );
 
     // Null backend: counting sink.
     let mut n = Chan::new(&d, 16, 32, vde_backend::NULL, None)?;
@@ -55,7 +115,10 @@ pub fn basic() -> Result<()> {
         }
         n.wait_irq(Duration::from_millis(100))?;
     }
-    check!(got.len() == 10 && got.iter().all(|(_, st, p)| *st == 0 && p.is_empty()), "null: 10 empty responses");
+    check!(
+        got.len() == 10 && got.iter().all(|(_, st, p)| *st == 0 && p.is_empty()),
+        "null: 10 empty responses"
+    );
 
     // Unknown op on echo: an error response, not a broken ring.
     ch.push(0x7777, &[]);
@@ -68,16 +131,35 @@ pub fn basic() -> Result<()> {
         }
         ch.wait_irq(Duration::from_millis(100))?;
     }
-    check!(got.len() == 1 && got[0].1 == -(Errno::EOPNOTSUPP as i32), "unknown op answered -EOPNOTSUPP");
-    check!(ch.stats()?.req_errors == 1 && !ch.backend_failed(), "counted as a request error; ring still fine");
+    check!(
+        got.len() == 1 && got[0].1 == -(Errno::EOPNOTSUPP as i32),
+        "unknown op answered -EOPNOTSUPP"
+    );
+    check!(
+        ch.stats()?.req_errors == 1 && !ch.backend_failed(),
+        "counted as a request error; ring still fine"
+    );
 
     let all = d.stats(VDE_ALL)?;
-    check!(all.backend == 2 && all.requests == 10_011, "domain totals: 2 channels, {} requests", all.requests);
+    check!(
+        all.backend == 2 && all.requests == 10_011,
+        "domain totals: 2 channels, {} requests",
+        all.requests
+    );
     let list = d.list_all()?;
     let me = std::process::id();
-    check!(list.iter().filter(|e| e.domain_pid == me).count() == 2, "VDE_IOC_LIST shows this domain's 2 channels");
+    check!(
+        list.iter().filter(|e| e.domain_pid == me).count() == 2,
+        "VDE_IOC_LIST shows this domain's 2 channels"
+    );
     let dbg = std::fs::read_to_string("/sys/kernel/debug/vd_evtchn/channels").context("debugfs")?;
-    check!(dbg.lines().filter(|l| l.starts_with(&format!("{me} "))).count() == 2, "debugfs lists the 2 channels");
+    check!(
+        dbg.lines()
+            .filter(|l| l.starts_with(&format!("{me} ")))
+            .count()
+            == 2,
+        "debugfs lists the 2 channels"
+    );
     Ok(())
 }
 
@@ -99,15 +181,32 @@ pub fn hostile() -> Result<()> {
         std::thread::sleep(Duration::from_millis(10));
     }
     let s = bad.stats()?;
-    check!(failed && s.errors == 1, "garbage req_prod: channel FAILED with 1 error (state {}, errors {})", s.state, s.errors);
-    check!(bad.backend_failed(), "FAILED bit visible to the guest in the ring");
-    check!(bad.call.read().ok() == Some(1), "the failed ring interrupted its guest exactly once");
+    check!(
+        failed && s.errors == 1,
+        "garbage req_prod: channel FAILED with 1 error (state {}, errors {})",
+        s.state,
+        s.errors
+    );
+    check!(
+        bad.backend_failed(),
+        "FAILED bit visible to the guest in the ring"
+    );
+    check!(
+        bad.call.read().ok() == Some(1),
+        "the failed ring interrupted its guest exactly once"
+    );
     // More kicks on a failed ring are ignored, and nothing is answered.
     bad.kick.write(5)?;
     std::thread::sleep(Duration::from_millis(50));
-    check!(bad.stats()?.responses == 0 && bad.stats()?.errors == 1, "failed ring stays failed and silent");
+    check!(
+        bad.stats()?.responses == 0 && bad.stats()?.errors == 1,
+        "failed ring stays failed and silent"
+    );
     good.echo_round_trips(1000, T)?;
-    check!(good.stats()?.errors == 0, "the other channel kept working (1100 round trips)");
+    check!(
+        good.stats()?.errors == 0,
+        "the other channel kept working (1100 round trips)"
+    );
 
     // Garbage length in a slot, garbage response consumer.
     for (what, corrupt) in [("slot length", 0), ("rsp_cons", 1)] {
@@ -115,25 +214,37 @@ pub fn hostile() -> Result<()> {
         b.push(op::ECHO, &[1, 2, 3]);
         let g = b.fe.geometry();
         if corrupt == 0 {
-            b.mem().write(g.req_slot(0) + 12, &0xffff_fff0u32.to_le_bytes());
+            b.mem()
+                .write(g.req_slot(0) + 12, &0xffff_fff0u32.to_le_bytes());
         } else {
             b.store(OFF_RSP_CONS, 0x4000_0000);
         }
         b.publish()?;
         std::thread::sleep(Duration::from_millis(100));
         let s = b.stats()?;
-        check!(s.state == vde_state::FAILED && s.errors == 1, "garbage {what}: channel FAILED");
+        check!(
+            s.state == vde_state::FAILED && s.errors == 1,
+            "garbage {what}: channel FAILED"
+        );
         d.destroy(b.id)?;
     }
     let r = good.echo_round_trips(100, T)?;
     let s = good.stats()?;
-    check!(r.n == 100 && s.errors == 0 && s.state == vde_state::ACTIVE, "host still serves the good channel after 3 hostile rings");
+    check!(
+        r.n == 100 && s.errors == 0 && s.state == vde_state::ACTIVE,
+        "host still serves the good channel after 3 hostile rings"
+    );
     Ok(())
 }
 
 pub fn block(path: &str) -> Result<()> {
     const SIZE: u64 = 1 << 20;
-    let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
     f.set_len(SIZE)?;
     let d = Domain::open()?;
     let mut ch = Chan::new(&d, 16, 4096, vde_backend::BLOCK, Some(f.as_raw_fd()))?;
@@ -155,11 +266,21 @@ pub fn block(path: &str) -> Result<()> {
         anyhow::bail!("no response")
     };
     // Requests built from the one definition of the block payload (`vd_ring::BlkReq`).
-    let hdr = |sector: u64, len: u32| -> Vec<u8> { BlkReq { sector, len, reserved: 0 }.to_bytes().to_vec() };
+    let hdr = |sector: u64, len: u32| -> Vec<u8> {
+        BlkReq {
+            sector,
+            len,
+            reserved: 0,
+        }
+        .to_bytes()
+        .to_vec()
+    };
     let (st, p) = rt(&mut ch, op::BLK_GET_SIZE, &[])?;
     check!(st == 0 && p == SIZE.to_le_bytes(), "GET_SIZE = 1 MiB");
     for sector in [0u64, 7, 2040] {
-        let data: Vec<u8> = (0..4000u32).map(|i| (i as u64 * 31 + sector) as u8).collect();
+        let data: Vec<u8> = (0..4000u32)
+            .map(|i| (i as u64 * 31 + sector) as u8)
+            .collect();
         let mut w = hdr(sector, data.len() as u32);
         w.extend_from_slice(&data);
         let (st, _) = rt(&mut ch, op::BLK_WRITE, &w)?;
@@ -171,27 +292,66 @@ pub fn block(path: &str) -> Result<()> {
     check!(st == 0, "flush");
     let mut on_disk = vec![0u8; 4000];
     nix::sys::uio::pread(&f, &mut on_disk, 7 * 512)?;
-    check!(on_disk[..10] == (0..10u64).map(|i| (i * 31 + 7) as u8).collect::<Vec<_>>()[..], "the host file holds what the guest wrote");
+    check!(
+        on_disk[..10] == (0..10u64).map(|i| (i * 31 + 7) as u8).collect::<Vec<_>>()[..],
+        "the host file holds what the guest wrote"
+    );
     let (st, _) = rt(&mut ch, op::BLK_READ, &hdr(2047, 4000))?;
-    check!(st == -(Errno::EINVAL as i32), "read past the end of the disk: -EINVAL");
+    check!(
+        st == -(Errno::EINVAL as i32),
+        "read past the end of the disk: -EINVAL"
+    );
     let (st, _) = rt(&mut ch, op::BLK_READ, &hdr(u64::MAX / 256, 512))?;
     check!(st == -(Errno::EINVAL as i32), "sector overflow: -EINVAL");
     let mut w = hdr(0, 4000);
     w.extend_from_slice(&[1; 10]);
     let (st, _) = rt(&mut ch, op::BLK_WRITE, &w)?;
-    check!(st == -(Errno::EINVAL as i32), "write whose data is shorter than its length: -EINVAL");
-    let (st, _) = rt(&mut ch, op::BLK_READ, &BlkReq { sector: 0, len: 512, reserved: 1 }.to_bytes())?;
-    check!(st == -(Errno::EINVAL as i32), "reserved field not 0: -EINVAL");
+    check!(
+        st == -(Errno::EINVAL as i32),
+        "write whose data is shorter than its length: -EINVAL"
+    );
+    let (st, _) = rt(
+        &mut ch,
+        op::BLK_READ,
+        &BlkReq {
+            sector: 0,
+            len: 512,
+            reserved: 1,
+        }
+        .to_bytes(),
+    )?;
+    check!(
+        st == -(Errno::EINVAL as i32),
+        "reserved field not 0: -EINVAL"
+    );
     let (st, _) = rt(&mut ch, op::BLK_READ, &hdr(0, 512)[..12])?;
-    check!(st == -(Errno::EINVAL as i32), "a 12-byte header (shorter than BlkReq): -EINVAL");
+    check!(
+        st == -(Errno::EINVAL as i32),
+        "a 12-byte header (shorter than BlkReq): -EINVAL"
+    );
     let data = [0x5au8; 512];
-    let mut w = BlkReq { sector: 9, len: 512, reserved: 0 }.to_bytes().to_vec();
-    check!(w.len() == BLK_REQ_HDR, "the documented header is {BLK_REQ_HDR} bytes; data follows it");
+    let mut w = BlkReq {
+        sector: 9,
+        len: 512,
+        reserved: 0,
+    }
+    .to_bytes()
+    .to_vec();
+    check!(
+        w.len() == BLK_REQ_HDR,
+        "the documented header is {BLK_REQ_HDR} bytes; data follows it"
+    );
     w.extend_from_slice(&data);
     let (st, _) = rt(&mut ch, op::BLK_WRITE, &w)?;
     let (st2, p) = rt(&mut ch, op::BLK_READ, &hdr(9, 512))?;
-    check!(st == 0 && st2 == 0 && p == data, "a write built from BlkReq with data at offset {BLK_REQ_HDR} is served and reads back");
-    check!(!ch.backend_failed() && ch.stats()?.req_errors == 5, "bad requests are request errors, the ring is fine");
+    check!(
+        st == 0 && st2 == 0 && p == data,
+        "a write built from BlkReq with data at offset {BLK_REQ_HDR} is served and reads back"
+    );
+    check!(
+        !ch.backend_failed() && ch.stats()?.req_errors == 5,
+        "bad requests are request errors, the ring is fine"
+    );
     Ok(())
 }
 
@@ -213,8 +373,12 @@ pub fn user() -> Result<()> {
             while n < 500 {
                 backend_efd.read()?; // wait for a kick forwarded by the kernel
                 loop {
-                    while let Some(r) = be.pop_request(&m, &mut buf).map_err(|e| anyhow::anyhow!("{e:?}"))? {
-                        be.push_response(&m, r.id, 0, &buf[..r.len as usize]).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                    while let Some(r) = be
+                        .pop_request(&m, &mut buf)
+                        .map_err(|e| anyhow::anyhow!("{e:?}"))?
+                    {
+                        be.push_response(&m, r.id, 0, &buf[..r.len as usize])
+                            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
                         n += 1;
                     }
                     if be.publish(&m).1 {
@@ -228,11 +392,17 @@ pub fn user() -> Result<()> {
             Ok(n)
         });
         ch.echo_round_trips(500, T)?;
-        h.join().map_err(|_| anyhow::anyhow!("backend thread panicked"))?
+        h.join()
+            .map_err(|_| anyhow::anyhow!("backend thread panicked"))?
     })?;
     check!(served == 500, "userspace backend served 500 requests");
     let s = ch.stats()?;
-    check!(s.backend == vde_backend::USER && s.irqs >= 1 && s.kicks >= 1, "kernel forwarded {} kicks, sent {} irqs", s.kicks, s.irqs);
+    check!(
+        s.backend == vde_backend::USER && s.irqs >= 1 && s.kicks >= 1,
+        "kernel forwarded {} kicks, sent {} irqs",
+        s.kicks,
+        s.irqs
+    );
     Ok(())
 }
 
@@ -249,7 +419,10 @@ pub fn restore() -> Result<()> {
     a.publish()?;
     std::thread::sleep(Duration::from_millis(50));
     let saved = d1.save(a.id)?;
-    check!(saved.req_cons == 37 && saved.rsp_prod == 37 && saved.generation == 1, "saved indices 37/37 with 10 in flight");
+    check!(
+        saved.req_cons == 37 && saved.rsp_prod == 37 && saved.generation == 1,
+        "saved indices 37/37 with 10 in flight"
+    );
     // SAFETY: the mapping is `len` bytes and lives until `a` is dropped below; nothing writes it
     // now (backend detached, this thread is the only frontend).
     let bytes = unsafe { std::slice::from_raw_parts(a.map.as_ptr(), a.map.len()) }.to_vec();
@@ -260,9 +433,21 @@ pub fn restore() -> Result<()> {
     let m2 = d2.map_ring(&c)?;
     // SAFETY: both mappings are `len` bytes; nobody else writes the new one yet.
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), m2.as_ptr(), bytes.len()) };
-    check!(d2.restore(&VdeState { id: c.id, entry_size: 32, ..saved }).unwrap_err() == Errno::EINVAL, "restore with other geometry: EINVAL");
+    check!(
+        d2.restore(&VdeState {
+            id: c.id,
+            entry_size: 32,
+            ..saved
+        })
+        .unwrap_err()
+            == Errno::EINVAL,
+        "restore with other geometry: EINVAL"
+    );
     d2.restore(&VdeState { id: c.id, ..saved })?;
-    check!(m2.mem().load_u32(vd_ring::OFF_GENERATION) == 2, "generation bumped to 2");
+    check!(
+        m2.mem().load_u32(vd_ring::OFF_GENERATION) == 2,
+        "generation bumped to 2"
+    );
     drop(a);
     drop(d1);
     let kick = EventFd::new(EFD_NONBLOCK)?;
@@ -274,7 +459,10 @@ pub fn restore() -> Result<()> {
     let mut ids = vec![];
     let mut buf = [0u8; 48];
     for _ in 0..200 {
-        while let Some(r) = fe.pop_response(&m2.mem(), &mut buf).map_err(|e| anyhow::anyhow!("{e:?}"))? {
+        while let Some(r) = fe
+            .pop_response(&m2.mem(), &mut buf)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?
+        {
             ids.push(r.id);
         }
         if ids.len() >= 10 {
@@ -282,13 +470,18 @@ pub fn restore() -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    check!(ids == (37..47).collect::<Vec<_>>(), "the 10 in-flight requests were served after restore, in order: {ids:?}");
+    check!(
+        ids == (37..47).collect::<Vec<_>>(),
+        "the 10 in-flight requests were served after restore, in order: {ids:?}"
+    );
     Ok(())
 }
 
 pub fn stress(channels: u32) -> Result<()> {
     let d = Domain::open()?;
-    let mut chans = (0..channels).map(|_| Chan::new(&d, 64, 256, vde_backend::ECHO, None)).collect::<Result<Vec<_>>>()?;
+    let mut chans = (0..channels)
+        .map(|_| Chan::new(&d, 64, 256, vde_backend::ECHO, None))
+        .collect::<Result<Vec<_>>>()?;
     println!("stress: {channels} channels running");
     loop {
         for c in chans.iter_mut() {
@@ -316,14 +509,25 @@ pub fn throughput(requests: u64, json: bool) -> Result<()> {
         d.destroy(ch.id)?;
     }
     if json {
-        println!("{}", serde_json::json!({ "frontend": "process", "throughput": rows }));
+        println!(
+            "{}",
+            serde_json::json!({ "frontend": "process", "throughput": rows })
+        );
     } else {
-        println!("batching, process frontend -> in-kernel echo backend ({requests} requests per size)");
-        println!("  {:>8} {:>14} {:>14} {:>18}", "entries", "requests/s", "notifications", "req/notification");
+        println!(
+            "batching, process frontend -> in-kernel echo backend ({requests} requests per size)"
+        );
+        println!(
+            "  {:>8} {:>14} {:>14} {:>18}",
+            "entries", "requests/s", "notifications", "req/notification"
+        );
         for r in &rows {
             println!(
                 "  {:>8} {:>14.0} {:>14} {:>18.1}",
-                r["entries"], r["requests_per_s"].as_f64().unwrap_or(0.0), r["notifications"], r["requests_per_notification"].as_f64().unwrap_or(0.0)
+                r["entries"],
+                r["requests_per_s"].as_f64().unwrap_or(0.0),
+                r["notifications"],
+                r["requests_per_notification"].as_f64().unwrap_or(0.0)
             );
         }
     }
@@ -367,10 +571,24 @@ fn bind_race() -> Result<()> {
     let fifo_path = "/tmp/vd-bindrace.fifo";
     let _ = std::fs::remove_file(fifo_path);
     nix::unistd::mkfifo(fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o600))?;
-    let fifo = std::fs::OpenOptions::new().read(true).write(true).custom_flags(nix::libc::O_NONBLOCK).open(fifo_path)?;
-    let srcs = [efd.as_raw_fd(), fifo.as_raw_fd(), pr.as_raw_fd(), pw.as_raw_fd(), sock.as_raw_fd(), reg.as_raw_fd()];
+    let fifo = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(fifo_path)?;
+    let srcs = [
+        efd.as_raw_fd(),
+        fifo.as_raw_fd(),
+        pr.as_raw_fd(),
+        pw.as_raw_fd(),
+        sock.as_raw_fd(),
+        reg.as_raw_fd(),
+    ];
     const RACE_FD: i32 = 900;
-    check!(dup2_raw(efd.as_raw_fd(), RACE_FD) == RACE_FD, "fd {RACE_FD} reserved for the race");
+    check!(
+        dup2_raw(efd.as_raw_fd(), RACE_FD) == RACE_FD,
+        "fd {RACE_FD} reserved for the race"
+    );
     let stop = AtomicBool::new(false);
     let (ok, einval, other) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     let id = ch.id;
@@ -392,7 +610,11 @@ fn bind_race() -> Result<()> {
                 let mut n = 0u64;
                 while !stop.load(Relaxed) {
                     // Alternate binding and unbinding, so detach runs on whatever got queued.
-                    let kick = if (n + t) % 4 == 3 { None } else { Some(RACE_FD) };
+                    let kick = if (n + t) % 4 == 3 {
+                        None
+                    } else {
+                        Some(RACE_FD)
+                    };
                     match d.bind(id, kick, None) {
                         Ok(()) => ok.fetch_add(1, Relaxed),
                         Err(Errno::EINVAL) => einval.fetch_add(1, Relaxed),
@@ -415,19 +637,31 @@ fn bind_race() -> Result<()> {
     });
     let (ok, einval, other) = (ok.load(Relaxed), einval.load(Relaxed), other.load(Relaxed));
     println!("bind race: {ok} binds, {einval} EINVAL, {other} other errors");
-    check!(ok > 0 && einval > 0, "both outcomes seen: {ok} binds of the eventfd, {einval} EINVAL");
+    check!(
+        ok > 0 && einval > 0,
+        "both outcomes seen: {ok} binds of the eventfd, {einval} EINVAL"
+    );
     check!(other == 0, "no bind failed with another errno ({other})");
     // Wake the pipe and the socket's queues now: an entry left on them would run here.
     nix::unistd::write(&pw, b"x")?;
-    check!(d.bind(id, Some(pr.as_raw_fd()), None).unwrap_err() == Errno::EINVAL, "a pipe as kick fd: EINVAL");
-    check!(d.bind(id, Some(fifo.as_raw_fd()), None).unwrap_err() == Errno::EINVAL, "a FIFO open read-write as kick fd: EINVAL");
+    check!(
+        d.bind(id, Some(pr.as_raw_fd()), None).unwrap_err() == Errno::EINVAL,
+        "a pipe as kick fd: EINVAL"
+    );
+    check!(
+        d.bind(id, Some(fifo.as_raw_fd()), None).unwrap_err() == Errno::EINVAL,
+        "a FIFO open read-write as kick fd: EINVAL"
+    );
     drop(fifo);
     let _ = std::fs::remove_file(fifo_path);
     // SAFETY: closes the raced number, which this test owns.
     unsafe { nix::libc::close(RACE_FD) };
     d.bind(id, Some(ch.kick.as_raw_fd()), Some(ch.call.as_raw_fd()))?;
     let r = ch.echo_round_trips(1000, T)?;
-    check!(r.n == 1000, "the channel still works after the race (1000 round trips)");
+    check!(
+        r.n == 1000,
+        "the channel still works after the race (1000 round trips)"
+    );
     drop(ch);
     drop(d);
     Ok(())
@@ -438,7 +672,10 @@ fn bind_race() -> Result<()> {
 fn kick_overflow() -> Result<()> {
     let d = Domain::open()?;
     let big = u64::MAX - 1;
-    let chans = [Chan::new(&d, 8, 64, vde_backend::NULL, None)?, Chan::new(&d, 8, 64, vde_backend::NULL, None)?];
+    let chans = [
+        Chan::new(&d, 8, 64, vde_backend::NULL, None)?,
+        Chan::new(&d, 8, 64, vde_backend::NULL, None)?,
+    ];
     for c in &chans {
         c.kick.write(big)?;
     }
@@ -448,13 +685,26 @@ fn kick_overflow() -> Result<()> {
             anyhow::ensure!(t0.elapsed() < T, "channel {} never counted the kicks", c.id);
             std::thread::sleep(Duration::from_millis(5));
         }
-        check!(c.stats()?.kicks == big, "channel {}: 2^64-2 kicks counted", c.id);
+        check!(
+            c.stats()?.kicks == big,
+            "channel {}: 2^64-2 kicks counted",
+            c.id
+        );
     }
     let all = d.stats(VDE_ALL)?;
-    check!(all.kicks == u64::MAX && all.backend == 2, "VDE_ALL: kicks saturate at 2^64-1 ({})", all.kicks);
+    check!(
+        all.kicks == u64::MAX && all.backend == 2,
+        "VDE_ALL: kicks saturate at 2^64-1 ({})",
+        all.kicks
+    );
     let me = std::process::id();
     let list = d.list_all()?;
-    check!(list.iter().filter(|e| e.domain_pid == me).all(|e| e.stats.kicks == big), "VDE_IOC_LIST shows each channel's count");
+    check!(
+        list.iter()
+            .filter(|e| e.domain_pid == me)
+            .all(|e| e.stats.kicks == big),
+        "VDE_IOC_LIST shows each channel's count"
+    );
     // More kicks on top saturate the channel's counter too.
     chans[0].kick.write(5)?;
     let t1 = std::time::Instant::now();
@@ -462,7 +712,10 @@ fn kick_overflow() -> Result<()> {
         std::thread::sleep(Duration::from_millis(5));
     }
     let k = chans[0].stats()?.kicks;
-    check!(k == u64::MAX, "5 more kicks: the channel's counter saturates at 2^64-1 ({k})");
+    check!(
+        k == u64::MAX,
+        "5 more kicks: the channel's counter saturates at 2^64-1 ({k})"
+    );
     Ok(())
 }
 
@@ -487,13 +740,28 @@ fn attach_types() -> Result<()> {
     ];
     for (what, fd) in cases {
         let r = d.attach(c.id, vde_backend::BLOCK, Some(fd));
-        check!(r == Err(Errno::EINVAL), "block backend on {what}: EINVAL ({r:?})");
+        check!(
+            r == Err(Errno::EINVAL),
+            "block backend on {what}: EINVAL ({r:?})"
+        );
     }
     let r = other.attach(c2.id, vde_backend::BLOCK, Some(d.file().as_raw_fd()));
-    check!(r == Err(Errno::EINVAL), "the other domain backed by the first: EINVAL ({r:?})");
-    let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open("/tmp/vd-attach.img")?;
+    check!(
+        r == Err(Errno::EINVAL),
+        "the other domain backed by the first: EINVAL ({r:?})"
+    );
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open("/tmp/vd-attach.img")?;
     f.set_len(4096)?;
-    check!(d.attach(c.id, vde_backend::BLOCK, Some(f.as_raw_fd())).is_ok(), "a regular file opened read-write is accepted");
+    check!(
+        d.attach(c.id, vde_backend::BLOCK, Some(f.as_raw_fd()))
+            .is_ok(),
+        "a regular file opened read-write is accepted"
+    );
     Ok(())
 }
 
@@ -504,21 +772,47 @@ fn create_efault() -> Result<()> {
     let d = Domain::open()?;
     let len = std::num::NonZeroUsize::new(4096).context("page")?;
     // SAFETY: a fresh private anonymous mapping, used only through `p` below.
-    let p = unsafe { mmap_anonymous(None, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_PRIVATE) }?;
+    let p = unsafe {
+        mmap_anonymous(
+            None,
+            len,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_PRIVATE,
+        )
+    }?;
     let arg = p.as_ptr().cast::<VdeCreate>();
     // SAFETY: `arg` points into the writable page just mapped, aligned for `VdeCreate`.
-    unsafe { arg.write(VdeCreate { entries: 8, entry_size: 64, ..Default::default() }) };
+    unsafe {
+        arg.write(VdeCreate {
+            entries: 8,
+            entry_size: 64,
+            ..Default::default()
+        })
+    };
     // SAFETY: the page stays mapped; only its protection changes.
     unsafe { mprotect(p, 4096, ProtFlags::PROT_READ) }?;
     // SAFETY: `_IOWR` of one `VdeCreate` at a readable (not writable) address.
     let r = unsafe { nix::libc::ioctl(d.file().as_raw_fd(), VDE_IOC_CREATE as _, arg) };
     let e = Errno::last();
-    check!(r == -1 && e == Errno::EFAULT, "create with a read-only result: EFAULT ({r}, {e})");
+    check!(
+        r == -1 && e == Errno::EFAULT,
+        "create with a read-only result: EFAULT ({r}, {e})"
+    );
     let all = d.stats(VDE_ALL)?;
-    check!(all.backend == 0, "no channel left in the domain ({} channels)", all.backend);
+    check!(
+        all.backend == 0,
+        "no channel left in the domain ({} channels)",
+        all.backend
+    );
     let me = std::process::id();
-    check!(!d.list_all()?.iter().any(|e| e.domain_pid == me), "VDE_IOC_LIST shows no channel of this domain");
-    check!(d.stats(0).unwrap_err() == Errno::ENOENT, "channel 0 does not exist");
+    check!(
+        !d.list_all()?.iter().any(|e| e.domain_pid == me),
+        "VDE_IOC_LIST shows no channel of this domain"
+    );
+    check!(
+        d.stats(0).unwrap_err() == Errno::ENOENT,
+        "channel 0 does not exist"
+    );
     let c = d.create(8, 64)?;
     check!(c.id == 0, "the next create gets id 0");
     // SAFETY: unmaps the page mapped above; nothing refers to it any more.
@@ -542,23 +836,41 @@ fn save_user() -> Result<()> {
     }
     ch.publish()?;
     let mut n = 0;
-    while let Some(r) = be.pop_request(&m, &mut buf).map_err(|e| anyhow::anyhow!("{e:?}"))? {
-        be.push_response(&m, r.id, 0, &buf[..r.len as usize]).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    while let Some(r) = be
+        .pop_request(&m, &mut buf)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?
+    {
+        be.push_response(&m, r.id, 0, &buf[..r.len as usize])
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         n += 1;
     }
     be.publish(&m);
-    check!(n == 5 && m.load_u32(vd_ring::OFF_REQ_CONS) == 5, "the user backend served 5 requests");
+    check!(
+        n == 5 && m.load_u32(vd_ring::OFF_REQ_CONS) == 5,
+        "the user backend served 5 requests"
+    );
     let r = d.save(ch.id);
-    check!(r.map(|_| ()) == Err(Errno::EOPNOTSUPP), "VDE_IOC_SAVE on a user backend: EOPNOTSUPP ({r:?})");
+    check!(
+        r.map(|_| ()) == Err(Errno::EOPNOTSUPP),
+        "VDE_IOC_SAVE on a user backend: EOPNOTSUPP ({r:?})"
+    );
     d.attach(ch.id, vde_backend::NONE, None)?;
     let s = d.save(ch.id)?;
-    check!(s.backend == vde_backend::NONE && s.req_cons == 5 && s.rsp_prod == 5, "after the user backend, SAVE carries the indices it reached: {}/{}", s.req_cons, s.rsp_prod);
+    check!(
+        s.backend == vde_backend::NONE && s.req_cons == 5 && s.rsp_prod == 5,
+        "after the user backend, SAVE carries the indices it reached: {}/{}",
+        s.req_cons,
+        s.rsp_prod
+    );
     // The kernel continues from there: an echo backend serves the next request, not old ones.
     d.attach(ch.id, vde_backend::ECHO, None)?;
     let mut got = vec![];
     ch.drain(&mut got)?;
     let r = ch.echo_round_trips(20, T)?;
-    check!(r.n == 20 && ch.stats()?.errors == 0, "an in-kernel backend after the user one serves on (20 round trips)");
+    check!(
+        r.n == 20 && ch.stats()?.errors == 0,
+        "an in-kernel backend after the user one serves on (20 round trips)"
+    );
     Ok(())
 }
 
@@ -578,7 +890,12 @@ fn stall_state() -> Result<(u32, u32)> {
 /// a slow disk would): VDE_IOC_STATS (channel and domain), VDE_IOC_LIST and debugfs answer at
 /// once, and another domain's channel keeps being served on its own worker.
 fn stats_blocked() -> Result<()> {
-    let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open("/tmp/vd-stall.img")?;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open("/tmp/vd-stall.img")?;
     f.set_len(1 << 16)?;
     let d = Domain::open()?;
     let other = Domain::open()?;
@@ -586,7 +903,15 @@ fn stats_blocked() -> Result<()> {
     let mut echo = Chan::new(&other, 8, 64, vde_backend::ECHO, None)?;
     std::fs::write(STALL, "1").context("set the stall hook")?;
     let r = (|| -> Result<()> {
-        ch.push(op::BLK_READ, &BlkReq { sector: 0, len: 512, reserved: 0 }.to_bytes());
+        ch.push(
+            op::BLK_READ,
+            &BlkReq {
+                sector: 0,
+                len: 512,
+                reserved: 0,
+            }
+            .to_bytes(),
+        );
         ch.publish()?;
         ch.kick.write(1)?;
         let t0 = std::time::Instant::now();
@@ -599,20 +924,45 @@ fn stats_blocked() -> Result<()> {
         let s = d.stats(ch.id)?;
         let all = d.stats(VDE_ALL)?;
         let took = t.elapsed();
-        check!(took < Duration::from_secs(2), "STATS and STATS VDE_ALL answered in {took:?} while the backend is blocked");
+        check!(
+            took < Duration::from_secs(2),
+            "STATS and STATS VDE_ALL answered in {took:?} while the backend is blocked"
+        );
         let t = std::time::Instant::now();
         let me = std::process::id();
         // Both domains are this process's: the blocked one is the block channel.
-        let listed = d.list_all()?.iter().filter(|e| e.domain_pid == me && e.stats.backend == vde_backend::BLOCK).count();
+        let listed = d
+            .list_all()?
+            .iter()
+            .filter(|e| e.domain_pid == me && e.stats.backend == vde_backend::BLOCK)
+            .count();
         let dbg = std::fs::read_to_string("/sys/kernel/debug/vd_evtchn/channels")?;
         let took = t.elapsed();
-        check!(stall_state()?.1 == 1, "the backend was still blocked while the statistics were read");
-        check!(took < Duration::from_secs(2), "LIST and debugfs answered in {took:?} while the backend is blocked");
-        check!(s.requests == 1 && s.responses == 0 && s.backend == vde_backend::BLOCK, "stats show the request in flight");
-        check!(all.backend == 1 && listed == 1, "domain totals and the list see the channel");
-        check!(dbg.lines().any(|l| l.starts_with(&format!("{me} "))), "debugfs lists the channel");
+        check!(
+            stall_state()?.1 == 1,
+            "the backend was still blocked while the statistics were read"
+        );
+        check!(
+            took < Duration::from_secs(2),
+            "LIST and debugfs answered in {took:?} while the backend is blocked"
+        );
+        check!(
+            s.requests == 1 && s.responses == 0 && s.backend == vde_backend::BLOCK,
+            "stats show the request in flight"
+        );
+        check!(
+            all.backend == 1 && listed == 1,
+            "domain totals and the list see the channel"
+        );
+        check!(
+            dbg.lines().any(|l| l.starts_with(&format!("{me} "))),
+            "debugfs lists the channel"
+        );
         let r = echo.echo_round_trips(200, T)?;
-        check!(r.n == 200, "another domain's channel is served meanwhile (200 round trips)");
+        check!(
+            r.n == 200,
+            "another domain's channel is served meanwhile (200 round trips)"
+        );
         Ok(())
     })();
     std::fs::write(STALL, "0").context("clear the stall hook")?;
@@ -626,7 +976,10 @@ fn stats_blocked() -> Result<()> {
             ch.wait_irq(Duration::from_millis(100))?;
         }
     }
-    check!(got[0].1 == 0 && got[0].2.len() == 512, "the stalled read completes once the I/O goes on");
+    check!(
+        got[0].1 == 0 && got[0].2.len() == 512,
+        "the stalled read completes once the I/O goes on"
+    );
     Ok(())
 }
 
@@ -639,7 +992,9 @@ fn list_churn() -> Result<()> {
     let churn = Domain::open()?;
     let stable = Domain::open()?;
     // Both domains belong to this process: the stable channels are the ones with 16 entries.
-    let keep: Vec<VdeCreate> = (0..8).map(|_| stable.create(16, 64)).collect::<Result<_, _>>()?;
+    let keep: Vec<VdeCreate> = (0..8)
+        .map(|_| stable.create(16, 64))
+        .collect::<Result<_, _>>()?;
     let stop = AtomicBool::new(false);
     let me = std::process::id();
     let walks = std::thread::scope(|s| -> Result<u32> {
@@ -668,24 +1023,38 @@ fn list_churn() -> Result<()> {
             };
             let keys_ordered = l.windows(2).all(|w| w[0].cursor < w[1].cursor);
             let mut seen = [0u32; 8];
-            for e in l.iter().filter(|e| e.domain_pid == me && e.stats.entries == 16) {
+            for e in l
+                .iter()
+                .filter(|e| e.domain_pid == me && e.stats.entries == 16)
+            {
                 if let Some(i) = keep.iter().position(|c| c.id == e.stats.id) {
                     seen[i] += 1;
                 }
             }
             if !keys_ordered || seen.iter().any(|&n| n != 1) {
-                bad = Some(format!("walk {walks}: ordered {keys_ordered}, stable channels seen {seen:?}"));
+                bad = Some(format!(
+                    "walk {walks}: ordered {keys_ordered}, stable channels seen {seen:?}"
+                ));
             }
             walks += 1;
         }
         stop.store(true, Relaxed);
-        let churned = h.join().map_err(|_| anyhow::anyhow!("churn thread panicked"))??;
+        let churned = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("churn thread panicked"))??;
         if let Some(e) = err {
             anyhow::bail!("VDE_IOC_LIST: {e}");
         }
         println!("list churn: {walks} walks while {churned} create/destroy rounds ran");
-        check!(bad.is_none(), "no walk repeated or skipped a stable channel ({})", bad.unwrap_or_default());
-        check!(churned > 10, "channels came and went during the walks ({churned} rounds)");
+        check!(
+            bad.is_none(),
+            "no walk repeated or skipped a stable channel ({})",
+            bad.unwrap_or_default()
+        );
+        check!(
+            churned > 10,
+            "channels came and went during the walks ({churned} rounds)"
+        );
         Ok(walks)
     })?;
     check!(walks > 10, "{walks} walks");

@@ -898,7 +898,10 @@ impl Fuzz {
     }
 
     /// An ioctl with `bytes` as its argument at `p`, judged.
-    #[allow(clippy::too_many_arguments, reason = "one call with its argument and what it must do")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call with its argument and what it must do"
+    )]
     fn call(
         &mut self,
         dev: Dev,
@@ -1141,8 +1144,16 @@ impl Fuzz {
             10 => self.evt_save(i, p),
             11 => self.evt_restore(i, p),
             12 => {
-                let flags = if self.rng.below(4) == 0 { self.rng.u32v() } else { 0 };
-                let e = VdeListEntry { cursor: self.rng.u64v(), flags, ..Default::default() };
+                let flags = if self.rng.below(4) == 0 {
+                    self.rng.u32v()
+                } else {
+                    0
+                };
+                let e = VdeListEntry {
+                    cursor: self.rng.u64v(),
+                    flags,
+                    ..Default::default()
+                };
                 let desc = format!("cursor={} flags={flags:#x}", e.cursor);
                 let exp = match p {
                     Ptr::Good | Ptr::ReadOnly if flags != 0 => fail(EINVAL, "unknown flag bits"),

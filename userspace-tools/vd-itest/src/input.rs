@@ -24,7 +24,10 @@ const T: Duration = Duration::from_secs(20);
 
 /// `CLOCK_MONOTONIC` in ns (the clock of [`VdiEvent::time_ns`]).
 pub fn now_ns() -> u64 {
-    let mut ts = nix::libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = nix::libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid out pointer.
     unsafe { nix::libc::clock_gettime(nix::libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -66,7 +69,14 @@ fn triples(v: &[VdiEvent]) -> Vec<Ev> {
 }
 
 fn as_events(v: &[Ev]) -> Vec<VdiEvent> {
-    v.iter().map(|&(ty, code, value)| VdiEvent { time_ns: 0, ty, code, value }).collect()
+    v.iter()
+        .map(|&(ty, code, value)| VdiEvent {
+            time_ns: 0,
+            ty,
+            code,
+            value,
+        })
+        .collect()
 }
 
 fn errno_of<T>(r: Result<T, Errno>) -> String {
@@ -95,22 +105,40 @@ impl Sink {
     pub fn new(vm_id: u32, entries: u32) -> Result<Self> {
         let dev = Input::open().context("open /dev/vd_input: is vd_input_irq loaded?")?;
         let call = EventFd::new(EFD_NONBLOCK)?;
-        let create = dev.vm_create(vm_id, entries, Some(call.as_raw_fd())).with_context(|| format!("VDI_IOC_VM_CREATE vm {vm_id}"))?;
+        let create = dev
+            .vm_create(vm_id, entries, Some(call.as_raw_fd()))
+            .with_context(|| format!("VDI_IOC_VM_CREATE vm {vm_id}"))?;
         let map = dev.map_ring(&create).context("mmap the event ring")?;
-        let rd = EventReader::attach(&map.mem()).map_err(|e| anyhow!("event ring header: {e:?}"))?;
+        let rd =
+            EventReader::attach(&map.mem()).map_err(|e| anyhow!("event ring header: {e:?}"))?;
         let kick = EventFd::new(EFD_NONBLOCK)?;
-        dev.bind_kick(Some(kick.as_raw_fd())).context("VDI_IOC_BIND_KICK")?;
-        Ok(Self { dev, create, map, rd, call, kick, kicks: 0, got: vec![] })
+        dev.bind_kick(Some(kick.as_raw_fd()))
+            .context("VDI_IOC_BIND_KICK")?;
+        Ok(Self {
+            dev,
+            create,
+            map,
+            rd,
+            call,
+            kick,
+            kicks: 0,
+            got: vec![],
+        })
     }
     /// Events in the ring not taken yet.
     pub fn available(&self) -> Result<u32> {
-        self.rd.available(&self.map.mem()).map_err(|e| anyhow!("event ring: {e:?}"))
+        self.rd
+            .available(&self.map.mem())
+            .map_err(|e| anyhow!("event ring: {e:?}"))
     }
     /// Takes everything available; returns how many.
     pub fn drain(&mut self) -> Result<usize> {
         let m = self.map.mem();
         let old = self.rd.consumed();
-        let n = self.rd.drain(&m, &mut self.got).map_err(|e| anyhow!("event ring: {e:?}"))? as usize;
+        let n = self
+            .rd
+            .drain(&m, &mut self.got)
+            .map_err(|e| anyhow!("event ring: {e:?}"))? as usize;
         // Freed room while events waited for it: ring the doorbell, as a guest would.
         if n > 0 && self.rd.kick_needed(&m, old) {
             self.kick.write(1)?;
@@ -132,7 +160,9 @@ impl Sink {
                 return Ok(false);
             }
             let m = self.map.mem();
-            if !self.rd.enable_irq(&m) && poll_in(self.call.as_raw_fd(), left.as_millis().min(100) as i32)? {
+            if !self.rd.enable_irq(&m)
+                && poll_in(self.call.as_raw_fd(), left.as_millis().min(100) as i32)?
+            {
                 let _ = self.call.read();
             }
         }
@@ -150,7 +180,11 @@ impl Sink {
         std::mem::take(&mut self.got)
     }
     /// Waits until `f(stats)` or `t` passes; returns the last stats and whether it held.
-    pub fn stats_until(&self, t: Duration, f: impl Fn(&VdiStats) -> bool) -> Result<(VdiStats, bool)> {
+    pub fn stats_until(
+        &self,
+        t: Duration,
+        f: impl Fn(&VdiStats) -> bool,
+    ) -> Result<(VdiStats, bool)> {
         let start = Instant::now();
         loop {
             let s = self.stats()?;
@@ -174,7 +208,8 @@ pub struct Route<'a> {
 impl<'a> Route<'a> {
     pub fn add(adm: &'a Input, kind: u32, grab: bool, pattern: &str) -> Result<Self> {
         let r = route_spec(kind, grab, pattern).map_err(|e| anyhow!("route spec: {e}"))?;
-        adm.route(&r).with_context(|| format!("VDI_IOC_ROUTE kind {kind} {pattern:?}"))?;
+        adm.route(&r)
+            .with_context(|| format!("VDI_IOC_ROUTE kind {kind} {pattern:?}"))?;
         Ok(Self { adm, r })
     }
     pub fn remove(self) -> Result<()> {
@@ -224,7 +259,12 @@ impl VcpuChild {
     }
     /// A child that registers as a vCPU thread and spins: forever, or for `run` and then
     /// unregisters and exits; with `halted`, it sleeps until told to go first.
-    fn fork_vcpu(dev: &Input, cpu: Option<usize>, run: Option<Duration>, halted: bool) -> Result<Self> {
+    fn fork_vcpu(
+        dev: &Input,
+        cpu: Option<usize>,
+        run: Option<Duration>,
+        halted: bool,
+    ) -> Result<Self> {
         let (gr, gw) = nix::unistd::pipe()?;
         let (r, w) = nix::unistd::pipe()?;
         // SAFETY: the child only makes system calls (prctl, sched_setaffinity, ioctl, write,
@@ -275,12 +315,19 @@ impl VcpuChild {
                 drop(gr);
                 let mut b = [0u8; 1];
                 let n = nix::unistd::read(r.as_raw_fd(), &mut b)?;
-                let me = Self { pid: child, alive: true, go: Some(gw) };
+                let me = Self {
+                    pid: child,
+                    alive: true,
+                    go: Some(gw),
+                };
                 if n != 1 {
                     bail!("vCPU child died before registering");
                 }
                 if b[0] != 0 {
-                    bail!("VDI_IOC_VCPU_REGISTER in the vCPU child: {}", Errno::from_raw(i32::from(b[0])));
+                    bail!(
+                        "VDI_IOC_VCPU_REGISTER in the vCPU child: {}",
+                        Errno::from_raw(i32::from(b[0]))
+                    );
                 }
                 Ok(me)
             }
@@ -297,7 +344,9 @@ impl VcpuChild {
     /// Process state letter from `/proc/<pid>/stat`.
     pub fn state(&self) -> char {
         let s = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
-        s.rsplit_once(')').and_then(|(_, r)| r.trim_start().chars().next()).unwrap_or('?')
+        s.rsplit_once(')')
+            .and_then(|(_, r)| r.trim_start().chars().next())
+            .unwrap_or('?')
     }
     /// SIGSTOP, and wait until it is stopped.
     pub fn stop(&self) -> Result<()> {
@@ -305,7 +354,11 @@ impl VcpuChild {
         let start = Instant::now();
         while self.state() != 'T' {
             if start.elapsed() > Duration::from_secs(5) {
-                bail!("vCPU child {} not stopped after 5 s (state {})", self.pid, self.state());
+                bail!(
+                    "vCPU child {} not stopped after 5 s (state {})",
+                    self.pid,
+                    self.state()
+                );
             }
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -335,7 +388,11 @@ impl Drop for VcpuChild {
 /// A keyboard+mouse uinput device with a name unique to this test run.
 fn kbd(what: &str) -> Result<Uinput> {
     let pid = std::process::id();
-    Uinput::new(&format!("vd-itest {what} {pid}"), &format!("vd-itest/{what}{pid}/input0"), Kind::KeyboardMouse)
+    Uinput::new(
+        &format!("vd-itest {what} {pid}"),
+        &format!("vd-itest/{what}{pid}/input0"),
+        Kind::KeyboardMouse,
+    )
 }
 
 /// The 10,000-event burst of the scheduling tests: 140 key frames (70 press/release pairs)
@@ -363,11 +420,23 @@ pub fn verify_coalesced(sent: &[Ev], got: &[VdiEvent]) -> std::result::Result<()
         return Err(format!("{} SYN_DROPPED", have.dropped));
     }
     if have.keys != want.keys {
-        let first = have.keys.iter().zip(&want.keys).position(|(a, b)| a != b).unwrap_or(have.keys.len().min(want.keys.len()));
-        return Err(format!("key events differ: {} delivered, {} sent, first difference at #{first}", have.keys.len(), want.keys.len()));
+        let first = have
+            .keys
+            .iter()
+            .zip(&want.keys)
+            .position(|(a, b)| a != b)
+            .unwrap_or(have.keys.len().min(want.keys.len()));
+        return Err(format!(
+            "key events differ: {} delivered, {} sent, first difference at #{first}",
+            have.keys.len(),
+            want.keys.len()
+        ));
     }
     if have.rel != want.rel {
-        return Err(format!("REL sums differ: delivered X {} Y {}, sent X {} Y {}", have.rel[0], have.rel[1], want.rel[0], want.rel[1]));
+        return Err(format!(
+            "REL sums differ: delivered X {} Y {}, sent X {} Y {}",
+            have.rel[0], have.rel[1], want.rel[0], want.rel[1]
+        ));
     }
     let (fr, open) = frames(got);
     if !open.is_empty() {
@@ -376,9 +445,15 @@ pub fn verify_coalesced(sent: &[Ev], got: &[VdiEvent]) -> std::result::Result<()
     for (i, f) in fr.iter().enumerate() {
         let body = &f[..f.len() - 1];
         let keys = body.iter().filter(|e| e.ty == EV_KEY).count();
-        let motion = body.iter().filter(|e| e.ty == EV_REL || e.ty == EV_ABS).count();
+        let motion = body
+            .iter()
+            .filter(|e| e.ty == EV_REL || e.ty == EV_ABS)
+            .count();
         if body.is_empty() || (keys > 0 && motion > 0) || keys + motion != body.len() {
-            return Err(format!("frame {i} is neither a key frame nor motion only: {:?}", triples(f)));
+            return Err(format!(
+                "frame {i} is neither a key frame nor motion only: {:?}",
+                triples(f)
+            ));
         }
     }
     Ok(())
@@ -426,73 +501,184 @@ fn unprivileged_route_errno(adm: &Input) -> Result<Option<Errno>> {
 pub fn basic() -> Result<()> {
     let adm = Input::open().context("open /dev/vd_input: is vd_input_irq loaded?")?;
     let v = adm.version().context("VD_IOC_VERSION")?;
-    check!(v.driver == VdDriver::Input as u32 && v.abi_version == VD_ABI_VERSION, "VD_IOC_VERSION: driver input, ABI {} (features {:#x})", v.abi_version, v.features);
-    check!(v.features & (VDI_FEAT_ROUTE | VDI_FEAT_SCHED) == VDI_FEAT_ROUTE | VDI_FEAT_SCHED, "features: ROUTE and SCHED");
+    check!(
+        v.driver == VdDriver::Input as u32 && v.abi_version == VD_ABI_VERSION,
+        "VD_IOC_VERSION: driver input, ABI {} (features {:#x})",
+        v.abi_version,
+        v.features
+    );
+    check!(
+        v.features & (VDI_FEAT_ROUTE | VDI_FEAT_SCHED) == VDI_FEAT_ROUTE | VDI_FEAT_SCHED,
+        "features: ROUTE and SCHED"
+    );
 
     // Argument checks, before anything exists.
     let f = Input::open()?;
     let base = 1000 + (std::process::id() % 1000) * 10;
-    check!(f.vm_create(0, 64, None).is_err(), "VM_CREATE with vm_id 0 refused ({})", errno_of(f.vm_create(0, 64, None)));
+    check!(
+        f.vm_create(0, 64, None).is_err(),
+        "VM_CREATE with vm_id 0 refused ({})",
+        errno_of(f.vm_create(0, 64, None))
+    );
     for n in [6u32, 4, 0, 8192] {
-        check!(f.vm_create(base, n, None).err() == Some(Errno::EINVAL), "VM_CREATE with {n} entries: EINVAL");
+        check!(
+            f.vm_create(base, n, None).err() == Some(Errno::EINVAL),
+            "VM_CREATE with {n} entries: EINVAL"
+        );
     }
     let st = std::fs::File::open("/proc/self/stat")?;
-    check!(f.vm_create(base, 64, Some(st.as_raw_fd())).is_err(), "call fd that is no eventfd refused ({})", errno_of(f.vm_create(base, 64, Some(st.as_raw_fd()))));
-    check!(f.vm_create(base, 64, Some(99_999)).err() == Some(Errno::EBADF), "call fd not open: EBADF");
-    check!(f.vcpu_register().is_err(), "VCPU_REGISTER before VM_CREATE refused ({})", errno_of(f.vcpu_register()));
-    check!(f.set_running(false).is_err(), "SET_RUNNING on a file that is no VM refused ({})", errno_of(f.set_running(false)));
-    check!(f.stats(0).is_err(), "STATS(0) on a file that is no VM refused ({})", errno_of(f.stats(0)));
-    check!(adm.stats(999_999).err() == Some(Errno::ENOENT), "STATS of an unknown VM: ENOENT");
-    let bad = VdiRoute { kind: 99, grab: 0, pattern: [0; 64] };
-    check!(adm.route(&bad).err() == Some(Errno::EINVAL), "ROUTE with an unknown match kind: EINVAL");
+    check!(
+        f.vm_create(base, 64, Some(st.as_raw_fd())).is_err(),
+        "call fd that is no eventfd refused ({})",
+        errno_of(f.vm_create(base, 64, Some(st.as_raw_fd())))
+    );
+    check!(
+        f.vm_create(base, 64, Some(99_999)).err() == Some(Errno::EBADF),
+        "call fd not open: EBADF"
+    );
+    check!(
+        f.vcpu_register().is_err(),
+        "VCPU_REGISTER before VM_CREATE refused ({})",
+        errno_of(f.vcpu_register())
+    );
+    check!(
+        f.set_running(false).is_err(),
+        "SET_RUNNING on a file that is no VM refused ({})",
+        errno_of(f.set_running(false))
+    );
+    check!(
+        f.stats(0).is_err(),
+        "STATS(0) on a file that is no VM refused ({})",
+        errno_of(f.stats(0))
+    );
+    check!(
+        adm.stats(999_999).err() == Some(Errno::ENOENT),
+        "STATS of an unknown VM: ENOENT"
+    );
+    let bad = VdiRoute {
+        kind: 99,
+        grab: 0,
+        pattern: [0; 64],
+    };
+    check!(
+        adm.route(&bad).err() == Some(Errno::EINVAL),
+        "ROUTE with an unknown match kind: EINVAL"
+    );
     let mut unterminated = route_spec(vdi_match::NAME, false, "x")?;
     unterminated.pattern = [b'x'; 64];
     match adm.route(&unterminated) {
         Err(e) => println!("ok: ROUTE with a pattern that is not NUL-terminated refused ({e})"),
         Ok(()) => {
             println!("info: ROUTE with a 64-byte pattern without NUL was accepted");
-            check!(adm.unroute(&unterminated).is_ok(), "and it can be removed again");
+            check!(
+                adm.unroute(&unterminated).is_ok(),
+                "and it can be removed again"
+            );
         }
     }
-    check!(adm.route(&route_spec(vdi_match::KEYBOARD, false, "")?).is_ok() && adm.unroute(&route_spec(vdi_match::KEYBOARD, false, "")?).is_ok(), "ROUTE/UNROUTE every keyboard");
-    check!(adm.unroute(&route_spec(vdi_match::NAME, false, "vd-itest never routed")?).is_err(), "UNROUTE of a route that does not exist refused");
+    check!(
+        adm.route(&route_spec(vdi_match::KEYBOARD, false, "")?)
+            .is_ok()
+            && adm
+                .unroute(&route_spec(vdi_match::KEYBOARD, false, "")?)
+                .is_ok(),
+        "ROUTE/UNROUTE every keyboard"
+    );
+    check!(
+        adm.unroute(&route_spec(
+            vdi_match::NAME,
+            false,
+            "vd-itest never routed"
+        )?)
+        .is_err(),
+        "UNROUTE of a route that does not exist refused"
+    );
     if let Some(e) = unprivileged_route_errno(&adm)? {
-        check!(e == Errno::EPERM, "ROUTE without CAP_SYS_ADMIN: EPERM (got {e})");
+        check!(
+            e == Errno::EPERM,
+            "ROUTE without CAP_SYS_ADMIN: EPERM (got {e})"
+        );
     }
 
     // The hardware, routed by name and grabbed.
     let kb = kbd("basic")?;
     let find = |name: &str| -> Result<Option<VdiDevice>> {
-        Ok(adm.devices()?.into_iter().find(|d| vd_sys::input::fixed_str(&d.name) == name))
+        Ok(adm
+            .devices()?
+            .into_iter()
+            .find(|d| vd_sys::input::fixed_str(&d.name) == name))
     };
     let d = find(&kb.name)?.ok_or_else(|| {
-        let names: Vec<String> = adm.devices().unwrap_or_default().iter().map(|d| vd_sys::input::fixed_str(&d.name)).collect();
-        anyhow!("LIST_DEVICES does not show {:?}; it shows {names:?}", kb.name)
+        let names: Vec<String> = adm
+            .devices()
+            .unwrap_or_default()
+            .iter()
+            .map(|d| vd_sys::input::fixed_str(&d.name))
+            .collect();
+        anyhow!(
+            "LIST_DEVICES does not show {:?}; it shows {names:?}",
+            kb.name
+        )
     })?;
-    check!(vd_sys::input::fixed_str(&d.phys) == kb.phys && d.routed == 0, "LIST_DEVICES shows the uinput device with its phys, not routed");
+    check!(
+        vd_sys::input::fixed_str(&d.phys) == kb.phys && d.routed == 0,
+        "LIST_DEVICES shows the uinput device with its phys, not routed"
+    );
     let route = Route::add(&adm, vdi_match::NAME, true, &kb.name)?;
-    check!(adm.route(&route.r).err() == Some(Errno::EEXIST), "the same route twice: EEXIST");
+    check!(
+        adm.route(&route.r).err() == Some(Errno::EEXIST),
+        "the same route twice: EEXIST"
+    );
     let d = find(&kb.name)?.unwrap_or(d);
-    check!(d.routed == 1 && d.grabbed == 1, "after ROUTE by name with grab: routed and grabbed (routed {}, grabbed {})", d.routed, d.grabbed);
+    check!(
+        d.routed == 1 && d.grabbed == 1,
+        "after ROUTE by name with grab: routed and grabbed (routed {}, grabbed {})",
+        d.routed,
+        d.grabbed
+    );
 
     let vm = base + 1;
     let mut a = Sink::new(vm, 256)?;
     let geo = Geometry::new(256, VDI_ENTRY_SIZE).map_err(|e| anyhow!("{e:?}"))?;
-    check!(a.create.mmap_size == geo.total_bytes() as u64, "VM_CREATE 256 entries: mmap_size {} = ring of 256 x 32", a.create.mmap_size);
-    check!(a.dev.vm_create(vm + 50, 64, None).is_err(), "a second VM_CREATE on the same file refused ({})", errno_of(a.dev.vm_create(vm + 50, 64, None)));
+    check!(
+        a.create.mmap_size == geo.total_bytes() as u64,
+        "VM_CREATE 256 entries: mmap_size {} = ring of 256 x 32",
+        a.create.mmap_size
+    );
+    check!(
+        a.dev.vm_create(vm + 50, 64, None).is_err(),
+        "a second VM_CREATE on the same file refused ({})",
+        errno_of(a.dev.vm_create(vm + 50, 64, None))
+    );
     let f2 = Input::open()?;
-    check!(f2.vm_create(vm, 64, None).err() == Some(Errno::EEXIST), "VM_CREATE with a vm_id in use: EEXIST");
+    check!(
+        f2.vm_create(vm, 64, None).err() == Some(Errno::EEXIST),
+        "VM_CREATE with a vm_id in use: EEXIST"
+    );
     drop(f2);
     // A result that cannot be copied back (the argument is in a read-only page): the VM is not
     // made, its id stays free, and the file can try again.
     {
         let f3 = Input::open()?;
         let id = vm + 60;
-        let c = VdiVmCreate { vm_id: id, entries: 64, call_fd: -1, flags: 0, mmap_size: 0 };
+        let c = VdiVmCreate {
+            vm_id: id,
+            entries: 64,
+            call_fd: -1,
+            flags: 0,
+            mmap_size: 0,
+        };
         // SAFETY: a fresh anonymous private page, written through the pointer while writable,
         // then made read-only; unmapped below.
         let page = unsafe {
-            let p = nix::libc::mmap(std::ptr::null_mut(), 4096, nix::libc::PROT_READ | nix::libc::PROT_WRITE, nix::libc::MAP_PRIVATE | nix::libc::MAP_ANONYMOUS, -1, 0);
+            let p = nix::libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                nix::libc::PROT_READ | nix::libc::PROT_WRITE,
+                nix::libc::MAP_PRIVATE | nix::libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
             if p == nix::libc::MAP_FAILED {
                 bail!("mmap: {}", Errno::last());
             }
@@ -504,20 +690,49 @@ pub fn basic() -> Result<()> {
         let r = unsafe { f3.vm_create_at(page.cast()) };
         // SAFETY: mapped above, no reference into it remains.
         unsafe { nix::libc::munmap(page, 4096) };
-        check!(r == Err(Errno::EFAULT), "VM_CREATE whose result cannot be copied back: EFAULT ({})", errno_of(r));
-        check!(adm.stats(id).err() == Some(Errno::ENOENT), "and the VM does not exist (STATS: {})", errno_of(adm.stats(id)));
+        check!(
+            r == Err(Errno::EFAULT),
+            "VM_CREATE whose result cannot be copied back: EFAULT ({})",
+            errno_of(r)
+        );
+        check!(
+            adm.stats(id).err() == Some(Errno::ENOENT),
+            "and the VM does not exist (STATS: {})",
+            errno_of(adm.stats(id))
+        );
         let f4 = Input::open()?;
-        check!(f4.vm_create(id, 64, None).is_ok(), "its id is free: VM_CREATE of it on another file succeeds");
+        check!(
+            f4.vm_create(id, 64, None).is_ok(),
+            "its id is free: VM_CREATE of it on another file succeeds"
+        );
         drop(f4);
-        check!(f3.vm_create(id, 64, None).is_ok(), "the same file can create a VM again");
+        check!(
+            f3.vm_create(id, 64, None).is_ok(),
+            "the same file can create a VM again"
+        );
         let f5 = Input::open()?;
-        let mut bad = VdiVmCreate { vm_id: id + 1, entries: 64, call_fd: -1, flags: 1 << 31, mmap_size: 0 };
+        let mut bad = VdiVmCreate {
+            vm_id: id + 1,
+            entries: 64,
+            call_fd: -1,
+            flags: 1 << 31,
+            mmap_size: 0,
+        };
         // SAFETY: a valid, writable `VdiVmCreate` we own.
         let r = unsafe { f5.vm_create_at(&mut bad) };
-        check!(r == Err(Errno::EINVAL), "VM_CREATE with an unknown flag bit: EINVAL ({})", errno_of(r));
+        check!(
+            r == Err(Errno::EINVAL),
+            "VM_CREATE with an unknown flag bit: EINVAL ({})",
+            errno_of(r)
+        );
     }
     let s = a.stats()?;
-    check!(s.vm_id == vm && s.running == 1 && s.vcpus == 0 && s.queue_depth == 0, "a VM without vCPU threads counts as running (running {}, vcpus {})", s.running, s.vcpus);
+    check!(
+        s.vm_id == vm && s.running == 1 && s.vcpus == 0 && s.queue_depth == 0,
+        "a VM without vCPU threads counts as running (running {}, vcpus {})",
+        s.running,
+        s.vcpus
+    );
     adm.focus(vm).context("VDI_IOC_FOCUS")?;
 
     // Frames: keys, buttons and motion, one write each.
@@ -527,8 +742,16 @@ pub fn basic() -> Result<()> {
         frames_sent.push(key_frame(i / 2, i % 2 == 0).to_vec());
         frames_sent.push(motion_frame(i as i32 + 1, -(i as i32) - 2));
     }
-    frames_sent.push(vec![(EV_KEY, BTN_LEFT, 1), (EV_REL, REL_X, 5), (EV_SYN, SYN_REPORT, 0)]);
-    frames_sent.push(vec![(EV_KEY, BTN_LEFT, 0), (EV_REL, REL_WHEEL, -1), (EV_SYN, SYN_REPORT, 0)]);
+    frames_sent.push(vec![
+        (EV_KEY, BTN_LEFT, 1),
+        (EV_REL, REL_X, 5),
+        (EV_SYN, SYN_REPORT, 0),
+    ]);
+    frames_sent.push(vec![
+        (EV_KEY, BTN_LEFT, 0),
+        (EV_REL, REL_WHEEL, -1),
+        (EV_SYN, SYN_REPORT, 0),
+    ]);
     let m = a.map.mem();
     a.rd.enable_irq(&m);
     let t0 = now_ns();
@@ -547,91 +770,196 @@ pub fn basic() -> Result<()> {
     let t1 = now_ns();
     a.wait_n(sent.len(), T)?;
     let got = a.take();
-    check!(at_once == frames_sent.len(), "{at_once}/{} frames were in the ring when write() returned", frames_sent.len());
-    check!(triples(&evs_of(&got)) == sent, "{} events arrived in order with type/code/value intact ({} received)", sent.len(), got.len());
-    check!(seq_contiguous(&got), "response ids are a contiguous sequence ({}..={})", got.first().map_or(0, |e| e.seq), got.last().map_or(0, |e| e.seq));
-    check!(got.iter().all(|e| e.ev.time_ns >= t0 && e.ev.time_ns <= t1) && got.windows(2).all(|w| w[0].ev.time_ns <= w[1].ev.time_ns), "time_ns is CLOCK_MONOTONIC of the write, non-decreasing");
+    check!(
+        at_once == frames_sent.len(),
+        "{at_once}/{} frames were in the ring when write() returned",
+        frames_sent.len()
+    );
+    check!(
+        triples(&evs_of(&got)) == sent,
+        "{} events arrived in order with type/code/value intact ({} received)",
+        sent.len(),
+        got.len()
+    );
+    check!(
+        seq_contiguous(&got),
+        "response ids are a contiguous sequence ({}..={})",
+        got.first().map_or(0, |e| e.seq),
+        got.last().map_or(0, |e| e.seq)
+    );
+    check!(
+        got.iter().all(|e| e.ev.time_ns >= t0 && e.ev.time_ns <= t1)
+            && got.windows(2).all(|w| w[0].ev.time_ns <= w[1].ev.time_ns),
+        "time_ns is CLOCK_MONOTONIC of the write, non-decreasing"
+    );
     let got_evs = evs_of(&got);
     let (fr, open) = frames(&got_evs);
-    check!(fr.len() == frames_sent.len() && open.is_empty(), "{} frames, each closed by SYN_REPORT", fr.len());
+    check!(
+        fr.len() == frames_sent.len() && open.is_empty(),
+        "{} frames, each closed by SYN_REPORT",
+        fr.len()
+    );
     let s = a.stats()?;
-    check!(s.delivered_immediately == sent.len() as u64 && s.queued == 0 && s.flushed == 0 && s.dropped == 0, "stats: delivered_immediately {} = events sent, nothing queued", s.delivered_immediately);
-    check!(s.irqs >= 1, "stats: {} interrupts (call eventfd signals)", s.irqs);
-    check!(a.kicks == 0, "no doorbell asked while the ring had room ({} kicks)", a.kicks);
+    check!(
+        s.delivered_immediately == sent.len() as u64
+            && s.queued == 0
+            && s.flushed == 0
+            && s.dropped == 0,
+        "stats: delivered_immediately {} = events sent, nothing queued",
+        s.delivered_immediately
+    );
+    check!(
+        s.irqs >= 1,
+        "stats: {} interrupts (call eventfd signals)",
+        s.irqs
+    );
+    check!(
+        a.kicks == 0,
+        "no doorbell asked while the ring had room ({} kicks)",
+        a.kicks
+    );
     let hist: u64 = s.delay_hist.iter().sum();
-    check!(hist > 0, "delay histogram counts deliveries ({:?}, total {hist})", s.delay_hist);
+    check!(
+        hist > 0,
+        "delay histogram counts deliveries ({:?}, total {hist})",
+        s.delay_hist
+    );
     let d = find(&kb.name)?.ok_or_else(|| anyhow!("device gone"))?;
     // Between frames a routed device names the VM its next frame goes to: the focus.
-    check!(d.events >= sent.len() as u64 && d.vm_id == a.create.vm_id, "LIST_DEVICES: {} events seen, next frame to the focused VM {}", d.events, d.vm_id);
+    check!(
+        d.events >= sent.len() as u64 && d.vm_id == a.create.vm_id,
+        "LIST_DEVICES: {} events seen, next frame to the focused VM {}",
+        d.events,
+        d.vm_id
+    );
 
     // Grabbed: the host's evdev reader sees nothing; ungrabbed it does.
     let node = kb.event_node()?;
     let mut host = Evdev::open(&node, true)?;
     kb.emit(&motion_frame(3, 3))?;
     std::thread::sleep(Duration::from_millis(50));
-    check!(host.read()?.is_empty(), "grabbed: the host's reader of {} sees nothing", node.display());
+    check!(
+        host.read()?.is_empty(),
+        "grabbed: the host's reader of {} sees nothing",
+        node.display()
+    );
     check!(a.wait_n(3, T)?, "grabbed: the VM got the frame");
     a.take();
     route.remove()?;
     let route = Route::add(&adm, vdi_match::NAME, false, &kb.name)?;
     let d = find(&kb.name)?.ok_or_else(|| anyhow!("device gone"))?;
-    check!(d.routed == 1 && d.grabbed == 0, "re-routed without grab: routed, not grabbed");
+    check!(
+        d.routed == 1 && d.grabbed == 0,
+        "re-routed without grab: routed, not grabbed"
+    );
     kb.emit(&motion_frame(4, 4))?;
     check!(a.wait_n(3, T)?, "not grabbed: the VM got the frame");
     std::thread::sleep(Duration::from_millis(20));
     let h = host.read()?;
-    check!(h.iter().any(|&(t, c, v)| t == EV_REL && c == REL_X && v == 4), "not grabbed: the host's reader sees it too");
+    check!(
+        h.iter()
+            .any(|&(t, c, v)| t == EV_REL && c == REL_X && v == 4),
+        "not grabbed: the host's reader sees it too"
+    );
     a.take();
 
     // Unrouted: the device is the host's again.
     route.remove()?;
-    check!(find(&kb.name)?.is_some_and(|d| d.routed == 0), "UNROUTE: the device is not routed any more");
+    check!(
+        find(&kb.name)?.is_some_and(|d| d.routed == 0),
+        "UNROUTE: the device is not routed any more"
+    );
     kb.emit(&motion_frame(5, 5))?;
     std::thread::sleep(Duration::from_millis(50));
     a.drain()?;
     check!(a.got.is_empty(), "unrouted: the VM gets nothing");
-    check!(host.read()?.iter().any(|&(t, c, v)| t == EV_REL && c == REL_X && v == 5), "unrouted: the host gets it");
+    check!(
+        host.read()?
+            .iter()
+            .any(|&(t, c, v)| t == EV_REL && c == REL_X && v == 5),
+        "unrouted: the host gets it"
+    );
 
     // By phys path, by capability.
     let route = Route::add(&adm, vdi_match::PHYS, true, &kb.phys)?;
     kb.emit(&motion_frame(6, 6))?;
-    check!(a.wait_n(3, T)? && a.take()[0].ev.value == 6, "ROUTE by phys {:?}: delivered", kb.phys);
+    check!(
+        a.wait_n(3, T)? && a.take()[0].ev.value == 6,
+        "ROUTE by phys {:?}: delivered",
+        kb.phys
+    );
     route.remove()?;
     let route = Route::add(&adm, vdi_match::KEYBOARD, false, "")?;
-    check!(find(&kb.name)?.is_some_and(|d| d.routed == 1), "ROUTE every keyboard: the uinput keyboard is routed");
+    check!(
+        find(&kb.name)?.is_some_and(|d| d.routed == 1),
+        "ROUTE every keyboard: the uinput keyboard is routed"
+    );
     kb.emit(&key_frame(3, true))?;
     kb.emit(&key_frame(3, false))?;
-    check!(a.wait_n(4, T)? && triples(&evs_of(&a.take())) == [key_frame(3, true), key_frame(3, false)].concat(), "ROUTE every keyboard: key frames delivered");
+    check!(
+        a.wait_n(4, T)?
+            && triples(&evs_of(&a.take())) == [key_frame(3, true), key_frame(3, false)].concat(),
+        "ROUTE every keyboard: key frames delivered"
+    );
     route.remove()?;
     let route = Route::add(&adm, vdi_match::MOUSE, false, "")?;
-    check!(find(&kb.name)?.is_some_and(|d| d.routed == 1), "ROUTE every mouse: the uinput keyboard+mouse is routed");
+    check!(
+        find(&kb.name)?.is_some_and(|d| d.routed == 1),
+        "ROUTE every mouse: the uinput keyboard+mouse is routed"
+    );
     route.remove()?;
     let pid = std::process::id();
-    let tab = Uinput::new(&format!("vd-itest tablet {pid}"), &format!("vd-itest/tablet{pid}/input0"), Kind::Tablet)?;
+    let tab = Uinput::new(
+        &format!("vd-itest tablet {pid}"),
+        &format!("vd-itest/tablet{pid}/input0"),
+        Kind::Tablet,
+    )?;
     let route = Route::add(&adm, vdi_match::TABLET, true, "")?;
-    check!(find(&tab.name)?.is_some_and(|d| d.routed == 1) && find(&kb.name)?.is_some_and(|d| d.routed == 0), "ROUTE every tablet: the uinput tablet is routed, the mouse is not");
-    let abs = [(EV_KEY, BTN_TOUCH, 1), (EV_ABS, ABS_X, 1000), (EV_ABS, ABS_Y, 2000), (EV_SYN, SYN_REPORT, 0)];
+    check!(
+        find(&tab.name)?.is_some_and(|d| d.routed == 1)
+            && find(&kb.name)?.is_some_and(|d| d.routed == 0),
+        "ROUTE every tablet: the uinput tablet is routed, the mouse is not"
+    );
+    let abs = [
+        (EV_KEY, BTN_TOUCH, 1),
+        (EV_ABS, ABS_X, 1000),
+        (EV_ABS, ABS_Y, 2000),
+        (EV_SYN, SYN_REPORT, 0),
+    ];
     tab.emit(&abs)?;
-    check!(a.wait_n(4, T)? && triples(&evs_of(&a.take())) == abs, "tablet frame delivered (ABS_X 1000, ABS_Y 2000, BTN_TOUCH)");
+    check!(
+        a.wait_n(4, T)? && triples(&evs_of(&a.take())) == abs,
+        "tablet frame delivered (ABS_X 1000, ABS_Y 2000, BTN_TOUCH)"
+    );
     route.remove()?;
     drop(tab);
 
     // Rebinding the call eventfd.
     let _route = Route::add(&adm, vdi_match::NAME, true, &kb.name)?;
     let call2 = EventFd::new(EFD_NONBLOCK)?;
-    a.dev.bind(Some(call2.as_raw_fd())).context("VDI_IOC_BIND")?;
+    a.dev
+        .bind(Some(call2.as_raw_fd()))
+        .context("VDI_IOC_BIND")?;
     let _ = a.call.read();
     let m = a.map.mem();
     a.rd.enable_irq(&m);
     kb.emit(&motion_frame(7, 7))?;
-    check!(poll_in(call2.as_raw_fd(), 2000)? && call2.read().is_ok() && a.call.read().is_err(), "BIND: the new call eventfd is signalled, the old one not");
+    check!(
+        poll_in(call2.as_raw_fd(), 2000)? && call2.read().is_ok() && a.call.read().is_err(),
+        "BIND: the new call eventfd is signalled, the old one not"
+    );
     a.wait_n(3, T)?;
     a.take();
     a.dev.bind(None)?;
     let irqs = a.stats()?.irqs;
     a.rd.enable_irq(&m);
     kb.emit(&motion_frame(8, 8))?;
-    check!(a.wait_n(3, T)? && call2.read().is_err(), "BIND -1: events still arrive, no eventfd is signalled (irqs {} -> {})", irqs, a.stats()?.irqs);
+    check!(
+        a.wait_n(3, T)? && call2.read().is_err(),
+        "BIND -1: events still arrive, no eventfd is signalled (irqs {} -> {})",
+        irqs,
+        a.stats()?.irqs
+    );
     a.take();
     a.dev.bind(Some(a.call.as_raw_fd()))?;
 
@@ -639,14 +967,24 @@ pub fn basic() -> Result<()> {
     let mut b = Sink::new(vm + 1, 64)?;
     adm.focus(vm + 1)?;
     kb.emit(&motion_frame(9, 9))?;
-    check!(b.wait_n(3, T)?, "FOCUS VM {}: it gets the next frame", vm + 1);
+    check!(
+        b.wait_n(3, T)?,
+        "FOCUS VM {}: it gets the next frame",
+        vm + 1
+    );
     a.drain()?;
-    check!(a.got.is_empty(), "the previous VM gets nothing after the focus moved");
+    check!(
+        a.got.is_empty(),
+        "the previous VM gets nothing after the focus moved"
+    );
     drop(b);
     kb.emit(&motion_frame(10, 10))?;
     kb.emit(&key_frame(0, true))?;
     kb.emit(&key_frame(0, false))?;
-    check!(adm.stats(vm + 1).err() == Some(Errno::ENOENT), "closing a VM's file removes it (STATS: ENOENT), even while it has the focus");
+    check!(
+        adm.stats(vm + 1).err() == Some(Errno::ENOENT),
+        "closing a VM's file removes it (STATS: ENOENT), even while it has the focus"
+    );
     check!(a.stats()?.vm_id == vm, "the other VM is unaffected");
     // A full ring: what does not fit waits in the queue, in order.
     let mut c = Sink::new(vm + 2, 8)?;
@@ -655,25 +993,48 @@ pub fn basic() -> Result<()> {
     kb.emit(&fr)?;
     let s = c.stats()?;
     let n0 = c.available()? as usize;
-    check!(n0 <= 8 && s.queue_depth >= 7 && n0 + s.queue_depth as usize <= 15, "ring of 8 entries: {n0} events visible in it, {} queued (of 15)", s.queue_depth);
+    check!(
+        n0 <= 8 && s.queue_depth >= 7 && n0 + s.queue_depth as usize <= 15,
+        "ring of 8 entries: {n0} events visible in it, {} queued (of 15)",
+        s.queue_depth
+    );
     c.drain()?;
-    check!(c.kicks >= 1, "the module asked for a kick when the consumer freed room ({} kicks)", c.kicks);
+    check!(
+        c.kicks >= 1,
+        "the module asked for a kick when the consumer freed room ({} kicks)",
+        c.kicks
+    );
     // Every doorbell moves what fits; the consumer keeps draining (and kicking) until all is in.
-    check!(c.wait_n(15, T)?, "after the doorbell the queued events arrived without new input ({} of 15, queue depth {})", c.got.len(), c.stats()?.queue_depth);
-    check!(triples(&evs_of(&c.got)) == fr, "all 15 in order, whole frames");
+    check!(
+        c.wait_n(15, T)?,
+        "after the doorbell the queued events arrived without new input ({} of 15, queue depth {})",
+        c.got.len(),
+        c.stats()?.queue_depth
+    );
+    check!(
+        triples(&evs_of(&c.got)) == fr,
+        "all 15 in order, whole frames"
+    );
     let more = motion_frame(9, 9);
     kb.emit(&more)?;
     c.drain()?;
     let want = [fr.clone(), more].concat();
     let got = triples(&evs_of(&c.got));
-    check!(got.len() > n0 && got[..] == want[..got.len()], "the next input flushes the queue first: {} events in order so far", got.len());
+    check!(
+        got.len() > n0 && got[..] == want[..got.len()],
+        "the next input flushes the queue first: {} events in order so far",
+        got.len()
+    );
     check!(c.stats()?.dropped == 0, "nothing dropped");
     drop(c);
     let fr = adm.focus(999_999);
     println!("info: FOCUS on a VM that does not exist: {}", errno_of(fr));
     adm.focus(vm)?;
     kb.emit(&motion_frame(11, 11))?;
-    check!(a.wait_n(3, T)? && a.take()[0].ev.value == 11, "focus back: delivered again");
+    check!(
+        a.wait_n(3, T)? && a.take()[0].ev.value == 11,
+        "focus back: delivered again"
+    );
     Ok(())
 }
 
@@ -691,9 +1052,23 @@ pub fn sched() -> Result<()> {
     pin(0);
     let mut child = VcpuChild::spawn_halted(&a.dev, Some(1))?;
     let (s, ok) = a.stats_until(Duration::from_secs(5), |s| s.vcpus == 1 && s.running == 1)?;
-    check!(ok, "vCPU child {} registered and running (vcpus {}, running {})", child.pid, s.vcpus, s.running);
+    check!(
+        ok,
+        "vCPU child {} registered and running (vcpus {}, running {})",
+        child.pid,
+        s.vcpus,
+        s.running
+    );
     let frames50 = |base: usize| -> Vec<Vec<Ev>> {
-        (0..50).map(|i| if i % 5 == 0 { key_frame(base + i / 10, (i / 5) % 2 == 0).to_vec() } else { motion_frame(2, -1) }).collect()
+        (0..50)
+            .map(|i| {
+                if i % 5 == 0 {
+                    key_frame(base + i / 10, (i / 5) % 2 == 0).to_vec()
+                } else {
+                    motion_frame(2, -1)
+                }
+            })
+            .collect()
     };
 
     // Halted (asleep in the kernel waiting for an interrupt, as a vCPU in the guest's hlt): it
@@ -719,14 +1094,19 @@ pub fn sched() -> Result<()> {
     let s1 = a.stats()?;
     check!(at_once == 50, "vCPU halted waiting for an interrupt: {at_once}/50 frames were in the ring when write() returned");
     check!(
-        s1.delivered_immediately - s0.delivered_immediately == sent.len() as u64 && s1.queued == s0.queued,
+        s1.delivered_immediately - s0.delivered_immediately == sent.len() as u64
+            && s1.queued == s0.queued,
         "stats: all {} events delivered immediately (+{}), none queued (+{})",
         sent.len(),
         s1.delivered_immediately - s0.delivered_immediately,
         s1.queued - s0.queued
     );
     a.wait_n(sent.len(), T)?;
-    check!(triples(&evs_of(&a.take())) == sent, "halted: {} events in order", sent.len());
+    check!(
+        triples(&evs_of(&a.take())) == sent,
+        "halted: {} events in order",
+        sent.len()
+    );
 
     // On a CPU (spinning): the host scheduler may still preempt it at any moment (under
     // emulation it does), and a preempted vCPU rightly queues. What holds whatever the
@@ -751,9 +1131,17 @@ pub fn sched() -> Result<()> {
         }
     }
     a.wait_n(sent.len(), T)?;
-    check!(triples(&evs_of(&a.got)) == sent, "running: {} events in order ({at_once}/50 frames in the ring when write() returned)", sent.len());
+    check!(
+        triples(&evs_of(&a.got)) == sent,
+        "running: {} events in order ({at_once}/50 frames in the ring when write() returned)",
+        sent.len()
+    );
     let (s1, ok) = a.stats_until(Duration::from_secs(5), |s| s.queue_depth == 0)?;
-    let (imm, queued, flushed) = (s1.delivered_immediately - s0.delivered_immediately, s1.queued - s0.queued, s1.flushed - s0.flushed);
+    let (imm, queued, flushed) = (
+        s1.delivered_immediately - s0.delivered_immediately,
+        s1.queued - s0.queued,
+        s1.flushed - s0.flushed,
+    );
     println!("info: running: delivered_immediately +{imm}, queued +{queued}, flushed +{flushed}");
     check!(ok && imm + flushed == sent.len() as u64 && queued == flushed && s1.coalesced == s0.coalesced, "stats: every event delivered at once or queued and flushed ({imm} + {flushed} = {}), nothing left queued", sent.len());
     a.take();
@@ -761,64 +1149,160 @@ pub fn sched() -> Result<()> {
     // Stopped: the burst waits in the queue.
     child.stop()?;
     let (s, ok) = a.stats_until(Duration::from_secs(5), |s| s.running == 0)?;
-    check!(ok, "SIGSTOP of the vCPU child: the VM is not running (running {})", s.running);
+    check!(
+        ok,
+        "SIGSTOP of the vCPU child: the VM is not running (running {})",
+        s.running
+    );
     let s0 = a.stats()?;
     let b = sched_burst()?;
     let tw = Instant::now();
     emit_chunks(&kb, &b, 600)?;
     let write_ms = tw.elapsed().as_secs_f64() * 1e3;
     std::thread::sleep(Duration::from_millis(100));
-    check!(a.available()? == 0, "burst of {} events while stopped: nothing in the ring (written in {write_ms:.1} ms)", b.len());
+    check!(
+        a.available()? == 0,
+        "burst of {} events while stopped: nothing in the ring (written in {write_ms:.1} ms)",
+        b.len()
+    );
     let s1 = a.stats()?;
-    check!(s1.queued - s0.queued == b.len() as u64, "stats: queued +{} (all {})", s1.queued - s0.queued, b.len());
-    check!(s1.queue_depth > 0 && s1.queue_depth <= VDI_QUEUE_EVENTS, "stats: queue depth {} of {}", s1.queue_depth, VDI_QUEUE_EVENTS);
-    check!(s1.coalesced > s0.coalesced && s1.dropped == s0.dropped, "stats: coalesced +{}, dropped +{}", s1.coalesced - s0.coalesced, s1.dropped - s0.dropped);
-    check!(s1.max_depth <= u64::from(VDI_QUEUE_EVENTS) && s1.max_depth >= u64::from(s1.queue_depth), "stats: max depth {}", s1.max_depth);
+    check!(
+        s1.queued - s0.queued == b.len() as u64,
+        "stats: queued +{} (all {})",
+        s1.queued - s0.queued,
+        b.len()
+    );
+    check!(
+        s1.queue_depth > 0 && s1.queue_depth <= VDI_QUEUE_EVENTS,
+        "stats: queue depth {} of {}",
+        s1.queue_depth,
+        VDI_QUEUE_EVENTS
+    );
+    check!(
+        s1.coalesced > s0.coalesced && s1.dropped == s0.dropped,
+        "stats: coalesced +{}, dropped +{}",
+        s1.coalesced - s0.coalesced,
+        s1.dropped - s0.dropped
+    );
+    check!(
+        s1.max_depth <= u64::from(VDI_QUEUE_EVENTS) && s1.max_depth >= u64::from(s1.queue_depth),
+        "stats: max depth {}",
+        s1.max_depth
+    );
 
     // SIGCONT: flushed in order, before anything newer.
     let tc = Instant::now();
     child.cont()?;
     let keys = b.iter().filter(|e| e.0 == EV_KEY).count();
-    let flushed = a.wait(T, |g| g.iter().filter(|e| e.ev.ty == EV_KEY).count() >= keys && g.last().is_some_and(|e| e.ev.ty == EV_SYN))?;
+    let flushed = a.wait(T, |g| {
+        g.iter().filter(|e| e.ev.ty == EV_KEY).count() >= keys
+            && g.last().is_some_and(|e| e.ev.ty == EV_SYN)
+    })?;
     let flush_ms = tc.elapsed().as_secs_f64() * 1e3;
-    let (s2, _) = a.stats_until(Duration::from_secs(5), |s| s.queue_depth == 0 && s.running == 1)?;
-    check!(flushed, "SIGCONT: the queue was flushed ({} events in {flush_ms:.1} ms)", a.got.len());
+    let (s2, _) = a.stats_until(Duration::from_secs(5), |s| {
+        s.queue_depth == 0 && s.running == 1
+    })?;
+    check!(
+        flushed,
+        "SIGCONT: the queue was flushed ({} events in {flush_ms:.1} ms)",
+        a.got.len()
+    );
     let got = evs_of(&a.got);
     verify_coalesced(&b, &got).map_err(|e| anyhow!("burst after SIGCONT: {e}"))?;
     let want = Summary::of(&as_events(&b));
     println!("ok: all {keys} key events in order, REL sums X {} Y {} exact, every frame whole, no SYN_DROPPED", want.rel[0], want.rel[1]);
-    check!(seq_contiguous(&a.got), "sequence numbers contiguous across the flush");
-    check!(s2.flushed - s1.flushed == got.len() as u64, "stats: flushed +{} = events delivered", s2.flushed - s1.flushed);
-    check!(s2.queued - s0.queued - (s2.coalesced - s0.coalesced) == s2.flushed - s1.flushed, "stats: queued - coalesced = flushed ({} - {} = {})", s2.queued - s0.queued, s2.coalesced - s0.coalesced, s2.flushed - s1.flushed);
-    check!(s2.queue_depth == 0 && s2.running == 1, "stats: queue empty, running again");
-    check!(s2.delay_hist.iter().sum::<u64>() > 0, "delay histogram after the flush: {:?}", s2.delay_hist);
+    check!(
+        seq_contiguous(&a.got),
+        "sequence numbers contiguous across the flush"
+    );
+    check!(
+        s2.flushed - s1.flushed == got.len() as u64,
+        "stats: flushed +{} = events delivered",
+        s2.flushed - s1.flushed
+    );
+    check!(
+        s2.queued - s0.queued - (s2.coalesced - s0.coalesced) == s2.flushed - s1.flushed,
+        "stats: queued - coalesced = flushed ({} - {} = {})",
+        s2.queued - s0.queued,
+        s2.coalesced - s0.coalesced,
+        s2.flushed - s1.flushed
+    );
+    check!(
+        s2.queue_depth == 0 && s2.running == 1,
+        "stats: queue empty, running again"
+    );
+    check!(
+        s2.delay_hist.iter().sum::<u64>() > 0,
+        "delay histogram after the flush: {:?}",
+        s2.delay_hist
+    );
     a.take();
 
     // Newer events never overtake the queue.
     child.stop()?;
     a.stats_until(Duration::from_secs(5), |s| s.running == 0)?;
-    let small: Vec<Ev> = (0..40).flat_map(|i| if i % 4 == 0 { key_frame(20 + i / 8, (i / 4) % 2 == 0).to_vec() } else { motion_frame(1, 1) }).collect();
+    let small: Vec<Ev> = (0..40)
+        .flat_map(|i| {
+            if i % 4 == 0 {
+                key_frame(20 + i / 8, (i / 4) % 2 == 0).to_vec()
+            } else {
+                motion_frame(1, 1)
+            }
+        })
+        .collect();
     kb.emit(&small)?;
     child.cont()?;
-    let marker = [(EV_KEY, KEYS[25], 1), (EV_SYN, SYN_REPORT, 0), (EV_KEY, KEYS[25], 0), (EV_SYN, SYN_REPORT, 0)];
+    let marker = [
+        (EV_KEY, KEYS[25], 1),
+        (EV_SYN, SYN_REPORT, 0),
+        (EV_KEY, KEYS[25], 0),
+        (EV_SYN, SYN_REPORT, 0),
+    ];
     kb.emit(&marker)?;
-    a.wait(T, |g| g.iter().filter(|e| e.ev.ty == EV_KEY && e.ev.code == KEYS[25]).count() >= 2)?;
+    a.wait(T, |g| {
+        g.iter()
+            .filter(|e| e.ev.ty == EV_KEY && e.ev.code == KEYS[25])
+            .count()
+            >= 2
+    })?;
     let got = triples(&evs_of(&a.take()));
-    check!(got.len() >= 4 && got[got.len() - 4..] == marker && got[..got.len() - 4] == small[..], "a frame written right after SIGCONT arrives after the whole queue ({} events)", got.len());
+    check!(
+        got.len() >= 4 && got[got.len() - 4..] == marker && got[..got.len() - 4] == small[..],
+        "a frame written right after SIGCONT arrives after the whole queue ({} events)",
+        got.len()
+    );
 
     // Explicit pause.
     a.dev.set_running(false).context("VDI_IOC_SET_RUNNING 0")?;
-    check!(a.stats()?.running == 0, "SET_RUNNING 0: not running although the vCPU is on a CPU");
-    let pause: Vec<Ev> = (0..30).flat_map(|i| if i % 3 == 0 { key_frame(i / 6, (i / 3) % 2 == 0).to_vec() } else { motion_frame(-1, 3) }).collect();
+    check!(
+        a.stats()?.running == 0,
+        "SET_RUNNING 0: not running although the vCPU is on a CPU"
+    );
+    let pause: Vec<Ev> = (0..30)
+        .flat_map(|i| {
+            if i % 3 == 0 {
+                key_frame(i / 6, (i / 3) % 2 == 0).to_vec()
+            } else {
+                motion_frame(-1, 3)
+            }
+        })
+        .collect();
     kb.emit(&pause)?;
     std::thread::sleep(Duration::from_millis(100));
     let s = a.stats()?;
-    check!(a.available()? == 0 && s.queue_depth as usize == pause.len(), "paused: {} events wait in the queue, none in the ring", s.queue_depth);
+    check!(
+        a.available()? == 0 && s.queue_depth as usize == pause.len(),
+        "paused: {} events wait in the queue, none in the ring",
+        s.queue_depth
+    );
     let tr = Instant::now();
     a.dev.set_running(true).context("VDI_IOC_SET_RUNNING 1")?;
     let at_return = a.available()?;
     check!(a.wait_n(pause.len(), T)?, "SET_RUNNING 1: the queue is flushed ({at_return} events already there when the ioctl returned, all after {:.1} ms)", tr.elapsed().as_secs_f64() * 1e3);
-    check!(triples(&evs_of(&a.take())) == pause, "flushed in order, nothing coalesced (below capacity)");
+    check!(
+        triples(&evs_of(&a.take())) == pause,
+        "flushed in order, nothing coalesced (below capacity)"
+    );
     // A pause holds across a SIGSTOP/SIGCONT of the vCPU.
     a.dev.set_running(false)?;
     child.stop()?;
@@ -826,30 +1310,56 @@ pub fn sched() -> Result<()> {
     std::thread::sleep(Duration::from_millis(50));
     kb.emit(&motion_frame(4, 4))?;
     std::thread::sleep(Duration::from_millis(50));
-    check!(a.available()? == 0 && a.stats()?.running == 0, "paused VM stays paused when its vCPU is scheduled in again");
+    check!(
+        a.available()? == 0 && a.stats()?.running == 0,
+        "paused VM stays paused when its vCPU is scheduled in again"
+    );
     a.dev.set_running(true)?;
     check!(a.wait_n(3, T)?, "resumed: delivered");
     a.take();
-    check!(a.dev.vcpu_unregister().is_err(), "VCPU_UNREGISTER from a thread that is not a vCPU refused ({})", errno_of(a.dev.vcpu_unregister()));
+    check!(
+        a.dev.vcpu_unregister().is_err(),
+        "VCPU_UNREGISTER from a thread that is not a vCPU refused ({})",
+        errno_of(a.dev.vcpu_unregister())
+    );
 
     // A second vCPU thread that unregisters and exits: the VM is as before.
     let mut c2 = VcpuChild::spawn_timed(&a.dev, None, Duration::from_millis(300))?;
     let (s, ok) = a.stats_until(Duration::from_secs(5), |s| s.vcpus == 2)?;
     check!(ok, "a second vCPU thread registered (vcpus {})", s.vcpus);
     let (s, ok) = a.stats_until(Duration::from_secs(10), |s| s.vcpus == 1)?;
-    check!(ok, "VCPU_UNREGISTER from that thread before it exits: vcpus {}", s.vcpus);
+    check!(
+        ok,
+        "VCPU_UNREGISTER from that thread before it exits: vcpus {}",
+        s.vcpus
+    );
     check!(c2.wait_exit()? == 0, "it unregistered cleanly");
     kb.emit(&motion_frame(2, 2))?;
-    check!(a.wait_n(3, T)? && a.stats()?.running == 1, "delivery goes on with the first vCPU");
+    check!(
+        a.wait_n(3, T)? && a.stats()?.running == 1,
+        "delivery goes on with the first vCPU"
+    );
     a.take();
 
     // The vCPU thread dies while stopped with events queued: no vCPU left, so the VM counts as
     // running again and gets its events.
     child.stop()?;
     a.stats_until(Duration::from_secs(5), |s| s.running == 0)?;
-    let last: Vec<Ev> = (0..20).flat_map(|i| if i % 2 == 0 { key_frame(i / 4, (i / 2) % 2 == 0).to_vec() } else { motion_frame(1, 2) }).collect();
+    let last: Vec<Ev> = (0..20)
+        .flat_map(|i| {
+            if i % 2 == 0 {
+                key_frame(i / 4, (i / 2) % 2 == 0).to_vec()
+            } else {
+                motion_frame(1, 2)
+            }
+        })
+        .collect();
     kb.emit(&last)?;
-    check!(a.stats()?.queue_depth > 0, "stopped again: {} events queued", a.stats()?.queue_depth);
+    check!(
+        a.stats()?.queue_depth > 0,
+        "stopped again: {} events queued",
+        a.stats()?.queue_depth
+    );
     child.kill()?;
     // Waits on the ring and the call eventfd only: no ioctl that could move the queue.
     let ok = a.wait_n(last.len(), Duration::from_secs(5))?;
@@ -857,8 +1367,15 @@ pub fn sched() -> Result<()> {
     check!(ok && got == last, "the events queued for the dead vCPU are delivered in order, by the module itself ({} of {})", got.len(), last.len());
     // Its last context switch takes it off the counts (it may still be exiting now); STATS has
     // no side effect, so waiting on it changes nothing.
-    let (s, ok) = a.stats_until(Duration::from_secs(5), |s| s.vcpus == 0 && s.queue_depth == 0)?;
-    check!(ok, "vCPU child killed: its registration is gone (vcpus {}, queue depth {})", s.vcpus, s.queue_depth);
+    let (s, ok) = a.stats_until(Duration::from_secs(5), |s| {
+        s.vcpus == 0 && s.queue_depth == 0
+    })?;
+    check!(
+        ok,
+        "vCPU child killed: its registration is gone (vcpus {}, queue depth {})",
+        s.vcpus,
+        s.queue_depth
+    );
     Ok(())
 }
 
@@ -889,7 +1406,11 @@ pub fn focus(frames_total: usize) -> Result<()> {
             let mut batches = 0u64;
             while i < frames_total {
                 // Keep well inside the rings: the consumer (the main thread) drains both.
-                while written.load(Ordering::Relaxed).saturating_sub(seen.load(Ordering::Relaxed)) > 300 {
+                while written
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(seen.load(Ordering::Relaxed))
+                    > 300
+                {
                     if done.load(Ordering::Relaxed) {
                         return Ok(batches);
                     }
@@ -950,25 +1471,53 @@ pub fn focus(frames_total: usize) -> Result<()> {
     for (name, sk) in [("A", &a), ("B", &b)] {
         let evs = evs_of(&sk.got);
         let (fr, open) = frames(&evs);
-        check!(open.is_empty(), "VM {name}: the stream ends on a SYN_REPORT");
+        check!(
+            open.is_empty(),
+            "VM {name}: the stream ends on a SYN_REPORT"
+        );
         let mut tags = vec![];
         for f in &fr {
-            let t = f.iter().find(|e| e.ty == EV_REL && e.code == REL_X).map(|e| e.value as usize);
+            let t = f
+                .iter()
+                .find(|e| e.ty == EV_REL && e.code == REL_X)
+                .map(|e| e.value as usize);
             match t {
                 Some(t) if t >= 1 && triples(f) == tagged_frame(t - 1) => tags.push(t - 1),
                 _ => bail!("VM {name}: a split or foreign frame: {:?}", triples(f)),
             }
         }
-        check!(tags.windows(2).all(|w| w[0] < w[1]), "VM {name}: {} whole frames, in order", tags.len());
-        check!(seq_contiguous(&sk.got), "VM {name}: ring sequence contiguous");
+        check!(
+            tags.windows(2).all(|w| w[0] < w[1]),
+            "VM {name}: {} whole frames, in order",
+            tags.len()
+        );
+        check!(
+            seq_contiguous(&sk.got),
+            "VM {name}: ring sequence contiguous"
+        );
         let st = sk.stats()?;
-        check!(st.delivered_immediately == evs.len() as u64 && st.dropped == 0, "VM {name}: stats delivered_immediately {} = events received", st.delivered_immediately);
+        check!(
+            st.delivered_immediately == evs.len() as u64 && st.dropped == 0,
+            "VM {name}: stats delivered_immediately {} = events received",
+            st.delivered_immediately
+        );
         all.extend(tags);
     }
-    check!(!a.got.is_empty() && !b.got.is_empty(), "both VMs got frames ({} / {})", a.got.len() / 5, b.got.len() / 5);
+    check!(
+        !a.got.is_empty() && !b.got.is_empty(),
+        "both VMs got frames ({} / {})",
+        a.got.len() / 5,
+        b.got.len() / 5
+    );
     all.sort_unstable();
-    check!(all == (0..frames_total).collect::<Vec<_>>(), "every frame went to exactly one VM: nothing lost, nothing duplicated");
-    let keys: usize = [&a, &b].iter().map(|s| s.got.iter().filter(|e| e.ev.ty == EV_KEY).count()).sum();
+    check!(
+        all == (0..frames_total).collect::<Vec<_>>(),
+        "every frame went to exactly one VM: nothing lost, nothing duplicated"
+    );
+    let keys: usize = [&a, &b]
+        .iter()
+        .map(|s| s.got.iter().filter(|e| e.ev.ty == EV_KEY).count())
+        .sum();
     check!(keys == frames_total, "all {keys} key events delivered");
     Ok(())
 }
@@ -984,28 +1533,56 @@ pub fn unplug() -> Result<()> {
     let mut a = Sink::new(vm, 4096)?;
     adm.focus(vm)?;
     let listed = |adm: &Input| -> Result<Vec<VdiDevice>> {
-        Ok(adm.devices()?.into_iter().filter(|d| vd_sys::input::fixed_str(&d.name) == name).collect())
+        Ok(adm
+            .devices()?
+            .into_iter()
+            .filter(|d| vd_sys::input::fixed_str(&d.name) == name)
+            .collect())
     };
-    let new_dev = |i: usize| Uinput::new(&name, &format!("vd-itest/unplug{pid}/input{i}"), Kind::KeyboardMouse);
+    let new_dev = |i: usize| {
+        Uinput::new(
+            &name,
+            &format!("vd-itest/unplug{pid}/input{i}"),
+            Kind::KeyboardMouse,
+        )
+    };
 
     let mut d1 = new_dev(1)?;
     let l = listed(&adm)?;
-    check!(l.len() == 1 && l[0].routed == 1, "a device that appears after the route is routed");
+    check!(
+        l.len() == 1 && l[0].routed == 1,
+        "a device that appears after the route is routed"
+    );
     let fr: Vec<Ev> = (0..10).flat_map(tagged_frame).collect();
     d1.emit(&fr)?;
     check!(a.wait_n(fr.len(), T)?, "10 frames delivered");
     a.take();
 
     // Unplug with a key held and a frame open.
-    d1.emit(&[(EV_KEY, KEYS[0], 1), (EV_SYN, SYN_REPORT, 0), (EV_KEY, KEYS[1], 1), (EV_REL, REL_X, 3)])?;
+    d1.emit(&[
+        (EV_KEY, KEYS[0], 1),
+        (EV_SYN, SYN_REPORT, 0),
+        (EV_KEY, KEYS[1], 1),
+        (EV_REL, REL_X, 3),
+    ])?;
     d1.destroy()?;
-    check!(listed(&adm)?.is_empty(), "UI_DEV_DESTROY while routed: the device is gone from LIST_DEVICES");
-    check!(adm.version().is_ok() && a.stats().is_ok(), "the module still answers");
+    check!(
+        listed(&adm)?.is_empty(),
+        "UI_DEV_DESTROY while routed: the device is gone from LIST_DEVICES"
+    );
+    check!(
+        adm.version().is_ok() && a.stats().is_ok(),
+        "the module still answers"
+    );
     std::thread::sleep(Duration::from_millis(50));
     a.drain()?;
     let evs = evs_of(&a.take());
     let (_, open) = frames(&evs);
-    check!(open.is_empty(), "the VM's stream ends on a frame boundary ({} events after the unplug)", evs.len());
+    check!(
+        open.is_empty(),
+        "the VM's stream ends on a frame boundary ({} events after the unplug)",
+        evs.len()
+    );
     let mut held = std::collections::BTreeMap::new();
     for e in &evs {
         if e.ty == EV_KEY {
@@ -1013,7 +1590,10 @@ pub fn unplug() -> Result<()> {
         }
     }
     println!("info: events the VM got at the unplug: {:?}", triples(&evs));
-    check!(held.values().all(|&v| v == 0), "no key left pressed in the VM after the unplug (last states {held:?})");
+    check!(
+        held.values().all(|&v| v == 0),
+        "no key left pressed in the VM after the unplug (last states {held:?})"
+    );
 
     // Unplug under load, from another thread.
     let d2 = new_dev(2)?;
@@ -1054,16 +1634,25 @@ pub fn unplug() -> Result<()> {
     a.drain()?;
     let evs = evs_of(&a.take());
     let (fr, open) = frames(&evs);
-    let whole = fr.iter().filter(|f| f.len() == 5 && f.iter().any(|e| e.ty == EV_REL && e.code == REL_X)).count();
+    let whole = fr
+        .iter()
+        .filter(|f| f.len() == 5 && f.iter().any(|e| e.ty == EV_REL && e.code == REL_X))
+        .count();
     check!(open.is_empty() && whole == sent, "unplug under load: all {sent} frames written arrived whole ({whole}), the stream ends on a frame boundary");
     check!(a.stats()?.dropped == dropped0, "nothing dropped");
 
     // Plug again: the route still applies.
     let d3 = new_dev(3)?;
     let l = listed(&adm)?;
-    check!(l.len() == 1 && l[0].routed == 1 && l[0].grabbed == 1, "re-plugged device with the same name: routed and grabbed again");
+    check!(
+        l.len() == 1 && l[0].routed == 1 && l[0].grabbed == 1,
+        "re-plugged device with the same name: routed and grabbed again"
+    );
     d3.emit(&fr_for(0..10))?;
-    check!(a.wait_n(50, T)? && triples(&evs_of(&a.take())) == fr_for(0..10), "the VM gets the new device's events");
+    check!(
+        a.wait_n(50, T)? && triples(&evs_of(&a.take())) == fr_for(0..10),
+        "the VM gets the new device's events"
+    );
     drop(d3);
 
     // Many plugs and unplugs, closing the uinput file without UI_DEV_DESTROY.
@@ -1074,17 +1663,26 @@ pub fn unplug() -> Result<()> {
         d.emit(&fr_for(i * 4..i * 4 + 4))?;
         d.close();
     }
-    let tagged = |g: &[RingEvent]| g.iter().filter(|e| e.ev.ty == EV_REL && e.ev.code == REL_X).count();
+    let tagged = |g: &[RingEvent]| {
+        g.iter()
+            .filter(|e| e.ev.ty == EV_REL && e.ev.code == REL_X)
+            .count()
+    };
     a.wait(T, |g| tagged(g) >= 80)?;
     std::thread::sleep(Duration::from_millis(20));
     a.drain()?;
     let evs = evs_of(&a.take());
     let (fr, open) = frames(&evs);
-    let (ours, released): (Vec<&[VdiEvent]>, Vec<&[VdiEvent]>) = fr.iter().partition(|f| f.iter().any(|e| e.ty == EV_REL));
+    let (ours, released): (Vec<&[VdiEvent]>, Vec<&[VdiEvent]>) =
+        fr.iter().partition(|f| f.iter().any(|e| e.ty == EV_REL));
     let ours: Vec<Ev> = ours.iter().flat_map(|f| triples(f)).collect();
     if ours != fr_for(0..80) {
         let want = fr_for(0..80);
-        let i = ours.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(ours.len().min(want.len()));
+        let i = ours
+            .iter()
+            .zip(&want)
+            .position(|(a, b)| a != b)
+            .unwrap_or(ours.len().min(want.len()));
         bail!(
             "20 plug/unplug cycles: {} events of tagged frames, want {}; first difference at {i}: got {:?} want {:?}",
             ours.len(),
@@ -1096,7 +1694,12 @@ pub fn unplug() -> Result<()> {
     check!(open.is_empty() && released.is_empty(), "20 plug/unplug cycles (file closed, no destroy): all 80 frames arrived whole, in order, nothing else");
     check!(listed(&adm)?.is_empty(), "no device left in LIST_DEVICES");
     let s = a.stats()?;
-    check!(s.dropped == 0 && s.running == 1, "VM sink fine: dropped {}, running {}", s.dropped, s.running);
+    check!(
+        s.dropped == 0 && s.running == 1,
+        "VM sink fine: dropped {}, running {}",
+        s.dropped,
+        s.running
+    );
     let d4 = new_dev(99)?;
     d4.emit(&fr_for(100..105))?;
     check!(a.wait_n(25, T)?, "and still works with a new device");
@@ -1115,9 +1718,20 @@ fn fr_for(r: std::ops::Range<usize>) -> Vec<Ev> {
 pub fn hw(name: &str, hold: bool) -> Result<()> {
     let kb = Uinput::new(name, "vd-itest/hw/input0", Kind::KeyboardMouse)?;
     let node = kb.event_node()?;
-    check!(node.exists(), "uinput device {:?} ({}) has {}", kb.name, kb.sysname, node.display());
+    check!(
+        node.exists(),
+        "uinput device {:?} ({}) has {}",
+        kb.name,
+        kb.sysname,
+        node.display()
+    );
     let mut host = Evdev::open(&node, true)?;
-    let sent = [motion_frame(3, -4), key_frame(1, true).to_vec(), key_frame(1, false).to_vec()].concat();
+    let sent = [
+        motion_frame(3, -4),
+        key_frame(1, true).to_vec(),
+        key_frame(1, false).to_vec(),
+    ]
+    .concat();
     kb.emit(&sent)?;
     let mut got = vec![];
     let t = Instant::now();
@@ -1125,7 +1739,11 @@ pub fn hw(name: &str, hold: bool) -> Result<()> {
         got.extend(host.read()?);
         std::thread::sleep(Duration::from_millis(5));
     }
-    check!(got == sent, "evdev reader sees the frames written to uinput ({} events)", got.len());
+    check!(
+        got == sent,
+        "evdev reader sees the frames written to uinput ({} events)",
+        got.len()
+    );
     if hold {
         println!("ready");
         use std::io::Write;
@@ -1144,7 +1762,11 @@ pub fn hw(name: &str, hold: bool) -> Result<()> {
 /// After SIGCONT a consumer that follows ABS_MT_SLOT must see every position in the slot of
 /// the finger that made it, the last position of each finger, and both contacts ending.
 pub fn multitouch() -> Result<()> {
-    check!(ncpus() >= 2, "{} CPUs: the vCPU child gets one of its own", ncpus());
+    check!(
+        ncpus() >= 2,
+        "{} CPUs: the vCPU child gets one of its own",
+        ncpus()
+    );
     let adm = Input::open()?;
     let pid = std::process::id();
     let name = format!("vd-itest mt {pid}");
@@ -1188,17 +1810,46 @@ pub fn multitouch() -> Result<()> {
         ]);
     }
     emit_chunks(&mt, &moves, 700)?;
-    let up = [(EV_ABS, ABS_MT_SLOT, 0), (EV_ABS, ABS_MT_TRACKING_ID, -1), (EV_ABS, ABS_MT_SLOT, 1), (EV_ABS, ABS_MT_TRACKING_ID, -1), (EV_SYN, SYN_REPORT, 0)];
+    let up = [
+        (EV_ABS, ABS_MT_SLOT, 0),
+        (EV_ABS, ABS_MT_TRACKING_ID, -1),
+        (EV_ABS, ABS_MT_SLOT, 1),
+        (EV_ABS, ABS_MT_TRACKING_ID, -1),
+        (EV_SYN, SYN_REPORT, 0),
+    ];
     mt.emit(&up)?;
     let s1 = a.stats()?;
-    check!(a.available()? == 0 && s1.queued > s0.queued, "stopped: {} events queued, none in the ring", s1.queued - s0.queued);
-    check!(s1.coalesced > s0.coalesced && s1.dropped == s0.dropped, "the queue coalesced {} events, dropped none", s1.coalesced - s0.coalesced);
+    check!(
+        a.available()? == 0 && s1.queued > s0.queued,
+        "stopped: {} events queued, none in the ring",
+        s1.queued - s0.queued
+    );
+    check!(
+        s1.coalesced > s0.coalesced && s1.dropped == s0.dropped,
+        "the queue coalesced {} events, dropped none",
+        s1.coalesced - s0.coalesced
+    );
     child.cont()?;
-    let lifted = |g: &[RingEvent]| g.iter().filter(|e| e.ev.ty == EV_ABS && e.ev.code == ABS_MT_TRACKING_ID && e.ev.value == -1).count() >= 2;
-    check!(a.wait(T, lifted)?, "SIGCONT: the queue was flushed up to both contacts ending ({} events)", a.got.len());
+    let lifted = |g: &[RingEvent]| {
+        g.iter()
+            .filter(|e| e.ev.ty == EV_ABS && e.ev.code == ABS_MT_TRACKING_ID && e.ev.value == -1)
+            .count()
+            >= 2
+    };
+    check!(
+        a.wait(T, lifted)?,
+        "SIGCONT: the queue was flushed up to both contacts ending ({} events)",
+        a.got.len()
+    );
     let evs = evs_of(&a.take());
     let (_, open) = frames(&evs);
-    check!(open.is_empty() && !evs.iter().any(|e| e.ty == EV_SYN && e.code == vd_sys::input::SYN_DROPPED), "whole frames, no SYN_DROPPED");
+    check!(
+        open.is_empty()
+            && !evs
+                .iter()
+                .any(|e| e.ty == EV_SYN && e.code == vd_sys::input::SYN_DROPPED),
+        "whole frames, no SYN_DROPPED"
+    );
     // Replay as a type-B consumer does: values go to the slot last selected (slot 0 at first).
     let mut slot = 0;
     let mut xs: [Vec<i32>; 2] = [vec![], vec![]];
@@ -1210,20 +1861,51 @@ pub fn multitouch() -> Result<()> {
                 let Some(k) = usize::try_from(slot).ok().filter(|&k| k < 2) else {
                     bail!("a value for slot {slot}, which the device does not have");
                 };
-                if e.code == ABS_MT_POSITION_X { xs[k].push(e.value) } else { ids[k].push(e.value) }
+                if e.code == ABS_MT_POSITION_X {
+                    xs[k].push(e.value)
+                } else {
+                    ids[k].push(e.value)
+                }
             }
             _ => {}
         }
     }
-    println!("info: delivered {} events; slot 0 x: {} values, slot 1 x: {} values", evs.len(), xs[0].len(), xs[1].len());
-    let own = |k: usize, x: i32| if k == 0 { (999..1000 + MOVES).contains(&x) } else { (19999..20000 + MOVES).contains(&x) };
+    println!(
+        "info: delivered {} events; slot 0 x: {} values, slot 1 x: {} values",
+        evs.len(),
+        xs[0].len(),
+        xs[1].len()
+    );
+    let own = |k: usize, x: i32| {
+        if k == 0 {
+            (999..1000 + MOVES).contains(&x)
+        } else {
+            (19999..20000 + MOVES).contains(&x)
+        }
+    };
     for k in 0..2 {
         let bad: Vec<i32> = xs[k].iter().copied().filter(|&x| !own(k, x)).collect();
-        check!(bad.is_empty(), "slot {k}: every ABS_MT_POSITION_X is finger {k}'s ({} values, foreign: {:?})", xs[k].len(), &bad[..bad.len().min(8)]);
-        check!(xs[k].windows(2).all(|w| w[0] < w[1]), "slot {k}: positions in order");
+        check!(
+            bad.is_empty(),
+            "slot {k}: every ABS_MT_POSITION_X is finger {k}'s ({} values, foreign: {:?})",
+            xs[k].len(),
+            &bad[..bad.len().min(8)]
+        );
+        check!(
+            xs[k].windows(2).all(|w| w[0] < w[1]),
+            "slot {k}: positions in order"
+        );
         let last = if k == 0 { 999 + MOVES } else { 19999 + MOVES };
-        check!(xs[k].last() == Some(&last), "slot {k}: the finger's last position {last} arrived (got {:?})", xs[k].last());
-        check!(ids[k] == [k as i32 + 1, -1], "slot {k}: its contact began and ended ({:?})", ids[k]);
+        check!(
+            xs[k].last() == Some(&last),
+            "slot {k}: the finger's last position {last} arrived (got {:?})",
+            xs[k].last()
+        );
+        check!(
+            ids[k] == [k as i32 + 1, -1],
+            "slot {k}: its contact began and ended ({:?})",
+            ids[k]
+        );
     }
     Ok(())
 }
@@ -1236,11 +1918,20 @@ pub fn multitouch() -> Result<()> {
 pub fn unload() -> Result<()> {
     fn delete_module() -> Result<(), Errno> {
         // SAFETY: `delete_module(name, flags)` reads a NUL-terminated name.
-        let r = unsafe { nix::libc::syscall(nix::libc::SYS_delete_module, c"vd_input_irq".as_ptr(), nix::libc::O_NONBLOCK) };
+        let r = unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_delete_module,
+                c"vd_input_irq".as_ptr(),
+                nix::libc::O_NONBLOCK,
+            )
+        };
         Errno::result(r).map(drop)
     }
     fn refcnt() -> String {
-        std::fs::read_to_string("/sys/module/vd_input_irq/refcnt").unwrap_or_default().trim().to_owned()
+        std::fs::read_to_string("/sys/module/vd_input_irq/refcnt")
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
     }
     let vm = 7500 + std::process::id() % 400;
     let Sink { dev, map, .. } = Sink::new(vm, 64)?;
@@ -1254,18 +1945,36 @@ pub fn unload() -> Result<()> {
         // Lives on, asleep, until told to go.
         let _ = rx.recv();
     });
-    let reg = reg_rx.recv_timeout(Duration::from_secs(10)).map_err(|_| anyhow!("the vCPU thread never registered"))?;
-    check!(reg.is_ok(), "a thread registered as the VM's vCPU ({})", errno_of(reg));
+    let reg = reg_rx
+        .recv_timeout(Duration::from_secs(10))
+        .map_err(|_| anyhow!("the vCPU thread never registered"))?;
+    check!(
+        reg.is_ok(),
+        "a thread registered as the VM's vCPU ({})",
+        errno_of(reg)
+    );
     // The VMM closes the device: the last reference to the file goes.
     drop(map);
-    let Ok(dev) = std::sync::Arc::try_unwrap(dev) else { bail!("the device is still shared") };
+    let Ok(dev) = std::sync::Arc::try_unwrap(dev) else {
+        bail!("the device is still shared")
+    };
     drop(dev);
-    println!("info: module refcnt with the file closed and the vCPU thread alive: {}", refcnt());
+    println!(
+        "info: module refcnt with the file closed and the vCPU thread alive: {}",
+        refcnt()
+    );
     let t0 = Instant::now();
     let r = delete_module();
     let ms = t0.elapsed().as_secs_f64() * 1e3;
-    check!(r == Err(Errno::EWOULDBLOCK), "rmmod while the former vCPU thread lives: {} after {ms:.1} ms (want EWOULDBLOCK)", errno_of(r));
-    check!(std::path::Path::new("/sys/module/vd_input_irq").exists(), "the module is still loaded");
+    check!(
+        r == Err(Errno::EWOULDBLOCK),
+        "rmmod while the former vCPU thread lives: {} after {ms:.1} ms (want EWOULDBLOCK)",
+        errno_of(r)
+    );
+    check!(
+        std::path::Path::new("/sys/module/vd_input_irq").exists(),
+        "the module is still loaded"
+    );
     tx.send(()).map_err(|_| anyhow!("vCPU thread gone early"))?;
     t.join().map_err(|_| anyhow!("vCPU thread panicked"))?;
     // The thread is gone; the module frees its hook once it is off every CPU.
@@ -1275,11 +1984,18 @@ pub fn unload() -> Result<()> {
         tries += 1;
         match delete_module() {
             Ok(()) => break Ok(()),
-            Err(Errno::EWOULDBLOCK) if t0.elapsed() < Duration::from_secs(10) => std::thread::sleep(Duration::from_millis(10)),
+            Err(Errno::EWOULDBLOCK) if t0.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
             Err(e) => break Err(e),
         }
     };
-    check!(last.is_ok(), "rmmod after the thread exited: {} ({tries} tries in {:.0} ms)", errno_of(last), t0.elapsed().as_secs_f64() * 1e3);
+    check!(
+        last.is_ok(),
+        "rmmod after the thread exited: {} ({tries} tries in {:.0} ms)",
+        errno_of(last),
+        t0.elapsed().as_secs_f64() * 1e3
+    );
     Ok(())
 }
 
@@ -1302,7 +2018,10 @@ pub fn hold(name: &str, vm: u32) -> Result<()> {
     a.stats_until(Duration::from_secs(5), |s| s.running == 0)?;
     emit_chunks(&kb, &sched_burst()?, 600)?;
     let s = a.stats()?;
-    println!("queued depth={} queued_total={} vm={} child={}", s.queue_depth, s.queued, vm, child.pid);
+    println!(
+        "queued depth={} queued_total={} vm={} child={}",
+        s.queue_depth, s.queued, vm, child.pid
+    );
     use std::io::Write;
     std::io::stdout().flush()?;
     loop {
@@ -1331,8 +2050,17 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 /// The writer side of a latency run: `rounds` times, wait `gap` (the consumer goes back to
 /// sleep), stamp, write frame `REL_X = i`, and block until the consumer reports round `i`
 /// through `done` (blocking, so the writer does not compete for a CPU). Returns the stamps.
-#[allow(clippy::needless_range_loop, reason = "rounds are numbered from 1; index = round")]
-fn drive(kb: &Uinput, rounds: usize, gap: Duration, done: &EventFd, seen: &AtomicU64) -> Result<Vec<u64>> {
+#[allow(
+    clippy::needless_range_loop,
+    reason = "rounds are numbered from 1; index = round"
+)]
+fn drive(
+    kb: &Uinput,
+    rounds: usize,
+    gap: Duration,
+    done: &EventFd,
+    seen: &AtomicU64,
+) -> Result<Vec<u64>> {
     let mut at = vec![0u64; rounds + 1];
     for i in 1..=rounds {
         std::thread::sleep(gap);
@@ -1350,7 +2078,10 @@ fn drive(kb: &Uinput, rounds: usize, gap: Duration, done: &EventFd, seen: &Atomi
 
 /// `input-bench`: delivery latency through the module (VM running) vs. a userspace forwarder
 /// (evdev read + eventfd write), and queue flush times; one boot, one process.
-#[allow(clippy::needless_range_loop, reason = "rounds are numbered from 1; index = round")]
+#[allow(
+    clippy::needless_range_loop,
+    reason = "rounds are numbered from 1; index = round"
+)]
 pub fn bench(rounds: usize, json: bool) -> Result<()> {
     let adm = Input::open()?;
     let kb = kbd("bench")?;
@@ -1409,12 +2140,21 @@ pub fn bench(rounds: usize, json: bool) -> Result<()> {
             r
         })?;
         for i in 1..=rounds {
-            let lat = seen_at[i].load(Ordering::Relaxed).saturating_sub(write_at[i]) as f64 / 1e3;
+            let lat = seen_at[i]
+                .load(Ordering::Relaxed)
+                .saturating_sub(write_at[i]) as f64
+                / 1e3;
             if polling {
                 vd_poll_lat.push(lat);
             } else {
                 vd_lat.push(lat);
-                vd_stamp.push(seen_at[i].load(Ordering::Relaxed).saturating_sub(stamp[i].load(Ordering::Relaxed)) as f64 / 1e3);
+                vd_stamp.push(
+                    seen_at[i]
+                        .load(Ordering::Relaxed)
+                        .saturating_sub(stamp[i].load(Ordering::Relaxed))
+                        as f64
+                        / 1e3,
+                );
             }
         }
     }
@@ -1464,13 +2204,23 @@ pub fn bench(rounds: usize, json: bool) -> Result<()> {
         c.join().map_err(|_| anyhow!("consumer panicked"))??;
         r
     })?;
-    let mut fw_lat: Vec<f64> = (1..=rounds).map(|i| seen_at[i].load(Ordering::Relaxed).saturating_sub(write_at[i]) as f64 / 1e3).collect();
+    let mut fw_lat: Vec<f64> = (1..=rounds)
+        .map(|i| {
+            seen_at[i]
+                .load(Ordering::Relaxed)
+                .saturating_sub(write_at[i]) as f64
+                / 1e3
+        })
+        .collect();
 
     // C: flush of the 10,000-event burst queued while paused (SET_RUNNING 0 -> 1).
     let _route = Route::add(&adm, vdi_match::NAME, true, &kb.name)?;
     let b = sched_burst()?;
     let keys = b.iter().filter(|e| e.0 == EV_KEY).count();
-    let all_keys = |g: &[RingEvent]| g.iter().filter(|e| e.ev.ty == EV_KEY).count() >= keys && g.last().is_some_and(|e| e.ev.ty == EV_SYN);
+    let all_keys = |g: &[RingEvent]| {
+        g.iter().filter(|e| e.ev.ty == EV_KEY).count() >= keys
+            && g.last().is_some_and(|e| e.ev.ty == EV_SYN)
+    };
     a.dev.set_running(false)?;
     emit_chunks(&kb, &b, 600)?;
     let s0 = a.stats()?;
@@ -1530,13 +2280,44 @@ pub fn bench(rounds: usize, json: bool) -> Result<()> {
         println!("{r}");
     } else {
         println!("input delivery latency, uinput write -> consumer sees the event ({rounds} rounds, VM running)");
-        println!("  {:<36} {:>10} {:>10} {:>10}", "path", "median us", "p90 us", "min us");
-        println!("  {:<36} {:>10.1} {:>10.1} {:>10.1}", "vd_input_irq (ring + call eventfd)", vd_med, pct(&mut vd_lat, 0.9), pct(&mut vd_lat, 0.0));
-        println!("  {:<36} {:>10.1} {:>10.1} {:>10.1}", "forwarder (evdev read + eventfd)", fw_med, pct(&mut fw_lat, 0.9), pct(&mut fw_lat, 0.0));
-        println!("  {:<36} {:>10.1} {:>10.1} {:>10.1}", "vd_input_irq, consumer polls the ring", median(&mut vd_poll_lat), pct(&mut vd_poll_lat, 0.9), pct(&mut vd_poll_lat, 0.0));
-        println!("  forwarder / vd_input_irq median ratio: {:.2}", if vd_med > 0.0 { fw_med / vd_med } else { 0.0 });
-        println!("  (module timestamp -> consumer, median: {:.1} us)", median(&mut vd_stamp));
-        println!("queue flush of a {}-event burst (coalesced to {} queued events)", b.len(), s0.queue_depth);
+        println!(
+            "  {:<36} {:>10} {:>10} {:>10}",
+            "path", "median us", "p90 us", "min us"
+        );
+        println!(
+            "  {:<36} {:>10.1} {:>10.1} {:>10.1}",
+            "vd_input_irq (ring + call eventfd)",
+            vd_med,
+            pct(&mut vd_lat, 0.9),
+            pct(&mut vd_lat, 0.0)
+        );
+        println!(
+            "  {:<36} {:>10.1} {:>10.1} {:>10.1}",
+            "forwarder (evdev read + eventfd)",
+            fw_med,
+            pct(&mut fw_lat, 0.9),
+            pct(&mut fw_lat, 0.0)
+        );
+        println!(
+            "  {:<36} {:>10.1} {:>10.1} {:>10.1}",
+            "vd_input_irq, consumer polls the ring",
+            median(&mut vd_poll_lat),
+            pct(&mut vd_poll_lat, 0.9),
+            pct(&mut vd_poll_lat, 0.0)
+        );
+        println!(
+            "  forwarder / vd_input_irq median ratio: {:.2}",
+            if vd_med > 0.0 { fw_med / vd_med } else { 0.0 }
+        );
+        println!(
+            "  (module timestamp -> consumer, median: {:.1} us)",
+            median(&mut vd_stamp)
+        );
+        println!(
+            "queue flush of a {}-event burst (coalesced to {} queued events)",
+            b.len(),
+            s0.queue_depth
+        );
         println!("  SET_RUNNING 1: ioctl {ioctl_us:.1} us, all {pause_events} events visible after {pause_flush_us:.1} us");
         if let Some((d, n, us)) = sched {
             println!("  SIGCONT of the vCPU: {d} queued, all {n} events visible after {us:.1} us");
@@ -1551,29 +2332,91 @@ mod tests {
     use vd_sys::input::SYN_DROPPED;
 
     fn ev(ty: u16, code: u16, value: i32) -> VdiEvent {
-        VdiEvent { time_ns: 0, ty, code, value }
+        VdiEvent {
+            time_ns: 0,
+            ty,
+            code,
+            value,
+        }
     }
 
     #[test]
     fn coalesced_stream_accepted_when_sums_and_keys_match() {
-        let sent = [key_frame(0, true).to_vec(), motion_frame(1, -1), motion_frame(2, -2), key_frame(0, false).to_vec()].concat();
-        let got = [ev(EV_KEY, 30, 1), ev(EV_SYN, 0, 0), ev(EV_REL, 0, 3), ev(EV_REL, 1, -3), ev(EV_SYN, 0, 0), ev(EV_KEY, 30, 0), ev(EV_SYN, 0, 0)];
+        let sent = [
+            key_frame(0, true).to_vec(),
+            motion_frame(1, -1),
+            motion_frame(2, -2),
+            key_frame(0, false).to_vec(),
+        ]
+        .concat();
+        let got = [
+            ev(EV_KEY, 30, 1),
+            ev(EV_SYN, 0, 0),
+            ev(EV_REL, 0, 3),
+            ev(EV_REL, 1, -3),
+            ev(EV_SYN, 0, 0),
+            ev(EV_KEY, 30, 0),
+            ev(EV_SYN, 0, 0),
+        ];
         assert_eq!(verify_coalesced(&sent, &got), Ok(()));
     }
 
     #[test]
     fn coalesced_stream_rejections() {
-        let sent = [key_frame(0, true).to_vec(), motion_frame(1, -1), key_frame(0, false).to_vec()].concat();
-        let lost_key = [ev(EV_KEY, 30, 1), ev(EV_SYN, 0, 0), ev(EV_REL, 0, 1), ev(EV_REL, 1, -1), ev(EV_SYN, 0, 0)];
-        assert!(verify_coalesced(&sent, &lost_key).unwrap_err().contains("key events differ"));
-        let bad_sum = [ev(EV_KEY, 30, 1), ev(EV_SYN, 0, 0), ev(EV_REL, 0, 2), ev(EV_REL, 1, -1), ev(EV_SYN, 0, 0), ev(EV_KEY, 30, 0), ev(EV_SYN, 0, 0)];
-        assert!(verify_coalesced(&sent, &bad_sum).unwrap_err().contains("REL sums"));
-        let mixed = [ev(EV_KEY, 30, 1), ev(EV_REL, 0, 1), ev(EV_REL, 1, -1), ev(EV_SYN, 0, 0), ev(EV_KEY, 30, 0), ev(EV_SYN, 0, 0)];
-        assert!(verify_coalesced(&sent, &mixed).unwrap_err().contains("neither"));
-        let open = [ev(EV_KEY, 30, 1), ev(EV_SYN, 0, 0), ev(EV_REL, 0, 1), ev(EV_REL, 1, -1), ev(EV_SYN, 0, 0), ev(EV_KEY, 30, 0)];
-        assert!(verify_coalesced(&sent, &open).unwrap_err().contains("after the last"));
+        let sent = [
+            key_frame(0, true).to_vec(),
+            motion_frame(1, -1),
+            key_frame(0, false).to_vec(),
+        ]
+        .concat();
+        let lost_key = [
+            ev(EV_KEY, 30, 1),
+            ev(EV_SYN, 0, 0),
+            ev(EV_REL, 0, 1),
+            ev(EV_REL, 1, -1),
+            ev(EV_SYN, 0, 0),
+        ];
+        assert!(verify_coalesced(&sent, &lost_key)
+            .unwrap_err()
+            .contains("key events differ"));
+        let bad_sum = [
+            ev(EV_KEY, 30, 1),
+            ev(EV_SYN, 0, 0),
+            ev(EV_REL, 0, 2),
+            ev(EV_REL, 1, -1),
+            ev(EV_SYN, 0, 0),
+            ev(EV_KEY, 30, 0),
+            ev(EV_SYN, 0, 0),
+        ];
+        assert!(verify_coalesced(&sent, &bad_sum)
+            .unwrap_err()
+            .contains("REL sums"));
+        let mixed = [
+            ev(EV_KEY, 30, 1),
+            ev(EV_REL, 0, 1),
+            ev(EV_REL, 1, -1),
+            ev(EV_SYN, 0, 0),
+            ev(EV_KEY, 30, 0),
+            ev(EV_SYN, 0, 0),
+        ];
+        assert!(verify_coalesced(&sent, &mixed)
+            .unwrap_err()
+            .contains("neither"));
+        let open = [
+            ev(EV_KEY, 30, 1),
+            ev(EV_SYN, 0, 0),
+            ev(EV_REL, 0, 1),
+            ev(EV_REL, 1, -1),
+            ev(EV_SYN, 0, 0),
+            ev(EV_KEY, 30, 0),
+        ];
+        assert!(verify_coalesced(&sent, &open)
+            .unwrap_err()
+            .contains("after the last"));
         let dropped = [ev(EV_SYN, SYN_DROPPED, 0)];
-        assert!(verify_coalesced(&sent, &dropped).unwrap_err().contains("SYN_DROPPED"));
+        assert!(verify_coalesced(&sent, &dropped)
+            .unwrap_err()
+            .contains("SYN_DROPPED"));
     }
 
     #[test]

@@ -6,10 +6,10 @@ mod chan;
 mod evtchn;
 mod hostile;
 mod input;
-mod uinput;
 mod sriov;
-mod vfio;
+mod uinput;
 mod vddtest;
+mod vfio;
 
 use clap::{Parser, Subcommand};
 
@@ -223,15 +223,28 @@ fn main() -> std::process::ExitCode {
         Cmd::SriovBasic { vf } => sriov::basic(&vf),
         Cmd::SriovUnpriv { vf } => sriov::unpriv(&vf),
         Cmd::SriovRace { vf, procs, rounds } => sriov::race(&vf, procs, rounds),
-        Cmd::SriovRaceChild { vf, vm, go_at, hold_ms } => sriov::race_child(&vf, vm, go_at, hold_ms),
+        Cmd::SriovRaceChild {
+            vf,
+            vm,
+            go_at,
+            hold_ms,
+        } => sriov::race_child(&vf, vm, go_at, hold_ms),
         Cmd::SriovHold { vf, vm, keep_host } => sriov::hold(&vf, vm, keep_host),
         Cmd::VfioOpen { vf, hold_ms } => vfio::open(&vf, hold_ms),
         Cmd::SriovReassign { vf, ifname } => sriov::reassign(&vf, &ifname),
-        Cmd::FakeQmp { vms, log, fail_device_add } => vddtest::fake_qmp(&vms, &log, &fail_device_add),
+        Cmd::FakeQmp {
+            vms,
+            log,
+            fail_device_add,
+        } => vddtest::fake_qmp(&vms, &log, &fail_device_add),
         Cmd::VddWaiter { vm } => vddtest::waiter(vm),
         Cmd::SendFrames { ifname, rate, secs } => vddtest::send_frames(&ifname, rate, secs),
         Cmd::SriovRate { vf } => sriov::rate(&vf),
-        Cmd::SriovBench { vf, repeats, script } => sriov::bench(&vf, repeats, &script),
+        Cmd::SriovBench {
+            vf,
+            repeats,
+            script,
+        } => sriov::bench(&vf, repeats, &script),
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -16,11 +16,17 @@ fn bdf(s: &str) -> Result<u32> {
 }
 
 fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn vf_of(m: &Manager, b: u32) -> Result<VdsVf> {
-    m.vfs()?.into_iter().find(|v| v.bdf == b).with_context(|| format!("VF {} not listed", bdf_name(b)))
+    m.vfs()?
+        .into_iter()
+        .find(|v| v.bdf == b)
+        .with_context(|| format!("VF {} not listed", bdf_name(b)))
 }
 
 /// Waits until `f(vf)` holds.
@@ -32,7 +38,12 @@ fn wait_vf(m: &Manager, b: u32, t: Duration, f: impl Fn(&VdsVf) -> bool) -> Resu
             return Ok(v);
         }
         if Instant::now() > end {
-            bail!("VF {} did not reach the expected state in {t:?}: phase {} vm {}", bdf_name(b), v.phase, v.vm_id);
+            bail!(
+                "VF {} did not reach the expected state in {t:?}: phase {} vm {}",
+                bdf_name(b),
+                v.phase,
+                v.vm_id
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -70,14 +81,26 @@ pub fn race(vf: &str, procs: u32, rounds: u32) -> Result<()> {
     let b = bdf(vf)?;
     let exe = std::env::current_exe()?;
     for round in 0..rounds {
-        wait_vf(&m, b, Duration::from_secs(20), |v| v.phase == vds_phase::HOST && v.vm_id == 0)?;
+        wait_vf(&m, b, Duration::from_secs(20), |v| {
+            v.phase == vds_phase::HOST && v.vm_id == 0
+        })?;
         let go = unix_ms() + 300;
         let mut kids = vec![];
         for i in 0..procs {
             let vm = (round as u64 + 1) * 1000 + i as u64;
             kids.push(
                 Command::new(&exe)
-                    .args(["sriov-race-child", "--vf", vf, "--vm", &vm.to_string(), "--go-at", &go.to_string(), "--hold-ms", "60000"])
+                    .args([
+                        "sriov-race-child",
+                        "--vf",
+                        vf,
+                        "--vm",
+                        &vm.to_string(),
+                        "--go-at",
+                        &go.to_string(),
+                        "--hold-ms",
+                        "60000",
+                    ])
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .spawn()?,
@@ -105,11 +128,24 @@ pub fn race(vf: &str, procs: u32, rounds: u32) -> Result<()> {
             k.wait()?;
         }
         check!(wins.len() == 1, "round {round}: exactly one of {procs} racing processes leased the VF (winners {wins:?}; {outs:?})");
-        check!(busy == procs - 1, "round {round}: the other {busy} got EBUSY");
-        check!(held.vm_id == wins[0] && held.phase == vds_phase::LEASED, "round {round}: the list showed the winner's VM {} holding it", held.vm_id);
+        check!(
+            busy == procs - 1,
+            "round {round}: the other {busy} got EBUSY"
+        );
+        check!(
+            held.vm_id == wins[0] && held.phase == vds_phase::LEASED,
+            "round {round}: the list showed the winner's VM {} holding it",
+            held.vm_id
+        );
     }
-    let v = wait_vf(&m, b, Duration::from_secs(20), |v| v.phase == vds_phase::HOST && v.vm_id == 0)?;
-    check!(crate::sriov::name(&v.driver) != "vfio-pci", "after the races the VF is back on its host driver ({})", name(&v.driver));
+    let v = wait_vf(&m, b, Duration::from_secs(20), |v| {
+        v.phase == vds_phase::HOST && v.vm_id == 0
+    })?;
+    check!(
+        crate::sriov::name(&v.driver) != "vfio-pci",
+        "after the races the VF is back on its host driver ({})",
+        name(&v.driver)
+    );
     Ok(())
 }
 
@@ -122,19 +158,30 @@ pub fn name(b: &[u8]) -> String {
 pub fn hold(vf: &str, vm: u64, keep_host: bool) -> Result<()> {
     let m = Manager::open()?;
     let want = if vf == "any" { VDS_ANY } else { bdf(vf)? };
-    let got = m.lease(want, vm, if keep_host { VDS_LEASE_KEEP_HOST } else { 0 }).context("lease")?;
+    let got = m
+        .lease(want, vm, if keep_host { VDS_LEASE_KEEP_HOST } else { 0 })
+        .context("lease")?;
     println!("LEASED {}", bdf_name(got));
     std::io::stdout().flush()?;
     loop {
         for e in m.read_events()? {
-            println!("EVENT {} {} vm {}", event_name(e.kind), bdf_name(e.bdf), e.vm_id);
+            println!(
+                "EVENT {} {} vm {}",
+                event_name(e.kind),
+                bdf_name(e.bdf),
+                e.vm_id
+            );
         }
         std::io::stdout().flush()?;
     }
 }
 
 /// Sends Ethernet frames out of `ifname` (AF_PACKET) at about `bytes_per_s` until `stop`.
-pub(crate) fn send_frames(ifname: &str, bytes_per_s: u64, stop: &std::sync::atomic::AtomicBool) -> Result<u64> {
+pub(crate) fn send_frames(
+    ifname: &str,
+    bytes_per_s: u64,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<u64> {
     use nix::libc;
     let cname = std::ffi::CString::new(ifname)?;
     // SAFETY: plain libc calls with valid arguments; the socket is closed below.
@@ -167,7 +214,14 @@ pub(crate) fn send_frames(ifname: &str, bytes_per_s: u64, stop: &std::sync::atom
         }
         // SAFETY: `frame` and `sa` are valid for the call.
         let n = unsafe {
-            libc::sendto(fd, frame.as_ptr().cast(), frame.len(), 0, (&sa as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as u32)
+            libc::sendto(
+                fd,
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&sa as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
         };
         if n < 0 {
             let e = Errno::last();
@@ -186,10 +240,18 @@ pub(crate) fn send_frames(ifname: &str, bytes_per_s: u64, stop: &std::sync::atom
     Ok(sent)
 }
 
-fn next_event(m: &Manager, kind: u32, t: Duration, seen: &mut Vec<VdsEvent>) -> Result<Option<VdsEvent>> {
+fn next_event(
+    m: &Manager,
+    kind: u32,
+    t: Duration,
+    seen: &mut Vec<VdsEvent>,
+) -> Result<Option<VdsEvent>> {
     let end = Instant::now() + t;
     while Instant::now() < end {
-        if m.poll_readable(end.saturating_duration_since(Instant::now()).min(Duration::from_millis(100)))? {
+        if m.poll_readable(
+            end.saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100)),
+        )? {
             for e in m.read_events()? {
                 seen.push(e);
             }
@@ -209,57 +271,142 @@ pub fn reassign(vf: &str, ifname: &str) -> Result<()> {
     let daemon = Manager::open()?;
     let holder = Manager::open()?;
     let waiter = Manager::open()?;
-    let pol = VdsPolicy { threshold_bps: 20_000, hysteresis_bps: 10_000, window_ms: 1000, min_hold_ms: 500, sample_ms: 100, flags: 0 };
+    let pol = VdsPolicy {
+        threshold_bps: 20_000,
+        hysteresis_bps: 10_000,
+        window_ms: 1000,
+        min_hold_ms: 500,
+        sample_ms: 100,
+        flags: 0,
+    };
     daemon.set_policy(&pol).context("policy set")?;
-    check!(daemon.policy()? == pol, "policy parameters are visible as set");
-    check!(daemon.set_policy(&VdsPolicy { window_ms: 50, ..pol }) == Err(Errno::EINVAL), "a 50 ms window is refused");
+    check!(
+        daemon.policy()? == pol,
+        "policy parameters are visible as set"
+    );
+    check!(
+        daemon.set_policy(&VdsPolicy {
+            window_ms: 50,
+            ..pol
+        }) == Err(Errno::EINVAL),
+        "a 50 ms window is refused"
+    );
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (s2, ifn) = (stop.clone(), ifname.to_string());
     let sender = std::thread::spawn(move || send_frames(&ifn, 200_000, &s2));
     std::thread::sleep(Duration::from_millis(200));
-    check!(holder.lease(b, 1, VDS_LEASE_KEEP_HOST)? == b, "VM 1 leases {vf} (netdev lease)");
+    check!(
+        holder.lease(b, 1, VDS_LEASE_KEEP_HOST)? == b,
+        "VM 1 leases {vf} (netdev lease)"
+    );
     waiter.wait_for_vf(2, false).context("wait")?;
-    check!(waiter.wait_for_vf(2, false) == Err(Errno::EEXIST), "waiting twice is refused");
-    check!(holder.wait_for_vf(1, false) == Err(Errno::EEXIST), "a VM holding a VF cannot wait for one");
+    check!(
+        waiter.wait_for_vf(2, false) == Err(Errno::EEXIST),
+        "waiting twice is refused"
+    );
+    check!(
+        holder.wait_for_vf(1, false) == Err(Errno::EEXIST),
+        "a VM holding a VF cannot wait for one"
+    );
 
     let mut seen = vec![];
     // Traffic for 3 s: never a candidate.
-    let early = next_event(&daemon, vds_event::CANDIDATE, Duration::from_secs(3), &mut seen)?;
+    let early = next_event(
+        &daemon,
+        vds_event::CANDIDATE,
+        Duration::from_secs(3),
+        &mut seen,
+    )?;
     let v = vf_of(&daemon, b)?;
     check!(early.is_none(), "no candidate event while traffic flows");
-    check!(v.flags & vds_vf::HAS_RATE != 0 && v.rate_bps > pol.threshold_bps, "window rate {} B/s over the threshold (tx_bytes {})", v.rate_bps, v.tx_bytes);
-    check!(daemon.swap(b, 1, 2, false) == Err(Errno::EAGAIN), "a policy swap of a busy holder is refused (EAGAIN)");
-    let cands = daemon.candidates()?;
-    check!(cands.len() == 1 && cands[0].kind == vds_cand::WAITER && cands[0].vm_id == 2, "candidates: only the waiter");
-
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let sent = sender.join().map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
-    check!(sent > 400_000, "{sent} bytes of frames sent on {ifname}");
-    let t_stop = Instant::now();
-    let ev = next_event(&daemon, vds_event::CANDIDATE, Duration::from_secs(10), &mut seen)?;
-    let ev = ev.context("no candidate event within 10 s of the traffic stopping")?;
-    check!(ev.bdf == b && ev.vm_id == 1, "candidate event for VM 1 on {vf} {} ms after traffic stopped", t_stop.elapsed().as_millis());
+    check!(
+        v.flags & vds_vf::HAS_RATE != 0 && v.rate_bps > pol.threshold_bps,
+        "window rate {} B/s over the threshold (tx_bytes {})",
+        v.rate_bps,
+        v.tx_bytes
+    );
+    check!(
+        daemon.swap(b, 1, 2, false) == Err(Errno::EAGAIN),
+        "a policy swap of a busy holder is refused (EAGAIN)"
+    );
     let cands = daemon.candidates()?;
     check!(
-        cands.len() == 2 && cands[0].kind == vds_cand::HOLDER && cands[0].vm_id == 1 && cands[0].bdf == b && cands[1].vm_id == 2,
+        cands.len() == 1 && cands[0].kind == vds_cand::WAITER && cands[0].vm_id == 2,
+        "candidates: only the waiter"
+    );
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
+    check!(sent > 400_000, "{sent} bytes of frames sent on {ifname}");
+    let t_stop = Instant::now();
+    let ev = next_event(
+        &daemon,
+        vds_event::CANDIDATE,
+        Duration::from_secs(10),
+        &mut seen,
+    )?;
+    let ev = ev.context("no candidate event within 10 s of the traffic stopping")?;
+    check!(
+        ev.bdf == b && ev.vm_id == 1,
+        "candidate event for VM 1 on {vf} {} ms after traffic stopped",
+        t_stop.elapsed().as_millis()
+    );
+    let cands = daemon.candidates()?;
+    check!(
+        cands.len() == 2
+            && cands[0].kind == vds_cand::HOLDER
+            && cands[0].vm_id == 1
+            && cands[0].bdf == b
+            && cands[1].vm_id == 2,
         "candidates: idle holder VM 1 (rate {} B/s), then waiter VM 2",
         cands.first().map_or(0, |c| c.rate_bps)
     );
     daemon.swap(b, 1, 2, false).context("swap")?;
     let v = vf_of(&daemon, b)?;
-    check!(v.vm_id == 2 && v.owner_pid == std::process::id(), "after the swap VM 2 holds {vf}");
-    let got = next_event(&waiter, vds_event::SWAPPED, Duration::from_secs(2), &mut vec![])?;
-    check!(got.is_some_and(|e| e.vm_id == 2 && e.other_vm == 1), "the waiter's file got the swapped event (2 <- 1)");
-    check!(holder.release(b, 1) == Err(Errno::EPERM), "the old holder can no longer release it");
-    check!(daemon.swap(b, 1, 2, true) == Err(Errno::ESRCH), "a second swap from VM 1 is refused");
+    check!(
+        v.vm_id == 2 && v.owner_pid == std::process::id(),
+        "after the swap VM 2 holds {vf}"
+    );
+    let got = next_event(
+        &waiter,
+        vds_event::SWAPPED,
+        Duration::from_secs(2),
+        &mut vec![],
+    )?;
+    check!(
+        got.is_some_and(|e| e.vm_id == 2 && e.other_vm == 1),
+        "the waiter's file got the swapped event (2 <- 1)"
+    );
+    check!(
+        holder.release(b, 1) == Err(Errno::EPERM),
+        "the old holder can no longer release it"
+    );
+    check!(
+        daemon.swap(b, 1, 2, true) == Err(Errno::ESRCH),
+        "a second swap from VM 1 is refused"
+    );
     drop(holder);
     let v = vf_of(&daemon, b)?;
-    check!(v.vm_id == 2, "closing the old holder's file leaves VM 2's lease alone");
+    check!(
+        v.vm_id == 2,
+        "closing the old holder's file leaves VM 2's lease alone"
+    );
     drop(waiter);
-    let v = wait_vf(&daemon, b, Duration::from_secs(10), |v| v.vm_id == 0 && v.phase == vds_phase::HOST)?;
+    let v = wait_vf(&daemon, b, Duration::from_secs(10), |v| {
+        v.vm_id == 0 && v.phase == vds_phase::HOST
+    })?;
     check!(v.vm_id == 0, "closing the new holder's file ends its lease");
-    daemon.set_policy(&VdsPolicy { threshold_bps: 65536, hysteresis_bps: 16384, window_ms: 5000, min_hold_ms: 5000, sample_ms: 250, flags: 0 })?;
+    daemon.set_policy(&VdsPolicy {
+        threshold_bps: 65536,
+        hysteresis_bps: 16384,
+        window_ms: 5000,
+        min_hold_ms: 5000,
+        sample_ms: 250,
+        flags: 0,
+    })?;
     Ok(())
 }
 
@@ -268,31 +415,74 @@ pub fn basic(vf: &str) -> Result<()> {
     let b = bdf(vf)?;
     let m = Manager::open()?;
     check!(m.lease(b, 0, 0) == Err(Errno::EINVAL), "VM id 0 is refused");
-    check!(m.lease(b, 5, 0x80) == Err(Errno::EINVAL), "unknown lease flags are refused");
-    check!(m.lease(0x0fff_ffff, 5, 0) == Err(Errno::ENODEV), "an unknown VF is ENODEV");
-    check!(m.release(b, 5) == Err(Errno::ENOENT), "releasing a free VF is ENOENT");
-    check!(m.sample(b, 1) == Err(Errno::ENOENT), "samples for a VF nobody holds are refused");
+    check!(
+        m.lease(b, 5, 0x80) == Err(Errno::EINVAL),
+        "unknown lease flags are refused"
+    );
+    check!(
+        m.lease(0x0fff_ffff, 5, 0) == Err(Errno::ENODEV),
+        "an unknown VF is ENODEV"
+    );
+    check!(
+        m.release(b, 5) == Err(Errno::ENOENT),
+        "releasing a free VF is ENOENT"
+    );
+    check!(
+        m.sample(b, 1) == Err(Errno::ENOENT),
+        "samples for a VF nobody holds are refused"
+    );
     let got = m.lease(b, 5, 0).context("lease")?;
     check!(got == b, "lease {vf} for VM 5");
     let v = vf_of(&m, b)?;
-    check!(name(&v.driver) == "vfio-pci" && v.netdev[0] == 0, "leased VF is on vfio-pci without a netdev (driver {:?})", name(&v.driver));
-    check!(v.flags & vds_vf::ASSIGNED != 0, "leased VF is marked assigned");
-    check!(m.lease(VDS_ANY, 5, 0) == Err(Errno::EEXIST), "a VM holds one VF at most");
+    check!(
+        name(&v.driver) == "vfio-pci" && v.netdev[0] == 0,
+        "leased VF is on vfio-pci without a netdev (driver {:?})",
+        name(&v.driver)
+    );
+    check!(
+        v.flags & vds_vf::ASSIGNED != 0,
+        "leased VF is marked assigned"
+    );
+    check!(
+        m.lease(VDS_ANY, 5, 0) == Err(Errno::EEXIST),
+        "a VM holds one VF at most"
+    );
     let other = Manager::open()?;
-    check!(other.lease(b, 6, 0) == Err(Errno::EBUSY), "another file cannot lease it (EBUSY)");
-    check!(other.release(b, 5) == Err(Errno::EPERM), "another file cannot release it (EPERM)");
-    check!(other.sample(b, 1) == Err(Errno::EPERM), "another file cannot push its samples");
+    check!(
+        other.lease(b, 6, 0) == Err(Errno::EBUSY),
+        "another file cannot lease it (EBUSY)"
+    );
+    check!(
+        other.release(b, 5) == Err(Errno::EPERM),
+        "another file cannot release it (EPERM)"
+    );
+    check!(
+        other.sample(b, 1) == Err(Errno::EPERM),
+        "another file cannot push its samples"
+    );
     for i in 0..5u64 {
         m.sample(b, i * 1000)?;
         std::thread::sleep(Duration::from_millis(60));
     }
     let v = vf_of(&m, b)?;
-    check!(v.flags & vds_vf::PUSHED != 0 && v.rx_bytes == 4000, "pushed samples are the VF's counters while passed through");
+    check!(
+        v.flags & vds_vf::PUSHED != 0 && v.rx_bytes == 4000,
+        "pushed samples are the VF's counters while passed through"
+    );
     m.release(b, 5).context("release")?;
     let again = m.release(b, 5);
-    check!(again == Err(Errno::EBUSY) || again == Err(Errno::ENOENT), "a second release fails ({again:?})");
-    let v = wait_vf(&m, b, Duration::from_secs(10), |v| v.phase == vds_phase::HOST)?;
-    check!(name(&v.driver) != "vfio-pci" && v.flags & vds_vf::ASSIGNED == 0, "released VF is back on {} and unmarked", name(&v.driver));
+    check!(
+        again == Err(Errno::EBUSY) || again == Err(Errno::ENOENT),
+        "a second release fails ({again:?})"
+    );
+    let v = wait_vf(&m, b, Duration::from_secs(10), |v| {
+        v.phase == vds_phase::HOST
+    })?;
+    check!(
+        name(&v.driver) != "vfio-pci" && v.flags & vds_vf::ASSIGNED == 0,
+        "released VF is back on {} and unmarked",
+        name(&v.driver)
+    );
     // The events of all that, in order, on a second file.
     let mut kinds = vec![];
     let mut returned_err = None;
@@ -307,10 +497,19 @@ pub fn basic(vf: &str) -> Result<()> {
             }
         }
     }
-    check!(kinds == [vds_event::RELEASED, vds_event::RETURNED], "the other file saw released, returned ({kinds:?})");
-    check!(returned_err == Some(0), "the move back reported no error ({returned_err:?})");
+    check!(
+        kinds == [vds_event::RELEASED, vds_event::RETURNED],
+        "the other file saw released, returned ({kinds:?})"
+    );
+    check!(
+        returned_err == Some(0),
+        "the move back reported no error ({returned_err:?})"
+    );
     let nb = Manager::open_nonblocking()?;
-    check!(nb.read_events() == Err(Errno::EAGAIN), "a non-blocking read with no events is EAGAIN");
+    check!(
+        nb.read_events() == Err(Errno::EAGAIN),
+        "a non-blocking read with no events is EAGAIN"
+    );
     drop((m, other, nb));
     release_checks(b)?;
     lease_efault(b)?;
@@ -323,16 +522,43 @@ pub fn basic(vf: &str) -> Result<()> {
 fn release_checks(b: u32) -> Result<()> {
     let m = Manager::open()?;
     m.lease(b, 5, 0).context("lease")?;
-    let r = |flags, vm_id| m.release_lease(&VdsLease { bdf: b, flags, vm_id });
-    check!(r(0x80, 5) == Err(Errno::EINVAL), "a release with unknown flag bits is EINVAL");
-    check!(r(VDS_LEASE_KEEP_HOST, 5) == Err(Errno::EINVAL), "a release with a lease flag is EINVAL");
-    check!(r(0, 0) == Err(Errno::EINVAL), "a release for VM 0 is EINVAL");
-    check!(r(0, 6) == Err(Errno::ENOENT), "a release naming the wrong VM is ENOENT");
-    check!(vf_of(&m, b)?.vm_id == 5, "after the refused releases VM 5 still holds {}", bdf_name(b));
+    let r = |flags, vm_id| {
+        m.release_lease(&VdsLease {
+            bdf: b,
+            flags,
+            vm_id,
+        })
+    };
+    check!(
+        r(0x80, 5) == Err(Errno::EINVAL),
+        "a release with unknown flag bits is EINVAL"
+    );
+    check!(
+        r(VDS_LEASE_KEEP_HOST, 5) == Err(Errno::EINVAL),
+        "a release with a lease flag is EINVAL"
+    );
+    check!(
+        r(0, 0) == Err(Errno::EINVAL),
+        "a release for VM 0 is EINVAL"
+    );
+    check!(
+        r(0, 6) == Err(Errno::ENOENT),
+        "a release naming the wrong VM is ENOENT"
+    );
+    check!(
+        vf_of(&m, b)?.vm_id == 5,
+        "after the refused releases VM 5 still holds {}",
+        bdf_name(b)
+    );
     unknown_flags(&m, b)?;
-    check!(m.release(b, 5).is_ok(), "the release naming the lease's VM succeeds");
+    check!(
+        m.release(b, 5).is_ok(),
+        "the release naming the lease's VM succeeds"
+    );
     drop(m);
-    wait_vf(&Manager::open()?, b, Duration::from_secs(10), |v| v.phase == vds_phase::HOST)?;
+    wait_vf(&Manager::open()?, b, Duration::from_secs(10), |v| {
+        v.phase == vds_phase::HOST
+    })?;
     Ok(())
 }
 
@@ -347,20 +573,71 @@ fn raw_ioctl(m: &Manager, cmd: u32, arg: *mut u8) -> Result<(), Errno> {
 /// Every ioctl with a flags field refuses unknown bits (EINVAL), the VF being leased by `m`.
 fn unknown_flags(m: &Manager, b: u32) -> Result<()> {
     let bad = 1u32 << 31;
-    let mut s = VdsSample { bdf: b, flags: bad, bytes: 0 };
-    check!(raw_ioctl(m, VDS_IOC_SAMPLE, (&raw mut s).cast()) == Err(Errno::EINVAL), "SAMPLE: unknown flags are EINVAL");
-    let mut p = VdsPolicy { flags: bad, ..m.policy()? };
-    check!(raw_ioctl(m, VDS_IOC_POLICY_SET, (&raw mut p).cast()) == Err(Errno::EINVAL), "POLICY_SET: unknown flags are EINVAL");
-    let mut w = VdsWait { vm_id: 99, flags: bad, reserved: 0 };
-    check!(raw_ioctl(m, VDS_IOC_WAIT, (&raw mut w).cast()) == Err(Errno::EINVAL), "WAIT: unknown flags are EINVAL");
-    let mut sw = VdsSwap { bdf: b, flags: bad, from_vm: 5, to_vm: 99 };
-    check!(raw_ioctl(m, VDS_IOC_SWAP, (&raw mut sw).cast()) == Err(Errno::EINVAL), "SWAP: unknown flags are EINVAL");
-    let mut r = VdsRate { bdf: b, flags: bad, max_tx_mbps: 0, min_tx_mbps: 0 };
-    check!(raw_ioctl(m, VDS_IOC_RATE_SET, (&raw mut r).cast()) == Err(Errno::EINVAL), "RATE_SET: unknown flags are EINVAL");
-    let mut r = VdsRate { bdf: b, flags: bad, max_tx_mbps: 0, min_tx_mbps: 0 };
-    check!(raw_ioctl(m, VDS_IOC_RATE_GET, (&raw mut r).cast()) == Err(Errno::EINVAL), "RATE_GET: unknown flags are EINVAL");
-    let mut l = VdsLease { bdf: VDS_ANY, flags: bad, vm_id: 98 };
-    check!(raw_ioctl(m, VDS_IOC_LEASE, (&raw mut l).cast()) == Err(Errno::EINVAL), "LEASE: unknown flags are EINVAL");
+    let mut s = VdsSample {
+        bdf: b,
+        flags: bad,
+        bytes: 0,
+    };
+    check!(
+        raw_ioctl(m, VDS_IOC_SAMPLE, (&raw mut s).cast()) == Err(Errno::EINVAL),
+        "SAMPLE: unknown flags are EINVAL"
+    );
+    let mut p = VdsPolicy {
+        flags: bad,
+        ..m.policy()?
+    };
+    check!(
+        raw_ioctl(m, VDS_IOC_POLICY_SET, (&raw mut p).cast()) == Err(Errno::EINVAL),
+        "POLICY_SET: unknown flags are EINVAL"
+    );
+    let mut w = VdsWait {
+        vm_id: 99,
+        flags: bad,
+        reserved: 0,
+    };
+    check!(
+        raw_ioctl(m, VDS_IOC_WAIT, (&raw mut w).cast()) == Err(Errno::EINVAL),
+        "WAIT: unknown flags are EINVAL"
+    );
+    let mut sw = VdsSwap {
+        bdf: b,
+        flags: bad,
+        from_vm: 5,
+        to_vm: 99,
+    };
+    check!(
+        raw_ioctl(m, VDS_IOC_SWAP, (&raw mut sw).cast()) == Err(Errno::EINVAL),
+        "SWAP: unknown flags are EINVAL"
+    );
+    let mut r = VdsRate {
+        bdf: b,
+        flags: bad,
+        max_tx_mbps: 0,
+        min_tx_mbps: 0,
+    };
+    check!(
+        raw_ioctl(m, VDS_IOC_RATE_SET, (&raw mut r).cast()) == Err(Errno::EINVAL),
+        "RATE_SET: unknown flags are EINVAL"
+    );
+    let mut r = VdsRate {
+        bdf: b,
+        flags: bad,
+        max_tx_mbps: 0,
+        min_tx_mbps: 0,
+    };
+    check!(
+        raw_ioctl(m, VDS_IOC_RATE_GET, (&raw mut r).cast()) == Err(Errno::EINVAL),
+        "RATE_GET: unknown flags are EINVAL"
+    );
+    let mut l = VdsLease {
+        bdf: VDS_ANY,
+        flags: bad,
+        vm_id: 98,
+    };
+    check!(
+        raw_ioctl(m, VDS_IOC_LEASE, (&raw mut l).cast()) == Err(Errno::EINVAL),
+        "LEASE: unknown flags are EINVAL"
+    );
     Ok(())
 }
 
@@ -369,13 +646,24 @@ fn mapping(len: usize, none: usize) -> Result<*mut u8> {
     use nix::libc;
     // SAFETY: a fresh private anonymous mapping; nothing else refers to it. Never unmapped (the
     // test process exits soon).
-    let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
     if p == libc::MAP_FAILED {
         bail!("mmap: {}", Errno::last());
     }
     if none > 0 {
         // SAFETY: the tail of the mapping made above.
-        Errno::result(unsafe { libc::mprotect(p.cast::<u8>().add(len - none).cast(), none, libc::PROT_NONE) })?;
+        Errno::result(unsafe {
+            libc::mprotect(p.cast::<u8>().add(len - none).cast(), none, libc::PROT_NONE)
+        })?;
     }
     Ok(p.cast())
 }
@@ -388,20 +676,43 @@ fn lease_efault(b: u32) -> Result<()> {
     let m = Manager::open()?;
     let ro = mapping(PAGE, 0)?;
     // SAFETY: `ro` is a fresh page we own; `VdsLease` fits and `mmap` aligns to a page.
-    unsafe { ro.cast::<VdsLease>().write(VdsLease { bdf: b, flags: 0, vm_id: 7 }) };
+    unsafe {
+        ro.cast::<VdsLease>().write(VdsLease {
+            bdf: b,
+            flags: 0,
+            vm_id: 7,
+        })
+    };
     // SAFETY: our own page.
     Errno::result(unsafe { libc::mprotect(ro.cast(), PAGE, libc::PROT_READ) })?;
-    check!(raw_ioctl(&m, VDS_IOC_LEASE, ro) == Err(Errno::EFAULT), "a lease whose result lands in a read-only page is EFAULT");
+    check!(
+        raw_ioctl(&m, VDS_IOC_LEASE, ro) == Err(Errno::EFAULT),
+        "a lease whose result lands in a read-only page is EFAULT"
+    );
     let v = vf_of(&m, b)?;
     let undone = v.vm_id == 0 && v.phase != vds_phase::LEASED;
     // Closed before the check: a lease left behind ends with the file, for the next checks.
     drop(m);
-    check!(undone, "and is undone: {} not leased (vm {} phase {})", bdf_name(b), v.vm_id, v.phase);
+    check!(
+        undone,
+        "and is undone: {} not leased (vm {} phase {})",
+        bdf_name(b),
+        v.vm_id,
+        v.phase
+    );
     let other = Manager::open()?;
-    wait_vf(&other, b, Duration::from_secs(10), |v| v.phase == vds_phase::HOST)?;
-    check!(other.lease(b, 8, 0) == Ok(b), "another file leases {} afterwards", bdf_name(b));
+    wait_vf(&other, b, Duration::from_secs(10), |v| {
+        v.phase == vds_phase::HOST
+    })?;
+    check!(
+        other.lease(b, 8, 0) == Ok(b),
+        "another file leases {} afterwards",
+        bdf_name(b)
+    );
     other.release(b, 8).context("release")?;
-    wait_vf(&other, b, Duration::from_secs(10), |v| v.phase == vds_phase::HOST)?;
+    wait_vf(&other, b, Duration::from_secs(10), |v| {
+        v.phase == vds_phase::HOST
+    })?;
     Ok(())
 }
 
@@ -416,27 +727,48 @@ fn read_fault(b: u32) -> Result<()> {
     let m = Manager::open()?;
     m.lease(b, 7, 0).context("lease")?;
     m.release(b, 7).context("release")?;
-    wait_vf(&m, b, Duration::from_secs(10), |v| v.phase == vds_phase::HOST)?;
+    wait_vf(&m, b, Duration::from_secs(10), |v| {
+        v.phase == vds_phase::HOST
+    })?;
     // Events on `nb` now: leased 7, released 7, returned.
     let rec = std::mem::size_of::<VdsEvent>();
     let fd = nb.file().as_raw_fd();
     let bad = mapping(PAGE, PAGE)?;
     // SAFETY: reading into memory the kernel must refuse; nothing of ours is there.
     let r = unsafe { libc::read(fd, bad.cast(), 2 * rec) };
-    check!(r == -1 && Errno::last() == Errno::EFAULT, "a read into an inaccessible buffer is EFAULT ({r})");
+    check!(
+        r == -1 && Errno::last() == Errno::EFAULT,
+        "a read into an inaccessible buffer is EFAULT ({r})"
+    );
     // Two records asked for, the second one straddling into an inaccessible page.
     let two = mapping(2 * PAGE, PAGE)?;
     // SAFETY: `rec` bytes before the inaccessible page are ours; the rest faults in the kernel.
     let r = unsafe { libc::read(fd, two.add(PAGE - rec - rec / 2).cast(), 2 * rec) };
-    check!(r == rec as isize, "a read whose second record faults returns the first one only ({r})");
+    check!(
+        r == rec as isize,
+        "a read whose second record faults returns the first one only ({r})"
+    );
     // SAFETY: the kernel wrote `rec` bytes there (checked above); unaligned read of plain data.
-    let first = unsafe { std::ptr::read_unaligned(two.add(PAGE - rec - rec / 2).cast::<VdsEvent>()) };
-    check!(first.kind == vds_event::LEASED && first.vm_id == 7, "the event survived the faulting read (got {} vm {})", event_name(first.kind), first.vm_id);
+    let first =
+        unsafe { std::ptr::read_unaligned(two.add(PAGE - rec - rec / 2).cast::<VdsEvent>()) };
+    check!(
+        first.kind == vds_event::LEASED && first.vm_id == 7,
+        "the event survived the faulting read (got {} vm {})",
+        event_name(first.kind),
+        first.vm_id
+    );
     let rest = nb.read_events()?;
     let want = [(vds_event::RELEASED, 7), (vds_event::RETURNED, 0)];
     let got: Vec<(u32, u64)> = rest.iter().map(|e| (e.kind, e.vm_id)).collect();
-    check!(got == want, "the record that faulted and the rest follow in order ({got:?})");
-    check!(rest.windows(2).all(|w| w[1].seq == w[0].seq + 1) && rest.first().map(|e| e.seq) == Some(first.seq + 1), "with consecutive sequence numbers");
+    check!(
+        got == want,
+        "the record that faulted and the rest follow in order ({got:?})"
+    );
+    check!(
+        rest.windows(2).all(|w| w[1].seq == w[0].seq + 1)
+            && rest.first().map(|e| e.seq) == Some(first.seq + 1),
+        "with consecutive sequence numbers"
+    );
     Ok(())
 }
 
@@ -447,7 +779,10 @@ pub fn unpriv(vf: &str) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let b = bdf(vf)?;
     let opened_as_root = Manager::open()?;
-    std::fs::set_permissions(vd_sys::sriov::DEVICE, std::fs::Permissions::from_mode(0o666))?;
+    std::fs::set_permissions(
+        vd_sys::sriov::DEVICE,
+        std::fs::Permissions::from_mode(0o666),
+    )?;
     // SAFETY: single-threaded here; the child only makes syscalls and exits.
     let pid = match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => {
@@ -464,9 +799,17 @@ pub fn unpriv(vf: &str) -> Result<()> {
         nix::unistd::ForkResult::Parent { child } => child,
     };
     let st = nix::sys::wait::waitpid(pid, None)?;
-    std::fs::set_permissions(vd_sys::sriov::DEVICE, std::fs::Permissions::from_mode(0o600))?;
-    check!(matches!(st, nix::sys::wait::WaitStatus::Exited(_, 0)), "unprivileged checks passed ({st:?})");
-    wait_vf(&opened_as_root, b, Duration::from_secs(10), |v| v.phase == vds_phase::HOST)?;
+    std::fs::set_permissions(
+        vd_sys::sriov::DEVICE,
+        std::fs::Permissions::from_mode(0o600),
+    )?;
+    check!(
+        matches!(st, nix::sys::wait::WaitStatus::Exited(_, 0)),
+        "unprivileged checks passed ({st:?})"
+    );
+    wait_vf(&opened_as_root, b, Duration::from_secs(10), |v| {
+        v.phase == vds_phase::HOST
+    })?;
     Ok(())
 }
 
@@ -477,15 +820,39 @@ fn unpriv_child(b: u32, opened_as_root: &Manager) -> Result<()> {
     Errno::result(unsafe { nix::libc::setuid(65534) }).context("setuid")?;
     let m = Manager::open().context("open as nobody")?;
     check!(!m.vfs()?.is_empty(), "nobody can list the VFs");
-    check!(m.policy().is_ok() && m.candidates().is_ok(), "nobody can read the policy and candidates");
-    check!(m.lease(b, 33, 0) == Err(Errno::EPERM), "nobody cannot lease (EPERM)");
-    check!(m.release(b, 33) == Err(Errno::EPERM), "nobody cannot release (EPERM)");
-    check!(m.set_policy(&m.policy()?) == Err(Errno::EPERM), "nobody cannot change the policy");
-    check!(m.wait_for_vf(33, false) == Err(Errno::EPERM), "nobody cannot register a waiter");
-    check!(m.swap(b, 1, 2, true) == Err(Errno::EPERM), "nobody cannot swap");
-    check!(m.set_rate(b, 10, 0) == Err(Errno::EPERM), "nobody cannot set a VF's rate limit");
+    check!(
+        m.policy().is_ok() && m.candidates().is_ok(),
+        "nobody can read the policy and candidates"
+    );
+    check!(
+        m.lease(b, 33, 0) == Err(Errno::EPERM),
+        "nobody cannot lease (EPERM)"
+    );
+    check!(
+        m.release(b, 33) == Err(Errno::EPERM),
+        "nobody cannot release (EPERM)"
+    );
+    check!(
+        m.set_policy(&m.policy()?) == Err(Errno::EPERM),
+        "nobody cannot change the policy"
+    );
+    check!(
+        m.wait_for_vf(33, false) == Err(Errno::EPERM),
+        "nobody cannot register a waiter"
+    );
+    check!(
+        m.swap(b, 1, 2, true) == Err(Errno::EPERM),
+        "nobody cannot swap"
+    );
+    check!(
+        m.set_rate(b, 10, 0) == Err(Errno::EPERM),
+        "nobody cannot set a VF's rate limit"
+    );
     check!(m.rate(b).is_ok(), "nobody can read a VF's rate limit");
-    check!(opened_as_root.lease(b, 34, 0) == Ok(b), "a file opened by root still leases after its process dropped privileges");
+    check!(
+        opened_as_root.lease(b, 34, 0) == Ok(b),
+        "a file opened by root still leases after its process dropped privileges"
+    );
     check!(opened_as_root.release(b, 34).is_ok(), "and releases");
     Ok(())
 }
@@ -495,24 +862,60 @@ fn unpriv_child(b: u32, opened_as_root: &Manager) -> Result<()> {
 pub fn rate(vf: &str) -> Result<()> {
     let b = bdf(vf)?;
     let m = Manager::open()?;
-    check!(m.version()?.features & VDS_FEAT_RATE != 0, "the module advertises VDS_FEAT_RATE");
+    check!(
+        m.version()?.features & VDS_FEAT_RATE != 0,
+        "the module advertises VDS_FEAT_RATE"
+    );
     let r0 = m.rate(b).context("VDS_IOC_RATE_GET")?;
-    check!(r0.bdf == b && r0.max_tx_mbps == 0 && r0.min_tx_mbps == 0, "{vf} starts without a limit ({r0:?})");
-    m.set_rate(b, 100, 0).context("VDS_IOC_RATE_SET 100 Mbit/s (the PF link must be up)")?;
+    check!(
+        r0.bdf == b && r0.max_tx_mbps == 0 && r0.min_tx_mbps == 0,
+        "{vf} starts without a limit ({r0:?})"
+    );
+    m.set_rate(b, 100, 0)
+        .context("VDS_IOC_RATE_SET 100 Mbit/s (the PF link must be up)")?;
     let r = m.rate(b)?;
-    check!(r.max_tx_mbps == 100, "max_tx_rate 100 Mbit/s set and read back ({} Mbit/s)", r.max_tx_mbps);
-    check!(m.set_rate(b, 5, 10) == Err(Errno::EINVAL), "a maximum under the minimum is refused (EINVAL)");
-    check!(m.set_rate(b, 50, 10) == Err(Errno::EINVAL), "igb refuses a guaranteed minimum (EINVAL)");
-    check!(m.set_rate(b, 100_000, 0) == Err(Errno::EINVAL), "igb refuses a rate over its link speed (EINVAL)");
-    check!(m.rate(b)?.max_tx_mbps == 100, "refused changes leave the limit as it was");
-    check!(m.set_rate(0x0fff_ffff, 10, 0) == Err(Errno::ENODEV) && m.rate(0x0fff_ffff) == Err(Errno::ENODEV), "an unknown VF is ENODEV");
+    check!(
+        r.max_tx_mbps == 100,
+        "max_tx_rate 100 Mbit/s set and read back ({} Mbit/s)",
+        r.max_tx_mbps
+    );
+    check!(
+        m.set_rate(b, 5, 10) == Err(Errno::EINVAL),
+        "a maximum under the minimum is refused (EINVAL)"
+    );
+    check!(
+        m.set_rate(b, 50, 10) == Err(Errno::EINVAL),
+        "igb refuses a guaranteed minimum (EINVAL)"
+    );
+    check!(
+        m.set_rate(b, 100_000, 0) == Err(Errno::EINVAL),
+        "igb refuses a rate over its link speed (EINVAL)"
+    );
+    check!(
+        m.rate(b)?.max_tx_mbps == 100,
+        "refused changes leave the limit as it was"
+    );
+    check!(
+        m.set_rate(0x0fff_ffff, 10, 0) == Err(Errno::ENODEV)
+            && m.rate(0x0fff_ffff) == Err(Errno::ENODEV),
+        "an unknown VF is ENODEV"
+    );
     // A leased (passed-through) VF: the limit is the PF's business, it keeps applying.
     m.lease(b, 77, 0).context("lease")?;
     m.set_rate(b, 250, 0).context("rate of a leased VF")?;
-    check!(m.rate(b)?.max_tx_mbps == 250, "the rate of a leased VF (on vfio-pci) is set and read back");
+    check!(
+        m.rate(b)?.max_tx_mbps == 250,
+        "the rate of a leased VF (on vfio-pci) is set and read back"
+    );
     m.release(b, 77)?;
-    let v = wait_vf(&m, b, Duration::from_secs(10), |v| v.phase == vds_phase::HOST)?;
-    check!(m.rate(b)?.max_tx_mbps == 250, "the limit stays with the VF after the lease (back on {})", name(&v.driver));
+    let v = wait_vf(&m, b, Duration::from_secs(10), |v| {
+        v.phase == vds_phase::HOST
+    })?;
+    check!(
+        m.rate(b)?.max_tx_mbps == 250,
+        "the limit stays with the VF after the lease (back on {})",
+        name(&v.driver)
+    );
     m.set_rate(b, 0, 0).context("lift the limit")?;
     check!(m.rate(b)?.max_tx_mbps == 0, "rate 0 lifts the limit");
     Ok(())
@@ -541,7 +944,11 @@ fn sysfs_driver(vf: &str) -> String {
 /// Runs `sh script args...` and times it, failing if the script fails.
 fn timed_sh(script: &str, args: &[&str]) -> Result<Duration> {
     let t = Instant::now();
-    let st = Command::new("sh").arg(script).args(args).status().context("spawn sh")?;
+    let st = Command::new("sh")
+        .arg(script)
+        .args(args)
+        .status()
+        .context("spawn sh")?;
     let d = t.elapsed();
     anyhow::ensure!(st.success(), "sh {script} {args:?} failed: {st}");
     Ok(d)
@@ -556,10 +963,16 @@ fn timed_sh(script: &str, args: &[&str]) -> Result<Duration> {
 pub fn bench(vf: &str, repeats: usize, script: &str) -> Result<()> {
     let b = bdf(vf)?;
     let m = Manager::open()?;
-    wait_vf(&m, b, Duration::from_secs(10), |v| v.phase == vds_phase::HOST && v.vm_id == 0)?;
+    wait_vf(&m, b, Duration::from_secs(10), |v| {
+        v.phase == vds_phase::HOST && v.vm_id == 0
+    })?;
     let host_driver = sysfs_driver(vf);
-    anyhow::ensure!(!host_driver.is_empty() && host_driver != "vfio-pci", "{vf} should start on its host driver (on {host_driver:?})");
-    let (mut k_to, mut k_back, mut s_to, mut s_back, mut sh0) = (vec![], vec![], vec![], vec![], vec![]);
+    anyhow::ensure!(
+        !host_driver.is_empty() && host_driver != "vfio-pci",
+        "{vf} should start on its host driver (on {host_driver:?})"
+    );
+    let (mut k_to, mut k_back, mut s_to, mut s_back, mut sh0) =
+        (vec![], vec![], vec![], vec![], vec![]);
     let noop = "/tmp/vd-noop.sh";
     std::fs::write(noop, ":\n")?;
     for i in 0..repeats {
@@ -570,36 +983,85 @@ pub fn bench(vf: &str, repeats: usize, script: &str) -> Result<()> {
         let t = Instant::now();
         m.lease(b, 500 + i as u64, 0).context("lease")?;
         k_to.push(ms(t.elapsed()));
-        anyhow::ensure!(sysfs_driver(vf) == "vfio-pci", "after the lease {vf} is on {}", sysfs_driver(vf));
+        anyhow::ensure!(
+            sysfs_driver(vf) == "vfio-pci",
+            "after the lease {vf} is on {}",
+            sysfs_driver(vf)
+        );
         let t = Instant::now();
         m.release(b, 500 + i as u64).context("release")?;
         let mut back = None;
         let end = t + Duration::from_secs(20);
         while back.is_none() && Instant::now() < end {
             if m.poll_readable(Duration::from_millis(100))? {
-                back = m.read_events()?.into_iter().find(|e| e.kind == vds_event::RETURNED && e.bdf == b);
+                back = m
+                    .read_events()?
+                    .into_iter()
+                    .find(|e| e.kind == vds_event::RETURNED && e.bdf == b);
             }
         }
         let e = back.context("no RETURNED event within 20 s")?;
         anyhow::ensure!(e.err == 0, "moving back failed: errno {}", -e.err);
         k_back.push(ms(t.elapsed()));
-        anyhow::ensure!(sysfs_driver(vf) == host_driver, "after the release {vf} is on {}", sysfs_driver(vf));
+        anyhow::ensure!(
+            sysfs_driver(vf) == host_driver,
+            "after the release {vf} is on {}",
+            sysfs_driver(vf)
+        );
         // Shell path.
         s_to.push(ms(timed_sh(script, &[vf, "vfio-pci"])?));
-        anyhow::ensure!(sysfs_driver(vf) == "vfio-pci", "after the script {vf} is on {}", sysfs_driver(vf));
+        anyhow::ensure!(
+            sysfs_driver(vf) == "vfio-pci",
+            "after the script {vf} is on {}",
+            sysfs_driver(vf)
+        );
         s_back.push(ms(timed_sh(script, &[vf, ""])?));
-        anyhow::ensure!(sysfs_driver(vf) == host_driver, "after the script back {vf} is on {}", sysfs_driver(vf));
+        anyhow::ensure!(
+            sysfs_driver(vf) == host_driver,
+            "after the script back {vf} is on {}",
+            sysfs_driver(vf)
+        );
         sh0.push(ms(timed_sh(noop, &[])?));
     }
     // The module must not have been confused by moves it did not make.
     let v = vf_of(&m, b)?;
-    check!(v.phase == vds_phase::HOST && v.vm_id == 0 && v.flags & vds_vf::ASSIGNED == 0, "{vf} free and unmarked after {repeats} module and {repeats} script round trips");
-    let (kt, kb, st, sb, s0) = (median(&mut k_to), median(&mut k_back), median(&mut s_to), median(&mut s_back), median(&mut sh0));
+    check!(
+        v.phase == vds_phase::HOST && v.vm_id == 0 && v.flags & vds_vf::ASSIGNED == 0,
+        "{vf} free and unmarked after {repeats} module and {repeats} script round trips"
+    );
+    let (kt, kb, st, sb, s0) = (
+        median(&mut k_to),
+        median(&mut k_back),
+        median(&mut s_to),
+        median(&mut s_back),
+        median(&mut sh0),
+    );
     println!("sriov-bench: {repeats} round trips per path, VF {vf} ({host_driver} <-> vfio-pci), medians in ms");
-    println!("  {:<32} {:>10} {:>10} {:>10}", "path", "to vfio", "to host", "round trip");
-    println!("  {:<32} {:>10.2} {:>10.2} {:>10.2}", "vd_sriov_mgr (lease/release)", kt, kb, kt + kb);
-    println!("  {:<32} {:>10.2} {:>10.2} {:>10.2}", "shell script (sysfs writes)", st, sb, st + sb);
-    println!("  {:<32} {:>10.2} {:>10.2} {:>10.2}", "  of which starting sh", s0, s0, 2.0 * s0);
+    println!(
+        "  {:<32} {:>10} {:>10} {:>10}",
+        "path", "to vfio", "to host", "round trip"
+    );
+    println!(
+        "  {:<32} {:>10.2} {:>10.2} {:>10.2}",
+        "vd_sriov_mgr (lease/release)",
+        kt,
+        kb,
+        kt + kb
+    );
+    println!(
+        "  {:<32} {:>10.2} {:>10.2} {:>10.2}",
+        "shell script (sysfs writes)",
+        st,
+        sb,
+        st + sb
+    );
+    println!(
+        "  {:<32} {:>10.2} {:>10.2} {:>10.2}",
+        "  of which starting sh",
+        s0,
+        s0,
+        2.0 * s0
+    );
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     println!(
         "  ratio shell / module: to vfio {:.2}, to host {:.2}, round trip {:.2} (without sh start: {:.2})",

@@ -36,7 +36,10 @@ pub const BTN_RIGHT: u16 = 0x111;
 /// `BTN_TOUCH`.
 pub const BTN_TOUCH: u16 = 0x14a;
 /// `KEY_A`..`KEY_Z` in alphabetical order (evdev codes follow the keyboard layout).
-pub const KEYS: [u16; 26] = [30, 48, 46, 32, 18, 33, 34, 35, 23, 36, 37, 38, 50, 49, 24, 25, 16, 19, 31, 20, 22, 47, 17, 45, 21, 44];
+pub const KEYS: [u16; 26] = [
+    30, 48, 46, 32, 18, 33, 34, 35, 23, 36, 37, 38, 50, 49, 24, 25, 16, 19, 31, 20, 22, 47, 17, 45,
+    21, 44,
+];
 
 /// `(type, code, value)`.
 pub type Ev = (u16, u16, i32);
@@ -141,8 +144,14 @@ fn ioctl_int(f: &File, cmd: u32, arg: usize) -> Result<(), Errno> {
 impl Uinput {
     /// Creates and registers a device.
     pub fn new(name: &str, phys: &str, kind: Kind) -> Result<Self> {
-        let f = OpenOptions::new().read(true).write(true).open("/dev/uinput").context("open /dev/uinput (CONFIG_INPUT_UINPUT)")?;
-        let set = |cmd: u32, v: u16| ioctl_int(&f, cmd, v as usize).with_context(|| format!("uinput ioctl {cmd:#x} {v}"));
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/uinput")
+            .context("open /dev/uinput (CONFIG_INPUT_UINPUT)")?;
+        let set = |cmd: u32, v: u16| {
+            ioctl_int(&f, cmd, v as usize).with_context(|| format!("uinput ioctl {cmd:#x} {v}"))
+        };
         match kind {
             Kind::KeyboardMouse => {
                 set(UI_SET_EVBIT, EV_KEY)?;
@@ -161,7 +170,16 @@ impl Uinput {
                 set(UI_SET_EVBIT, EV_ABS)?;
                 for a in [ABS_X, ABS_Y] {
                     set(UI_SET_ABSBIT, a)?;
-                    let s = UinputAbsSetup { code: a, _pad: 0, value: 0, minimum: 0, maximum: 32767, fuzz: 0, flat: 0, resolution: 0 };
+                    let s = UinputAbsSetup {
+                        code: a,
+                        _pad: 0,
+                        value: 0,
+                        minimum: 0,
+                        maximum: 32767,
+                        fuzz: 0,
+                        flat: 0,
+                        resolution: 0,
+                    };
                     ioctl_int(&f, UI_ABS_SETUP, &s as *const _ as usize).context("UI_ABS_SETUP")?;
                 }
             }
@@ -169,14 +187,35 @@ impl Uinput {
         }
         if kind == Kind::Multitouch {
             set(UI_SET_EVBIT, EV_ABS)?;
-            let axes = [(ABS_MT_SLOT, 0, 1), (ABS_MT_TRACKING_ID, 0, 65535), (ABS_MT_POSITION_X, 0, 32767), (ABS_MT_POSITION_Y, 0, 32767)];
+            let axes = [
+                (ABS_MT_SLOT, 0, 1),
+                (ABS_MT_TRACKING_ID, 0, 65535),
+                (ABS_MT_POSITION_X, 0, 32767),
+                (ABS_MT_POSITION_Y, 0, 32767),
+            ];
             for (a, minimum, maximum) in axes {
                 set(UI_SET_ABSBIT, a)?;
-                let s = UinputAbsSetup { code: a, _pad: 0, value: 0, minimum, maximum, fuzz: 0, flat: 0, resolution: 0 };
+                let s = UinputAbsSetup {
+                    code: a,
+                    _pad: 0,
+                    value: 0,
+                    minimum,
+                    maximum,
+                    fuzz: 0,
+                    flat: 0,
+                    resolution: 0,
+                };
                 ioctl_int(&f, UI_ABS_SETUP, &s as *const _ as usize).context("UI_ABS_SETUP")?;
             }
         }
-        let mut s = UinputSetup { bustype: 0x06 /* BUS_VIRTUAL */, vendor: 0x1d6b, product: 0x7664, version: 1, name: [0; 80], ff_effects_max: 0 };
+        let mut s = UinputSetup {
+            bustype: 0x06, /* BUS_VIRTUAL */
+            vendor: 0x1d6b,
+            product: 0x7664,
+            version: 1,
+            name: [0; 80],
+            ff_effects_max: 0,
+        };
         let n = name.len().min(79);
         s.name[..n].copy_from_slice(&name.as_bytes()[..n]);
         ioctl_int(&f, UI_DEV_SETUP, &s as *const _ as usize).context("UI_DEV_SETUP")?;
@@ -184,14 +223,22 @@ impl Uinput {
         ioctl_int(&f, UI_SET_PHYS, phys_c.as_ptr() as usize).context("UI_SET_PHYS")?;
         ioctl_int(&f, UI_DEV_CREATE, 0).context("UI_DEV_CREATE")?;
         let mut buf = [0u8; 64];
-        ioctl_int(&f, ui_get_sysname(buf.len()), buf.as_mut_ptr() as usize).context("UI_GET_SYSNAME")?;
+        ioctl_int(&f, ui_get_sysname(buf.len()), buf.as_mut_ptr() as usize)
+            .context("UI_GET_SYSNAME")?;
         let sysname = vd_sys::input::fixed_str(&buf);
-        Ok(Self { file: Some(f), name: name.to_owned(), phys: phys.to_owned(), sysname })
+        Ok(Self {
+            file: Some(f),
+            name: name.to_owned(),
+            phys: phys.to_owned(),
+            sysname,
+        })
     }
 
     /// Injects events (one `write`; the input core handles them in this thread).
     pub fn emit(&self, evs: &[Ev]) -> Result<()> {
-        let Some(mut f) = self.file.as_ref() else { bail!("device destroyed") };
+        let Some(mut f) = self.file.as_ref() else {
+            bail!("device destroyed")
+        };
         let b = encode(evs);
         f.write_all(&b).context("write /dev/uinput")?;
         Ok(())
@@ -220,7 +267,9 @@ impl Uinput {
     /// `UI_DEV_DESTROY` through a shared reference (another thread may be writing; uinput
     /// serialises the two). The file stays open; later writes fail.
     pub fn destroy_shared(&self) -> Result<()> {
-        let Some(f) = self.file.as_ref() else { bail!("device destroyed") };
+        let Some(f) = self.file.as_ref() else {
+            bail!("device destroyed")
+        };
         ioctl_int(f, UI_DEV_DESTROY, 0).context("UI_DEV_DESTROY")?;
         Ok(())
     }
@@ -250,13 +299,20 @@ impl Evdev {
             use std::os::unix::fs::OpenOptionsExt;
             o.custom_flags(nix::libc::O_NONBLOCK);
         }
-        Ok(Self { file: o.open(node).with_context(|| format!("open {}", node.display()))? })
+        Ok(Self {
+            file: o
+                .open(node)
+                .with_context(|| format!("open {}", node.display()))?,
+        })
     }
     /// Reads what is there (blocking unless opened non-blocking; then empty when nothing).
     pub fn read(&mut self) -> Result<Vec<Ev>> {
         let mut b = [0u8; INPUT_EVENT_SIZE * 64];
         match self.file.read(&mut b) {
-            Ok(n) => Ok(decode(&b[..n]).into_iter().map(|(_, _, t, c, v)| (t, c, v)).collect()),
+            Ok(n) => Ok(decode(&b[..n])
+                .into_iter()
+                .map(|(_, _, t, c, v)| (t, c, v))
+                .collect()),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(vec![]),
             Err(e) => Err(e.into()),
         }
@@ -265,7 +321,10 @@ impl Evdev {
 
 /// A key frame: key `n` of [`KEYS`] pressed (`down`) or released, then `SYN_REPORT`.
 pub fn key_frame(n: usize, down: bool) -> [Ev; 2] {
-    [(EV_KEY, KEYS[n % KEYS.len()], i32::from(down)), (EV_SYN, SYN_REPORT, 0)]
+    [
+        (EV_KEY, KEYS[n % KEYS.len()], i32::from(down)),
+        (EV_SYN, SYN_REPORT, 0),
+    ]
 }
 
 /// A motion frame: `REL_X dx`, `REL_Y dy`, `SYN_REPORT` (zero deltas are left out, as the
@@ -286,8 +345,14 @@ pub fn motion_frame(dx: i32, dy: i32) -> Vec<Ev> {
 /// so the input core passes every one) spread evenly between three-event motion frames with
 /// nonzero deltas. `total - 2 * keys` must be a multiple of 3 and `keys` even.
 pub fn burst(total: usize, keys: usize) -> Result<Vec<Ev>> {
-    if keys == 0 || keys % 2 != 0 || total < 2 * keys || (total - 2 * keys) % 3 != 0 {
-        bail!("burst({total}, {keys}): total - 2*keys must be a multiple of 3, keys even and nonzero");
+    if keys == 0
+        || !keys.is_multiple_of(2)
+        || total < 2 * keys
+        || !(total - 2 * keys).is_multiple_of(3)
+    {
+        bail!(
+            "burst({total}, {keys}): total - 2*keys must be a multiple of 3, keys even and nonzero"
+        );
     }
     let motions = (total - 2 * keys) / 3;
     let mut v = Vec::with_capacity(total);
@@ -307,7 +372,17 @@ pub fn burst(total: usize, keys: usize) -> Result<Vec<Ev>> {
 /// real to the input core), a tag in `REL_X` (`i + 1`) and `REL_Y` (`-(i + 1)`), a wheel tick.
 pub fn tagged_frame(i: usize) -> [Ev; 5] {
     let t = i as i32 + 1;
-    [(EV_KEY, KEYS[(i / 2) % KEYS.len()], i32::from(i % 2 == 0)), (EV_REL, REL_X, t), (EV_REL, REL_Y, -t), (EV_REL, REL_WHEEL, 1 + (i % 3) as i32), (EV_SYN, SYN_REPORT, 0)]
+    [
+        (
+            EV_KEY,
+            KEYS[(i / 2) % KEYS.len()],
+            i32::from(i.is_multiple_of(2)),
+        ),
+        (EV_REL, REL_X, t),
+        (EV_REL, REL_Y, -t),
+        (EV_REL, REL_WHEEL, 1 + (i % 3) as i32),
+        (EV_SYN, SYN_REPORT, 0),
+    ]
 }
 
 #[cfg(test)]
@@ -330,14 +405,27 @@ mod tests {
     fn input_event_encoding_round_trips() {
         let b = encode(&[(EV_REL, REL_Y, -3), (EV_SYN, SYN_REPORT, 0)]);
         assert_eq!(b.len(), 48);
-        assert_eq!(decode(&b), vec![(0, 0, EV_REL, REL_Y, -3), (0, 0, EV_SYN, SYN_REPORT, 0)]);
+        assert_eq!(
+            decode(&b),
+            vec![(0, 0, EV_REL, REL_Y, -3), (0, 0, EV_SYN, SYN_REPORT, 0)]
+        );
     }
 
     #[test]
     fn burst_has_the_asked_shape() {
         let b = burst(10_000, 140).unwrap();
         assert_eq!(b.len(), 10_000);
-        let s = Summary::of(b.iter().map(|&(ty, code, value)| vd_uapi::VdiEvent { time_ns: 0, ty, code, value }).collect::<Vec<_>>().iter());
+        let s = Summary::of(
+            b.iter()
+                .map(|&(ty, code, value)| vd_uapi::VdiEvent {
+                    time_ns: 0,
+                    ty,
+                    code,
+                    value,
+                })
+                .collect::<Vec<_>>()
+                .iter(),
+        );
         assert_eq!(s.keys.len(), 140);
         // Presses and releases alternate per key: the input core drops a repeated state.
         for p in s.keys.chunks(2) {
@@ -346,7 +434,10 @@ mod tests {
         assert_eq!(s.reports, 140 + 3240);
         assert!(s.rel[REL_X as usize] > 0 && s.rel[REL_Y as usize] < 0);
         assert_eq!(b.last(), Some(&(EV_SYN, SYN_REPORT, 0)));
-        assert!(b.iter().all(|e| e.0 != EV_REL || e.2 != 0), "no zero deltas");
+        assert!(
+            b.iter().all(|e| e.0 != EV_REL || e.2 != 0),
+            "no zero deltas"
+        );
         assert!(burst(10_000, 139).is_err());
         assert!(burst(10_001, 140).is_err());
     }

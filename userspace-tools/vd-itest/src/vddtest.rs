@@ -14,10 +14,16 @@ use vdd::fakeqmp::{self, FakeOpts, Journal};
 pub fn fake_qmp(vms: &[String], log: &str, fail_device_add: &[String]) -> Result<()> {
     let j = Journal::with_file(std::path::Path::new(log)).with_context(|| format!("log {log}"))?;
     for v in vms {
-        let (name, sock) = v.split_once('=').with_context(|| format!("{v:?}: expected NAME=SOCKET"))?;
+        let (name, sock) = v
+            .split_once('=')
+            .with_context(|| format!("{v:?}: expected NAME=SOCKET"))?;
         let _ = std::fs::remove_file(sock);
-        let opts = FakeOpts { fail_device_add: fail_device_add.iter().any(|n| n == name), ..Default::default() };
-        fakeqmp::spawn(std::path::Path::new(sock), name, j.clone(), opts).with_context(|| format!("bind {sock}"))?;
+        let opts = FakeOpts {
+            fail_device_add: fail_device_add.iter().any(|n| n == name),
+            ..Default::default()
+        };
+        fakeqmp::spawn(std::path::Path::new(sock), name, j.clone(), opts)
+            .with_context(|| format!("bind {sock}"))?;
     }
     println!("ready: {} fake QMP peer(s), log {log}", vms.len());
     std::io::stdout().flush()?;
@@ -30,14 +36,21 @@ pub fn fake_qmp(vms: &[String], log: &str, fail_device_add: &[String]) -> Result
 /// it gets until killed, printing `WAITING` and then every event that concerns it.
 pub fn waiter(vm: u64) -> Result<()> {
     let m = Manager::open()?;
-    m.wait_for_vf(vm, false).with_context(|| format!("VDS_IOC_WAIT for VM {vm}"))?;
+    m.wait_for_vf(vm, false)
+        .with_context(|| format!("VDS_IOC_WAIT for VM {vm}"))?;
     println!("WAITING vm {vm}");
     std::io::stdout().flush()?;
     loop {
         match m.read_events() {
             Ok(evs) => {
                 for e in evs.iter().filter(|e| e.vm_id == vm || e.other_vm == vm) {
-                    println!("EVENT {} {} vm {} other {}", event_name(e.kind), bdf_name(e.bdf), e.vm_id, e.other_vm);
+                    println!(
+                        "EVENT {} {} vm {} other {}",
+                        event_name(e.kind),
+                        bdf_name(e.bdf),
+                        e.vm_id,
+                        e.other_vm
+                    );
                 }
             }
             Err(Errno::EINTR) => {}
@@ -59,6 +72,9 @@ pub fn send_frames(ifname: &str, rate: u64, secs: f64) -> Result<()> {
         });
         crate::sriov::send_frames(ifname, rate, &stop)
     })?;
-    println!("sent {sent} bytes on {ifname} in {:.1} s", t0.elapsed().as_secs_f64());
+    println!(
+        "sent {sent} bytes on {ifname} in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     Ok(())
 }

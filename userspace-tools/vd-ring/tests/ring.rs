@@ -34,14 +34,16 @@ fn pair(entries: u32, esz: u32) -> (Area, Backend, Frontend) {
 fn push_raw(a: &Area, geo: Geometry, idx: u32, id: u64) {
     let slot = geo.req_slot(idx);
     a.mem.write(slot, &id.to_le_bytes());
-    a.mem.write(slot + 8, &[op::ECHO as u8, 0, 0, 0, 0, 0, 0, 0]);
+    a.mem
+        .write(slot + 8, &[op::ECHO as u8, 0, 0, 0, 0, 0, 0, 0]);
     a.mem.store_release_u32(OFF_REQ_PROD, idx + 1);
 }
 
 fn echo_all(a: &Area, be: &mut Backend) -> (u32, bool) {
     let mut buf = vec![0u8; be.geometry().max_payload()];
     while let Some(req) = be.pop_request(&a.mem, &mut buf).unwrap() {
-        be.push_response(&a.mem, req.id, 0, &buf[..req.len as usize]).unwrap();
+        be.push_response(&a.mem, req.id, 0, &buf[..req.len as usize])
+            .unwrap();
     }
     be.publish(&a.mem)
 }
@@ -54,7 +56,10 @@ fn geometry_validation() {
     assert!(Geometry::new(64, 16).is_err());
     assert!(Geometry::new(64, 48).is_err());
     assert!(Geometry::new(64, 8192).is_err());
-    assert!(Geometry::new(4096, 4096).is_err(), "16 MiB array must be refused");
+    assert!(
+        Geometry::new(4096, 4096).is_err(),
+        "16 MiB array must be refused"
+    );
     let g = Geometry::new(4096, 256).unwrap();
     assert_eq!(g.array_bytes(), 1 << 20);
     assert_eq!(g.total_bytes(), 4096 + (2 << 20));
@@ -83,7 +88,8 @@ fn round_trip_and_wraparound() {
     for round in 0..100u64 {
         for i in 0..5u64 {
             let id = round * 5 + i;
-            fe.push_request(&a.mem, id, op::ECHO, &id.to_le_bytes()).unwrap();
+            fe.push_request(&a.mem, id, op::ECHO, &id.to_le_bytes())
+                .unwrap();
         }
         fe.publish(&a.mem);
         echo_all(&a, &mut be);
@@ -104,7 +110,13 @@ fn indices_wrap_u32() {
     for off in [OFF_REQ_PROD, OFF_RSP_CONS, OFF_RSP_PROD, OFF_REQ_CONS] {
         a.mem.store_u32(off, start);
     }
-    let mut be = Backend::new(geo, BackendState { req_cons: start, rsp_prod: start });
+    let mut be = Backend::new(
+        geo,
+        BackendState {
+            req_cons: start,
+            rsp_prod: start,
+        },
+    );
     let mut fe = Frontend::attach(&a.mem).unwrap();
     let mut buf = [0u8; 16];
     for id in 0..20u64 {
@@ -126,7 +138,10 @@ fn kick_suppression_batches() {
     // Backend busy: further publishes are suppressed.
     for id in 1..10 {
         fe.push_request(&a.mem, id, op::ECHO, &[]).unwrap();
-        assert!(!fe.publish(&a.mem), "kick {id} should be suppressed while the backend works");
+        assert!(
+            !fe.publish(&a.mem),
+            "kick {id} should be suppressed while the backend works"
+        );
     }
     echo_all(&a, &mut be);
     // Backend re-arms with nothing pending: next publish kicks again.
@@ -144,7 +159,11 @@ fn irq_suppression() {
     fe.push_request(&a.mem, 1, op::ECHO, &[]).unwrap();
     fe.publish(&a.mem);
     let (n, notify) = echo_all(&a, &mut be);
-    assert_eq!((n, notify), (1, true), "initial rsp_event 0 asks for the first response");
+    assert_eq!(
+        (n, notify),
+        (1, true),
+        "initial rsp_event 0 asks for the first response"
+    );
     fe.pop_response(&a.mem, &mut buf).unwrap().unwrap();
     // Frontend polling (irq disabled): no interrupt.
     fe.disable_irq(&a.mem);
@@ -170,7 +189,10 @@ fn backpressure_when_responses_not_consumed() {
     // The backend freed the request slots, but the four answers are not consumed: the honest
     // frontend holds back (at most `entries` requests in flight).
     assert_eq!(fe.free_slots(&a.mem), 0);
-    assert_eq!(fe.push_request(&a.mem, 4, op::ECHO, &[]), Err(RingError::Full));
+    assert_eq!(
+        fe.push_request(&a.mem, 4, op::ECHO, &[]),
+        Err(RingError::Full)
+    );
     // A frontend that pushes anyway: the backend neither serves nor spins on the requests it
     // cannot answer, and does not fail the ring for it.
     let geo = be.geometry();
@@ -179,7 +201,10 @@ fn backpressure_when_responses_not_consumed() {
     }
     let mut buf = [0u8; 16];
     assert_eq!(be.pop_request(&a.mem, &mut buf).unwrap(), None);
-    assert!(!be.enable_kicks(&a.mem).unwrap(), "no room: sleep, do not poll again");
+    assert!(
+        !be.enable_kicks(&a.mem).unwrap(),
+        "no room: sleep, do not poll again"
+    );
     assert!(be.failure().is_none());
     fe.pop_response(&a.mem, &mut buf).unwrap().unwrap();
     assert!(be.enable_kicks(&a.mem).unwrap(), "room again: poll");
@@ -191,7 +216,10 @@ fn hostile_producer_index_fails_ring() {
     let (a, mut be, _fe) = pair(8, 64);
     a.mem.store_u32(OFF_REQ_PROD, 9);
     let mut buf = [0u8; 48];
-    assert_eq!(be.pop_request(&a.mem, &mut buf), Err(RingError::BadRequestProducer { prod: 9, cons: 0 }));
+    assert_eq!(
+        be.pop_request(&a.mem, &mut buf),
+        Err(RingError::BadRequestProducer { prod: 9, cons: 0 })
+    );
     assert_eq!(a.mem.load_u32(OFF_STATUS) & STATUS_FAILED, STATUS_FAILED);
     // Stays failed even if the guest repairs the index: never trusted again.
     a.mem.store_u32(OFF_REQ_PROD, 1);
@@ -208,7 +236,10 @@ fn hostile_length_fails_ring() {
     let slot = be.geometry().req_slot(0);
     a.mem.write(slot + 12, &49u32.to_le_bytes());
     let mut buf = [0u8; 48];
-    assert_eq!(be.pop_request(&a.mem, &mut buf), Err(RingError::BadLength { len: 49 }));
+    assert_eq!(
+        be.pop_request(&a.mem, &mut buf),
+        Err(RingError::BadLength { len: 49 })
+    );
     assert_eq!(be.failure(), Some(RingError::BadLength { len: 49 }));
 }
 
@@ -219,7 +250,10 @@ fn hostile_response_consumer_fails_ring() {
     fe.publish(&a.mem);
     a.mem.store_u32(OFF_RSP_CONS, 1000);
     let mut buf = [0u8; 48];
-    assert!(matches!(be.pop_request(&a.mem, &mut buf), Err(RingError::BadResponseConsumer { .. })));
+    assert!(matches!(
+        be.pop_request(&a.mem, &mut buf),
+        Err(RingError::BadResponseConsumer { .. })
+    ));
 }
 
 #[test]
@@ -248,7 +282,6 @@ fn restore_continues_in_flight() {
     be.publish(&a.mem);
     // "Migrate": a new backend from the saved state, same memory.
     let saved = be.state();
-    drop(be);
     let mut be2 = Backend::new(be_geo(&a), saved);
     echo_all(&a, &mut be2);
     let mut ids = vec![];
@@ -297,15 +330,28 @@ fn garbage_never_panics() {
                 match be.pop_request(&a.mem, &mut buf) {
                     Ok(Some(req)) => {
                         assert!(!was_failed, "a failed ring served a request");
-                        assert!(req.len as usize <= geo.max_payload(), "len {} > {}", req.len, geo.max_payload());
+                        assert!(
+                            req.len as usize <= geo.max_payload(),
+                            "len {} > {}",
+                            req.len,
+                            geo.max_payload()
+                        );
                         popped += 1;
-                        assert_eq!(be.state().req_cons, popped, "req_cons moves by one per request");
+                        assert_eq!(
+                            be.state().req_cons,
+                            popped,
+                            "req_cons moves by one per request"
+                        );
                         match be.push_response(&a.mem, req.id, 0, &buf[..req.len as usize]) {
                             Ok(()) => pushed += 1,
                             // Only a frontend that moved rsp_cons under the reserved slot.
                             Err(e) => break Some(e),
                         }
-                        assert_eq!(be.state().rsp_prod, pushed, "rsp_prod moves by one per response");
+                        assert_eq!(
+                            be.state().rsp_prod,
+                            pushed,
+                            "rsp_prod moves by one per response"
+                        );
                     }
                     Ok(None) => {
                         assert_eq!(be.state().req_cons, cons, "no request, no move");
@@ -316,11 +362,18 @@ fn garbage_never_panics() {
                         match e {
                             RingError::BadRequestProducer { prod: p, cons: c } => {
                                 assert_eq!((p, c), (prod, cons));
-                                assert!(p.wrapping_sub(c) > entries, "{p} - {c} <= {entries} refused");
+                                assert!(
+                                    p.wrapping_sub(c) > entries,
+                                    "{p} - {c} <= {entries} refused"
+                                );
                             }
                             RingError::BadResponseConsumer { .. } => {}
-                            RingError::BadLength { len } => assert!(len as usize > geo.max_payload(), "len {len} refused"),
-                            RingError::Failed => assert!(was_failed, "Failed from a ring that was not"),
+                            RingError::BadLength { len } => {
+                                assert!(len as usize > geo.max_payload(), "len {len} refused")
+                            }
+                            RingError::Failed => {
+                                assert!(was_failed, "Failed from a ring that was not")
+                            }
                             other => panic!("pop_request: unexpected {other:?}"),
                         }
                         assert_eq!(be.state().req_cons, cons, "an error consumes nothing");
@@ -330,9 +383,21 @@ fn garbage_never_panics() {
             };
             let (n, _) = be.publish(&a.mem);
             published += n;
-            assert!(published <= pushed, "published {published} of {pushed} responses");
+            assert!(
+                published <= pushed,
+                "published {published} of {pushed} responses"
+            );
             if let Some(e) = err {
-                assert!(matches!(e, RingError::BadRequestProducer { .. } | RingError::BadResponseConsumer { .. } | RingError::BadLength { .. } | RingError::Failed), "{e:?}");
+                assert!(
+                    matches!(
+                        e,
+                        RingError::BadRequestProducer { .. }
+                            | RingError::BadResponseConsumer { .. }
+                            | RingError::BadLength { .. }
+                            | RingError::Failed
+                    ),
+                    "{e:?}"
+                );
                 // Every error but a full payload buffer fails the ring for good.
                 let first = be.failure().expect("an error fails the ring");
                 if !was_failed {
@@ -345,7 +410,11 @@ fn garbage_never_panics() {
                 assert_eq!(be.enable_kicks(&a.mem), Err(RingError::Failed));
             } else {
                 assert!(be.failure().is_none(), "failed without an error");
-                assert_eq!(a.mem.load_u32(OFF_RSP_PROD), pushed, "everything answered is published");
+                assert_eq!(
+                    a.mem.load_u32(OFF_RSP_PROD),
+                    pushed,
+                    "everything answered is published"
+                );
                 assert_eq!(a.mem.load_u32(OFF_REQ_CONS), popped);
                 assert!(be.enable_kicks(&a.mem).is_ok() || be.failure().is_some());
             }
@@ -354,7 +423,10 @@ fn garbage_never_panics() {
         failed_rings += u32::from(be.failure().is_some());
     }
     // The garbage exercises both outcomes.
-    assert!(served > 100 && failed_rings > 100, "served {served}, failed rings {failed_rings}");
+    assert!(
+        served > 100 && failed_rings > 100,
+        "served {served}, failed rings {failed_rings}"
+    );
 }
 
 /// Found by the fuzzer: a backend that pops several requests before answering them must not be
@@ -379,7 +451,10 @@ fn popped_requests_reserve_response_slots() {
     for id in 4..8 {
         push_raw(&a, geo, id as u32, id);
     }
-    assert!(be.pop_request(&a.mem, &mut buf).unwrap().is_none(), "no response slot is free");
+    assert!(
+        be.pop_request(&a.mem, &mut buf).unwrap().is_none(),
+        "no response slot is free"
+    );
     for id in 0..4 {
         be.push_response(&a.mem, id, 0, &[]).unwrap();
     }
@@ -406,7 +481,11 @@ fn rsp_cons_moved_back_after_pop_fails_the_ring() {
 /// a write's data at 16; encoding and decoding agree.
 #[test]
 fn blk_req_layout_and_bytes() {
-    let r = BlkReq { sector: 0x0102_0304_0506_0708, len: 0x1122_3344, reserved: 0 };
+    let r = BlkReq {
+        sector: 0x0102_0304_0506_0708,
+        len: 0x1122_3344,
+        reserved: 0,
+    };
     let b = r.to_bytes();
     assert_eq!(BLK_REQ_HDR, 16);
     assert_eq!(&b[..8], &0x0102_0304_0506_0708u64.to_le_bytes());
@@ -414,6 +493,22 @@ fn blk_req_layout_and_bytes() {
     assert_eq!(&b[12..], &[0; 4]);
     assert_eq!(BlkReq::from_bytes(&b), Some(r));
     assert_eq!(BlkReq::from_bytes(&b[..15]), None);
-    assert_eq!(BlkReq { sector: u64::MAX / 256, len: 1, reserved: 0 }.pos(), None);
-    assert_eq!(BlkReq { sector: 3, len: 1, reserved: 0 }.pos(), Some(1536));
+    assert_eq!(
+        BlkReq {
+            sector: u64::MAX / 256,
+            len: 1,
+            reserved: 0
+        }
+        .pos(),
+        None
+    );
+    assert_eq!(
+        BlkReq {
+            sector: 3,
+            len: 1,
+            reserved: 0
+        }
+        .pos(),
+        Some(1536)
+    );
 }

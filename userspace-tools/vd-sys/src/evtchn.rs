@@ -22,7 +22,11 @@ device_handle!(
 impl Domain {
     /// `VDE_IOC_CREATE`: a channel with `entries` slots of `entry_size` bytes.
     pub fn create(&self, entries: u32, entry_size: u32) -> Result<VdeCreate, Errno> {
-        let mut c = VdeCreate { entries, entry_size, ..Default::default() };
+        let mut c = VdeCreate {
+            entries,
+            entry_size,
+            ..Default::default()
+        };
         // SAFETY: `_IOWR` of one `VdeCreate`.
         unsafe { ioctl_ptr(&self.file, VDE_IOC_CREATE, &mut c) }?;
         Ok(c)
@@ -35,19 +39,32 @@ impl Domain {
     }
     /// `VDE_IOC_BIND`: kick and call eventfds (`None` unbinds).
     pub fn bind(&self, id: u32, kick: Option<RawFd>, call: Option<RawFd>) -> Result<(), Errno> {
-        let mut b = VdeBind { id, kick_fd: kick.unwrap_or(-1), call_fd: call.unwrap_or(-1), flags: 0 };
+        let mut b = VdeBind {
+            id,
+            kick_fd: kick.unwrap_or(-1),
+            call_fd: call.unwrap_or(-1),
+            flags: 0,
+        };
         // SAFETY: `_IOW` of one `VdeBind`.
         unsafe { ioctl_ptr(&self.file, VDE_IOC_BIND, &mut b) }.map(drop)
     }
     /// `VDE_IOC_ATTACH`: backend `kind` (a `vde_backend` value) with argument `fd`.
     pub fn attach(&self, id: u32, kind: u32, fd: Option<RawFd>) -> Result<(), Errno> {
-        let mut a = VdeAttach { id, backend: kind, fd: fd.unwrap_or(-1), flags: 0 };
+        let mut a = VdeAttach {
+            id,
+            backend: kind,
+            fd: fd.unwrap_or(-1),
+            flags: 0,
+        };
         // SAFETY: `_IOW` of one `VdeAttach`.
         unsafe { ioctl_ptr(&self.file, VDE_IOC_ATTACH, &mut a) }.map(drop)
     }
     /// `VDE_IOC_STATS` of channel `id`, or of the domain with [`VDE_ALL`].
     pub fn stats(&self, id: u32) -> Result<VdeStats, Errno> {
-        let mut s = VdeStats { id, ..Default::default() };
+        let mut s = VdeStats {
+            id,
+            ..Default::default()
+        };
         // SAFETY: `_IOWR` of one `VdeStats`.
         unsafe { ioctl_ptr(&self.file, VDE_IOC_STATS, &mut s) }?;
         Ok(s)
@@ -66,7 +83,10 @@ impl Domain {
     }
     /// `VDE_IOC_SAVE`.
     pub fn save(&self, id: u32) -> Result<VdeState, Errno> {
-        let mut s = VdeState { id, ..Default::default() };
+        let mut s = VdeState {
+            id,
+            ..Default::default()
+        };
         // SAFETY: `_IOWR` of one `VdeState`.
         unsafe { ioctl_ptr(&self.file, VDE_IOC_SAVE, &mut s) }?;
         Ok(s)
@@ -80,7 +100,10 @@ impl Domain {
     /// `VDE_IOC_LIST`: the first channel of the whole host whose list key is `>= cursor`
     /// (the entry's `cursor` is its key).
     pub fn list(&self, cursor: u64) -> Result<VdeListEntry, Errno> {
-        let mut e = VdeListEntry { cursor, ..Default::default() };
+        let mut e = VdeListEntry {
+            cursor,
+            ..Default::default()
+        };
         // SAFETY: `_IOWR` of one `VdeListEntry`.
         unsafe { ioctl_ptr(&self.file, VDE_IOC_LIST, &mut e) }?;
         Ok(e)
@@ -128,7 +151,14 @@ impl RingMap {
         let n = NonZeroUsize::new(len).ok_or(Errno::EINVAL)?;
         // SAFETY: a fresh shared mapping of the device; nothing else in this process aliases it.
         let p = unsafe {
-            mmap(None, n, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED, f.as_fd(), offset as i64)
+            mmap(
+                None,
+                n,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                f.as_fd(),
+                offset as i64,
+            )
         }?;
         Ok(Self { ptr: p.cast(), len })
     }
@@ -184,7 +214,10 @@ mod tests {
         assert_eq!(d.create(8, 64).unwrap_err(), Errno::EBADF);
         assert_eq!(d.destroy(0).unwrap_err(), Errno::EBADF);
         assert_eq!(d.bind(0, None, None).unwrap_err(), Errno::EBADF);
-        assert_eq!(d.attach(0, vde_backend::ECHO, None).unwrap_err(), Errno::EBADF);
+        assert_eq!(
+            d.attach(0, vde_backend::ECHO, None).unwrap_err(),
+            Errno::EBADF
+        );
         assert_eq!(d.stats(VDE_ALL).unwrap_err(), Errno::EBADF);
         assert_eq!(d.notify(0).unwrap_err(), Errno::EBADF);
         assert_eq!(d.kick(0).unwrap_err(), Errno::EBADF);
@@ -206,7 +239,10 @@ impl RingMap {
     /// A second view of the same mapping (for a backend thread in the same process). It does not
     /// own the mapping: the original must outlive it.
     pub fn clone_of(m: &RingMap) -> RingView {
-        RingView { ptr: m.ptr, len: m.len }
+        RingView {
+            ptr: m.ptr,
+            len: m.len,
+        }
     }
 }
 

@@ -11,8 +11,9 @@ use crate::ioctl_ptr;
 use nix::errno::Errno;
 use std::os::fd::{AsRawFd, RawFd};
 use vd_ring::{
-    Geometry, RingError, RingMem, OFF_ENTRIES, OFF_ENTRY_SIZE, OFF_MAGIC, OFF_REQ_ARRAY, OFF_RSP_ARRAY, OFF_RSP_CONS,
-    OFF_RSP_EVENT, OFF_RSP_PROD, OFF_STATUS, OFF_VERSION, RING_MAGIC, RING_VERSION, RSP_HDR, STATUS_FAILED,
+    Geometry, RingError, RingMem, OFF_ENTRIES, OFF_ENTRY_SIZE, OFF_MAGIC, OFF_REQ_ARRAY,
+    OFF_RSP_ARRAY, OFF_RSP_CONS, OFF_RSP_EVENT, OFF_RSP_PROD, OFF_STATUS, OFF_VERSION, RING_MAGIC,
+    RING_VERSION, RSP_HDR, STATUS_FAILED,
 };
 use vd_uapi::*;
 
@@ -43,8 +44,19 @@ device_handle!(
 impl Input {
     /// `VDI_IOC_VM_CREATE`: this file becomes the sink of VM `vm_id` with an event ring of
     /// `entries` slots; `call` is signalled when the consumer asked for an interrupt.
-    pub fn vm_create(&self, vm_id: u32, entries: u32, call: Option<RawFd>) -> Result<VdiVmCreate, Errno> {
-        let mut c = VdiVmCreate { vm_id, entries, call_fd: call.unwrap_or(-1), flags: 0, mmap_size: 0 };
+    pub fn vm_create(
+        &self,
+        vm_id: u32,
+        entries: u32,
+        call: Option<RawFd>,
+    ) -> Result<VdiVmCreate, Errno> {
+        let mut c = VdiVmCreate {
+            vm_id,
+            entries,
+            call_fd: call.unwrap_or(-1),
+            flags: 0,
+            mmap_size: 0,
+        };
         // SAFETY: `_IOWR` of one `VdiVmCreate`.
         unsafe { ioctl_ptr(&self.file, VDI_IOC_VM_CREATE, &mut c) }?;
         Ok(c)
@@ -106,14 +118,20 @@ impl Input {
     }
     /// `VDI_IOC_STATS` of VM `vm_id` (0: this file's own VM).
     pub fn stats(&self, vm_id: u32) -> Result<VdiStats, Errno> {
-        let mut s = VdiStats { vm_id, ..Default::default() };
+        let mut s = VdiStats {
+            vm_id,
+            ..Default::default()
+        };
         // SAFETY: `_IOWR` of one `VdiStats`.
         unsafe { ioctl_ptr(&self.file, VDI_IOC_STATS, &mut s) }?;
         Ok(s)
     }
     /// `VDI_IOC_LIST_DEVICES`: the `index`-th input device (`ENOENT` past the end).
     pub fn device(&self, index: u32) -> Result<VdiDevice, Errno> {
-        let mut d = VdiDevice { index, ..Default::default() };
+        let mut d = VdiDevice {
+            index,
+            ..Default::default()
+        };
         // SAFETY: `_IOWR` of one `VdiDevice`.
         unsafe { ioctl_ptr(&self.file, VDI_IOC_LIST_DEVICES, &mut d) }?;
         Ok(d)
@@ -146,9 +164,21 @@ impl Input {
 /// (at most 63 bytes, no NUL) and must be empty otherwise.
 pub fn route_spec(kind: u32, grab: bool, pattern: &str) -> Result<VdiRoute, Errno> {
     let needs_pattern = matches!(kind, vdi_match::NAME | vdi_match::PHYS);
-    let known = needs_pattern || matches!(kind, vdi_match::KEYBOARD | vdi_match::MOUSE | vdi_match::TABLET);
-    let mut r = VdiRoute { kind, grab: u32::from(grab), ..Default::default() };
-    if !known || needs_pattern == pattern.is_empty() || pattern.len() >= r.pattern.len() || pattern.contains('\0') {
+    let known = needs_pattern
+        || matches!(
+            kind,
+            vdi_match::KEYBOARD | vdi_match::MOUSE | vdi_match::TABLET
+        );
+    let mut r = VdiRoute {
+        kind,
+        grab: u32::from(grab),
+        ..Default::default()
+    };
+    if !known
+        || needs_pattern == pattern.is_empty()
+        || pattern.len() >= r.pattern.len()
+        || pattern.contains('\0')
+    {
         return Err(Errno::EINVAL);
     }
     r.pattern[..pattern.len()].copy_from_slice(pattern.as_bytes());
@@ -206,10 +236,13 @@ impl EventReader {
     /// Attaches to an event ring the module initialised: magic, version, geometry and a slot
     /// large enough for a [`VdiEvent`].
     pub fn attach<M: RingMem + ?Sized>(mem: &M) -> Result<Self, RingError> {
-        if mem.load_acquire_u32(OFF_MAGIC) != RING_MAGIC || mem.load_u32(OFF_VERSION) != RING_VERSION {
+        if mem.load_acquire_u32(OFF_MAGIC) != RING_MAGIC
+            || mem.load_u32(OFF_VERSION) != RING_VERSION
+        {
             return Err(RingError::BadHeader);
         }
-        let geo = Geometry::new(mem.load_u32(OFF_ENTRIES), mem.load_u32(OFF_ENTRY_SIZE)).map_err(|_| RingError::BadHeader)?;
+        let geo = Geometry::new(mem.load_u32(OFF_ENTRIES), mem.load_u32(OFF_ENTRY_SIZE))
+            .map_err(|_| RingError::BadHeader)?;
         if mem.load_u32(OFF_REQ_ARRAY) as usize != geo.req_array()
             || mem.load_u32(OFF_RSP_ARRAY) as usize != geo.rsp_array()
             || geo.total_bytes() > mem.size()
@@ -217,7 +250,10 @@ impl EventReader {
         {
             return Err(RingError::BadHeader);
         }
-        Ok(Self { geo, cons: mem.load_u32(OFF_RSP_CONS) })
+        Ok(Self {
+            geo,
+            cons: mem.load_u32(OFF_RSP_CONS),
+        })
     }
     /// The ring's geometry.
     pub const fn geometry(&self) -> Geometry {
@@ -243,7 +279,10 @@ impl EventReader {
         let prod = mem.load_acquire_u32(OFF_RSP_PROD);
         let n = prod.wrapping_sub(self.cons);
         if n > self.geo.entries() {
-            return Err(RingError::BadResponseConsumer { cons: self.cons, prod });
+            return Err(RingError::BadResponseConsumer {
+                cons: self.cons,
+                prod,
+            });
         }
         Ok(n)
     }
@@ -259,7 +298,11 @@ impl EventReader {
     }
     /// Takes every available event out into `out` and frees their slots at once. Returns how
     /// many.
-    pub fn drain<M: RingMem + ?Sized>(&mut self, mem: &M, out: &mut Vec<RingEvent>) -> Result<u32, RingError> {
+    pub fn drain<M: RingMem + ?Sized>(
+        &mut self,
+        mem: &M,
+        out: &mut Vec<RingEvent>,
+    ) -> Result<u32, RingError> {
         let n = self.available(mem)?;
         for _ in 0..n {
             let ev = self.read_slot(mem)?;
@@ -275,14 +318,19 @@ impl EventReader {
         let slot = self.geo.rsp_slot(self.cons);
         let mut buf = [0u8; RSP_HDR + 16];
         mem.read(slot, &mut buf);
-        let seq = u64::from_le_bytes([buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6], buf[7]]);
+        let seq = u64::from_le_bytes([
+            buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6], buf[7],
+        ]);
         let len = u32::from_le_bytes([buf[12], buf[13], buf[14], buf[15]]);
         if len as usize != size_of::<VdiEvent>() {
             return Err(RingError::BadLength { len });
         }
         let mut p = [0u8; 16];
         p.copy_from_slice(&buf[RSP_HDR..]);
-        Ok(RingEvent { seq, ev: decode_event(&p) })
+        Ok(RingEvent {
+            seq,
+            ev: decode_event(&p),
+        })
     }
     /// Re-arms the interrupt before waiting: asks for one at the next event. Returns `true`
     /// when events arrived meanwhile (do not wait then).
@@ -338,7 +386,9 @@ impl Summary {
         self.events += 1;
         match ty {
             EV_KEY => self.keys.push((code, value)),
-            EV_REL if (code as usize) < self.rel.len() => self.rel[code as usize] += i64::from(value),
+            EV_REL if (code as usize) < self.rel.len() => {
+                self.rel[code as usize] += i64::from(value)
+            }
             EV_ABS if (code as usize) < 64 => self.abs[code as usize] = Some(value),
             EV_SYN if code == SYN_REPORT => self.reports += 1,
             EV_SYN if code == SYN_DROPPED => self.dropped += 1,
@@ -376,7 +426,12 @@ mod tests {
         (Buf { _v: v, mem }, geo)
     }
     fn ev(ty: u16, code: u16, value: i32) -> VdiEvent {
-        VdiEvent { time_ns: 7, ty, code, value }
+        VdiEvent {
+            time_ns: 7,
+            ty,
+            code,
+            value,
+        }
     }
 
     #[test]
@@ -418,18 +473,41 @@ mod tests {
     #[test]
     fn route_specs() {
         let r = route_spec(vdi_match::NAME, true, "vd-itest").unwrap();
-        assert_eq!((r.kind, r.grab, fixed_str(&r.pattern).as_str()), (vdi_match::NAME, 1, "vd-itest"));
-        assert_eq!(route_spec(vdi_match::NAME, false, ""), Err(Errno::EINVAL), "NAME needs a pattern");
-        assert_eq!(route_spec(vdi_match::MOUSE, false, "x"), Err(Errno::EINVAL), "MOUSE takes none");
-        assert_eq!(route_spec(vdi_match::PHYS, false, &"p".repeat(64)), Err(Errno::EINVAL), "too long for the NUL");
+        assert_eq!(
+            (r.kind, r.grab, fixed_str(&r.pattern).as_str()),
+            (vdi_match::NAME, 1, "vd-itest")
+        );
+        assert_eq!(
+            route_spec(vdi_match::NAME, false, ""),
+            Err(Errno::EINVAL),
+            "NAME needs a pattern"
+        );
+        assert_eq!(
+            route_spec(vdi_match::MOUSE, false, "x"),
+            Err(Errno::EINVAL),
+            "MOUSE takes none"
+        );
+        assert_eq!(
+            route_spec(vdi_match::PHYS, false, &"p".repeat(64)),
+            Err(Errno::EINVAL),
+            "too long for the NUL"
+        );
         assert!(route_spec(vdi_match::PHYS, false, &"p".repeat(63)).is_ok());
-        assert_eq!(route_spec(vdi_match::PHYS, false, "a\0b"), Err(Errno::EINVAL));
+        assert_eq!(
+            route_spec(vdi_match::PHYS, false, "a\0b"),
+            Err(Errno::EINVAL)
+        );
         assert_eq!(route_spec(99, false, ""), Err(Errno::EINVAL));
     }
 
     #[test]
     fn event_encoding_round_trips() {
-        let e = VdiEvent { time_ns: 0x0102_0304_0506_0708, ty: EV_REL, code: 1, value: -5 };
+        let e = VdiEvent {
+            time_ns: 0x0102_0304_0506_0708,
+            ty: EV_REL,
+            code: 1,
+            value: -5,
+        };
         let p = encode_event(&e);
         assert_eq!(&p[8..10], &[2, 0]);
         assert_eq!(&p[12..16], &(-5i32).to_le_bytes());
@@ -442,12 +520,13 @@ mod tests {
         let m = &b.mem;
         let mut be = Backend::new(geo, BackendState::default());
         let mut rd = EventReader::attach(m).unwrap();
-        assert!(rd.enable_irq(m) == false);
+        assert!(!rd.enable_irq(m));
         let mut seq = 0u64;
         let mut got = vec![];
         for round in 0..10 {
             for i in 0..5 {
-                be.push_response(m, seq, 0, &encode_event(&ev(EV_REL, 0, round * 10 + i))).unwrap();
+                be.push_response(m, seq, 0, &encode_event(&ev(EV_REL, 0, round * 10 + i)))
+                    .unwrap();
                 seq += 1;
             }
             let (n, notify) = be.publish(m);
@@ -476,13 +555,18 @@ mod tests {
         let mut be = Backend::new(geo, BackendState::default());
         let mut rd = EventReader::attach(m).unwrap();
         for i in 0..8 {
-            be.push_response(m, i, 0, &encode_event(&ev(EV_KEY, 30, 1))).unwrap();
+            be.push_response(m, i, 0, &encode_event(&ev(EV_KEY, 30, 1)))
+                .unwrap();
         }
-        assert_eq!(be.push_response(m, 8, 0, &encode_event(&ev(EV_KEY, 30, 0))), Err(RingError::Full));
+        assert_eq!(
+            be.push_response(m, 8, 0, &encode_event(&ev(EV_KEY, 30, 0))),
+            Err(RingError::Full)
+        );
         be.publish(m);
         assert_eq!(rd.available(m), Ok(8));
         rd.pop(m).unwrap().unwrap();
-        be.push_response(m, 8, 0, &encode_event(&ev(EV_KEY, 30, 0))).unwrap();
+        be.push_response(m, 8, 0, &encode_event(&ev(EV_KEY, 30, 0)))
+            .unwrap();
     }
 
     #[test]
@@ -491,7 +575,10 @@ mod tests {
         let m = &b.mem;
         let mut rd = EventReader::attach(m).unwrap();
         m.store_u32(OFF_RSP_PROD, 9);
-        assert!(matches!(rd.available(m), Err(RingError::BadResponseConsumer { .. })));
+        assert!(matches!(
+            rd.available(m),
+            Err(RingError::BadResponseConsumer { .. })
+        ));
         // A slot whose length is not one event.
         m.store_u32(OFF_RSP_PROD, 1);
         m.write(geo.rsp_slot(0) + 12, &40u32.to_le_bytes());
@@ -502,7 +589,14 @@ mod tests {
 
     #[test]
     fn frames_and_summary() {
-        let s = [ev(EV_KEY, 30, 1), ev(EV_SYN, 0, 0), ev(EV_REL, 0, 3), ev(EV_REL, 1, -2), ev(EV_SYN, 0, 0), ev(EV_REL, 0, 4)];
+        let s = [
+            ev(EV_KEY, 30, 1),
+            ev(EV_SYN, 0, 0),
+            ev(EV_REL, 0, 3),
+            ev(EV_REL, 1, -2),
+            ev(EV_SYN, 0, 0),
+            ev(EV_REL, 0, 4),
+        ];
         let (f, open) = frames(&s);
         assert_eq!(f.len(), 2);
         assert_eq!(f[1].len(), 3);

@@ -37,8 +37,8 @@ macro_rules! device_handle {
 }
 
 pub mod evtchn;
-pub mod sriov;
 pub mod input;
+pub mod sriov;
 
 use nix::errno::Errno;
 use std::fs::File;

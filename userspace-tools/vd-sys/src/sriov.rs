@@ -21,7 +21,13 @@ pub struct Manager {
 
 /// `DDDD:BB:DD.F` of a packed bdf.
 pub fn bdf_name(b: u32) -> String {
-    format!("{:04x}:{:02x}:{:02x}.{}", b >> 16, (b >> 8) & 0xff, (b >> 3) & 0x1f, b & 7)
+    format!(
+        "{:04x}:{:02x}:{:02x}.{}",
+        b >> 16,
+        (b >> 8) & 0xff,
+        (b >> 3) & 0x1f,
+        b & 7
+    )
 }
 
 /// Parses `DDDD:BB:DD.F` or `BB:DD.F`.
@@ -35,7 +41,8 @@ pub fn parse_bdf(s: &str) -> Option<u32> {
     let bus = u32::from_str_radix(bus, 16).ok()?;
     let (dev, f) = df.split_once('.')?;
     let (dev, f) = (u32::from_str_radix(dev, 16).ok()?, f.parse::<u32>().ok()?);
-    (dom <= 0xffff && bus <= 0xff && dev < 32 && f < 8).then_some(dom << 16 | bus << 8 | dev << 3 | f)
+    (dom <= 0xffff && bus <= 0xff && dev < 32 && f < 8)
+        .then_some(dom << 16 | bus << 8 | dev << 3 | f)
 }
 
 impl Manager {
@@ -45,12 +52,20 @@ impl Manager {
     }
     /// Opens a vd_sriov device node.
     pub fn open_path(p: &Path) -> std::io::Result<Self> {
-        Ok(Self { file: OpenOptions::new().read(true).write(true).open(p)? })
+        Ok(Self {
+            file: OpenOptions::new().read(true).write(true).open(p)?,
+        })
     }
     /// Opens it non-blocking (reads answer `EAGAIN` instead of waiting).
     pub fn open_nonblocking() -> std::io::Result<Self> {
         use std::os::unix::fs::OpenOptionsExt;
-        Ok(Self { file: OpenOptions::new().read(true).write(true).custom_flags(nix::libc::O_NONBLOCK).open(DEVICE)? })
+        Ok(Self {
+            file: OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(nix::libc::O_NONBLOCK)
+                .open(DEVICE)?,
+        })
     }
     /// Wraps an already open file (tests use a faulty one).
     pub fn from_file(file: File) -> Self {
@@ -66,14 +81,20 @@ impl Manager {
     }
     /// `VDS_IOC_PF`.
     pub fn pf(&self, index: u32) -> Result<VdsPf, Errno> {
-        let mut p = VdsPf { index, ..Default::default() };
+        let mut p = VdsPf {
+            index,
+            ..Default::default()
+        };
         // SAFETY: `_IOWR` of one `VdsPf`.
         unsafe { ioctl_ptr(&self.file, VDS_IOC_PF, &mut p) }?;
         Ok(p)
     }
     /// `VDS_IOC_VF`.
     pub fn vf(&self, index: u32) -> Result<VdsVf, Errno> {
-        let mut v = VdsVf { index, ..Default::default() };
+        let mut v = VdsVf {
+            index,
+            ..Default::default()
+        };
         // SAFETY: `_IOWR` of one `VdsVf`.
         unsafe { ioctl_ptr(&self.file, VDS_IOC_VF, &mut v) }?;
         Ok(v)
@@ -96,7 +117,11 @@ impl Manager {
     /// `VDS_IOC_RELEASE` of the lease of `bdf` for VM `vm_id` (the VM it was taken for:
     /// `ENOENT` if this file holds no lease of `bdf` for that VM, `EPERM` if another file does).
     pub fn release(&self, bdf: u32, vm_id: u64) -> Result<(), Errno> {
-        self.release_lease(&VdsLease { bdf, flags: 0, vm_id })
+        self.release_lease(&VdsLease {
+            bdf,
+            flags: 0,
+            vm_id,
+        })
     }
     /// `VDS_IOC_RELEASE` with every field as given (flags must be 0: `EINVAL`).
     pub fn release_lease(&self, l: &VdsLease) -> Result<(), Errno> {
@@ -106,7 +131,11 @@ impl Manager {
     }
     /// `VDS_IOC_SAMPLE`: cumulative bytes of a passed-through VF.
     pub fn sample(&self, bdf: u32, bytes: u64) -> Result<(), Errno> {
-        let mut s = VdsSample { bdf, flags: 0, bytes };
+        let mut s = VdsSample {
+            bdf,
+            flags: 0,
+            bytes,
+        };
         // SAFETY: `_IOW` of one `VdsSample`.
         unsafe { ioctl_ptr(&self.file, VDS_IOC_SAMPLE, &mut s) }.map(drop)
     }
@@ -125,26 +154,41 @@ impl Manager {
     }
     /// `VDS_IOC_WAIT` (`cancel`: stop waiting).
     pub fn wait_for_vf(&self, vm_id: u64, cancel: bool) -> Result<(), Errno> {
-        let mut w = VdsWait { vm_id, flags: if cancel { VDS_WAIT_CANCEL } else { 0 }, reserved: 0 };
+        let mut w = VdsWait {
+            vm_id,
+            flags: if cancel { VDS_WAIT_CANCEL } else { 0 },
+            reserved: 0,
+        };
         // SAFETY: `_IOW` of one `VdsWait`.
         unsafe { ioctl_ptr(&self.file, VDS_IOC_WAIT, &mut w) }.map(drop)
     }
     /// `VDS_IOC_SWAP`.
     pub fn swap(&self, bdf: u32, from_vm: u64, to_vm: u64, force: bool) -> Result<(), Errno> {
-        let mut s = VdsSwap { bdf, flags: if force { VDS_SWAP_FORCE } else { 0 }, from_vm, to_vm };
+        let mut s = VdsSwap {
+            bdf,
+            flags: if force { VDS_SWAP_FORCE } else { 0 },
+            from_vm,
+            to_vm,
+        };
         // SAFETY: `_IOW` of one `VdsSwap`.
         unsafe { ioctl_ptr(&self.file, VDS_IOC_SWAP, &mut s) }.map(drop)
     }
     /// `VDS_IOC_CANDIDATE`.
     pub fn candidate(&self, index: u32) -> Result<VdsCandidate, Errno> {
-        let mut c = VdsCandidate { index, ..Default::default() };
+        let mut c = VdsCandidate {
+            index,
+            ..Default::default()
+        };
         // SAFETY: `_IOWR` of one `VdsCandidate`.
         unsafe { ioctl_ptr(&self.file, VDS_IOC_CANDIDATE, &mut c) }?;
         Ok(c)
     }
     /// `VDS_IOC_RATE_GET`: VF `bdf`'s transmit rate limits, as its PF driver keeps them.
     pub fn rate(&self, bdf: u32) -> Result<VdsRate, Errno> {
-        let mut r = VdsRate { bdf, ..Default::default() };
+        let mut r = VdsRate {
+            bdf,
+            ..Default::default()
+        };
         // SAFETY: `_IOWR` of one `VdsRate`.
         unsafe { ioctl_ptr(&self.file, VDS_IOC_RATE_GET, &mut r) }?;
         Ok(r)
@@ -152,7 +196,12 @@ impl Manager {
     /// `VDS_IOC_RATE_SET`: VF `bdf`'s maximum (and guaranteed minimum) transmit rate, Mbit/s;
     /// 0 lifts the limit. `EOPNOTSUPP` if the PF driver has no per-VF rates.
     pub fn set_rate(&self, bdf: u32, max_tx_mbps: u32, min_tx_mbps: u32) -> Result<(), Errno> {
-        let mut r = VdsRate { bdf, flags: 0, max_tx_mbps, min_tx_mbps };
+        let mut r = VdsRate {
+            bdf,
+            flags: 0,
+            max_tx_mbps,
+            min_tx_mbps,
+        };
         // SAFETY: `_IOW` of one `VdsRate`.
         unsafe { ioctl_ptr(&self.file, VDS_IOC_RATE_SET, &mut r) }.map(drop)
     }
@@ -164,7 +213,9 @@ impl Manager {
     pub fn read_events(&self) -> Result<Vec<VdsEvent>, Errno> {
         const N: usize = 16;
         let mut buf = [0u8; N * std::mem::size_of::<VdsEvent>()];
-        let n = (&self.file).read(&mut buf).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(nix::libc::EIO)))?;
+        let n = (&self.file)
+            .read(&mut buf)
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(nix::libc::EIO)))?;
         Ok(buf[..n]
             .chunks_exact(std::mem::size_of::<VdsEvent>())
             // SAFETY: `VdsEvent` is plain old data (`#[repr(C)]` integers), any bytes are valid;
@@ -176,9 +227,13 @@ impl Manager {
     pub fn poll_readable(&self, timeout: Duration) -> Result<bool, Errno> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
-        let ms = PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX);
+        let ms = PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32)
+            .unwrap_or(PollTimeout::MAX);
         let n = poll(&mut fds, ms)?;
-        Ok(n > 0 && fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)))
+        Ok(n > 0
+            && fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLIN)))
     }
 }
 
@@ -240,7 +295,10 @@ mod tests {
         assert_eq!(m.release(0, 1).unwrap_err(), Errno::EBADF);
         assert_eq!(m.sample(0, 0).unwrap_err(), Errno::EBADF);
         assert_eq!(m.policy().unwrap_err(), Errno::EBADF);
-        assert_eq!(m.set_policy(&VdsPolicy::default()).unwrap_err(), Errno::EBADF);
+        assert_eq!(
+            m.set_policy(&VdsPolicy::default()).unwrap_err(),
+            Errno::EBADF
+        );
         assert_eq!(m.wait_for_vf(1, false).unwrap_err(), Errno::EBADF);
         assert_eq!(m.swap(0, 1, 2, false).unwrap_err(), Errno::EBADF);
         assert_eq!(m.candidates().unwrap_err(), Errno::EBADF);

@@ -84,13 +84,20 @@ pub fn eventfd_pingpong(rounds: usize) -> Result<(usize, u64)> {
         pong.read()?;
         cycles.push(rdtsc().wrapping_sub(t));
     }
-    echo.join().map_err(|_| anyhow::anyhow!("echo thread panicked"))??;
+    echo.join()
+        .map_err(|_| anyhow::anyhow!("echo thread panicked"))??;
     Ok((cycles.len(), median(&mut cycles)))
 }
 
 /// Median guest round trip in TSC cycles (the guest's own `rdtsc` deltas).
 fn guest_latency(kvm: &str, path: ServePath, n: u32) -> Result<(usize, u64)> {
-    let o = Opts { path, requests: n, batch: 1, samples: n, ..Default::default() };
+    let o = Opts {
+        path,
+        requests: n,
+        batch: 1,
+        samples: n,
+        ..Default::default()
+    };
     let r = evtchn::run(kvm, &o)?;
     ensure!(r.pass, "{path:?} latency run failed: {}", r.human_line());
     let mut c: Vec<u64> = r.samples.iter().map(|&s| u64::from(s)).collect();
@@ -112,9 +119,21 @@ pub fn run(kvm: &str, rounds: u32) -> Result<BenchReport> {
     let mut throughput = Vec::new();
     for entries in [64u32, 128, 256, 512] {
         let requests = entries * 16;
-        let o = Opts { path: ServePath::Kernel, requests, batch: entries, entries, entry_size: 32, samples: 16, ..Default::default() };
+        let o = Opts {
+            path: ServePath::Kernel,
+            requests,
+            batch: entries,
+            entries,
+            entry_size: 32,
+            samples: 16,
+            ..Default::default()
+        };
         let r = evtchn::run(kvm, &o)?;
-        ensure!(r.pass, "throughput run at {entries} entries failed: {}", r.human_line());
+        ensure!(
+            r.pass,
+            "throughput run at {entries} entries failed: {}",
+            r.human_line()
+        );
         let cycles: u64 = r.samples.iter().map(|&s| u64::from(s)).sum();
         let notifications = r.guest_kicks + r.guest_irqs;
         throughput.push(Throughput {
@@ -128,9 +147,24 @@ pub fn run(kvm: &str, rounds: u32) -> Result<BenchReport> {
     Ok(BenchReport {
         tsc_hz: hz,
         latency: vec![
-            Latency { path: "vd_evtchn (ioeventfd -> kernel echo -> irqfd)", samples: n1, median_cycles: evt, median_ns: ns(evt, hz) },
-            Latency { path: "vmm-exit (KVM_EXIT_IO -> VMM echo -> irqfd)", samples: n2, median_cycles: vmm, median_ns: ns(vmm, hz) },
-            Latency { path: "eventfd-threads (userspace, no guest)", samples: n3, median_cycles: efd, median_ns: ns(efd, hz) },
+            Latency {
+                path: "vd_evtchn (ioeventfd -> kernel echo -> irqfd)",
+                samples: n1,
+                median_cycles: evt,
+                median_ns: ns(evt, hz),
+            },
+            Latency {
+                path: "vmm-exit (KVM_EXIT_IO -> VMM echo -> irqfd)",
+                samples: n2,
+                median_cycles: vmm,
+                median_ns: ns(vmm, hz),
+            },
+            Latency {
+                path: "eventfd-threads (userspace, no guest)",
+                samples: n3,
+                median_cycles: efd,
+                median_ns: ns(efd, hz),
+            },
         ],
         // Cycles over cycles: one clock.
         vmm_exit_over_evtchn: vmm as f64 / evt as f64,
@@ -142,18 +176,37 @@ pub fn run(kvm: &str, rounds: u32) -> Result<BenchReport> {
 impl BenchReport {
     /// Aligned human-readable table.
     pub fn human(&self) -> String {
-        let mut s = format!("round trip, median over one boot, every row timed by the TSC (TSC {:.0} MHz)\n", self.tsc_hz / 1e6);
+        let mut s = format!(
+            "round trip, median over one boot, every row timed by the TSC (TSC {:.0} MHz)\n",
+            self.tsc_hz / 1e6
+        );
         for l in &self.latency {
-            s += &format!("  {:<48} {:>8} samples  {:>12} cycles {:>12.0} ns\n", l.path, l.samples, l.median_cycles, l.median_ns);
+            s += &format!(
+                "  {:<48} {:>8} samples  {:>12} cycles {:>12.0} ns\n",
+                l.path, l.samples, l.median_cycles, l.median_ns
+            );
         }
-        s += &format!("  ratio vmm-exit / vd_evtchn        {:>6.2}x\n", self.vmm_exit_over_evtchn);
-        s += &format!("  ratio eventfd-threads / vd_evtchn {:>6.2}x\n", self.eventfd_threads_over_evtchn);
+        s += &format!(
+            "  ratio vmm-exit / vd_evtchn        {:>6.2}x\n",
+            self.vmm_exit_over_evtchn
+        );
+        s += &format!(
+            "  ratio eventfd-threads / vd_evtchn {:>6.2}x\n",
+            self.eventfd_threads_over_evtchn
+        );
         s += "batching (guest fills the ring, one publish per batch)\n";
-        s += &format!("  {:>8} {:>9} {:>14} {:>14} {:>18}\n", "entries", "requests", "requests/s", "notifications", "req/notification");
+        s += &format!(
+            "  {:>8} {:>9} {:>14} {:>14} {:>18}\n",
+            "entries", "requests", "requests/s", "notifications", "req/notification"
+        );
         for t in &self.throughput {
             s += &format!(
                 "  {:>8} {:>9} {:>14.0} {:>14} {:>18.1}\n",
-                t.entries, t.requests, t.requests_per_s, t.notifications, t.requests_per_notification
+                t.entries,
+                t.requests,
+                t.requests_per_s,
+                t.notifications,
+                t.requests_per_notification
             );
         }
         s

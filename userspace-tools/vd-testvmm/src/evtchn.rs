@@ -145,7 +145,11 @@ pub struct Report {
 impl Report {
     /// Report for a run that could not complete at all.
     pub fn failed(err: &anyhow::Error) -> Self {
-        Self { test: "kvm_evtchn", error: Some(format!("{err:#}")), ..Default::default() }
+        Self {
+            test: "kvm_evtchn",
+            error: Some(format!("{err:#}")),
+            ..Default::default()
+        }
     }
 
     fn judge(&mut self, o: &Opts) {
@@ -169,7 +173,12 @@ impl Report {
             // edge-triggered line merges an interrupt still pending with the next batch's, and
             // the last may be in flight when the guest reports done.
             let irqs = u64::from(self.guest_irqs);
-            self.ok == n && self.bad == 0 && !self.guest_saw_failed && irqs >= 1 && irqs <= batches && counted
+            self.ok == n
+                && self.bad == 0
+                && !self.guest_saw_failed
+                && irqs >= 1
+                && irqs <= batches
+                && counted
         };
     }
 
@@ -178,7 +187,10 @@ impl Report {
             return format!("evtchn: result=FAIL: {e}");
         }
         let median = match self.median_ns {
-            Some(m) => format!(" median round trip {m:.0} ns over {} batches", self.samples.len()),
+            Some(m) => format!(
+                " median round trip {m:.0} ns over {} batches",
+                self.samples.len()
+            ),
             None => String::new(),
         };
         format!(
@@ -221,13 +233,30 @@ pub(crate) fn watchdog(timeout: Duration) -> std::sync::mpsc::Sender<()> {
 
 /// Runs one guest against one channel.
 pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
-    let geo = Geometry::new(o.entries, o.entry_size).map_err(|e| anyhow::anyhow!("ring geometry {}x{}: {e:?}", o.entries, o.entry_size))?;
+    let geo = Geometry::new(o.entries, o.entry_size)
+        .map_err(|e| anyhow::anyhow!("ring geometry {}x{}: {e:?}", o.entries, o.entry_size))?;
     ensure!(geo.total_bytes() <= rg::RING_MAX, "a {}x{} ring is {} bytes; the real-mode test guest addresses at most {} (use fewer or smaller entries)", o.entries, o.entry_size, geo.total_bytes(), rg::RING_MAX);
-    ensure!(o.batch >= 1 && o.batch <= o.entries, "batch {} must be in 1..={} (the ring's entries)", o.batch, o.entries);
-    ensure!(o.samples <= rg::MAX_SAMPLES, "at most {} samples", rg::MAX_SAMPLES);
+    ensure!(
+        o.batch >= 1 && o.batch <= o.entries,
+        "batch {} must be in 1..={} (the ring's entries)",
+        o.batch,
+        o.entries
+    );
+    ensure!(
+        o.samples <= rg::MAX_SAMPLES,
+        "at most {} samples",
+        rg::MAX_SAMPLES
+    );
     if let Some(p) = o.probe {
-        ensure!(o.hostile.is_none(), "a hostile guest cannot be a latency probe");
-        ensure!(p.period >= Duration::from_millis(10), "probe period {:?}: at least 10 ms", p.period);
+        ensure!(
+            o.hostile.is_none(),
+            "a hostile guest cannot be a latency probe"
+        );
+        ensure!(
+            p.period >= Duration::from_millis(10),
+            "probe period {:?}: at least 10 ms",
+            p.period
+        );
     }
     // Measured before the guest exists, so the 200 ms it takes is not spent beside it.
     let hz = (o.samples > 0 || o.probe.is_some()).then(crate::bench::tsc_hz);
@@ -236,7 +265,9 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
     // Declaration order is drop order reversed: the vCPU and VM go before the ring mapping they
     // use, and the mapping before the domain that owns the channel.
     let dom = Domain::open().context("open /dev/vd_evtchn: is vd_evtchn loaded?")?;
-    let c = dom.create(o.entries, o.entry_size).context("VDE_IOC_CREATE")?;
+    let c = dom
+        .create(o.entries, o.entry_size)
+        .context("VDE_IOC_CREATE")?;
     let map = dom.map_ring(&c).context("mmap the channel's ring")?;
     let kick = EventFd::new(EFD_NONBLOCK).context("eventfd")?;
     let call = EventFd::new(EFD_NONBLOCK).context("eventfd")?;
@@ -246,11 +277,19 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
     vm.create_irq_chip().context("KVM_CREATE_IRQCHIP")?;
     // SAFETY: `map` is the live ring mapping, declared before `guest`, so it outlives the VM.
     unsafe { guest.add_slot(1, RING_GPA, map.as_ptr(), map.len()) }?;
-    vm.register_irqfd(&call, u32::from(IRQ_LINE)).context("KVM_IRQFD")?;
+    vm.register_irqfd(&call, u32::from(IRQ_LINE))
+        .context("KVM_IRQFD")?;
     if o.path == ServePath::Kernel {
-        vm.register_ioevent(&kick, &IoEventAddress::Pio(u64::from(KICK_PORT)), NoDatamatch).context("KVM_IOEVENTFD")?;
-        dom.bind(c.id, Some(kick.as_raw_fd()), Some(call.as_raw_fd())).context("VDE_IOC_BIND")?;
-        dom.attach(c.id, vde_backend::ECHO, None).context("VDE_IOC_ATTACH echo")?;
+        vm.register_ioevent(
+            &kick,
+            &IoEventAddress::Pio(u64::from(KICK_PORT)),
+            NoDatamatch,
+        )
+        .context("KVM_IOEVENTFD")?;
+        dom.bind(c.id, Some(kick.as_raw_fd()), Some(call.as_raw_fd()))
+            .context("VDE_IOC_BIND")?;
+        dom.attach(c.id, vde_backend::ECHO, None)
+            .context("VDE_IOC_ATTACH echo")?;
     }
 
     let program = rg::program();
@@ -265,7 +304,14 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
         (param::RSP_ARRAY, geo.rsp_array() as u32),
         (param::PIC_MASK, u32::from(!(1u8 << IRQ_LINE))),
         (param::HOSTILE, o.hostile.unwrap_or(0)),
-        (param::SAMPLES, if o.probe.is_some() { MAX_SAMPLES } else { o.samples }),
+        (
+            param::SAMPLES,
+            if o.probe.is_some() {
+                MAX_SAMPLES
+            } else {
+                o.samples
+            },
+        ),
         (param::SAMPLE_WRAP, u32::from(o.probe.is_some())),
     ];
     rg::load(&guest, program, &params)?;
@@ -291,7 +337,12 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
                     Ok(e) => e,
                     // A signal that does not end the process (SIGSTOP/SIGCONT, as vdd's tests use
                     // to stop a VM's I/O): KVM_RUN returns EINTR; a VMM just enters again.
-                    Err(e) if e.downcast_ref::<kvm_ioctls::Error>().is_some_and(|k| k.errno() == nix::libc::EINTR) => continue,
+                    Err(e)
+                        if e.downcast_ref::<kvm_ioctls::Error>()
+                            .is_some_and(|k| k.errno() == nix::libc::EINTR) =>
+                    {
+                        continue
+                    }
                     Err(e) => return Err(e),
                 };
                 exits += 1;
@@ -330,10 +381,17 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
         wall_ms: wall.as_secs_f64() * 1e3,
         ..Default::default()
     };
-    let n = guest.read_u32(result::NSAMPLES)?.min(if o.probe.is_some() { MAX_SAMPLES } else { o.samples });
+    let n = guest.read_u32(result::NSAMPLES)?.min(if o.probe.is_some() {
+        MAX_SAMPLES
+    } else {
+        o.samples
+    });
     let mut raw = vec![0u8; n as usize * 4];
     guest.read(rg::SAMPLES_GPA, &mut raw)?;
-    r.samples = raw.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    r.samples = raw
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
     if let Some(hz) = hz {
         r.tsc_hz = Some(hz);
         if !r.samples.is_empty() {
@@ -360,7 +418,10 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
         // The probe ends when told to (or at `requests`): judge what the guest actually sent.
         let sent = r.ok + r.bad;
         r.requests = sent;
-        r.judge(&Opts { requests: sent, ..o.clone() });
+        r.judge(&Opts {
+            requests: sent,
+            ..o.clone()
+        });
     } else {
         r.judge(o);
     }
@@ -371,7 +432,13 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
 /// interrupt vector and its parameters in guest memory are still what was loaded, the bytes at
 /// CS:IP and the ring's indices. Tells a corrupted guest (memory changed under it) from one whose
 /// CPU state went wrong (memory intact, registers not).
-fn off_the_rails(guest: &Guest, vcpu: &kvm_ioctls::VcpuFd, program: rg::Program, params: &[(u64, u32)], ring: &RawMem) -> String {
+fn off_the_rails(
+    guest: &Guest,
+    vcpu: &kvm_ioctls::VcpuFd,
+    program: rg::Program,
+    params: &[(u64, u32)],
+    ring: &RawMem,
+) -> String {
     let mut out = Vec::new();
     match (vcpu.get_regs(), vcpu.get_sregs()) {
         (Ok(r), Ok(s)) => {
@@ -392,9 +459,16 @@ fn off_the_rails(guest: &Guest, vcpu: &kvm_ioctls::VcpuFd, program: rg::Program,
             // Which instruction of the program IP is at (the program's own range).
             let code = u64::from(rg::CODE_GPA);
             if (code..code + program.0.len() as u64).contains(&ip) {
-                out.push(format!("IP is at program offset {:#x} of {:#x}", ip - code, program.0.len()));
+                out.push(format!(
+                    "IP is at program offset {:#x} of {:#x}",
+                    ip - code,
+                    program.0.len()
+                ));
             } else {
-                out.push(format!("IP is outside the program [{code:#x}, {:#x})", code + program.0.len() as u64));
+                out.push(format!(
+                    "IP is outside the program [{code:#x}, {:#x})",
+                    code + program.0.len() as u64
+                ));
             }
         }
         (r, s) => out.push(format!("registers unreadable: {:?} {:?}", r.err(), s.err())),
@@ -415,7 +489,9 @@ fn off_the_rails(guest: &Guest, vcpu: &kvm_ioctls::VcpuFd, program: rg::Program,
     let want = u32::from(rg::CODE_GPA + program.1);
     match guest.read_u32(vec_gpa) {
         Ok(v) if v == want => out.push("interrupt vector: intact".into()),
-        Ok(v) => out.push(format!("interrupt vector: CHANGED to {v:#x} (loaded {want:#x})")),
+        Ok(v) => out.push(format!(
+            "interrupt vector: CHANGED to {v:#x} (loaded {want:#x})"
+        )),
         Err(e) => out.push(format!("interrupt vector unreadable: {e}")),
     }
     let changed: Vec<String> = params
@@ -427,7 +503,11 @@ fn off_the_rails(guest: &Guest, vcpu: &kvm_ioctls::VcpuFd, program: rg::Program,
             Err(e) => Some(format!("{gpa:#x}: {e}")),
         })
         .collect();
-    out.push(if changed.is_empty() { "parameters: intact".into() } else { format!("parameters CHANGED: {}", changed.join(", ")) });
+    out.push(if changed.is_empty() {
+        "parameters: intact".into()
+    } else {
+        format!("parameters CHANGED: {}", changed.join(", "))
+    });
     let idx = |off: usize| ring.load_u32(off);
     out.push(format!(
         "ring: req_prod={} rsp_prod={} rsp_cons={} req_event={} rsp_event={}; guest ok={} bad={} irqs={}",
@@ -450,7 +530,9 @@ fn probe_reporter(mem: usize, p: Probe, hz: f64, stop: std::sync::mpsc::Receiver
     // SAFETY: `mem` is the host address of the live guest RAM (MEM_SIZE bytes), which outlives
     // this thread (scoped, joined before the guest is dropped); every offset used is an aligned
     // u32 inside it. The guest writes these words concurrently: volatile, word-sized accesses.
-    let rd = |gpa: u64| -> u32 { unsafe { std::ptr::read_volatile((mem + gpa as usize) as *const u32) } };
+    let rd = |gpa: u64| -> u32 {
+        unsafe { std::ptr::read_volatile((mem + gpa as usize) as *const u32) }
+    };
     let t0 = Instant::now();
     let (mut last_n, mut last_t) = (rd(result::NSAMPLES), t0);
     let mut stopping = false;
@@ -465,7 +547,12 @@ fn probe_reporter(mem: usize, p: Probe, hz: f64, stop: std::sync::mpsc::Receiver
         // At most half the ring: the slots read are not being rewritten meanwhile.
         let take = new.min(MAX_SAMPLES / 2);
         let mut c: Vec<u64> = (0..take)
-            .map(|i| u64::from(rd(SAMPLES_GPA + 4 * u64::from(n.wrapping_sub(take).wrapping_add(i) & (MAX_SAMPLES - 1)))))
+            .map(|i| {
+                u64::from(rd(SAMPLES_GPA
+                    + 4 * u64::from(
+                        n.wrapping_sub(take).wrapping_add(i) & (MAX_SAMPLES - 1),
+                    )))
+            })
             .collect();
         let dt = (now - last_t).as_secs_f64();
         let t = (now - t0).as_secs_f64();
@@ -474,7 +561,10 @@ fn probe_reporter(mem: usize, p: Probe, hz: f64, stop: std::sync::mpsc::Receiver
         } else {
             let med = median(&mut c) as f64 * 1e9 / hz;
             let p90 = c[c.len() * 9 / 10] as f64 * 1e9 / hz;
-            println!("probe t={t:.2}s round_trips={new} rate={:.0}/s median_ns={med:.0} p90_ns={p90:.0}", f64::from(new) / dt);
+            println!(
+                "probe t={t:.2}s round_trips={new} rate={:.0}/s median_ns={med:.0} p90_ns={p90:.0}",
+                f64::from(new) / dt
+            );
         }
         (last_n, last_t) = (n, now);
         if let Some(d) = p.duration {
@@ -491,17 +581,28 @@ fn probe_reporter(mem: usize, p: Probe, hz: f64, stop: std::sync::mpsc::Receiver
 /// then interrupt the guest through the irqfd if it asked.
 fn serve_in_vmm(ring: &RawMem, be: &mut Backend, buf: &mut [u8], call: &EventFd) -> Result<()> {
     loop {
-        while let Some(req) = be.pop_request(ring, buf).map_err(|e| anyhow::anyhow!("guest broke the ring: {e:?}"))? {
+        while let Some(req) = be
+            .pop_request(ring, buf)
+            .map_err(|e| anyhow::anyhow!("guest broke the ring: {e:?}"))?
+        {
             let len = req.len as usize;
-            let (status, body): (i32, &[u8]) = if req.op == op::ECHO { (0, &buf[..len]) } else { (-95, &[]) };
+            let (status, body): (i32, &[u8]) = if req.op == op::ECHO {
+                (0, &buf[..len])
+            } else {
+                (-95, &[])
+            };
             let body = body.to_vec();
-            be.push_response(ring, req.id, status, &body).map_err(|e| anyhow::anyhow!("push response: {e:?}"))?;
+            be.push_response(ring, req.id, status, &body)
+                .map_err(|e| anyhow::anyhow!("push response: {e:?}"))?;
         }
         let (_, notify) = be.publish(ring);
         if notify {
             call.write(1).context("write call eventfd")?;
         }
-        if !be.enable_kicks(ring).map_err(|e| anyhow::anyhow!("guest broke the ring: {e:?}"))? {
+        if !be
+            .enable_kicks(ring)
+            .map_err(|e| anyhow::anyhow!("guest broke the ring: {e:?}"))?
+        {
             return Ok(());
         }
     }
@@ -521,13 +622,24 @@ mod tests {
     use super::*;
 
     fn good(path: ServePath) -> (Opts, Report) {
-        let o = Opts { path, requests: 100, batch: 10, ..Default::default() };
+        let o = Opts {
+            path,
+            requests: 100,
+            batch: 10,
+            ..Default::default()
+        };
         let r = Report {
             ok: 100,
             guest_irqs: 10,
             guest_kicks: 10,
             exits_to_vmm: if path == ServePath::Kernel { 1 } else { 11 },
-            channel: ChanCounters { state: "active", requests: 100, responses: 100, irqs: 10, ..Default::default() },
+            channel: ChanCounters {
+                state: "active",
+                requests: 100,
+                responses: 100,
+                irqs: 10,
+                ..Default::default()
+            },
             ..Default::default()
         };
         (o, r)
@@ -565,8 +677,19 @@ mod tests {
 
     #[test]
     fn judge_hostile_needs_both_sides_to_agree() {
-        let o = Opts { hostile: Some(0x7fff_0000), ..Default::default() };
-        let mut r = Report { guest_saw_failed: true, channel: ChanCounters { state: "failed", errors: 1, ..Default::default() }, ..Default::default() };
+        let o = Opts {
+            hostile: Some(0x7fff_0000),
+            ..Default::default()
+        };
+        let mut r = Report {
+            guest_saw_failed: true,
+            channel: ChanCounters {
+                state: "failed",
+                errors: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
         r.judge(&o);
         assert!(r.pass);
         r.channel.state = "active";
@@ -583,11 +706,27 @@ mod tests {
 
     #[test]
     fn probe_options_are_checked_before_touching_kvm() {
-        let p = Probe { period: Duration::from_millis(500), duration: None };
-        let o = Opts { probe: Some(p), hostile: Some(5), ..Default::default() };
+        let p = Probe {
+            period: Duration::from_millis(500),
+            duration: None,
+        };
+        let o = Opts {
+            probe: Some(p),
+            hostile: Some(5),
+            ..Default::default()
+        };
         assert!(format!("{:#}", run("/nonexistent/dev/kvm", &o).unwrap_err()).contains("probe"));
-        let o = Opts { probe: Some(Probe { period: Duration::from_millis(1), ..p }), ..Default::default() };
-        assert!(format!("{:#}", run("/nonexistent/dev/kvm", &o).unwrap_err()).contains("at least 10 ms"));
+        let o = Opts {
+            probe: Some(Probe {
+                period: Duration::from_millis(1),
+                ..p
+            }),
+            ..Default::default()
+        };
+        assert!(
+            format!("{:#}", run("/nonexistent/dev/kvm", &o).unwrap_err())
+                .contains("at least 10 ms")
+        );
     }
 
     #[test]
@@ -597,13 +736,24 @@ mod tests {
         assert!(!serde_json::to_string(&r).unwrap().contains("median_ns"));
         r.samples = vec![1, 2, 3];
         r.median_ns = Some(1234.4);
-        assert!(r.human_line().contains("median round trip 1234 ns over 3 batches"), "{}", r.human_line());
-        assert!(serde_json::to_string(&r).unwrap().contains("\"median_ns\":1234.4"));
+        assert!(
+            r.human_line()
+                .contains("median round trip 1234 ns over 3 batches"),
+            "{}",
+            r.human_line()
+        );
+        assert!(serde_json::to_string(&r)
+            .unwrap()
+            .contains("\"median_ns\":1234.4"));
     }
 
     #[test]
     fn oversized_ring_is_refused_before_touching_kvm() {
-        let o = Opts { entries: 4096, entry_size: 64, ..Default::default() };
+        let o = Opts {
+            entries: 4096,
+            entry_size: 64,
+            ..Default::default()
+        };
         let e = run("/nonexistent/dev/kvm", &o).unwrap_err();
         assert!(format!("{e:#}").contains("real-mode test guest"), "{e:#}");
     }

@@ -198,10 +198,17 @@ impl Guest {
     /// `host..host + len` is a live mapping that stays mapped until this `Guest` is dropped
     /// (declare it before the `Guest`).
     pub unsafe fn add_slot(&self, slot: u32, gpa: u64, host: *mut u8, len: usize) -> Result<()> {
-        let region = kvm_userspace_memory_region { slot, flags: 0, guest_phys_addr: gpa, memory_size: len as u64, userspace_addr: host as u64 };
+        let region = kvm_userspace_memory_region {
+            slot,
+            flags: 0,
+            guest_phys_addr: gpa,
+            memory_size: len as u64,
+            userspace_addr: host as u64,
+        };
         // SAFETY: the caller keeps the mapping alive for the VM's life; every vCPU borrows the
         // `Guest`, so none runs after it is dropped.
-        unsafe { self.vm.set_user_memory_region(region) }.with_context(|| format!("KVM_SET_USER_MEMORY_REGION slot {slot} at {gpa:#x}"))
+        unsafe { self.vm.set_user_memory_region(region) }
+            .with_context(|| format!("KVM_SET_USER_MEMORY_REGION slot {slot} at {gpa:#x}"))
     }
 
     /// Create vCPU `id` in real mode with CS base/selector 0, starting at `entry`.

@@ -61,7 +61,11 @@ pub struct Report {
 impl Report {
     /// Report for a run that could not complete.
     pub fn failed(e: &anyhow::Error) -> Self {
-        Self { test: "kvm_input", error: Some(format!("{e:#}")), ..Default::default() }
+        Self {
+            test: "kvm_input",
+            error: Some(format!("{e:#}")),
+            ..Default::default()
+        }
     }
     pub fn human_line(&self) -> String {
         match &self.error {
@@ -85,39 +89,58 @@ impl Report {
 /// Runs the guest while a uinput keyboard types `o.keys` keys at it.
 pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
     ensure!(o.keys >= 1, "type at least one key");
-    let geo = Geometry::new(o.entries, VDI_ENTRY_SIZE).map_err(|e| anyhow::anyhow!("ring of {} entries: {e:?}", o.entries))?;
-    ensure!(geo.total_bytes() <= rg::RING_MAX, "ring too large for the real-mode guest");
+    let geo = Geometry::new(o.entries, VDI_ENTRY_SIZE)
+        .map_err(|e| anyhow::anyhow!("ring of {} entries: {e:?}", o.entries))?;
+    ensure!(
+        geo.total_bytes() <= rg::RING_MAX,
+        "ring too large for the real-mode guest"
+    );
     let _watchdog = crate::evtchn::watchdog(o.timeout);
 
     // Drop order (reverse of declaration): vCPU, VM, ring mapping, device file.
     let vdi = Input::open().context("open /dev/vd_input: is vd_input_irq loaded?")?;
     let call = EventFd::new(EFD_NONBLOCK).context("eventfd")?;
-    let c = vdi.vm_create(o.vm_id, o.entries, Some(call.as_raw_fd())).context("VDI_IOC_VM_CREATE")?;
+    let c = vdi
+        .vm_create(o.vm_id, o.entries, Some(call.as_raw_fd()))
+        .context("VDI_IOC_VM_CREATE")?;
     let map = vdi.map_ring(&c).context("mmap the event ring")?;
     let guest = Guest::with_kvm_path(kvm_path, rg::MEM_SIZE)?;
     let vm = guest.vm();
     vm.create_irq_chip().context("KVM_CREATE_IRQCHIP")?;
     // SAFETY: `map` is the live event-ring mapping, declared before `guest`: it outlives the VM.
     unsafe { guest.add_slot(1, RING_GPA, map.as_ptr(), map.len()) }?;
-    vm.register_irqfd(&call, u32::from(IRQ_LINE)).context("KVM_IRQFD")?;
+    vm.register_irqfd(&call, u32::from(IRQ_LINE))
+        .context("KVM_IRQFD")?;
 
     let expected = o.keys * 4;
-    rg::load(&guest, ig::program(), &[
-        (param::N, expected),
-        (param::DONE_PORT, u32::from(DONE_PORT)),
-        (param::MASK, o.entries - 1),
-        (param::ENTRY_SIZE, VDI_ENTRY_SIZE),
-        (param::RSP_ARRAY, geo.rsp_array() as u32),
-        (param::PIC_MASK, u32::from(ig::PIC_MASK)),
-    ])?;
-    guest.write(result::EVENTS, &[0; (result::END - result::EVENTS) as usize])?;
+    rg::load(
+        &guest,
+        ig::program(),
+        &[
+            (param::N, expected),
+            (param::DONE_PORT, u32::from(DONE_PORT)),
+            (param::MASK, o.entries - 1),
+            (param::ENTRY_SIZE, VDI_ENTRY_SIZE),
+            (param::RSP_ARRAY, geo.rsp_array() as u32),
+            (param::PIC_MASK, u32::from(ig::PIC_MASK)),
+        ],
+    )?;
+    guest.write(
+        result::EVENTS,
+        &[0; (result::END - result::EVENTS) as usize],
+    )?;
     let mut vcpu = guest.create_real_mode_vcpu(0, rg::CODE_GPA)?;
 
     // The hardware, routed to this VM.
     let name = format!("vd-testvmm kbd {}", o.vm_id);
-    let kbd = Uinput::new(&name, &format!("vd-testvmm/{}", o.vm_id), Kind::KeyboardMouse)?;
+    let kbd = Uinput::new(
+        &name,
+        &format!("vd-testvmm/{}", o.vm_id),
+        Kind::KeyboardMouse,
+    )?;
     let route = vd_sys::input::route_spec(vdi_match::NAME, true, &name).context("route")?;
-    vdi.route(&route).context("VDI_IOC_ROUTE (needs CAP_SYS_ADMIN)")?;
+    vdi.route(&route)
+        .context("VDI_IOC_ROUTE (needs CAP_SYS_ADMIN)")?;
     vdi.focus(o.vm_id).context("VDI_IOC_FOCUS")?;
 
     // This thread is the vCPU thread: register it, then run the guest while another thread types.
@@ -135,13 +158,20 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
         match vcpu.run() {
             Ok(VcpuExit::IoOut(DONE_PORT, _)) => break Ok(()),
             // A signal (SIGSTOP/SIGCONT, or the typist's) interrupts KVM_RUN: enter again.
-            Err(e) if e.downcast_ref::<kvm_ioctls::Error>().is_some_and(|k| k.errno() == nix::libc::EINTR) => continue,
+            Err(e)
+                if e.downcast_ref::<kvm_ioctls::Error>()
+                    .is_some_and(|k| k.errno() == nix::libc::EINTR) =>
+            {
+                continue
+            }
             Ok(other) => break Err(anyhow::anyhow!("unexpected vCPU exit {other:?}")),
             Err(e) => break Err(e),
         }
     };
     vdi.vcpu_unregister().context("VDI_IOC_VCPU_UNREGISTER")?;
-    let kbd = typist.join().map_err(|_| anyhow::anyhow!("typist thread panicked"))??;
+    let kbd = typist
+        .join()
+        .map_err(|_| anyhow::anyhow!("typist thread panicked"))??;
     run?;
     let _ = vdi.unroute(&route);
     drop(kbd);
@@ -160,8 +190,12 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
         ..Default::default()
     };
     if r.events > expected {
-        bail!("the guest consumed {} events, more than the {expected} typed", r.events);
+        bail!(
+            "the guest consumed {} events, more than the {expected} typed",
+            r.events
+        );
     }
-    r.pass = r.events == expected && r.keys == o.keys * 2 && r.guest_irqs >= 1 && r.module_irqs >= 1;
+    r.pass =
+        r.events == expected && r.keys == o.keys * 2 && r.guest_irqs >= 1 && r.module_irqs >= 1;
     Ok(r)
 }

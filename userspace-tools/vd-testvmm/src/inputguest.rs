@@ -105,7 +105,13 @@ extern "C" {
 /// The program's bytes and the offset of its interrupt handler in them.
 pub fn program() -> crate::ringguest::Program {
     // SAFETY: the three labels are emitted above, in this order.
-    unsafe { crate::ringguest::program_between(core::ptr::addr_of!(vdi_guest_start), core::ptr::addr_of!(vdi_guest_irq), core::ptr::addr_of!(vdi_guest_end)) }
+    unsafe {
+        crate::ringguest::program_between(
+            core::ptr::addr_of!(vdi_guest_start),
+            core::ptr::addr_of!(vdi_guest_irq),
+            core::ptr::addr_of!(vdi_guest_end),
+        )
+    }
 }
 
 /// The PIC mask that enables only the call eventfd's line.

@@ -163,7 +163,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Smoke { json } => cmd_smoke(&cli.kvm, json),
-        Command::Evtchn { path, requests, batch, entries, entry_size, hostile, timeout, samples, probe_ms, duration, json } => {
+        Command::Evtchn {
+            path,
+            requests,
+            batch,
+            entries,
+            entry_size,
+            hostile,
+            timeout,
+            samples,
+            probe_ms,
+            duration,
+            json,
+        } => {
             let o = evtchn::Opts {
                 path,
                 requests,
@@ -181,8 +193,19 @@ fn main() -> ExitCode {
             let r = evtchn::run(&cli.kvm, &o).unwrap_or_else(|e| evtchn::Report::failed(&e));
             print_report(&r, json, evtchn::Report::human_line, r.pass)
         }
-        Command::Input { vm, keys, entries, timeout, json } => {
-            let o = input::Opts { vm_id: vm, keys, entries, timeout: std::time::Duration::from_secs(timeout) };
+        Command::Input {
+            vm,
+            keys,
+            entries,
+            timeout,
+            json,
+        } => {
+            let o = input::Opts {
+                vm_id: vm,
+                keys,
+                entries,
+                timeout: std::time::Duration::from_secs(timeout),
+            };
             let r = input::run(&cli.kvm, &o).unwrap_or_else(|e| input::Report::failed(&e));
             print_report(&r, json, input::Report::human_line, r.pass)
         }
@@ -196,7 +219,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn print_report<T: serde::Serialize, S: std::fmt::Display>(r: &T, json: bool, human: impl Fn(&T) -> S, pass: bool) -> ExitCode {
+fn print_report<T: serde::Serialize, S: std::fmt::Display>(
+    r: &T,
+    json: bool,
+    human: impl Fn(&T) -> S,
+    pass: bool,
+) -> ExitCode {
     if json {
         match serde_json::to_string(r) {
             Ok(line) => println!("{line}"),
@@ -249,12 +277,48 @@ mod tests {
     #[test]
     fn evtchn_samples_and_probe_options() {
         let c = Cli::try_parse_from(["vd-testvmm", "evtchn", "--samples", "100"]).unwrap();
-        assert!(matches!(c.command, Command::Evtchn { samples: 100, probe_ms: None, duration: None, .. }));
-        let c = Cli::try_parse_from(["vd-testvmm", "evtchn", "--probe-ms", "500", "--duration", "3"]).unwrap();
-        assert!(matches!(c.command, Command::Evtchn { samples: 0, probe_ms: Some(500), duration: Some(3), .. }));
+        assert!(matches!(
+            c.command,
+            Command::Evtchn {
+                samples: 100,
+                probe_ms: None,
+                duration: None,
+                ..
+            }
+        ));
+        let c = Cli::try_parse_from([
+            "vd-testvmm",
+            "evtchn",
+            "--probe-ms",
+            "500",
+            "--duration",
+            "3",
+        ])
+        .unwrap();
+        assert!(matches!(
+            c.command,
+            Command::Evtchn {
+                samples: 0,
+                probe_ms: Some(500),
+                duration: Some(3),
+                ..
+            }
+        ));
         // Without the new options: the old defaults.
         let c = Cli::try_parse_from(["vd-testvmm", "evtchn"]).unwrap();
-        assert!(matches!(c.command, Command::Evtchn { requests: 1000, batch: 16, samples: 0, probe_ms: None, .. }));
-        assert!(Cli::try_parse_from(["vd-testvmm", "evtchn", "--duration", "3"]).is_err(), "--duration needs --probe-ms");
+        assert!(matches!(
+            c.command,
+            Command::Evtchn {
+                requests: 1000,
+                batch: 16,
+                samples: 0,
+                probe_ms: None,
+                ..
+            }
+        ));
+        assert!(
+            Cli::try_parse_from(["vd-testvmm", "evtchn", "--duration", "3"]).is_err(),
+            "--duration needs --probe-ms"
+        );
     }
 }

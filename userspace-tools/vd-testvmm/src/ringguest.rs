@@ -22,7 +22,10 @@
 //! 0x10000 the channel's ring (a second memory slot: the vd_evtchn mmap), addressed through ES
 //! ```
 
-use vd_ring::{op, OFF_REQ_EVENT, OFF_REQ_PROD, OFF_RSP_CONS, OFF_RSP_EVENT, OFF_RSP_PROD, OFF_STATUS, STATUS_FAILED};
+use vd_ring::{
+    op, OFF_REQ_EVENT, OFF_REQ_PROD, OFF_RSP_CONS, OFF_RSP_EVENT, OFF_RSP_PROD, OFF_STATUS,
+    STATUS_FAILED,
+};
 
 /// Guest RAM (slot 0) size: one real-mode segment.
 pub const MEM_SIZE: usize = 0x10000;
@@ -296,20 +299,34 @@ pub type Program = (&'static [u8], u16);
 pub unsafe fn program_between(start: *const u8, irq: *const u8, end: *const u8) -> Program {
     // SAFETY: per the contract, `start..end` is assembled code, readable for the life of the
     // process (part of this binary's text) and never written.
-    unsafe { (core::slice::from_raw_parts(start, end as usize - start as usize), (irq as usize - start as usize) as u16) }
+    unsafe {
+        (
+            core::slice::from_raw_parts(start, end as usize - start as usize),
+            (irq as usize - start as usize) as u16,
+        )
+    }
 }
 
 /// The program's bytes and the offset of its interrupt handler in them.
 pub fn program() -> Program {
     // SAFETY: the three labels are emitted above, in this order.
-    unsafe { program_between(core::ptr::addr_of!(vd_guest_start), core::ptr::addr_of!(vd_guest_irq), core::ptr::addr_of!(vd_guest_end)) }
+    unsafe {
+        program_between(
+            core::ptr::addr_of!(vd_guest_start),
+            core::ptr::addr_of!(vd_guest_irq),
+            core::ptr::addr_of!(vd_guest_end),
+        )
+    }
 }
 
 /// Loads `p` at [`CODE_GPA`], points the call eventfd's interrupt vector at its handler and
 /// writes the parameter block.
 pub fn load(guest: &crate::guest::Guest, p: Program, params: &[(u64, u32)]) -> anyhow::Result<()> {
     guest.write(u64::from(CODE_GPA), p.0)?;
-    guest.write_u32(u64::from(VECTOR_BASE + IRQ_LINE) * 4, u32::from(CODE_GPA + p.1))?;
+    guest.write_u32(
+        u64::from(VECTOR_BASE + IRQ_LINE) * 4,
+        u32::from(CODE_GPA + p.1),
+    )?;
     for &(gpa, v) in params {
         guest.write_u32(gpa, v)?;
     }
@@ -324,7 +341,10 @@ mod tests {
     fn program_is_assembled_and_fits() {
         let (code, irq) = program();
         assert!(code.len() > 64, "program is {} bytes", code.len());
-        assert!((CODE_GPA as usize + code.len()) < 0x7000, "program overlaps the stack");
+        assert!(
+            (CODE_GPA as usize + code.len()) < 0x7000,
+            "program overlaps the stack"
+        );
         // Real-mode entry: `cli` first; the handler ends with `iret`.
         assert_eq!(code[0], 0xfa);
         assert!((irq as usize) < code.len());
@@ -336,7 +356,7 @@ mod tests {
     #[test]
     fn layout_does_not_overlap() {
         assert!(result::END <= u64::from(CODE_GPA));
-        assert!(param::SAMPLES < result::OK);
+        const { assert!(param::SAMPLES < result::OK) };
         const { assert!(param::SAMPLE_WRAP + 4 <= result::OK) };
         assert!(MAX_SAMPLES.is_power_of_two(), "the wrap is a mask");
         assert!(SAMPLES_GPA + u64::from(MAX_SAMPLES) * 4 <= MEM_SIZE as u64);

@@ -34,7 +34,10 @@ pub const IOC_READ: u32 = 2;
 pub const fn ioc(dir: u32, nr: u32, size: usize) -> u32 {
     // A struct too large for the 14-bit size field is a compile-time error where this is const.
     assert!(size < (1 << IOC_SIZEBITS));
-    (dir << IOC_DIRSHIFT) | (VD_IOC_MAGIC << IOC_TYPESHIFT) | (nr << IOC_NRSHIFT) | ((size as u32) << IOC_SIZESHIFT)
+    (dir << IOC_DIRSHIFT)
+        | (VD_IOC_MAGIC << IOC_TYPESHIFT)
+        | (nr << IOC_NRSHIFT)
+        | ((size as u32) << IOC_SIZESHIFT)
 }
 /// `_IO(VD_IOC_MAGIC, nr)`.
 pub const fn io(nr: u32) -> u32 {
@@ -804,7 +807,11 @@ pub struct VdiRoute {
 }
 impl Default for VdiRoute {
     fn default() -> Self {
-        Self { kind: 0, grab: 0, pattern: [0; 64] }
+        Self {
+            kind: 0,
+            grab: 0,
+            pattern: [0; 64],
+        }
     }
 }
 const _: () = assert!(size_of::<VdiRoute>() == 72);
@@ -871,7 +878,15 @@ pub struct VdiDevice {
 }
 impl Default for VdiDevice {
     fn default() -> Self {
-        Self { index: 0, routed: 0, grabbed: 0, vm_id: 0, events: 0, name: [0; 64], phys: [0; 64] }
+        Self {
+            index: 0,
+            routed: 0,
+            grabbed: 0,
+            vm_id: 0,
+            events: 0,
+            name: [0; 64],
+            phys: [0; 64],
+        }
     }
 }
 const _: () = assert!(size_of::<VdiDevice>() == 152);

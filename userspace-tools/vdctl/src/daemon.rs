@@ -42,7 +42,10 @@ pub fn vm_list(sock: &Path, json: bool) -> Result<()> {
         return print_json(&v);
     }
     let vms: Vec<VmView> = serde_json::from_value(v).context("vdd's vm list")?;
-    println!("{:<8} {:<8} {:>9} {:>9} {:>9} {:>9} {:>8}  VCPU-THREADS", "PID", "STATE", "RATE/s", "IO/s", "MMIO/s", "EVTCHN/s", "FOR");
+    println!(
+        "{:<8} {:<8} {:>9} {:>9} {:>9} {:>9} {:>8}  VCPU-THREADS",
+        "PID", "STATE", "RATE/s", "IO/s", "MMIO/s", "EVTCHN/s", "FOR"
+    );
     for m in &vms {
         let r = m.rates;
         println!(
@@ -73,7 +76,10 @@ pub fn vm_show(sock: &Path, pid: u32, json: bool) -> Result<()> {
     let m = &d.vm;
     let kv = |k: &str, v: String| println!("{k:<14} {v}");
     kv("pid", m.pid.to_string());
-    kv("state", format!("{} for {:.0}s", state_name(&m.state), m.state_secs));
+    kv(
+        "state",
+        format!("{} for {:.0}s", state_name(&m.state), m.state_secs),
+    );
     match m.rates {
         Some(r) => kv("io rate", r.to_string()),
         None => kv("io rate", "- (measured from the second sample)".into()),
@@ -83,7 +89,10 @@ pub fn vm_show(sock: &Path, pid: u32, json: bool) -> Result<()> {
     }
     kv("last change", m.last_change.clone());
     println!();
-    println!("{:<8} {:<10} {:>10} {:<8} {:<10} {:>10}", "TID", "AFFINITY", "SLICE_NS", "MANAGED", "ORIG_AFF", "ORIG_SLICE");
+    println!(
+        "{:<8} {:<10} {:>10} {:<8} {:<10} {:>10}",
+        "TID", "AFFINITY", "SLICE_NS", "MANAGED", "ORIG_AFF", "ORIG_SLICE"
+    );
     for t in &d.threads {
         println!(
             "{:<8} {:<10} {:>10} {:<8} {:<10} {:>10}",
@@ -112,7 +121,11 @@ fn print_policy(v: serde_json::Value, json: bool) -> Result<()> {
             }
         }
     }
-    println!("\n(not settable at runtime) driver_cores = {:?}, state_file = {}", p.config.host.driver_cores, p.config.daemon.state_file.display());
+    println!(
+        "\n(not settable at runtime) driver_cores = {:?}, state_file = {}",
+        p.config.host.driver_cores,
+        p.config.daemon.state_file.display()
+    );
     Ok(())
 }
 
@@ -136,15 +149,36 @@ pub fn status(sock: &Path, json: bool) -> Result<()> {
     let kv = |k: &str, v: String| println!("{k:<18} {v}");
     kv("pid", s.pid.to_string());
     kv("version", s.version.clone());
-    kv("config", s.config_file.clone().unwrap_or_else(|| "(defaults)".into()));
-    kv("uptime", format!("{:.0}s ({} samples)", s.uptime_secs, s.ticks));
-    kv("driver cores", format!("{} ({})", s.driver_cores, s.driver_cores_from));
+    kv(
+        "config",
+        s.config_file.clone().unwrap_or_else(|| "(defaults)".into()),
+    );
+    kv(
+        "uptime",
+        format!("{:.0}s ({} samples)", s.uptime_secs, s.ticks),
+    );
+    kv(
+        "driver cores",
+        format!("{} ({})", s.driver_cores, s.driver_cores_from),
+    );
     kv("slice", s.slice_mode.clone());
     for (k, v) in &s.sources {
         kv(&format!("source {k}"), v.clone());
     }
-    kv("vms", format!("{} seen, {} placed, {} threads managed", s.vms, s.placed_vms, s.managed_threads));
-    kv("actions", format!("{} placements, {} restores", s.placements_total, s.restores_total));
+    kv(
+        "vms",
+        format!(
+            "{} seen, {} placed, {} threads managed",
+            s.vms, s.placed_vms, s.managed_threads
+        ),
+    );
+    kv(
+        "actions",
+        format!(
+            "{} placements, {} restores",
+            s.placements_total, s.restores_total
+        ),
+    );
     kv("sriov", format!(
         "{}; {} reassignment(s), {} failed (rolled back), {} rollback failure(s), {} skipped (no [[vm]]){}",
         if s.sriov.state.is_empty() { "-" } else { &s.sriov.state },
@@ -154,26 +188,57 @@ pub fn status(sock: &Path, json: bool) -> Result<()> {
         s.sriov.skipped_total,
         s.sriov.last.as_ref().map_or(String::new(), |l| format!("; last: {l}"))
     ));
-    let holders: Vec<String> =
-        s.sriov.vfs.iter().filter_map(|v| v.vm_id.map(|vm| format!("{} VM {vm}{}", v.vf, if v.idle { " (idle)" } else { "" }))).collect();
+    let holders: Vec<String> = s
+        .sriov
+        .vfs
+        .iter()
+        .filter_map(|v| {
+            v.vm_id
+                .map(|vm| format!("{} VM {vm}{}", v.vf, if v.idle { " (idle)" } else { "" }))
+        })
+        .collect();
     if !holders.is_empty() {
         kv("vf holders", holders.join(", "));
     }
-    kv("input", format!(
-        "{}; focus {}; {} change(s) through vdd",
-        if s.input.state.is_empty() { "-" } else { &s.input.state },
-        s.input.focused.map_or("none".into(), |v| format!("VM {v}")),
-        s.input.focus_changes_total
-    ));
+    kv(
+        "input",
+        format!(
+            "{}; focus {}; {} change(s) through vdd",
+            if s.input.state.is_empty() {
+                "-"
+            } else {
+                &s.input.state
+            },
+            s.input.focused.map_or("none".into(), |v| format!("VM {v}")),
+            s.input.focus_changes_total
+        ),
+    );
     if !s.input.vms.is_empty() {
         kv(
             "input queues",
-            s.input.vms.iter().map(|v| format!("VM {} depth {} (max {}, dropped {})", v.vm_id, v.queue_depth, v.max_depth, v.dropped)).collect::<Vec<_>>().join(", "),
+            s.input
+                .vms
+                .iter()
+                .map(|v| {
+                    format!(
+                        "VM {} depth {} (max {}, dropped {})",
+                        v.vm_id, v.queue_depth, v.max_depth, v.dropped
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
         );
     }
     kv("state file", s.state_file.clone());
     kv("socket", s.socket.clone());
-    kv("metrics", if s.metrics.is_empty() { "off".into() } else { s.metrics.clone() });
+    kv(
+        "metrics",
+        if s.metrics.is_empty() {
+            "off".into()
+        } else {
+            s.metrics.clone()
+        },
+    );
     Ok(())
 }
 
@@ -187,14 +252,21 @@ pub fn focus(sock: &Path, vm_id: u32, json: bool) -> Result<()> {
             }
             let f: FocusView = serde_json::from_value(v).context("vdd's focus answer")?;
             match (f.vm_id, f.previous) {
-                (0, p) => println!("focus cleared by vdd (was VM {p}): routed devices deliver to no VM"),
+                (0, p) => {
+                    println!("focus cleared by vdd (was VM {p}): routed devices deliver to no VM")
+                }
                 (v, 0) => println!("focus on VM {v} from the next frame on (through vdd)"),
-                (v, p) => println!("focus on VM {v} from the next frame on (through vdd; was VM {p})"),
+                (v, p) => {
+                    println!("focus on VM {v} from the next frame on (through vdd; was VM {p})")
+                }
             }
             Ok(())
         }
         Err(control::ClientError::NotRunning(_)) => {
-            eprintln!("vdctl: vdd is not running on {}: setting the focus directly on the module", sock.display());
+            eprintln!(
+                "vdctl: vdd is not running on {}: setting the focus directly on the module",
+                sock.display()
+            );
             crate::input::focus(vm_id, json)
         }
         Err(e) => Err(e.into()),

@@ -11,7 +11,12 @@ pub fn open(path: &Path) -> Result<File> {
         .read(true)
         .write(true)
         .open(path)
-        .with_context(|| format!("open {}: is the module loaded (insmod) and are you root?", path.display()))
+        .with_context(|| {
+            format!(
+                "open {}: is the module loaded (insmod) and are you root?",
+                path.display()
+            )
+        })
 }
 
 /// `VD_IOC_VERSION` on an open vd device.

@@ -87,7 +87,10 @@ pub struct DomainRow {
 pub fn totals(rows: &[ChannelRow]) -> Vec<DomainRow> {
     let mut m: BTreeMap<u32, DomainRow> = BTreeMap::new();
     for r in rows {
-        let d = m.entry(r.domain_pid).or_insert_with(|| DomainRow { domain_pid: r.domain_pid, ..Default::default() });
+        let d = m.entry(r.domain_pid).or_insert_with(|| DomainRow {
+            domain_pid: r.domain_pid,
+            ..Default::default()
+        });
         d.channels += 1;
         d.failed += u32::from(r.state == "failed");
         d.requests += r.requests;
@@ -102,11 +105,17 @@ pub fn totals(rows: &[ChannelRow]) -> Vec<DomainRow> {
 }
 
 pub fn read_all() -> Result<Vec<ChannelRow>> {
-    let d = Domain::open().context("open /dev/vd_evtchn: is vd_evtchn loaded (insmod vd_evtchn.ko) and are you root?")?;
+    let d = Domain::open().context(
+        "open /dev/vd_evtchn: is vd_evtchn loaded (insmod vd_evtchn.ko) and are you root?",
+    )?;
     let list = d.list_all().context("VDE_IOC_LIST")?;
     let me = std::process::id();
     // Our own (empty) domain has no channels, so nothing of ours shows up.
-    Ok(list.iter().filter(|e| e.domain_pid != me).map(ChannelRow::from).collect())
+    Ok(list
+        .iter()
+        .filter(|e| e.domain_pid != me)
+        .map(ChannelRow::from)
+        .collect())
 }
 
 pub fn list(json: bool) -> Result<()> {
@@ -115,11 +124,34 @@ pub fn list(json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    println!("{:>7} {:>3} {:<7} {:<6} {:>7} {:>10} {:>10} {:>8} {:>8} {:>8} {:>6}", "DOMAIN", "CH", "STATE", "BACKND", "ENTRIES", "REQUESTS", "RESPONSES", "KICKS", "IRQS", "SUPPR", "ERRORS");
+    println!(
+        "{:>7} {:>3} {:<7} {:<6} {:>7} {:>10} {:>10} {:>8} {:>8} {:>8} {:>6}",
+        "DOMAIN",
+        "CH",
+        "STATE",
+        "BACKND",
+        "ENTRIES",
+        "REQUESTS",
+        "RESPONSES",
+        "KICKS",
+        "IRQS",
+        "SUPPR",
+        "ERRORS"
+    );
     for r in &rows {
         println!(
             "{:>7} {:>3} {:<7} {:<6} {:>7} {:>10} {:>10} {:>8} {:>8} {:>8} {:>6}",
-            r.domain_pid, r.channel, r.state, r.backend, r.entries, r.requests, r.responses, r.kicks, r.irqs, r.irqs_suppressed, r.errors
+            r.domain_pid,
+            r.channel,
+            r.state,
+            r.backend,
+            r.entries,
+            r.requests,
+            r.responses,
+            r.kicks,
+            r.irqs,
+            r.irqs_suppressed,
+            r.errors
         );
     }
     if rows.is_empty() {
@@ -132,17 +164,41 @@ pub fn stats(pid: Option<u32>, json: bool) -> Result<()> {
     let mut t = totals(&read_all()?);
     if let Some(p) = pid {
         t.retain(|d| d.domain_pid == p);
-        anyhow::ensure!(!t.is_empty(), "no domain with pid {p}: see `vdctl evtchn list`");
+        anyhow::ensure!(
+            !t.is_empty(),
+            "no domain with pid {p}: see `vdctl evtchn list`"
+        );
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&t)?);
         return Ok(());
     }
-    println!("{:>7} {:>4} {:>6} {:>10} {:>10} {:>12} {:>8} {:>8} {:>8} {:>6}", "DOMAIN", "CHAN", "FAILED", "REQUESTS", "RESPONSES", "BYTES", "KICKS", "IRQS", "SUPPR", "ERRORS");
+    println!(
+        "{:>7} {:>4} {:>6} {:>10} {:>10} {:>12} {:>8} {:>8} {:>8} {:>6}",
+        "DOMAIN",
+        "CHAN",
+        "FAILED",
+        "REQUESTS",
+        "RESPONSES",
+        "BYTES",
+        "KICKS",
+        "IRQS",
+        "SUPPR",
+        "ERRORS"
+    );
     for d in &t {
         println!(
             "{:>7} {:>4} {:>6} {:>10} {:>10} {:>12} {:>8} {:>8} {:>8} {:>6}",
-            d.domain_pid, d.channels, d.failed, d.requests, d.responses, d.bytes, d.kicks, d.irqs, d.irqs_suppressed, d.errors
+            d.domain_pid,
+            d.channels,
+            d.failed,
+            d.requests,
+            d.responses,
+            d.bytes,
+            d.kicks,
+            d.irqs,
+            d.irqs_suppressed,
+            d.errors
         );
     }
     Ok(())
@@ -162,7 +218,11 @@ pub fn rates(before: &[DomainRow], after: &[DomainRow], secs: f64) -> Vec<Rate> 
     after
         .iter()
         .map(|a| {
-            let b = before.iter().find(|b| b.domain_pid == a.domain_pid).cloned().unwrap_or_default();
+            let b = before
+                .iter()
+                .find(|b| b.domain_pid == a.domain_pid)
+                .cloned()
+                .unwrap_or_default();
             let req = a.requests.saturating_sub(b.requests) as f64;
             let kicks = a.kicks.saturating_sub(b.kicks) as f64;
             Rate {
@@ -189,9 +249,19 @@ pub fn watch(interval: Duration, count: Option<u64>, json: bool) -> Result<()> {
         if json {
             println!("{}", serde_json::to_string(&r)?);
         } else {
-            println!("{:>7} {:>12} {:>10} {:>10} {:>9}", "DOMAIN", "REQ/S", "KICKS/S", "IRQS/S", "REQ/KICK");
+            println!(
+                "{:>7} {:>12} {:>10} {:>10} {:>9}",
+                "DOMAIN", "REQ/S", "KICKS/S", "IRQS/S", "REQ/KICK"
+            );
             for x in &r {
-                println!("{:>7} {:>12.1} {:>10.1} {:>10.1} {:>9.1}", x.domain_pid, x.requests_per_s, x.kicks_per_s, x.irqs_per_s, x.requests_per_kick);
+                println!(
+                    "{:>7} {:>12.1} {:>10.1} {:>10.1} {:>9.1}",
+                    x.domain_pid,
+                    x.requests_per_s,
+                    x.kicks_per_s,
+                    x.irqs_per_s,
+                    x.requests_per_kick
+                );
             }
         }
         prev = cur;
@@ -205,14 +275,28 @@ mod tests {
     use super::*;
 
     fn row(pid: u32, ch: u32, req: u64, kicks: u64, state: &'static str) -> ChannelRow {
-        ChannelRow { domain_pid: pid, channel: ch, requests: req, kicks, state, ..Default::default() }
+        ChannelRow {
+            domain_pid: pid,
+            channel: ch,
+            requests: req,
+            kicks,
+            state,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn totals_group_by_domain() {
-        let t = totals(&[row(10, 0, 5, 1, "active"), row(11, 0, 7, 2, "failed"), row(10, 1, 3, 1, "active")]);
+        let t = totals(&[
+            row(10, 0, 5, 1, "active"),
+            row(11, 0, 7, 2, "failed"),
+            row(10, 1, 3, 1, "active"),
+        ]);
         assert_eq!(t.len(), 2);
-        assert_eq!((t[0].domain_pid, t[0].channels, t[0].requests, t[0].kicks), (10, 2, 8, 2));
+        assert_eq!(
+            (t[0].domain_pid, t[0].channels, t[0].requests, t[0].kicks),
+            (10, 2, 8, 2)
+        );
         assert_eq!((t[1].domain_pid, t[1].failed), (11, 1));
     }
 

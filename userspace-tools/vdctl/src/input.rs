@@ -173,7 +173,11 @@ pub fn device_table(rows: &[DeviceRow]) -> String {
             vec![
                 r.index.to_string(),
                 r.name.clone(),
-                if r.phys.is_empty() { "-".to_owned() } else { r.phys.clone() },
+                if r.phys.is_empty() {
+                    "-".to_owned()
+                } else {
+                    r.phys.clone()
+                },
                 yn(r.routed),
                 yn(r.grabbed),
                 vm(r.vm_id),
@@ -181,12 +185,21 @@ pub fn device_table(rows: &[DeviceRow]) -> String {
             ]
         })
         .collect();
-    table(&["IDX", "NAME", "PHYS", "ROUTED", "GRAB", "VM", "EVENTS"], &[true, false, false, false, false, true, true], &cells)
+    table(
+        &["IDX", "NAME", "PHYS", "ROUTED", "GRAB", "VM", "EVENTS"],
+        &[true, false, false, false, false, true, true],
+        &cells,
+    )
 }
 
 pub fn list(json: bool) -> Result<()> {
     let d = open()?;
-    let rows: Vec<DeviceRow> = d.devices().map_err(|e| explain("VDI_IOC_LIST_DEVICES", e))?.iter().map(DeviceRow::from).collect();
+    let rows: Vec<DeviceRow> = d
+        .devices()
+        .map_err(|e| explain("VDI_IOC_LIST_DEVICES", e))?
+        .iter()
+        .map(DeviceRow::from)
+        .collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else if rows.is_empty() {
@@ -214,12 +227,18 @@ struct Done {
 }
 
 fn routed_now(d: &Input) -> Vec<DeviceRow> {
-    d.devices().unwrap_or_default().iter().map(DeviceRow::from).filter(|r| r.routed).collect()
+    d.devices()
+        .unwrap_or_default()
+        .iter()
+        .map(DeviceRow::from)
+        .filter(|r| r.routed)
+        .collect()
 }
 
 pub fn route(m: &Match, grab: bool, add: bool, json: bool) -> Result<()> {
     let (kind, pat) = m.kind();
-    let spec = route_spec(kind, grab, pat).map_err(|_| anyhow!("bad pattern {pat:?}: 1..63 bytes, no NUL"))?;
+    let spec = route_spec(kind, grab, pat)
+        .map_err(|_| anyhow!("bad pattern {pat:?}: 1..63 bytes, no NUL"))?;
     let d = open()?;
     let mut grab = grab;
     if add {
@@ -228,7 +247,8 @@ pub fn route(m: &Match, grab: bool, add: bool, json: bool) -> Result<()> {
         // A route is removed with the grab flag it was added with; without --grab try both.
         match d.unroute(&spec) {
             Err(Errno::ENOENT) if !grab => {
-                d.unroute(&route_spec(kind, true, pat).map_err(|_| anyhow!("bad pattern"))?).map_err(|e| explain("VDI_IOC_UNROUTE", e))?;
+                d.unroute(&route_spec(kind, true, pat).map_err(|_| anyhow!("bad pattern"))?)
+                    .map_err(|e| explain("VDI_IOC_UNROUTE", e))?;
                 grab = true;
             }
             r => r.map_err(|e| explain("VDI_IOC_UNROUTE", e))?,
@@ -247,7 +267,12 @@ pub fn route(m: &Match, grab: bool, add: bool, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&done)?);
     } else {
         let g = if grab { " (grabbed from the host)" } else { "" };
-        println!("{} {}{g}; {} device(s) routed now", if add { "routed" } else { "unrouted" }, m.describe(), routed.len());
+        println!(
+            "{} {}{g}; {} device(s) routed now",
+            if add { "routed" } else { "unrouted" },
+            m.describe(),
+            routed.len()
+        );
         if !routed.is_empty() {
             print!("{}", device_table(&routed));
         }
@@ -260,12 +285,22 @@ pub fn focus(vm_id: u32, json: bool) -> Result<()> {
     d.focus(vm_id).map_err(|e| explain("VDI_IOC_FOCUS", e))?;
     let routed = routed_now(&d);
     if json {
-        let done = Done { action: "focus", kind: None, pattern: None, grab: None, vm_id: Some(vm_id), routed_devices: routed };
+        let done = Done {
+            action: "focus",
+            kind: None,
+            pattern: None,
+            grab: None,
+            vm_id: Some(vm_id),
+            routed_devices: routed,
+        };
         println!("{}", serde_json::to_string_pretty(&done)?);
     } else if vm_id == 0 {
         println!("focus cleared: routed devices deliver to no VM");
     } else {
-        println!("focus on VM {vm_id} from the next frame on ({} routed device(s))", routed.len());
+        println!(
+            "focus on VM {vm_id} from the next frame on ({} routed device(s))",
+            routed.len()
+        );
         if routed.is_empty() {
             println!("note: no device is routed; see `vdctl input route --help`");
         }
@@ -274,7 +309,8 @@ pub fn focus(vm_id: u32, json: bool) -> Result<()> {
 }
 
 /// Upper bounds of the delay histogram's buckets.
-pub const DELAY_BUCKETS: [&str; VDI_DELAY_BUCKETS] = ["<10us", "<100us", "<1ms", "<10ms", "<100ms", "<1s", ">=1s"];
+pub const DELAY_BUCKETS: [&str; VDI_DELAY_BUCKETS] =
+    ["<10us", "<100us", "<1ms", "<10ms", "<100ms", "<1s", ">=1s"];
 
 /// `vdctl input stats` of one VM.
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -315,13 +351,32 @@ impl From<&VdiStats> for StatsRow {
             dropped: s.dropped,
             max_depth: s.max_depth,
             irqs: s.irqs,
-            delay_hist: DELAY_BUCKETS.iter().zip(s.delay_hist).map(|(l, n)| Bucket { delay: l, events: n }).collect(),
+            delay_hist: DELAY_BUCKETS
+                .iter()
+                .zip(s.delay_hist)
+                .map(|(l, n)| Bucket {
+                    delay: l,
+                    events: n,
+                })
+                .collect(),
         }
     }
 }
 
 pub fn stats_table(rows: &[StatsRow]) -> String {
-    let mut head = vec!["VM", "RUN", "VCPUS", "DEPTH", "IMMEDIATE", "QUEUED", "FLUSHED", "COALESCED", "DROPPED", "MAXDEPTH", "IRQS"];
+    let mut head = vec![
+        "VM",
+        "RUN",
+        "VCPUS",
+        "DEPTH",
+        "IMMEDIATE",
+        "QUEUED",
+        "FLUSHED",
+        "COALESCED",
+        "DROPPED",
+        "MAXDEPTH",
+        "IRQS",
+    ];
     head.extend(DELAY_BUCKETS);
     let mut right = vec![true; head.len()];
     right[1] = false;
@@ -351,7 +406,11 @@ pub fn stats_table(rows: &[StatsRow]) -> String {
 /// VMs to show without an explicit id: those routed devices are delivering a frame to right now
 /// (the module has no list of VMs, and a device names its VM only while a frame is open).
 pub fn default_vms(devs: &[DeviceRow]) -> Vec<u32> {
-    let mut v: Vec<u32> = devs.iter().filter(|d| d.vm_id != 0).map(|d| d.vm_id).collect();
+    let mut v: Vec<u32> = devs
+        .iter()
+        .filter(|d| d.vm_id != 0)
+        .map(|d| d.vm_id)
+        .collect();
     v.sort_unstable();
     v.dedup();
     v
@@ -363,17 +422,28 @@ pub fn stats(vm_id: Option<u32>, json: bool) -> Result<()> {
         Some(0) => anyhow::bail!("VM ids start at 1"),
         Some(id) => vec![id],
         None => {
-            let devs: Vec<DeviceRow> = d.devices().map_err(|e| explain("VDI_IOC_LIST_DEVICES", e))?.iter().map(DeviceRow::from).collect();
+            let devs: Vec<DeviceRow> = d
+                .devices()
+                .map_err(|e| explain("VDI_IOC_LIST_DEVICES", e))?
+                .iter()
+                .map(DeviceRow::from)
+                .collect();
             let v = default_vms(&devs);
             // The module lists devices, not VMs; a routed device names the VM its events go to
             // (the focus).
-            anyhow::ensure!(!v.is_empty(), "name a VM: vdctl input stats VM_ID (the module offers no list of VMs)");
+            anyhow::ensure!(
+                !v.is_empty(),
+                "name a VM: vdctl input stats VM_ID (the module offers no list of VMs)"
+            );
             v
         }
     };
     let mut rows = vec![];
     for id in ids {
-        let s = d.stats(id).map_err(|e| explain("VDI_IOC_STATS", e)).map_err(|e| e.context(format!("VM {id}")))?;
+        let s = d
+            .stats(id)
+            .map_err(|e| explain("VDI_IOC_STATS", e))
+            .map_err(|e| e.context(format!("VM {id}")))?;
         rows.push(StatsRow::from(&VdiStats { vm_id: id, ..s }));
     }
     if json {
@@ -393,12 +463,27 @@ mod tests {
     use super::*;
 
     fn dev(i: u32, name: &str, vm: u32, routed: bool) -> DeviceRow {
-        DeviceRow { index: i, name: name.into(), phys: String::new(), routed, grabbed: false, vm_id: vm, events: 12345 }
+        DeviceRow {
+            index: i,
+            name: name.into(),
+            phys: String::new(),
+            routed,
+            grabbed: false,
+            vm_id: vm,
+            events: 12345,
+        }
     }
 
     #[test]
     fn table_aligns_columns_without_trailing_space() {
-        let t = table(&["A", "NAME", "N"], &[true, false, true], &[vec!["1".into(), "x".into(), "100".into()], vec!["22".into(), "long name".into(), "3".into()]]);
+        let t = table(
+            &["A", "NAME", "N"],
+            &[true, false, true],
+            &[
+                vec!["1".into(), "x".into(), "100".into()],
+                vec!["22".into(), "long name".into(), "3".into()],
+            ],
+        );
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], " A  NAME         N");
         assert_eq!(lines[1], " 1  x          100");
@@ -408,7 +493,10 @@ mod tests {
 
     #[test]
     fn device_table_shows_dashes_for_none() {
-        let t = device_table(&[dev(0, "AT keyboard", 0, false), dev(1, "vd-itest kbd", 7, true)]);
+        let t = device_table(&[
+            dev(0, "AT keyboard", 0, false),
+            dev(1, "vd-itest kbd", 7, true),
+        ]);
         let l: Vec<&str> = t.lines().collect();
         assert!(l[0].starts_with("IDX  NAME"));
         assert!(l[1].contains("AT keyboard   -     no "));
@@ -417,12 +505,29 @@ mod tests {
 
     #[test]
     fn stats_rows_label_the_histogram() {
-        let mut s = VdiStats { vm_id: 3, running: 1, queued: 9, ..Default::default() };
+        let mut s = VdiStats {
+            vm_id: 3,
+            running: 1,
+            queued: 9,
+            ..Default::default()
+        };
         s.delay_hist[0] = 5;
         s.delay_hist[6] = 1;
         let r = StatsRow::from(&s);
-        assert_eq!(r.delay_hist[0], Bucket { delay: "<10us", events: 5 });
-        assert_eq!(r.delay_hist[6], Bucket { delay: ">=1s", events: 1 });
+        assert_eq!(
+            r.delay_hist[0],
+            Bucket {
+                delay: "<10us",
+                events: 5
+            }
+        );
+        assert_eq!(
+            r.delay_hist[6],
+            Bucket {
+                delay: ">=1s",
+                events: 1
+            }
+        );
         let j = serde_json::to_value(&r).unwrap();
         assert_eq!(j["queued"], 9);
         assert_eq!(j["running"], true);
@@ -434,10 +539,16 @@ mod tests {
 
     #[test]
     fn match_kinds() {
-        let m = Match { name: Some("kbd".into()), ..Default::default() };
+        let m = Match {
+            name: Some("kbd".into()),
+            ..Default::default()
+        };
         assert_eq!(m.kind(), (vdi_match::NAME, "kbd"));
         assert_eq!(m.describe(), "name contains \"kbd\"");
-        let m = Match { tablet: true, ..Default::default() };
+        let m = Match {
+            tablet: true,
+            ..Default::default()
+        };
         assert_eq!(m.kind(), (vdi_match::TABLET, ""));
         assert_eq!(m.describe(), "every tablet");
     }
@@ -446,12 +557,25 @@ mod tests {
     fn errors_say_what_to_do() {
         assert!(format!("{}", explain("open", Errno::ENOENT)).contains("insmod vd_input_irq.ko"));
         assert!(format!("{}", explain("VDI_IOC_ROUTE", Errno::EPERM)).contains("run as root"));
-        assert!(format!("{}", explain("VDI_IOC_STATS", Errno::ENOENT)).contains("no VM with that id"));
-        assert_eq!(format!("{}", explain("VDI_IOC_FOCUS", Errno::EIO)), "VDI_IOC_FOCUS: EIO: I/O error");
+        assert!(
+            format!("{}", explain("VDI_IOC_STATS", Errno::ENOENT)).contains("no VM with that id")
+        );
+        assert_eq!(
+            format!("{}", explain("VDI_IOC_FOCUS", Errno::EIO)),
+            "VDI_IOC_FOCUS: EIO: I/O error"
+        );
     }
 
     #[test]
     fn default_vms_are_the_focus_targets() {
-        assert_eq!(default_vms(&[dev(0, "a", 0, false), dev(1, "b", 7, true), dev(2, "c", 3, true), dev(3, "d", 7, true)]), vec![3, 7]);
+        assert_eq!(
+            default_vms(&[
+                dev(0, "a", 0, false),
+                dev(1, "b", 7, true),
+                dev(2, "c", 3, true),
+                dev(3, "d", 7, true)
+            ]),
+            vec![3, 7]
+        );
     }
 }

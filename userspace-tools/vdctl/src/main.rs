@@ -3,8 +3,8 @@
 mod daemon;
 mod dev;
 mod evtchn;
-mod sriov;
 mod input;
+mod sriov;
 mod status;
 
 use clap::{Parser, Subcommand};
@@ -61,7 +61,10 @@ struct Sock {
 
 impl Sock {
     fn path(&self) -> std::path::PathBuf {
-        self.socket.clone().or_else(|| std::env::var_os("VDD_SOCKET").map(Into::into)).unwrap_or_else(|| "/run/vdd/vdd.sock".into())
+        self.socket
+            .clone()
+            .or_else(|| std::env::var_os("VDD_SOCKET").map(Into::into))
+            .unwrap_or_else(|| "/run/vdd/vdd.sock".into())
     }
 }
 
@@ -216,56 +219,89 @@ enum InputCmd {
         sock: Sock,
     },
     /// Delivery counters of a VM (its id as the VMM gave it in VDI_IOC_VM_CREATE).
-    Stats {
-        vm_id: Option<u32>,
-    },
+    Stats { vm_id: Option<u32> },
 }
 
 fn main() -> std::process::ExitCode {
     // Die quietly on a closed pipe (`vdctl ... | head`), like other Unix tools, instead of
     // panicking in println!.
     // SAFETY: setting a signal's disposition to the default has no preconditions.
-    let _ = unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) };
-    let cli = Cli::parse();
-    let r = match cli.cmd {
-        Cmd::Status => status::run(cli.json),
-        Cmd::Evtchn(c) => match c {
-            EvtchnCmd::List => evtchn::list(cli.json),
-            EvtchnCmd::Stats { pid } => evtchn::stats(pid, cli.json),
-            EvtchnCmd::Watch { interval, count } => {
-                evtchn::watch(std::time::Duration::from_secs_f64(interval.max(0.05)), count, cli.json)
-            }
-        }
-        .map(|()| std::process::ExitCode::SUCCESS),
-        Cmd::Input(c) => match c {
-            InputCmd::List => input::list(cli.json),
-            InputCmd::Route { m, grab } => input::route(&m, grab, true, cli.json),
-            InputCmd::Unroute { m, grab } => input::route(&m, grab, false, cli.json),
-            InputCmd::Focus { vm_id, sock } => daemon::focus(&sock.path(), vm_id, cli.json),
-            InputCmd::Stats { vm_id } => input::stats(vm_id, cli.json),
-        }
-        .map(|()| std::process::ExitCode::SUCCESS),
-        Cmd::Sriov(c) => match c {
-            SriovCmd::List => sriov::list(cli.json),
-            SriovCmd::Numvfs { n, pf } => sriov::numvfs(pf.as_deref(), n, cli.json),
-            SriovCmd::Lease { vf, vm, keep_host, hold } => sriov::lease(&vf, vm, keep_host, hold, cli.json),
-            SriovCmd::Release { vf } => sriov::release(&vf, cli.json),
-            SriovCmd::Policy { threshold, hysteresis, window_ms, min_hold_ms, sample_ms } => {
-                sriov::policy(sriov::PolicyChange { threshold, hysteresis, window_ms, min_hold_ms, sample_ms }, cli.json)
-            }
-            SriovCmd::Events { count, timeout } => sriov::events(count, timeout, cli.json),
-            SriovCmd::Rate { vf, mbps, min } => sriov::rate(&vf, mbps, min, cli.json),
-        }
-        .map(|()| std::process::ExitCode::SUCCESS),
-        Cmd::Vm(VmCmd::List(s)) => daemon::vm_list(&s.path(), cli.json).map(|()| std::process::ExitCode::SUCCESS),
-        Cmd::Vm(VmCmd::Show { pid, sock }) => daemon::vm_show(&sock.path(), pid, cli.json).map(|()| std::process::ExitCode::SUCCESS),
-        Cmd::Policy(PolicyCmd::Get(s)) => daemon::policy_get(&s.path(), cli.json).map(|()| std::process::ExitCode::SUCCESS),
-        Cmd::Policy(PolicyCmd::Set { key, value, sock }) => {
-            daemon::policy_set(&sock.path(), key, value, cli.json).map(|()| std::process::ExitCode::SUCCESS)
-        }
-        Cmd::Daemon(DaemonCmd::Status(s)) => daemon::status(&s.path(), cli.json).map(|()| std::process::ExitCode::SUCCESS),
-        Cmd::Focus { vm_id, sock } => daemon::focus(&sock.path(), vm_id, cli.json).map(|()| std::process::ExitCode::SUCCESS),
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
     };
+    let cli = Cli::parse();
+    let r =
+        match cli.cmd {
+            Cmd::Status => status::run(cli.json),
+            Cmd::Evtchn(c) => match c {
+                EvtchnCmd::List => evtchn::list(cli.json),
+                EvtchnCmd::Stats { pid } => evtchn::stats(pid, cli.json),
+                EvtchnCmd::Watch { interval, count } => evtchn::watch(
+                    std::time::Duration::from_secs_f64(interval.max(0.05)),
+                    count,
+                    cli.json,
+                ),
+            }
+            .map(|()| std::process::ExitCode::SUCCESS),
+            Cmd::Input(c) => match c {
+                InputCmd::List => input::list(cli.json),
+                InputCmd::Route { m, grab } => input::route(&m, grab, true, cli.json),
+                InputCmd::Unroute { m, grab } => input::route(&m, grab, false, cli.json),
+                InputCmd::Focus { vm_id, sock } => daemon::focus(&sock.path(), vm_id, cli.json),
+                InputCmd::Stats { vm_id } => input::stats(vm_id, cli.json),
+            }
+            .map(|()| std::process::ExitCode::SUCCESS),
+            Cmd::Sriov(c) => match c {
+                SriovCmd::List => sriov::list(cli.json),
+                SriovCmd::Numvfs { n, pf } => sriov::numvfs(pf.as_deref(), n, cli.json),
+                SriovCmd::Lease {
+                    vf,
+                    vm,
+                    keep_host,
+                    hold,
+                } => sriov::lease(&vf, vm, keep_host, hold, cli.json),
+                SriovCmd::Release { vf } => sriov::release(&vf, cli.json),
+                SriovCmd::Policy {
+                    threshold,
+                    hysteresis,
+                    window_ms,
+                    min_hold_ms,
+                    sample_ms,
+                } => sriov::policy(
+                    sriov::PolicyChange {
+                        threshold,
+                        hysteresis,
+                        window_ms,
+                        min_hold_ms,
+                        sample_ms,
+                    },
+                    cli.json,
+                ),
+                SriovCmd::Events { count, timeout } => sriov::events(count, timeout, cli.json),
+                SriovCmd::Rate { vf, mbps, min } => sriov::rate(&vf, mbps, min, cli.json),
+            }
+            .map(|()| std::process::ExitCode::SUCCESS),
+            Cmd::Vm(VmCmd::List(s)) => {
+                daemon::vm_list(&s.path(), cli.json).map(|()| std::process::ExitCode::SUCCESS)
+            }
+            Cmd::Vm(VmCmd::Show { pid, sock }) => daemon::vm_show(&sock.path(), pid, cli.json)
+                .map(|()| std::process::ExitCode::SUCCESS),
+            Cmd::Policy(PolicyCmd::Get(s)) => {
+                daemon::policy_get(&s.path(), cli.json).map(|()| std::process::ExitCode::SUCCESS)
+            }
+            Cmd::Policy(PolicyCmd::Set { key, value, sock }) => {
+                daemon::policy_set(&sock.path(), key, value, cli.json)
+                    .map(|()| std::process::ExitCode::SUCCESS)
+            }
+            Cmd::Daemon(DaemonCmd::Status(s)) => {
+                daemon::status(&s.path(), cli.json).map(|()| std::process::ExitCode::SUCCESS)
+            }
+            Cmd::Focus { vm_id, sock } => daemon::focus(&sock.path(), vm_id, cli.json)
+                .map(|()| std::process::ExitCode::SUCCESS),
+        };
     match r {
         Ok(code) => code,
         Err(e) => {

@@ -48,12 +48,21 @@ pub struct VfRow {
 
 impl From<&VdsPf> for PfRow {
     fn from(p: &VdsPf) -> Self {
-        Self { pf: bdf_name(p.bdf), driver: fixed(&p.driver), total_vfs: p.total_vfs, num_vfs: p.num_vfs }
+        Self {
+            pf: bdf_name(p.bdf),
+            driver: fixed(&p.driver),
+            total_vfs: p.total_vfs,
+            num_vfs: p.num_vfs,
+        }
     }
 }
 
 pub fn mac_str(m: &[u8]) -> String {
-    m[..6].iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    m[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 impl From<&VdsVf> for VfRow {
@@ -91,20 +100,43 @@ struct Listing {
 
 pub fn list(json: bool) -> Result<()> {
     let m = open()?;
-    let pfs: Vec<PfRow> = m.pfs().context("VDS_IOC_PF")?.iter().map(PfRow::from).collect();
-    let vfs: Vec<VfRow> = m.vfs().context("VDS_IOC_VF")?.iter().map(VfRow::from).collect();
+    let pfs: Vec<PfRow> = m
+        .pfs()
+        .context("VDS_IOC_PF")?
+        .iter()
+        .map(PfRow::from)
+        .collect();
+    let vfs: Vec<VfRow> = m
+        .vfs()
+        .context("VDS_IOC_VF")?
+        .iter()
+        .map(VfRow::from)
+        .collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&Listing { pfs, vfs })?);
         return Ok(());
     }
     println!("{:<13} {:<10} {:>5} {:>4}", "PF", "DRIVER", "TOTAL", "VFS");
     for p in &pfs {
-        println!("{:<13} {:<10} {:>5} {:>4}", p.pf, p.driver, p.total_vfs, p.num_vfs);
+        println!(
+            "{:<13} {:<10} {:>5} {:>4}",
+            p.pf, p.driver, p.total_vfs, p.num_vfs
+        );
     }
     println!();
     println!(
         "{:<13} {:>3} {:<8} {:<9} {:<8} {:<17} {:>6} {:>7} {:>12} {:>12} {:>10}",
-        "VF", "IDX", "PHASE", "DRIVER", "NETDEV", "MAC", "VM", "PID", "RX_BYTES", "TX_BYTES", "RATE_B/S"
+        "VF",
+        "IDX",
+        "PHASE",
+        "DRIVER",
+        "NETDEV",
+        "MAC",
+        "VM",
+        "PID",
+        "RX_BYTES",
+        "TX_BYTES",
+        "RATE_B/S"
     );
     for v in &vfs {
         println!(
@@ -135,7 +167,9 @@ fn pick_pf(m: &Manager, pf: Option<&str>) -> Result<VdsPf> {
     match pf {
         Some(s) => {
             let b = parse_bdf(s).with_context(|| format!("bad PCI address {s}"))?;
-            pfs.into_iter().find(|p| p.bdf == b).with_context(|| format!("{s} is not an SR-IOV PF"))
+            pfs.into_iter()
+                .find(|p| p.bdf == b)
+                .with_context(|| format!("{s} is not an SR-IOV PF"))
         }
         None if pfs.len() == 1 => Ok(pfs[0]),
         None => bail!("{} SR-IOV PFs: name one", pfs.len()),
@@ -146,7 +180,12 @@ fn pick_pf(m: &Manager, pf: Option<&str>) -> Result<VdsPf> {
 pub fn numvfs(pf: Option<&str>, n: u32, json: bool) -> Result<()> {
     let m = open()?;
     let p = pick_pf(&m, pf)?;
-    anyhow::ensure!(n <= p.total_vfs, "{} has at most {} VFs", bdf_name(p.bdf), p.total_vfs);
+    anyhow::ensure!(
+        n <= p.total_vfs,
+        "{} has at most {} VFs",
+        bdf_name(p.bdf),
+        p.total_vfs
+    );
     let path = format!("/sys/bus/pci/devices/{}/sriov_numvfs", bdf_name(p.bdf));
     std::fs::write(&path, format!("{n}\n")).with_context(|| {
         format!("write {n} to {path} (changing a nonzero count needs 0 first; the PF driver refuses to disable VFs that are leased)")
@@ -168,7 +207,11 @@ extern "C" fn on_signal(_: nix::libc::c_int) {
 
 fn catch_stop_signals() -> Result<()> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let sa = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
+    let sa = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
     for s in [Signal::SIGTERM, Signal::SIGINT] {
         // SAFETY: the handler only stores to an atomic (async-signal-safe).
         unsafe { sigaction(s, &sa) }?;
@@ -197,7 +240,11 @@ fn wait_event(m: &Manager, kind: u32, bdf: u32, t: Duration) -> Result<Option<Vd
 pub fn lease(vf: &str, vm: u64, keep_host: bool, hold: Option<f64>, json: bool) -> Result<()> {
     catch_stop_signals()?;
     let m = open()?;
-    let want = if vf == "any" { VDS_ANY } else { parse_bdf(vf).with_context(|| format!("bad PCI address {vf}"))? };
+    let want = if vf == "any" {
+        VDS_ANY
+    } else {
+        parse_bdf(vf).with_context(|| format!("bad PCI address {vf}"))?
+    };
     let got = m
         .lease(want, vm, if keep_host { VDS_LEASE_KEEP_HOST } else { 0 })
         .with_context(|| format!("lease {vf} for VM {vm} (EPERM: needs CAP_NET_ADMIN; EBUSY: taken; EEXIST: VM has one; ENXIO: vfio-pci refused it)"))?;
@@ -205,7 +252,11 @@ pub fn lease(vf: &str, vm: u64, keep_host: bool, hold: Option<f64>, json: bool) 
     if json {
         println!("{}", serde_json::to_string(&row)?);
     } else {
-        println!("leased {} to VM {vm} (driver {})", bdf_name(got), row.as_ref().map_or("?".into(), |r| r.driver.clone()));
+        println!(
+            "leased {} to VM {vm} (driver {})",
+            bdf_name(got),
+            row.as_ref().map_or("?".into(), |r| r.driver.clone())
+        );
     }
     let end = hold.map(|s| Instant::now() + Duration::from_secs_f64(s));
     while !STOP.load(Ordering::SeqCst) && end.is_none_or(|e| Instant::now() < e) {
@@ -214,7 +265,9 @@ pub fn lease(vf: &str, vm: u64, keep_host: bool, hold: Option<f64>, json: bool) 
     match m.release(got, vm) {
         Ok(()) => {}
         // Revoked (the VF disappeared) or swapped away meanwhile: nothing left to release.
-        Err(e @ (nix::errno::Errno::ENODEV | nix::errno::Errno::EPERM | nix::errno::Errno::ENOENT)) => {
+        Err(
+            e @ (nix::errno::Errno::ENODEV | nix::errno::Errno::EPERM | nix::errno::Errno::ENOENT),
+        ) => {
             println!("lease on {} already ended ({e})", bdf_name(got));
             return Ok(());
         }
@@ -222,8 +275,15 @@ pub fn lease(vf: &str, vm: u64, keep_host: bool, hold: Option<f64>, json: bool) 
     }
     match wait_event(&m, vds_event::RETURNED, got, Duration::from_secs(30))? {
         Some(e) if e.err == 0 => println!("released {}: back on the host", bdf_name(got)),
-        Some(e) => bail!("released {}, but moving it back failed: errno {}", bdf_name(got), -e.err),
-        None => bail!("released {}, not back on the host after 30 s", bdf_name(got)),
+        Some(e) => bail!(
+            "released {}, but moving it back failed: errno {}",
+            bdf_name(got),
+            -e.err
+        ),
+        None => bail!(
+            "released {}, not back on the host after 30 s",
+            bdf_name(got)
+        ),
     }
     Ok(())
 }
@@ -233,7 +293,11 @@ pub fn lease(vf: &str, vm: u64, keep_host: bool, hold: Option<f64>, json: bool) 
 pub fn release(vf: &str, json: bool) -> Result<()> {
     let m = open()?;
     let b = parse_bdf(vf).with_context(|| format!("bad PCI address {vf}"))?;
-    let v = m.vfs()?.into_iter().find(|v| v.bdf == b).with_context(|| format!("no VF {vf}"))?;
+    let v = m
+        .vfs()?
+        .into_iter()
+        .find(|v| v.bdf == b)
+        .with_context(|| format!("no VF {vf}"))?;
     anyhow::ensure!(v.vm_id != 0, "{vf} is not leased");
     let comm = std::fs::read_to_string(format!("/proc/{}/comm", v.owner_pid)).unwrap_or_default();
     if comm.trim() != "vdctl" {
@@ -244,7 +308,10 @@ pub fn release(vf: &str, json: bool) -> Result<()> {
             comm.trim()
         );
     }
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(v.owner_pid as i32), nix::sys::signal::Signal::SIGTERM)?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(v.owner_pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )?;
     let end = Instant::now() + Duration::from_secs(30);
     while Instant::now() < end {
         if let Some(now) = m.vfs()?.iter().find(|x| x.bdf == b) {
@@ -252,14 +319,21 @@ pub fn release(vf: &str, json: bool) -> Result<()> {
                 if json {
                     println!("{}", serde_json::to_string(&VfRow::from(now))?);
                 } else {
-                    println!("released {vf} (was VM {}), driver {}", v.vm_id, fixed(&now.driver));
+                    println!(
+                        "released {vf} (was VM {}), driver {}",
+                        v.vm_id,
+                        fixed(&now.driver)
+                    );
                 }
                 return Ok(());
             }
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    bail!("{vf} still leased 30 s after asking pid {} to release it", v.owner_pid)
+    bail!(
+        "{vf} still leased 30 s after asking pid {} to release it",
+        v.owner_pid
+    )
 }
 
 #[derive(Serialize, Debug)]
@@ -294,7 +368,11 @@ pub struct PolicyChange {
 pub fn policy(c: PolicyChange, json: bool) -> Result<()> {
     let m = open()?;
     let mut p = m.policy()?;
-    let changing = c.threshold.is_some() || c.hysteresis.is_some() || c.window_ms.is_some() || c.min_hold_ms.is_some() || c.sample_ms.is_some();
+    let changing = c.threshold.is_some()
+        || c.hysteresis.is_some()
+        || c.window_ms.is_some()
+        || c.min_hold_ms.is_some()
+        || c.sample_ms.is_some();
     if changing {
         p.threshold_bps = c.threshold.unwrap_or(p.threshold_bps);
         p.hysteresis_bps = c.hysteresis.unwrap_or(p.hysteresis_bps);
@@ -308,20 +386,38 @@ pub fn policy(c: PolicyChange, json: bool) -> Result<()> {
         .candidates()?
         .iter()
         .map(|c| CandRow {
-            kind: if c.kind == vds_cand::HOLDER { "idle-holder" } else { "waiter" },
+            kind: if c.kind == vds_cand::HOLDER {
+                "idle-holder"
+            } else {
+                "waiter"
+            },
             vf: (c.kind == vds_cand::HOLDER).then(|| bdf_name(c.bdf)),
             vm_id: c.vm_id,
             rate_bps: (c.kind == vds_cand::HOLDER).then_some(c.rate_bps),
             age_ms: c.age_ms,
         })
         .collect();
-    let out = PolicyOut { threshold_bps: p.threshold_bps, hysteresis_bps: p.hysteresis_bps, window_ms: p.window_ms, min_hold_ms: p.min_hold_ms, sample_ms: p.sample_ms, candidates };
+    let out = PolicyOut {
+        threshold_bps: p.threshold_bps,
+        hysteresis_bps: p.hysteresis_bps,
+        window_ms: p.window_ms,
+        min_hold_ms: p.min_hold_ms,
+        sample_ms: p.sample_ms,
+        candidates,
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!("threshold {} B/s, hysteresis {} B/s, window {} ms, minimum hold {} ms, sampling every {} ms", out.threshold_bps, out.hysteresis_bps, out.window_ms, out.min_hold_ms, out.sample_ms);
         for c in &out.candidates {
-            println!("  {:<11} vm {:<6} vf {:<13} rate {:>8} B/s  age {} ms", c.kind, c.vm_id, c.vf.as_deref().unwrap_or("-"), c.rate_bps.map_or("-".into(), |r| r.to_string()), c.age_ms);
+            println!(
+                "  {:<11} vm {:<6} vf {:<13} rate {:>8} B/s  age {} ms",
+                c.kind,
+                c.vm_id,
+                c.vf.as_deref().unwrap_or("-"),
+                c.rate_bps.map_or("-".into(), |r| r.to_string()),
+                c.age_ms
+            );
         }
     }
     Ok(())
@@ -336,7 +432,11 @@ pub struct RateRow {
 
 impl From<&VdsRate> for RateRow {
     fn from(r: &VdsRate) -> Self {
-        Self { vf: bdf_name(r.bdf), max_tx_mbps: r.max_tx_mbps, min_tx_mbps: r.min_tx_mbps }
+        Self {
+            vf: bdf_name(r.bdf),
+            max_tx_mbps: r.max_tx_mbps,
+            min_tx_mbps: r.min_tx_mbps,
+        }
     }
 }
 
@@ -358,16 +458,26 @@ pub fn rate(vf: &str, mbps: Option<u32>, min: u32, json: bool) -> Result<()> {
         })?;
     }
     let r = m.rate(b).map_err(|e| {
-        let why = if e == nix::errno::Errno::EOPNOTSUPP { ": the PF driver does not report per-VF rates" } else { "" };
+        let why = if e == nix::errno::Errno::EOPNOTSUPP {
+            ": the PF driver does not report per-VF rates"
+        } else {
+            ""
+        };
         anyhow::anyhow!("read the rate of {vf}: {e}{why}")
     })?;
     let row = RateRow::from(&r);
     if json {
         println!("{}", serde_json::to_string(&row)?);
     } else if row.max_tx_mbps == 0 {
-        println!("{}: no transmit rate limit (min {} Mbit/s)", row.vf, row.min_tx_mbps);
+        println!(
+            "{}: no transmit rate limit (min {} Mbit/s)",
+            row.vf, row.min_tx_mbps
+        );
     } else {
-        println!("{}: max_tx_rate {} Mbit/s, min_tx_rate {} Mbit/s", row.vf, row.max_tx_mbps, row.min_tx_mbps);
+        println!(
+            "{}: max_tx_rate {} Mbit/s, min_tx_rate {} Mbit/s",
+            row.vf, row.max_tx_mbps, row.min_tx_mbps
+        );
     }
     Ok(())
 }
@@ -385,7 +495,15 @@ pub struct EventRow {
 
 impl From<&VdsEvent> for EventRow {
     fn from(e: &VdsEvent) -> Self {
-        Self { seq: e.seq, kind: event_name(e.kind), vf: (e.bdf != 0).then(|| bdf_name(e.bdf)), vm_id: e.vm_id, other: e.other_vm, time_ns: e.time_ns, err: e.err }
+        Self {
+            seq: e.seq,
+            kind: event_name(e.kind),
+            vf: (e.bdf != 0).then(|| bdf_name(e.bdf)),
+            vm_id: e.vm_id,
+            other: e.other_vm,
+            time_ns: e.time_ns,
+            err: e.err,
+        }
     }
 }
 
@@ -397,7 +515,10 @@ pub fn events(count: Option<u64>, timeout: Option<f64>, json: bool) -> Result<()
     let end = timeout.map(|s| Instant::now() + Duration::from_secs_f64(s));
     let mut n = 0;
     while count.is_none_or(|c| n < c) && !STOP.load(Ordering::SeqCst) {
-        let left = end.map_or(Duration::from_millis(200), |e| e.saturating_duration_since(Instant::now()).min(Duration::from_millis(200)));
+        let left = end.map_or(Duration::from_millis(200), |e| {
+            e.saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(200))
+        });
         if end.is_some_and(|e| Instant::now() >= e) {
             break;
         }
@@ -409,7 +530,15 @@ pub fn events(count: Option<u64>, timeout: Option<f64>, json: bool) -> Result<()
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
-                println!("{:>6} {:<11} vf {:<13} vm {:<6} other {:<6} err {}", r.seq, r.kind, r.vf.as_deref().unwrap_or("-"), r.vm_id, r.other, r.err);
+                println!(
+                    "{:>6} {:<11} vf {:<13} vm {:<6} other {:<6} err {}",
+                    r.seq,
+                    r.kind,
+                    r.vf.as_deref().unwrap_or("-"),
+                    r.vm_id,
+                    r.other,
+                    r.err
+                );
             }
             n += 1;
         }
@@ -423,12 +552,28 @@ mod tests {
 
     #[test]
     fn rows_decode_the_abi() {
-        let mut v = VdsVf { bdf: 0x0182, pf_bdf: 0x0100, vf_index: 2, phase: vds_phase::LEASED, vm_id: 7, owner_pid: 42, flags: vds_vf::HAS_RATE | vds_vf::IDLE, rate_bps: 12, ..Default::default() };
+        let mut v = VdsVf {
+            bdf: 0x0182,
+            pf_bdf: 0x0100,
+            vf_index: 2,
+            phase: vds_phase::LEASED,
+            vm_id: 7,
+            owner_pid: 42,
+            flags: vds_vf::HAS_RATE | vds_vf::IDLE,
+            rate_bps: 12,
+            ..Default::default()
+        };
         v.driver[..8].copy_from_slice(b"vfio-pci");
         v.mac[..6].copy_from_slice(&[0x52, 0x54, 0, 0x12, 0x34, 0x56]);
         let r = VfRow::from(&v);
-        assert_eq!((r.vf.as_str(), r.pf.as_str(), r.phase, r.driver.as_str()), ("0000:01:10.2", "0000:01:00.0", "leased", "vfio-pci"));
-        assert_eq!((r.vm_id, r.owner_pid, r.rate_bps, r.idle), (Some(7), Some(42), Some(12), true));
+        assert_eq!(
+            (r.vf.as_str(), r.pf.as_str(), r.phase, r.driver.as_str()),
+            ("0000:01:10.2", "0000:01:00.0", "leased", "vfio-pci")
+        );
+        assert_eq!(
+            (r.vm_id, r.owner_pid, r.rate_bps, r.idle),
+            (Some(7), Some(42), Some(12), true)
+        );
         assert_eq!(r.mac, "52:54:00:12:34:56");
         let free = VfRow::from(&VdsVf::default());
         assert_eq!((free.vm_id, free.rate_bps), (None, None));
@@ -436,15 +581,43 @@ mod tests {
 
     #[test]
     fn rate_rows() {
-        let r = RateRow::from(&VdsRate { bdf: 0x0181, flags: 0, max_tx_mbps: 100, min_tx_mbps: 0 });
-        assert_eq!((r.vf.as_str(), r.max_tx_mbps, r.min_tx_mbps), ("0000:01:10.1", 100, 0));
-        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"vf":"0000:01:10.1","max_tx_mbps":100,"min_tx_mbps":0}"#);
+        let r = RateRow::from(&VdsRate {
+            bdf: 0x0181,
+            flags: 0,
+            max_tx_mbps: 100,
+            min_tx_mbps: 0,
+        });
+        assert_eq!(
+            (r.vf.as_str(), r.max_tx_mbps, r.min_tx_mbps),
+            ("0000:01:10.1", 100, 0)
+        );
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"vf":"0000:01:10.1","max_tx_mbps":100,"min_tx_mbps":0}"#
+        );
     }
 
     #[test]
     fn event_rows() {
-        let e = EventRow::from(&VdsEvent { seq: 3, kind: vds_event::SWAPPED, bdf: 0x0180, vm_id: 2, other_vm: 1, ..Default::default() });
-        assert_eq!((e.kind, e.vf.as_deref(), e.other), ("swapped", Some("0000:01:10.0"), 1));
-        assert_eq!(EventRow::from(&VdsEvent { kind: vds_event::WAITING, ..Default::default() }).vf, None);
+        let e = EventRow::from(&VdsEvent {
+            seq: 3,
+            kind: vds_event::SWAPPED,
+            bdf: 0x0180,
+            vm_id: 2,
+            other_vm: 1,
+            ..Default::default()
+        });
+        assert_eq!(
+            (e.kind, e.vf.as_deref(), e.other),
+            ("swapped", Some("0000:01:10.0"), 1)
+        );
+        assert_eq!(
+            EventRow::from(&VdsEvent {
+                kind: vds_event::WAITING,
+                ..Default::default()
+            })
+            .vf,
+            None
+        );
     }
 }

@@ -55,7 +55,10 @@ fn probe(d: VdDriver, loaded: &[String]) -> ModuleStatus {
     match dev::open(&node).and_then(|f| Ok(dev::version(&f)?)) {
         Ok(v) => {
             if v.driver != d as u32 {
-                s.error = Some(format!("{} answered as driver {}, expected {}", s.device, v.driver, d as u32));
+                s.error = Some(format!(
+                    "{} answered as driver {}, expected {}",
+                    s.device, v.driver, d as u32
+                ));
             }
             s.abi_version = Some(v.abi_version);
             s.abi_compatible = v.abi_version == VD_ABI_VERSION && s.error.is_none();
@@ -72,11 +75,17 @@ fn probe(d: VdDriver, loaded: &[String]) -> ModuleStatus {
 /// Runs `vdctl status`. Exit code 0 when every loaded module speaks our ABI, 1 otherwise.
 pub fn run(json: bool) -> Result<ExitCode> {
     let loaded = loaded_modules();
-    let st = Status { vdctl_abi_version: VD_ABI_VERSION, modules: VdDriver::ALL.iter().map(|&d| probe(d, &loaded)).collect() };
+    let st = Status {
+        vdctl_abi_version: VD_ABI_VERSION,
+        modules: VdDriver::ALL.iter().map(|&d| probe(d, &loaded)).collect(),
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&st)?);
     } else {
-        println!("{:<14} {:<16} {:<7} {:<4} {:<8} {:>5} {:>7}  {}", "MODULE", "DEVICE", "LOADED", "ABI", "VERSION", "FILES", "OBJECTS", "NOTE");
+        println!(
+            "{:<14} {:<16} {:<7} {:<4} {:<8} {:>5} {:>7}  NOTE",
+            "MODULE", "DEVICE", "LOADED", "ABI", "VERSION", "FILES", "OBJECTS"
+        );
         for m in &st.modules {
             let opt = |v: Option<u32>| v.map_or("-".to_owned(), |v| v.to_string());
             let note = match (&m.error, m.loaded, m.abi_compatible) {
@@ -99,5 +108,9 @@ pub fn run(json: bool) -> Result<ExitCode> {
         }
     }
     let bad = st.modules.iter().any(|m| m.loaded && !m.abi_compatible);
-    Ok(if bad { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if bad {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

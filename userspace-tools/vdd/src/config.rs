@@ -49,23 +49,46 @@ impl Default for PolicyConfig {
 }
 
 /// The keys `vdctl policy set` accepts.
-pub const POLICY_KEYS: &[&str] =
-    &["interval_ms", "window_ms", "threshold", "hysteresis", "hold_ms", "slice_us", "max_vms_on_driver_cores", "manage_pinned"];
+pub const POLICY_KEYS: &[&str] = &[
+    "interval_ms",
+    "window_ms",
+    "threshold",
+    "hysteresis",
+    "hold_ms",
+    "slice_us",
+    "max_vms_on_driver_cores",
+    "manage_pinned",
+];
 
 impl PolicyConfig {
     /// Checks every value and their relations; the message names the key and what is allowed.
     pub fn validate(&self) -> Result<(), String> {
         if self.interval_ms < 50 || self.interval_ms > 60_000 {
-            return Err(format!("interval_ms = {}: must be 50..=60000", self.interval_ms));
+            return Err(format!(
+                "interval_ms = {}: must be 50..=60000",
+                self.interval_ms
+            ));
         }
         if self.window_ms < self.interval_ms || self.window_ms > 600_000 {
-            return Err(format!("window_ms = {}: must be at least interval_ms ({}) and at most 600000", self.window_ms, self.interval_ms));
+            return Err(format!(
+                "window_ms = {}: must be at least interval_ms ({}) and at most 600000",
+                self.window_ms, self.interval_ms
+            ));
         }
         if !(self.threshold.is_finite() && self.threshold > 0.0) {
-            return Err(format!("threshold = {}: must be a positive number of requests per second", self.threshold));
+            return Err(format!(
+                "threshold = {}: must be a positive number of requests per second",
+                self.threshold
+            ));
         }
-        if !(self.hysteresis.is_finite() && self.hysteresis >= 0.0 && self.hysteresis < self.threshold) {
-            return Err(format!("hysteresis = {}: must be 0 <= hysteresis < threshold ({})", self.hysteresis, self.threshold));
+        if !(self.hysteresis.is_finite()
+            && self.hysteresis >= 0.0
+            && self.hysteresis < self.threshold)
+        {
+            return Err(format!(
+                "hysteresis = {}: must be 0 <= hysteresis < threshold ({})",
+                self.hysteresis, self.threshold
+            ));
         }
         if self.hold_ms > 3_600_000 {
             return Err(format!("hold_ms = {}: at most 3600000", self.hold_ms));
@@ -80,8 +103,14 @@ impl PolicyConfig {
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
         let mut n = self.clone();
         let v = value.trim();
-        let int = |v: &str| v.parse::<u64>().map_err(|_| format!("{key}: {v:?} is not a non-negative integer"));
-        let num = |v: &str| v.parse::<f64>().map_err(|_| format!("{key}: {v:?} is not a number"));
+        let int = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{key}: {v:?} is not a non-negative integer"))
+        };
+        let num = |v: &str| {
+            v.parse::<f64>()
+                .map_err(|_| format!("{key}: {v:?} is not a number"))
+        };
         match key {
             "interval_ms" => n.interval_ms = int(v)?,
             "window_ms" => n.window_ms = int(v)?,
@@ -90,12 +119,20 @@ impl PolicyConfig {
             "hold_ms" => n.hold_ms = int(v)?,
             "slice_us" => n.slice_us = int(v)?,
             "max_vms_on_driver_cores" => {
-                n.max_vms_on_driver_cores = u32::try_from(int(v)?).map_err(|_| format!("{key}: {v} is too large"))?
+                n.max_vms_on_driver_cores =
+                    u32::try_from(int(v)?).map_err(|_| format!("{key}: {v} is too large"))?
             }
             "manage_pinned" => {
-                n.manage_pinned = v.parse::<bool>().map_err(|_| format!("{key}: {v:?} is not true or false"))?
+                n.manage_pinned = v
+                    .parse::<bool>()
+                    .map_err(|_| format!("{key}: {v:?} is not true or false"))?
             }
-            _ => return Err(format!("unknown policy key {key:?}; the keys are: {}", POLICY_KEYS.join(", "))),
+            _ => {
+                return Err(format!(
+                    "unknown policy key {key:?}; the keys are: {}",
+                    POLICY_KEYS.join(", ")
+                ))
+            }
         }
         n.validate()?;
         *self = n;
@@ -176,7 +213,12 @@ pub struct SriovConfig {
 
 impl Default for SriovConfig {
     fn default() -> Self {
-        Self { enabled: true, device: vd_sys::sriov::DEVICE.into(), unplug_timeout_ms: 10_000, retry_ms: 30_000 }
+        Self {
+            enabled: true,
+            device: vd_sys::sriov::DEVICE.into(),
+            unplug_timeout_ms: 10_000,
+            retry_ms: 30_000,
+        }
     }
 }
 
@@ -190,7 +232,9 @@ pub struct InputConfig {
 
 impl Default for InputConfig {
     fn default() -> Self {
-        Self { device: vd_sys::input::DEVICE.into() }
+        Self {
+            device: vd_sys::input::DEVICE.into(),
+        }
     }
 }
 
@@ -254,55 +298,95 @@ impl Config {
 
     /// Every check that does not need the running host.
     pub fn validate(&self) -> Result<(), String> {
-        self.policy.validate().map_err(|e| format!("[policy] {e}"))?;
+        self.policy
+            .validate()
+            .map_err(|e| format!("[policy] {e}"))?;
         if self.host.driver_cores.trim() != "auto" {
-            let c = cpus::parse(&self.host.driver_cores).map_err(|e| format!("[host] driver_cores: {e}"))?;
+            let c = cpus::parse(&self.host.driver_cores)
+                .map_err(|e| format!("[host] driver_cores: {e}"))?;
             if c.is_empty() {
-                return Err("[host] driver_cores: empty; give a CPU list such as \"1\" or \"auto\"".into());
+                return Err(
+                    "[host] driver_cores: empty; give a CPU list such as \"1\" or \"auto\"".into(),
+                );
             }
         } else if self.host.irq_match.is_empty() {
-            return Err("[host] driver_cores = \"auto\" needs at least one irq_match pattern".into());
+            return Err(
+                "[host] driver_cores = \"auto\" needs at least one irq_match pattern".into(),
+            );
         }
         self.metrics_addr()?;
         match self.daemon.log_level.as_str() {
             "error" | "warn" | "info" | "debug" | "trace" => {}
-            l => return Err(format!("[daemon] log_level = {l:?}: one of error, warn, info, debug, trace")),
+            l => {
+                return Err(format!(
+                    "[daemon] log_level = {l:?}: one of error, warn, info, debug, trace"
+                ))
+            }
         }
-        for (k, p) in [("socket", &self.daemon.socket), ("state_file", &self.daemon.state_file)] {
+        for (k, p) in [
+            ("socket", &self.daemon.socket),
+            ("state_file", &self.daemon.state_file),
+        ] {
             if !p.is_absolute() {
-                return Err(format!("[daemon] {k} = {:?}: must be an absolute path", p.display()));
+                return Err(format!(
+                    "[daemon] {k} = {:?}: must be an absolute path",
+                    p.display()
+                ));
             }
         }
         if !self.sriov.device.is_absolute() {
-            return Err(format!("[sriov] device = {:?}: must be an absolute path", self.sriov.device.display()));
+            return Err(format!(
+                "[sriov] device = {:?}: must be an absolute path",
+                self.sriov.device.display()
+            ));
         }
         if !(100..=600_000).contains(&self.sriov.unplug_timeout_ms) {
-            return Err(format!("[sriov] unplug_timeout_ms = {}: must be 100..=600000", self.sriov.unplug_timeout_ms));
+            return Err(format!(
+                "[sriov] unplug_timeout_ms = {}: must be 100..=600000",
+                self.sriov.unplug_timeout_ms
+            ));
         }
         if self.sriov.retry_ms > 86_400_000 {
-            return Err(format!("[sriov] retry_ms = {}: at most 86400000", self.sriov.retry_ms));
+            return Err(format!(
+                "[sriov] retry_ms = {}: at most 86400000",
+                self.sriov.retry_ms
+            ));
         }
         if !self.input.device.is_absolute() {
-            return Err(format!("[input] device = {:?}: must be an absolute path", self.input.device.display()));
+            return Err(format!(
+                "[input] device = {:?}: must be an absolute path",
+                self.input.device.display()
+            ));
         }
         let mut ids = std::collections::BTreeSet::new();
         let mut socks = std::collections::BTreeSet::new();
         for (i, v) in self.vms.iter().enumerate() {
             let at = format!("[[vm]] #{} (id = {})", i + 1, v.id);
             if v.id == 0 {
-                return Err(format!("{at}: id must be nonzero (the VM id the VMM gives vd_sriov_mgr)"));
+                return Err(format!(
+                    "{at}: id must be nonzero (the VM id the VMM gives vd_sriov_mgr)"
+                ));
             }
             if !ids.insert(v.id) {
                 return Err(format!("{at}: id {} appears twice", v.id));
             }
             if !v.qmp.is_absolute() {
-                return Err(format!("{at}: qmp = {:?}: must be an absolute path", v.qmp.display()));
+                return Err(format!(
+                    "{at}: qmp = {:?}: must be an absolute path",
+                    v.qmp.display()
+                ));
             }
             if !socks.insert(v.qmp.clone()) {
-                return Err(format!("{at}: qmp = {:?} is also another VM's socket", v.qmp.display()));
+                return Err(format!(
+                    "{at}: qmp = {:?} is also another VM's socket",
+                    v.qmp.display()
+                ));
             }
             let id_ok = |s: &str| {
-                !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                !s.is_empty()
+                    && s.len() <= 64
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
                     && s.starts_with(|c: char| c.is_ascii_alphabetic())
             };
             if !id_ok(&v.vf_device) {
@@ -331,12 +415,15 @@ impl Config {
         if let Some(p) = m.strip_prefix("unix:") {
             let p = PathBuf::from(p);
             if !p.is_absolute() {
-                return Err(format!("[daemon] metrics = {m:?}: the UNIX socket path must be absolute"));
+                return Err(format!(
+                    "[daemon] metrics = {m:?}: the UNIX socket path must be absolute"
+                ));
             }
             return Ok(MetricsAddr::Unix(p));
         }
-        let a: std::net::SocketAddr =
-            m.parse().map_err(|_| format!("[daemon] metrics = {m:?}: expected \"127.0.0.1:PORT\", \"unix:/path\" or \"\""))?;
+        let a: std::net::SocketAddr = m.parse().map_err(|_| {
+            format!("[daemon] metrics = {m:?}: expected \"127.0.0.1:PORT\", \"unix:/path\" or \"\"")
+        })?;
         if !a.ip().is_loopback() {
             return Err(format!("[daemon] metrics = {m:?}: only loopback addresses (the endpoint has no authentication)"));
         }
@@ -353,13 +440,20 @@ mod tests {
         let c = Config::parse("").unwrap();
         assert_eq!(c, Config::default());
         assert_eq!(c.policy.threshold, 2000.0);
-        assert_eq!(c.metrics_addr().unwrap(), MetricsAddr::Tcp("127.0.0.1:9477".parse().unwrap()));
+        assert_eq!(
+            c.metrics_addr().unwrap(),
+            MetricsAddr::Tcp("127.0.0.1:9477".parse().unwrap())
+        );
     }
 
     #[test]
     fn the_example_file_parses_and_equals_the_defaults() {
         let text = include_str!("../vdd.example.toml");
-        assert_eq!(Config::parse(text).unwrap(), Config::default(), "vdd.example.toml must document the real defaults");
+        assert_eq!(
+            Config::parse(text).unwrap(),
+            Config::default(),
+            "vdd.example.toml must document the real defaults"
+        );
     }
 
     #[test]
@@ -386,7 +480,10 @@ mod tests {
         assert_eq!(c.policy.interval_ms, 500);
         assert_eq!(c.policy.threshold, 300.0);
         assert!(c.policy.manage_pinned);
-        assert_eq!(c.metrics_addr().unwrap(), MetricsAddr::Unix("/tmp/m.sock".into()));
+        assert_eq!(
+            c.metrics_addr().unwrap(),
+            MetricsAddr::Unix("/tmp/m.sock".into())
+        );
     }
 
     #[test]
@@ -431,7 +528,9 @@ mod tests {
         let e = |t: &str| Config::parse(t).unwrap_err();
         assert!(e("[[vm]]\nid = 0\nqmp = \"/a\"").contains("nonzero"));
         assert!(e("[[vm]]\nid = 1\nqmp = \"/a\"\n[[vm]]\nid = 1\nqmp = \"/b\"").contains("twice"));
-        assert!(e("[[vm]]\nid = 1\nqmp = \"/a\"\n[[vm]]\nid = 2\nqmp = \"/a\"").contains("another VM"));
+        assert!(
+            e("[[vm]]\nid = 1\nqmp = \"/a\"\n[[vm]]\nid = 2\nqmp = \"/a\"").contains("another VM")
+        );
         assert!(e("[[vm]]\nid = 1\nqmp = \"rel.qmp\"").contains("absolute"));
         assert!(e("[[vm]]\nid = 1").contains("qmp"));
         assert!(e("[[vm]]\nid = 1\nqmp = \"/a\"\nvf_device = \"a b\"").contains("vf_device"));
@@ -449,8 +548,14 @@ mod tests {
         p.set("manage_pinned", "true").unwrap();
         assert!(p.manage_pinned);
         let before = p.clone();
-        assert!(p.set("hysteresis", "6000").unwrap_err().contains("hysteresis"));
-        assert!(p.set("threshold", "abc").unwrap_err().contains("not a number"));
+        assert!(p
+            .set("hysteresis", "6000")
+            .unwrap_err()
+            .contains("hysteresis"));
+        assert!(p
+            .set("threshold", "abc")
+            .unwrap_err()
+            .contains("not a number"));
         assert!(p.set("bogus", "1").unwrap_err().contains("keys are"));
         assert!(p.set("hold_ms", "-1").is_err());
         assert_eq!(p, before, "a rejected set changes nothing");

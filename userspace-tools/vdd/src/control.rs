@@ -21,11 +21,21 @@ pub trait Handler: Send + Sync + 'static {
 
 /// The peer's uid (SO_PEERCRED).
 pub fn peer_uid(s: &UnixStream) -> io::Result<u32> {
-    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: `cred` is a writable ucred and `len` its size.
     let r = unsafe {
-        libc::getsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, &mut cred as *mut _ as *mut libc::c_void, &mut len)
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
     };
     if r < 0 {
         return Err(io::Error::last_os_error());
@@ -43,7 +53,10 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
         if UnixStream::connect(path).is_ok() {
             return Err(io::Error::new(
                 io::ErrorKind::AddrInUse,
-                format!("{}: another vdd is running (its socket answers); stop it first", path.display()),
+                format!(
+                    "{}: another vdd is running (its socket answers); stop it first",
+                    path.display()
+                ),
             ));
         }
         std::fs::remove_file(path)?;
@@ -60,23 +73,30 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
 }
 
 /// Serves connections on a thread of its own, one thread per connection.
-pub fn spawn_server(l: UnixListener, h: Arc<dyn Handler>) -> io::Result<std::thread::JoinHandle<()>> {
+pub fn spawn_server(
+    l: UnixListener,
+    h: Arc<dyn Handler>,
+) -> io::Result<std::thread::JoinHandle<()>> {
     // SAFETY: geteuid has no preconditions.
     let owner = unsafe { libc::geteuid() };
-    std::thread::Builder::new().name("vdd-control".into()).spawn(move || {
-        for c in l.incoming() {
-            let c = match c {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!("control socket: accept: {e}");
-                    std::thread::sleep(Duration::from_millis(100));
-                    continue;
-                }
-            };
-            let h = h.clone();
-            let _ = std::thread::Builder::new().name("vdd-client".into()).spawn(move || serve_conn(c, owner, &*h));
-        }
-    })
+    std::thread::Builder::new()
+        .name("vdd-control".into())
+        .spawn(move || {
+            for c in l.incoming() {
+                let c = match c {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!("control socket: accept: {e}");
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                };
+                let h = h.clone();
+                let _ = std::thread::Builder::new()
+                    .name("vdd-client".into())
+                    .spawn(move || serve_conn(c, owner, &*h));
+            }
+        })
 }
 
 fn serve_conn(c: UnixStream, owner: u32, h: &dyn Handler) {
@@ -92,8 +112,18 @@ fn serve_conn(c: UnixStream, owner: u32, h: &dyn Handler) {
         Err(_) => return,
     };
     if uid != 0 && uid != owner {
-        warn!(uid, "control socket: refused a client that is neither root nor uid {owner}");
-        let _ = writeln!(w, "{}", serde_json::to_string(&Response::err(format!("permission denied: uid {uid} is neither root nor vdd's uid {owner}"))).unwrap_or_default());
+        warn!(
+            uid,
+            "control socket: refused a client that is neither root nor uid {owner}"
+        );
+        let _ = writeln!(
+            w,
+            "{}",
+            serde_json::to_string(&Response::err(format!(
+                "permission denied: uid {uid} is neither root nor vdd's uid {owner}"
+            )))
+            .unwrap_or_default()
+        );
         return;
     }
     let _ = c.set_read_timeout(Some(Duration::from_secs(60)));
@@ -121,7 +151,9 @@ fn serve_conn(c: UnixStream, owner: u32, h: &dyn Handler) {
             }
             Err(e) => Response::err(format!("bad request: {e}")),
         };
-        let Ok(text) = serde_json::to_string(&resp) else { return };
+        let Ok(text) = serde_json::to_string(&resp) else {
+            return;
+        };
         if writeln!(w, "{text}").is_err() {
             return;
         }
@@ -146,20 +178,32 @@ pub enum ClientError {
 /// Sends one request and waits for the answer (10 s at most). `Ok` only for `"ok": true`.
 pub fn request(path: &Path, req: &Request) -> Result<serde_json::Value, ClientError> {
     let c = UnixStream::connect(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => ClientError::NotRunning(path.into()),
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+            ClientError::NotRunning(path.into())
+        }
         io::ErrorKind::PermissionDenied => ClientError::Permission(path.into()),
         _ => ClientError::Io(path.into(), e),
     })?;
     let io = |e| ClientError::Io(path.into(), e);
-    c.set_read_timeout(Some(Duration::from_secs(10))).map_err(io)?;
+    c.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(io)?;
     let mut w = c.try_clone().map_err(io)?;
-    writeln!(w, "{}", serde_json::to_string(req).map_err(|e| ClientError::Protocol(e.to_string()))?).map_err(io)?;
+    writeln!(
+        w,
+        "{}",
+        serde_json::to_string(req).map_err(|e| ClientError::Protocol(e.to_string()))?
+    )
+    .map_err(io)?;
     let mut line = String::new();
     BufReader::new(c).read_line(&mut line).map_err(io)?;
-    let resp: Response = serde_json::from_str(line.trim()).map_err(|e| ClientError::Protocol(format!("{e}: {line:?}")))?;
+    let resp: Response = serde_json::from_str(line.trim())
+        .map_err(|e| ClientError::Protocol(format!("{e}: {line:?}")))?;
     if resp.ok {
         Ok(resp.data.unwrap_or(serde_json::Value::Null))
     } else {
-        Err(ClientError::Daemon(resp.error.unwrap_or_else(|| "failed without a reason".into())))
+        Err(ClientError::Daemon(
+            resp.error
+                .unwrap_or_else(|| "failed without a reason".into()),
+        ))
     }
 }

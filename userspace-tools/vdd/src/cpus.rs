@@ -10,7 +10,11 @@ pub type CpuList = BTreeSet<u32>;
 pub fn parse(s: &str) -> Result<CpuList, String> {
     let mut out = CpuList::new();
     for part in s.trim().split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let num = |x: &str| x.trim().parse::<u32>().map_err(|_| format!("bad CPU number {x:?} in CPU list {s:?}"));
+        let num = |x: &str| {
+            x.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("bad CPU number {x:?} in CPU list {s:?}"))
+        };
         match part.split_once('-') {
             Some((a, b)) => {
                 let (a, b) = (num(a)?, num(b)?);
@@ -36,7 +40,11 @@ pub fn format(c: &CpuList) -> String {
         while it.peek() == Some(&(b + 1)) {
             b = it.next().unwrap_or(b);
         }
-        parts.push(if a == b { a.to_string() } else { format!("{a}-{b}") });
+        parts.push(if a == b {
+            a.to_string()
+        } else {
+            format!("{a}-{b}")
+        });
     }
     parts.join(",")
 }
@@ -48,7 +56,10 @@ mod tests {
     #[test]
     fn round_trip_and_errors() {
         let c = parse("0-3, 8,10-11\n").unwrap();
-        assert_eq!(c.iter().copied().collect::<Vec<_>>(), vec![0, 1, 2, 3, 8, 10, 11]);
+        assert_eq!(
+            c.iter().copied().collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 8, 10, 11]
+        );
         assert_eq!(format(&c), "0-3,8,10-11");
         assert_eq!(format(&parse("5").unwrap()), "5");
         assert!(parse("").unwrap().is_empty());

@@ -14,11 +14,12 @@ use crate::config::{Config, PolicyConfig};
 use crate::control::Handler;
 use crate::cpus::{self, CpuList};
 use crate::host::{self, RealHost, SliceMode};
+use crate::input::{InputError, InputHandle, RealInput};
 use crate::placer::{Host, Placer, ThreadRecord};
 use crate::policy::{Action, Placement, Policy, VmSample};
-use crate::input::{InputError, InputHandle, RealInput};
 use crate::protocol::{
-    FocusView, InputView, PolicyView, Request, Response, SriovView, StatusView, ThreadView, VmDetail, VmState, VmView,
+    FocusView, InputView, PolicyView, Request, Response, SriovView, StatusView, ThreadView,
+    VmDetail, VmState, VmView,
 };
 use crate::sources::{self, Evtchn, KvmDebugfs};
 
@@ -90,9 +91,15 @@ impl Handler for SharedHandler {
                     .collect();
                 Response::ok(&VmDetail { vm, threads })
             }
-            Request::PolicyGet => Response::ok(&PolicyView { policy: s.policy.clone(), config: s.config.clone() }),
+            Request::PolicyGet => Response::ok(&PolicyView {
+                policy: s.policy.clone(),
+                config: s.config.clone(),
+            }),
             Request::PolicySet { key, value } => match s.policy.set(&key, &value) {
-                Ok(()) => Response::ok(&PolicyView { policy: s.policy.clone(), config: s.config.clone() }),
+                Ok(()) => Response::ok(&PolicyView {
+                    policy: s.policy.clone(),
+                    config: s.config.clone(),
+                }),
                 Err(e) => Response::err(format!("policy set {key} {value}: {e}")),
             },
             Request::Status => Response::ok(&s.status_now()),
@@ -109,7 +116,10 @@ impl Handler for SharedHandler {
                         if vm_id != 0 {
                             s.input_known.insert(vm_id);
                         }
-                        info!(vm_id, previous, "input focus: VM {previous} -> VM {vm_id} (VDI_IOC_FOCUS)");
+                        info!(
+                            vm_id,
+                            previous, "input focus: VM {previous} -> VM {vm_id} (VDI_IOC_FOCUS)"
+                        );
                         Response::ok(&FocusView { vm_id, previous })
                     }
                     Err(e) => {
@@ -144,7 +154,9 @@ impl SourceStates {
         if self.0.get(name) != Some(&new) {
             match r {
                 Ok(()) => info!("source {name}: up"),
-                Err(e) if level == tracing::Level::WARN => warn!("source {name}: disabled: {e}; retrying every interval"),
+                Err(e) if level == tracing::Level::WARN => {
+                    warn!("source {name}: disabled: {e}; retrying every interval")
+                }
                 Err(e) => info!("source {name}: disabled: {e}; retrying every interval"),
             }
             self.0.insert(name, new);
@@ -176,8 +188,9 @@ pub struct Daemon {
 pub fn resolve_driver_cores(cfg: &Config) -> Result<(CpuList, String)> {
     let online = host::online_cpus().context("reading /sys/devices/system/cpu/online")?;
     let (cores, from) = if cfg.host.driver_cores.trim() == "auto" {
-        let (c, irqs) = host::driver_cores_from_irqs(std::path::Path::new("/proc"), &cfg.host.irq_match)
-            .context("reading /proc/interrupts")?;
+        let (c, irqs) =
+            host::driver_cores_from_irqs(std::path::Path::new("/proc"), &cfg.host.irq_match)
+                .context("reading /proc/interrupts")?;
         if c.is_empty() {
             bail!(
                 "driver_cores = \"auto\" found no IRQ matching {:?} in /proc/interrupts; set [host] driver_cores to a CPU list",
@@ -186,14 +199,25 @@ pub fn resolve_driver_cores(cfg: &Config) -> Result<(CpuList, String)> {
         }
         (c, format!("IRQ affinities: {}", irqs.join(", ")))
     } else {
-        (cpus::parse(&cfg.host.driver_cores).map_err(anyhow::Error::msg)?, "config".to_string())
+        (
+            cpus::parse(&cfg.host.driver_cores).map_err(anyhow::Error::msg)?,
+            "config".to_string(),
+        )
     };
     let off: CpuList = cores.difference(&online).copied().collect();
     if !off.is_empty() {
-        bail!("driver cores {} include CPUs that are not online ({}); online: {}", cpus::format(&cores), cpus::format(&off), cpus::format(&online));
+        bail!(
+            "driver cores {} include CPUs that are not online ({}); online: {}",
+            cpus::format(&cores),
+            cpus::format(&off),
+            cpus::format(&online)
+        );
     }
     if cores == online {
-        warn!("the driver cores {} are every online CPU: placement cannot move anything", cpus::format(&cores));
+        warn!(
+            "the driver cores {} are every online CPU: placement cannot move anything",
+            cpus::format(&cores)
+        );
     }
     Ok((cores, from))
 }
@@ -210,13 +234,27 @@ impl Daemon {
             "driver cores {} ({driver_from}); online CPUs {}; slice: {slice_mode}; base slice {}",
             cpus::format(&driver),
             cpus::format(&online),
-            base.map_or("unknown (sched debugfs not mounted: slices found will be restored to the default)".into(), |b| format!("{b} ns"))
+            base.map_or(
+                "unknown (sched debugfs not mounted: slices found will be restored to the default)"
+                    .into(),
+                |b| format!("{b} ns")
+            )
         );
-        let eff_slice = if slice_mode == SliceMode::EevdfSlice { slice_ns } else { 0 };
+        let eff_slice = if slice_mode == SliceMode::EevdfSlice {
+            slice_ns
+        } else {
+            0
+        };
         if let Some(dir) = cfg.daemon.state_file.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let mut placer = Placer::new(RealHost, driver, eff_slice, base, Some(cfg.daemon.state_file.clone()));
+        let mut placer = Placer::new(
+            RealHost,
+            driver,
+            eff_slice,
+            base,
+            Some(cfg.daemon.state_file.clone()),
+        );
         let adopted = placer.load().with_context(|| {
             format!("loading {} (move it away to start without it: vdd will then not restore what the previous run changed)", cfg.daemon.state_file.display())
         })?;
@@ -233,7 +271,9 @@ impl Daemon {
             ..Default::default()
         }));
         Ok(Self {
-            kvm: KvmDebugfs { dir: cfg.host.kvm_debugfs.clone() },
+            kvm: KvmDebugfs {
+                dir: cfg.host.kvm_debugfs.clone(),
+            },
             evtchn: Evtchn::new(cfg.host.evtchn_device.clone()),
             cfg,
             config_file,
@@ -266,10 +306,17 @@ impl Daemon {
         if &p != self.policy.config() {
             info!(?p, "policy changed at runtime");
             if p.slice_us != self.policy.config().slice_us {
-                if self.slice_mode == SliceMode::EevdfSlice || p.slice_us == 0 || self.slice_mode == SliceMode::Off {
+                if self.slice_mode == SliceMode::EevdfSlice
+                    || p.slice_us == 0
+                    || self.slice_mode == SliceMode::Off
+                {
                     self.slice_mode = host::probe_slice(p.slice_us * 1000);
                 }
-                let ns = if self.slice_mode == SliceMode::EevdfSlice { p.slice_us * 1000 } else { 0 };
+                let ns = if self.slice_mode == SliceMode::EevdfSlice {
+                    p.slice_us * 1000
+                } else {
+                    0
+                };
                 self.placer.set_slice_ns(ns);
             }
             self.policy.set_config(p);
@@ -279,9 +326,11 @@ impl Daemon {
     /// The VMs on the host now.
     fn sample(&mut self) -> Vec<VmSample> {
         let kvm = self.kvm.scan();
-        self.sources.set("kvm_debugfs", &kvm.as_ref().map(drop).map_err(Clone::clone));
+        self.sources
+            .set("kvm_debugfs", &kvm.as_ref().map(drop).map_err(Clone::clone));
         let ev = self.evtchn.scan();
-        self.sources.set("vd_evtchn", &ev.as_ref().map(drop).map_err(Clone::clone));
+        self.sources
+            .set("vd_evtchn", &ev.as_ref().map(drop).map_err(Clone::clone));
         let kvm = kvm.unwrap_or_default();
         let ev = ev.unwrap_or_default();
         let pids: BTreeSet<u32> = kvm.keys().chain(ev.keys()).copied().collect();
@@ -309,7 +358,12 @@ impl Daemon {
                 .iter()
                 .filter(|t| !self.placer.manages(**t))
                 .any(|&t| self.placer.host.affinity(t).is_ok_and(|a| a != self.online));
-            out.push(VmSample { pid, counters: sources::merge(k, ev.get(&pid).copied()), vcpus, hand_pinned });
+            out.push(VmSample {
+                pid,
+                counters: sources::merge(k, ev.get(&pid).copied()),
+                vcpus,
+                hand_pinned,
+            });
         }
         out
     }
@@ -329,7 +383,11 @@ impl Daemon {
                         let err = if o.failed.is_empty() {
                             "every vCPU thread exited".to_string()
                         } else {
-                            o.failed.iter().map(|(t, e)| format!("tid {t}: {e}")).collect::<Vec<_>>().join("; ")
+                            o.failed
+                                .iter()
+                                .map(|(t, e)| format!("tid {t}: {e}"))
+                                .collect::<Vec<_>>()
+                                .join("; ")
                         };
                         error!(pid, "could not place VM {pid} on driver cores {driver}: {err}; retrying after hold_ms");
                         self.policy.placement_failed(pid, now, &err);
@@ -353,26 +411,59 @@ impl Daemon {
                         ?cause,
                         "restored VM {pid}: {why}; threads restored {:?}{}{}{}",
                         o.restored,
-                        if o.vanished.is_empty() { String::new() } else { format!(", exited {:?}", o.vanished) },
-                        if o.left_alone.is_empty() { String::new() } else { format!(", changed by someone else and left as is {:?}", o.left_alone) },
-                        if o.failed.is_empty() { String::new() } else { format!(", FAILED (kept for retry) {:?}", o.failed) },
+                        if o.vanished.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", exited {:?}", o.vanished)
+                        },
+                        if o.left_alone.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                ", changed by someone else and left as is {:?}",
+                                o.left_alone
+                            )
+                        },
+                        if o.failed.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", FAILED (kept for retry) {:?}", o.failed)
+                        },
                     );
                 }
             }
         }
         // Placed VMs: vCPU threads that appeared since (new vCPUs) follow; no-op otherwise.
-        let placed: Vec<(u32, Vec<u32>)> =
-            self.policy.vms().filter(|v| v.placement == Placement::Placed).map(|v| (v.pid, v.vcpus.clone())).collect();
+        let placed: Vec<(u32, Vec<u32>)> = self
+            .policy
+            .vms()
+            .filter(|v| v.placement == Placement::Placed)
+            .map(|v| (v.pid, v.vcpus.clone()))
+            .collect();
         for (pid, vcpus) in placed {
             let o = self.placer.place(pid, &vcpus);
             if !o.moved.is_empty() {
-                info!(pid, "VM {pid} is placed: its new vCPU threads {:?} follow to the driver cores", o.moved);
+                info!(
+                    pid,
+                    "VM {pid} is placed: its new vCPU threads {:?} follow to the driver cores",
+                    o.moved
+                );
             }
         }
         // Records of VMs the policy no longer has as placed (restore failed earlier): retry.
-        let placed_now: BTreeSet<u32> =
-            self.policy.vms().filter(|v| v.placement == Placement::Placed).map(|v| v.pid).collect();
-        for pid in self.placer.placed_pids().difference(&placed_now).copied().collect::<Vec<_>>() {
+        let placed_now: BTreeSet<u32> = self
+            .policy
+            .vms()
+            .filter(|v| v.placement == Placement::Placed)
+            .map(|v| v.pid)
+            .collect();
+        for pid in self
+            .placer
+            .placed_pids()
+            .difference(&placed_now)
+            .copied()
+            .collect::<Vec<_>>()
+        {
             let o = self.placer.restore_pid(pid);
             debug!(pid, ?o, "restored leftover records");
         }
@@ -389,13 +480,21 @@ impl Daemon {
     fn input_tick(&mut self) {
         let (ctl, mut known, focused) = {
             let s = self.lock();
-            (s.input_ctl.0.clone(), s.input_known.clone(), s.input.focused)
+            (
+                s.input_ctl.0.clone(),
+                s.input_known.clone(),
+                s.input.focused,
+            )
         };
         let Some(ctl) = ctl else { return };
         known.extend(self.cfg.vms.iter().filter_map(|v| u32::try_from(v.id).ok()));
         known.extend(focused);
         let r = crate::input::collect_stats(&*ctl, &known);
-        self.sources.set_at("vd_input", &r.as_ref().map(drop).map_err(|e| e.to_string()), tracing::Level::INFO);
+        self.sources.set_at(
+            "vd_input",
+            &r.as_ref().map(drop).map_err(|e| e.to_string()),
+            tracing::Level::INFO,
+        );
         let mut s = self.lock();
         match r {
             Ok(v) => {
@@ -423,7 +522,12 @@ impl Daemon {
                 let state = match v.placement {
                     Placement::Placed => VmState::Placed,
                     Placement::Normal if !managed => VmState::Pinned,
-                    Placement::Normal if v.rates.is_some_and(|r| r.total >= cfg.threshold) && cfg.max_vms_on_driver_cores > 0 => VmState::Waiting,
+                    Placement::Normal
+                        if v.rates.is_some_and(|r| r.total >= cfg.threshold)
+                            && cfg.max_vms_on_driver_cores > 0 =>
+                    {
+                        VmState::Waiting
+                    }
                     Placement::Normal => VmState::Normal,
                 };
                 VmView {
@@ -447,7 +551,12 @@ impl Daemon {
             driver_cores: cpus::format(self.placer.driver_cores()),
             driver_cores_from: self.driver_from.clone(),
             slice_mode: self.slice_mode.to_string(),
-            sources: self.sources.0.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            sources: self
+                .sources
+                .0
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
             vms: vms.len(),
             placed_vms: vms.iter().filter(|v| v.state == VmState::Placed).count(),
             managed_threads: records.len(),
@@ -471,9 +580,24 @@ impl Daemon {
         info!(
             "shutdown: restored {} of {n} thread(s) vdd had changed{}{}{}",
             o.restored.len(),
-            if o.vanished.is_empty() { String::new() } else { format!("; exited {:?}", o.vanished) },
-            if o.left_alone.is_empty() { String::new() } else { format!("; changed by someone else, left as is {:?}", o.left_alone) },
-            if o.failed.is_empty() { String::new() } else { format!("; FAILED {:?} (kept in the state file for the next start)", o.failed) },
+            if o.vanished.is_empty() {
+                String::new()
+            } else {
+                format!("; exited {:?}", o.vanished)
+            },
+            if o.left_alone.is_empty() {
+                String::new()
+            } else {
+                format!("; changed by someone else, left as is {:?}", o.left_alone)
+            },
+            if o.failed.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; FAILED {:?} (kept in the state file for the next start)",
+                    o.failed
+                )
+            },
         );
     }
 
@@ -493,7 +617,11 @@ extern "C" fn on_signal(_: nix::libc::c_int) {
 /// restores everything on the way out.
 pub fn run(cfg: Config, config_file: Option<PathBuf>) -> Result<()> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let sa = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
+    let sa = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
     for s in [Signal::SIGTERM, Signal::SIGINT] {
         // SAFETY: the handler only stores to an atomic (async-signal-safe).
         unsafe { sigaction(s, &sa) }.context("sigaction")?;
@@ -513,12 +641,17 @@ pub fn run(cfg: Config, config_file: Option<PathBuf>) -> Result<()> {
     )
     .with_context(|| format!("metrics endpoint {:?}", cfg.daemon.metrics))?;
     let sriov_view = d.lock().sriov.clone();
-    let sriov_thread = crate::sriov::spawn(cfg.clone(), sriov_view, &STOP).context("starting the SR-IOV thread")?;
+    let sriov_thread = crate::sriov::spawn(cfg.clone(), sriov_view, &STOP)
+        .context("starting the SR-IOV thread")?;
     d.tick();
     info!(
         "vdd ready: control socket {}, metrics {}, state file {}, every {} ms",
         cfg.daemon.socket.display(),
-        if cfg.daemon.metrics.is_empty() { "off" } else { &cfg.daemon.metrics },
+        if cfg.daemon.metrics.is_empty() {
+            "off"
+        } else {
+            &cfg.daemon.metrics
+        },
         cfg.daemon.state_file.display(),
         d.interval().as_millis()
     );

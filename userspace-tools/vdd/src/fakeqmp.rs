@@ -30,8 +30,14 @@ impl Journal {
     }
     /// Also appends each entry as one JSON line to `path`.
     pub fn with_file(path: &Path) -> std::io::Result<Self> {
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Self { entries: Default::default(), file: Some(Arc::new(Mutex::new(f))) })
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Self {
+            entries: Default::default(),
+            file: Some(Arc::new(Mutex::new(f))),
+        })
     }
     fn push(&self, v: Value) {
         if let Some(f) = &self.file {
@@ -39,18 +45,30 @@ impl Journal {
             // One write per line: several peers (threads or processes) may append to one file.
             let _ = f.write_all(format!("{v}\n").as_bytes());
         }
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).push(v);
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(v);
     }
     /// Everything so far.
     pub fn entries(&self) -> Vec<Value> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
     /// `"vm cmd"` for every command but `qmp_capabilities`, e.g. `"vm1 device_del"`.
     pub fn commands(&self) -> Vec<String> {
         self.entries()
             .iter()
             .filter(|v| v["execute"] != "qmp_capabilities")
-            .map(|v| format!("{} {}", v["vm"].as_str().unwrap_or("?"), v["execute"].as_str().unwrap_or("?")))
+            .map(|v| {
+                format!(
+                    "{} {}",
+                    v["vm"].as_str().unwrap_or("?"),
+                    v["execute"].as_str().unwrap_or("?")
+                )
+            })
             .collect()
     }
     /// Marks a point in the order (a test's own step, such as the swap).
@@ -102,7 +120,11 @@ fn serve(s: UnixStream, name: &str, journal: &Journal, opts: &FakeOpts) {
         let v: Value = match serde_json::from_str(&line) {
             Ok(v) => v,
             Err(e) => {
-                let _ = writeln!(w, "{}", json!({"error": {"class": "GenericError", "desc": format!("JSON parse error, {e}")}}));
+                let _ = writeln!(
+                    w,
+                    "{}",
+                    json!({"error": {"class": "GenericError", "desc": format!("JSON parse error, {e}")}})
+                );
                 line.clear();
                 continue;
             }
@@ -114,9 +136,15 @@ fn serve(s: UnixStream, name: &str, journal: &Journal, opts: &FakeOpts) {
             rec["arguments"] = a.clone();
         }
         journal.push(rec);
-        let err = |w: &mut UnixStream, class: &str, desc: &str| writeln!(w, "{}", json!({"error": {"class": class, "desc": desc}}));
+        let err = |w: &mut UnixStream, class: &str, desc: &str| {
+            writeln!(w, "{}", json!({"error": {"class": class, "desc": desc}}))
+        };
         if !negotiated && cmd != "qmp_capabilities" {
-            let _ = err(&mut w, "CommandNotFound", "Expecting capabilities negotiation with 'qmp_capabilities'");
+            let _ = err(
+                &mut w,
+                "CommandNotFound",
+                "Expecting capabilities negotiation with 'qmp_capabilities'",
+            );
             continue;
         }
         let res = match cmd.as_str() {
@@ -126,7 +154,11 @@ fn serve(s: UnixStream, name: &str, journal: &Journal, opts: &FakeOpts) {
             }
             "device_add" if opts.fail_device_add || v["arguments"]["host"] == "0000:99:00.0" => {
                 let h = v["arguments"]["host"].as_str().unwrap_or("?");
-                err(&mut w, "GenericError", &format!("vfio {h}: no such host device"))
+                err(
+                    &mut w,
+                    "GenericError",
+                    &format!("vfio {h}: no such host device"),
+                )
             }
             "set_link" if opts.fail_set_link => {
                 let n = v["arguments"]["name"].as_str().unwrap_or("?");
@@ -135,11 +167,17 @@ fn serve(s: UnixStream, name: &str, journal: &Journal, opts: &FakeOpts) {
             "device_del" => {
                 let id = v["arguments"]["id"].as_str().unwrap_or("").to_string();
                 // An unrelated event first, like QEMU's other chatter.
-                let _ = writeln!(w, r#"{{"timestamp": {{"seconds": 1, "microseconds": 0}}, "event": "NIC_RX_FILTER_CHANGED", "data": {{"name": "n0"}}}}"#);
+                let _ = writeln!(
+                    w,
+                    r#"{{"timestamp": {{"seconds": 1, "microseconds": 0}}, "event": "NIC_RX_FILTER_CHANGED", "data": {{"name": "n0"}}}}"#
+                );
                 let r = writeln!(w, r#"{{"return": {{}}}}"#);
                 if id != "stuck" && !opts.stuck.contains(&id) {
                     std::thread::sleep(Duration::from_millis(50));
-                    let _ = writeln!(w, r#"{{"timestamp": {{"seconds": 2, "microseconds": 0}}, "event": "DEVICE_DELETED", "data": {{"device": "{id}", "path": "/machine/peripheral/{id}"}}}}"#);
+                    let _ = writeln!(
+                        w,
+                        r#"{{"timestamp": {{"seconds": 2, "microseconds": 0}}, "event": "DEVICE_DELETED", "data": {{"device": "{id}", "path": "/machine/peripheral/{id}"}}}}"#
+                    );
                 }
                 r
             }

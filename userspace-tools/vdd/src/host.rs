@@ -30,9 +30,20 @@ const SCHED_BATCH: u32 = 3;
 const SCHED_IDLE: u32 = 5;
 
 fn sched_getattr(tid: u32) -> io::Result<SchedAttr> {
-    let mut a = SchedAttr { size: std::mem::size_of::<SchedAttr>() as u32, ..Default::default() };
+    let mut a = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        ..Default::default()
+    };
     // SAFETY: `a` is a valid, writable `sched_attr` of the size passed.
-    let r = unsafe { libc::syscall(libc::SYS_sched_getattr, tid as libc::pid_t, &mut a as *mut SchedAttr, a.size, 0u32) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_sched_getattr,
+            tid as libc::pid_t,
+            &mut a as *mut SchedAttr,
+            a.size,
+            0u32,
+        )
+    };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -43,7 +54,14 @@ fn sched_setattr(tid: u32, a: &SchedAttr) -> io::Result<()> {
     let mut a = *a;
     a.size = std::mem::size_of::<SchedAttr>() as u32;
     // SAFETY: `a` is a valid `sched_attr` of the size it declares; the kernel only reads it.
-    let r = unsafe { libc::syscall(libc::SYS_sched_setattr, tid as libc::pid_t, &a as *const SchedAttr, 0u32) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setattr,
+            tid as libc::pid_t,
+            &a as *const SchedAttr,
+            0u32,
+        )
+    };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -63,12 +81,20 @@ impl Host for RealHost {
         // SAFETY: an all-zero cpu_set_t is a valid empty set.
         let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
         // SAFETY: `set` is writable and its size is passed.
-        let r = unsafe { libc::sched_getaffinity(tid as libc::pid_t, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+        let r = unsafe {
+            libc::sched_getaffinity(
+                tid as libc::pid_t,
+                std::mem::size_of::<libc::cpu_set_t>(),
+                &mut set,
+            )
+        };
         if r < 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY (CPU_ISSET): reads `set` only.
-        Ok((0..libc::CPU_SETSIZE as u32).filter(|&c| unsafe { libc::CPU_ISSET(c as usize, &set) }).collect())
+        Ok((0..libc::CPU_SETSIZE as u32)
+            .filter(|&c| unsafe { libc::CPU_ISSET(c as usize, &set) })
+            .collect())
     }
 
     fn set_affinity(&mut self, tid: u32, c: &CpuList) -> io::Result<()> {
@@ -82,7 +108,13 @@ impl Host for RealHost {
             unsafe { libc::CPU_SET(cpu as usize, &mut set) };
         }
         // SAFETY: `set` is a valid cpu_set_t of the size passed.
-        let r = unsafe { libc::sched_setaffinity(tid as libc::pid_t, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+        let r = unsafe {
+            libc::sched_setaffinity(
+                tid as libc::pid_t,
+                std::mem::size_of::<libc::cpu_set_t>(),
+                &set,
+            )
+        };
         if r < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -97,7 +129,10 @@ impl Host for RealHost {
     fn set_slice(&mut self, tid: u32, ns: u64) -> io::Result<()> {
         let mut a = sched_getattr(tid)?;
         if !is_fair(a.sched_policy) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a fair-class thread"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a fair-class thread",
+            ));
         }
         // Keep policy, nice and reset-on-fork as they are; only the slice changes.
         a.sched_runtime = ns;
@@ -109,7 +144,12 @@ impl Host for RealHost {
 
     fn start_time(&self, tid: u32) -> io::Result<u64> {
         let s = std::fs::read_to_string(format!("/proc/{tid}/stat"))?;
-        parse_start_time(&s).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("/proc/{tid}/stat: unparsable")))
+        parse_start_time(&s).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("/proc/{tid}/stat: unparsable"),
+            )
+        })
     }
 }
 
@@ -150,7 +190,9 @@ pub enum SliceMode {
 impl std::fmt::Display for SliceMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SliceMode::EevdfSlice => write!(f, "EEVDF per-task slice (sched_setattr sched_runtime)"),
+            SliceMode::EevdfSlice => {
+                write!(f, "EEVDF per-task slice (sched_setattr sched_runtime)")
+            }
             SliceMode::Off => write!(f, "off (slice_us = 0)"),
             SliceMode::Unsupported(why) => write!(f, "unsupported: {why}; affinity only"),
         }
@@ -169,7 +211,9 @@ pub fn probe_slice(ns: u64) -> SliceMode {
     let me = unsafe { libc::gettid() } as u32;
     let before = match h.slice(me) {
         Ok(Some(s)) => s,
-        Ok(None) => return SliceMode::Unsupported("vdd itself does not run in the fair class".into()),
+        Ok(None) => {
+            return SliceMode::Unsupported("vdd itself does not run in the fair class".into())
+        }
         Err(e) => return SliceMode::Unsupported(format!("sched_getattr: {e}")),
     };
     let r = h.set_slice(me, ns).and_then(|()| h.slice(me));
@@ -185,17 +229,26 @@ pub fn probe_slice(ns: u64) -> SliceMode {
 
 /// `sysctl_sched_base_slice` from the scheduler's debugfs (None when debugfs is not mounted).
 pub fn base_slice_ns(sched_debugfs: &Path) -> Option<u64> {
-    std::fs::read_to_string(sched_debugfs.join("base_slice_ns")).ok()?.trim().parse().ok()
+    std::fs::read_to_string(sched_debugfs.join("base_slice_ns"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The driver cores from the IRQs: the union of `/proc/irq/N/smp_affinity_list` of every IRQ whose
 /// `/proc/interrupts` line contains one of `patterns`. Returns the IRQs used too, for the log.
-pub fn driver_cores_from_irqs(proc_root: &Path, patterns: &[String]) -> io::Result<(CpuList, Vec<String>)> {
+pub fn driver_cores_from_irqs(
+    proc_root: &Path,
+    patterns: &[String],
+) -> io::Result<(CpuList, Vec<String>)> {
     let text = std::fs::read_to_string(proc_root.join("interrupts"))?;
     let (cores, irqs) = irq_lines_matching(&text, patterns).into_iter().fold(
         (CpuList::new(), vec![]),
         |(mut c, mut irqs), (irq, line)| {
-            if let Ok(s) = std::fs::read_to_string(proc_root.join(format!("irq/{irq}/smp_affinity_list"))) {
+            if let Ok(s) =
+                std::fs::read_to_string(proc_root.join(format!("irq/{irq}/smp_affinity_list")))
+            {
                 if let Ok(l) = cpus::parse(&s) {
                     c.extend(l);
                     irqs.push(format!("{irq} ({line})"));
@@ -213,8 +266,15 @@ pub fn irq_lines_matching(text: &str, patterns: &[String]) -> Vec<(u32, String)>
         .filter_map(|l| {
             let (n, rest) = l.trim_start().split_once(':')?;
             let irq: u32 = n.trim().parse().ok()?;
-            let name = rest.split_whitespace().filter(|w| w.parse::<u64>().is_err()).collect::<Vec<_>>().join(" ");
-            patterns.iter().any(|p| name.contains(p.as_str())).then_some((irq, name))
+            let name = rest
+                .split_whitespace()
+                .filter(|w| w.parse::<u64>().is_err())
+                .collect::<Vec<_>>()
+                .join(" ");
+            patterns
+                .iter()
+                .any(|p| name.contains(p.as_str()))
+                .then_some((irq, name))
         })
         .collect()
 }
@@ -225,7 +285,8 @@ mod tests {
 
     #[test]
     fn start_time_with_a_hostile_comm() {
-        let s = "1234 (a) b (c) S 1 1234 1234 0 -1 4194560 100 0 0 0 5 6 0 0 20 0 3 0 987654 1000 100";
+        let s =
+            "1234 (a) b (c) S 1 1234 1234 0 -1 4194560 100 0 0 0 5 6 0 0 20 0 3 0 987654 1000 100";
         assert_eq!(parse_start_time(s), Some(987654));
         assert_eq!(parse_start_time("garbage"), None);
     }
@@ -240,8 +301,12 @@ mod tests {
         assert!(h.start_time(me).unwrap() > 0);
         assert!(h.slice(me).unwrap().is_some());
         // A pid that cannot exist: ESRCH, which the placer treats as "gone".
-        assert!(crate::placer::is_gone(&h.affinity(0x3fff_fff0).unwrap_err()));
-        assert!(crate::placer::is_gone(&h.start_time(0x3fff_fff0).unwrap_err()));
+        assert!(crate::placer::is_gone(
+            &h.affinity(0x3fff_fff0).unwrap_err()
+        ));
+        assert!(crate::placer::is_gone(
+            &h.start_time(0x3fff_fff0).unwrap_err()
+        ));
     }
 
     #[test]

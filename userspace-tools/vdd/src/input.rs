@@ -24,10 +24,19 @@ pub enum InputError {
 impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Open(p, Errno::ENOENT) => write!(f, "{}: no such device (vd_input_irq is not loaded)", p.display()),
+            Self::Open(p, Errno::ENOENT) => write!(
+                f,
+                "{}: no such device (vd_input_irq is not loaded)",
+                p.display()
+            ),
             Self::Open(p, e) => write!(f, "{}: {e}", p.display()),
-            Self::Ioctl(op, Errno::ENOENT) => write!(f, "{op}: ENOENT: no VM with that id (its VMM creates it with VDI_IOC_VM_CREATE)"),
-            Self::Ioctl(op, Errno::EPERM) => write!(f, "{op}: EPERM: needs CAP_SYS_ADMIN (run vdd as root)"),
+            Self::Ioctl(op, Errno::ENOENT) => write!(
+                f,
+                "{op}: ENOENT: no VM with that id (its VMM creates it with VDI_IOC_VM_CREATE)"
+            ),
+            Self::Ioctl(op, Errno::EPERM) => {
+                write!(f, "{op}: EPERM: needs CAP_SYS_ADMIN (run vdd as root)")
+            }
             Self::Ioctl(op, e) => write!(f, "{op}: {e}"),
         }
     }
@@ -46,20 +55,31 @@ pub struct RealInput(pub PathBuf);
 
 impl RealInput {
     fn open(&self) -> Result<vd_sys::input::Input, InputError> {
-        vd_sys::input::Input::open_path(&self.0)
-            .map_err(|e| InputError::Open(self.0.clone(), Errno::from_raw(e.raw_os_error().unwrap_or(nix::libc::EIO))))
+        vd_sys::input::Input::open_path(&self.0).map_err(|e| {
+            InputError::Open(
+                self.0.clone(),
+                Errno::from_raw(e.raw_os_error().unwrap_or(nix::libc::EIO)),
+            )
+        })
     }
 }
 
 impl InputCtl for RealInput {
     fn focus(&self, vm_id: u32) -> Result<(), InputError> {
-        self.open()?.focus(vm_id).map_err(|e| InputError::Ioctl("VDI_IOC_FOCUS", e))
+        self.open()?
+            .focus(vm_id)
+            .map_err(|e| InputError::Ioctl("VDI_IOC_FOCUS", e))
     }
     fn stats(&self, vm_id: u32) -> Result<VdiStats, InputError> {
-        self.open()?.stats(vm_id).map_err(|e| InputError::Ioctl("VDI_IOC_STATS", e))
+        self.open()?
+            .stats(vm_id)
+            .map_err(|e| InputError::Ioctl("VDI_IOC_STATS", e))
     }
     fn device_vms(&self) -> Result<Vec<u32>, InputError> {
-        let d = self.open()?.devices().map_err(|e| InputError::Ioctl("VDI_IOC_LIST_DEVICES", e))?;
+        let d = self
+            .open()?
+            .devices()
+            .map_err(|e| InputError::Ioctl("VDI_IOC_LIST_DEVICES", e))?;
         Ok(d.iter().filter(|d| d.vm_id != 0).map(|d| d.vm_id).collect())
     }
 }
@@ -70,13 +90,20 @@ pub struct InputHandle(pub Option<Arc<dyn InputCtl>>);
 
 impl fmt::Debug for InputHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() { "InputHandle(Some)" } else { "InputHandle(None)" })
+        f.write_str(if self.0.is_some() {
+            "InputHandle(Some)"
+        } else {
+            "InputHandle(None)"
+        })
     }
 }
 
 /// The VMs whose queues are read: `known` (focused now or before, `[[vm]]` ids) and those routed
 /// devices deliver to. Returns the rows and whether the device answered at all.
-pub fn collect_stats(ctl: &dyn InputCtl, known: &BTreeSet<u32>) -> Result<Vec<crate::protocol::InputVmView>, InputError> {
+pub fn collect_stats(
+    ctl: &dyn InputCtl,
+    known: &BTreeSet<u32>,
+) -> Result<Vec<crate::protocol::InputVmView>, InputError> {
     let mut ids = known.clone();
     ids.extend(ctl.device_vms()?);
     ids.remove(&0);

@@ -29,7 +29,10 @@ fn main() -> ExitCode {
             Ok(c) => {
                 println!("{}: valid", f.display());
                 match vdd::daemon::resolve_driver_cores(&c) {
-                    Ok((cores, from)) => println!("driver cores on this host: {} ({from})", vdd::cpus::format(&cores)),
+                    Ok((cores, from)) => println!(
+                        "driver cores on this host: {} ({from})",
+                        vdd::cpus::format(&cores)
+                    ),
                     Err(e) => println!("warning: on this host: {e:#}"),
                 }
                 ExitCode::SUCCESS
@@ -61,7 +64,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_ansi(false).init();
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     if file.is_none() {
         tracing::info!("no configuration file: using the defaults (see vdd.example.toml)");
     }

@@ -7,7 +7,9 @@ use std::os::unix::net::UnixDatagram;
 /// Sends `msg` (e.g. "READY=1") when vdd runs under systemd with `Type=notify`; `Ok(false)` when
 /// `NOTIFY_SOCKET` is not set.
 pub fn notify(msg: &str) -> io::Result<bool> {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return Ok(false) };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return Ok(false);
+    };
     let s = UnixDatagram::unbound()?;
     let p = path.to_string_lossy();
     if let Some(name) = p.strip_prefix('@') {

@@ -102,8 +102,21 @@ pub struct Placer<H: Host> {
 }
 
 impl<H: Host> Placer<H> {
-    pub fn new(host: H, driver: CpuList, slice_ns: u64, base_slice_ns: Option<u64>, state_path: Option<PathBuf>) -> Self {
-        Self { host, driver, slice_ns, base_slice_ns, records: BTreeMap::new(), state_path }
+    pub fn new(
+        host: H,
+        driver: CpuList,
+        slice_ns: u64,
+        base_slice_ns: Option<u64>,
+        state_path: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            host,
+            driver,
+            slice_ns,
+            base_slice_ns,
+            records: BTreeMap::new(),
+            state_path,
+        }
     }
 
     pub fn driver_cores(&self) -> &CpuList {
@@ -132,18 +145,25 @@ impl<H: Host> Placer<H> {
     /// Reads the state file after a (re)start. Records of threads that are gone or were replaced
     /// (tid reuse) are dropped. Returns the VMs still placed, for [`crate::policy::Policy::adopt`].
     pub fn load(&mut self) -> io::Result<std::collections::BTreeSet<u32>> {
-        let Some(p) = &self.state_path else { return Ok(Default::default()) };
+        let Some(p) = &self.state_path else {
+            return Ok(Default::default());
+        };
         let text = match std::fs::read_to_string(p) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Default::default()),
             Err(e) => return Err(e),
         };
-        let st: StateFile = serde_json::from_str(&text)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", p.display())))?;
+        let st: StateFile = serde_json::from_str(&text).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", p.display()))
+        })?;
         if st.version != STATE_VERSION {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{}: state version {} (this vdd writes {STATE_VERSION})", p.display(), st.version),
+                format!(
+                    "{}: state version {} (this vdd writes {STATE_VERSION})",
+                    p.display(),
+                    st.version
+                ),
             ));
         }
         for r in st.threads {
@@ -157,8 +177,16 @@ impl<H: Host> Placer<H> {
                 Ok(t) if t == r.start_time => {
                     self.records.insert(r.tid, r);
                 }
-                Ok(_) => info!(tid = r.tid, pid = r.pid, "state file: thread id reused by a new thread; record dropped"),
-                Err(_) => info!(tid = r.tid, pid = r.pid, "state file: thread exited while vdd was down; record dropped"),
+                Ok(_) => info!(
+                    tid = r.tid,
+                    pid = r.pid,
+                    "state file: thread id reused by a new thread; record dropped"
+                ),
+                Err(_) => info!(
+                    tid = r.tid,
+                    pid = r.pid,
+                    "state file: thread exited while vdd was down; record dropped"
+                ),
             }
         }
         self.save()?;
@@ -175,13 +203,22 @@ impl<H: Host> Placer<H> {
 
     /// Writes the state file atomically (temporary file, fsync, rename).
     pub fn save(&self) -> io::Result<()> {
-        let Some(p) = &self.state_path else { return Ok(()) };
-        let st = StateFile { version: STATE_VERSION, threads: self.records.values().cloned().collect() };
+        let Some(p) = &self.state_path else {
+            return Ok(());
+        };
+        let st = StateFile {
+            version: STATE_VERSION,
+            threads: self.records.values().cloned().collect(),
+        };
         let tmp = p.with_extension("json.tmp");
         {
             use std::io::Write;
             let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(serde_json::to_string_pretty(&st).map_err(io::Error::other)?.as_bytes())?;
+            f.write_all(
+                serde_json::to_string_pretty(&st)
+                    .map_err(io::Error::other)?
+                    .as_bytes(),
+            )?;
             f.write_all(b"\n")?;
             f.sync_all()?;
         }
@@ -223,7 +260,8 @@ impl<H: Host> Placer<H> {
                     orig_affinity: cpus::format(&aff),
                     placed_affinity: placed_aff.clone(),
                     orig_slice_ns,
-                    orig_slice_custom: orig_slice_ns.is_some_and(|s| self.base_slice_ns.is_some_and(|b| b != s)),
+                    orig_slice_custom: orig_slice_ns
+                        .is_some_and(|s| self.base_slice_ns.is_some_and(|b| b != s)),
                     placed_slice_ns,
                 })
             })();
@@ -243,9 +281,11 @@ impl<H: Host> Placer<H> {
         self.save_logged();
         let mut changed_state = false;
         for r in todo {
-            let res = self.host.set_affinity(r.tid, &self.driver).and_then(|()| match r.placed_slice_ns {
-                Some(ns) => self.host.set_slice(r.tid, ns),
-                None => Ok(()),
+            let res = self.host.set_affinity(r.tid, &self.driver).and_then(|()| {
+                match r.placed_slice_ns {
+                    Some(ns) => self.host.set_slice(r.tid, ns),
+                    None => Ok(()),
+                }
             });
             match res {
                 Ok(()) => out.moved.push(r.tid),
@@ -274,7 +314,12 @@ impl<H: Host> Placer<H> {
 
     /// Restores every thread of VM `pid` we changed.
     pub fn restore_pid(&mut self, pid: u32) -> RestoreOutcome {
-        let tids: Vec<u32> = self.records.values().filter(|r| r.pid == pid).map(|r| r.tid).collect();
+        let tids: Vec<u32> = self
+            .records
+            .values()
+            .filter(|r| r.pid == pid)
+            .map(|r| r.tid)
+            .collect();
         self.restore_tids(&tids)
     }
 
@@ -304,7 +349,9 @@ impl<H: Host> Placer<H> {
     fn restore_tids(&mut self, tids: &[u32]) -> RestoreOutcome {
         let mut out = RestoreOutcome::default();
         for &tid in tids {
-            let Some(r) = self.records.get(&tid).cloned() else { continue };
+            let Some(r) = self.records.get(&tid).cloned() else {
+                continue;
+            };
             match self.restore_one(&r) {
                 Ok(true) => out.restored.push(tid),
                 Ok(false) => out.left_alone.push(tid),
@@ -335,15 +382,24 @@ impl<H: Host> Placer<H> {
             self.host.set_affinity(r.tid, &orig)?;
             ours = true;
         } else {
-            warn!(pid = r.pid, tid = r.tid, "affinity changed by someone else since vdd placed it; left as is");
+            warn!(
+                pid = r.pid,
+                tid = r.tid,
+                "affinity changed by someone else since vdd placed it; left as is"
+            );
         }
         if let (Some(placed_ns), Some(orig_ns)) = (r.placed_slice_ns, r.orig_slice_ns) {
             match self.host.slice(r.tid)? {
                 Some(now) if now == placed_ns => {
-                    self.host.set_slice(r.tid, if r.orig_slice_custom { orig_ns } else { 0 })?;
+                    self.host
+                        .set_slice(r.tid, if r.orig_slice_custom { orig_ns } else { 0 })?;
                     ours = true;
                 }
-                _ => warn!(pid = r.pid, tid = r.tid, "slice changed by someone else since vdd set it; left as is"),
+                _ => warn!(
+                    pid = r.pid,
+                    tid = r.tid,
+                    "slice changed by someone else since vdd set it; left as is"
+                ),
             }
         }
         Ok(ours)
@@ -380,7 +436,14 @@ pub(crate) mod tests {
         pub fn with_threads(tids: &[u32], online: &str) -> Self {
             let mut h = Self::default();
             for &t in tids {
-                h.threads.insert(t, FakeThread { affinity: cpus::parse(online).unwrap(), slice: BASE_SLICE, start: 1000 + u64::from(t) });
+                h.threads.insert(
+                    t,
+                    FakeThread {
+                        affinity: cpus::parse(online).unwrap(),
+                        slice: BASE_SLICE,
+                        start: 1000 + u64::from(t),
+                    },
+                );
             }
             h
         }
@@ -395,7 +458,10 @@ pub(crate) mod tests {
 
     impl Host for FakeHost {
         fn affinity(&self, tid: u32) -> io::Result<CpuList> {
-            self.threads.get(&tid).map(|t| t.affinity.clone()).ok_or_else(esrch)
+            self.threads
+                .get(&tid)
+                .map(|t| t.affinity.clone())
+                .ok_or_else(esrch)
         }
         fn set_affinity(&mut self, tid: u32, c: &CpuList) -> io::Result<()> {
             self.set_affinity_calls += 1;
@@ -405,17 +471,29 @@ pub(crate) mod tests {
             if c.iter().any(|x| self.refuse_cpus.contains(x)) {
                 return Err(io::Error::from_raw_os_error(nix::libc::EINVAL));
             }
-            self.threads.get_mut(&tid).map(|t| t.affinity = c.clone()).ok_or_else(esrch)
+            self.threads
+                .get_mut(&tid)
+                .map(|t| t.affinity = c.clone())
+                .ok_or_else(esrch)
         }
         fn slice(&self, tid: u32) -> io::Result<Option<u64>> {
-            self.threads.get(&tid).map(|t| Some(t.slice)).ok_or_else(esrch)
+            self.threads
+                .get(&tid)
+                .map(|t| Some(t.slice))
+                .ok_or_else(esrch)
         }
         fn set_slice(&mut self, tid: u32, ns: u64) -> io::Result<()> {
             self.set_slice_calls += 1;
-            self.threads.get_mut(&tid).map(|t| t.slice = if ns == 0 { BASE_SLICE } else { ns }).ok_or_else(esrch)
+            self.threads
+                .get_mut(&tid)
+                .map(|t| t.slice = if ns == 0 { BASE_SLICE } else { ns })
+                .ok_or_else(esrch)
         }
         fn start_time(&self, tid: u32) -> io::Result<u64> {
-            self.threads.get(&tid).map(|t| t.start).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+            self.threads
+                .get(&tid)
+                .map(|t| t.start)
+                .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
         }
     }
 
@@ -428,7 +506,11 @@ pub(crate) mod tests {
         pub fn new(prefix: &str, name: &str) -> Self {
             use std::sync::atomic::{AtomicU32, Ordering};
             static N: AtomicU32 = AtomicU32::new(0);
-            let d = std::env::temp_dir().join(format!("{prefix}-{}-{name}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+            let d = std::env::temp_dir().join(format!(
+                "{prefix}-{}-{name}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
             let _ = std::fs::remove_dir_all(&d);
             std::fs::create_dir_all(&d).unwrap();
             Self(d)
@@ -459,7 +541,13 @@ pub(crate) mod tests {
     }
 
     fn placer(h: FakeHost, state: Option<PathBuf>) -> Placer<FakeHost> {
-        Placer::new(h, cpus::parse("1").unwrap(), 500_000, Some(BASE_SLICE), state)
+        Placer::new(
+            h,
+            cpus::parse("1").unwrap(),
+            500_000,
+            Some(BASE_SLICE),
+            state,
+        )
     }
 
     #[test]
@@ -477,7 +565,11 @@ pub(crate) mod tests {
         .unwrap_err()
         .downcast::<PathBuf>()
         .unwrap();
-        assert!(!kept.exists(), "{} left behind by a failed test", kept.display());
+        assert!(
+            !kept.exists(),
+            "{} left behind by a failed test",
+            kept.display()
+        );
     }
 
     #[test]
@@ -520,7 +612,10 @@ pub(crate) mod tests {
         assert_eq!(o.moved, vec![11, 13]);
         assert_eq!(o.vanished, vec![14, 12]);
         assert!(o.failed.is_empty());
-        assert!(!p.manages(12) && !p.manages(14), "no record of a thread that exited");
+        assert!(
+            !p.manages(12) && !p.manages(14),
+            "no record of a thread that exited"
+        );
         // Then the rest of the VM exits too: restore has nothing to do and does not fail.
         p.host.threads.clear();
         let o = p.restore_pid(1);
@@ -558,7 +653,10 @@ pub(crate) mod tests {
     fn restart_from_the_state_file_does_not_double_act() {
         let d = tmpdir("restart");
         let state = d.join("state.json");
-        let mut p = placer(FakeHost::with_threads(&[11, 12, 21], "0-3"), Some(state.clone()));
+        let mut p = placer(
+            FakeHost::with_threads(&[11, 12, 21], "0-3"),
+            Some(state.clone()),
+        );
         p.place(1, &[11, 12]);
         p.place(2, &[21]);
         // kill -9: the placer is gone, the kernel (host) keeps what was set.
@@ -580,7 +678,8 @@ pub(crate) mod tests {
         assert_eq!(p.records().next().unwrap().orig_affinity, "0-3");
         p.restore_all();
         assert_eq!(p.host.aff(11), "0-3");
-        let st: StateFile = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+        let st: StateFile =
+            serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
         assert!(st.threads.is_empty(), "state file emptied after restore");
     }
 
@@ -607,14 +706,21 @@ pub(crate) mod tests {
         let mut h = FakeHost::with_threads(&[11], "0-3");
         h.threads.get_mut(&11).unwrap().affinity = cpus::parse("2").unwrap(); // operator's, meanwhile
         let mut p = placer(h, Some(state.clone()));
-        assert!(p.load().unwrap().is_empty(), "a VM whose thread is not on the driver cores is not adopted as placed");
+        assert!(
+            p.load().unwrap().is_empty(),
+            "a VM whose thread is not on the driver cores is not adopted as placed"
+        );
         assert!(!p.manages(11));
         let o = p.restore_all();
         assert!(o.left_alone.is_empty() && o.restored.is_empty());
         assert_eq!(p.host.aff(11), "2");
         assert_eq!(p.host.set_affinity_calls + p.host.set_slice_calls, 0);
-        let st: StateFile = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
-        assert!(st.threads.is_empty(), "the stale record is gone from the file");
+        let st: StateFile =
+            serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+        assert!(
+            st.threads.is_empty(),
+            "the stale record is gone from the file"
+        );
     }
 
     #[test]

@@ -86,9 +86,17 @@ pub enum RestoreCause {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Move these vCPU threads to the driver cores and shorten their slice.
-    Place { pid: u32, vcpus: Vec<u32>, why: String },
+    Place {
+        pid: u32,
+        vcpus: Vec<u32>,
+        why: String,
+    },
     /// Put every thread of this VM we changed back as it was.
-    Restore { pid: u32, cause: RestoreCause, why: String },
+    Restore {
+        pid: u32,
+        cause: RestoreCause,
+        why: String,
+    },
 }
 
 impl Action {
@@ -164,7 +172,12 @@ impl Vm {
                 let io = r(c0.io_exits, c1.io_exits);
                 let mmio = r(c0.mmio_exits, c1.mmio_exits);
                 let ev = r(c0.evtchn_requests, c1.evtchn_requests);
-                Some(Rates { total: io + mmio + ev, io_exits: io, mmio_exits: mmio, evtchn_requests: ev })
+                Some(Rates {
+                    total: io + mmio + ev,
+                    io_exits: io,
+                    mmio_exits: mmio,
+                    evtchn_requests: ev,
+                })
             }
             _ => None,
         };
@@ -198,7 +211,10 @@ pub struct Policy {
 
 impl Policy {
     pub fn new(cfg: PolicyConfig) -> Self {
-        Self { cfg, vms: BTreeMap::new() }
+        Self {
+            cfg,
+            vms: BTreeMap::new(),
+        }
     }
 
     pub fn config(&self) -> &PolicyConfig {
@@ -236,7 +252,8 @@ impl Policy {
             vm.placement = Placement::Normal;
             vm.since = now;
             vm.cool_since = None;
-            vm.backoff_until = Some(now + Duration::from_millis(self.cfg.hold_ms.max(self.cfg.interval_ms)));
+            vm.backoff_until =
+                Some(now + Duration::from_millis(self.cfg.hold_ms.max(self.cfg.interval_ms)));
             vm.last_change = format!("placement failed: {err}");
         }
     }
@@ -261,25 +278,42 @@ impl Policy {
 
         // Gone.
         let present: std::collections::BTreeSet<u32> = samples.iter().map(|s| s.pid).collect();
-        let gone: Vec<u32> = self.vms.keys().copied().filter(|p| !present.contains(p)).collect();
+        let gone: Vec<u32> = self
+            .vms
+            .keys()
+            .copied()
+            .filter(|p| !present.contains(p))
+            .collect();
         for pid in gone {
             if let Some(vm) = self.vms.remove(&pid) {
                 if vm.placement == Placement::Placed {
                     actions.push(Action::Restore {
                         pid,
                         cause: RestoreCause::Gone,
-                        why: format!("VM exited after {} on the driver cores", secs(now.saturating_sub(vm.since))),
+                        why: format!(
+                            "VM exited after {} on the driver cores",
+                            secs(now.saturating_sub(vm.since))
+                        ),
                     });
                 }
             }
         }
 
         // Placed VMs: cooled down, or no longer ours to manage.
-        for vm in self.vms.values_mut().filter(|v| v.placement == Placement::Placed) {
+        for vm in self
+            .vms
+            .values_mut()
+            .filter(|v| v.placement == Placement::Placed)
+        {
             if !vm.managed(&cfg) {
-                let why = "its vCPU threads were pinned by hand and manage_pinned is now false".to_string();
+                let why = "its vCPU threads were pinned by hand and manage_pinned is now false"
+                    .to_string();
                 Self::to_normal(vm, now, &why);
-                actions.push(Action::Restore { pid: vm.pid, cause: RestoreCause::NotManaged, why });
+                actions.push(Action::Restore {
+                    pid: vm.pid,
+                    cause: RestoreCause::NotManaged,
+                    why,
+                });
                 continue;
             }
             let Some(r) = vm.rates else { continue };
@@ -294,7 +328,11 @@ impl Policy {
                         secs(hold)
                     );
                     Self::to_normal(vm, now, &why);
-                    actions.push(Action::Restore { pid: vm.pid, cause: RestoreCause::Cooled, why });
+                    actions.push(Action::Restore {
+                        pid: vm.pid,
+                        cause: RestoreCause::Cooled,
+                        why,
+                    });
                 }
             } else {
                 vm.cool_since = None;
@@ -310,7 +348,11 @@ impl Policy {
             if let Some(vm) = self.vms.get_mut(&pid) {
                 Self::to_normal(vm, now, &why);
             }
-            actions.push(Action::Restore { pid, cause: RestoreCause::Displaced, why });
+            actions.push(Action::Restore {
+                pid,
+                cause: RestoreCause::Displaced,
+                why,
+            });
         }
 
         // Candidates, hottest first.
@@ -319,7 +361,11 @@ impl Policy {
             .values()
             .filter(|v| v.placement == Placement::Normal && v.managed(&cfg) && !v.vcpus.is_empty())
             .filter(|v| v.backoff_until.is_none_or(|t| now >= t))
-            .filter_map(|v| v.rates.filter(|r| r.total >= cfg.threshold).map(|r| (v.pid, r)))
+            .filter_map(|v| {
+                v.rates
+                    .filter(|r| r.total >= cfg.threshold)
+                    .map(|r| (v.pid, r))
+            })
             .collect();
         cands.sort_by(|a, b| b.1.total.total_cmp(&a.1.total).then(a.0.cmp(&b.0)));
         for (pid, r) in cands {
@@ -330,7 +376,10 @@ impl Policy {
                     cfg.threshold,
                     placed.len()
                 )
-            } else if let Some(&(victim, vrate)) = placed.first().filter(|(_, vr)| r.total > vr + cfg.hysteresis) {
+            } else if let Some(&(victim, vrate)) = placed
+                .first()
+                .filter(|(_, vr)| r.total > vr + cfg.hysteresis)
+            {
                 let why = format!(
                     "VM {pid} needs the slot: its rate {:.0}/s beats this VM's {vrate:.0}/s by more than hysteresis {:.0}",
                     r.total, cfg.hysteresis
@@ -338,27 +387,42 @@ impl Policy {
                 if let Some(vm) = self.vms.get_mut(&victim) {
                     Self::to_normal(vm, now, &why);
                 }
-                actions.push(Action::Restore { pid: victim, cause: RestoreCause::Displaced, why });
+                actions.push(Action::Restore {
+                    pid: victim,
+                    cause: RestoreCause::Displaced,
+                    why,
+                });
                 placed.remove(0);
                 format!("I/O rate {r} >= threshold {:.0}/s; took the slot of VM {victim} ({vrate:.0}/s)", cfg.threshold)
             } else {
                 continue;
             };
-            let vm = self.vms.get_mut(&pid).expect("candidate comes from self.vms");
+            let vm = self
+                .vms
+                .get_mut(&pid)
+                .expect("candidate comes from self.vms");
             vm.placement = Placement::Placed;
             vm.since = now;
             vm.cool_since = None;
             vm.backoff_until = None;
             vm.last_change = why.clone();
-            actions.push(Action::Place { pid, vcpus: vm.vcpus.clone(), why });
+            actions.push(Action::Place {
+                pid,
+                vcpus: vm.vcpus.clone(),
+                why,
+            });
         }
         actions
     }
 
     /// Placed VMs as (pid, rank), slowest first.
     fn placed_by_rank(&self, cfg: &PolicyConfig) -> Vec<(u32, f64)> {
-        let mut v: Vec<(u32, f64)> =
-            self.vms.values().filter(|v| v.placement == Placement::Placed).map(|v| (v.pid, v.rank(cfg))).collect();
+        let mut v: Vec<(u32, f64)> = self
+            .vms
+            .values()
+            .filter(|v| v.placement == Placement::Placed)
+            .map(|v| (v.pid, v.rank(cfg)))
+            .collect();
         v.sort_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
         v
     }
@@ -385,7 +449,12 @@ mod tests {
 
     impl Sim {
         fn new(cfg: PolicyConfig) -> Self {
-            Self { p: Policy::new(cfg), now: Duration::ZERO, vms: BTreeMap::new(), log: vec![] }
+            Self {
+                p: Policy::new(cfg),
+                now: Duration::ZERO,
+                vms: BTreeMap::new(),
+                log: vec![],
+            }
         }
         fn cfg() -> PolicyConfig {
             PolicyConfig {
@@ -399,7 +468,10 @@ mod tests {
             }
         }
         fn vm(&mut self, pid: u32, rate: f64) {
-            let e = self.vms.entry(pid).or_insert((0.0, Counters::default(), vec![pid * 10], false));
+            let e =
+                self.vms
+                    .entry(pid)
+                    .or_insert((0.0, Counters::default(), vec![pid * 10], false));
             e.0 = rate;
         }
         fn pinned(&mut self, pid: u32, rate: f64) {
@@ -421,7 +493,12 @@ mod tests {
             let samples: Vec<VmSample> = self
                 .vms
                 .iter()
-                .map(|(&pid, (_, c, v, pinned))| VmSample { pid, counters: *c, vcpus: v.clone(), hand_pinned: *pinned })
+                .map(|(&pid, (_, c, v, pinned))| VmSample {
+                    pid,
+                    counters: *c,
+                    vcpus: v.clone(),
+                    hand_pinned: *pinned,
+                })
                 .collect();
             let a = self.p.tick(self.now, &samples);
             self.log.extend(a.iter().map(|a| (self.now, a.clone())));
@@ -436,7 +513,10 @@ mod tests {
     }
 
     fn places(a: &[Action]) -> Vec<u32> {
-        a.iter().filter(|a| matches!(a, Action::Place { .. })).map(Action::pid).collect()
+        a.iter()
+            .filter(|a| matches!(a, Action::Place { .. }))
+            .map(Action::pid)
+            .collect()
     }
     fn restores(a: &[Action]) -> Vec<(u32, RestoreCause)> {
         a.iter()
@@ -457,7 +537,10 @@ mod tests {
         match &a[0] {
             Action::Place { vcpus, why, .. } => {
                 assert_eq!(vcpus, &vec![10]);
-                assert!(why.contains("5000/s") && why.contains(">= threshold 1000/s"), "{why}");
+                assert!(
+                    why.contains("5000/s") && why.contains(">= threshold 1000/s"),
+                    "{why}"
+                );
             }
             a => panic!("{a:?}"),
         }
@@ -494,7 +577,10 @@ mod tests {
             if !a.is_empty() {
                 assert_eq!(restores(&a), vec![(1, RestoreCause::Cooled)]);
                 if let Action::Restore { why, .. } = &a[0] {
-                    assert!(why.contains("< 800/s") && why.contains("hold 2.0s"), "{why}");
+                    assert!(
+                        why.contains("< 800/s") && why.contains("hold 2.0s"),
+                        "{why}"
+                    );
                 }
                 restored_at = Some(s.now);
                 break;
@@ -502,7 +588,10 @@ mod tests {
         }
         let dt = restored_at.expect("restored") - t_cool;
         // The window (1 s) must first fall under 800/s, then hold 2 s.
-        assert!(dt >= Duration::from_millis(2000) && dt <= Duration::from_millis(3500), "{dt:?}");
+        assert!(
+            dt >= Duration::from_millis(2000) && dt <= Duration::from_millis(3500),
+            "{dt:?}"
+        );
         assert_eq!(s.state(1), Placement::Normal);
     }
 
@@ -531,7 +620,10 @@ mod tests {
         s.vm(4, 3000.0);
         let a = s.steps(2);
         assert_eq!(places(&a), vec![2, 3], "the two hottest, hottest first");
-        assert!(s.steps(5).is_empty(), "the others wait: 3000 does not beat 5000");
+        assert!(
+            s.steps(5).is_empty(),
+            "the others wait: 3000 does not beat 5000"
+        );
         // VM 1 becomes the hottest: it takes the slot of the slowest placed VM (3).
         s.vm(1, 20000.0);
         let a = s.steps(2);
@@ -540,14 +632,22 @@ mod tests {
         // Within hysteresis no swapping back and forth.
         s.vm(4, 5100.0);
         s.vm(3, 5150.0);
-        assert!(s.steps(10).is_empty(), "5150 does not beat the slowest placed (9000)");
+        assert!(
+            s.steps(10).is_empty(),
+            "5150 does not beat the slowest placed (9000)"
+        );
         // The cap lowered at runtime: the slowest placed goes.
         let mut cfg = s.p.config().clone();
         cfg.max_vms_on_driver_cores = 1;
         s.p.set_config(cfg);
         let a = s.step();
         assert_eq!(restores(&a), vec![(2, RestoreCause::Displaced)]);
-        assert_eq!(s.p.vms().filter(|v| v.placement == Placement::Placed).count(), 1);
+        assert_eq!(
+            s.p.vms()
+                .filter(|v| v.placement == Placement::Placed)
+                .count(),
+            1
+        );
         // 0 disables placement.
         let mut cfg = s.p.config().clone();
         cfg.max_vms_on_driver_cores = 0;
@@ -633,13 +733,28 @@ mod tests {
         s.vm(2, 10.0);
         s.p.adopt(1, Duration::ZERO);
         s.p.adopt(2, Duration::ZERO);
-        assert!(places(&s.steps(6)).is_empty(), "adopted VMs are placed already");
+        assert!(
+            places(&s.steps(6)).is_empty(),
+            "adopted VMs are placed already"
+        );
         assert_eq!(s.state(1), Placement::Placed);
         // The cooled one goes back after hold, the hot one stays.
         let a = s.steps(6);
         assert_eq!(restores(&a), vec![]);
-        assert_eq!(s.state(2), Placement::Normal, "restored during the first steps: {:?}", s.log);
-        assert!(s.log.iter().any(|(_, a)| matches!(a, Action::Restore { pid: 2, cause: RestoreCause::Cooled, .. })));
+        assert_eq!(
+            s.state(2),
+            Placement::Normal,
+            "restored during the first steps: {:?}",
+            s.log
+        );
+        assert!(s.log.iter().any(|(_, a)| matches!(
+            a,
+            Action::Restore {
+                pid: 2,
+                cause: RestoreCause::Cooled,
+                ..
+            }
+        )));
         // An adopted VM that is not running any more is restored as gone.
         let mut s = Sim::new(Sim::cfg());
         s.p.adopt(7, Duration::ZERO);
@@ -651,7 +766,11 @@ mod tests {
         let mut p = Policy::new(Sim::cfg());
         let smp = |ev: u64| VmSample {
             pid: 1,
-            counters: Counters { io_exits: 0, mmio_exits: 0, evtchn_requests: ev },
+            counters: Counters {
+                io_exits: 0,
+                mmio_exits: 0,
+                evtchn_requests: ev,
+            },
             vcpus: vec![1],
             hand_pinned: false,
         };

@@ -117,12 +117,20 @@ pub struct Response {
 impl Response {
     pub fn ok<T: Serialize>(t: &T) -> Self {
         match serde_json::to_value(t) {
-            Ok(v) => Self { ok: true, error: None, data: Some(v) },
+            Ok(v) => Self {
+                ok: true,
+                error: None,
+                data: Some(v),
+            },
             Err(e) => Self::err(format!("internal: {e}")),
         }
     }
     pub fn err(e: impl Into<String>) -> Self {
-        Self { ok: false, error: Some(e.into()), data: None }
+        Self {
+            ok: false,
+            error: Some(e.into()),
+            data: None,
+        }
     }
 }
 

@@ -54,12 +54,21 @@ impl KvmDebugfs {
         for e in rd.flatten() {
             let name = e.file_name();
             let Some(name) = name.to_str() else { continue };
-            let Some((pid, _fd)) = name.split_once('-') else { continue };
-            let Ok(pid) = pid.parse::<u32>() else { continue };
+            let Some((pid, _fd)) = name.split_once('-') else {
+                continue;
+            };
+            let Ok(pid) = pid.parse::<u32>() else {
+                continue;
+            };
             let d = e.path();
             // A VM whose directory vanishes mid-read is simply not reported this round.
-            let Some(io) = read_u64(&d.join("io_exits")) else { continue };
-            let vm = out.entry(pid).or_insert_with(|| KvmVm { pid, ..Default::default() });
+            let Some(io) = read_u64(&d.join("io_exits")) else {
+                continue;
+            };
+            let vm = out.entry(pid).or_insert_with(|| KvmVm {
+                pid,
+                ..Default::default()
+            });
             vm.io_exits += io;
             vm.mmio_exits += read_u64(&d.join("mmio_exits")).unwrap_or(0);
             vm.halt_exits += read_u64(&d.join("halt_exits")).unwrap_or(0);
@@ -67,7 +76,10 @@ impl KvmDebugfs {
             let mut saw_pid_file = false;
             for v in std::fs::read_dir(&d).into_iter().flatten().flatten() {
                 let n = v.file_name();
-                if !n.to_str().is_some_and(|n| n.starts_with("vcpu") && n[4..].parse::<u32>().is_ok()) {
+                if !n
+                    .to_str()
+                    .is_some_and(|n| n.starts_with("vcpu") && n[4..].parse::<u32>().is_ok())
+                {
                     continue;
                 }
                 saw_vcpu = true;
@@ -157,11 +169,19 @@ mod tests {
         mk("200-9", 1, &[(0, None)]);
         std::fs::create_dir_all(d.join("not-a-vm")).unwrap();
         std::fs::write(d.join("io_exits"), "1\n").unwrap(); // the global file
-        let m = KvmDebugfs { dir: d.to_path_buf() }.scan().unwrap();
+        let m = KvmDebugfs {
+            dir: d.to_path_buf(),
+        }
+        .scan()
+        .unwrap();
         assert_eq!(m.len(), 2);
         assert_eq!(m[&100].io_exits, 55);
         assert_eq!(m[&100].mmio_exits, 14);
-        assert_eq!(m[&100].vcpu_tids, vec![101, 105], "vCPU 1 never ran: pid 0 skipped");
+        assert_eq!(
+            m[&100].vcpu_tids,
+            vec![101, 105],
+            "vCPU 1 never ran: pid 0 skipped"
+        );
         assert!(!m[&100].no_vcpu_pid_files);
         assert!(m[&200].no_vcpu_pid_files);
         let gone = d.to_path_buf();

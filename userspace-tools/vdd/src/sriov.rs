@@ -145,7 +145,10 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
             backoff: BTreeMap::new(),
             skip_logged: BTreeSet::new(),
             held: BTreeSet::new(),
-            view: SriovView { state: "ok".into(), ..Default::default() },
+            view: SriovView {
+                state: "ok".into(),
+                ..Default::default()
+            },
         }
     }
 
@@ -153,7 +156,11 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
     pub fn handle_events(&mut self, evs: &[VdsEvent]) -> Vec<Outcome> {
         let mut consider = false;
         for e in evs {
-            let vf = if e.bdf != 0 { bdf_name(e.bdf) } else { "-".into() };
+            let vf = if e.bdf != 0 {
+                bdf_name(e.bdf)
+            } else {
+                "-".into()
+            };
             match e.kind {
                 vds_event::CANDIDATE => {
                     info!(vm = e.vm_id, vf = %vf, "SR-IOV event: VM {} is a reassignment candidate on {vf} (its traffic stayed under the module's threshold for the window)", e.vm_id);
@@ -164,18 +171,25 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
                     consider = true;
                 }
                 vds_event::LOST => {
-                    warn!("SR-IOV event: {} event(s) lost (queue overflow); re-reading the proposals", e.other_vm);
+                    warn!(
+                        "SR-IOV event: {} event(s) lost (queue overflow); re-reading the proposals",
+                        e.other_vm
+                    );
                     consider = true;
                 }
                 vds_event::REVOKED => {
                     warn!(vm = e.vm_id, vf = %vf, "SR-IOV event: VF {vf} of VM {} disappeared (revoked)", e.vm_id);
                     self.revoked(e);
                 }
-                vds_event::SWAPPED => info!(vm = e.vm_id, vf = %vf, "SR-IOV event: {vf} moved from VM {} to VM {}", e.other_vm, e.vm_id),
+                vds_event::SWAPPED => {
+                    info!(vm = e.vm_id, vf = %vf, "SR-IOV event: {vf} moved from VM {} to VM {}", e.other_vm, e.vm_id)
+                }
                 vds_event::MOVE_FAILED | vds_event::RETURNED if e.err != 0 => {
                     warn!(vm = e.vm_id, vf = %vf, "SR-IOV event: {} {vf} VM {}: errno {}", event_name(e.kind), e.vm_id, -e.err)
                 }
-                k => info!(vm = e.vm_id, vf = %vf, "SR-IOV event: {} {vf} VM {}", event_name(k), e.vm_id),
+                k => {
+                    info!(vm = e.vm_id, vf = %vf, "SR-IOV event: {} {vf} VM {}", event_name(k), e.vm_id)
+                }
             }
         }
         if consider {
@@ -194,15 +208,30 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
                 return vec![];
             }
         };
-        let holders: Vec<VdsCandidate> = c.iter().filter(|c| c.kind == vds_cand::HOLDER).copied().collect();
-        let waiters: Vec<VdsCandidate> = c.iter().filter(|c| c.kind == vds_cand::WAITER).copied().collect();
+        let holders: Vec<VdsCandidate> = c
+            .iter()
+            .filter(|c| c.kind == vds_cand::HOLDER)
+            .copied()
+            .collect();
+        let waiters: Vec<VdsCandidate> = c
+            .iter()
+            .filter(|c| c.kind == vds_cand::WAITER)
+            .copied()
+            .collect();
         if !self.act {
             if !holders.is_empty() && !waiters.is_empty() {
-                debug!("SR-IOV: {} proposal(s), not acting ([sriov] enabled = false)", holders.len().min(waiters.len()));
+                debug!(
+                    "SR-IOV: {} proposal(s), not acting ([sriov] enabled = false)",
+                    holders.len().min(waiters.len())
+                );
             }
             return vec![];
         }
-        holders.iter().zip(waiters.iter()).map(|(h, w)| self.reassign(h, w)).collect()
+        holders
+            .iter()
+            .zip(waiters.iter())
+            .map(|(h, w)| self.reassign(h, w))
+            .collect()
     }
 
     fn note(&mut self, s: String) {
@@ -216,7 +245,10 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
         let key = (bdf, from, to);
         if let Some(t) = self.backoff.get(&key) {
             if t.elapsed() < self.retry {
-                debug!("SR-IOV: {vf} VM {from} -> VM {to} failed {:?} ago; next try after retry_ms", t.elapsed());
+                debug!(
+                    "SR-IOV: {vf} VM {from} -> VM {to} failed {:?} ago; next try after retry_ms",
+                    t.elapsed()
+                );
                 return Outcome::Skipped("retry later".into());
             }
             self.backoff.remove(&key);
@@ -229,7 +261,11 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
                     .filter(|(m, _)| *m)
                     .map(|(_, id)| format!("VM {id}"))
                     .collect();
-                let why = format!("{} ha{} no [[vm]] entry (QMP socket) in vdd's config", missing.join(" and "), if missing.len() == 1 { "s" } else { "ve" });
+                let why = format!(
+                    "{} ha{} no [[vm]] entry (QMP socket) in vdd's config",
+                    missing.join(" and "),
+                    if missing.len() == 1 { "s" } else { "ve" }
+                );
                 if self.skip_logged.insert(key) {
                     // A warning when the config names one of the two (likely an omission); when it
                     // names neither, these VMs are simply not vdd's to move.
@@ -247,15 +283,22 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
         // 0. Both VMMs answer before anything moves.
         let mut old_vmm = match self.conn.connect(&old) {
             Ok(v) => v,
-            Err(e) => return self.not_swapped(key, format!("VM {from}'s QMP {}: {e}", old.qmp.display())),
+            Err(e) => {
+                return self.not_swapped(key, format!("VM {from}'s QMP {}: {e}", old.qmp.display()))
+            }
         };
         let mut new_vmm = match self.conn.connect(&new) {
             Ok(v) => v,
-            Err(e) => return self.not_swapped(key, format!("VM {to}'s QMP {}: {e}", new.qmp.display())),
+            Err(e) => {
+                return self.not_swapped(key, format!("VM {to}'s QMP {}: {e}", new.qmp.display()))
+            }
         };
         // 1. The lease (never forced: the module's idle verdict stands).
         if let Err(e) = self.dev.swap(bdf, from, to, false) {
-            let why = format!("VDS_IOC_SWAP {vf} VM {from} -> VM {to}: {e} ({})", errno_hint(e));
+            let why = format!(
+                "VDS_IOC_SWAP {vf} VM {from} -> VM {to}: {e} ({})",
+                errno_hint(e)
+            );
             if e == Errno::EAGAIN || e == Errno::ENOENT || e == Errno::ESRCH {
                 info!("SR-IOV: not reassigning: {why}");
                 return Outcome::NotSwapped(why);
@@ -281,17 +324,31 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
         if let Some(nic) = &old.standby_nic {
             if let Err(e) = old_vmm.set_link(nic, true) {
                 error!(vf = %vf, "SR-IOV: step 3/4 failed: set_link {nic} up on VM {from}: {e}; rolling back");
-                return self.rollback(key, &old, Some(&mut *old_vmm), format!("set_link {nic} up on VM {from}: {e}"));
+                return self.rollback(
+                    key,
+                    &old,
+                    Some(&mut *old_vmm),
+                    format!("set_link {nic} up on VM {from}: {e}"),
+                );
             }
             info!("SR-IOV: step 3/4: set_link {nic} up on VM {from} (its guest falls back to the standby NIC)");
         } else {
             info!("SR-IOV: step 3/4: VM {from} has no standby_nic configured: no link to bring up");
         }
         // 4. Into the new holder.
-        let d = VfDevice { id: new.vf_device.clone(), host: vf.clone(), failover_pair_id: new.standby_nic.clone() };
+        let d = VfDevice {
+            id: new.vf_device.clone(),
+            host: vf.clone(),
+            failover_pair_id: new.standby_nic.clone(),
+        };
         if let Err(e) = new_vmm.attach_vf(&d) {
             error!(vf = %vf, "SR-IOV: step 4/4 failed: device_add vfio-pci host={vf} id={} on VM {to} ({}): {e}; rolling back", d.id, new.qmp.display());
-            return self.rollback(key, &old, Some(&mut *old_vmm), format!("device_add on VM {to}: {e}"));
+            return self.rollback(
+                key,
+                &old,
+                Some(&mut *old_vmm),
+                format!("device_add on VM {to}: {e}"),
+            );
         }
         info!(
             vf = %vf, from, to,
@@ -302,7 +359,10 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
         );
         self.view.reassignments_total += 1;
         self.skip_logged.remove(&key);
-        self.note(format!("{vf}: VM {from} -> VM {to} in {} ms", t0.elapsed().as_millis()));
+        self.note(format!(
+            "{vf}: VM {from} -> VM {to} in {} ms",
+            t0.elapsed().as_millis()
+        ));
         Outcome::Moved
     }
 
@@ -314,16 +374,29 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
     }
 
     /// Puts the VF back into the old holder (when it was unplugged: `replug`) and the lease back.
-    fn rollback(&mut self, key: (u32, u64, u64), old: &VmConfig, replug: Option<&mut dyn Vmm>, why: String) -> Outcome {
+    fn rollback(
+        &mut self,
+        key: (u32, u64, u64),
+        old: &VmConfig,
+        replug: Option<&mut dyn Vmm>,
+        why: String,
+    ) -> Outcome {
         let (bdf, from, to) = key;
         let vf = bdf_name(bdf);
         self.view.failures_total += 1;
         self.backoff.insert(key, Instant::now());
         let mut bad = vec![];
         if let Some(v) = replug {
-            let d = VfDevice { id: old.vf_device.clone(), host: vf.clone(), failover_pair_id: old.standby_nic.clone() };
+            let d = VfDevice {
+                id: old.vf_device.clone(),
+                host: vf.clone(),
+                failover_pair_id: old.standby_nic.clone(),
+            };
             match v.attach_vf(&d) {
-                Ok(()) => info!("SR-IOV: rollback: {vf} plugged back into VM {from} (device_add id={})", d.id),
+                Ok(()) => info!(
+                    "SR-IOV: rollback: {vf} plugged back into VM {from} (device_add id={})",
+                    d.id
+                ),
                 Err(e) => {
                     error!("SR-IOV: rollback: device_add {vf} back into VM {from} failed: {e}");
                     bad.push(format!("replug into VM {from}: {e}"));
@@ -339,8 +412,12 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
                 self.held.insert((bdf, from));
                 info!("SR-IOV: rollback: lease of {vf} back with VM {from} (held by vdd's open file on its behalf: it ends if vdd stops)");
                 match self.dev.wait_for_vf(to) {
-                    Ok(()) => info!("SR-IOV: rollback: VM {to} waits for a VF again (through vdd's file)"),
-                    Err(e) => warn!("SR-IOV: rollback: VDS_IOC_WAIT for VM {to}: {e}: it no longer waits"),
+                    Ok(()) => {
+                        info!("SR-IOV: rollback: VM {to} waits for a VF again (through vdd's file)")
+                    }
+                    Err(e) => {
+                        warn!("SR-IOV: rollback: VDS_IOC_WAIT for VM {to}: {e}: it no longer waits")
+                    }
                 }
             }
             Err(e) => {
@@ -350,12 +427,17 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
         }
         if bad.is_empty() {
             warn!("SR-IOV: reassignment of {vf} from VM {from} to VM {to} failed ({why}) and was rolled back; next try in {} ms", self.retry.as_millis());
-            self.note(format!("{vf}: VM {from} -> VM {to} failed ({why}), rolled back"));
+            self.note(format!(
+                "{vf}: VM {from} -> VM {to} failed ({why}), rolled back"
+            ));
             Outcome::RolledBack(why)
         } else {
             self.view.rollback_failures_total += 1;
             error!("SR-IOV: reassignment of {vf} from VM {from} to VM {to} failed ({why}) and the rollback failed too ({}): check `vdctl sriov list` and the VMs", bad.join("; "));
-            self.note(format!("{vf}: VM {from} -> VM {to} failed ({why}); ROLLBACK FAILED ({})", bad.join("; ")));
+            self.note(format!(
+                "{vf}: VM {from} -> VM {to} failed ({why}); ROLLBACK FAILED ({})",
+                bad.join("; ")
+            ));
             Outcome::RollbackFailed(format!("{why}; {}", bad.join("; ")))
         }
     }
@@ -366,7 +448,11 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
             return;
         }
         let Some(vm) = self.vms.get(&e.vm_id).cloned() else {
-            warn!("SR-IOV: VM {} lost {} but has no [[vm]] entry: nothing to tell its VMM", e.vm_id, bdf_name(e.bdf));
+            warn!(
+                "SR-IOV: VM {} lost {} but has no [[vm]] entry: nothing to tell its VMM",
+                e.vm_id,
+                bdf_name(e.bdf)
+            );
             return;
         };
         let r = self.conn.connect(&vm).and_then(|mut v| {
@@ -377,8 +463,18 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
             Ok(())
         });
         match r {
-            Ok(()) => info!("SR-IOV: VM {}: removed device {} of the vanished VF{}", e.vm_id, vm.vf_device, vm.standby_nic.as_ref().map_or(String::new(), |n| format!(", {n} up"))),
-            Err(err) => warn!("SR-IOV: VM {}: removing device {} of the vanished VF: {err}", e.vm_id, vm.vf_device),
+            Ok(()) => info!(
+                "SR-IOV: VM {}: removed device {} of the vanished VF{}",
+                e.vm_id,
+                vm.vf_device,
+                vm.standby_nic
+                    .as_ref()
+                    .map_or(String::new(), |n| format!(", {n} up"))
+            ),
+            Err(err) => warn!(
+                "SR-IOV: VM {}: removing device {} of the vanished VF: {err}",
+                e.vm_id, vm.vf_device
+            ),
         }
     }
 
@@ -396,7 +492,12 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
             })
             .collect();
         if let Ok(p) = self.dev.policy() {
-            self.view.module_policy = Some([p.threshold_bps, p.hysteresis_bps, p.window_ms as u64, p.min_hold_ms as u64]);
+            self.view.module_policy = Some([
+                p.threshold_bps,
+                p.hysteresis_bps,
+                p.window_ms as u64,
+                p.min_hold_ms as u64,
+            ]);
         }
         Ok(())
     }
@@ -405,7 +506,11 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
 /// Runs the policy on its own thread until `stop`: opens the device (retrying every 5 s, one log
 /// line while it is missing), reacts to events at once, re-reads VFs and proposals every second,
 /// and publishes its view into `out`.
-pub fn spawn(cfg: Config, out: Arc<Mutex<SriovView>>, stop: &'static AtomicBool) -> std::io::Result<std::thread::JoinHandle<()>> {
+pub fn spawn(
+    cfg: Config,
+    out: Arc<Mutex<SriovView>>,
+    stop: &'static AtomicBool,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("vdd-sriov".into()).spawn(move || {
         let dev = cfg.sriov.device.clone();
         let publish = |v: &SriovView| *out.lock().unwrap_or_else(|p| p.into_inner()) = v.clone();
@@ -511,7 +616,14 @@ mod tests {
 
     impl FakeDev {
         fn new(j: Journal) -> Self {
-            Self { j, leases: BTreeMap::new(), idle: BTreeSet::new(), waiters: vec![], queue: VecDeque::new(), swaps: vec![] }
+            Self {
+                j,
+                leases: BTreeMap::new(),
+                idle: BTreeSet::new(),
+                waiters: vec![],
+                queue: VecDeque::new(),
+                swaps: vec![],
+            }
         }
     }
 
@@ -523,9 +635,23 @@ mod tests {
             let mut c: Vec<VdsCandidate> = self
                 .idle
                 .iter()
-                .filter_map(|b| self.leases.get(b).map(|vm| VdsCandidate { kind: vds_cand::HOLDER, bdf: *b, vm_id: *vm, rate_bps: 10, age_ms: 9000, ..Default::default() }))
+                .filter_map(|b| {
+                    self.leases.get(b).map(|vm| VdsCandidate {
+                        kind: vds_cand::HOLDER,
+                        bdf: *b,
+                        vm_id: *vm,
+                        rate_bps: 10,
+                        age_ms: 9000,
+                        ..Default::default()
+                    })
+                })
                 .collect();
-            c.extend(self.waiters.iter().map(|w| VdsCandidate { kind: vds_cand::WAITER, vm_id: *w, age_ms: 3000, ..Default::default() }));
+            c.extend(self.waiters.iter().map(|w| VdsCandidate {
+                kind: vds_cand::WAITER,
+                vm_id: *w,
+                age_ms: 3000,
+                ..Default::default()
+            }));
             Ok(c)
         }
         fn swap(&mut self, bdf: u32, from: u64, to: u64, force: bool) -> Result<(), Errno> {
@@ -533,14 +659,22 @@ mod tests {
             if self.leases.get(&bdf) != Some(&from) {
                 return Err(Errno::ESRCH);
             }
-            let wi = self.waiters.iter().position(|w| *w == to).ok_or(Errno::ENOENT)?;
+            let wi = self
+                .waiters
+                .iter()
+                .position(|w| *w == to)
+                .ok_or(Errno::ENOENT)?;
             if !force && !self.idle.contains(&bdf) {
                 return Err(Errno::EAGAIN);
             }
             self.waiters.remove(wi);
             self.leases.insert(bdf, to);
             self.idle.remove(&bdf);
-            self.j.mark(&format!("swap {} {from}->{to}{}", bdf_name(bdf), if force { " force" } else { "" }));
+            self.j.mark(&format!(
+                "swap {} {from}->{to}{}",
+                bdf_name(bdf),
+                if force { " force" } else { "" }
+            ));
             Ok(())
         }
         fn wait_for_vf(&mut self, vm: u64) -> Result<(), Errno> {
@@ -554,11 +688,27 @@ mod tests {
             Ok(self
                 .leases
                 .iter()
-                .map(|(b, vm)| VdsVf { bdf: *b, vm_id: *vm, flags: if self.idle.contains(b) { vds_vf::IDLE } else { 0 }, ..Default::default() })
+                .map(|(b, vm)| VdsVf {
+                    bdf: *b,
+                    vm_id: *vm,
+                    flags: if self.idle.contains(b) {
+                        vds_vf::IDLE
+                    } else {
+                        0
+                    },
+                    ..Default::default()
+                })
                 .collect())
         }
         fn policy(&mut self) -> Result<VdsPolicy, Errno> {
-            Ok(VdsPolicy { threshold_bps: 20000, hysteresis_bps: 10000, window_ms: 1000, min_hold_ms: 500, sample_ms: 100, flags: 0 })
+            Ok(VdsPolicy {
+                threshold_bps: 20000,
+                hysteresis_bps: 10000,
+                window_ms: 1000,
+                min_hold_ms: 500,
+                sample_ms: 100,
+                flags: 0,
+            })
         }
     }
 
@@ -580,7 +730,10 @@ mod tests {
     fn logs<T>(f: impl FnOnce() -> T) -> (T, String) {
         let c = Capture::default();
         let c2 = c.clone();
-        let sub = tracing_subscriber::fmt().with_writer(move || c2.clone()).with_ansi(false).finish();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(move || c2.clone())
+            .with_ansi(false)
+            .finish();
         let t = tracing::subscriber::with_default(sub, f);
         let text = String::from_utf8(c.0.lock().unwrap().clone()).unwrap();
         (t, text)
@@ -602,7 +755,12 @@ mod tests {
         for (id, o) in [(1u64, opts1), (2, opts2)] {
             let p = d.join(format!("vm{id}.qmp"));
             fakeqmp::spawn(&p, &format!("vm{id}"), j.clone(), o).unwrap();
-            cfg.vms.push(VmConfig { id, qmp: p, vf_device: format!("vf-of-{id}"), standby_nic: Some(format!("net{id}")) });
+            cfg.vms.push(VmConfig {
+                id,
+                qmp: p,
+                vf_device: format!("vf-of-{id}"),
+                standby_nic: Some(format!("net{id}")),
+            });
         }
         cfg.validate().unwrap();
         Setup { j, cfg, _dir: d }
@@ -612,7 +770,13 @@ mod tests {
         dev.leases.insert(VF, holder);
         dev.idle.insert(VF);
         dev.waiters.push(waiter);
-        dev.queue.push_back(VdsEvent { seq: 1, kind: vds_event::CANDIDATE, bdf: VF, vm_id: holder, ..Default::default() });
+        dev.queue.push_back(VdsEvent {
+            seq: 1,
+            kind: vds_event::CANDIDATE,
+            bdf: VF,
+            vm_id: holder,
+            ..Default::default()
+        });
     }
 
     #[test]
@@ -626,13 +790,29 @@ mod tests {
         assert_eq!(out, vec![Outcome::Moved]);
         assert_eq!(
             s.j.commands(),
-            ["- swap 0000:01:10.2 1->2", "vm1 device_del", "vm1 set_link", "vm2 device_add"],
+            [
+                "- swap 0000:01:10.2 1->2",
+                "vm1 device_del",
+                "vm1 set_link",
+                "vm2 device_add"
+            ],
             "order: swap, unplug from the old holder, its standby link up, plug into the new one"
         );
         let e = s.j.entries();
-        let get = |vm: &str, cmd: &str| e.iter().find(|v| v["vm"] == vm && v["execute"] == cmd).unwrap()["arguments"].clone();
-        assert_eq!(get("vm1", "device_del"), serde_json::json!({"id": "vf-of-1"}));
-        assert_eq!(get("vm1", "set_link"), serde_json::json!({"name": "net1", "up": true}));
+        let get = |vm: &str, cmd: &str| {
+            e.iter()
+                .find(|v| v["vm"] == vm && v["execute"] == cmd)
+                .unwrap()["arguments"]
+                .clone()
+        };
+        assert_eq!(
+            get("vm1", "device_del"),
+            serde_json::json!({"id": "vf-of-1"})
+        );
+        assert_eq!(
+            get("vm1", "set_link"),
+            serde_json::json!({"name": "net1", "up": true})
+        );
         assert_eq!(
             get("vm2", "device_add"),
             serde_json::json!({"driver": "vfio-pci", "host": "0000:01:10.2", "id": "vf-of-2", "failover_pair_id": "net2"})
@@ -648,24 +828,51 @@ mod tests {
 
     #[test]
     fn device_add_failure_rolls_everything_back() {
-        let s = setup(FakeOpts::default(), FakeOpts { fail_device_add: true, ..Default::default() });
+        let s = setup(
+            FakeOpts::default(),
+            FakeOpts {
+                fail_device_add: true,
+                ..Default::default()
+            },
+        );
         let mut dev = FakeDev::new(s.j.clone());
         proposal(&mut dev, 1, 2);
         let mut r = Reassigner::new(dev, QmpConnector, &s.cfg);
         let evs = r.dev.events(Duration::ZERO).unwrap();
         let out = r.handle_events(&evs);
-        assert!(matches!(&out[..], [Outcome::RolledBack(w)] if w.contains("device_add on VM 2")), "{out:?}");
+        assert!(
+            matches!(&out[..], [Outcome::RolledBack(w)] if w.contains("device_add on VM 2")),
+            "{out:?}"
+        );
         assert_eq!(
             s.j.commands(),
-            ["- swap 0000:01:10.2 1->2", "vm1 device_del", "vm1 set_link", "vm2 device_add", "vm1 device_add", "- swap 0000:01:10.2 2->1 force"],
+            [
+                "- swap 0000:01:10.2 1->2",
+                "vm1 device_del",
+                "vm1 set_link",
+                "vm2 device_add",
+                "vm1 device_add",
+                "- swap 0000:01:10.2 2->1 force"
+            ],
             "after the failed plug: the VF goes back into VM 1, then the lease"
         );
-        let back = s.j.entries().into_iter().rfind(|v| v["vm"] == "vm1" && v["execute"] == "device_add").unwrap();
+        let back =
+            s.j.entries()
+                .into_iter()
+                .rfind(|v| v["vm"] == "vm1" && v["execute"] == "device_add")
+                .unwrap();
         assert_eq!(back["arguments"]["id"], "vf-of-1");
         assert_eq!(back["arguments"]["failover_pair_id"], "net1");
         assert_eq!(r.dev.leases[&VF], 1, "the lease is back with VM 1");
         assert_eq!(r.dev.waiters, [2], "VM 2 waits again");
-        assert_eq!((r.view.failures_total, r.view.rollback_failures_total, r.view.reassignments_total), (1, 0, 0));
+        assert_eq!(
+            (
+                r.view.failures_total,
+                r.view.rollback_failures_total,
+                r.view.reassignments_total
+            ),
+            (1, 0, 0)
+        );
         // The same proposal is not retried before retry_ms.
         r.dev.idle.insert(VF);
         assert_eq!(r.consider(), [Outcome::Skipped("retry later".into())]);
@@ -674,25 +881,56 @@ mod tests {
 
     #[test]
     fn stuck_unplug_rolls_the_lease_back_without_touching_the_new_vm() {
-        let s = setup(FakeOpts { stuck: vec!["vf-of-1".into()], ..Default::default() }, FakeOpts::default());
+        let s = setup(
+            FakeOpts {
+                stuck: vec!["vf-of-1".into()],
+                ..Default::default()
+            },
+            FakeOpts::default(),
+        );
         let mut dev = FakeDev::new(s.j.clone());
         proposal(&mut dev, 1, 2);
         let mut r = Reassigner::new(dev, QmpConnector, &s.cfg);
         let out = r.consider();
-        assert!(matches!(&out[..], [Outcome::RolledBack(w)] if w.contains("device_del")), "{out:?}");
-        assert_eq!(s.j.commands(), ["- swap 0000:01:10.2 1->2", "vm1 device_del", "- swap 0000:01:10.2 2->1 force"]);
+        assert!(
+            matches!(&out[..], [Outcome::RolledBack(w)] if w.contains("device_del")),
+            "{out:?}"
+        );
+        assert_eq!(
+            s.j.commands(),
+            [
+                "- swap 0000:01:10.2 1->2",
+                "vm1 device_del",
+                "- swap 0000:01:10.2 2->1 force"
+            ]
+        );
         assert_eq!(r.dev.leases[&VF], 1);
     }
 
     #[test]
     fn set_link_failure_replugs_and_rolls_back() {
-        let s = setup(FakeOpts { fail_set_link: true, ..Default::default() }, FakeOpts::default());
+        let s = setup(
+            FakeOpts {
+                fail_set_link: true,
+                ..Default::default()
+            },
+            FakeOpts::default(),
+        );
         let mut dev = FakeDev::new(s.j.clone());
         proposal(&mut dev, 1, 2);
         let mut r = Reassigner::new(dev, QmpConnector, &s.cfg);
         let out = r.consider();
         assert!(matches!(&out[..], [Outcome::RolledBack(_)]), "{out:?}");
-        assert_eq!(s.j.commands(), ["- swap 0000:01:10.2 1->2", "vm1 device_del", "vm1 set_link", "vm1 device_add", "- swap 0000:01:10.2 2->1 force"]);
+        assert_eq!(
+            s.j.commands(),
+            [
+                "- swap 0000:01:10.2 1->2",
+                "vm1 device_del",
+                "vm1 set_link",
+                "vm1 device_add",
+                "- swap 0000:01:10.2 2->1 force"
+            ]
+        );
     }
 
     #[test]
@@ -703,10 +941,21 @@ mod tests {
         let mut r = Reassigner::new(dev, QmpConnector, &s.cfg);
         let evs = r.dev.events(Duration::ZERO).unwrap();
         let (out, log) = logs(|| r.handle_events(&evs));
-        assert!(matches!(&out[..], [Outcome::Skipped(w)] if w.contains("VM 3 has no [[vm]] entry")), "{out:?}");
-        let lines: Vec<&str> = log.lines().filter(|l| l.contains("not reassigning")).collect();
+        assert!(
+            matches!(&out[..], [Outcome::Skipped(w)] if w.contains("VM 3 has no [[vm]] entry")),
+            "{out:?}"
+        );
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("not reassigning"))
+            .collect();
         assert_eq!(lines.len(), 1, "{log}");
-        assert!(lines[0].contains("WARN") && lines[0].contains("VM 3 has no [[vm]] entry") && lines[0].contains("stays with VM 1"), "{log}");
+        assert!(
+            lines[0].contains("WARN")
+                && lines[0].contains("VM 3 has no [[vm]] entry")
+                && lines[0].contains("stays with VM 1"),
+            "{log}"
+        );
         assert!(r.dev.swaps.is_empty(), "no swap");
         assert!(s.j.commands().is_empty(), "no QMP command");
         assert_eq!(r.view.skipped_total, 1);
@@ -725,7 +974,10 @@ mod tests {
         proposal(&mut dev, 1, 2);
         let mut r = Reassigner::new(dev, QmpConnector, &s.cfg);
         let out = r.consider();
-        assert!(matches!(&out[..], [Outcome::NotSwapped(w)] if w.contains("VM 2's QMP")), "{out:?}");
+        assert!(
+            matches!(&out[..], [Outcome::NotSwapped(w)] if w.contains("VM 2's QMP")),
+            "{out:?}"
+        );
         assert!(r.dev.swaps.is_empty());
         assert!(s.j.commands().is_empty());
     }
@@ -740,7 +992,10 @@ mod tests {
         let h = r.dev.candidates().unwrap();
         r.dev.idle.clear();
         let out = r.reassign(&h[0], &h[1]);
-        assert!(matches!(&out, Outcome::NotSwapped(w) if w.contains("EAGAIN")), "{out:?}");
+        assert!(
+            matches!(&out, Outcome::NotSwapped(w) if w.contains("EAGAIN")),
+            "{out:?}"
+        );
         assert_eq!(r.dev.leases[&VF], 1);
         assert!(s.j.commands().is_empty(), "no VMM touched");
     }
@@ -761,7 +1016,12 @@ mod tests {
         let s = setup(FakeOpts::default(), FakeOpts::default());
         let dev = FakeDev::new(s.j.clone());
         let mut r = Reassigner::new(dev, QmpConnector, &s.cfg);
-        r.handle_events(&[VdsEvent { kind: vds_event::REVOKED, bdf: VF, vm_id: 2, ..Default::default() }]);
+        r.handle_events(&[VdsEvent {
+            kind: vds_event::REVOKED,
+            bdf: VF,
+            vm_id: 2,
+            ..Default::default()
+        }]);
         assert_eq!(s.j.commands(), ["vm2 device_del", "vm2 set_link"]);
     }
 
@@ -777,7 +1037,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         let st = out.lock().unwrap().state.clone();
-        assert!(st.starts_with("disabled:") && st.contains("vd_sriov_mgr is not loaded"), "{st}");
+        assert!(
+            st.starts_with("disabled:") && st.contains("vd_sriov_mgr is not loaded"),
+            "{st}"
+        );
         STOP.store(true, Ordering::SeqCst);
         h.join().unwrap();
     }

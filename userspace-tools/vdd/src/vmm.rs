@@ -24,7 +24,11 @@ pub enum VmmError {
     #[error("QMP protocol: {0}")]
     Protocol(String),
     #[error("QMP {cmd}: {class}: {desc}")]
-    Command { cmd: String, class: String, desc: String },
+    Command {
+        cmd: String,
+        class: String,
+        desc: String,
+    },
     #[error("QMP {0}: no DEVICE_DELETED within {1:?} (the guest did not release the device)")]
     Timeout(String, Duration),
 }
@@ -64,10 +68,16 @@ impl Qmp {
         let s = UnixStream::connect(path)?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         let w = s.try_clone()?;
-        let mut q = Self { r: BufReader::new(s), w, events: vec![] };
+        let mut q = Self {
+            r: BufReader::new(s),
+            w,
+            events: vec![],
+        };
         let g = q.read()?;
         if g.get("QMP").is_none() {
-            return Err(VmmError::Protocol(format!("expected the QMP greeting, got {g}")));
+            return Err(VmmError::Protocol(format!(
+                "expected the QMP greeting, got {g}"
+            )));
         }
         q.execute("qmp_capabilities", json!({}))?;
         Ok(q)
@@ -101,13 +111,18 @@ impl Qmp {
                     desc: e["desc"].as_str().unwrap_or("?").into(),
                 });
             } else {
-                return Err(VmmError::Protocol(format!("unexpected answer to {cmd}: {v}")));
+                return Err(VmmError::Protocol(format!(
+                    "unexpected answer to {cmd}: {v}"
+                )));
             }
         }
     }
 
     fn take_event(&mut self, name: &str, device: &str) -> bool {
-        let pos = self.events.iter().position(|e| e["event"] == name && e["data"]["device"] == device);
+        let pos = self
+            .events
+            .iter()
+            .position(|e| e["event"] == name && e["data"]["device"] == device);
         pos.map(|i| self.events.remove(i)).is_some()
     }
 }
@@ -124,14 +139,23 @@ impl Vmm for Qmp {
             self.r.get_ref().set_read_timeout(Some(left))?;
             let v = match self.read() {
                 Ok(v) => v,
-                Err(VmmError::Io(e)) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
+                Err(VmmError::Io(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue
+                }
                 Err(e) => return Err(e),
             };
             if v.get("event").is_some() {
                 self.events.push(v);
             }
         }
-        self.r.get_ref().set_read_timeout(Some(Duration::from_secs(10)))?;
+        self.r
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_secs(10)))?;
         Ok(())
     }
 
@@ -144,7 +168,8 @@ impl Vmm for Qmp {
     }
 
     fn set_link(&mut self, name: &str, up: bool) -> Result<(), VmmError> {
-        self.execute("set_link", json!({ "name": name, "up": up })).map(drop)
+        self.execute("set_link", json!({ "name": name, "up": up }))
+            .map(drop)
     }
 }
 
@@ -189,23 +214,48 @@ mod tests {
         assert_eq!(rx.recv().unwrap(), json!({"execute": "qmp_capabilities"}));
 
         q.detach_vf("vf0", Duration::from_secs(5)).unwrap();
-        assert_eq!(rx.recv().unwrap(), json!({"execute": "device_del", "arguments": {"id": "vf0"}}));
-        assert_eq!(q.events.len(), 1, "the unrelated event is kept, DEVICE_DELETED consumed");
+        assert_eq!(
+            rx.recv().unwrap(),
+            json!({"execute": "device_del", "arguments": {"id": "vf0"}})
+        );
+        assert_eq!(
+            q.events.len(),
+            1,
+            "the unrelated event is kept, DEVICE_DELETED consumed"
+        );
 
         q.set_link("n0", false).unwrap();
-        assert_eq!(rx.recv().unwrap(), json!({"execute": "set_link", "arguments": {"name": "n0", "up": false}}));
+        assert_eq!(
+            rx.recv().unwrap(),
+            json!({"execute": "set_link", "arguments": {"name": "n0", "up": false}})
+        );
 
-        let vf = VfDevice { id: "vf0".into(), host: "0000:01:10.0".into(), failover_pair_id: Some("net0".into()) };
+        let vf = VfDevice {
+            id: "vf0".into(),
+            host: "0000:01:10.0".into(),
+            failover_pair_id: Some("net0".into()),
+        };
         q.attach_vf(&vf).unwrap();
         assert_eq!(
             rx.recv().unwrap(),
             json!({"execute": "device_add", "arguments": {"driver": "vfio-pci", "host": "0000:01:10.0", "id": "vf0", "failover_pair_id": "net0"}})
         );
 
-        let e = q.attach_vf(&VfDevice { id: "vf9".into(), host: "0000:99:00.0".into(), failover_pair_id: None }).unwrap_err();
-        assert!(matches!(&e, VmmError::Command { class, desc, .. } if class == "GenericError" && desc.contains("no such host device")), "{e}");
+        let e = q
+            .attach_vf(&VfDevice {
+                id: "vf9".into(),
+                host: "0000:99:00.0".into(),
+                failover_pair_id: None,
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&e, VmmError::Command { class, desc, .. } if class == "GenericError" && desc.contains("no such host device")),
+            "{e}"
+        );
 
-        let e = q.detach_vf("stuck", Duration::from_millis(300)).unwrap_err();
+        let e = q
+            .detach_vf("stuck", Duration::from_millis(300))
+            .unwrap_err();
         assert!(matches!(e, VmmError::Timeout(..)), "{e}");
         // The connection is still usable after a timeout.
         q.set_link("n0", true).unwrap();
@@ -221,6 +271,9 @@ mod tests {
             writeln!(s, r#"{{"hello": 1}}"#).unwrap();
         });
         assert!(matches!(Qmp::connect(&p), Err(VmmError::Protocol(_))));
-        assert!(matches!(Qmp::connect(&d.join("none")), Err(VmmError::Io(_))));
+        assert!(matches!(
+            Qmp::connect(&d.join("none")),
+            Err(VmmError::Io(_))
+        ));
     }
 }

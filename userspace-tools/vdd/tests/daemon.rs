@@ -20,11 +20,17 @@ fn aff(tid: u32) -> String {
 fn place_crash_restart_cool_down_and_shutdown() {
     let online = host::online_cpus().unwrap();
     if online.len() < 2 || !online.contains(&1) {
-        eprintln!("skipped: needs CPUs 0 and 1 online (have {})", cpus::format(&online));
+        eprintln!(
+            "skipped: needs CPUs 0 and 1 online (have {})",
+            cpus::format(&online)
+        );
         return;
     }
     let d = common::tmpdir("daemon");
-    let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let mut child = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
     let pid = child.id();
     // The child inherits our affinity; give it every online CPU (a cpuset may refuse: then it
     // counts as pinned and we let vdd manage pinned VMs).
@@ -69,7 +75,11 @@ fn place_crash_restart_cool_down_and_shutdown() {
     dm.tick();
     assert_eq!(aff(pid), orig, "one sample: nothing yet");
     hot_tick(&mut dm, true);
-    assert_eq!(aff(pid), "1", "placed on the driver core at the second sample");
+    assert_eq!(
+        aff(pid),
+        "1",
+        "placed on the driver core at the second sample"
+    );
     if slice_on {
         assert_eq!(h.slice(pid).unwrap(), Some(700_000), "EEVDF slice set");
     }
@@ -79,7 +89,8 @@ fn place_crash_restart_cool_down_and_shutdown() {
 
     // kill -9: no shutdown, the kernel keeps the placement, the state file keeps the originals.
     drop(dm);
-    let st: StateFile = serde_json::from_str(&std::fs::read_to_string(&cfg.daemon.state_file).unwrap()).unwrap();
+    let st: StateFile =
+        serde_json::from_str(&std::fs::read_to_string(&cfg.daemon.state_file).unwrap()).unwrap();
     assert_eq!(st.threads.len(), 1);
     assert_eq!(st.threads[0].orig_affinity, orig);
     assert_eq!(aff(pid), "1");
@@ -90,8 +101,12 @@ fn place_crash_restart_cool_down_and_shutdown() {
     }
     assert_eq!(status(&dm).placements_total, 0, "adopted, not placed again");
     assert_eq!(aff(pid), "1");
-    let st: StateFile = serde_json::from_str(&std::fs::read_to_string(&cfg.daemon.state_file).unwrap()).unwrap();
-    assert_eq!(st.threads[0].orig_affinity, orig, "the original is still the real one");
+    let st: StateFile =
+        serde_json::from_str(&std::fs::read_to_string(&cfg.daemon.state_file).unwrap()).unwrap();
+    assert_eq!(
+        st.threads[0].orig_affinity, orig,
+        "the original is still the real one"
+    );
 
     // Cool down: restored after hold (200 ms) once the window (100 ms) is cool.
     let mut n = 0;
@@ -112,7 +127,8 @@ fn place_crash_restart_cool_down_and_shutdown() {
     dm.shutdown();
     assert_eq!(aff(pid), orig);
     assert_eq!(h.slice(pid).unwrap(), orig_slice);
-    let st: StateFile = serde_json::from_str(&std::fs::read_to_string(&cfg.daemon.state_file).unwrap()).unwrap();
+    let st: StateFile =
+        serde_json::from_str(&std::fs::read_to_string(&cfg.daemon.state_file).unwrap()).unwrap();
     assert!(st.threads.is_empty());
 
     // Placed again, then the VM exits: it is forgotten, nothing fails.
