@@ -12,6 +12,8 @@ for i in $(seq 1 "$runs"); do
     bash "$VD_ROOT/scripts/test.sh" all > "$dir/run-$i.log" 2>&1
     rc=$?
     cp "$VD_OUT/results.txt" "$dir/results-$i.txt"
+    # A failed run keeps its consoles: the next run overwrites build/vm-*.log.
+    if [ $rc != 0 ]; then for f in "$VD_OUT"/vm-*.log; do [ -f "$f" ] && cp "$f" "$dir/$(basename "$f" .log)-$i.log"; done; fi
     line=$(tail -1 "$dir/run-$i.log")
     [ $rc = 0 ] && green=$((green + 1))
     printf 'run %2d: %s (%ss)\n' "$i" "$line" "$(( $(date +%s) - s ))" | tee -a "$dir/summary.txt"
