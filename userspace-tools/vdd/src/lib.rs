@@ -26,4 +26,5 @@ pub mod policy;
 pub mod protocol;
 pub mod sources;
 pub mod sriov;
+pub mod testutil;
 pub mod vmm;
