@@ -53,8 +53,9 @@ make -s "${KMAKE_ARGS[@]}" -j"$(( $(nproc) + 1 ))" bzImage modules >"$tree/.vd-b
     || { tail -40 "$tree/.vd-build.log" >&2; die "kernel: build failed (log: $tree/.vd-build.log)"; }
 touch "$tree/.vd-built"
 log "kernel: built $tree"
-# Trees of this variant under older keys are dead weight (several GB each).
-for old in "$VD_CACHE/kernel/$VARIANT"-*; do
+# Trees of this variant under older keys are dead weight (several GB each); VD_KEEP_TREES=1 keeps
+# them (another checkout, e.g. a soak of an older commit, may still be using one).
+[ "${VD_KEEP_TREES:-0}" = 1 ] || for old in "$VD_CACHE/kernel/$VARIANT"-*; do
     [ "$old" = "$tree" ] || { log "kernel: removing stale tree $old"; rm -rf "$old"; }
 done
 echo "$tree"

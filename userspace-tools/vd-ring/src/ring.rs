@@ -55,12 +55,36 @@ pub const OFF_REQ_ARRAY: usize = 16;
 pub const OFF_RSP_ARRAY: usize = 20;
 /// Geometry line: generation, bumped on every restore of the channel.
 pub const OFF_GENERATION: usize = 24;
+/// Geometry line: offset of the data area from the ring's start (0: no data area). Channels
+/// made by `VDE_IOC_CREATE_SHM` only; the area is page aligned and follows the response slots.
+pub const OFF_DATA_OFF: usize = 28;
+/// Geometry line: bytes of the data area.
+pub const OFF_DATA_LEN: usize = 32;
+/// Geometry line: what the channel carries ([`dev_kind`]); 0 for channels without a kind.
+pub const OFF_DEV_KIND: usize = 36;
+/// Geometry line: the value the frontend writes to its doorbell to kick the backend
+/// (ivshmem-doorbell: `(peer << 16) | vector`, written to BAR0 offset 12).
+pub const OFF_DOORBELL: usize = 40;
 /// Frontend line: request producer index.
 pub const OFF_REQ_PROD: usize = 64;
 /// Frontend line: response consumer index.
 pub const OFF_RSP_CONS: usize = 68;
 /// Frontend line: "interrupt me when `rsp_prod` passes this".
 pub const OFF_RSP_EVENT: usize = 72;
+/// Frontend line: the frontend's state ([`FRONT_CONNECTED`] once its interrupt is set up and
+/// it serves responses; 0 before). Informational for the host (listings, diagnostics): the
+/// backend never depends on it.
+pub const OFF_FRONT_STATE: usize = 76;
+/// [`OFF_FRONT_STATE`]: the frontend is connected.
+pub const FRONT_CONNECTED: u32 = 1;
+
+/// Device kinds ([`OFF_DEV_KIND`]).
+pub mod dev_kind {
+    /// No kind given (test and echo channels).
+    pub const NONE: u32 = 0;
+    /// A disk: ops `BLK_*`, served by the `block` backend.
+    pub const BLOCK: u32 = 1;
+}
 /// Backend line: response producer index.
 pub const OFF_RSP_PROD: usize = 128;
 /// Backend line: request consumer index (frees request slots for the frontend).
@@ -92,6 +116,12 @@ pub mod op {
     pub const BLK_FLUSH: u16 = 4;
     /// Block size query: response payload is the capacity in bytes as `u64`.
     pub const BLK_GET_SIZE: u16 = 5;
+    /// Block read into the data area: payload one [`BlkDaReq`](super::BlkDaReq); the backend
+    /// writes `len` bytes at `data_off` of the data area; the response carries the status only.
+    pub const BLK_READ_DA: u16 = 6;
+    /// Block write from the data area: payload one [`BlkDaReq`](super::BlkDaReq); `len` bytes
+    /// at `data_off` of the data area go to the disk (stable first if `BLK_F_FUA`).
+    pub const BLK_WRITE_DA: u16 = 7;
 }
 
 /// The payload header of a block request ([`op::BLK_READ`], [`op::BLK_WRITE`]): the one
@@ -149,6 +179,79 @@ impl BlkReq {
     /// Byte offset of the request on the disk, `None` if it overflows.
     pub fn pos(&self) -> Option<u64> {
         self.sector.checked_mul(BLK_SECTOR)
+    }
+}
+
+/// The payload of [`op::BLK_READ_DA`] and [`op::BLK_WRITE_DA`]: a block request whose data sits
+/// in the channel's data area (channels made by `VDE_IOC_CREATE_SHM`), so a request moves up to
+/// the guest driver's chunk size without touching the slot size. Little-endian on the wire.
+///
+/// ```text
+/// offset 0   sector: u64    first 512-byte sector
+/// offset 8   len: u32       bytes to read or write, a multiple of 512, > 0
+/// offset 12  flags: u32     BLK_F_* (unknown bits: -EINVAL)
+/// offset 16  data_off: u64  where the data is, from the data area's start; the whole
+///                           [data_off, data_off + len) must lie in the data area (-EINVAL)
+/// ```
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlkDaReq {
+    /// First sector (512 bytes each).
+    pub sector: u64,
+    /// Bytes to transfer.
+    pub len: u32,
+    /// `BLK_F_*`.
+    pub flags: u32,
+    /// Offset of the data in the data area.
+    pub data_off: u64,
+}
+
+/// Bytes of a [`BlkDaReq`] payload.
+pub const BLK_DA_REQ_LEN: usize = 24;
+/// [`BlkDaReq::flags`]: the write is stable on the host's storage before the response
+/// (forced unit access: the backend syncs the written range).
+pub const BLK_F_FUA: u32 = 1 << 0;
+/// Every [`BlkDaReq::flags`] bit the block backend knows.
+pub const BLK_F_ALL: u32 = BLK_F_FUA;
+
+const _: () = {
+    assert!(core::mem::size_of::<BlkDaReq>() == BLK_DA_REQ_LEN);
+    assert!(core::mem::offset_of!(BlkDaReq, sector) == 0);
+    assert!(core::mem::offset_of!(BlkDaReq, len) == 8);
+    assert!(core::mem::offset_of!(BlkDaReq, flags) == 12);
+    assert!(core::mem::offset_of!(BlkDaReq, data_off) == 16);
+};
+
+impl BlkDaReq {
+    /// The payload as it goes into a request slot.
+    pub fn to_bytes(&self) -> [u8; BLK_DA_REQ_LEN] {
+        let mut b = [0u8; BLK_DA_REQ_LEN];
+        b[..8].copy_from_slice(&self.sector.to_le_bytes());
+        b[8..12].copy_from_slice(&self.len.to_le_bytes());
+        b[12..16].copy_from_slice(&self.flags.to_le_bytes());
+        b[16..].copy_from_slice(&self.data_off.to_le_bytes());
+        b
+    }
+    /// Decodes the payload at the start of `payload` (`None` if shorter than
+    /// [`BLK_DA_REQ_LEN`]).
+    pub fn from_bytes(payload: &[u8]) -> Option<Self> {
+        let h = payload.get(..BLK_DA_REQ_LEN)?;
+        let w = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+        Some(Self {
+            sector: u64::from(w(0)) | (u64::from(w(4)) << 32),
+            len: w(8),
+            flags: w(12),
+            data_off: u64::from(w(16)) | (u64::from(w(20)) << 32),
+        })
+    }
+    /// Byte offset of the request on the disk, `None` if it overflows.
+    pub fn pos(&self) -> Option<u64> {
+        self.sector.checked_mul(BLK_SECTOR)
+    }
+    /// The data's range in a data area of `area_len` bytes, `None` if any part lies outside.
+    pub fn data_range(&self, area_len: u64) -> Option<core::ops::Range<u64>> {
+        let end = self.data_off.checked_add(u64::from(self.len))?;
+        (end <= area_len).then_some(self.data_off..end)
     }
 }
 

@@ -512,3 +512,28 @@ fn blk_req_layout_and_bytes() {
         Some(1536)
     );
 }
+
+/// The data-area block payload is 24 bytes (sector 0, len 8, flags 12, data_off 16); encoding
+/// and decoding agree; the data range check refuses any byte outside the area, overflow too.
+#[test]
+fn blk_da_req_layout_and_range() {
+    let r = BlkDaReq {
+        sector: 0x0102_0304_0506_0708,
+        len: 4096,
+        flags: BLK_F_FUA,
+        data_off: 0x1_0000_2000,
+    };
+    let b = r.to_bytes();
+    assert_eq!(&b[..8], &0x0102_0304_0506_0708u64.to_le_bytes());
+    assert_eq!(&b[8..12], &4096u32.to_le_bytes());
+    assert_eq!(&b[12..16], &BLK_F_FUA.to_le_bytes());
+    assert_eq!(&b[16..], &0x1_0000_2000u64.to_le_bytes());
+    assert_eq!(BlkDaReq::from_bytes(&b), Some(r));
+    assert_eq!(BlkDaReq::from_bytes(&b[..23]), None);
+    let at = |data_off, len| BlkDaReq { data_off, len, ..r };
+    assert_eq!(at(0, 4096).data_range(4096), Some(0..4096));
+    assert_eq!(at(1, 4096).data_range(4096), None);
+    assert_eq!(at(4096, 1).data_range(4096), None);
+    assert_eq!(at(u64::MAX, 2).data_range(u64::MAX), None);
+    assert_eq!(at(8192, 0).data_range(8192), Some(8192..8192));
+}

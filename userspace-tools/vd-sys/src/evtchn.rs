@@ -31,6 +31,31 @@ impl Domain {
         unsafe { ioctl_ptr(&self.file, VDE_IOC_CREATE, &mut c) }?;
         Ok(c)
     }
+    /// `VDE_IOC_CREATE_SHM`: a channel in a new shmem file with a `data_size`-byte data area.
+    /// The returned [`ShmChannel`] owns the file (close-on-exec).
+    pub fn create_shm(&self, req: &ShmRequest) -> Result<ShmChannel, Errno> {
+        let mut c = VdeCreateShm {
+            entries: req.entries,
+            entry_size: req.entry_size,
+            data_size: req.data_size,
+            dev_kind: req.dev_kind,
+            doorbell: req.doorbell,
+            ..Default::default()
+        };
+        // SAFETY: `_IOWR` of one `VdeCreateShm`.
+        unsafe { ioctl_ptr(&self.file, VDE_IOC_CREATE_SHM, &mut c) }?;
+        // SAFETY: on success the kernel installed `c.fd`, a new descriptor that nothing else
+        // in this process owns.
+        let file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(c.fd) };
+        Ok(ShmChannel { info: c, file })
+    }
+    /// `VDE_IOC_ORPHAN`: hands channel `id` to its guest (it lives until its kick eventfd is
+    /// closed everywhere); the id is free in this domain afterwards.
+    pub fn orphan(&self, id: u32) -> Result<(), Errno> {
+        let mut id = id;
+        // SAFETY: `_IOW` of one `u32`.
+        unsafe { ioctl_ptr(&self.file, VDE_IOC_ORPHAN, &mut id) }.map(drop)
+    }
     /// `VDE_IOC_DESTROY`.
     pub fn destroy(&self, id: u32) -> Result<(), Errno> {
         let mut id = id;
@@ -262,3 +287,28 @@ impl RingView {
         unsafe { RawMem::new(self.ptr.as_ptr(), self.len) }
     }
 }
+
+/// What [`Domain::create_shm`] makes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ShmRequest {
+    /// Slots per array.
+    pub entries: u32,
+    /// Bytes per slot.
+    pub entry_size: u32,
+    /// Bytes of data area (a multiple of 4096).
+    pub data_size: u32,
+    /// `vd_ring::dev_kind` value.
+    pub dev_kind: u32,
+    /// The guest's doorbell value for the backend.
+    pub doorbell: u32,
+}
+
+/// A channel made by [`Domain::create_shm`]: its geometry and its shmem file.
+#[derive(Debug)]
+pub struct ShmChannel {
+    /// What the kernel answered (`fd` is owned by `file`).
+    pub info: VdeCreateShm,
+    /// The shmem file holding the ring and the data area.
+    pub file: File,
+}
+

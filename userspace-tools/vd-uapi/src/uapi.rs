@@ -160,6 +160,9 @@ pub const VDE_FEAT_BLOCK: u64 = 1 << 2;
 pub const VDE_FEAT_USER: u64 = 1 << 3;
 /// Feature bit: save/restore.
 pub const VDE_FEAT_SAVE_RESTORE: u64 = 1 << 4;
+/// Feature bit: channels in shmem files with a data area (`VDE_IOC_CREATE_SHM`) and channels
+/// owned by their guest (`VDE_IOC_ORPHAN`): the stock-QEMU `ivshmem-doorbell` transport.
+pub const VDE_FEAT_SHM: u64 = 1 << 5;
 
 /// Most channels per domain.
 pub const VDE_MAX_CHANNELS: u32 = 256;
@@ -352,7 +355,7 @@ pub struct VdeListEntry {
     pub cursor: u64,
     /// Out: thread-group id of the process that owns the domain (the VMM).
     pub domain_pid: u32,
-    /// In: must be 0.
+    /// In: must be 0. Out: `VDE_LIST_*` bits.
     pub flags: u32,
     /// Out: the channel's counters; `stats.id` is the channel id in its domain.
     pub stats: VdeStats,
@@ -364,6 +367,66 @@ const _: () = {
 };
 /// `_IOWR(0xB7, 0x19, struct vde_list_entry)`.
 pub const VDE_IOC_LIST: u32 = iowr::<VdeListEntry>(0x19);
+
+/// `VDE_IOC_CREATE_SHM`: makes a channel whose ring and data area live in a new shmem file
+/// that the caller gets as an fd, for VMMs that take guest memory as a file (QEMU's
+/// `ivshmem-doorbell`, which wants a power-of-two size).
+///
+/// The file holds the ring at offset 0 (the `vd-ring` layout; the geometry line also records
+/// the data area, the device kind and the doorbell value, see `vd_ring::OFF_DATA_OFF`), then
+/// `data_size` bytes of data area at a page-aligned offset; its size is the next power of two
+/// that holds both. The kernel pins the file's pages while the channel lives; the channel is
+/// also mappable through the device at `mmap_offset` like any other.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdeCreateShm {
+    /// Slots per array: a power of two, 1..=4096.
+    pub entries: u32,
+    /// Bytes per slot: a power of two, 32..=4096; entries * entry_size <= 1 MiB.
+    pub entry_size: u32,
+    /// Bytes of data area: a multiple of 4096, at most `VDE_MAX_DATA` (0: none).
+    pub data_size: u32,
+    /// Device kind written to the geometry line (`vd_ring::dev_kind`).
+    pub dev_kind: u32,
+    /// The value the guest writes to kick the backend (ivshmem: `(peer << 16) | vector`),
+    /// written to the geometry line for the guest driver; the kernel does not interpret it.
+    pub doorbell: u32,
+    /// Must be 0.
+    pub flags: u32,
+    /// Out: the channel id.
+    pub id: u32,
+    /// Out: the shmem file, open read-write, close-on-exec.
+    pub fd: i32,
+    /// Out: the file's size (a power of two).
+    pub size: u64,
+    /// Out: offset of the data area in the file.
+    pub data_off: u64,
+    /// Out: `mmap` offset of the ring on the device.
+    pub mmap_offset: u64,
+}
+const _: () = {
+    assert!(size_of::<VdeCreateShm>() == 56);
+    assert!(offset_of!(VdeCreateShm, doorbell) == 16);
+    assert!(offset_of!(VdeCreateShm, id) == 24);
+    assert!(offset_of!(VdeCreateShm, fd) == 28);
+    assert!(offset_of!(VdeCreateShm, size) == 32);
+    assert!(offset_of!(VdeCreateShm, data_off) == 40);
+    assert!(offset_of!(VdeCreateShm, mmap_offset) == 48);
+};
+/// Largest data area of a `VDE_IOC_CREATE_SHM` channel: 64 MiB.
+pub const VDE_MAX_DATA: u32 = 64 << 20;
+/// `_IOWR(0xB7, 0x1a, struct vde_create_shm)`.
+pub const VDE_IOC_CREATE_SHM: u32 = iowr::<VdeCreateShm>(0x1a);
+
+/// `_IOW(0xB7, 0x1b, u32)`: hands channel `id` to its guest. The channel leaves the domain
+/// (the id is free afterwards) and lives on, served as before, until its kick eventfd is gone
+/// (every file reference closed: the VMM exited and nobody else holds it), then it is torn
+/// down. The VMM's lifetime decides, not the caller's: a server that set the channel up may
+/// exit or restart. Needs a bound kick eventfd (`EINVAL` otherwise). While such a channel
+/// lives the module stays loaded (rmmod answers `EBUSY`). Listed with `VDE_LIST_ORPHAN`.
+pub const VDE_IOC_ORPHAN: u32 = iow::<u32>(0x1b);
+/// [`VdeListEntry::flags`] out: the channel belongs to its guest (`VDE_IOC_ORPHAN`).
+pub const VDE_LIST_ORPHAN: u32 = 1 << 0;
 
 // ---------------------------------------------------------------------------------------------
 // vd_sriov_mgr: `/dev/vd_sriov`. ioctl numbers 0x20..=0x2f.
