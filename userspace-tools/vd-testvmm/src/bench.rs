@@ -19,7 +19,8 @@ use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::evtchn::{self, median, Opts, ServePath};
+use crate::evtchn::{self, Opts, ServePath};
+use vd_testkit::stats::median;
 
 /// One latency row.
 #[derive(Debug, Serialize)]
