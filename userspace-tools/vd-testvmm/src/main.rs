@@ -60,6 +60,7 @@ mod input;
 mod inputguest;
 mod ringguest;
 mod smoke;
+mod tsc;
 
 use std::process::ExitCode;
 
