@@ -13,7 +13,6 @@
 //! TSC cycles; the rows are shown in ns with the one TSC rate measured here. Under software
 //! emulation only the ratios mean anything.
 
-
 use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 use vmm_sys_util::eventfd::EventFd;
