@@ -1941,8 +1941,12 @@ pub fn unload() -> Result<()> {
     let (reg_tx, reg_rx) = std::sync::mpsc::channel::<Result<(), Errno>>();
     let d = dev.clone();
     let t = std::thread::spawn(move || {
-        let _ = reg_tx.send(d.vcpu_register());
+        let reg = d.vcpu_register();
+        // Let go of the device before reporting: the main thread takes the last reference as
+        // soon as it hears back (dropping after the send raced with that: one soak run in ten
+        // found "the device is still shared").
         drop(d);
+        let _ = reg_tx.send(reg);
         // Lives on, asleep, until told to go.
         let _ = rx.recv();
     });
