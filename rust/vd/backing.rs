@@ -103,6 +103,60 @@ impl BackingFile {
         }
     }
 
+    /// Reads `len` bytes at `pos` into `dst`; short reads are an error (`EIO`).
+    ///
+    /// # Safety
+    ///
+    /// `dst` is valid for writes of `len` bytes for the duration of the call (kernel memory;
+    /// other parties may write it concurrently: the file's read copies into it with `memcpy`).
+    pub(crate) unsafe fn read_raw(&self, dst: *mut u8, len: usize, pos: u64) -> Result {
+        let mut p = i64::try_from(pos).map_err(|_| EINVAL)?;
+        // SAFETY: `file` is valid; `dst` is writable for `len` bytes (caller).
+        let n = unsafe { bindings::kernel_read(self.file.as_ptr(), dst.cast(), len, &mut p) };
+        match usize::try_from(n) {
+            Ok(n) if n == len => Ok(()),
+            Ok(_) => Err(EIO),
+            Err(_) => Err(Error::from_errno(n as i32)),
+        }
+    }
+
+    /// Writes `len` bytes from `src` at `pos`; short writes are an error (`EIO`).
+    ///
+    /// # Safety
+    ///
+    /// `src` is valid for reads of `len` bytes for the duration of the call (kernel memory;
+    /// other parties may write it concurrently: the file's write copies from it with `memcpy`).
+    pub(crate) unsafe fn write_raw(&self, src: *const u8, len: usize, pos: u64) -> Result {
+        let mut p = i64::try_from(pos).map_err(|_| EINVAL)?;
+        // SAFETY: `file` is valid; `src` is readable for `len` bytes (caller).
+        let n = unsafe { bindings::kernel_write(self.file.as_ptr(), src.cast(), len, &mut p) };
+        match usize::try_from(n) {
+            Ok(n) if n == len => Ok(()),
+            Ok(_) => Err(EIO),
+            Err(_) => Err(Error::from_errno(n as i32)),
+        }
+    }
+
+    /// Makes bytes `[pos, pos + len)` stable (`vfs_fsync_range` with `datasync`: the data and
+    /// the metadata needed to read it back, as a FUA write needs).
+    pub(crate) fn sync_range(&self, pos: u64, len: u64) -> Result {
+        if len == 0 {
+            return Ok(());
+        }
+        let start = i64::try_from(pos).map_err(|_| EINVAL)?;
+        let last = pos
+            .checked_add(len - 1)
+            .and_then(|e| i64::try_from(e).ok())
+            .ok_or(EINVAL)?;
+        // SAFETY: `file` is valid; the range is inclusive and non-negative.
+        let r = unsafe { bindings::vfs_fsync_range(self.file.as_ptr(), start, last, 1) };
+        if r < 0 {
+            Err(Error::from_errno(r))
+        } else {
+            Ok(())
+        }
+    }
+
     /// `fsync`.
     pub(crate) fn sync(&self) -> Result {
         // SAFETY: `file` is valid.
