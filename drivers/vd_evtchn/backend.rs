@@ -163,13 +163,7 @@ fn blk_da_hdr(payload: &[u8], size: u64, da: &DataArea<'_>) -> Result<DaHdr> {
     })
 }
 
-fn block(
-    f: &BackingFile,
-    opc: u16,
-    payload: &[u8],
-    rsp: &mut [u8],
-    da: &DataArea<'_>,
-) -> Served {
+fn block(f: &BackingFile, opc: u16, payload: &[u8], rsp: &mut [u8], da: &DataArea<'_>) -> Served {
     crate::registry::stall_point();
     let size = f.size();
     let r = match opc {

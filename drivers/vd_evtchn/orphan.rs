@@ -147,7 +147,11 @@ pub(crate) fn adopt(p: Prepared) {
 /// Called from the channel's kick work item.
 pub(crate) fn hung_up(key: u64) {
     let set = ORPHANS.lock();
-    let o = set.tree.as_ref().and_then(|t| t.get(&key)).map(|e| e.o.clone());
+    let o = set
+        .tree
+        .as_ref()
+        .and_then(|t| t.get(&key))
+        .map(|e| e.o.clone());
     if let Some(o) = o {
         queue(&set, &o);
     }

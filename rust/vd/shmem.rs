@@ -131,16 +131,13 @@ impl SharedPages {
         bytes: usize,
         file_size: usize,
     ) -> Result<(Self, ARef<File>)> {
-        if bytes == 0 || bytes % PAGE_SIZE != 0 || file_size % PAGE_SIZE != 0 || bytes > file_size
-        {
+        if bytes == 0 || bytes % PAGE_SIZE != 0 || file_size % PAGE_SIZE != 0 || bytes > file_size {
             return Err(EINVAL);
         }
         let size = i64::try_from(file_size).map_err(|_| EINVAL)?;
         // SAFETY: `name` is a NUL-terminated string that outlives the call (the helper copies
         // it into the dentry); the helper returns a referenced file or an ERR_PTR.
-        let f = unsafe {
-            bindings::vd_shmem_file(kernel::str::CStrExt::as_char_ptr(name), size)
-        };
+        let f = unsafe { bindings::vd_shmem_file(kernel::str::CStrExt::as_char_ptr(name), size) };
         let f = NonNull::new(kernel::error::from_err_ptr(f)?).ok_or(ENOMEM)?;
         // SAFETY: `f` is a valid file with one reference, which the `ARef` takes over (`File`
         // is a transparent wrapper of `struct file`).
