@@ -205,3 +205,60 @@ fn block(f: &BackingFile, opc: u16, payload: &[u8], rsp: &mut [u8], da: &DataAre
         Err(e) => Served::err(e),
     }
 }
+
+#[kernel::prelude::kunit_tests(vd_evtchn_block_da)]
+mod tests {
+    use super::*;
+    use crate::ring::BLK_DA_REQ_LEN;
+
+    fn req(sector: u64, len: u32, flags: u32, data_off: u64) -> [u8; BLK_DA_REQ_LEN] {
+        BlkDaReq {
+            sector,
+            len,
+            flags,
+            data_off,
+        }
+        .to_bytes()
+    }
+
+    /// Data-area requests are checked against the private area length and the disk size; every
+    /// bad field is EINVAL, overflow included.
+    #[test]
+    fn data_area_requests_are_checked() {
+        let mem = SharedPages::new(3 * 4096).unwrap();
+        let da = DataArea {
+            mem: &mem,
+            off: 4096,
+            len: 8192,
+        };
+        let size = 1 << 20;
+        let ok = blk_da_hdr(&req(2, 4096, BLK_F_FUA, 4096), size, &da).unwrap();
+        assert_eq!(
+            (ok.pos, ok.len, ok.area_off, ok.fua),
+            (1024, 4096, 8192, true)
+        );
+        let ok = blk_da_hdr(&req(2047, 512, 0, 0), size, &da).unwrap();
+        assert_eq!((ok.pos, ok.area_off, ok.fua), (2047 * 512, 4096, false));
+        let bad: [[u8; BLK_DA_REQ_LEN]; 9] = [
+            req(0, 0, 0, 0),
+            req(0, 100, 0, 0),
+            req(0, 512, 2, 0),
+            req(0, 512, 0, 8192),
+            req(0, 4096, 0, 8192 - 512),
+            req(0, 512, 0, u64::MAX - 10),
+            req(2048, 512, 0, 0),
+            req(u64::MAX / 256, 512, 0, 0),
+            req(2047, 1024, 0, 0),
+        ];
+        for b in bad.iter() {
+            assert!(blk_da_hdr(b, size, &da).is_err());
+        }
+        assert!(blk_da_hdr(&req(0, 512, 0, 0)[..23], size, &da).is_err());
+        let none = DataArea {
+            mem: &mem,
+            off: 0,
+            len: 0,
+        };
+        assert!(blk_da_hdr(&req(0, 512, 0, 0), size, &none).is_err());
+    }
+}
