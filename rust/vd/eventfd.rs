@@ -7,7 +7,10 @@
 //!   queue entry on the eventfd, added through `vfs_poll`), and runs [`KickHandler::handle`] in
 //!   a workqueue after each batch of kicks (the "kick" eventfd the VMM registered with
 //!   `KVM_IOEVENTFD`). The hop to process context is required: eventfds may not be signalled from
-//!   inside an eventfd wake-up, and backends may sleep.
+//!   inside an eventfd wake-up, and backends may sleep. It also reports the eventfd's hang-up
+//!   (`EPOLLHUP` from its release: the last file reference is gone, nobody can kick any more)
+//!   through [`KickHandler::hung_up`], from the same work item; we hold only the context, so the
+//!   hang-up is the kickers' (the VMM's) doing alone.
 
 use core::ffi::c_void;
 use core::ptr::NonNull;
@@ -134,7 +137,8 @@ pub(crate) trait KickHandler: Sync + Send {
     /// Runs in process context (the `Kicked`'s workqueue) after `kicks` kicks arrived
     /// (kicks that arrive while it is queued are batched into one call). Never runs concurrently
     /// with itself for the same [`Kicked`]. Returns `true` to be called again soon (work left
-    /// over after a bounded pass), without a kick.
+    /// over after a bounded pass), without a kick. Also called (with whatever kicks are pending,
+    /// maybe 0) in the work item that reports a hang-up, before [`Self::hung_up`].
     fn handle(&self, kicks: u64) -> bool;
 
     /// The attached eventfd hung up: its last file reference was closed (the VMM that kicked
