@@ -457,6 +457,20 @@ pub fn orphan(path: &str) -> Result<()> {
     );
     d.destroy(unbound.info.id)?;
 
+    // A channel whose VMM is already gone (its kick eventfd closed) goes as soon as it is
+    // orphaned.
+    {
+        let early = d.create_shm(&shm_req(DATA))?;
+        let fe = Front::new(&d, &early, Some(&disk))?;
+        drop(fe);
+        d.orphan(early.info.id)?;
+        let gone = wait_for(|| Ok(listed(&d)?.is_empty()))?;
+        check!(
+            gone,
+            "orphaned after its kick eventfd was closed: torn down at once"
+        );
+    }
+
     let ch = d.create_shm(&shm_req(DATA))?;
     let mut f = Front::new(&d, &ch, Some(&disk))?;
     let id = ch.info.id;
