@@ -7,6 +7,7 @@ load vd_evtchn
 vd-itest evtchn-shm --file /tmp/vd-shm.img || fail "evtchn-shm"
 vd-itest evtchn-shm-efault || fail "evtchn-shm-efault"
 vd-itest evtchn-shm-truncate --file /tmp/vd-trunc.img || fail "evtchn-shm-truncate"
+vd-itest evtchn-orphan-race --rounds 30 || fail "evtchn-orphan-race"
 vd-itest evtchn-orphan --file /tmp/vd-orphan.img || fail "evtchn-orphan"
 check "vd_evtchn unloaded once the orphan was gone" sh -c '! grep -q "^vd_evtchn " /proc/modules'
 load vd_evtchn

@@ -48,6 +48,11 @@ enum Cmd {
         #[arg(long, default_value = "/tmp/vd-orphan.img")]
         file: String,
     },
+    /// `VDE_IOC_ORPHAN` racing with binds of the same channel: an orphan always keeps a kick.
+    EvtchnOrphanRace {
+        #[arg(long, default_value_t = 30)]
+        rounds: u32,
+    },
     /// `VDE_IOC_CREATE_SHM` whose answer cannot be copied out: EFAULT, nothing left.
     EvtchnShmEfault,
     /// A hostile holder truncates a channel's file: only that channel breaks.
@@ -230,6 +235,7 @@ fn main() -> std::process::ExitCode {
         Cmd::EvtchnShm { file } => shm::shm(&file),
         Cmd::EvtchnOrphan { file } => shm::orphan(&file),
         Cmd::EvtchnShmEfault => shm::efault(),
+        Cmd::EvtchnOrphanRace { rounds } => shm::orphan_race(rounds),
         Cmd::EvtchnShmTruncate { file } => shm::truncate(&file),
         Cmd::EvtchnRestore => evtchn::restore(),
         Cmd::EvtchnCase { name } => evtchn::case(&name),

@@ -653,3 +653,71 @@ pub fn truncate(path: &str) -> Result<()> {
     );
     Ok(())
 }
+
+/// `VDE_IOC_ORPHAN` racing with binds and unbinds of the same channel from another thread: an
+/// orphan always keeps a kick eventfd (the binding is sealed in the same step), so closing the
+/// eventfds the race used always ends it. Were it left unbound, it would never go (and pin the
+/// module).
+pub fn orphan_race(rounds: u32) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let me = std::process::id();
+    let d = Domain::open()?;
+    let mut orphaned = 0;
+    for round in 0..rounds {
+        let ch = d.create_shm(&shm_req(0))?;
+        let id = ch.info.id;
+        let k1 = EventFd::new(EFD_NONBLOCK)?;
+        let k2 = EventFd::new(EFD_NONBLOCK)?;
+        let call = EventFd::new(EFD_NONBLOCK)?;
+        d.bind(id, Some(k1.as_raw_fd()), Some(call.as_raw_fd()))?;
+        let stop = AtomicBool::new(false);
+        let won = std::thread::scope(|s| -> Result<bool> {
+            s.spawn(|| {
+                let (a, b, c) = (k1.as_raw_fd(), k2.as_raw_fd(), call.as_raw_fd());
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = d.bind(id, Some(b), Some(c));
+                    let _ = d.bind(id, None, Some(c));
+                    let _ = d.bind(id, Some(a), Some(c));
+                }
+            });
+            let mut won = false;
+            for _ in 0..20_000 {
+                match d.orphan(id) {
+                    Ok(()) => {
+                        won = true;
+                        break;
+                    }
+                    // Unbound at that instant, or a bind in between: try again.
+                    Err(Errno::EINVAL) => {}
+                    Err(e) => {
+                        stop.store(true, Ordering::Relaxed);
+                        bail!("round {round}: VDE_IOC_ORPHAN: {e}");
+                    }
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            Ok(won)
+        })?;
+        if !won {
+            d.destroy(id)?;
+            continue;
+        }
+        orphaned += 1;
+        drop((k1, k2, call, ch));
+        let gone = wait_for(|| {
+            Ok(!d
+                .list_all()?
+                .iter()
+                .any(|e| e.domain_pid == me && e.flags & VDE_LIST_ORPHAN != 0))
+        })?;
+        check!(
+            gone,
+            "round {round}: the orphan made during binds went with its eventfds"
+        );
+    }
+    check!(
+        orphaned > rounds / 2,
+        "{orphaned} of {rounds} rounds orphaned the channel mid-race"
+    );
+    Ok(())
+}
