@@ -187,11 +187,11 @@ fn block(f: &BackingFile, opc: u16, payload: &[u8], rsp: &mut [u8], da: &DataAre
         op::BLK_FLUSH => f.sync().map(|()| 0),
         // A read has nothing to make stable: FUA is accepted and means nothing there.
         op::BLK_READ_DA => blk_da_hdr(payload, size, da)
-            .and_then(|h| da.mem.read_file_into(f, h.area_off, h.len, h.pos))
+            .and_then(|h| da.mem.file_io(f, h.area_off, h.len, h.pos, true))
             .map(|()| 0),
         op::BLK_WRITE_DA => blk_da_hdr(payload, size, da)
             .and_then(|h| {
-                da.mem.write_file_from(f, h.area_off, h.len, h.pos)?;
+                da.mem.file_io(f, h.area_off, h.len, h.pos, false)?;
                 if h.fua {
                     f.sync_range(h.pos, h.len as u64)?;
                 }

@@ -103,33 +103,41 @@ impl BackingFile {
         }
     }
 
-    /// Reads `len` bytes at `pos` into `dst`; short reads are an error (`EIO`).
+    /// Reads into (`to_pages`) or writes from the pages `bv` describe, at `pos`, all of them in
+    /// one call (`vfs_iter_read`/`vfs_iter_write` over a `bio_vec` iterator, as the loop driver
+    /// does); short transfers are an error (`EIO`).
     ///
     /// # Safety
     ///
-    /// `dst` is valid for writes of `len` bytes for the duration of the call (kernel memory;
-    /// other parties may write it concurrently: the file's read copies into it with `memcpy`).
-    pub(crate) unsafe fn read_raw(&self, dst: *mut u8, len: usize, pos: u64) -> Result {
+    /// Every entry of `bv` describes a range inside one page that the caller holds a reference
+    /// on for the duration of the call (other parties may write the pages concurrently: the
+    /// file's copy routines only `memcpy` them).
+    pub(crate) unsafe fn rw_pages(
+        &self,
+        bv: &[bindings::bio_vec],
+        pos: u64,
+        to_pages: bool,
+    ) -> Result {
+        let len: usize = bv.iter().map(|b| b.bv_len as usize).sum();
         let mut p = i64::try_from(pos).map_err(|_| EINVAL)?;
-        // SAFETY: `file` is valid; `dst` is writable for `len` bytes (caller).
-        let n = unsafe { bindings::kernel_read(self.file.as_ptr(), dst.cast(), len, &mut p) };
-        match usize::try_from(n) {
-            Ok(n) if n == len => Ok(()),
-            Ok(_) => Err(EIO),
-            Err(_) => Err(Error::from_errno(n as i32)),
-        }
-    }
-
-    /// Writes `len` bytes from `src` at `pos`; short writes are an error (`EIO`).
-    ///
-    /// # Safety
-    ///
-    /// `src` is valid for reads of `len` bytes for the duration of the call (kernel memory;
-    /// other parties may write it concurrently: the file's write copies from it with `memcpy`).
-    pub(crate) unsafe fn write_raw(&self, src: *const u8, len: usize, pos: u64) -> Result {
-        let mut p = i64::try_from(pos).map_err(|_| EINVAL)?;
-        // SAFETY: `file` is valid; `src` is readable for `len` bytes (caller).
-        let n = unsafe { bindings::kernel_write(self.file.as_ptr(), src.cast(), len, &mut p) };
+        let mut it = core::mem::MaybeUninit::<bindings::iov_iter>::zeroed();
+        let dir = if to_pages {
+            bindings::ITER_DEST
+        } else {
+            bindings::ITER_SOURCE
+        };
+        // SAFETY: `iov_iter_bvec` initialises the whole iterator over `bv`, which outlives it
+        // (it lives until the end of this function); the pages are held by the caller. `file`
+        // is valid and was checked to be open read-write; the file's read/write copies into or
+        // out of the pages through the iterator.
+        let n = unsafe {
+            bindings::iov_iter_bvec(it.as_mut_ptr(), dir, bv.as_ptr(), bv.len() as _, len);
+            if to_pages {
+                bindings::vfs_iter_read(self.file.as_ptr(), it.as_mut_ptr(), &mut p, 0)
+            } else {
+                bindings::vfs_iter_write(self.file.as_ptr(), it.as_mut_ptr(), &mut p, 0)
+            }
+        };
         match usize::try_from(n) {
             Ok(n) if n == len => Ok(()),
             Ok(_) => Err(EIO),

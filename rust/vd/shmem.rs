@@ -26,6 +26,9 @@ use kernel::sync::aref::ARef;
 
 const _: () = assert!(PAGE_SIZE == RING_PAGE);
 
+/// Pages moved per file call by [`SharedPages::file_io`] (128 KiB: a guest driver's chunk).
+const RW_BATCH: usize = 32;
+
 /// Pages of a shmem file with one reference held on each, and the file.
 ///
 /// # Invariants
@@ -240,61 +243,57 @@ impl SharedPages {
         }
     }
 
-    /// Calls `f(kernel address, bytes, offset from `off`)` for each page piece of the range
-    /// `[off, off + len)`; `EINVAL` if the range is not inside the area. Stops at the first error.
-    fn each_piece(
+    /// The `struct page` of page `i`.
+    fn page_ptr(&self, i: usize) -> Option<*mut bindings::page> {
+        match &self.backing {
+            Backing::Own(p) => p.get(i).map(Page::as_ptr),
+            Backing::File(fp) => fp.pages.get(i).copied(),
+        }
+    }
+
+    /// Moves `len` bytes between the area at `off` and `file` at `pos` (into the area with
+    /// `to_pages`: a block read into a data area; else a block write from it), in batches of up
+    /// to [`RW_BATCH`] pages per file call. `EINVAL` if the range is not inside the area. The
+    /// other party may write the same bytes meanwhile: it gets what it raced for.
+    pub(crate) fn file_io(
         &self,
+        file: &crate::vd::backing::BackingFile,
         off: usize,
         len: usize,
-        mut f: impl FnMut(*mut u8, usize, usize) -> Result,
+        pos: u64,
+        to_pages: bool,
     ) -> Result {
         let end = off.checked_add(len).ok_or(EINVAL)?;
         if end > self.len() {
             return Err(EINVAL);
         }
-        let mut done = 0;
-        while done < len {
-            let at = off + done;
-            let n = (PAGE_SIZE - at % PAGE_SIZE).min(len - done);
-            let a = self.at(at, n).ok_or(EINVAL)?;
-            f(a as *mut u8, n, done)?;
-            done += n;
+        let empty = bindings::bio_vec {
+            bv_page: core::ptr::null_mut(),
+            bv_len: 0,
+            bv_offset: 0,
+        };
+        let mut bv = [empty; RW_BATCH];
+        let mut at = off;
+        while at < end {
+            let start = at;
+            let mut n = 0;
+            while n < RW_BATCH && at < end {
+                let in_pg = at % PAGE_SIZE;
+                let take = (PAGE_SIZE - in_pg).min(end - at);
+                bv[n] = bindings::bio_vec {
+                    bv_page: self.page_ptr(at / PAGE_SIZE).ok_or(EINVAL)?,
+                    bv_len: take as u32,
+                    bv_offset: in_pg as u32,
+                };
+                n += 1;
+                at += take;
+            }
+            let p = pos.checked_add((start - off) as u64).ok_or(EINVAL)?;
+            // SAFETY: each entry is a range inside one page held by `self` (the pages live as
+            // long as `self`, which outlives the call).
+            unsafe { file.rw_pages(&bv[..n], p, to_pages) }?;
         }
         Ok(())
-    }
-
-    /// Reads `len` bytes of `file` at `pos` into the area at `off` (a block read into a data
-    /// area). The other party may write the same bytes meanwhile: it gets what it raced for.
-    pub(crate) fn read_file_into(
-        &self,
-        file: &crate::vd::backing::BackingFile,
-        off: usize,
-        len: usize,
-        pos: u64,
-    ) -> Result {
-        self.each_piece(off, len, |a, n, done| {
-            let p = pos.checked_add(done as u64).ok_or(EINVAL)?;
-            // SAFETY: `a..a + n` lies in one page held by `self` (`each_piece`/`at`), valid for
-            // writes for the call; it is only written by the file's copy routine (a memcpy).
-            unsafe { file.read_raw(a, n, p) }
-        })
-    }
-
-    /// Writes `len` bytes of the area at `off` to `file` at `pos` (a block write from a data
-    /// area).
-    pub(crate) fn write_file_from(
-        &self,
-        file: &crate::vd::backing::BackingFile,
-        off: usize,
-        len: usize,
-        pos: u64,
-    ) -> Result {
-        self.each_piece(off, len, |a, n, done| {
-            let p = pos.checked_add(done as u64).ok_or(EINVAL)?;
-            // SAFETY: `a..a + n` lies in one page held by `self` (`each_piece`/`at`), valid for
-            // reads for the call; it is only read by the file's copy routine (a memcpy).
-            unsafe { file.write_raw(a, n, p) }
-        })
     }
 
     /// The kernel address of byte `off`, if `len` bytes from there stay inside one page.

@@ -278,10 +278,17 @@ pub fn shm(path: &str) -> Result<()> {
         "GET_SIZE through the file mapping"
     );
     // Writes from the data area land in the image; reads into it come from the image.
-    for (i, (sector, len, area)) in [(0u64, 4096u32, 0u64), (9, 131072, 65536), (8000, 512, 4608)]
-        .into_iter()
-        .enumerate()
-    {
+    // Page-aligned, a 128 KiB chunk, a sector inside a page, a range crossing a page boundary
+    // off alignment, and 256 KiB from an unaligned start (65 pages: more than one batch of the
+    // kernel's page-vector I/O).
+    let reqs = [
+        (0u64, 4096u32, 0u64),
+        (9, 131072, 65536),
+        (8000, 512, 4608),
+        (300, 1536, 7680),
+        (1000, 262144, 512),
+    ];
+    for (i, (sector, len, area)) in reqs.into_iter().enumerate() {
         let data = pattern(i as u64 + 1, len as usize);
         f.put(area as usize, &data);
         let flags = if i == 1 { BLK_F_FUA } else { 0 };
