@@ -9,6 +9,7 @@ pub(crate) mod common;
 pub(crate) mod eventfd;
 pub(crate) mod input;
 pub(crate) mod kfile;
+pub(crate) mod modref;
 pub(crate) mod netdev;
 pub(crate) mod pci;
 pub(crate) mod preempt;
