@@ -9,6 +9,8 @@ pub(crate) mod common;
 pub(crate) mod eventfd;
 pub(crate) mod input;
 pub(crate) mod kfile;
+pub(crate) mod memremap;
+pub(crate) mod msix;
 pub(crate) mod netdev;
 pub(crate) mod pci;
 pub(crate) mod preempt;
