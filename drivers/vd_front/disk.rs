@@ -126,7 +126,8 @@ impl WorkItem for Shared {
         this.watchdog_pass(now_ms());
         if !this.stopping.load(Relaxed) {
             // Fails only while `stop_watchdog` cancels it: then it must not run again anyway.
-            let _ = workqueue::system().enqueue_delayed(this, msecs_to_jiffies(WATCHDOG_PERIOD_MS));
+            let _ = workqueue::system_power_efficient()
+                .enqueue_delayed(this, msecs_to_jiffies(WATCHDOG_PERIOD_MS));
         }
     }
 }
@@ -450,8 +451,8 @@ impl Shared {
 
     /// Starts the watchdog (once the disk is up).
     pub(crate) fn start_watchdog(self: &Arc<Self>) {
-        let _ =
-            workqueue::system().enqueue_delayed(self.clone(), msecs_to_jiffies(WATCHDOG_PERIOD_MS));
+        let _ = workqueue::system_power_efficient()
+            .enqueue_delayed(self.clone(), msecs_to_jiffies(WATCHDOG_PERIOD_MS));
     }
 
     /// Stops the watchdog: when this returns it neither runs nor is queued.

@@ -114,16 +114,16 @@ impl VdFront {
             .iomap_region_sized::<BAR0_LEN>(0, c"vd_front")?
             .into_devres()?;
         let mem = Memremap::new(pdev, 2, MAX_MAP, c"vd_front").inspect_err(|e| {
-            dev_err!(pdev, "vd_front: cannot map BAR2: {:?}\n", e);
+            dev_err!(pdev, "cannot map BAR2: {:?}\n", e);
         })?;
         let line = GeomLine::read(&mem);
         let geo = validate(&line, mem.len()).map_err(|e| {
-            dev_err!(pdev, "vd_front: not a vd disk: {}\n", e.name());
+            dev_err!(pdev, "not a vd disk: {}\n", e.name());
             ENODEV
         })?;
         let index = NEXT_INDEX.fetch_add(1, Relaxed);
         let shared = Shared::new(mem, geo, bar0, index).inspect_err(|_| {
-            dev_err!(pdev, "vd_front: the ring changed under the probe\n");
+            dev_err!(pdev, "the ring changed under the probe\n");
         })?;
         let handler = IrqHandler {
             shared: shared.clone(),
@@ -134,12 +134,12 @@ impl VdFront {
             unsafe { MsixIrq::new(pdev, c"vd_front", handler)? },
             GFP_KERNEL,
         )
-        .inspect_err(|e| dev_err!(pdev, "vd_front: no MSI-X vector: {:?}\n", e))?;
+        .inspect_err(|e| dev_err!(pdev, "no MSI-X vector: {:?}\n", e))?;
         shared.connect();
         let bytes = shared.query_size().inspect_err(|e| {
             dev_err!(
                 pdev,
-                "vd_front: the host did not answer the size query: {:?}\n",
+                "the host did not answer the size query: {:?}\n",
                 e
             );
         })?;
