@@ -136,12 +136,23 @@ impl VdFront {
         )
         .inspect_err(|e| dev_err!(pdev, "no MSI-X vector: {:?}\n", e))?;
         shared.connect();
+        let disk = Self::add_disk(pdev, &shared, index).inspect_err(|_| {
+            // The host may look at the frontend state: not connected after all.
+            shared.shut_down();
+        })?;
+        // Last: nothing fails after this, so `unbind` always stops it.
+        shared.start_watchdog();
+        Ok(DeviceData { disk, irq, shared })
+    }
+
+    /// Handshake, part two, and the disk: the size query, then `vdbN`.
+    fn add_disk(
+        pdev: &pci::Device<Core<'_>>,
+        shared: &Arc<Shared>,
+        index: u32,
+    ) -> Result<Pin<KBox<Mutex<Option<Disk>>>>> {
         let bytes = shared.query_size().inspect_err(|e| {
-            dev_err!(
-                pdev,
-                "the host did not answer the size query: {:?}\n",
-                e
-            );
+            dev_err!(pdev, "the size query failed: {:?}\n", e);
         })?;
         let geo = shared.geometry();
         let tagset = Arc::pin_init(TagSet::new(1, geo.depth(), 1), GFP_KERNEL)?;
@@ -164,10 +175,7 @@ impl VdFront {
             geo.ring().entries(),
             geo.ring().entry_size()
         );
-        let disk = KBox::pin_init(new_mutex!(Some(Disk { _disk: disk })), GFP_KERNEL)?;
-        // Last: nothing fails after this, so `unbind` always stops it.
-        shared.start_watchdog();
-        Ok(DeviceData { disk, irq, shared })
+        KBox::pin_init(new_mutex!(Some(Disk { _disk: disk })), GFP_KERNEL)
     }
 }
 
