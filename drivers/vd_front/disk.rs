@@ -58,7 +58,8 @@ type Rq = ARef<Request<VdBlk>>;
 enum SizeQuery {
     /// Not asked (or answered and done with).
     Idle,
-    /// Asked; responses with other ids are left over from an earlier binding and ignored.
+    /// Asked, or about to be (the state from the start): responses with other ids are left
+    /// over from an earlier binding of the ring and ignored.
     Waiting,
     /// Answered: the capacity in bytes.
     Done(u64),
@@ -169,7 +170,8 @@ impl Shared {
                     queued_ms,
                     broken: false,
                     corrupted: false,
-                    size: SizeQuery::Idle,
+                    // Until the size answer: what the interrupt finds before is stale.
+                    size: SizeQuery::Waiting,
                 }, "vd_front::Shared::inner"),
                 broken: AtomicBool::new(false),
                 watchdog <- new_delayed_work!("vd_front::Shared::watchdog"),
