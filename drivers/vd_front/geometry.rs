@@ -133,6 +133,18 @@ pub(crate) const fn queue_depth(entries: u32, data_len: usize, chunk: u32) -> u3
     }
 }
 
+/// The disk's capacity in 512-byte sectors for the `bytes` the host reported: whole sectors
+/// only, and at most what a byte offset (`loff_t`, `i64`) can address.
+pub(crate) const fn capacity_sectors(bytes: u64) -> u64 {
+    let sectors = bytes / 512;
+    let max = (i64::MAX as u64) >> 9;
+    if sectors > max {
+        max
+    } else {
+        sectors
+    }
+}
+
 /// Validates a geometry line against a mapping of `map_len` bytes of BAR2.
 pub(crate) fn validate(g: &GeomLine, map_len: usize) -> Result<FrontGeometry, GeomError> {
     if g.magic != ring::RING_MAGIC {
@@ -252,6 +264,14 @@ mod tests {
         assert_eq!(chunk_size(4096 + 100), Some(4096));
         assert_eq!(chunk_size(4095), None);
         assert_eq!(chunk_size(0), None);
+    }
+
+    #[test]
+    fn capacity_is_whole_sectors_and_addressable() {
+        assert_eq!(capacity_sectors(0), 0);
+        assert_eq!(capacity_sectors(511), 0);
+        assert_eq!(capacity_sectors(64 << 20), 131072);
+        assert_eq!(capacity_sectors(u64::MAX), (i64::MAX as u64) >> 9);
     }
 
     #[test]

@@ -60,7 +60,7 @@ mod geometry;
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use disk::{IrqHandler, Shared, VdBlk, BAR0_LEN, CORRUPT};
-use geometry::{validate, GeomLine, MAX_MAP};
+use geometry::{capacity_sectors, validate, GeomLine, MAX_MAP};
 use kernel::block::mq::{gen_disk::GenDisk, gen_disk::GenDiskBuilder, TagSet};
 use kernel::device::Core;
 use kernel::new_mutex;
@@ -157,7 +157,7 @@ impl VdFront {
         let geo = shared.geometry();
         let tagset = Arc::pin_init(TagSet::new(1, geo.depth(), 1), GFP_KERNEL)?;
         let disk = GenDiskBuilder::new()
-            .capacity_sectors(bytes / 512)
+            .capacity_sectors(capacity_sectors(bytes))
             .logical_block_size(512)?
             .physical_block_size(4096)?
             .rotational(false)
