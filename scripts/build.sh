@@ -16,7 +16,7 @@ build_modules() {
     # Kbuild tracks every source file of a Rust crate (rustc's dep-info, `#[path]` includes too),
     # so make rebuilds what changed; its exit status is the verdict. The old modules are removed
     # first so that a failed build can never leave a stale .ko to be tested.
-    local mods=(drivers/vd_evtchn/vd_evtchn drivers/vd_sriov_mgr/vd_sriov_mgr drivers/vd_input_irq/vd_input_irq tests-kunit/vd_kunit)
+    local mods=(drivers/vd_evtchn/vd_evtchn drivers/vd_sriov_mgr/vd_sriov_mgr drivers/vd_input_irq/vd_input_irq drivers/vd_front/vd_front tests-kunit/vd_kunit)
     local m
     for m in "${mods[@]}"; do rm -f "$VD_ROOT/$m.ko"; done
     rm -rf "$OUT/modules"
