@@ -1,0 +1,37 @@
+//! Helpers for the tests.
+
+use std::path::PathBuf;
+
+/// A test's scratch directory, removed when dropped (also when the test fails).
+pub struct TmpDir(PathBuf);
+
+impl TmpDir {
+    /// `{temp}/vd-ivshmem-{pid}-{name}-{n}`, empty. Short: socket paths have 108 bytes.
+    pub fn new(name: &str) -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let d = std::env::temp_dir().join(format!(
+            "vd-ivshmem-{}-{name}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        if let Err(e) = std::fs::create_dir_all(&d) {
+            panic!("{}: {e}", d.display());
+        }
+        Self(d)
+    }
+}
+
+impl std::ops::Deref for TmpDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
