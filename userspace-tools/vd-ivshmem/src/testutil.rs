@@ -1,5 +1,6 @@
 //! Helpers for the tests.
 
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::PathBuf;
 
 /// A test's scratch directory, removed when dropped (also when the test fails).
@@ -34,4 +35,15 @@ impl Drop for TmpDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The counter of an eventfd, from `/proc/self/fdinfo` (reading the eventfd would consume it,
+/// or block).
+pub fn eventfd_count(fd: BorrowedFd<'_>) -> u64 {
+    let p = format!("/proc/self/fdinfo/{}", fd.as_raw_fd());
+    let s = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"));
+    s.lines()
+        .find_map(|l| l.strip_prefix("eventfd-count:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("{p}: not an eventfd: {s}"))
 }
