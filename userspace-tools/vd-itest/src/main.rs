@@ -7,7 +7,6 @@ mod evtchn;
 mod hostile;
 mod input;
 mod sriov;
-mod uinput;
 mod vddtest;
 mod vfio;
 
