@@ -8,7 +8,9 @@ use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::os::fd::AsFd;
-use vd_ivshmem::{ChannelGeometry, Config, Event, KernelProvider, Server};
+use vd_ivshmem::{
+    ChannelGeometry, ChannelProvider, Config, Event, FakeProvider, KernelProvider, Server,
+};
 
 /// Serves one VM disk to QEMU's ivshmem-doorbell device through vd_evtchn.
 ///
@@ -54,6 +56,10 @@ struct Cli {
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     log_level: tracing::Level,
+    /// Tests of this binary only: channels are memfds and eventfds nothing serves (a guest would
+    /// get a disk that never answers).
+    #[arg(long, hide = true)]
+    test_fake_channels: bool,
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -128,17 +134,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     mask.add(Signal::SIGINT);
     mask.thread_block()?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
-    let provider = KernelProvider::open(&cli.device)?;
     let cfg = Config {
-        socket: cli.socket,
-        image: cli.image,
+        socket: cli.socket.clone(),
+        image: cli.image.clone(),
         geometry,
         lock_wait: Duration::from_secs(cli.lock_wait),
         mode: cli.mode,
         gid,
     };
-    let mut server = Server::bind(cfg, provider)?;
-    let json = cli.json;
+    if cli.test_fake_channels {
+        tracing::warn!("--test-fake-channels: nothing serves the channels (tests only)");
+        serve(Server::bind(cfg, FakeProvider::default())?, &sfd, cli.json)
+    } else {
+        let provider = KernelProvider::open(&cli.device)?;
+        serve(Server::bind(cfg, provider)?, &sfd, cli.json)
+    }
+}
+
+/// Runs the server until SIGTERM/SIGINT, logging each event (and printing it as JSON).
+fn serve<P: ChannelProvider>(
+    mut server: Server<P>,
+    sfd: &SignalFd,
+    json: bool,
+) -> anyhow::Result<()> {
     let mut ready = false;
     server.run(sfd.as_fd(), &mut |e: &Event| {
         if json {

@@ -47,3 +47,19 @@ pub fn eventfd_count(fd: BorrowedFd<'_>) -> u64 {
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         .unwrap_or_else(|| panic!("{p}: not an eventfd: {s}"))
 }
+
+/// Kills process `pid` after `after` unless the returned sender is used (or dropped) first: a
+/// hung child fails its test instead of hanging it.
+pub fn watchdog(pid: u32, after: std::time::Duration) -> std::sync::mpsc::Sender<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(after) {
+            eprintln!("process {pid} still running after {after:?}: killed");
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    });
+    tx
+}

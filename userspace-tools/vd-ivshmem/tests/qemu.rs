@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
-use vd_ivshmem::testutil::{eventfd_count, TmpDir};
+use vd_ivshmem::testutil::{eventfd_count, watchdog, TmpDir};
 use vd_ivshmem::{ChannelGeometry, Config, Event, FakeProvider, Server};
 
 /// Upper bound of every wait.
@@ -127,24 +127,10 @@ fn spawn_qemu(bin: &Path, socket: &Path) -> Child {
         .unwrap()
 }
 
-fn watchdog(pid: u32) -> mpsc::Sender<()> {
-    let (tx, rx) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(WAIT) {
-            eprintln!("QEMU {pid} still running after {WAIT:?}: killed");
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    });
-    tx
-}
-
 impl Qemu {
     fn start(bin: &Path, socket: &Path) -> Self {
         let mut child = spawn_qemu(bin, socket);
-        let watchdog = Some(watchdog(child.id()));
+        let watchdog = Some(watchdog(child.id(), WAIT));
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
         Self {
@@ -279,7 +265,7 @@ fn a_refused_qemu_stops_with_the_errno_instead_of_hanging() {
     let (srv, socket) = Served::start(&dir);
     srv.fake.state().fail_create = Some(nix::errno::Errno::ENOMEM);
     let mut child = spawn_qemu(&bin, &socket);
-    let w = watchdog(child.id());
+    let w = watchdog(child.id(), WAIT);
     drop(child.stdin.take());
     let mut err = String::new();
     child
