@@ -91,6 +91,9 @@ pub struct Channel {
     pub size: u64,
     /// Offset of the data area in `shm`.
     pub data_off: u64,
+    /// The channel's host-wide list key (`VDE_IOC_LIST`'s cursor: unique, never reused), when
+    /// known. After the hand-over the channel id is free again, so the key is what names it.
+    pub key: Option<u64>,
     /// The eventfd the guest's doorbell signals (QEMU's ioeventfd for peer 0, vector 0).
     pub kick: OwnedFd,
     /// The eventfd that interrupts the guest (QEMU's irqfd of MSI-X vector 0).
@@ -257,6 +260,19 @@ impl KernelProvider {
     }
 }
 
+impl KernelProvider {
+    /// The list key of this domain's channel `id` (a walk over the host's channels).
+    fn list_key(&self, id: u32) -> Option<u64> {
+        let me = std::process::id();
+        let all = self.dom.list_all().ok()?;
+        all.iter()
+            .find(|e| {
+                e.domain_pid == me && e.stats.id == id && e.flags & vd_uapi::VDE_LIST_ORPHAN == 0
+            })
+            .map(|e| e.cursor)
+    }
+}
+
 impl ChannelProvider for KernelProvider {
     fn create(
         &mut self,
@@ -284,6 +300,7 @@ impl ChannelProvider for KernelProvider {
                 id,
                 size: shm.info.size,
                 data_off: shm.info.data_off,
+                key: self.list_key(id),
                 shm: shm.file.into(),
                 kick,
                 call,
@@ -382,6 +399,7 @@ impl ChannelProvider for FakeProvider {
             id,
             size,
             data_off: geo.data_off(),
+            key: Some(u64::from(id)),
             shm: dup(shm.as_fd(), Step::CreateShm)?,
             kick: dup(kick.as_fd(), Step::Eventfd)?,
             call: dup(call.as_fd(), Step::Eventfd)?,

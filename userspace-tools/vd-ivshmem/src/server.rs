@@ -51,8 +51,11 @@ pub enum Event {
         /// The client's ivshmem id (its IVPosition register).
         client: u16,
         /// The vd_evtchn channel id it had in the server's domain before it was handed over
-        /// (`vdctl evtchn list` shows it as an orphan).
+        /// (free again afterwards: the next client's channel may get the same).
         channel: u32,
+        /// The channel's host-wide list key (`VDE_IOC_LIST` cursor), unique for the host's
+        /// uptime; null if the listing failed.
+        key: Option<u64>,
         /// The image.
         image: PathBuf,
         /// Image bytes.
@@ -108,13 +111,15 @@ impl Event {
             Self::Client {
                 client,
                 channel,
+                key,
                 image,
                 size,
                 shm_size,
                 data_off,
             } => format!(
-                "client {client}: channel {channel} on image {} ({size} bytes), shared memory \
+                "client {client}: channel {channel}{} on image {} ({size} bytes), shared memory \
                  {shm_size} bytes (data at {data_off}), handed to the guest",
+                key.map(|k| format!(" (list key {k})")).unwrap_or_default(),
                 image.display()
             ),
             Self::Refused {
@@ -363,6 +368,7 @@ impl<P: ChannelProvider> Server<P> {
         on(&Event::Client {
             client: id,
             channel: ch.id,
+            key: ch.key,
             image: info.path,
             size: info.size,
             shm_size: ch.size,

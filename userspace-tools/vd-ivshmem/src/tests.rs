@@ -229,6 +229,7 @@ fn a_client_gets_shared_memory_and_working_eventfds() {
         Event::Client {
             client: 1,
             channel: 0,
+            key: Some(0),
             image: r.image.clone(),
             size: 1 << 20,
             shm_size: g.shm_size(),
@@ -461,6 +462,7 @@ fn events_serialize_as_one_json_object_each() {
     let e = Event::Client {
         client: 1,
         channel: 7,
+        key: Some(42),
         image: "/var/lib/vd/a.img".into(),
         size: 4096,
         shm_size: 16 << 20,
@@ -468,7 +470,7 @@ fn events_serialize_as_one_json_object_each() {
     };
     assert_eq!(
         serde_json::to_string(&e).unwrap(),
-        r#"{"event":"client","client":1,"channel":7,"image":"/var/lib/vd/a.img","size":4096,"shm_size":16777216,"data_off":12288}"#
+        r#"{"event":"client","client":1,"channel":7,"key":42,"image":"/var/lib/vd/a.img","size":4096,"shm_size":16777216,"data_off":12288}"#
     );
     let e = Event::Refused {
         client: 2,
