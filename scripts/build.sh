@@ -5,7 +5,9 @@ set -euo pipefail
 OUT=$VD_OUT
 mkdir -p "$OUT"
 TARGET=x86_64-unknown-linux-gnu
-TOOLS=(vdctl vdd vd-testvmm vd-itest)
+TOOLS=(vdctl vdd vd-testvmm vd-itest vd-ivshmem)
+# The binaries they make (package vd-ivshmem builds vd-ivshmem-server).
+BINS=(vdctl vdd vd-testvmm vd-itest vd-ivshmem-server)
 
 # VD_KERNEL_TREE overrides the cached tree (a developer's own build of the same source).
 kernel_tree() { if [ -n "${VD_KERNEL_TREE:-}" ]; then echo "$VD_KERNEL_TREE"; else VARIANT=${VARIANT:-base} bash "$VD_ROOT/scripts/kernel.sh"; fi; }
@@ -41,7 +43,7 @@ build_tools() {
         cargo build --quiet --release --locked --target $TARGET $(printf -- '-p %s ' "${TOOLS[@]}")) \
         || die "tools: cargo build failed"
     mkdir -p "$OUT/bin"
-    for t in "${TOOLS[@]}"; do cp "$VD_ROOT/userspace-tools/target/$TARGET/release/$t" "$OUT/bin/"; done
+    for t in "${BINS[@]}"; do cp "$VD_ROOT/userspace-tools/target/$TARGET/release/$t" "$OUT/bin/"; done
 }
 
 build_initramfs() {
