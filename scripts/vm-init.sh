@@ -1,7 +1,7 @@
 #!/bin/sh
 # /init of the vd test VM (busybox). Mode from the kernel command line: vd.mode=demo|test|shell|bench,
 # vd.tests="name ..." to run only some tests, vd.timeout=<s per test>.
-export PATH=/bin:/sbin
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
@@ -84,9 +84,10 @@ test|bench|reconfig)
       done ) &
     for t in [0-9]*.sh; do
         name=${t%.sh}; name=${name#*-}
-        # 0x-6x: make test's first boot; 7x: its second, reconfig boot (see scripts/test.sh); 9x: bench.
+        # 0x-6x, 8x (nested guests): make test's first boot; 7x: its second, reconfig boot (see
+        # scripts/test.sh); 9x: bench.
         case "$mode:$t" in
-            bench:9*|test:[0-6]*|reconfig:7*) ;;
+            bench:9*|test:[0-68]*|reconfig:7*) ;;
             *) continue ;;
         esac
         if [ -n "$only" ] && ! echo " $only " | grep -q " $name "; then continue; fi
