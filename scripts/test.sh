@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # make test: test.sh all|host|vm
 #   host: cargo tests of the userspace workspace, format and clippy checks, a bounded fuzz run
-#   vm:   boots the test VM twice (0x-6x, then 7x with single-threaded TCG): KUnit suites of every module (kunit.py),
+#   vm:   boots the test VM twice (0x-6x + 8x, then 7x with single-threaded TCG): KUnit suites of every module (kunit.py),
 #         integration scripts (scripts/vmtests), kernel-log check for oops/WARN/BUG
 # Prints one line per test and closes with "N passed, N failed". Exit 1 on any failure.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 what=${1:-all}
-# Two VM boots: "test" runs scripts/vmtests/0x-6x and the KUnit suites; "reconfig" runs 7x, the
+# Two VM boots: "test" runs scripts/vmtests/0x-6x, 8x (nested guests) and the KUnit suites; "reconfig" runs 7x, the
 # SR-IOV PF reconfiguration tests, under single-threaded TCG (scripts/vm.sh says why).
 OUT=$VD_OUT; mkdir -p "$OUT"
 RES=$OUT/results.txt; : > "$RES"
@@ -74,7 +74,7 @@ wanted() {
 }
 
 vm_boots() { # test.sh vm: both boots, each only if TESTS names something in it
-    if wanted test '[0-6]*.sh'; then phase vm-tests vm_tests test '[0-6]*.sh'; fi
+    if wanted test '[0-68]*.sh'; then phase vm-tests vm_tests test '[0-68]*.sh'; fi
     if wanted reconfig '7*.sh'; then phase vm-reconfig vm_tests reconfig '7*.sh'; fi
 }
 
@@ -116,6 +116,13 @@ vm_tests() { # vm_tests MODE GLOB: one boot of the test VM, results of the scrip
                sed -n "/^VDTEST-START $name\$/,/^VDTEST $name /p" "$log" | grep -E '^  \| (FAIL|.*rror)' | head -5 ;;
         esac
     done
+    # Nested guests' consoles (scripts/vmtests/guest-lib.sh prints each between markers), one
+    # file per guest: build/guest-consoles/<test>-<guest>.log.
+    [ "$VM_MODE" = test ] && awk -v d="$OUT/guest-consoles" 'BEGIN{system("rm -rf " d "; mkdir -p " d)}
+        /^VDTEST-START / {t=$2; next}
+        /^  \| ==== GUEST CONSOLE .* BEGIN$/ {f=d "/" t "-" $5 ".log"; next}
+        /^  \| ==== GUEST CONSOLE .* END$/ {f=""; next}
+        f {sub(/^  \| /, ""); print > f}' "$log"
     # KUnit blocks, one per module.
     [ "$VM_MODE" = test ] && awk -v d="$OUT/ktap" 'BEGIN{system("rm -rf " d "; mkdir -p " d)}
         /^==== KTAP .* BEGIN$/ {f=d "/" $3 ".ktap"; next} /^==== KTAP END$/ {f=""; next} f {print > f}' "$log"

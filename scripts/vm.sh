@@ -46,7 +46,9 @@ qemu+=(-pidfile "$pidf")
 # A guest whose tests stop progressing (no VDTEST/VD- marker line) for VD_STALL_TIMEOUT seconds,
 # longer than any test's own timeout, is hung: stop it rather than wait for the boot timeout.
 # (Kernel messages such as RCU stall reports keep coming from a hung guest, so they don't count.)
-stall=${VD_STALL_TIMEOUT:-$(( tmo + 120 ))}
+# (Tests may declare a longer timeout of their own: "# vd-timeout: SECONDS", see vm-init.sh.)
+maxtmo=$( { echo "$tmo"; sed -n 's/^# vd-timeout: \([0-9]*\).*/\1/p' "$VD_ROOT"/scripts/vmtests/*.sh; } | sort -n | tail -1)
+stall=${VD_STALL_TIMEOUT:-$(( maxtmo + 120 ))}
 ( last=0; idle=0
   while sleep 15; do
       qpid=$(cat "$pidf" 2>/dev/null) && [ -n "$qpid" ] && kill -0 "$qpid" 2>/dev/null || break

@@ -1,0 +1,149 @@
+#!/bin/sh
+# /init of the nested guest (busybox sh; the same bzImage as the test VM, booted by QEMU inside
+# the test VM, see scripts/vmtests/guest-lib.sh). Runs one scenario named on the kernel command
+# line and prints its verdict on the console, then powers off:
+#   VDGUEST PASS <scenario>[: detail]     VDGUEST FAIL <scenario>: why
+# Parameters: vd.scenario=boot|fio-verify|mkfs|virtio-verify, vd.disk=/dev/... (default: /dev/vdb0;
+# for virtio-verify, or vd.disk=virtio, the virtio-blk disk that is not the tools disk),
+# vd.fio_size=<fio size, default 16m>. fio and mkfs.ext4 come from the tools disk (see tools()).
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+mount -t tmpfs tmp /tmp
+echo "VDGUEST-INFO init started at $(cut -d' ' -f1 /proc/uptime)s guest uptime"
+scenario=""; disk=""; fio_size=16m
+for a in $(cat /proc/cmdline); do
+    case "$a" in
+        vd.scenario=*) scenario=${a#vd.scenario=} ;;
+        vd.disk=*) disk=${a#vd.disk=} ;;
+        vd.fio_size=*) fio_size=${a#vd.fio_size=} ;;
+    esac
+done
+
+finish() { # finish PASS|FAIL detail: the verdict (a clean kernel log is part of it), then off
+    verdict=$1; detail=$2
+    bad=$(dmesg | grep -E 'Oops|BUG:|WARNING:|kernel BUG|general protection|Call Trace|KASAN|UBSAN' | head -1)
+    if [ "$verdict" = PASS ] && [ -n "$bad" ]; then verdict=FAIL; detail="kernel log: $bad"; fi
+    if [ "$verdict" != PASS ]; then
+        echo "==== GUEST DMESG BEGIN"; dmesg; echo "==== GUEST DMESG END"
+    fi
+    echo "VDGUEST $verdict $scenario${detail:+: $detail}"
+    # The serial console drains behind the guest: give it a second before the power goes (the
+    # harness waits for the VDGUEST line, not for this).
+    sleep 1
+    poweroff -f
+    exit 1
+}
+die() { finish FAIL "$*"; }
+step() { echo "VDGUEST-INFO $* at $(cut -d' ' -f1 /proc/uptime)s"; }
+
+# wait_dev DEV SECONDS: the disk's node appears (the driver probes asynchronously).
+wait_dev() {
+    n=0
+    while [ ! -b "$1" ]; do
+        n=$((n + 1)); [ $n -le $(($2 * 10)) ] || return 1; sleep 0.1
+    done
+}
+
+# virtio_disk SERIAL: the virtio-blk disk (vdX) whose serial is SERIAL ("" = the first without
+# serial vdtools).
+virtio_disk() {
+    for b in /sys/block/vd[a-z]*; do
+        [ -e "$b/serial" ] || continue
+        s=$(cat "$b/serial")
+        if [ -n "$1" ]; then [ "$s" = "$1" ] || continue; else [ "$s" != vdtools ] || continue; fi
+        echo "/dev/${b##*/}"; return 0
+    done
+    return 1
+}
+
+# tools: fio and mkfs.ext4 with their libraries, from the read-only tools disk (serial vdtools)
+# that scripts/vmtests/guest-lib.sh attaches, mounted at /tools; /usr, /lib64 and the library
+# directory point there, so the binaries run as on the host.
+tools() {
+    n=0
+    until t=$(virtio_disk vdtools); do
+        n=$((n + 1)); [ $n -le 300 ] || die "no tools disk (a virtio-blk disk with serial vdtools)"
+        sleep 0.1
+    done
+    mount -t ext4 -o ro "$t" /tools || die "mount the tools disk $t"
+    step "tools disk $t mounted"
+    ln -s /tools/usr /usr; ln -s /tools/lib64 /lib64
+    ln -s /tools/lib/x86_64-linux-gnu /lib/x86_64-linux-gnu
+    # Debian's fio keeps its job table in SysV shared memory; without CONFIG_SYSVIPC in the kernel
+    # it gets it from scripts/guest-shm-shim.c instead.
+    if [ ! -d /proc/sysvipc ]; then
+        export LD_PRELOAD=/lib/vd-shm-shim.so
+        echo "VDGUEST-INFO no SysV IPC in this kernel: fio runs with $LD_PRELOAD"
+    fi
+    # (No trial run of fio here: loading it with its ~70 libraries, all bound at load time, takes
+    # ~10 s under nested TCG.)
+}
+
+vd_disk() { # loads vd_front and waits for its first disk
+    [ -f /lib/modules/vd_front.ko ] || die "vd_front.ko is not in the guest initramfs (driver not built)"
+    insmod /lib/modules/vd_front.ko || die "insmod vd_front.ko failed: $(dmesg | tail -3 | tr '\n' ' ')"
+    wait_dev "$disk" 30 || die "$disk did not appear within 30 s after insmod vd_front: $(dmesg | grep -i vd_front | tail -3 | tr '\n' ' ')"
+}
+
+fio_verify() { # fio random writes of mixed sizes (4k-256k), then verifies every block (crc32c)
+    step "fio"
+    echo "\$ fio on $disk ($(cat /sys/block/${disk#/dev/}/size 2>/dev/null) sectors), size $fio_size"
+    fio --name=verify --filename="$disk" --direct=1 --ioengine=libaio --iodepth=8 --eta=never \
+        --rw=randwrite --bssplit=4k/60:16k/20:128k/10:256k/10 --size="$fio_size" --verify=crc32c --verify_fatal=1 \
+        --do_verify=1 --randrepeat=0 --output=/tmp/fio.out
+    rc=$?
+    cat /tmp/fio.out
+    step "fio done"
+    [ $rc = 0 ] || die "fio exited $rc"
+    grep -q 'err= 0' /tmp/fio.out || die "fio reported errors: $(grep -o 'err=[^:]*' /tmp/fio.out | head -1)"
+    w=$(grep -o 'WRITE: bw=[^ ]*' /tmp/fio.out | head -1)
+    r=$(grep -o 'READ: bw=[^ ]*' /tmp/fio.out | head -1)
+    n=$(grep -o 'issued rwts: total=[0-9]*,[0-9]*' /tmp/fio.out | head -1)
+    [ -n "$r" ] || die "fio did not read back (no verify phase)"
+    finish PASS "fio randwrite + crc32c verify of $fio_size on $disk, err=0, ${n#issued } (read,write), $w, verify $r"
+}
+
+mkfs_check() { # mkfs.ext4, mount, write a file, sync, read it back after a remount
+    step "mkfs.ext4 $disk"
+    mkfs.ext4 -q -F "$disk" > /tmp/mkfs.out 2>&1 || die "mkfs.ext4 $disk: $(cat /tmp/mkfs.out)"
+    step "mount, write"
+    mount -t ext4 "$disk" /mnt || die "mount $disk"
+    dd if=/dev/urandom of=/tmp/data bs=64k count=64 2>/dev/null
+    want=$(md5sum < /tmp/data)
+    cp /tmp/data /mnt/data || die "write /mnt/data"
+    step "sync"
+    sync || die "sync"
+    umount /mnt || die "umount"
+    echo 3 > /proc/sys/vm/drop_caches
+    mount -t ext4 "$disk" /mnt || die "mount $disk again"
+    step "read back"
+    got=$(md5sum < /mnt/data)
+    umount /mnt || die "umount (2)"
+    step "done"
+    [ "$got" = "$want" ] || die "read back $got, wrote $want"
+    finish PASS "ext4 on $disk: 4 MiB file written, synced, read back after a remount (md5 ${want%% *})"
+}
+
+case "$scenario" in
+    boot)
+        kvm=$(dmesg | grep -o 'Hypervisor detected: .*' | head -1)
+        finish PASS "kernel $(uname -r), ${kvm:-no hypervisor detected}, $(grep -c ^processor /proc/cpuinfo) cpu, $(awk '/MemTotal/ {print $2 " kB"}' /proc/meminfo)" ;;
+    fio-verify)
+        tools; disk=${disk:-/dev/vdb0}; vd_disk; fio_verify ;;
+    mkfs)
+        tools; disk=${disk:-/dev/vdb0}
+        case "$disk" in
+            /dev/vdb[0-9]*) vd_disk ;;
+            virtio) disk=$(virtio_disk "") || die "no virtio-blk disk besides the tools disk" ;;
+            *) wait_dev "$disk" 30 || die "$disk missing" ;;
+        esac
+        mkfs_check ;;
+    virtio-verify)
+        tools
+        if [ -z "$disk" ]; then disk=$(virtio_disk "") || die "no virtio-blk disk besides the tools disk"; fi
+        fio_verify ;;
+    "") die "no vd.scenario= on the kernel command line" ;;
+    *) die "unknown scenario" ;;
+esac

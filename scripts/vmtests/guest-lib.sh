@@ -1,0 +1,165 @@
+# Nested guests for the VM tests (sourced after lib.sh): the test VM's QEMU (copied into its
+# initramfs by scripts/build.sh) boots the same bzImage with KVM (nested SVM under TCG) and the
+# guest initramfs whose /init is scripts/guest-init.sh; the guest runs one scenario and prints
+# `VDGUEST PASS|FAIL <scenario>...` on its serial console (a file here). Every guest also gets
+# the tools disk (fio, mkfs.ext4; read-only virtio-blk, serial vdtools, PCI slot 0x10 so that a
+# test's own virtio disks come first, as /dev/vda...).
+#
+#   run_guest NAME SCENARIO [extra qemu args...]    start_guest + wait_guest; 0 on PASS
+#   start_guest NAME SCENARIO [extra qemu args...]  starts QEMU in the background (GUEST_PID;
+#                                                   also `guest_pid NAME`)
+#   guest_running NAME                              QEMU alive and no verdict yet
+#   wait_guest NAME                                 waits for the verdict and QEMU's exit
+# After wait_guest: GUEST_RESULT (the VDGUEST line), GUEST_SECS (QEMU start to verdict),
+# GUEST_BOOT_SECS (QEMU start to the guest's /init, within 0.2 s);
+# `result_has TEXT` checks the verdict line.
+# The console goes to this test's output between `==== GUEST CONSOLE NAME BEGIN/END` lines;
+# scripts/test.sh keeps each in build/guest-consoles/<test>-NAME.log.
+# Knobs: GUEST_MEM (MiB, 256), GUEST_APPEND (more kernel parameters), GUEST_INITRD (another
+# initramfs), VD_GUEST_TIMEOUT (s, 150).
+GUEST_DIR=${VD_GUEST_DIR:-/vd/guest}
+GUEST_TIMEOUT=${VD_GUEST_TIMEOUT:-150}
+
+# Whatever this test started and left running when it ends (a `fail` midway) is stopped, by pid.
+_GL_PIDS=""
+_gl_cleanup() {
+    for _p in $_GL_PIDS; do kill -0 "$_p" 2>/dev/null && { echo "cleanup: stopping pid $_p"; kill -9 "$_p"; }; done
+}
+trap _gl_cleanup EXIT
+
+guest_kvm() { # /dev/kvm in the test VM
+    is_loaded kvm || insmod "$M/kvm.ko" || fail "insmod kvm"
+    is_loaded kvm_amd || insmod "$M/kvm-amd.ko" || fail "insmod kvm-amd (needs -cpu max for SVM)"
+    test -c /dev/kvm || fail "/dev/kvm missing after loading kvm-amd"
+    command -v qemu-system-x86_64 > /dev/null || fail "qemu-system-x86_64 is not in the test VM's initramfs"
+    for f in bzImage initramfs.gz tools.img; do
+        test -f "$GUEST_DIR/$f" || fail "$GUEST_DIR/$f missing (scripts/build.sh initramfs)"
+    done
+}
+
+uptime_cs() { # the test VM's uptime in centiseconds
+    awk '{ split($1, a, "."); print a[1] * 100 + a[2] }' /proc/uptime
+}
+
+start_guest() {
+    _gn=$1; _gs=$2; shift 2
+    guest_kvm
+    _gc=/tmp/guest-$_gn.console
+    : > "$_gc"
+    GUEST_RESULT=""; GUEST_SECS=""
+    uptime_cs > "/tmp/guest-$_gn.start"
+    # -display none: nothing else in the initramfs to display with (no UI modules, no keymaps).
+    qemu-system-x86_64 -accel kvm -cpu host -M q35 -m "${GUEST_MEM:-256}" -smp 1 \
+        -nic none -vga none -nodefaults -display none -no-reboot \
+        -drive "file=$GUEST_DIR/tools.img,if=none,id=vdtools,format=raw,readonly=on" \
+        -device virtio-blk-pci,drive=vdtools,serial=vdtools,addr=0x10 \
+        -serial "file:$_gc" -kernel "$GUEST_DIR/bzImage" -initrd "${GUEST_INITRD:-$GUEST_DIR/initramfs.gz}" \
+        -append "console=ttyS0 quiet panic=-1 vd.scenario=$_gs ${GUEST_APPEND:-}" \
+        "$@" > "/tmp/guest-$_gn.qemu" 2>&1 < /dev/null &
+    GUEST_PID=$!
+    _GL_PIDS="$_GL_PIDS $GUEST_PID"
+    echo "$GUEST_PID" > "/tmp/guest-$_gn.pid"
+    echo "guest $_gn: QEMU pid $GUEST_PID, scenario $_gs"
+}
+
+guest_verdict() { grep -m1 -a '^VDGUEST \(PASS\|FAIL\) ' "/tmp/guest-$1.console" 2>/dev/null | tr -d '\r'; }
+
+guest_pid() { cat "/tmp/guest-$1.pid"; }
+guest_running() { kill -0 "$(guest_pid "$1")" 2>/dev/null && [ -z "$(guest_verdict "$1")" ]; }
+
+# wait_guest NAME: the verdict (or QEMU's death, or GUEST_TIMEOUT), then QEMU's own exit (the
+# guest powers off; QEMU is stopped by its pid if it does not within 60 s). 0 on PASS.
+wait_guest() {
+    _gn=$1; _gc=/tmp/guest-$_gn.console; _gpid=$(guest_pid "$_gn")
+    _gdeadline=$(( $(uptime_cs) + GUEST_TIMEOUT * 100 )); _gwhy=""
+    _ginit=""
+    while guest_running "$_gn"; do
+        [ "$(uptime_cs)" -lt $_gdeadline ] || { _gwhy="no verdict within ${GUEST_TIMEOUT}s"; break; }
+        [ -n "$_ginit" ] || ! grep -q '^VDGUEST-INFO init started' "$_gc" || _ginit=$(uptime_cs)
+        sleep 0.2
+    done
+    GUEST_RESULT=$(guest_verdict "$_gn")
+    _gend=$(uptime_cs)
+    _gs0=$(cat "/tmp/guest-$_gn.start")
+    GUEST_SECS=$(awk -v a="$_gs0" -v b="$_gend" 'BEGIN { printf "%.1f", (b - a) / 100 }')
+    GUEST_BOOT_SECS=$(awk -v a="$_gs0" -v b="${_ginit:-0}" 'BEGIN { if (b) printf "%.1f", (b - a) / 100; else print "?" }')
+    # Power-off after the verdict: QEMU exits by itself.
+    _gdeadline=$(( $(uptime_cs) + 6000 ))
+    while kill -0 "$_gpid" 2>/dev/null && [ "$(uptime_cs)" -lt $_gdeadline ]; do sleep 0.2; done
+    if kill -0 "$_gpid" 2>/dev/null; then
+        [ -n "$_gwhy" ] || _gwhy="QEMU still running 60 s after the verdict"
+        echo "guest $_gn: stopping QEMU (pid $_gpid): $_gwhy"
+        kill "$_gpid"
+        _gdeadline=$(( $(uptime_cs) + 1000 ))
+        while kill -0 "$_gpid" 2>/dev/null && [ "$(uptime_cs)" -lt $_gdeadline ]; do sleep 0.2; done
+        kill -9 "$_gpid" 2>/dev/null
+    fi
+    wait "$_gpid"; _grc=$?
+    echo "==== GUEST CONSOLE $_gn BEGIN"
+    tr -d '\r' < "$_gc"
+    echo "==== GUEST CONSOLE $_gn END"
+    if [ -s "/tmp/guest-$_gn.qemu" ]; then echo "QEMU ($_gn) said:"; sed 's/^/  qemu: /' "/tmp/guest-$_gn.qemu"; fi
+    [ -n "$GUEST_RESULT" ] || GUEST_RESULT="VDGUEST FAIL ?: no verdict (${_gwhy:-QEMU exited with $_grc first})"
+    echo "guest $_gn: $GUEST_RESULT (QEMU start to the guest's /init ${GUEST_BOOT_SECS}s, to its verdict ${GUEST_SECS}s; QEMU exit $_grc)"
+    case "$GUEST_RESULT" in "VDGUEST PASS "*) [ -z "$_gwhy" ] ;; *) return 1 ;; esac
+}
+
+run_guest() { start_guest "$@" && wait_guest "$1"; }
+
+result_has() { case "$GUEST_RESULT" in *"$1"*) return 0 ;; esac; return 1; }
+
+# --- vd disks: vd-ivshmem-server + QEMU's ivshmem-doorbell --------------------------------------
+# wait_for DESC SECONDS CMD...: polls CMD every 0.1 s until it succeeds; fails the test after
+# SECONDS.
+wait_for() {
+    _wd=$1; _wn=$(($2 * 10)); shift 2
+    until "$@"; do _wn=$((_wn - 1)); [ $_wn -gt 0 ] || fail "timed out waiting: $_wd"; sleep 0.1; done
+    echo "ok: $_wd"
+}
+
+# start_server NAME IMAGE [server args...]: vd-ivshmem-server for IMAGE on /tmp/vd-NAME.sock,
+# logs in /tmp/vd-NAME.server.{out,err}; returns once it listens (SERVER_PID, `server_pid NAME`).
+start_server() {
+    _sn=$1; _si=$2; shift 2
+    command -v vd-ivshmem-server > /dev/null \
+        || fail "vd-ivshmem-server is not in the test VM (userspace-tools/vd-ivshmem not built into build/bin)"
+    rm -f "/tmp/vd-$_sn.sock"
+    vd-ivshmem-server --socket "/tmp/vd-$_sn.sock" --image "$_si" --json "$@" \
+        > "/tmp/vd-$_sn.server.out" 2> "/tmp/vd-$_sn.server.err" &
+    SERVER_PID=$!
+    _GL_PIDS="$_GL_PIDS $SERVER_PID"
+    echo "$SERVER_PID" > "/tmp/vd-$_sn.server.pid"
+    wait_for "vd-ivshmem-server ($_sn, pid $SERVER_PID) listens on /tmp/vd-$_sn.sock" 20 server_listening "$_sn"
+}
+server_pid() { cat "/tmp/vd-$1.server.pid"; }
+server_listening() {
+    kill -0 "$(server_pid "$1")" 2>/dev/null \
+        || { cat "/tmp/vd-$1.server.err"; fail "vd-ivshmem-server ($1) exited"; }
+    test -S "/tmp/vd-$1.sock"
+}
+server_log() { echo "vd-ivshmem-server ($1) log:"; cat "/tmp/vd-$1.server.err" "/tmp/vd-$1.server.out"; }
+# stop_server NAME: SIGTERM, then waits (10 s at most) for its exit; returns its exit status.
+stop_server() {
+    _sp=$(server_pid "$1")
+    kill -TERM "$_sp"
+    _sn=100; while kill -0 "$_sp" 2>/dev/null && [ $_sn -gt 0 ]; do _sn=$((_sn - 1)); sleep 0.1; done
+    if kill -0 "$_sp" 2>/dev/null; then kill -9 "$_sp"; wait "$_sp"; echo "server $1 ignored SIGTERM"; return 1; fi
+    wait "$_sp"
+}
+# vd_disk_args NAME: QEMU's arguments for a vd disk served by server NAME.
+vd_disk_args() {
+    echo "-chardev socket,path=/tmp/vd-$1.sock,id=vd-$1 -device ivshmem-doorbell,chardev=vd-$1,vectors=1"
+}
+# guest_channels FILE PID: how many channels in FILE (`vdctl evtchn list --json`) belong to a
+# guest (orphan), were created by PID (a server), serve a block backend and have served requests.
+guest_channels() {
+    awk -v pid="$2" '
+        /\{/ { o = 0; p = 0; b = ""; r = 0 }
+        /"orphan": true/ { o = 1 }
+        /"domain_pid": / { v = $2; sub(/,/, "", v); p = (v == pid) }
+        /"backend": / { b = $2 }
+        /"requests": / { v = $2; sub(/,/, "", v); r = v + 0 }
+        /\}/ { if (o && p && b ~ /block/ && r > 0) n++ }
+        END { print n + 0 }' "$1"
+}
+no_guest_channel() { vdctl evtchn list --json > /tmp/list.json && ! grep -q '"orphan": true' /tmp/list.json; }
