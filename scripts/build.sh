@@ -135,8 +135,7 @@ cached_tools_image() {
     echo "$out"
 }
 
-# The nested guest: its initramfs is small (busybox, /init = scripts/guest-init.sh, vd_front.ko,
-# the shm shim):
+# The nested guest: its initramfs is small (busybox, /init = scripts/guest-init.sh, vd_front.ko):
 # a guest boots in a few seconds. Its tools (fio and mkfs.ext4 with their libraries: about 85 MB,
 # as Debian's fio links its ceph/gluster/rdma engines) are on a read-only virtio-blk disk (an ext4
 # image, serial vdtools) that the guest mounts when a scenario needs them: unpacking them from
@@ -155,10 +154,6 @@ build_guest() {
     cp /bin/busybox "$root/bin/busybox"
     for a in $("$root/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"; done
     cp "$VD_ROOT/scripts/guest-init.sh" "$root/init"; chmod +x "$root/init"
-    # fio's SysV shared memory from anonymous mappings, for kernels without CONFIG_SYSVIPC (see
-    # the file).
-    clang-19 -O2 -Wall -Wextra -Werror -shared -fPIC -o "$root/lib/vd-shm-shim.so" \
-        "$VD_ROOT/scripts/guest-shm-shim.c" || die "initramfs: guest-shm-shim.c does not build"
     # vd_front.ko once the guest driver is built (the guest tests fail clearly without it).
     [ ! -f "$OUT/modules/vd_front.ko" ] || cp "$OUT/modules/vd_front.ko" "$root/lib/modules/"
     (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1) > "$gdir/initramfs.gz"
