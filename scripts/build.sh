@@ -156,7 +156,8 @@ build_guest() {
     cp "$VD_ROOT/scripts/guest-init.sh" "$root/init"; chmod +x "$root/init"
     # vd_front.ko once the guest driver is built (the guest tests fail clearly without it).
     [ ! -f "$OUT/modules/vd_front.ko" ] || cp "$OUT/modules/vd_front.ko" "$root/lib/modules/"
-    (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1) > "$gdir/initramfs.gz"
+    (set -o pipefail; cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1) > "$gdir/initramfs.gz" \
+        || die "initramfs: the guest's archive failed"
     rm -rf "$root"
     cp "$OUT/bzImage" "$gdir/bzImage"
 }
@@ -175,7 +176,8 @@ build_initramfs() {
     local q; mapfile -t q < <(elf_closure "$QEMU_BIN")
     local qemu_cpio; qemu_cpio=$(cached_cpio qemu $QEMU_RECIPE "${q[@]}" "${QEMU_FIRMWARE[@]}")
     build_guest
-    (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$OUT/initramfs-main.cpio.gz"
+    (set -o pipefail; cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$OUT/initramfs-main.cpio.gz" \
+        || die "initramfs: the test VM's archive failed"
     # The guest's files: an uncompressed archive (the kernel and initramfs are compressed already;
     # copying the tools disk costs the test VM less at boot than inflating it would).
     local groot=$OUT/guest-cpio
@@ -185,7 +187,8 @@ build_initramfs() {
     { cat "$OUT/initramfs-main.cpio.gz"; pad4 "$OUT/initramfs-main.cpio.gz"
       cat "$qemu_cpio"; pad4 "$qemu_cpio"
       (cd "$groot" && find -L vd | cpio -o -H newc --quiet -L); } > "$OUT/initramfs.gz.new" \
-        && mv "$OUT/initramfs.gz.new" "$OUT/initramfs.gz"
+        || { rm -f "$OUT/initramfs.gz" "$OUT/initramfs.gz.new"; die "initramfs: writing $OUT/initramfs.gz failed"; }
+    mv "$OUT/initramfs.gz.new" "$OUT/initramfs.gz"
     rm -rf "$groot" "$OUT/initramfs-main.cpio.gz"
     log "initramfs: $(du -h "$OUT/initramfs.gz" | cut -f1) (QEMU $(du -h "$qemu_cpio" | cut -f1), guest initramfs $(du -h "$OUT/guest/initramfs.gz" | cut -f1), tools disk $(du -h "$OUT/guest/tools.img" | cut -f1), bzImage)"
 }

@@ -11,6 +11,9 @@ export LIBCLANG_PATH=/usr/lib/llvm-19/lib
 mkdir -p "$VD_CACHE"
 # Build outputs (modules, tools, initramfs, logs, results). Override to run two harnesses at once.
 VD_OUT=${VD_OUT:-$VD_ROOT/build}
+# Absolute: the scripts change directories (a relative VD_OUT=build-debug once made the
+# initramfs step write nothing and keep the old image).
+case "$VD_OUT" in /*) ;; *) VD_OUT=$PWD/$VD_OUT ;; esac
 
 T0=${T0:-$(date +%s)}
 log() { printf '[vd %4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*" >&2; }
