@@ -5,7 +5,9 @@ set -euo pipefail
 OUT=$VD_OUT
 mkdir -p "$OUT"
 TARGET=x86_64-unknown-linux-gnu
-TOOLS=(vdctl vdd vd-testvmm vd-itest)
+TOOLS=(vdctl vdd vd-testvmm vd-itest vd-ivshmem)
+# The binaries they make (package vd-ivshmem builds vd-ivshmem-server).
+BINS=(vdctl vdd vd-testvmm vd-itest vd-ivshmem-server)
 
 # VD_KERNEL_TREE overrides the cached tree (a developer's own build of the same source).
 kernel_tree() { if [ -n "${VD_KERNEL_TREE:-}" ]; then echo "$VD_KERNEL_TREE"; else VARIANT=${VARIANT:-base} bash "$VD_ROOT/scripts/kernel.sh"; fi; }
@@ -16,9 +18,7 @@ build_modules() {
     # Kbuild tracks every source file of a Rust crate (rustc's dep-info, `#[path]` includes too),
     # so make rebuilds what changed; its exit status is the verdict. The old modules are removed
     # first so that a failed build can never leave a stale .ko to be tested.
-    local mods=(drivers/vd_evtchn/vd_evtchn drivers/vd_sriov_mgr/vd_sriov_mgr drivers/vd_input_irq/vd_input_irq tests-kunit/vd_kunit)
-    # The guest driver (issue 12), once its sources are in the tree.
-    [ ! -d "$VD_ROOT/drivers/vd_front" ] || mods+=(drivers/vd_front/vd_front)
+    local mods=(drivers/vd_evtchn/vd_evtchn drivers/vd_sriov_mgr/vd_sriov_mgr drivers/vd_input_irq/vd_input_irq drivers/vd_front/vd_front tests-kunit/vd_kunit)
     local m
     for m in "${mods[@]}"; do rm -f "$VD_ROOT/$m.ko"; done
     rm -rf "$OUT/modules"
@@ -43,7 +43,7 @@ build_tools() {
         cargo build --quiet --release --locked --target $TARGET $(printf -- '-p %s ' "${TOOLS[@]}")) \
         || die "tools: cargo build failed"
     mkdir -p "$OUT/bin"
-    for t in "${TOOLS[@]}"; do cp "$VD_ROOT/userspace-tools/target/$TARGET/release/$t" "$OUT/bin/"; done
+    for t in "${BINS[@]}"; do cp "$VD_ROOT/userspace-tools/target/$TARGET/release/$t" "$OUT/bin/"; done
 }
 
 # --- Real guests in the test VM (issue 12) -------------------------------------------------------
@@ -135,8 +135,7 @@ cached_tools_image() {
     echo "$out"
 }
 
-# The nested guest: its initramfs is small (busybox, /init = scripts/guest-init.sh, vd_front.ko,
-# the shm shim):
+# The nested guest: its initramfs is small (busybox, /init = scripts/guest-init.sh, vd_front.ko):
 # a guest boots in a few seconds. Its tools (fio and mkfs.ext4 with their libraries: about 85 MB,
 # as Debian's fio links its ceph/gluster/rdma engines) are on a read-only virtio-blk disk (an ext4
 # image, serial vdtools) that the guest mounts when a scenario needs them: unpacking them from
@@ -155,10 +154,6 @@ build_guest() {
     cp /bin/busybox "$root/bin/busybox"
     for a in $("$root/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"; done
     cp "$VD_ROOT/scripts/guest-init.sh" "$root/init"; chmod +x "$root/init"
-    # fio's SysV shared memory from anonymous mappings, for kernels without CONFIG_SYSVIPC (see
-    # the file).
-    clang-19 -O2 -Wall -Wextra -Werror -shared -fPIC -o "$root/lib/vd-shm-shim.so" \
-        "$VD_ROOT/scripts/guest-shm-shim.c" || die "initramfs: guest-shm-shim.c does not build"
     # vd_front.ko once the guest driver is built (the guest tests fail clearly without it).
     [ ! -f "$OUT/modules/vd_front.ko" ] || cp "$OUT/modules/vd_front.ko" "$root/lib/modules/"
     (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1) > "$gdir/initramfs.gz"

@@ -9,11 +9,23 @@
 //!   request is checked against the device size, so a guest cannot reach outside its disk;
 //! - user: the kernel only forwards kicks to a process that serves the ring itself.
 
-use crate::ring::{op, BlkReq, Request, BLK_REQ_HDR};
+use crate::ring::{op, BlkDaReq, BlkReq, Request, BLK_F_ALL, BLK_F_FUA, BLK_REQ_HDR, BLK_SECTOR};
 use crate::uapi::vde_backend;
 use crate::vd::backing::BackingFile;
 use crate::vd::eventfd::EventFd;
+use crate::vd::shmem::SharedPages;
 use kernel::prelude::*;
+
+/// A channel's data area as the backend sees it: where it is in the channel's pages, from the
+/// channel's private geometry (never from the ring memory the guest writes).
+pub(crate) struct DataArea<'a> {
+    /// The channel's pages.
+    pub(crate) mem: &'a SharedPages,
+    /// Offset of the area in `mem`.
+    pub(crate) off: usize,
+    /// Bytes of the area (0: none).
+    pub(crate) len: usize,
+}
 
 /// What served a request produced: a status (0 or -errno) and `len` bytes of response payload.
 pub(crate) struct Served {
@@ -72,8 +84,15 @@ impl HostDriver {
     }
 
     /// Serves one request whose payload (already copied out of the ring) is `payload`; writes
-    /// the response payload into `rsp` (which holds a slot's payload).
-    pub(crate) fn serve(&self, req: &Request, payload: &[u8], rsp: &mut [u8]) -> Served {
+    /// the response payload into `rsp` (which holds a slot's payload). `da` is the channel's data
+    /// area.
+    pub(crate) fn serve(
+        &self,
+        req: &Request,
+        payload: &[u8],
+        rsp: &mut [u8],
+        da: &DataArea<'_>,
+    ) -> Served {
         match (self, req.op) {
             (Self::Echo, op::ECHO) => match rsp.get_mut(..payload.len()) {
                 Some(dst) => {
@@ -83,7 +102,7 @@ impl HostDriver {
                 None => Served::err(EINVAL),
             },
             (Self::Null, _) => Served::ok(0),
-            (Self::Block(f), _) => block(f, req.op, payload, rsp),
+            (Self::Block(f), _) => block(f, req.op, payload, rsp, da),
             _ => Served::err(EOPNOTSUPP),
         }
     }
@@ -111,7 +130,40 @@ fn blk_hdr(payload: &[u8], size: u64, max_len: usize) -> Result<BlkHdr> {
     Ok(BlkHdr { pos, len })
 }
 
-fn block(f: &BackingFile, opc: u16, payload: &[u8], rsp: &mut [u8]) -> Served {
+/// A checked [`BlkDaReq`]: the data at `area_off..area_off + len` of the channel's pages goes
+/// to or comes from byte `pos` of the disk.
+struct DaHdr {
+    pos: u64,
+    len: usize,
+    area_off: usize,
+    fua: bool,
+}
+
+/// Decodes and checks a [`BlkDaReq`] payload: known flags only, `len` a non-zero multiple of
+/// the sector size, the data inside the data area `da` (its private length), the sectors inside
+/// a disk of `size` bytes. Any violation is `EINVAL` for this request.
+fn blk_da_hdr(payload: &[u8], size: u64, da: &DataArea<'_>) -> Result<DaHdr> {
+    let h = BlkDaReq::from_bytes(payload).ok_or(EINVAL)?;
+    if h.flags & !BLK_F_ALL != 0 || h.len == 0 || u64::from(h.len) % BLK_SECTOR != 0 {
+        return Err(EINVAL);
+    }
+    let area_len = u64::try_from(da.len).map_err(|_| EINVAL)?;
+    let range = h.data_range(area_len).ok_or(EINVAL)?;
+    let pos = h.pos().ok_or(EINVAL)?;
+    let end = pos.checked_add(u64::from(h.len)).ok_or(EINVAL)?;
+    if end > size {
+        return Err(EINVAL);
+    }
+    let start = usize::try_from(range.start).map_err(|_| EINVAL)?;
+    Ok(DaHdr {
+        pos,
+        len: usize::try_from(h.len).map_err(|_| EINVAL)?,
+        area_off: da.off.checked_add(start).ok_or(EINVAL)?,
+        fua: h.flags & BLK_F_FUA != 0,
+    })
+}
+
+fn block(f: &BackingFile, opc: u16, payload: &[u8], rsp: &mut [u8], da: &DataArea<'_>) -> Served {
     crate::registry::stall_point();
     let size = f.size();
     let r = match opc {
@@ -133,10 +185,80 @@ fn block(f: &BackingFile, opc: u16, payload: &[u8], rsp: &mut [u8]) -> Served {
                 f.write_at(src, h.pos).map(|()| 0)
             }),
         op::BLK_FLUSH => f.sync().map(|()| 0),
+        // A read has nothing to make stable: FUA is accepted and means nothing there.
+        op::BLK_READ_DA => blk_da_hdr(payload, size, da)
+            .and_then(|h| da.mem.file_io(f, h.area_off, h.len, h.pos, true))
+            .map(|()| 0),
+        op::BLK_WRITE_DA => blk_da_hdr(payload, size, da)
+            .and_then(|h| {
+                da.mem.file_io(f, h.area_off, h.len, h.pos, false)?;
+                if h.fua {
+                    f.sync_range(h.pos, h.len as u64)?;
+                }
+                Ok(())
+            })
+            .map(|()| 0),
         _ => Err(EOPNOTSUPP),
     };
     match r {
         Ok(len) => Served::ok(len),
         Err(e) => Served::err(e),
+    }
+}
+
+#[kernel::prelude::kunit_tests(vd_evtchn_block_da)]
+mod tests {
+    use super::*;
+    use crate::ring::BLK_DA_REQ_LEN;
+
+    fn req(sector: u64, len: u32, flags: u32, data_off: u64) -> [u8; BLK_DA_REQ_LEN] {
+        BlkDaReq {
+            sector,
+            len,
+            flags,
+            data_off,
+        }
+        .to_bytes()
+    }
+
+    /// Data-area requests are checked against the private area length and the disk size; every
+    /// bad field is EINVAL, overflow included.
+    #[test]
+    fn data_area_requests_are_checked() {
+        let mem = SharedPages::new(3 * 4096).unwrap();
+        let da = DataArea {
+            mem: &mem,
+            off: 4096,
+            len: 8192,
+        };
+        let size = 1 << 20;
+        let ok = blk_da_hdr(&req(2, 4096, BLK_F_FUA, 4096), size, &da).unwrap();
+        assert_eq!(
+            (ok.pos, ok.len, ok.area_off, ok.fua),
+            (1024, 4096, 8192, true)
+        );
+        let ok = blk_da_hdr(&req(2047, 512, 0, 0), size, &da).unwrap();
+        assert_eq!((ok.pos, ok.area_off, ok.fua), (2047 * 512, 4096, false));
+        let bad: [[u8; BLK_DA_REQ_LEN]; 9] = [
+            req(0, 0, 0, 0),
+            req(0, 100, 0, 0),
+            req(0, 512, 2, 0),
+            req(0, 512, 0, 8192),
+            req(0, 4096, 0, 8192 - 512),
+            req(0, 512, 0, u64::MAX - 10),
+            req(2048, 512, 0, 0),
+            req(u64::MAX / 256, 512, 0, 0),
+            req(2047, 1024, 0, 0),
+        ];
+        for b in bad.iter() {
+            assert!(blk_da_hdr(b, size, &da).is_err());
+        }
+        assert!(blk_da_hdr(&req(0, 512, 0, 0)[..23], size, &da).is_err());
+        let none = DataArea {
+            mem: &mem,
+            off: 0,
+            len: 0,
+        };
+        assert!(blk_da_hdr(&req(0, 512, 0, 0), size, &none).is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! One event channel: a ring shared with the guest, its notification eventfds and the backend
 //! that serves it.
 
-use crate::backend::{HostDriver, Served};
+use crate::backend::{DataArea, HostDriver, Served};
 use crate::ring::{self, Backend as RingBackend, BackendState, Geometry, RingError, RingMem};
 use crate::uapi::{vde_state, VdeState, VdeStats};
 use crate::vd::eventfd::{EventFd, KickHandler, Kicked, WorkQueue};
@@ -79,8 +79,16 @@ pub(crate) struct Channel {
     domain: u64,
     /// Geometry, fixed at creation; the copy in ring memory is never trusted.
     pub(crate) geo: Geometry,
-    /// The ring pages.
+    /// The ring pages (and the data area after them, for a shmem channel).
     pub(crate) mem: SharedPages,
+    /// Offset of the data area in `mem` (0 with `data_len` 0: none). Private: the copy in the
+    /// geometry line is for the guest and never read back.
+    pub(crate) data_off: usize,
+    /// Bytes of the data area.
+    pub(crate) data_len: usize,
+    /// Whether the channel belongs to its guest (`VDE_IOC_ORPHAN`): out of its domain, torn
+    /// down when its kick eventfd hangs up.
+    orphan: AtomicBool,
     /// Ring indices, backend, call eventfd and buffers. Taken by the handler (the domain's
     /// workqueue, across backend I/O) and by the ioctls that change them; never by statistics,
     /// which read the atomics below; never in atomic context.
@@ -95,17 +103,21 @@ pub(crate) struct Channel {
 }
 
 impl Channel {
-    /// A new channel with a freshly initialised ring.
+    /// A new channel with a freshly initialised ring in `mem` (at least the ring's size).
     /// Its memory (ring pages, buffers) is charged to the caller's memory cgroup. Kicks are
-    /// served on `wq`.
+    /// served on `wq`. `data` is the data area (offset and length in `mem`; `(0, 0)`: none).
     pub(crate) fn new(
         id: u32,
         key: u64,
         domain: u64,
         geo: Geometry,
+        mem: SharedPages,
+        data: (usize, usize),
         wq: Arc<WorkQueue>,
     ) -> Result<impl PinInit<Kicked<Self>, Error>> {
-        let mem = SharedPages::new(geo.total_bytes())?;
+        if mem.len() < geo.total_bytes() {
+            return Err(EINVAL);
+        }
         ring::init_ring(&mem, geo, 1);
         let max = geo.max_payload();
         let req_buf = KVec::from_elem(0u8, max, GFP_KERNEL_ACCOUNT)?;
@@ -119,6 +131,7 @@ impl Channel {
             rsp_buf,
         };
         let none = crate::uapi::vde_backend::NONE;
+        let (data_off, data_len) = data;
         Ok(Kicked::new_on(
             try_pin_init!(Self {
                 id,
@@ -126,6 +139,9 @@ impl Channel {
                 domain,
                 geo,
                 mem,
+                data_off,
+                data_len,
+                orphan: AtomicBool::new(false),
                 st <- kernel::new_mutex!(st),
                 stats: ChanStats::default(),
                 failed: AtomicBool::new(false),
@@ -133,6 +149,22 @@ impl Channel {
             }),
             Some(wq),
         ))
+    }
+
+    /// Whether the channel belongs to its guest.
+    pub(crate) fn is_orphan(&self) -> bool {
+        self.orphan.load(Relaxed)
+    }
+
+    /// Marks the channel as its guest's (called once, by the orphan set).
+    pub(crate) fn set_orphan(&self) {
+        self.orphan.store(true, Relaxed);
+    }
+
+    /// The frontend's state word (`OFF_FRONT_STATE`), as the guest last wrote it: for listings
+    /// only, never acted on.
+    pub(crate) fn front_state(&self) -> u32 {
+        self.mem.load_u32(ring::OFF_FRONT_STATE)
     }
 
     /// Sets (or with `None`, clears) the call eventfd.
@@ -307,7 +339,12 @@ impl Channel {
             };
             self.stats.requests.fetch_add(1, Relaxed);
             self.stats.bytes_in.fetch_add(req.len as u64, Relaxed);
-            let Served { status, len } = st.driver.serve(&req, payload, &mut st.rsp_buf);
+            let da = DataArea {
+                mem: &self.mem,
+                off: self.data_off,
+                len: self.data_len,
+            };
+            let Served { status, len } = st.driver.serve(&req, payload, &mut st.rsp_buf, &da);
             if status != 0 {
                 self.stats.req_errors.fetch_add(1, Relaxed);
             }
@@ -350,5 +387,11 @@ impl KickHandler for Channel {
         add_saturating(&self.stats.kicks, kicks);
         self.stats.wakeups.fetch_add(1, Relaxed);
         self.serve()
+    }
+
+    fn hung_up(&self) {
+        // Nobody can kick any more. An orphan is torn down now (by the orphan set's own work
+        // item); a channel its domain still holds goes with its domain or `VDE_IOC_DESTROY`.
+        crate::orphan::hung_up(self.key);
     }
 }

@@ -3,14 +3,17 @@
 
 use crate::backend::HostDriver;
 use crate::channel::{Channel, ChannelRef};
-use crate::ring::Geometry;
+use crate::ring::{self, Geometry, RingMem};
 use crate::uapi::*;
 use crate::vd::common::OpenGuard;
 use crate::vd::eventfd::{EventFd, WorkQueue};
+use crate::vd::shmem::SharedPages;
 use core::sync::atomic::Ordering::Relaxed;
+use kernel::fs::File;
 use kernel::mm::virt::VmaNew;
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
+use kernel::sync::aref::ARef;
 use kernel::sync::{Arc, Mutex};
 
 /// The fields protected by [`DomainCore::inner`].
@@ -80,6 +83,54 @@ impl Domain {
             return Err(EINVAL);
         }
         let geo = Geometry::new(c.entries, c.entry_size).map_err(|_| EINVAL)?;
+        let mem = SharedPages::new(geo.total_bytes())?;
+        let (id, ch) = self.insert(geo, mem, (0, 0))?;
+        c.id = id;
+        c.mmap_offset = u64::from(id) * VDE_MMAP_STRIDE;
+        c.mmap_size = geo.total_bytes() as u64;
+        Ok(ch)
+    }
+
+    /// `VDE_IOC_CREATE_SHM`: a channel whose ring and data area are the pages of a new shmem
+    /// file. Fills in `c` (except `fd`) and returns the channel and the file (for a file
+    /// descriptor; [`Self::destroy_exact`] undoes the channel if it cannot be handed out).
+    pub(crate) fn create_shm(&self, c: &mut VdeCreateShm) -> Result<(ChannelRef, ARef<File>)> {
+        if c.flags != 0
+            || c.data_size % PAGE_SIZE as u32 != 0
+            || c.data_size > VDE_MAX_DATA
+            || c.dev_kind > crate::ring::dev_kind::BLOCK
+        {
+            return Err(EINVAL);
+        }
+        let geo = Geometry::new(c.entries, c.entry_size).map_err(|_| EINVAL)?;
+        let data_off = geo.total_bytes();
+        let data_len = c.data_size as usize;
+        let used = data_off.checked_add(data_len).ok_or(EINVAL)?;
+        let size = used.checked_next_power_of_two().ok_or(EINVAL)?;
+        let (mem, file) = SharedPages::new_shmem(c"vd_evtchn", used, size)?;
+        // The geometry line's extra fields, before `init_ring` publishes the magic; the guest
+        // reads them, the kernel keeps its own copy.
+        mem.store_u32(ring::OFF_DATA_OFF, data_off as u32);
+        mem.store_u32(ring::OFF_DATA_LEN, c.data_size);
+        mem.store_u32(ring::OFF_DEV_KIND, c.dev_kind);
+        mem.store_u32(ring::OFF_DOORBELL, c.doorbell);
+        let (id, ch) = self.insert(geo, mem, (data_off, data_len))?;
+        c.id = id;
+        c.fd = -1;
+        c.size = size as u64;
+        c.data_off = data_off as u64;
+        c.mmap_offset = u64::from(id) * VDE_MMAP_STRIDE;
+        Ok((ch, file))
+    }
+
+    /// Makes a channel over `mem` under a free id, lists it, and returns the id and channel.
+    /// The pages are made before (outside the table's lock: a large shmem file takes a while).
+    fn insert(
+        &self,
+        geo: Geometry,
+        mem: SharedPages,
+        data: (usize, usize),
+    ) -> Result<(u32, ChannelRef)> {
         let mut inner = self.inner.lock();
         let id = match inner.channels.iter().position(Option::is_none) {
             Some(i) => i,
@@ -89,16 +140,36 @@ impl Domain {
             }
             None => return Err(ENOSPC),
         };
+        let id32 = u32::try_from(id).map_err(|_| ENOSPC)?;
         let key = crate::registry::next_key();
-        let init = Channel::new(id as u32, key, self.pid as u64, geo, self.wq.clone())?;
+        let init = Channel::new(id32, key, self.pid as u64, geo, mem, data, self.wq.clone())?;
         let ch = Arc::pin_init(init, GFP_KERNEL_ACCOUNT)?;
         crate::registry::register(self.pid, &ch)?;
         inner.channels[id] = Some(ch.clone());
         crate::CHANNELS.fetch_add(1, Relaxed);
-        c.id = id as u32;
-        c.mmap_offset = id as u64 * VDE_MMAP_STRIDE;
-        c.mmap_size = geo.total_bytes() as u64;
-        Ok(ch)
+        Ok((id32, ch))
+    }
+
+    /// `VDE_IOC_ORPHAN`: channel `id` leaves this domain for the host-wide orphan set, where it
+    /// is served until its kick eventfd hangs up. `ENOENT` for an unknown id, `EINVAL` if no
+    /// kick eventfd is bound. Its kick binding is sealed: nobody can unbind it any more.
+    pub(crate) fn orphan(&self, id: u32) -> Result {
+        let ch = self.channel(id)?;
+        let prepared = crate::orphan::prepare(&ch)?;
+        {
+            let mut inner = self.inner.lock();
+            let slot = inner.channels.get_mut(id as usize).ok_or(ENOENT)?;
+            if !slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, &ch)) {
+                // Destroyed (and maybe the id reused) since the lookup.
+                return Err(ENOENT);
+            }
+            // Under the table's lock: a concurrent bind of this channel either sealed it out
+            // (EINVAL) or finished before.
+            ch.seal()?;
+            drop(slot.take());
+        }
+        crate::orphan::adopt(prepared);
+        Ok(())
     }
 
     /// Destroys channel `id` if it still is `ch` (another thread may have destroyed it and
@@ -142,7 +213,7 @@ impl Domain {
         if b.kick_fd >= 0 {
             ch.attach(b.kick_fd)?;
         } else {
-            ch.detach();
+            ch.unbind()?;
         }
         ch.data.set_call(call);
         Ok(())
@@ -194,7 +265,7 @@ impl Domain {
 
 /// Stops a channel: no more kicks or handler runs; the memory goes when the last reference
 /// (and the last mapping of its pages) does.
-fn teardown(ch: ChannelRef) {
+pub(crate) fn teardown(ch: ChannelRef) {
     crate::registry::unregister(ch.data.key);
     ch.detach();
     crate::CHANNELS.fetch_sub(1, Relaxed);

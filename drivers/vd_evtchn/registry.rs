@@ -78,7 +78,7 @@ impl fmt::Debug for Listing {
         writeln!(
             f,
             "domain channel state backend entries requests responses bytes_in bytes_out \
-             kicks wakeups irqs irqs_suppressed errors req_errors"
+             kicks wakeups irqs irqs_suppressed errors req_errors orphan front"
         )?;
         let mut cursor = 0;
         while let Some((key, pid, ch)) = next_from(cursor) {
@@ -86,7 +86,7 @@ impl fmt::Debug for Listing {
             ch.data.stats_into(&mut s);
             writeln!(
                 f,
-                "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
+                "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
                 pid,
                 ch.data.id,
                 s.state,
@@ -101,7 +101,9 @@ impl fmt::Debug for Listing {
                 s.irqs,
                 s.irqs_suppressed,
                 s.errors,
-                s.req_errors
+                s.req_errors,
+                u32::from(ch.data.is_orphan()),
+                ch.data.front_state()
             )?;
             match key.checked_add(1) {
                 Some(c) => cursor = c,

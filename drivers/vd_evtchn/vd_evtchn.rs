@@ -9,6 +9,11 @@
 //!    call eventfd (registered with `KVM_IRQFD`: the guest's interrupt);
 //! 3. `VDE_IOC_ATTACH` a backend (echo, null, block, user).
 //!
+//! For a VMM that takes guest memory as a file (stock QEMU's `ivshmem-doorbell`),
+//! `VDE_IOC_CREATE_SHM` makes the channel in a shmem file (ring, then a data area for block
+//! data) and returns the file; `VDE_IOC_ORPHAN` then hands the channel to its guest: it leaves
+//! the domain and lives until its kick eventfd is closed everywhere (`orphan.rs`).
+//!
 //! From then on a guest request goes: ring slot -> doorbell write -> ioeventfd -> this module's
 //! wait-queue entry on the kick eventfd -> work item -> backend -> response slot -> call eventfd
 //! -> irqfd -> guest interrupt, with no exit to the VMM's userspace. Channels die with the file.
@@ -41,12 +46,13 @@ mod vd;
 mod backend;
 mod channel;
 mod domain;
+mod orphan;
 mod registry;
 mod ring_tests;
 
 use domain::Domain;
 use kernel::{
-    fs::File,
+    fs::{file::FileDescriptorReservation, File},
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     mm::virt::VmaNew,
     prelude::*,
@@ -69,10 +75,24 @@ pub(crate) static OPEN: OpenCount = OpenCount::new();
 /// Channels alive in all domains.
 pub(crate) static CHANNELS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
-const FEATURES: u64 =
-    VDE_FEAT_ECHO | VDE_FEAT_NULL | VDE_FEAT_BLOCK | VDE_FEAT_USER | VDE_FEAT_SAVE_RESTORE;
+const FEATURES: u64 = VDE_FEAT_ECHO
+    | VDE_FEAT_NULL
+    | VDE_FEAT_BLOCK
+    | VDE_FEAT_USER
+    | VDE_FEAT_SAVE_RESTORE
+    | VDE_FEAT_SHM;
 
-/// Fields drop in order: the device goes first (no new files), debugfs last.
+/// Module exit's last step: the orphan set's workqueue goes (no orphan is left: each held a
+/// module reference; a reap that already dropped its reference may still be returning).
+struct OrphanExit;
+
+impl Drop for OrphanExit {
+    fn drop(&mut self) {
+        orphan::exit();
+    }
+}
+
+/// Fields drop in order: the device goes first (no new files), debugfs, then the orphan set.
 #[pin_data]
 struct VdEvtchnModule {
     #[pin]
@@ -82,13 +102,19 @@ struct VdEvtchnModule {
     #[pin]
     _stall: kernel::debugfs::File<registry::StallKnob>,
     _debugfs: kernel::debugfs::Dir,
+    _orphans: OrphanExit,
 }
 
 impl kernel::InPlaceModule for VdEvtchnModule {
-    fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
+    fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
         registry::init();
+        let orphans = orphan::init(module);
         let dir = kernel::debugfs::Dir::new(c"vd_evtchn");
         try_pin_init!(Self {
+            _orphans: {
+                orphans?;
+                OrphanExit
+            },
             _miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"vd_evtchn" }),
             _listing <- dir.read_only_file(c"channels", registry::Listing),
             _stall <- dir.read_write_file(c"stall_block_io", registry::StallKnob),
@@ -109,6 +135,7 @@ macro_rules! pod {
 }
 pod!(
     VdeCreate,
+    VdeCreateShm,
     VdeBind,
     VdeAttach,
     VdeStats,
@@ -154,6 +181,24 @@ impl MiscDevice for Domain {
                     return Err(e);
                 }
             }
+            VDE_IOC_CREATE_SHM => {
+                let mut c: VdeCreateShm = read(arg)?;
+                // Reserved first: once the answer is copied out, installing cannot fail.
+                let fd = FileDescriptorReservation::get_unused_fd_flags(
+                    kernel::fs::file::flags::O_CLOEXEC,
+                )?;
+                let fd_num = i32::try_from(fd.reserved_fd()).map_err(|_| EMFILE)?;
+                let (ch, file) = me.create_shm(&mut c)?;
+                c.fd = fd_num;
+                if let Err(e) = write(arg, &c) {
+                    // The caller cannot learn the id nor the fd: undo the channel; the
+                    // reservation and the file reference go on return.
+                    me.destroy_exact(c.id, &ch);
+                    return Err(e);
+                }
+                fd.fd_install(file);
+            }
+            VDE_IOC_ORPHAN => me.orphan(read::<u32>(arg)?)?,
             VDE_IOC_DESTROY => me.destroy(read::<u32>(arg)?)?,
             VDE_IOC_BIND => me.bind(&read::<VdeBind>(arg)?)?,
             VDE_IOC_ATTACH => me.attach(&read::<VdeAttach>(arg)?)?,
@@ -176,6 +221,11 @@ impl MiscDevice for Domain {
                 let (key, pid, ch) = registry::next_from(e.cursor).ok_or(ENOENT)?;
                 e.cursor = key;
                 e.domain_pid = pid;
+                e.flags = if ch.data.is_orphan() {
+                    VDE_LIST_ORPHAN
+                } else {
+                    0
+                };
                 e.stats = VdeStats {
                     id: ch.data.id,
                     ..Default::default()

@@ -103,6 +103,68 @@ impl BackingFile {
         }
     }
 
+    /// Reads into (`to_pages`) or writes from the pages `bv` describe, at `pos`, all of them in
+    /// one call (`vfs_iter_read`/`vfs_iter_write` over a `bio_vec` iterator, as the loop driver
+    /// does); short transfers are an error (`EIO`).
+    ///
+    /// # Safety
+    ///
+    /// Every entry of `bv` describes a range inside one page that the caller holds a reference
+    /// on for the duration of the call (other parties may write the pages concurrently: the
+    /// file's copy routines only `memcpy` them).
+    pub(crate) unsafe fn rw_pages(
+        &self,
+        bv: &[bindings::bio_vec],
+        pos: u64,
+        to_pages: bool,
+    ) -> Result {
+        let len: usize = bv.iter().map(|b| b.bv_len as usize).sum();
+        let mut p = i64::try_from(pos).map_err(|_| EINVAL)?;
+        let mut it = core::mem::MaybeUninit::<bindings::iov_iter>::zeroed();
+        let dir = if to_pages {
+            bindings::ITER_DEST
+        } else {
+            bindings::ITER_SOURCE
+        };
+        // SAFETY: `iov_iter_bvec` initialises the whole iterator over `bv`, which outlives it
+        // (it lives until the end of this function); the pages are held by the caller. `file`
+        // is valid and was checked to be open read-write; the file's read/write copies into or
+        // out of the pages through the iterator.
+        let n = unsafe {
+            bindings::iov_iter_bvec(it.as_mut_ptr(), dir, bv.as_ptr(), bv.len() as _, len);
+            if to_pages {
+                bindings::vfs_iter_read(self.file.as_ptr(), it.as_mut_ptr(), &mut p, 0)
+            } else {
+                bindings::vfs_iter_write(self.file.as_ptr(), it.as_mut_ptr(), &mut p, 0)
+            }
+        };
+        match usize::try_from(n) {
+            Ok(n) if n == len => Ok(()),
+            Ok(_) => Err(EIO),
+            Err(_) => Err(Error::from_errno(n as i32)),
+        }
+    }
+
+    /// Makes bytes `[pos, pos + len)` stable (`vfs_fsync_range` with `datasync`: the data and
+    /// the metadata needed to read it back, as a FUA write needs).
+    pub(crate) fn sync_range(&self, pos: u64, len: u64) -> Result {
+        if len == 0 {
+            return Ok(());
+        }
+        let start = i64::try_from(pos).map_err(|_| EINVAL)?;
+        let last = pos
+            .checked_add(len - 1)
+            .and_then(|e| i64::try_from(e).ok())
+            .ok_or(EINVAL)?;
+        // SAFETY: `file` is valid; the range is inclusive and non-negative.
+        let r = unsafe { bindings::vfs_fsync_range(self.file.as_ptr(), start, last, 1) };
+        if r < 0 {
+            Err(Error::from_errno(r))
+        } else {
+            Ok(())
+        }
+    }
+
     /// `fsync`.
     pub(crate) fn sync(&self) -> Result {
         // SAFETY: `file` is valid.

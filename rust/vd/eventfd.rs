@@ -7,11 +7,14 @@
 //!   queue entry on the eventfd, added through `vfs_poll`), and runs [`KickHandler::handle`] in
 //!   a workqueue after each batch of kicks (the "kick" eventfd the VMM registered with
 //!   `KVM_IOEVENTFD`). The hop to process context is required: eventfds may not be signalled from
-//!   inside an eventfd wake-up, and backends may sleep.
+//!   inside an eventfd wake-up, and backends may sleep. It also reports the eventfd's hang-up
+//!   (`EPOLLHUP` from its release: the last file reference is gone, nobody can kick any more)
+//!   through [`KickHandler::hung_up`], from the same work item; we hold only the context, so the
+//!   hang-up is the kickers' (the VMM's) doing alone.
 
 use core::ffi::c_void;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use kernel::bindings;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
@@ -90,6 +93,29 @@ impl WorkQueue {
         let wq = NonNull::new(wq).ok_or(ENOMEM)?;
         Ok(Arc::new(Self { wq }, GFP_KERNEL)?)
     }
+
+    /// An unbound workqueue named `name`.
+    pub(crate) fn named(name: &'static CStr) -> Result<Arc<Self>> {
+        // SAFETY: "%s" with one NUL-terminated string argument that lives forever.
+        let wq = unsafe {
+            bindings::alloc_workqueue_noprof(
+                c"%s".as_ptr().cast(),
+                bindings::wq_flags_WQ_UNBOUND,
+                0,
+                kernel::str::CStrExt::as_char_ptr(name),
+            )
+        };
+        // INVARIANT: non-null means allocated.
+        let wq = NonNull::new(wq).ok_or(ENOMEM)?;
+        Ok(Arc::new(Self { wq }, GFP_KERNEL)?)
+    }
+
+    /// The queue, for `kernel::workqueue` work items.
+    pub(crate) fn queue(&self) -> &kernel::workqueue::Queue {
+        // SAFETY: the workqueue lives until `self` is dropped (type invariant), which outlives
+        // the borrow.
+        unsafe { kernel::workqueue::Queue::from_raw(self.wq.as_ptr()) }
+    }
 }
 
 impl Drop for WorkQueue {
@@ -103,14 +129,24 @@ impl Drop for WorkQueue {
 
 /// `EPOLLIN` (a `__force` cast in C, so bindgen does not export it).
 const EPOLLIN: u32 = 0x0001;
+/// `EPOLLHUP`: `eventfd_release` wakes the queue with it when the last file reference goes.
+const EPOLLHUP: u32 = 0x0010;
 
 /// Work done after kicks.
 pub(crate) trait KickHandler: Sync + Send {
     /// Runs in process context (the `Kicked`'s workqueue) after `kicks` kicks arrived
     /// (kicks that arrive while it is queued are batched into one call). Never runs concurrently
     /// with itself for the same [`Kicked`]. Returns `true` to be called again soon (work left
-    /// over after a bounded pass), without a kick.
+    /// over after a bounded pass), without a kick. Also called (with whatever kicks are pending,
+    /// maybe 0) in the work item that reports a hang-up, before [`Self::hung_up`].
     fn handle(&self, kicks: u64) -> bool;
+
+    /// The attached eventfd hung up: its last file reference was closed (the VMM that kicked
+    /// through it is gone; nobody can kick any more). Runs once per hang-up, in the same work
+    /// item as [`Self::handle`] (process context, never concurrently with it). Must not detach
+    /// or drop the [`Kicked`] itself (that waits for this very work item): hand the teardown
+    /// to another work item.
+    fn hung_up(&self) {}
 }
 
 /// `data` plus an in-kernel waiter on a kick eventfd that calls `data.handle()` from a work item.
@@ -140,6 +176,13 @@ pub(crate) struct Kicked<T: KickHandler> {
     queue_calls: AtomicU32,
     /// The queue head the first [`Self::poll_queue`] call added `wait` to (for undoing it).
     wqh: AtomicPtr<bindings::wait_queue_head>,
+    /// The attached eventfd hung up (sticky until the next attach).
+    hung: AtomicBool,
+    /// A hang-up not yet handed to [`KickHandler::hung_up`].
+    hup_pending: AtomicBool,
+    /// The attachment is final ([`Self::seal`]): `attach` and `unbind` refuse with `EINVAL`.
+    /// Written under `src`'s lock.
+    sealed: AtomicBool,
     /// Where `work` runs: this queue, or the system's high-priority queue if `None`.
     wq: Option<Arc<WorkQueue>>,
     /// The handler's data.
@@ -177,6 +220,9 @@ impl<T: KickHandler + 'static> Kicked<T> {
             pending: AtomicU64::new(0),
             queue_calls: AtomicU32::new(0),
             wqh: AtomicPtr::new(core::ptr::null_mut()),
+            hung: AtomicBool::new(false),
+            hup_pending: AtomicBool::new(false),
+            sealed: AtomicBool::new(false),
             wq,
             data <- data,
         })
@@ -211,7 +257,13 @@ impl<T: KickHandler + 'static> Kicked<T> {
         // INVARIANT: a non-error return carries one reference.
         let efd = NonNull::new(p).map(|ctx| EventFd { ctx }).ok_or(EINVAL)?;
         let mut src = self.src.lock();
+        if self.sealed.load(Ordering::Relaxed) {
+            return Err(EINVAL);
+        }
         self.detach_locked(&mut src);
+        // Not on any queue and no work running (`detach_locked`): a new eventfd, no hang-up.
+        self.hung.store(false, Ordering::Relaxed);
+        self.hup_pending.store(false, Ordering::Relaxed);
         self.ctx.store(efd.ctx.as_ptr(), Ordering::Release);
         self.queue_calls.store(0, Ordering::Relaxed);
         self.wqh.store(core::ptr::null_mut(), Ordering::Relaxed);
@@ -260,9 +312,36 @@ impl<T: KickHandler + 'static> Kicked<T> {
         self.detach_locked(&mut src);
     }
 
+    /// Stops waiting, as [`Self::detach`], unless the attachment is sealed (`EINVAL` then).
+    pub(crate) fn unbind(&self) -> Result {
+        let mut src = self.src.lock();
+        if self.sealed.load(Ordering::Relaxed) {
+            return Err(EINVAL);
+        }
+        self.detach_locked(&mut src);
+        Ok(())
+    }
+
+    /// Makes the current attachment final: later [`Self::attach`] and [`Self::unbind`] calls
+    /// fail with `EINVAL`; only [`Self::detach`] (teardown) and drop end it. `EINVAL` if no
+    /// eventfd is attached.
+    pub(crate) fn seal(&self) -> Result {
+        let src = self.src.lock();
+        if src.is_none() {
+            return Err(EINVAL);
+        }
+        self.sealed.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Whether an eventfd is attached.
     pub(crate) fn attached(&self) -> bool {
         self.src.lock().is_some()
+    }
+
+    /// Whether the attached eventfd hung up (its last file reference was closed).
+    pub(crate) fn hung_up(&self) -> bool {
+        self.hung.load(Ordering::Acquire)
     }
 
     /// Runs the handler now, in the caller's context, as if kicked (used after attaching a
@@ -343,6 +422,14 @@ impl<T: KickHandler + 'static> Kicked<T> {
             me.pending.fetch_add(cnt.max(1), Ordering::Relaxed);
             me.kick_now();
         }
+        if flags & EPOLLHUP != 0 {
+            // The eventfd's last file reference is being released: no kick can come any more.
+            // Only flags and a work item here (atomic context, under the queue's lock); the
+            // handler hears about it in process context.
+            me.hung.store(true, Ordering::Release);
+            me.hup_pending.store(true, Ordering::Release);
+            me.kick_now();
+        }
         0
     }
 
@@ -352,7 +439,11 @@ impl<T: KickHandler + 'static> Kicked<T> {
         // (waiting for this function) before the memory goes away.
         let me = unsafe { &*(work.byte_sub(core::mem::offset_of!(Self, work)) as *const Self) };
         let kicks = me.pending.swap(0, Ordering::Relaxed);
-        if me.data.handle(kicks) {
+        let more = me.data.handle(kicks);
+        if me.hup_pending.swap(false, Ordering::AcqRel) {
+            me.data.hung_up();
+        }
+        if more {
             // Re-queueing from the work function itself is allowed; `cancel_work_sync` in
             // detach/drop handles a self-requeueing work.
             me.kick_now();

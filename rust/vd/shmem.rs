@@ -1,27 +1,104 @@
 // SPDX-License-Identifier: GPL-2.0
-//! [`SharedPages`]: zeroed kernel pages that a process maps (and hands to its guest as guest
-//! memory) while the kernel reads and writes them through [`RingMem`]. The kernel's view is the
-//! pages' direct-map addresses: always mapped, usable in atomic context, valid as long as the
-//! pages live, and the pages live as long as the `SharedPages` *and* any VMA that maps them
-//! (`vm_insert_page` takes a page reference per mapping).
+//! [`SharedPages`]: pages that a process maps (and hands to its guest as guest memory) while the
+//! kernel reads and writes them through [`RingMem`]. The kernel's view is the pages'
+//! direct-map addresses: always mapped, usable in atomic context, valid as long as the pages
+//! live.
+//!
+//! Two kinds:
+//! - zeroed kernel pages ([`SharedPages::new`]); they live as long as the `SharedPages` *and* any
+//!   VMA that maps them (`vm_insert_page` takes a page reference per mapping);
+//! - the pages of a shmem file the kernel makes ([`SharedPages::new_shmem`]), for VMMs that
+//!   take guest memory as a file (QEMU's `ivshmem`). Each page is pinned by a reference held
+//!   here, so the kernel's view stays valid whatever a holder of the file does (`ftruncate`,
+//!   hole punching: the page leaves the file, not our hands). A mapping through the device is a
+//!   mapping of the file itself (its VMA points at the file), so the file's own truncation
+//!   unmaps it as for any shmem mapping.
 
 use crate::ring::{RingMem, RING_PAGE};
+use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, Ordering};
+use kernel::bindings;
+use kernel::fs::File;
 use kernel::mm::virt::VmaNew;
 use kernel::page::{Page, PAGE_SIZE};
 use kernel::prelude::*;
+use kernel::sync::aref::ARef;
 
 const _: () = assert!(PAGE_SIZE == RING_PAGE);
 
-/// A set of zeroed pages shared with userspace and guests.
+/// Pages moved per file call by [`SharedPages::file_io`] (128 KiB: a guest driver's chunk).
+const RW_BATCH: usize = 32;
+
+/// Pages of a shmem file with one reference held on each, and the file.
 ///
 /// # Invariants
 ///
-/// `addrs[i]` is the direct-map address of `pages[i]`, valid for `PAGE_SIZE` bytes while
-/// `pages[i]` is owned here.
+/// Every entry of `pages` is a page of `file`'s mapping (at the index equal to its position,
+/// when it was looked up) on which we hold one reference; `file_pages` is the file's size in
+/// pages when it was made.
+struct FilePages {
+    pages: KVec<*mut bindings::page>,
+    file: ARef<File>,
+    file_pages: usize,
+}
+
+// SAFETY: the page references and the file reference may be used and dropped from any thread;
+// the pages are only accessed through their direct-map addresses, atomically or by copies.
+unsafe impl Send for FilePages {}
+// SAFETY: as above; nothing here is mutated through `&self`.
+unsafe impl Sync for FilePages {}
+
+impl Drop for FilePages {
+    fn drop(&mut self) {
+        let n = i32::try_from(self.pages.len()).unwrap_or(i32::MAX);
+        // SAFETY: every entry is a page we hold one reference on (type invariant);
+        // `release_pages` drops one reference of each of the first `n` entries (at most
+        // `VDE_MAX_DATA` plus a ring: far below `i32::MAX`), freeing a page whose last
+        // reference this was the way `put_page` does.
+        unsafe {
+            bindings::release_pages(
+                bindings::release_pages_arg {
+                    pages: self.pages.as_mut_ptr(),
+                },
+                n,
+            )
+        };
+        // `file` drops after this: `fput`.
+    }
+}
+
+/// Who owns the pages.
+enum Backing {
+    /// Kernel pages, freed when the last reference (ours, or a mapping's) goes.
+    Own(KVec<Page>),
+    /// Pages of a shmem file.
+    File(FilePages),
+}
+
+/// A set of pages shared with userspace and guests.
+///
+/// # Invariants
+///
+/// `addrs[i]` is the direct-map address of page `i` of `backing`, valid for `PAGE_SIZE` bytes
+/// while `backing` holds that page.
 pub(crate) struct SharedPages {
-    pages: KVec<Page>,
+    backing: Backing,
     addrs: KVec<usize>,
+}
+
+/// The direct-map address of `page`.
+///
+/// # Safety
+///
+/// `page` is a valid page the caller holds a reference on.
+unsafe fn direct_addr(page: *mut bindings::page) -> Result<usize> {
+    // SAFETY: `page` is valid (caller); `page_address` of a non-highmem page (the only kind on
+    // 64-bit) is its direct-map address.
+    let addr = unsafe { bindings::page_address(page) } as usize;
+    if addr == 0 {
+        return Err(ENOMEM);
+    }
+    Ok(addr)
 }
 
 impl SharedPages {
@@ -35,33 +112,95 @@ impl SharedPages {
         let mut addrs = KVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
         for _ in 0..n {
             let page = Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?;
-            // SAFETY: `page` is a valid page we own; `page_address` of a non-highmem page (the
-            // only kind on 64-bit) is its direct-map address.
-            let addr = unsafe { kernel::bindings::page_address(page.as_ptr()) } as usize;
-            if addr == 0 {
-                return Err(ENOMEM);
-            }
+            // SAFETY: `page` is a valid page we own.
+            let addr = unsafe { direct_addr(page.as_ptr()) }?;
             addrs.push(addr, GFP_KERNEL)?;
             pages.push(page, GFP_KERNEL)?;
         }
         // INVARIANT: each address was taken from the page pushed at the same index.
-        Ok(Self { pages, addrs })
+        Ok(Self {
+            backing: Backing::Own(pages),
+            addrs,
+        })
+    }
+
+    /// A new shmem file named `name` of `file_size` bytes (a multiple of the page size), whose
+    /// first `bytes` (a multiple of the page size, at most `file_size`) are pinned and shared
+    /// here. Returns the pages and a second reference to the file (for a file descriptor).
+    /// The file's pages, and the memory of this value, are charged to the caller's memory
+    /// cgroup.
+    pub(crate) fn new_shmem(
+        name: &'static CStr,
+        bytes: usize,
+        file_size: usize,
+    ) -> Result<(Self, ARef<File>)> {
+        if bytes == 0 || bytes % PAGE_SIZE != 0 || file_size % PAGE_SIZE != 0 || bytes > file_size {
+            return Err(EINVAL);
+        }
+        let size = i64::try_from(file_size).map_err(|_| EINVAL)?;
+        // SAFETY: `name` is a NUL-terminated string that outlives the call (the helper copies
+        // it into the dentry); the helper returns a referenced file or an ERR_PTR.
+        let f = unsafe { bindings::vd_shmem_file(kernel::str::CStrExt::as_char_ptr(name), size) };
+        let f = NonNull::new(kernel::error::from_err_ptr(f)?).ok_or(ENOMEM)?;
+        // SAFETY: `f` is a valid file with one reference, which the `ARef` takes over (`File`
+        // is a transparent wrapper of `struct file`).
+        let file: ARef<File> = unsafe { ARef::from_raw(f.cast()) };
+        let n = bytes / PAGE_SIZE;
+        // INVARIANT: empty; each page is pushed with the reference `vd_shmem_page` returned.
+        let mut fp = FilePages {
+            pages: KVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?,
+            file: file.clone(),
+            file_pages: file_size / PAGE_SIZE,
+        };
+        let mut addrs = KVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
+        for i in 0..n {
+            // SAFETY: `fp.file` is a live shmem file; the helper returns page `i` of its mapping
+            // (allocated zeroed if needed) with a reference, or an ERR_PTR.
+            let p = unsafe { bindings::vd_shmem_page(fp.file.as_ptr(), i as _) };
+            let p = kernel::error::from_err_ptr(p)?;
+            if p.is_null() {
+                return Err(ENOMEM);
+            }
+            // Room reserved above: cannot fail, and the reference is recorded before anything
+            // else can fail (a failure drops `fp`, which releases every recorded page).
+            fp.pages.push(p, GFP_KERNEL_ACCOUNT)?;
+            // SAFETY: `p` is a valid page we hold a reference on (just recorded).
+            addrs.push(unsafe { direct_addr(p) }?, GFP_KERNEL_ACCOUNT)?;
+        }
+        // INVARIANT: each address was taken from the page pushed at the same index.
+        Ok((
+            Self {
+                backing: Backing::File(fp),
+                addrs,
+            },
+            file,
+        ))
     }
 
     /// Bytes shared.
     pub(crate) fn len(&self) -> usize {
-        self.pages.len() * PAGE_SIZE
+        self.addrs.len() * PAGE_SIZE
+    }
+
+    /// The shmem file holding the pages, if they are a file's.
+    pub(crate) fn file(&self) -> Option<&ARef<File>> {
+        match &self.backing {
+            Backing::Own(_) => None,
+            Backing::File(fp) => Some(&fp.file),
+        }
     }
 
     /// Maps pages `[pgoff, pgoff + vma pages)` into `vma`. The mapping must be shared and must not
-    /// outgrow the area; `writable` false refuses (and forbids later) write access.
+    /// outgrow the area (for a shmem file: the file's size when it was made); `writable` false
+    /// refuses (and forbids later) write access.
     pub(crate) fn map(&self, vma: &VmaNew, pgoff: usize, writable: bool) -> Result {
         let len = vma.end() - vma.start();
         let npages = len / PAGE_SIZE;
-        if pgoff
-            .checked_add(npages)
-            .is_none_or(|end| end > self.pages.len())
-        {
+        let limit = match &self.backing {
+            Backing::Own(p) => p.len(),
+            Backing::File(fp) => fp.file_pages,
+        };
+        if pgoff.checked_add(npages).is_none_or(|end| end > limit) {
             return Err(EINVAL);
         }
         if (vma.flags() & kernel::mm::virt::flags::SHARED) == 0 {
@@ -76,9 +215,83 @@ impl SharedPages {
         vma.try_clear_mayexec()?;
         vma.set_dontcopy();
         vma.set_dontexpand();
-        let mixed = vma.set_mixedmap();
-        for i in 0..npages {
-            mixed.vm_insert_page(vma.start() + i * PAGE_SIZE, &self.pages[pgoff + i])?;
+        match &self.backing {
+            Backing::Own(pages) => {
+                let mixed = vma.set_mixedmap();
+                for i in 0..npages {
+                    mixed.vm_insert_page(vma.start() + i * PAGE_SIZE, &pages[pgoff + i])?;
+                }
+                Ok(())
+            }
+            Backing::File(fp) => {
+                let v = vma.as_ptr();
+                // SAFETY: `v` is the VMA under construction that this mmap call owns (the mmap
+                // lock is held for writing). As a stacking driver does (dma-buf), the VMA
+                // becomes a mapping of the shmem file: `vma_set_file` takes a reference on the
+                // file and drops the one on our device file; `vm_pgoff` becomes the file offset
+                // (checked against the file's size above); the file's own `mmap_prepare` sets
+                // its fault handlers. The file's pages are then mapped, unmapped and truncated
+                // by shmem as for any mapping of the file (never `vm_insert_page` of page-cache
+                // pages into a VMA the file does not know).
+                let r = unsafe {
+                    bindings::vma_set_file(v, fp.file.as_ptr());
+                    (*v).vm_pgoff = pgoff as _;
+                    bindings::compat_vma_mmap(fp.file.as_ptr(), v)
+                };
+                kernel::error::to_result(r)
+            }
+        }
+    }
+
+    /// The `struct page` of page `i`.
+    fn page_ptr(&self, i: usize) -> Option<*mut bindings::page> {
+        match &self.backing {
+            Backing::Own(p) => p.get(i).map(Page::as_ptr),
+            Backing::File(fp) => fp.pages.get(i).copied(),
+        }
+    }
+
+    /// Moves `len` bytes between the area at `off` and `file` at `pos` (into the area with
+    /// `to_pages`: a block read into a data area; else a block write from it), in batches of up
+    /// to [`RW_BATCH`] pages per file call. `EINVAL` if the range is not inside the area. The
+    /// other party may write the same bytes meanwhile: it gets what it raced for.
+    pub(crate) fn file_io(
+        &self,
+        file: &crate::vd::backing::BackingFile,
+        off: usize,
+        len: usize,
+        pos: u64,
+        to_pages: bool,
+    ) -> Result {
+        let end = off.checked_add(len).ok_or(EINVAL)?;
+        if end > self.len() {
+            return Err(EINVAL);
+        }
+        let empty = bindings::bio_vec {
+            bv_page: core::ptr::null_mut(),
+            bv_len: 0,
+            bv_offset: 0,
+        };
+        let mut bv = [empty; RW_BATCH];
+        let mut at = off;
+        while at < end {
+            let start = at;
+            let mut n = 0;
+            while n < RW_BATCH && at < end {
+                let in_pg = at % PAGE_SIZE;
+                let take = (PAGE_SIZE - in_pg).min(end - at);
+                bv[n] = bindings::bio_vec {
+                    bv_page: self.page_ptr(at / PAGE_SIZE).ok_or(EINVAL)?,
+                    bv_len: take as u32,
+                    bv_offset: in_pg as u32,
+                };
+                n += 1;
+                at += take;
+            }
+            let p = pos.checked_add((start - off) as u64).ok_or(EINVAL)?;
+            // SAFETY: each entry is a range inside one page held by `self` (the pages live as
+            // long as `self`, which outlives the call).
+            unsafe { file.rw_pages(&bv[..n], p, to_pages) }?;
         }
         Ok(())
     }

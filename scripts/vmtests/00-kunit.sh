@@ -2,7 +2,7 @@
 # printed is saved for the host, which parses it with the kernel's kunit.py.
 . ./lib.sh
 mkdir -p /tmp/ktap
-for m in vd_kunit vd_evtchn vd_sriov_mgr vd_input_irq; do
+for m in vd_kunit vd_evtchn vd_sriov_mgr vd_input_irq vd_front; do
     unload $m
     before=$(dmesg | wc -l)
     load $m

@@ -107,8 +107,8 @@ enum Call {
 }
 
 use libc::{
-    EACCES, EAGAIN, EBADF, EBUSY, EEXIST, EFAULT, EINTR, EINVAL, EIO, ENODEV, ENOENT, ENOMEM,
-    ENOSPC, ENOTCONN, ENOTTY, ENXIO, EOPNOTSUPP, EOVERFLOW, EPERM, EPROTO, ESRCH,
+    EACCES, EAGAIN, EBADF, EBUSY, EEXIST, EFAULT, EINTR, EINVAL, EIO, EMFILE, ENODEV, ENOENT,
+    ENOMEM, ENOSPC, ENOTCONN, ENOTTY, ENXIO, EOPNOTSUPP, EOVERFLOW, EPERM, EPROTO, ESRCH,
 };
 
 /// One row of the table: the errnos `call` on `dev` may fail with.
@@ -141,6 +141,18 @@ static RULES: &[Rule] = &[
         io(VDE_IOC_CREATE),
         "VDE_IOC_CREATE",
         &[EFAULT, EINVAL, ENOSPC, ENOMEM],
+    ),
+    r(
+        Dev::Evt,
+        io(VDE_IOC_CREATE_SHM),
+        "VDE_IOC_CREATE_SHM",
+        &[EFAULT, EINVAL, EMFILE, ENOSPC, ENOMEM],
+    ),
+    r(
+        Dev::Evt,
+        io(VDE_IOC_ORPHAN),
+        "VDE_IOC_ORPHAN",
+        &[EFAULT, ENOENT, EINVAL],
     ),
     r(
         Dev::Evt,
@@ -646,6 +658,42 @@ fn close(fd: i32) {
     unsafe { libc::close(fd) };
 }
 
+/// File descriptors open in this process.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+/// Orphaned channels listed host-wide (`VDE_IOC_LIST` with `VDE_LIST_ORPHAN`): their creators'
+/// pids; `None` if the listing failed.
+fn orphans_listed() -> Option<Vec<u32>> {
+    let fd = open_dev(Dev::Evt);
+    if fd < 0 {
+        return None;
+    }
+    let mut pids = vec![];
+    let mut cursor = 0u64;
+    let ok = loop {
+        let mut e = VdeListEntry {
+            cursor,
+            ..Default::default()
+        };
+        // SAFETY: `_IOWR` of one `VdeListEntry` on the stack.
+        let r = unsafe { libc::ioctl(fd, VDE_IOC_LIST as _, &raw mut e) };
+        if r < 0 {
+            break errno() == ENOENT;
+        }
+        if e.flags & VDE_LIST_ORPHAN != 0 {
+            pids.push(e.domain_pid);
+        }
+        match e.cursor.checked_add(1) {
+            Some(c) => cursor = c,
+            None => break true,
+        }
+    };
+    close(fd);
+    ok.then_some(pids)
+}
+
 fn new_eventfd(sem: bool) -> i32 {
     let fl = libc::EFD_NONBLOCK | libc::EFD_CLOEXEC | if sem { libc::EFD_SEMAPHORE } else { 0 };
     // SAFETY: plain syscall.
@@ -671,6 +719,9 @@ struct Chan {
     kick: Option<i32>,
     entries: u32,
     entry_size: u32,
+    /// Pages the device maps for this channel when that is not the ring's size (a
+    /// `VDE_IOC_CREATE_SHM` channel: its file's size); 0: the ring's.
+    map_pages: usize,
 }
 
 struct EvtFile {
@@ -1044,6 +1095,7 @@ impl Fuzz {
                     // the geometry is unknown from here on (a stale one made "mmap beyond the
                     // ring" expect EINVAL for a larger ring: seen once in a CI run).
                     c.entry_size = 0;
+                    c.map_pages = 0;
                 }
                 Err(_) => {
                     if f.chans.remove(&id).is_some() {
@@ -1058,8 +1110,10 @@ impl Fuzz {
         let Some(i) = self.evt_file() else { return };
         let fd = self.evt[i].fd;
         let p = self.ptr();
-        match self.rng.below(19) {
+        match self.rng.below(21) {
             0 | 1 => self.evt_create(i, p),
+            19 => self.evt_create_shm(i, p),
+            20 => self.evt_orphan(i, p),
             2 => {
                 let (id, live) = self.evt_id(i);
                 let exp = if live || !matches!(p, Ptr::Good | Ptr::ReadOnly) {
@@ -1237,6 +1291,138 @@ impl Fuzz {
                 self.evt_resync(i);
             }
             _ => {}
+        }
+    }
+
+    /// `VDE_IOC_CREATE_SHM`: as `VDE_IOC_CREATE`, plus the data area, device kind and the fd.
+    /// A write-back that faults leaves no channel and no fd.
+    fn evt_create_shm(&mut self, i: usize, p: Ptr) {
+        let fd = self.evt[i].fd;
+        let live_total: usize = self.evt.iter().map(|f| f.chans.len()).sum();
+        let (entries, entry_size) = match self.rng.below(6) {
+            0 => (self.rng.u32v(), self.rng.u32v()),
+            1 => (self.rng.pow2(0, 13), self.rng.pow2(3, 13)),
+            _ => (self.rng.pow2(0, 6), self.rng.pow2(5, 7)),
+        };
+        let data_size = match self.rng.below(8) {
+            0 => self.rng.u32v(),
+            1 => self.rng.pick(&[4095u32, 4097, VDE_MAX_DATA + 4096, !4095]),
+            2 => 0,
+            _ => 4096 * (1 + self.rng.below(64) as u32),
+        };
+        let dev_kind = if self.rng.chance(10) {
+            self.rng.u32v()
+        } else {
+            self.rng.below(2) as u32
+        };
+        let flags = self.rng.flags(0);
+        let c = VdeCreateShm {
+            entries,
+            entry_size,
+            data_size,
+            dev_kind,
+            doorbell: self.rng.u32v(),
+            flags,
+            id: self.rng.u32v(),
+            fd: self.rng.u32v() as i32,
+            ..Default::default()
+        };
+        let geo = Geometry::new(entries, entry_size).ok();
+        let data_ok = data_size % 4096 == 0 && data_size <= VDE_MAX_DATA;
+        let all_ok = geo.is_some() && data_ok && dev_kind <= 1 && flags == 0;
+        if all_ok && (live_total > 48 || data_size > (1 << 18)) {
+            return; // bounded memory
+        }
+        let exp = match p {
+            Ptr::Bad(_) | Ptr::Short => fail(EFAULT, "argument not readable"),
+            _ if flags != 0 => fail(EINVAL, "unknown flag bits"),
+            _ if geo.is_none() => fail(EINVAL, "bad geometry"),
+            _ if !data_ok => fail(EINVAL, "bad data size"),
+            _ if dev_kind > 1 => fail(EINVAL, "unknown device kind"),
+            _ => Expect::Any,
+        };
+        let before = if p == Ptr::ReadOnly {
+            Some((self.objects(Dev::Evt, fd), open_fds()))
+        } else {
+            None
+        };
+        let desc = format!(
+            "entries={entries} entry_size={entry_size} data_size={data_size:#x} \
+             dev_kind={dev_kind} flags={flags:#x}"
+        );
+        let r = self.call(
+            Dev::Evt,
+            fd,
+            VDE_IOC_CREATE_SHM,
+            &bytes_of(&c),
+            p,
+            &desc,
+            exp,
+        );
+        match r {
+            Ok(_) => {
+                let out: VdeCreateShm = self.arena.get();
+                if p == Ptr::Good {
+                    let ring = geo.map_or(0, |g| g.total_bytes());
+                    let want = (ring + data_size as usize).next_power_of_two();
+                    if out.size != want as u64 || out.data_off != ring as u64 || out.fd < 0 {
+                        self.violation(format!(
+                            "evt VDE_IOC_CREATE_SHM {desc}: answered size {} data_off {} fd {}, want size {want} data_off {ring}",
+                            out.size, out.data_off, out.fd
+                        ));
+                    }
+                    self.evt[i].chans.insert(
+                        out.id,
+                        Chan {
+                            entries,
+                            entry_size,
+                            map_pages: out.size as usize / PAGE,
+                            ..Default::default()
+                        },
+                    );
+                }
+                if out.fd >= 0 && p == Ptr::Good {
+                    close(out.fd);
+                }
+            }
+            Err(e) if e == EFAULT && p == Ptr::ReadOnly => {
+                let after = (self.objects(Dev::Evt, fd), open_fds());
+                if let Some(b) = before {
+                    if b.0.is_some() && after != b {
+                        self.violation(format!(
+                            "evt VDE_IOC_CREATE_SHM {desc}: EFAULT on the write-back left something behind ((objects, fds) {b:?} -> {after:?})"
+                        ));
+                    }
+                }
+                self.evt_resync(i);
+            }
+            _ => {}
+        }
+    }
+
+    /// `VDE_IOC_ORPHAN`: the id leaves the domain; the channel lives until its kick eventfd is
+    /// closed (the argument eventfds live until the end of the run: then every orphan must go).
+    fn evt_orphan(&mut self, i: usize, p: Ptr) {
+        let fd = self.evt[i].fd;
+        let (id, live) = self.evt_id(i);
+        let exp = match p {
+            Ptr::Bad(_) | Ptr::Short => fail(EFAULT, "argument not readable"),
+            _ if !live => fail(ENOENT, "no such channel"),
+            _ => Expect::Any,
+        };
+        let r = self.call(
+            Dev::Evt,
+            fd,
+            VDE_IOC_ORPHAN,
+            &id.to_ne_bytes(),
+            p,
+            &format!("id={id}"),
+            exp,
+        );
+        if r.is_ok() {
+            let f = &mut self.evt[i];
+            f.chans.remove(&id);
+            f.freed.push(id);
         }
     }
 
@@ -1446,6 +1632,12 @@ impl Fuzz {
         } else {
             0
         };
+        // What the device maps: the ring, or a shmem channel's whole file.
+        let limit = if c.map_pages != 0 && ring_pages != 0 {
+            c.map_pages
+        } else {
+            ring_pages
+        };
         let first = match self.rng.below(4) {
             0 => self.rng.below(ring_pages as u64 + 2) as usize,
             1 => self.rng.pick(&[1usize, 600, 1023, 1024]),
@@ -1479,8 +1671,8 @@ impl Fuzz {
             fail(ENOENT, "no such channel")
         } else if ring_pages == 0 {
             Expect::Any // geometry unknown (found by a resync)
-        } else if first + npages > ring_pages {
-            fail(EINVAL, "beyond the ring")
+        } else if first + npages > limit {
+            fail(EINVAL, "beyond the ring (or the shm channel's file)")
         } else if !shared {
             fail(EINVAL, "not MAP_SHARED")
         } else {
@@ -3464,6 +3656,34 @@ pub fn run(a: Args) -> Result<()> {
         z.step();
     }
     z.cleanup();
+    // Every orphan's kick eventfd was one of the fuzzer's: with them closed, every orphan must
+    // go (and not pin vd_evtchn for the unload that follows the run).
+    for fd in z
+        .oth
+        .eventfds
+        .iter()
+        .chain(&z.oth.pipes)
+        .chain(&z.oth.socks)
+        .copied()
+        .chain([z.oth.reg_rw, z.oth.reg_ro])
+        .collect::<Vec<_>>()
+    {
+        close(fd);
+    }
+    let t1 = Instant::now();
+    let mut left = orphans_listed();
+    while left.as_ref().is_some_and(|l| !l.is_empty()) && t1.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+        left = orphans_listed();
+    }
+    match left {
+        Some(l) if l.is_empty() => {}
+        Some(l) => z.violation(format!(
+            "evt VDE_IOC_ORPHAN: {} orphans (creators {l:?}) still listed 10 s after every kick eventfd was closed",
+            l.len()
+        )),
+        None => {} // vd_evtchn not loaded (excluded ops): nothing to check
+    }
     let calls: u64 = z.counts.values().flat_map(|m| m.values()).sum();
     println!(
         "hostile: {} iterations, {calls} checked calls in {:.1} s",

@@ -6,8 +6,8 @@ mod chan;
 mod evtchn;
 mod hostile;
 mod input;
+mod shm;
 mod sriov;
-mod uinput;
 mod vddtest;
 mod vfio;
 
@@ -34,6 +34,31 @@ enum Cmd {
     },
     /// A userspace backend serving the ring through its own mapping.
     EvtchnUser,
+    /// Shmem channels (`VDE_IOC_CREATE_SHM`): the ring and data area through the file,
+    /// data-area block requests on a disk image, the device mapping, bad requests.
+    EvtchnShm {
+        /// Disk image (created and sized by the test).
+        #[arg(long, default_value = "/tmp/vd-shm.img")]
+        file: String,
+    },
+    /// `VDE_IOC_ORPHAN`: outlives its domain, pins the module, goes with its kick eventfd.
+    /// Unloads vd_evtchn at the end.
+    EvtchnOrphan {
+        #[arg(long, default_value = "/tmp/vd-orphan.img")]
+        file: String,
+    },
+    /// `VDE_IOC_ORPHAN` racing with binds of the same channel: an orphan always keeps a kick.
+    EvtchnOrphanRace {
+        #[arg(long, default_value_t = 30)]
+        rounds: u32,
+    },
+    /// `VDE_IOC_CREATE_SHM` whose answer cannot be copied out: EFAULT, nothing left.
+    EvtchnShmEfault,
+    /// A hostile holder truncates a channel's file: only that channel breaks.
+    EvtchnShmTruncate {
+        #[arg(long, default_value = "/tmp/vd-trunc.img")]
+        file: String,
+    },
     /// Save a channel with requests in flight, restore it in a new domain, nothing is lost.
     EvtchnRestore,
     /// One of the hardening checks of issue 11 (`bind-race`, `kick-overflow`, `attach-types`,
@@ -206,6 +231,11 @@ fn main() -> std::process::ExitCode {
         Cmd::EvtchnHostile => evtchn::hostile(),
         Cmd::EvtchnBlock { file } => evtchn::block(&file),
         Cmd::EvtchnUser => evtchn::user(),
+        Cmd::EvtchnShm { file } => shm::shm(&file),
+        Cmd::EvtchnOrphan { file } => shm::orphan(&file),
+        Cmd::EvtchnShmEfault => shm::efault(),
+        Cmd::EvtchnOrphanRace { rounds } => shm::orphan_race(rounds),
+        Cmd::EvtchnShmTruncate { file } => shm::truncate(&file),
         Cmd::EvtchnRestore => evtchn::restore(),
         Cmd::EvtchnCase { name } => evtchn::case(&name),
         Cmd::EvtchnStress { channels } => evtchn::stress(channels),

@@ -9,6 +9,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use vd_sys::sriov::{bdf_name, event_name, parse_bdf, Manager};
+use vd_testkit::stats::median;
 use vd_uapi::*;
 
 fn bdf(s: &str) -> Result<u32> {
@@ -919,15 +920,6 @@ pub fn rate(vf: &str) -> Result<()> {
     m.set_rate(b, 0, 0).context("lift the limit")?;
     check!(m.rate(b)?.max_tx_mbps == 0, "rate 0 lifts the limit");
     Ok(())
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        0.0
-    } else {
-        v[v.len() / 2]
-    }
 }
 
 fn ms(d: Duration) -> f64 {

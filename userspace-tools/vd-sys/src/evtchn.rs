@@ -311,4 +311,3 @@ pub struct ShmChannel {
     /// The shmem file holding the ring and the data area.
     pub file: File,
 }
-

@@ -13,13 +13,13 @@
 //! TSC cycles; the rows are shown in ns with the one TSC rate measured here. Under software
 //! emulation only the ratios mean anything.
 
-use std::time::{Duration, Instant};
-
 use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::evtchn::{self, median, Opts, ServePath};
+use crate::evtchn::{self, Opts, ServePath};
+use crate::tsc::{rdtsc, tsc_hz};
+use vd_testkit::stats::median;
 
 /// One latency row.
 #[derive(Debug, Serialize)]
@@ -50,19 +50,6 @@ pub struct BenchReport {
     pub vmm_exit_over_evtchn: f64,
     pub eventfd_threads_over_evtchn: f64,
     pub throughput: Vec<Throughput>,
-}
-
-fn rdtsc() -> u64 {
-    // SAFETY: `rdtsc` has no memory effects; every x86_64 CPU has it.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
-
-/// The TSC rate, from a 200 ms wall-clock window.
-pub fn tsc_hz() -> f64 {
-    let (c0, t0) = (rdtsc(), Instant::now());
-    std::thread::sleep(Duration::from_millis(200));
-    let (c1, t1) = (rdtsc(), Instant::now());
-    (c1.wrapping_sub(c0)) as f64 / (t1 - t0).as_secs_f64()
 }
 
 /// Median round trip of two threads over two eventfds, in TSC cycles (the clock of the guest rows).

@@ -27,6 +27,7 @@ use kvm_ioctls::{IoEventAddress, NoDatamatch, VcpuExit};
 use serde::Serialize;
 use vd_ring::{mem::RawMem, op, Backend, BackendState, Geometry, RingMem};
 use vd_sys::evtchn::Domain;
+use vd_testkit::stats::median;
 use vd_uapi::{vde_backend, vde_state};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
@@ -269,7 +270,7 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
         );
     }
     // Measured before the guest exists, so the 200 ms it takes is not spent beside it.
-    let hz = (o.samples > 0 || o.probe.is_some()).then(crate::bench::tsc_hz);
+    let hz = (o.samples > 0 || o.probe.is_some()).then(crate::tsc::tsc_hz);
     let _watchdog = watchdog(o.timeout);
 
     // Declaration order is drop order reversed: the vCPU and VM go before the ring mapping they
@@ -618,15 +619,6 @@ fn serve_in_vmm(ring: &RawMem, be: &mut Backend, buf: &mut [u8], call: &EventFd)
     }
 }
 
-/// Median of `v` (sorted in place); 0 for an empty slice.
-pub fn median(v: &mut [u64]) -> u64 {
-    if v.is_empty() {
-        return 0;
-    }
-    v.sort_unstable();
-    v[v.len() / 2]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -705,13 +697,6 @@ mod tests {
         r.channel.state = "active";
         r.judge(&o);
         assert!(!r.pass);
-    }
-
-    #[test]
-    fn median_of_samples() {
-        assert_eq!(median(&mut []), 0);
-        assert_eq!(median(&mut [5, 1, 3]), 3);
-        assert_eq!(median(&mut [4, 1, 3, 2]), 3);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use crate::guest::Guest;
 use crate::inputguest::{self as ig, result};
 use crate::ringguest::{self as rg, param, IRQ_LINE, RING_GPA};
-use crate::uinput::{key_frame, Kind, Uinput};
+use vd_testkit::uinput::{key_frame, Kind, Uinput};
 
 /// "Done" port.
 const DONE_PORT: u16 = 0x604;

@@ -60,10 +60,7 @@ mod input;
 mod inputguest;
 mod ringguest;
 mod smoke;
-/// The uinput test hardware, shared with vd-itest (one definition).
-#[allow(dead_code, reason = "vd-itest uses more of it than this binary")]
-#[path = "../../vd-itest/src/uinput.rs"]
-mod uinput;
+mod tsc;
 
 use std::process::ExitCode;
 

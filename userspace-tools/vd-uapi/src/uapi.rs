@@ -423,7 +423,7 @@ pub const VDE_IOC_CREATE_SHM: u32 = iowr::<VdeCreateShm>(0x1a);
 /// (every file reference closed: the VMM exited and nobody else holds it), then it is torn
 /// down. The VMM's lifetime decides, not the caller's: a server that set the channel up may
 /// exit or restart. Needs a bound kick eventfd (`EINVAL` otherwise). While such a channel
-/// lives the module stays loaded (rmmod answers `EBUSY`). Listed with `VDE_LIST_ORPHAN`.
+/// lives the module stays loaded (rmmod answers `EWOULDBLOCK`). Listed with `VDE_LIST_ORPHAN`.
 pub const VDE_IOC_ORPHAN: u32 = iow::<u32>(0x1b);
 /// [`VdeListEntry::flags`] out: the channel belongs to its guest (`VDE_IOC_ORPHAN`).
 pub const VDE_LIST_ORPHAN: u32 = 1 << 0;

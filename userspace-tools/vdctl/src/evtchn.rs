@@ -24,6 +24,9 @@ pub struct ChannelRow {
     pub irqs_suppressed: u64,
     pub errors: u64,
     pub req_errors: u64,
+    /// The channel belongs to its guest (`VDE_IOC_ORPHAN`): it lives until the guest's VMM
+    /// closes its kick eventfd; `domain_pid` is the process that created it.
+    pub orphan: bool,
 }
 
 pub fn state_name(s: u32) -> &'static str {
@@ -65,6 +68,7 @@ impl From<&VdeListEntry> for ChannelRow {
             irqs_suppressed: s.irqs_suppressed,
             errors: s.errors,
             req_errors: s.req_errors,
+            orphan: e.flags & vd_uapi::VDE_LIST_ORPHAN != 0,
         }
     }
 }
@@ -125,7 +129,7 @@ pub fn list(json: bool) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:>7} {:>3} {:<7} {:<6} {:>7} {:>10} {:>10} {:>8} {:>8} {:>8} {:>6}",
+        "{:>7} {:>3} {:<7} {:<6} {:>7} {:>10} {:>10} {:>8} {:>8} {:>8} {:>6} {:<6}",
         "DOMAIN",
         "CH",
         "STATE",
@@ -136,11 +140,12 @@ pub fn list(json: bool) -> Result<()> {
         "KICKS",
         "IRQS",
         "SUPPR",
-        "ERRORS"
+        "ERRORS",
+        "OWNER"
     );
     for r in &rows {
         println!(
-            "{:>7} {:>3} {:<7} {:<6} {:>7} {:>10} {:>10} {:>8} {:>8} {:>8} {:>6}",
+            "{:>7} {:>3} {:<7} {:<6} {:>7} {:>10} {:>10} {:>8} {:>8} {:>8} {:>6} {:<6}",
             r.domain_pid,
             r.channel,
             r.state,
@@ -151,7 +156,8 @@ pub fn list(json: bool) -> Result<()> {
             r.kicks,
             r.irqs,
             r.irqs_suppressed,
-            r.errors
+            r.errors,
+            if r.orphan { "guest" } else { "domain" }
         );
     }
     if rows.is_empty() {

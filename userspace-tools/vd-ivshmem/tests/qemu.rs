@@ -1,0 +1,284 @@
+//! The server against the real QEMU (the host's `qemu-system-x86_64`, or `$VD_QEMU`), with the
+//! fake provider and QEMU's qtest accelerator (no guest, no KVM): QEMU accepts the setup, its
+//! doorbell register signals the kick eventfd, it consumes the call eventfd as its vector 0, and
+//! all of that keeps working after the server is gone. Skipped (with a line saying so) when
+//! QEMU is not installed.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use vd_ivshmem::testutil::{eventfd_count, watchdog, TmpDir};
+use vd_ivshmem::{ChannelGeometry, Config, Event, FakeProvider, Server};
+
+/// Upper bound of every wait.
+const WAIT: Duration = Duration::from_secs(60);
+/// BAR0 (the registers) is placed here, in q35's PCI hole.
+const BAR0: u64 = 0xe000_0000;
+/// The ivshmem device's slot on bus 0.
+const SLOT: u32 = 4;
+
+fn qemu_bin() -> Option<PathBuf> {
+    let p = std::env::var_os("VD_QEMU")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/qemu-system-x86_64"));
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!("skipped: no QEMU at {} (set VD_QEMU)", p.display());
+        None
+    }
+}
+
+struct Served {
+    fake: FakeProvider,
+    stop: OwnedFd,
+    thread: Option<std::thread::JoinHandle<()>>,
+    events: mpsc::Receiver<Event>,
+}
+
+impl Served {
+    fn start(dir: &Path) -> (Self, PathBuf) {
+        let image = dir.join("disk.img");
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(1 << 20)
+            .unwrap();
+        let cfg = Config {
+            socket: dir.join("vd.sock"),
+            image,
+            geometry: ChannelGeometry::new(64, 64, 1).unwrap(),
+            lock_wait: Duration::from_millis(100),
+            mode: 0o600,
+            gid: None,
+        };
+        let fake = FakeProvider::default();
+        let mut server = Server::bind(cfg.clone(), fake.clone()).unwrap();
+        let stop: OwnedFd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC)
+            .unwrap()
+            .into();
+        let stop2 = stop.try_clone().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            server
+                .run(stop2.as_fd(), &mut |e| {
+                    let _ = tx.send(e.clone());
+                })
+                .unwrap();
+        });
+        let s = Self {
+            fake,
+            stop,
+            thread: Some(thread),
+            events: rx,
+        };
+        (s, cfg.socket)
+    }
+
+    fn next_event(&self) -> Event {
+        self.events.recv_timeout(WAIT).expect("no event")
+    }
+
+    /// Stops the server: its sockets close, as when it is killed.
+    fn stop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            nix::unistd::write(&self.stop, &1u64.to_ne_bytes()).unwrap();
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = nix::unistd::write(&self.stop, &1u64.to_ne_bytes());
+            let _ = t.join();
+        }
+    }
+}
+
+/// QEMU under qtest: commands on its stdin, answers on its stdout. Killed after `WAIT` at the
+/// latest (a hung QEMU fails the test instead of hanging it).
+struct Qemu {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    watchdog: Option<mpsc::Sender<()>>,
+}
+
+fn spawn_qemu(bin: &Path, socket: &Path) -> Child {
+    Command::new(bin)
+        .args(["-machine", "q35", "-accel", "tcg", "-S", "-qtest", "stdio"])
+        .args(["-display", "none", "-nodefaults", "-m", "64"])
+        .arg("-chardev")
+        .arg(format!("socket,path={},id=vd0", socket.display()))
+        .args([
+            "-device",
+            &format!("ivshmem-doorbell,chardev=vd0,vectors=1,addr={SLOT:#x}.0"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+impl Qemu {
+    fn start(bin: &Path, socket: &Path) -> Self {
+        let mut child = spawn_qemu(bin, socket);
+        let watchdog = Some(watchdog(child.id(), WAIT));
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Self {
+            child,
+            stdin,
+            stdout,
+            watchdog,
+        }
+    }
+
+    /// One qtest command; the value after "OK" (empty if none).
+    fn cmd(&mut self, c: &str) -> String {
+        writeln!(self.stdin, "{c}").unwrap();
+        self.stdin.flush().unwrap();
+        loop {
+            let mut l = String::new();
+            if self.stdout.read_line(&mut l).unwrap() == 0 {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!("QEMU closed qtest at {c:?}; stderr: {err}");
+            }
+            let l = l.trim_end();
+            if l.starts_with("IRQ") {
+                continue;
+            }
+            assert!(l.starts_with("OK"), "{c:?}: {l}");
+            return l.trim_start_matches("OK").trim().to_string();
+        }
+    }
+
+    fn cfg_addr(reg: u32) -> u32 {
+        0x8000_0000 | (SLOT << 11) | reg
+    }
+
+    fn cfg_read(&mut self, reg: u32) -> u64 {
+        self.cmd(&format!("outl 0xcf8 {:#x}", Self::cfg_addr(reg)));
+        hex(&self.cmd("inl 0xcfc"))
+    }
+
+    fn cfg_write(&mut self, reg: u32, v: u32) {
+        self.cmd(&format!("outl 0xcf8 {:#x}", Self::cfg_addr(reg)));
+        self.cmd(&format!("outl 0xcfc {v:#x}"));
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(w) = self.watchdog.take() {
+            let _ = w.send(());
+        }
+    }
+}
+
+fn hex(s: &str) -> u64 {
+    u64::from_str_radix(s.trim_start_matches("0x"), 16)
+        .unwrap_or_else(|_| panic!("not a hex value: {s:?}"))
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn qemu_takes_the_setup_and_keeps_the_device_when_the_server_goes() {
+    let Some(bin) = qemu_bin() else { return };
+    let dir = TmpDir::new("qemu-ok");
+    let (mut srv, socket) = Served::start(&dir);
+    let mut q = Qemu::start(&bin, &socket);
+    // QEMU read the whole setup while creating the device (it answers qtest only after).
+    assert_eq!(q.cfg_read(0), 0x1110_1af4, "not the ivshmem device");
+    match srv.next_event() {
+        Event::Listening { .. } => {}
+        e => panic!("{e:?}"),
+    }
+    match srv.next_event() {
+        Event::Client { client: 1, .. } => {}
+        e => panic!("{e:?}"),
+    }
+    q.cfg_write(0x10, BAR0 as u32);
+    q.cfg_write(0x04, 0x2); // memory space on
+                            // IVPosition: the id the server gave.
+    assert_eq!(hex(&q.cmd(&format!("readl {:#x}", BAR0 + 8))), 1);
+
+    let (kick, call) = {
+        let st = srv.fake.state();
+        let ch = &st.channels[0];
+        assert!(ch.orphaned && !ch.destroyed);
+        (ch.kick.try_clone().unwrap(), ch.call.try_clone().unwrap())
+    };
+    let ring = |q: &mut Qemu| {
+        // The guest's doorbell write: peer 0, vector 0 -> QEMU's ioeventfd -> the kick.
+        let before = eventfd_count(kick.as_fd());
+        q.cmd(&format!("writel {:#x} 0x0", BAR0 + 12));
+        assert_eq!(eventfd_count(kick.as_fd()), before + 1);
+    };
+    let interrupt = |q: &mut Qemu| {
+        // The backend's interrupt: QEMU consumes the call eventfd as its vector 0 (without
+        // KVM it polls it in its main loop; with KVM it is an irqfd).
+        assert_eq!(nix::unistd::write(&call, &1u64.to_ne_bytes()).unwrap(), 8);
+        wait_for("QEMU to consume the call eventfd", || {
+            eventfd_count(call.as_fd()) == 0
+        });
+        assert!(q.alive());
+    };
+    ring(&mut q);
+    interrupt(&mut q);
+
+    // The server goes (closing QEMU's connection, as a kill does): nothing changes for QEMU.
+    srv.stop();
+    ring(&mut q);
+    interrupt(&mut q);
+    ring(&mut q);
+    assert!(q.alive());
+}
+
+#[test]
+fn a_refused_qemu_stops_with_the_errno_instead_of_hanging() {
+    let Some(bin) = qemu_bin() else { return };
+    let dir = TmpDir::new("qemu-refused");
+    let (srv, socket) = Served::start(&dir);
+    srv.fake.state().fail_create = Some(nix::errno::Errno::ENOMEM);
+    let mut child = spawn_qemu(&bin, &socket);
+    let w = watchdog(child.id(), WAIT);
+    drop(child.stdin.take());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let st = child.wait().unwrap();
+    let _ = w.send(());
+    assert!(!st.success(), "QEMU started with a refused device: {err}");
+    assert!(
+        err.contains("server sent version -12, expecting 0"),
+        "QEMU said: {err}"
+    );
+}
