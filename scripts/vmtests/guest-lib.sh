@@ -47,7 +47,7 @@ start_guest() {
     _gc=/tmp/guest-$_gn.console
     : > "$_gc"
     GUEST_RESULT=""; GUEST_SECS=""
-    uptime_cs > "/tmp/guest-$_gn.start"
+    uptime_cs > "/tmp/guest-$_gn.start"; rm -f "/tmp/guest-$_gn.init"
     # -display none: nothing else in the initramfs to display with (no UI modules, no keymaps).
     qemu-system-x86_64 -accel kvm -cpu host -M q35 -m "${GUEST_MEM:-256}" -smp 1 \
         -nic none -vga none -nodefaults -display none -no-reboot \
@@ -65,19 +65,23 @@ start_guest() {
 guest_verdict() { grep -m1 -a '^VDGUEST \(PASS\|FAIL\) ' "/tmp/guest-$1.console" 2>/dev/null | tr -d '\r'; }
 
 guest_pid() { cat "/tmp/guest-$1.pid"; }
-guest_running() { kill -0 "$(guest_pid "$1")" 2>/dev/null && [ -z "$(guest_verdict "$1")" ]; }
+# guest_running NAME: QEMU alive and no verdict yet (also notes when the guest's /init started).
+guest_running() {
+    [ -f "/tmp/guest-$1.init" ] || ! grep -q '^VDGUEST-INFO init started' "/tmp/guest-$1.console" \
+        || uptime_cs > "/tmp/guest-$1.init"
+    kill -0 "$(guest_pid "$1")" 2>/dev/null && [ -z "$(guest_verdict "$1")" ]
+}
 
 # wait_guest NAME: the verdict (or QEMU's death, or GUEST_TIMEOUT), then QEMU's own exit (the
 # guest powers off; QEMU is stopped by its pid if it does not within 60 s). 0 on PASS.
 wait_guest() {
     _gn=$1; _gc=/tmp/guest-$_gn.console; _gpid=$(guest_pid "$_gn")
     _gdeadline=$(( $(uptime_cs) + GUEST_TIMEOUT * 100 )); _gwhy=""
-    _ginit=""
     while guest_running "$_gn"; do
         [ "$(uptime_cs)" -lt $_gdeadline ] || { _gwhy="no verdict within ${GUEST_TIMEOUT}s"; break; }
-        [ -n "$_ginit" ] || ! grep -q '^VDGUEST-INFO init started' "$_gc" || _ginit=$(uptime_cs)
         sleep 0.2
     done
+    _ginit=$(cat "/tmp/guest-$_gn.init" 2>/dev/null)
     GUEST_RESULT=$(guest_verdict "$_gn")
     _gend=$(uptime_cs)
     _gs0=$(cat "/tmp/guest-$_gn.start")
