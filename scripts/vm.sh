@@ -26,6 +26,8 @@ port=${VD_UDP_PORT:-$(( 47100 + ($$ % 400) * 2 ))}
 # interrupt left in service on a halted vCPU: the emulator's, see the README); the reconfig boot
 # keeps single-threaded TCG, which has never hung them.
 accel=(); [ "$mode" = reconfig ] && accel=(-accel tcg,thread=single)
+# VD_TCG_THREAD=single|multi overrides that choice for any boot (experiments).
+[ -n "${VD_TCG_THREAD:-}" ] && accel=(-accel "tcg,thread=$VD_TCG_THREAD")
 # An emulated Intel IOMMU (DMA remapping + interrupt remapping with x2APIC support, eim=on), so
 # SR-IOV leases hand VFs to vfio-pci in real IOMMU groups and the guest runs its APICs in x2APIC
 # mode as on a real host. VD_IOMMU=0 boots without one (vfio's no-IOMMU mode, xAPIC).
