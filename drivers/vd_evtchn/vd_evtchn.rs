@@ -21,27 +21,8 @@
 //! Userspace side: `userspace-tools/vd-ring` (ring), `vd-uapi` (ioctls), `vd-testvmm` (a VMM
 //! that drives a real KVM guest through it), `vdctl evtchn`.
 
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "the ring is shared with the guest-side tools"
-)]
-#[path = "../../userspace-tools/vd-ring/src/ring.rs"]
-mod ring;
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "the ABI is shared with userspace; not every item is used here"
-)]
-#[path = "../../userspace-tools/vd-uapi/src/uapi.rs"]
-mod uapi;
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "shared by all vd modules; each uses a part"
-)]
-#[path = "../../rust/vd/mod.rs"]
 mod vd;
+use vd::{ring, uapi};
 
 mod backend;
 mod channel;

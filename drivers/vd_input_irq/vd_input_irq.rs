@@ -17,27 +17,8 @@
 //! Scheduling is followed with preempt notifiers (`rust/vd/preempt.rs`); devices with the input
 //! handler API (`rust/vd/input.rs`). Everything a VM owns dies with its file.
 
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "the ring is shared; not every item is used here"
-)]
-#[path = "../../userspace-tools/vd-ring/src/ring.rs"]
-mod ring;
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "the ABI is shared with userspace; not every item is used here"
-)]
-#[path = "../../userspace-tools/vd-uapi/src/uapi.rs"]
-mod uapi;
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "shared by all vd modules; each uses a part"
-)]
-#[path = "../../rust/vd/mod.rs"]
 mod vd;
+use vd::{ring, uapi};
 
 mod queue;
 mod route;
