@@ -1,9 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The shared code vd_evtchn uses, each file included by path and nothing more, so the compiler
-//! reports what is left unused: the ring and the ABI (shared with userspace, whole by nature)
-//! and the pieces of `rust/vd/` (the kernel-side edges, where the project's `unsafe` lives).
-//! A piece names its dependencies as siblings here (`super::ring`, `super::uapi`, ...).
+//! The shared code vd_evtchn uses, each file included by path and nothing more, so the
+//! compiler reports what is left unused: the ring and the ABI (shared with userspace, whole by
+//! nature: only the shared ABI part and this module's device) and the pieces of `rust/vd/`
+//! (the kernel-side edges, where the project's `unsafe` lives). A piece names what it needs
+//! as a sibling here (`super::ring`, `super::uapi`, `super::shmem`).
 
+#[allow(dead_code, unreachable_pub, reason = "shared with userspace")]
+#[path = "../../userspace-tools/vd-uapi/src/abi.rs"]
+pub(crate) mod abi;
+#[allow(dead_code, unreachable_pub, reason = "shared with userspace")]
+#[path = "../../userspace-tools/vd-uapi/src/evtchn.rs"]
+pub(crate) mod abi_evtchn;
 #[path = "../../rust/vd/backing.rs"]
 pub(crate) mod backing;
 #[path = "../../rust/vd/common.rs"]
@@ -14,19 +21,14 @@ pub(crate) mod eventfd;
 pub(crate) mod modref;
 #[path = "../../rust/vd/ratelimit.rs"]
 pub(crate) mod ratelimit;
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "the ring is shared with userspace"
-)]
+#[allow(dead_code, unreachable_pub, reason = "shared with userspace")]
 #[path = "../../userspace-tools/vd-ring/src/ring.rs"]
 pub(crate) mod ring;
 #[path = "../../rust/vd/shmem.rs"]
 pub(crate) mod shmem;
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "the ABI is shared with userspace"
-)]
-#[path = "../../userspace-tools/vd-uapi/src/uapi.rs"]
-pub(crate) mod uapi;
+
+/// The ABI this module answers: the shared part and its device's.
+pub(crate) mod uapi {
+    pub(crate) use super::abi::*;
+    pub(crate) use super::abi_evtchn::*;
+}
