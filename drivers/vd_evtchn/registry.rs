@@ -9,7 +9,7 @@
 
 use crate::channel::ChannelRef;
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNode};
 
@@ -27,6 +27,9 @@ kernel::sync::global_lock! {
 
 /// The next list key (keys start at 1; 0 is a cursor that starts a walk).
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+
+/// Channels listed now (answered in `VD_IOC_VERSION`).
+static LISTED: AtomicU32 = AtomicU32::new(0);
 
 /// Initialises the registry's lock; called once, from module init.
 pub(crate) fn init() {
@@ -51,6 +54,7 @@ pub(crate) fn register(pid: u32, ch: &ChannelRef) -> Result {
         GFP_KERNEL,
     )?;
     let old = CHANNELS.lock().get_or_insert_with(RBTree::new).insert(node);
+    LISTED.fetch_add(1, Relaxed);
     // Keys are unique: nothing was replaced. Dropped after the unlock.
     drop(old);
     Ok(())
@@ -59,7 +63,23 @@ pub(crate) fn register(pid: u32, ch: &ChannelRef) -> Result {
 /// Removes the channel listed under `key`. Its reference is dropped after the lock.
 pub(crate) fn unregister(key: u64) {
     let old = CHANNELS.lock().as_mut().and_then(|t| t.remove(&key));
+    if old.is_some() {
+        LISTED.fetch_sub(1, Relaxed);
+    }
     drop(old);
+}
+
+/// Channels listed now.
+pub(crate) fn count() -> u32 {
+    LISTED.load(Relaxed)
+}
+
+/// Stops a channel: unlists it, no more kicks or handler runs; the memory goes when the last
+/// reference (and the last mapping of its pages) does.
+pub(crate) fn teardown(ch: ChannelRef) {
+    unregister(ch.data.key);
+    ch.detach();
+    drop(ch);
 }
 
 /// The first listed channel whose key is at least `cursor`: `(key, pid, channel)`.

@@ -52,9 +52,7 @@ module! {
 }
 
 /// Files open on `/dev/vd_evtchn`.
-pub(crate) static OPEN: OpenCount = OpenCount::new();
-/// Channels alive in all domains.
-pub(crate) static CHANNELS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+static OPEN: OpenCount = OpenCount::new();
 
 const FEATURES: u64 = VDE_FEAT_ECHO
     | VDE_FEAT_NULL
@@ -140,7 +138,7 @@ impl MiscDevice for Domain {
     type Ptr = KBox<Self>;
 
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
-        Ok(KBox::new(Domain::new()?, GFP_KERNEL)?)
+        Ok(KBox::new(Domain::new(OPEN.enter())?, GFP_KERNEL)?)
     }
 
     fn mmap(me: &Domain, _file: &File, vma: &VmaNew) -> Result {
@@ -150,7 +148,7 @@ impl MiscDevice for Domain {
     fn ioctl(me: &Domain, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
         match cmd {
             VD_IOC_VERSION => {
-                let channels = CHANNELS.load(core::sync::atomic::Ordering::Relaxed);
+                let channels = registry::count();
                 return reply_version(arg, VdDriver::Evtchn, FEATURES, OPEN.get(), channels);
             }
             VDE_IOC_CREATE => {
