@@ -79,7 +79,7 @@ struct VdEvtchnModule {
     #[pin]
     _listing: kernel::debugfs::File<registry::Listing>,
     #[pin]
-    _stall: kernel::debugfs::File<registry::StallKnob>,
+    _stall: kernel::debugfs::File<backend::StallKnob>,
     _debugfs: kernel::debugfs::Dir,
     _orphans: OrphanExit,
 }
@@ -96,7 +96,7 @@ impl kernel::InPlaceModule for VdEvtchnModule {
             },
             _miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"vd_evtchn" }),
             _listing <- dir.read_only_file(c"channels", registry::Listing),
-            _stall <- dir.read_write_file(c"stall_block_io", registry::StallKnob),
+            _stall <- dir.read_write_file(c"stall_block_io", backend::StallKnob),
             _debugfs: dir,
         })
     }
