@@ -2,27 +2,8 @@
 //! vd_kunit: KUnit suites for the code the vd modules share (`rust/vd/`, the ABI crate). The
 //! per-driver suites live next to each driver and run when that driver loads.
 
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "the shared ring is used by the shmem tests only"
-)]
-#[path = "../userspace-tools/vd-ring/src/ring.rs"]
-mod ring;
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "the ABI is shared with userspace; the tests use a part"
-)]
-#[path = "../userspace-tools/vd-uapi/src/uapi.rs"]
-mod uapi;
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "shared by all vd modules; the tests use a part"
-)]
-#[path = "../rust/vd/mod.rs"]
 mod vd;
+use vd::{ring, uapi};
 
 use kernel::prelude::*;
 

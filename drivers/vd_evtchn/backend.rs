@@ -14,6 +14,8 @@ use crate::uapi::vde_backend;
 use crate::vd::backing::BackingFile;
 use crate::vd::eventfd::EventFd;
 use crate::vd::shmem::SharedPages;
+use core::fmt;
+use core::sync::atomic::Ordering::Relaxed;
 use kernel::prelude::*;
 
 /// A channel's data area as the backend sees it: where it is in the channel's pages, from the
@@ -164,7 +166,7 @@ fn blk_da_hdr(payload: &[u8], size: u64, da: &DataArea<'_>) -> Result<DaHdr> {
 }
 
 fn block(f: &BackingFile, opc: u16, payload: &[u8], rsp: &mut [u8], da: &DataArea<'_>) -> Served {
-    crate::registry::stall_point();
+    stall_point();
     let size = f.size();
     let r = match opc {
         op::BLK_GET_SIZE => match rsp.get_mut(..8) {
@@ -261,4 +263,53 @@ mod tests {
         };
         assert!(blk_da_hdr(&req(0, 512, 0, 0), size, &none).is_err());
     }
+}
+
+/// Test hook (debugfs `stall_block_io`, root only): while it is non-zero, block-backend
+/// requests wait before their I/O (at most [`STALL_MAX_MS`]), with the channel's lock held, as
+/// a slow disk would make them. Reading it gives `<set> <handlers waiting now>`. Lets a test
+/// block a backend in I/O deterministically (the test VM has no slow block device).
+pub(crate) struct StallKnob;
+
+/// Whether block I/O stalls.
+static STALL: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+/// Handlers waiting in [`stall_point`] now.
+static STALLED: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+/// The longest a request waits for the knob.
+pub(crate) const STALL_MAX_MS: u32 = 30_000;
+
+impl fmt::Debug for StallKnob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} {}", STALL.load(Relaxed), STALLED.load(Relaxed))
+    }
+}
+
+impl kernel::debugfs::Reader for StallKnob {
+    fn read_from_slice(&self, reader: &mut kernel::uaccess::UserSliceReader) -> Result {
+        let mut buf = [0u8; 8];
+        let n = reader.len();
+        let b = buf.get_mut(..n).ok_or(EINVAL)?;
+        reader.read_slice(b)?;
+        let v = match b.first() {
+            Some(b'0') => 0,
+            Some(b'1') => 1,
+            _ => return Err(EINVAL),
+        };
+        STALL.store(v, Relaxed);
+        Ok(())
+    }
+}
+
+/// Where the block backend waits while [`StallKnob`] is set.
+pub(crate) fn stall_point() {
+    if STALL.load(Relaxed) == 0 {
+        return;
+    }
+    STALLED.fetch_add(1, Relaxed);
+    let mut waited = 0;
+    while STALL.load(Relaxed) != 0 && waited < STALL_MAX_MS {
+        kernel::time::delay::fsleep(kernel::time::Delta::from_millis(10));
+        waited += 10;
+    }
+    STALLED.fetch_sub(1, Relaxed);
 }

@@ -3,12 +3,12 @@
 
 use crate::backend::HostDriver;
 use crate::channel::{Channel, ChannelRef};
+use crate::registry::teardown;
 use crate::ring::{self, Geometry, RingMem};
 use crate::uapi::*;
 use crate::vd::common::OpenGuard;
 use crate::vd::eventfd::{EventFd, WorkQueue};
 use crate::vd::shmem::SharedPages;
-use core::sync::atomic::Ordering::Relaxed;
 use kernel::fs::File;
 use kernel::mm::virt::VmaNew;
 use kernel::page::PAGE_SIZE;
@@ -50,7 +50,8 @@ impl core::ops::Deref for Domain {
 }
 
 impl Domain {
-    pub(crate) fn new() -> Result<Self> {
+    /// A domain for the calling process; `open` counts its file while it lives.
+    pub(crate) fn new(open: OpenGuard) -> Result<Self> {
         let pid = kernel::current!().tgid() as u32;
         let wq = WorkQueue::new(pid)?;
         let inner = DomainInner {
@@ -60,10 +61,7 @@ impl Domain {
             try_pin_init!(DomainCore { pid, wq, inner <- kernel::new_mutex!(inner) }),
             GFP_KERNEL_ACCOUNT,
         )?;
-        Ok(Self {
-            core,
-            _open: crate::OPEN.enter(),
-        })
+        Ok(Self { core, _open: open })
     }
 
     /// The channel with id `id` (`ENOENT` if none).
@@ -146,7 +144,6 @@ impl Domain {
         let ch = Arc::pin_init(init, GFP_KERNEL_ACCOUNT)?;
         crate::registry::register(self.pid, &ch)?;
         inner.channels[id] = Some(ch.clone());
-        crate::CHANNELS.fetch_add(1, Relaxed);
         Ok((id32, ch))
     }
 
@@ -261,15 +258,6 @@ impl Domain {
         let ch = self.channel(u32::try_from(id).map_err(|_| EINVAL)?)?;
         ch.data.mem.map(vma, first, true)
     }
-}
-
-/// Stops a channel: no more kicks or handler runs; the memory goes when the last reference
-/// (and the last mapping of its pages) does.
-pub(crate) fn teardown(ch: ChannelRef) {
-    crate::registry::unregister(ch.data.key);
-    ch.detach();
-    crate::CHANNELS.fetch_sub(1, Relaxed);
-    drop(ch);
 }
 
 impl Drop for Domain {

@@ -165,7 +165,7 @@ fn reap(o: Arc<Orphan>) {
     let Some(entry) = removed else {
         return;
     };
-    crate::domain::teardown(o.ch.clone());
+    crate::registry::teardown(o.ch.clone());
     drop(o);
     // The module reference goes here, on the set's workqueue, which module exit destroys
     // (waiting for this function to return) before the module's text goes.

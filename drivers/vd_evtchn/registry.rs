@@ -9,7 +9,7 @@
 
 use crate::channel::ChannelRef;
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNode};
 
@@ -27,6 +27,9 @@ kernel::sync::global_lock! {
 
 /// The next list key (keys start at 1; 0 is a cursor that starts a walk).
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+
+/// Channels listed now (answered in `VD_IOC_VERSION`).
+static LISTED: AtomicU32 = AtomicU32::new(0);
 
 /// Initialises the registry's lock; called once, from module init.
 pub(crate) fn init() {
@@ -51,6 +54,7 @@ pub(crate) fn register(pid: u32, ch: &ChannelRef) -> Result {
         GFP_KERNEL,
     )?;
     let old = CHANNELS.lock().get_or_insert_with(RBTree::new).insert(node);
+    LISTED.fetch_add(1, Relaxed);
     // Keys are unique: nothing was replaced. Dropped after the unlock.
     drop(old);
     Ok(())
@@ -59,7 +63,23 @@ pub(crate) fn register(pid: u32, ch: &ChannelRef) -> Result {
 /// Removes the channel listed under `key`. Its reference is dropped after the lock.
 pub(crate) fn unregister(key: u64) {
     let old = CHANNELS.lock().as_mut().and_then(|t| t.remove(&key));
+    if old.is_some() {
+        LISTED.fetch_sub(1, Relaxed);
+    }
     drop(old);
+}
+
+/// Channels listed now.
+pub(crate) fn count() -> u32 {
+    LISTED.load(Relaxed)
+}
+
+/// Stops a channel: unlists it, no more kicks or handler runs; the memory goes when the last
+/// reference (and the last mapping of its pages) does.
+pub(crate) fn teardown(ch: ChannelRef) {
+    unregister(ch.data.key);
+    ch.detach();
+    drop(ch);
 }
 
 /// The first listed channel whose key is at least `cursor`: `(key, pid, channel)`.
@@ -112,53 +132,4 @@ impl fmt::Debug for Listing {
         }
         Ok(())
     }
-}
-
-/// Test hook (debugfs `stall_block_io`, root only): while it is non-zero, block-backend
-/// requests wait before their I/O (at most [`STALL_MAX_MS`]), with the channel's lock held, as
-/// a slow disk would make them. Reading it gives `<set> <handlers waiting now>`. Lets a test
-/// block a backend in I/O deterministically (the test VM has no slow block device).
-pub(crate) struct StallKnob;
-
-/// Whether block I/O stalls.
-static STALL: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
-/// Handlers waiting in [`stall_point`] now.
-static STALLED: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
-/// The longest a request waits for the knob.
-pub(crate) const STALL_MAX_MS: u32 = 30_000;
-
-impl fmt::Debug for StallKnob {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{} {}", STALL.load(Relaxed), STALLED.load(Relaxed))
-    }
-}
-
-impl kernel::debugfs::Reader for StallKnob {
-    fn read_from_slice(&self, reader: &mut kernel::uaccess::UserSliceReader) -> Result {
-        let mut buf = [0u8; 8];
-        let n = reader.len();
-        let b = buf.get_mut(..n).ok_or(EINVAL)?;
-        reader.read_slice(b)?;
-        let v = match b.first() {
-            Some(b'0') => 0,
-            Some(b'1') => 1,
-            _ => return Err(EINVAL),
-        };
-        STALL.store(v, Relaxed);
-        Ok(())
-    }
-}
-
-/// Where the block backend waits while [`StallKnob`] is set.
-pub(crate) fn stall_point() {
-    if STALL.load(Relaxed) == 0 {
-        return;
-    }
-    STALLED.fetch_add(1, Relaxed);
-    let mut waited = 0;
-    while STALL.load(Relaxed) != 0 && waited < STALL_MAX_MS {
-        kernel::time::delay::fsleep(kernel::time::Delta::from_millis(10));
-        waited += 10;
-    }
-    STALLED.fetch_sub(1, Relaxed);
 }

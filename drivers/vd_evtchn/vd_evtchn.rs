@@ -21,27 +21,8 @@
 //! Userspace side: `userspace-tools/vd-ring` (ring), `vd-uapi` (ioctls), `vd-testvmm` (a VMM
 //! that drives a real KVM guest through it), `vdctl evtchn`.
 
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "the ring is shared with the guest-side tools"
-)]
-#[path = "../../userspace-tools/vd-ring/src/ring.rs"]
-mod ring;
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "the ABI is shared with userspace; not every item is used here"
-)]
-#[path = "../../userspace-tools/vd-uapi/src/uapi.rs"]
-mod uapi;
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "shared by all vd modules; each uses a part"
-)]
-#[path = "../../rust/vd/mod.rs"]
 mod vd;
+use vd::{ring, uapi};
 
 mod backend;
 mod channel;
@@ -71,9 +52,7 @@ module! {
 }
 
 /// Files open on `/dev/vd_evtchn`.
-pub(crate) static OPEN: OpenCount = OpenCount::new();
-/// Channels alive in all domains.
-pub(crate) static CHANNELS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+static OPEN: OpenCount = OpenCount::new();
 
 const FEATURES: u64 = VDE_FEAT_ECHO
     | VDE_FEAT_NULL
@@ -100,7 +79,7 @@ struct VdEvtchnModule {
     #[pin]
     _listing: kernel::debugfs::File<registry::Listing>,
     #[pin]
-    _stall: kernel::debugfs::File<registry::StallKnob>,
+    _stall: kernel::debugfs::File<backend::StallKnob>,
     _debugfs: kernel::debugfs::Dir,
     _orphans: OrphanExit,
 }
@@ -117,7 +96,7 @@ impl kernel::InPlaceModule for VdEvtchnModule {
             },
             _miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"vd_evtchn" }),
             _listing <- dir.read_only_file(c"channels", registry::Listing),
-            _stall <- dir.read_write_file(c"stall_block_io", registry::StallKnob),
+            _stall <- dir.read_write_file(c"stall_block_io", backend::StallKnob),
             _debugfs: dir,
         })
     }
@@ -159,7 +138,7 @@ impl MiscDevice for Domain {
     type Ptr = KBox<Self>;
 
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
-        Ok(KBox::new(Domain::new()?, GFP_KERNEL)?)
+        Ok(KBox::new(Domain::new(OPEN.enter())?, GFP_KERNEL)?)
     }
 
     fn mmap(me: &Domain, _file: &File, vma: &VmaNew) -> Result {
@@ -169,7 +148,7 @@ impl MiscDevice for Domain {
     fn ioctl(me: &Domain, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
         match cmd {
             VD_IOC_VERSION => {
-                let channels = CHANNELS.load(core::sync::atomic::Ordering::Relaxed);
+                let channels = registry::count();
                 return reply_version(arg, VdDriver::Evtchn, FEATURES, OPEN.get(), channels);
             }
             VDE_IOC_CREATE => {

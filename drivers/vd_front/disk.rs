@@ -15,8 +15,8 @@
 
 use crate::geometry::FrontGeometry;
 use crate::ring::{self, op, BlkDaReq, Frontend, RingError, RingMem, BLK_F_FUA};
-use crate::vd::kfile::{cancel_delayed_work_sync, now_ms};
 use crate::vd::memremap::Memremap;
+use crate::vd::{time::now_ms, workqueue::cancel_delayed_work_sync};
 use crate::vd_warn_ratelimited;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use kernel::block::mq::{self, Command, Operations, Request};

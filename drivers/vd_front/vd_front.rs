@@ -32,27 +32,8 @@
 //! driver sees as a broken disk: the request and all later ones fail with `EIO`. Reading the
 //! file gives `1` while a corruption is pending, `0` otherwise.
 
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "the ring is shared with the host side and the tools"
-)]
-#[path = "../../userspace-tools/vd-ring/src/ring.rs"]
-mod ring;
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "the ABI is shared with userspace; not every item is used here"
-)]
-#[path = "../../userspace-tools/vd-uapi/src/uapi.rs"]
-mod uapi;
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "shared by all vd modules; each uses a part"
-)]
-#[path = "../../rust/vd/mod.rs"]
 mod vd;
+use vd::ring;
 
 mod disk;
 mod geometry;

@@ -6,8 +6,12 @@ use crate::queue::{Event, EV_ABS, EV_KEY, EV_REL, EV_SYN, SYN_REPORT};
 use crate::uapi::{vdi_match, VdiDevice, VdiRoute};
 use crate::vd::input::{DevInfo, HandleRef, InputOps};
 use crate::vd::preempt::Graveyard;
-use crate::vm::{now_ns, VmSink};
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use crate::vd::time::now_ns;
+use crate::vm::VmSink;
+use core::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex, SpinLockIrq};
 
@@ -141,6 +145,29 @@ struct Devices {
     list: KVec<DevEntry>,
 }
 
+/// The module's router, for the input handler callbacks and the files (set once, by
+/// [`publish`] from module init).
+static ROUTER: AtomicPtr<Router> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Makes `r` the host-wide router answered by [`router`].
+///
+/// # Safety
+///
+/// Called once, before the input handler and the misc device are registered; `r` is pinned and
+/// outlives both registrations (the only callers of [`router`]; files pin the module).
+pub(crate) unsafe fn publish(r: &Router) {
+    let p: *const Router = r;
+    ROUTER.store(p.cast_mut(), Release);
+}
+
+/// The host-wide router.
+pub(crate) fn router() -> &'static Router {
+    // SAFETY: `ROUTER` was set by `publish`, before the input handler and the misc device were
+    // registered, to a router that outlives both (its safety contract); they are the only
+    // callers.
+    unsafe { &*ROUTER.load(Acquire) }
+}
+
 /// Host-wide input state.
 #[pin_data]
 pub(crate) struct Router {
@@ -262,7 +289,7 @@ impl InputOps for Ops {
     }
 
     fn opened(&self, dev: &Arc<DevState>, handle: HandleRef) {
-        let r = crate::router();
+        let r = router();
         {
             let mut devs = r.devices.lock();
             if devs
@@ -296,7 +323,7 @@ impl InputOps for Ops {
         };
         let mut frame = dev.frame.lock();
         if frame.is_none() {
-            let ctl = crate::router().ctl.lock();
+            let ctl = router().ctl.lock();
             *frame = ctl.vm(ctl.focus);
         }
         if let Some(vm) = frame.as_ref() {
@@ -308,7 +335,7 @@ impl InputOps for Ops {
     }
 
     fn disconnect(&self, dev: &Arc<DevState>) {
-        let r = crate::router();
+        let r = router();
         let mut devs = r.devices.lock();
         if let Some(i) = devs.list.iter().position(|e| Arc::ptr_eq(&e.dev, dev)) {
             let _ = devs.list.remove(i);

@@ -17,33 +17,13 @@
 //! Scheduling is followed with preempt notifiers (`rust/vd/preempt.rs`); devices with the input
 //! handler API (`rust/vd/input.rs`). Everything a VM owns dies with its file.
 
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "the ring is shared; not every item is used here"
-)]
-#[path = "../../userspace-tools/vd-ring/src/ring.rs"]
-mod ring;
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "the ABI is shared with userspace; not every item is used here"
-)]
-#[path = "../../userspace-tools/vd-uapi/src/uapi.rs"]
-mod uapi;
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "shared by all vd modules; each uses a part"
-)]
-#[path = "../../rust/vd/mod.rs"]
 mod vd;
+use vd::{ring, uapi};
 
 mod queue;
 mod route;
 mod vm;
 
-use core::sync::atomic::{AtomicPtr, Ordering};
 use kernel::{
     fs::File,
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
@@ -53,7 +33,7 @@ use kernel::{
     transmute::{AsBytes, FromBytes},
     uaccess::{UserPtr, UserSlice},
 };
-use route::Router;
+use route::{router, Router};
 use uapi::*;
 use vd::common::{reply_version, OpenCount, OpenGuard};
 use vd::eventfd::EventFd;
@@ -79,17 +59,6 @@ const MAX_ROUTES: usize = 32;
 
 const FEATURES: u64 = VDI_FEAT_ROUTE | VDI_FEAT_SCHED | VDI_FEAT_GRAB;
 
-/// The module's router, for the input handler callbacks and the files.
-static ROUTER: AtomicPtr<Router> = AtomicPtr::new(core::ptr::null_mut());
-
-/// The host-wide router.
-pub(crate) fn router() -> &'static Router {
-    // SAFETY: `ROUTER` is set during module init, before the input handler and the misc device
-    // are registered, to the module's pinned `router` field, which is dropped after both are
-    // unregistered (field order); they are the only callers, and files pin the module.
-    unsafe { &*ROUTER.load(Ordering::Acquire) }
-}
-
 /// Field order is drop order: the device first (no new files; open files pin the module), then
 /// the input handler (disconnects every device), then the router.
 #[pin_data(PinnedDrop)]
@@ -106,8 +75,9 @@ impl kernel::InPlaceModule for VdInputModule {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             router <- Router::new(module).pin_chain(|r| {
-                let p: *const Router = &*r;
-                ROUTER.store(p.cast_mut(), Ordering::Release);
+                // SAFETY: `r` is the module's pinned `router` field, dropped after the input
+                // handler and the misc device are unregistered (field order below).
+                unsafe { route::publish(&r) };
                 Ok(())
             }),
             _handler <- InputHandler::new(c"vd_input", route::Ops),

@@ -9,6 +9,7 @@ use crate::vd::eventfd::EventFd;
 use crate::vd::eventfd::KickHandler;
 use crate::vd::preempt::{SchedWatch, ThreadState};
 use crate::vd::shmem::SharedPages;
+use crate::vd::time::now_ns;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use kernel::prelude::*;
 use kernel::sync::SpinLockIrq;
@@ -18,12 +19,6 @@ pub(crate) const QUEUE_N: usize = VDI_QUEUE_EVENTS as usize;
 /// `req_event` half the index space away from `rsp_cons`: no kick wanted.
 const NO_KICK: u32 = 0x8000_0000;
 const _: () = assert!(VDI_ENTRY_SIZE as usize >= crate::ring::RSP_HDR + size_of::<VdiEvent>());
-
-/// Now, `CLOCK_MONOTONIC` ns.
-pub(crate) fn now_ns() -> u64 {
-    // SAFETY: `ktime_get` has no preconditions and may be called from any context.
-    unsafe { kernel::bindings::ktime_get() as u64 }
-}
 
 /// Counters of a sink, protected with the rest of [`SinkInner`].
 #[derive(Default)]

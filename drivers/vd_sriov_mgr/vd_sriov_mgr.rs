@@ -26,27 +26,8 @@
 //! - Events: `read` returns whole `VdsEvent` records; `poll` says when there are some. A record
 //!   that cannot be copied to the reader stays queued for the next read.
 
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "the ring is shared; not every item is used here"
-)]
-#[path = "../../userspace-tools/vd-ring/src/ring.rs"]
-mod ring;
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "the ABI is shared with userspace; not every item is used here"
-)]
-#[path = "../../userspace-tools/vd-uapi/src/uapi.rs"]
-mod uapi;
-#[allow(
-    dead_code,
-    unreachable_pub,
-    reason = "shared by all vd modules; each uses a part"
-)]
-#[path = "../../rust/vd/mod.rs"]
 mod vd;
+use vd::uapi;
 
 mod client;
 mod events;

@@ -2,9 +2,14 @@
 //! [`BackingFile`]: a host file (regular file or block device node) that a kernel backend reads
 //! and writes at explicit offsets, as the loop driver and vhost-scsi's fileio backend do.
 
+use super::shmem::SharedPages;
 use core::ptr::NonNull;
 use kernel::bindings;
+use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
+
+/// Pages moved per file call by [`SharedPages::file_io`] (128 KiB: a guest driver's chunk).
+const RW_BATCH: usize = 32;
 
 /// A referenced `struct file` opened for reading and writing.
 ///
@@ -181,5 +186,53 @@ impl Drop for BackingFile {
     fn drop(&mut self) {
         // SAFETY: we own one reference (type invariant).
         unsafe { bindings::fput(self.file.as_ptr()) };
+    }
+}
+
+/// Block I/O between a backing file and a shared data area (`VDE_IOC_CREATE_SHM` channels).
+impl SharedPages {
+    /// Moves `len` bytes between the area at `off` and `file` at `pos` (into the area with
+    /// `to_pages`: a block read into a data area; else a block write from it), in batches of up
+    /// to [`RW_BATCH`] pages per file call. `EINVAL` if the range is not inside the area. The
+    /// other party may write the same bytes meanwhile: it gets what it raced for.
+    pub(crate) fn file_io(
+        &self,
+        file: &BackingFile,
+        off: usize,
+        len: usize,
+        pos: u64,
+        to_pages: bool,
+    ) -> Result {
+        let end = off.checked_add(len).ok_or(EINVAL)?;
+        if end > self.len() {
+            return Err(EINVAL);
+        }
+        let empty = bindings::bio_vec {
+            bv_page: core::ptr::null_mut(),
+            bv_len: 0,
+            bv_offset: 0,
+        };
+        let mut bv = [empty; RW_BATCH];
+        let mut at = off;
+        while at < end {
+            let start = at;
+            let mut n = 0;
+            while n < RW_BATCH && at < end {
+                let in_pg = at % PAGE_SIZE;
+                let take = (PAGE_SIZE - in_pg).min(end - at);
+                bv[n] = bindings::bio_vec {
+                    bv_page: self.page_ptr(at / PAGE_SIZE).ok_or(EINVAL)?,
+                    bv_len: take as u32,
+                    bv_offset: in_pg as u32,
+                };
+                n += 1;
+                at += take;
+            }
+            let p = pos.checked_add((start - off) as u64).ok_or(EINVAL)?;
+            // SAFETY: each entry is a range inside one page held by `self` (the pages live as
+            // long as `self`, which outlives the call).
+            unsafe { file.rw_pages(&bv[..n], p, to_pages) }?;
+        }
+        Ok(())
     }
 }

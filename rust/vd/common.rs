@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 //! What every vd device answers the same way: `VD_IOC_VERSION`, and the open-file count.
 
-use crate::uapi::{fixed_str, VdDriver, VdVersion, VD_ABI_VERSION};
+use super::uapi::{fixed_str, VdDriver, VdVersion, VD_ABI_VERSION};
 use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::prelude::*;
 use kernel::transmute::{AsBytes, FromBytes};
 use kernel::uaccess::{UserPtr, UserSlice};
+
+/// Version of the vd modules, answered in `VD_IOC_VERSION`.
+pub(crate) const VERSION: &str = "0.1.0";
 
 // SAFETY: `VdVersion` is `#[repr(C)]` of integers and a byte array with no padding (its size and
 // offsets are asserted in the ABI), so every byte is initialised and any bit pattern is valid.
@@ -55,7 +58,7 @@ pub(crate) fn reply_version(
         features,
         open_files,
         objects,
-        module_version: fixed_str(super::VERSION),
+        module_version: fixed_str(VERSION),
     };
     UserSlice::new(UserPtr::from_addr(arg), size_of::<VdVersion>())
         .writer()

@@ -52,10 +52,6 @@ impl EventFd {
         // they run in process context (ioctls, workqueues).
         unsafe { bindings::eventfd_signal_mask(self.ctx.as_ptr(), 0) };
     }
-    /// Whether `self` and `other` are the same eventfd.
-    pub(crate) fn same(&self, other: &EventFd) -> bool {
-        self.ctx == other.ctx
-    }
 }
 
 impl Drop for EventFd {
@@ -81,6 +77,11 @@ unsafe impl Send for WorkQueue {}
 // SAFETY: as above; queueing only takes `&self`.
 unsafe impl Sync for WorkQueue {}
 
+#[allow(
+    dead_code,
+    reason = "vd_evtchn runs each domain's waiters on its own queue; \
+                              vd_input_irq uses the system's (`Kicked::new`)"
+)]
 impl WorkQueue {
     /// An unbound, high-priority workqueue named `vd_evtchn/<id>`.
     pub(crate) fn new(id: u32) -> Result<Arc<Self>> {
@@ -192,6 +193,10 @@ pub(crate) struct Kicked<T: KickHandler> {
 
 impl<T: KickHandler + 'static> Kicked<T> {
     /// A detached waiter around `data`, run on the system's high-priority workqueue.
+    #[allow(
+        dead_code,
+        reason = "vd_input_irq's; vd_evtchn passes its own queue (`new_on`)"
+    )]
     pub(crate) fn new(data: impl PinInit<T, Error>) -> impl PinInit<Self, Error> {
         Self::new_on(data, None)
     }
@@ -313,6 +318,10 @@ impl<T: KickHandler + 'static> Kicked<T> {
     }
 
     /// Stops waiting, as [`Self::detach`], unless the attachment is sealed (`EINVAL` then).
+    #[allow(
+        dead_code,
+        reason = "vd_evtchn's `VDE_IOC_UNBIND`; vd_input_irq never rebinds"
+    )]
     pub(crate) fn unbind(&self) -> Result {
         let mut src = self.src.lock();
         if self.sealed.load(Ordering::Relaxed) {
@@ -325,6 +334,10 @@ impl<T: KickHandler + 'static> Kicked<T> {
     /// Makes the current attachment final: later [`Self::attach`] and [`Self::unbind`] calls
     /// fail with `EINVAL`; only [`Self::detach`] (teardown) and drop end it. `EINVAL` if no
     /// eventfd is attached.
+    #[allow(
+        dead_code,
+        reason = "vd_evtchn's `VDE_IOC_ORPHAN`; vd_input_irq never rebinds"
+    )]
     pub(crate) fn seal(&self) -> Result {
         let src = self.src.lock();
         if src.is_none() {
@@ -334,12 +347,11 @@ impl<T: KickHandler + 'static> Kicked<T> {
         Ok(())
     }
 
-    /// Whether an eventfd is attached.
-    pub(crate) fn attached(&self) -> bool {
-        self.src.lock().is_some()
-    }
-
     /// Whether the attached eventfd hung up (its last file reference was closed).
+    #[allow(
+        dead_code,
+        reason = "vd_evtchn's orphaned channels; vd_input_irq ignores hang-ups"
+    )]
     pub(crate) fn hung_up(&self) -> bool {
         self.hung.load(Ordering::Acquire)
     }

@@ -10,7 +10,7 @@
 //! It is a [`RingMem`] for `vd-ring`'s frontend, and moves block-request data between the
 //! mapping and a `blk-mq` request's pages.
 
-use crate::ring::RingMem;
+use super::ring::RingMem;
 use core::ptr::NonNull;
 use kernel::bindings;
 use kernel::block::mq::{Operations, Request};

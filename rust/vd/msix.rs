@@ -84,11 +84,6 @@ impl<'a, T: irq::Handler + 'a> MsixIrq<'a, T> {
         }))
     }
 
-    /// The handler.
-    pub(crate) fn handler(&self) -> &T {
-        self.reg.handler()
-    }
-
     /// Waits until a handler running on another CPU has returned.
     pub(crate) fn synchronize(&self) {
         self.reg.synchronize()

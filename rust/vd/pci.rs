@@ -152,12 +152,6 @@ impl PciDev {
         copy_cstr(unsafe { bindings::dev_driver_string(self.dev()) }, out);
     }
 
-    /// Whether a driver is bound now (may be stale as soon as it is read).
-    pub(crate) fn has_driver(&self) -> bool {
-        // SAFETY: as in `driver_into`.
-        !unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*self.dev()).driver)) }.is_null()
-    }
-
     /// Whether the device is an SR-IOV virtual function.
     pub(crate) fn is_vf(&self) -> bool {
         // SAFETY: `ptr` is valid; `is_virtfn` is set before the device is added and never changes.

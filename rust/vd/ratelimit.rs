@@ -49,6 +49,10 @@ impl RateLimit {
         }
     }
     /// Lines suppressed so far.
+    #[allow(
+        dead_code,
+        reason = "read by the KUnit suite (vd_kunit); the drivers only log"
+    )]
     pub(crate) fn suppressed(&self) -> u64 {
         self.suppressed.load(Ordering::Relaxed)
     }

@@ -14,7 +14,7 @@
 //!   mapping of the file itself (its VMA points at the file), so the file's own truncation
 //!   unmaps it as for any shmem mapping.
 
-use crate::ring::{RingMem, RING_PAGE};
+use super::ring::{RingMem, RING_PAGE};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::bindings;
@@ -25,9 +25,6 @@ use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 
 const _: () = assert!(PAGE_SIZE == RING_PAGE);
-
-/// Pages moved per file call by [`SharedPages::file_io`] (128 KiB: a guest driver's chunk).
-const RW_BATCH: usize = 32;
 
 /// Pages of a shmem file with one reference held on each, and the file.
 ///
@@ -72,6 +69,10 @@ enum Backing {
     /// Kernel pages, freed when the last reference (ours, or a mapping's) goes.
     Own(KVec<Page>),
     /// Pages of a shmem file.
+    #[allow(
+        dead_code,
+        reason = "shmem-file channels are vd_evtchn's (`VDE_IOC_CREATE_SHM`)"
+    )]
     File(FilePages),
 }
 
@@ -129,6 +130,10 @@ impl SharedPages {
     /// here. Returns the pages and a second reference to the file (for a file descriptor).
     /// The file's pages, and the memory of this value, are charged to the caller's memory
     /// cgroup.
+    #[allow(
+        dead_code,
+        reason = "vd_evtchn's `VDE_IOC_CREATE_SHM`; vd_input_irq uses own pages"
+    )]
     pub(crate) fn new_shmem(
         name: &'static CStr,
         bytes: usize,
@@ -180,14 +185,6 @@ impl SharedPages {
     /// Bytes shared.
     pub(crate) fn len(&self) -> usize {
         self.addrs.len() * PAGE_SIZE
-    }
-
-    /// The shmem file holding the pages, if they are a file's.
-    pub(crate) fn file(&self) -> Option<&ARef<File>> {
-        match &self.backing {
-            Backing::Own(_) => None,
-            Backing::File(fp) => Some(&fp.file),
-        }
     }
 
     /// Maps pages `[pgoff, pgoff + vma pages)` into `vma`. The mapping must be shared and must not
@@ -244,56 +241,16 @@ impl SharedPages {
     }
 
     /// The `struct page` of page `i`.
-    fn page_ptr(&self, i: usize) -> Option<*mut bindings::page> {
+    #[allow(
+        dead_code,
+        reason = "for `backing.rs` (block I/O on a data area), which vd_evtchn \
+                                   includes and the other includers of this file do not"
+    )]
+    pub(super) fn page_ptr(&self, i: usize) -> Option<*mut bindings::page> {
         match &self.backing {
             Backing::Own(p) => p.get(i).map(Page::as_ptr),
             Backing::File(fp) => fp.pages.get(i).copied(),
         }
-    }
-
-    /// Moves `len` bytes between the area at `off` and `file` at `pos` (into the area with
-    /// `to_pages`: a block read into a data area; else a block write from it), in batches of up
-    /// to [`RW_BATCH`] pages per file call. `EINVAL` if the range is not inside the area. The
-    /// other party may write the same bytes meanwhile: it gets what it raced for.
-    pub(crate) fn file_io(
-        &self,
-        file: &crate::vd::backing::BackingFile,
-        off: usize,
-        len: usize,
-        pos: u64,
-        to_pages: bool,
-    ) -> Result {
-        let end = off.checked_add(len).ok_or(EINVAL)?;
-        if end > self.len() {
-            return Err(EINVAL);
-        }
-        let empty = bindings::bio_vec {
-            bv_page: core::ptr::null_mut(),
-            bv_len: 0,
-            bv_offset: 0,
-        };
-        let mut bv = [empty; RW_BATCH];
-        let mut at = off;
-        while at < end {
-            let start = at;
-            let mut n = 0;
-            while n < RW_BATCH && at < end {
-                let in_pg = at % PAGE_SIZE;
-                let take = (PAGE_SIZE - in_pg).min(end - at);
-                bv[n] = bindings::bio_vec {
-                    bv_page: self.page_ptr(at / PAGE_SIZE).ok_or(EINVAL)?,
-                    bv_len: take as u32,
-                    bv_offset: in_pg as u32,
-                };
-                n += 1;
-                at += take;
-            }
-            let p = pos.checked_add((start - off) as u64).ok_or(EINVAL)?;
-            // SAFETY: each entry is a range inside one page held by `self` (the pages live as
-            // long as `self`, which outlives the call).
-            unsafe { file.rw_pages(&bv[..n], p, to_pages) }?;
-        }
-        Ok(())
     }
 
     /// The kernel address of byte `off`, if `len` bytes from there stay inside one page.
