@@ -122,6 +122,9 @@ mkfs_check() { # mkfs.ext4, mount, write a file, sync, read it back after a remo
     finish PASS "ext4 on $disk: 4 MiB file written, synced, read back after a remount (md5 ${want%% *})"
 }
 
+# vd_pattern: 4 MiB of a known, non-repeating-per-block pattern (block numbers in each line)
+vd_pattern() { awk 'BEGIN { for (i = 0; i < 65536; i++) printf "vd-persist %08d abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG\n", i }'; }
+
 case "$scenario" in
     boot)
         kvm=$(dmesg | grep -o 'Hypervisor detected: .*' | head -1)
@@ -140,6 +143,19 @@ case "$scenario" in
         tools
         if [ -z "$disk" ]; then disk=$(virtio_disk "") || die "no virtio-blk disk besides the tools disk"; fi
         fio_verify ;;
+    pattern-write) # issue 12 persistence (83-guest-persist): 4 MiB known pattern, fsync, sync
+        disk=${disk:-/dev/vdb0}; vd_disk
+        want=$(vd_pattern | md5sum); want=${want%% *}
+        vd_pattern | dd of="$disk" bs=64k conv=fsync 2>/tmp/dd.out || die "dd to $disk: $(cat /tmp/dd.out)"
+        sync || die "sync"
+        finish PASS "pattern written to $disk and synced (md5 $want)" ;;
+    pattern-read) # issue 12 persistence: the pattern is on the disk after a guest/QEMU restart
+        disk=${disk:-/dev/vdb0}; vd_disk
+        echo 3 > /proc/sys/vm/drop_caches
+        want=$(vd_pattern | md5sum); want=${want%% *}
+        got=$(dd if="$disk" bs=64k count=64 2>/dev/null | md5sum); got=${got%% *}
+        [ "$got" = "$want" ] || die "first 4 MiB of $disk: md5 $got, pattern $want"
+        finish PASS "pattern read back from $disk after a restart (md5 $want)" ;;
     "") die "no vd.scenario= on the kernel command line" ;;
     *) die "unknown scenario" ;;
 esac
