@@ -140,6 +140,7 @@ case "$scenario" in
         tools
         if [ -z "$disk" ]; then disk=$(virtio_disk "") || die "no virtio-blk disk besides the tools disk"; fi
         fio_verify ;;
+    bench-blk) tools; . /guest-bench.sh ;; # make bench's 94-bench-guest-blk (scripts/guest-bench.sh)
     "") die "no vd.scenario= on the kernel command line" ;;
     *) die "unknown scenario" ;;
 esac
