@@ -34,7 +34,7 @@ fio --output-format=terse /tmp/bench.fio > /tmp/bench.out 2>&1 || die "fio on $d
 for c in randread-4k-qd1:randread randwrite-4k-qd1:randwrite randread-4k-qd16:randread \
          randwrite-4k-qd16:randwrite read-1m:read write-1m:write; do
     name=${c%%:*}; rw=${c#*:}
-    line=$(grep "^3;[^;]*;$name;" /tmp/bench.out | tail -1)
+    line=$(tr -d '\000' < /tmp/bench.out | grep "^3;[^;]*;$name;" | tail -1)
     [ -n "$line" ] || die "fio $name: no terse line: $(tail -3 /tmp/bench.out)"
     res=$(echo "$line" | awk -F';' -v rw="$rw" '
         { lo = (rw ~ /read/) ? 6 : 47; hi = lo + 39
