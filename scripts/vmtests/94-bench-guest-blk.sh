@@ -22,7 +22,7 @@
 load vd_evtchn
 secs=${VD_BENCH_SECS:-5}
 GUEST_TIMEOUT=$((120 + secs * 8 * 6))
-mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug || fail "mount debugfs"
+grep -q " /sys/kernel/debug debugfs " /proc/mounts || mount -t debugfs none /sys/kernel/debug || fail "mount debugfs"
 cases="randread-4k-qd1 randwrite-4k-qd1 randread-4k-qd16 randwrite-4k-qd16 read-1m write-1m"
 
 sample() { # sample PID: exits io_exits mmio_exits qemu_ticks nonidle_ticks
