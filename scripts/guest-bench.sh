@@ -19,6 +19,8 @@ fio --name=prefill --filename="$disk" --rw=write --bs=1m --direct=1 --ioengine=l
 # One fio run for all cases (loading Debian's fio costs ~10 s under nested TCG: once, outside the
 # measured windows); exec_prerun/exec_postrun print the markers from the job itself.
 : > /tmp/bench.fio
+# fio runs exec_prerun/postrun without a shell (output into <job>.prerun.txt): a marker script.
+printf '#!/bin/sh\necho "VDBENCH-$1 $2" > /dev/console\n' > /tmp/mark; chmod +x /tmp/mark
 printf '[global]\nfilename=%s\nioengine=libaio\ndirect=1\nsize=48m\nruntime=%s\ntime_based\nstonewall\n' \
     "$disk" "$bench_secs" >> /tmp/bench.fio
 for c in randread-4k-qd1:randread:4k:1 randwrite-4k-qd1:randwrite:4k:1 randread-4k-qd16:randread:4k:16 \
@@ -26,7 +28,7 @@ for c in randread-4k-qd1:randread:4k:1 randwrite-4k-qd1:randwrite:4k:1 randread-
     IFS=: read name rw bs qd <<EOC
 $c
 EOC
-    printf '[%s]\nrw=%s\nbs=%s\niodepth=%s\nexec_prerun=echo VDBENCH-START %s > /dev/console\nexec_postrun=echo VDBENCH-END %s > /dev/console\n' \
+    printf '[%s]\nrw=%s\nbs=%s\niodepth=%s\nexec_prerun=/tmp/mark START %s\nexec_postrun=/tmp/mark END %s\n' \
         "$name" "$rw" "$bs" "$qd" "$name" "$name" >> /tmp/bench.fio
 done
 step "fio bench on $disk"
