@@ -154,6 +154,7 @@ build_guest() {
     cp /bin/busybox "$root/bin/busybox"
     for a in $("$root/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"; done
     cp "$VD_ROOT/scripts/guest-init.sh" "$root/init"; chmod +x "$root/init"
+    cp "$VD_ROOT/scripts/guest-bench.sh" "$root/guest-bench.sh" # bench-blk scenario (94-bench)
     # vd_front.ko once the guest driver is built (the guest tests fail clearly without it).
     [ ! -f "$OUT/modules/vd_front.ko" ] || cp "$OUT/modules/vd_front.ko" "$root/lib/modules/"
     (set -o pipefail; cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1) > "$gdir/initramfs.gz" \

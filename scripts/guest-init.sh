@@ -156,6 +156,7 @@ case "$scenario" in
         got=$(dd if="$disk" bs=64k count=64 2>/dev/null | md5sum); got=${got%% *}
         [ "$got" = "$want" ] || die "first 4 MiB of $disk: md5 $got, pattern $want"
         finish PASS "pattern read back from $disk after a restart (md5 $want)" ;;
+    bench-blk) tools; . /guest-bench.sh ;; # make bench's 94-bench-guest-blk (scripts/guest-bench.sh)
     "") die "no vd.scenario= on the kernel command line" ;;
     *) die "unknown scenario" ;;
 esac
