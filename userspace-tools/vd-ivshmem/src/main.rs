@@ -86,23 +86,6 @@ fn parse_group(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("--group {s}: no such group in /etc/group"))
 }
 
-/// Where sd_notify goes (`$NOTIFY_SOCKET`: a path or `@abstract`); false when not set.
-fn notify(msg: &str) -> std::io::Result<bool> {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return Ok(false);
-    };
-    let s = std::os::unix::net::UnixDatagram::unbound()?;
-    let p = path.to_string_lossy();
-    if let Some(name) = p.strip_prefix('@') {
-        use std::os::linux::net::SocketAddrExt;
-        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-        s.send_to_addr(msg.as_bytes(), &addr)?;
-    } else {
-        s.send_to(msg.as_bytes(), &*p)?;
-    }
-    Ok(true)
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -176,11 +159,11 @@ fn serve<P: ChannelProvider>(
         }
         if !ready {
             ready = true;
-            if let Err(err) = notify("READY=1\nSTATUS=listening") {
+            if let Err(err) = vd_sys::notify::notify("READY=1\nSTATUS=listening") {
                 tracing::warn!("NOTIFY_SOCKET: {err}");
             }
         }
     })?;
-    let _ = notify("STOPPING=1");
+    let _ = vd_sys::notify::notify("STOPPING=1");
     Ok(())
 }
