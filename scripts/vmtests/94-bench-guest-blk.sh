@@ -105,9 +105,9 @@ awk -v cases="$cases" '
         for (i = 1; i <= 2; i++) {
             k = cs[i]; r = iops["vd", k] / (iops["virtio", k] > 0 ? iops["virtio", k] : 1)
             printf "GOAL %s: vd/virtio iops %.2fx (goal >= 1.5x): %s; vd userspace exits/req %.3f (goal 0): %s\n",
-                k, r, r >= 1.5 ? "met" : "NOT met", ue["vd", k] / (ios["vd", k] > 0 ? ios["vd", k] : 1),
-                ue["vd", k] / (ios["vd", k] > 0 ? ios["vd", k] : 1) < 0.01 ? "met" : "NOT met"
+                k, r, ((r >= 1.5) ? "met" : "NOT met"), ue["vd", k] / ((ios["vd", k] > 0) ? ios["vd", k] : 1),
+                ((ue["vd", k] / ((ios["vd", k] > 0) ? ios["vd", k] : 1) < 0.01) ? "met" : "NOT met")
         }
-    }' /tmp/bench-vd.res /tmp/bench-virtio.res /tmp/bench-virtio-iot.res
+    }' /tmp/bench-vd.res /tmp/bench-virtio.res /tmp/bench-virtio-iot.res || fail "the table (awk)"
 rmmod vd_evtchn || fail "rmmod vd_evtchn after the guests"
 echo "ok: bench-guest-blk"
