@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VARIANT ?= base
 export VARIANT
 
-.PHONY: help deps kernel modules tools initramfs demo shell test test-host test-vm test-reconfig bench soak clean
+.PHONY: help deps kernel modules tools initramfs demo shell test test-host test-vm test-reconfig test-guests bench soak clean
 
 help:
 	@echo "make demo     build everything, boot the test VM, load the modules, run vdctl status"
@@ -15,6 +15,7 @@ help:
 	@echo "make kernel|modules|tools|initramfs   single build steps  (VARIANT=debug for lockdep/KASAN/kmemleak)"
 	@echo "TESTS='name ...' make test-vm         run only the named VM tests (see scripts/vmtests/)"
 	@echo "make test-reconfig  only the second VM boot of make test: the SR-IOV PF reconfiguration tests (7x)"
+	@echo "make test-guests    stock QEMU Linux guests (8x: vd_front disks through vd_evtchn); not in make test"
 	@echo "make soak [RUNS=10] make test RUNS times in a row; every run's results in build/soak/"
 
 deps:
@@ -46,6 +47,9 @@ test-host:
 
 test-vm: initramfs
 	@bash scripts/test.sh vm
+
+test-guests: initramfs
+	@bash scripts/test.sh guests
 
 test-reconfig: initramfs
 	@bash scripts/test.sh reconfig

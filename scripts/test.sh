@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# make test: test.sh all|host|vm
+# make test: test.sh all|host|vm   (make test-guests: test.sh guests, the 8x nested Linux guests)
 #   host: cargo tests of the userspace workspace, format and clippy checks, a bounded fuzz run
-#   vm:   boots the test VM twice (0x-6x + 8x, then 7x with single-threaded TCG): KUnit suites of every module (kunit.py),
+#   vm:   boots the test VM twice (0x-6x, then 7x with single-threaded TCG): KUnit suites of every module (kunit.py),
 #         integration scripts (scripts/vmtests), kernel-log check for oops/WARN/BUG
 # Prints one line per test and closes with "N passed, N failed". Exit 1 on any failure.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 what=${1:-all}
-# Two VM boots: "test" runs scripts/vmtests/0x-6x, 8x (nested guests) and the KUnit suites; "reconfig" runs 7x, the
-# SR-IOV PF reconfiguration tests, under single-threaded TCG (scripts/vm.sh says why).
+# Two VM boots: "test" runs scripts/vmtests/0x-6x and the KUnit suites; "reconfig" runs 7x, the
+# SR-IOV PF reconfiguration tests, under single-threaded TCG (scripts/vm.sh says why). A third,
+# "guests" (test.sh guests = make test-guests), runs the 8x nested Linux guests.
 OUT=$VD_OUT; mkdir -p "$OUT"
 RES=$OUT/results.txt; : > "$RES"
 result() { printf '%-5s %-6s %s\n' "$1" "$2" "$3" | tee -a "$RES"; }
@@ -74,8 +75,12 @@ wanted() {
 }
 
 vm_boots() { # test.sh vm: both boots, each only if TESTS names something in it
-    if wanted test '[0-68]*.sh'; then phase vm-tests vm_tests test '[0-68]*.sh'; fi
+    if wanted test '[0-6]*.sh'; then phase vm-tests vm_tests test '[0-6]*.sh'; fi
     if wanted reconfig '7*.sh'; then phase vm-reconfig vm_tests reconfig '7*.sh'; fi
+    # The nested Linux guests (8x) are `make test-guests` (test.sh guests), not `make test`: the
+    # emulator's nested SVM crashed or wedged the test VM in about one boot in three that ran
+    # them (README, known limits). Named in TESTS, they run.
+    if [ -n "${TESTS:-}" ] && wanted guests '8*.sh'; then phase vm-guests vm_tests guests '8*.sh'; fi
 }
 
 # Kernel log filter: drops a warning that is the kernel's own and not this project's, leaving one
@@ -118,7 +123,7 @@ vm_tests() { # vm_tests MODE GLOB: one boot of the test VM, results of the scrip
     done
     # Nested guests' consoles (scripts/vmtests/guest-lib.sh prints each between markers), one
     # file per guest: build/guest-consoles/<test>-<guest>.log.
-    [ "$VM_MODE" = test ] && awk -v d="$OUT/guest-consoles" 'BEGIN{system("rm -rf " d "; mkdir -p " d)}
+    [ "$VM_MODE" = guests ] && awk -v d="$OUT/guest-consoles" 'BEGIN{system("rm -rf " d "; mkdir -p " d)}
         /^VDTEST-START / {t=$2; next}
         /^  \| ==== GUEST CONSOLE .* BEGIN$/ {f=d "/" t "-" $5 ".log"; next}
         /^  \| ==== GUEST CONSOLE .* END$/ {f=""; next}
@@ -176,7 +181,8 @@ case $what in
     host) phase host-tests host_tests; phase lint lint_tests; phase fuzz fuzz_tests ;;
     vm) vm_boots ;;
     reconfig) phase vm-reconfig vm_tests reconfig '7*.sh' ;;
-    *) die "usage: test.sh all|host|vm|reconfig" ;;
+    guests) phase vm-guests vm_tests guests '8*.sh' ;;
+    *) die "usage: test.sh all|host|vm|reconfig|guests" ;;
 esac
 p=$(grep -c '^PASS' "$RES"); f=$(grep -c '^FAIL' "$RES"); s=$(grep -c '^SKIP' "$RES")
 log "total $(( $(date +%s) - T0 ))s"
