@@ -7,60 +7,23 @@ use crate::check;
 use anyhow::{anyhow, bail, Context, Result};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
+use nix::sys::mman::{munmap, MapFlags, ProtFlags};
 use std::fs::File;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
-use std::ptr::NonNull;
 use std::time::{Duration, Instant};
-use vd_ring::mem::RawMem;
 use vd_ring::{
     dev_kind, op, BlkDaReq, Frontend, RingMem, BLK_F_FUA, OFF_DATA_LEN, OFF_DATA_OFF, OFF_DEV_KIND,
     OFF_DOORBELL,
 };
-use vd_sys::evtchn::{Domain, ShmChannel, ShmRequest};
+use vd_sys::evtchn::{Domain, RingMap, ShmChannel, ShmRequest};
 use vd_uapi::*;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-/// A shared read-write mapping of a file (the channel's shmem file, or the device).
-struct Map {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-impl Map {
-    fn new(f: BorrowedFd<'_>, offset: u64, len: usize) -> Result<Self, Errno> {
-        let n = NonZeroUsize::new(len).ok_or(Errno::EINVAL)?;
-        // SAFETY: a fresh shared mapping; nothing else in this process aliases it.
-        let p = unsafe {
-            mmap(
-                None,
-                n,
-                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                MapFlags::MAP_SHARED,
-                f,
-                offset as i64,
-            )
-        }?;
-        Ok(Self { ptr: p.cast(), len })
-    }
-    fn mem(&self) -> RawMem {
-        // SAFETY: page aligned, `len` bytes, valid while `self` lives (callers keep it).
-        unsafe { RawMem::new(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for Map {
-    fn drop(&mut self) {
-        // SAFETY: we own this mapping.
-        let _ = unsafe { munmap(self.ptr.cast(), self.len) };
-    }
-}
-
 /// A shmem channel driven as a guest would: ring and data area through the file mapping.
 struct Front {
-    map: Map,
+    map: RingMap,
     fe: Frontend,
     kick: EventFd,
     call: EventFd,
@@ -99,7 +62,7 @@ impl Front {
     /// Maps `ch`'s file, checks its geometry line, binds fresh eventfds and attaches `disk`.
     fn new(d: &Domain, ch: &ShmChannel, disk: Option<&File>) -> Result<Self> {
         let size = ch.file.metadata()?.len() as usize;
-        let map = Map::new(ch.file.as_fd(), 0, size).context("mmap the shm fd")?;
+        let map = RingMap::new(ch.file.as_fd(), 0, size).context("mmap the shm fd")?;
         let m = map.mem();
         let fe = Frontend::attach(&m).map_err(|e| anyhow!("ring header: {e:?}"))?;
         let kick = EventFd::new(EFD_NONBLOCK)?;
@@ -315,7 +278,7 @@ pub fn shm(path: &str) -> Result<()> {
     );
 
     // The device mapping of the channel is the same memory.
-    let dev = Map::new(d.file().as_fd(), ch.info.mmap_offset, size as usize)
+    let dev = RingMap::new(d.file().as_fd(), ch.info.mmap_offset, size as usize)
         .context("mmap the device at mmap_offset, whole file")?;
     let probe = pattern(77, 8192);
     f.put(12288, &probe);
@@ -331,7 +294,7 @@ pub fn shm(path: &str) -> Result<()> {
         "bytes written through the device are seen through the file"
     );
     check!(
-        Map::new(d.file().as_fd(), ch.info.mmap_offset, size as usize + 4096).err()
+        RingMap::new(d.file().as_fd(), ch.info.mmap_offset, size as usize + 4096).err()
             == Some(Errno::EINVAL),
         "a device mapping beyond the file: EINVAL"
     );
@@ -622,7 +585,7 @@ pub fn truncate(path: &str) -> Result<()> {
     // A device mapping of the victim, faulted in, lives through the truncation: it is a
     // mapping of the file, so shmem unmaps it like any other (pages the device had inserted
     // itself would be "still mapped when deleted": a BUG line the harness's log check fails).
-    let dev_before = Map::new(d.file().as_fd(), victim.info.mmap_offset, 3 * 4096)?;
+    let dev_before = RingMap::new(d.file().as_fd(), victim.info.mmap_offset, 3 * 4096)?;
     let faulted = dev_before.mem().load_u32(vd_ring::OFF_ENTRIES);
     check!(
         faulted == 16,
@@ -656,7 +619,7 @@ pub fn truncate(path: &str) -> Result<()> {
         "the victim's request was served from its pinned pages"
     );
     // A device mapping of the victim is a mapping of its (now empty again) file.
-    let dev = Map::new(d.file().as_fd(), victim.info.mmap_offset, 4096)?;
+    let dev = RingMap::new(d.file().as_fd(), victim.info.mmap_offset, 4096)?;
     check!(
         dev.mem().load_u32(0) == 0,
         "the victim's file is fresh zeroes after the truncation (its old pages stay pinned)"

@@ -5,7 +5,7 @@ use nix::errno::Errno;
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 use std::fs::File;
 use std::num::NonZeroUsize;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::ptr::NonNull;
 use vd_ring::mem::RawMem;
 use vd_uapi::*;
@@ -155,7 +155,7 @@ impl Domain {
     }
     /// Maps the ring of a created channel, shared and read-write.
     pub fn map_ring(&self, c: &VdeCreate) -> Result<RingMap, Errno> {
-        RingMap::new(&self.file, c.mmap_offset, c.mmap_size as usize)
+        RingMap::new(self.file.as_fd(), c.mmap_offset, c.mmap_size as usize)
     }
 }
 
@@ -172,16 +172,18 @@ unsafe impl Send for RingMap {}
 unsafe impl Sync for RingMap {}
 
 impl RingMap {
-    pub(crate) fn new(f: &File, offset: u64, len: usize) -> Result<Self, Errno> {
+    /// A shared read-write mapping of `len` bytes of `f` at `offset`: a channel's ring on the
+    /// device, or a `VDE_IOC_CREATE_SHM` channel's file.
+    pub fn new(f: BorrowedFd<'_>, offset: u64, len: usize) -> Result<Self, Errno> {
         let n = NonZeroUsize::new(len).ok_or(Errno::EINVAL)?;
-        // SAFETY: a fresh shared mapping of the device; nothing else in this process aliases it.
+        // SAFETY: a fresh shared mapping; nothing else in this process aliases it.
         let p = unsafe {
             mmap(
                 None,
                 n,
                 ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
                 MapFlags::MAP_SHARED,
-                f.as_fd(),
+                f,
                 offset as i64,
             )
         }?;

@@ -9,7 +9,7 @@
 use crate::evtchn::RingMap;
 use crate::ioctl_ptr;
 use nix::errno::Errno;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use vd_ring::{
     Geometry, RingError, RingMem, OFF_ENTRIES, OFF_ENTRY_SIZE, OFF_MAGIC, OFF_REQ_ARRAY,
     OFF_RSP_ARRAY, OFF_RSP_CONS, OFF_RSP_EVENT, OFF_RSP_PROD, OFF_STATUS, OFF_VERSION, RING_MAGIC,
@@ -150,7 +150,7 @@ impl Input {
     }
     /// Maps the event ring of a VM sink (offset 0, `mmap_size` bytes), shared and read-write.
     pub fn map_ring(&self, c: &VdiVmCreate) -> Result<RingMap, Errno> {
-        RingMap::new(&self.file, 0, c.mmap_size as usize)
+        RingMap::new(self.file.as_fd(), 0, c.mmap_size as usize)
     }
 
     fn ioctl_none(&self, cmd: u32) -> Result<(), Errno> {
