@@ -157,6 +157,16 @@ case "$scenario" in
         [ "$got" = "$want" ] || die "first 4 MiB of $disk: md5 $got, pattern $want"
         finish PASS "pattern read back from $disk after a restart (md5 $want)" ;;
     bench-blk) tools; . /guest-bench.sh ;; # make bench's 94-bench-guest-blk (scripts/guest-bench.sh)
+    corrupt-eio) # issue 12 hostile guest (84-guest-hostile): vd_front's debug knob garbles the ring
+        disk=${disk:-/dev/vdb0}; vd_disk
+        mount -t debugfs none /sys/kernel/debug 2>/dev/null
+        [ -w /sys/kernel/debug/vd_front/corrupt ] || die "no /sys/kernel/debug/vd_front/corrupt"
+        echo 1 > /sys/kernel/debug/vd_front/corrupt || die "write the corrupt knob"
+        if dd if=/dev/zero of="$disk" bs=4k count=1 conv=fsync 2>/tmp/dd.out; then
+            die "a write after corrupting the ring succeeded"
+        fi
+        grep -q 'I/O error' /tmp/dd.out || die "the write failed, but not with EIO: $(cat /tmp/dd.out)"
+        finish PASS "after the corrupt knob, a write to $disk fails with EIO ($(head -1 /tmp/dd.out))" ;;
     "") die "no vd.scenario= on the kernel command line" ;;
     *) die "unknown scenario" ;;
 esac
