@@ -3,7 +3,7 @@
 # the test VM, see scripts/vmtests/guest-lib.sh). Runs one scenario named on the kernel command
 # line and prints its verdict on the console, then powers off:
 #   VDGUEST PASS <scenario>[: detail]     VDGUEST FAIL <scenario>: why
-# Parameters: vd.scenario=boot|fio-verify|mkfs|virtio-verify, vd.disk=/dev/... (default: /dev/vdb0;
+# Parameters: vd.scenario=boot|fio-verify|mkfs|virtio-verify|io-loop|server-restart|... (the case below), vd.disk=/dev/... (default: /dev/vdb0;
 # for virtio-verify, or vd.disk=virtio, the virtio-blk disk that is not the tools disk),
 # vd.fio_size=<fio size, default 16m>. fio and mkfs.ext4 come from the tools disk (see tools()).
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
@@ -83,23 +83,27 @@ vd_disk() { # loads vd_front and waits for its first disk
     wait_dev "$disk" 30 || die "$disk did not appear within 30 s after insmod vd_front: $(dmesg | grep -i vd_front | tail -3 | tr '\n' ' ')"
 }
 
-fio_verify() { # fio random writes of mixed sizes (4k-256k), then verifies every block (crc32c)
-    step "fio"
+# fio_run LABEL: one fio pass of random writes of mixed sizes (4k-256k) over $fio_size of $disk,
+# then a verify of every block (crc32c); dies on any error; FIO_SUMMARY says what it did.
+fio_run() {
+    step "fio $1"
     echo "\$ fio on $disk ($(cat /sys/block/${disk#/dev/}/size 2>/dev/null) sectors), size $fio_size"
     fio --name=verify --filename="$disk" --direct=1 --ioengine=libaio --iodepth=8 --eta=never \
         --rw=randwrite --bssplit=4k/60:16k/20:128k/10:256k/10 --size="$fio_size" --verify=crc32c --verify_fatal=1 \
         --do_verify=1 --randrepeat=0 --output=/tmp/fio.out
     rc=$?
     cat /tmp/fio.out
-    step "fio done"
-    [ $rc = 0 ] || die "fio exited $rc"
-    grep -q 'err= 0' /tmp/fio.out || die "fio reported errors: $(grep -o 'err=[^:]*' /tmp/fio.out | head -1)"
+    step "fio $1 done"
+    [ $rc = 0 ] || die "fio ($1) exited $rc"
+    grep -q 'err= 0' /tmp/fio.out || die "fio ($1) reported errors: $(grep -o 'err=[^:]*' /tmp/fio.out | head -1)"
     w=$(grep -o 'WRITE: bw=[^ ]*' /tmp/fio.out | head -1)
     r=$(grep -o 'READ: bw=[^ ]*' /tmp/fio.out | head -1)
     n=$(grep -o 'issued rwts: total=[0-9]*,[0-9]*' /tmp/fio.out | head -1)
-    [ -n "$r" ] || die "fio did not read back (no verify phase)"
-    finish PASS "fio randwrite + crc32c verify of $fio_size on $disk, err=0, ${n#issued } (read,write), $w, verify $r"
+    [ -n "$r" ] || die "fio ($1) did not read back (no verify phase)"
+    FIO_SUMMARY="fio randwrite + crc32c verify of $fio_size on $disk, err=0, ${n#issued } (read,write), $w, verify $r"
 }
+
+fio_verify() { fio_run verify; finish PASS "$FIO_SUMMARY"; }
 
 mkfs_check() { # mkfs.ext4, mount, write a file, sync, read it back after a remount
     step "mkfs.ext4 $disk"
@@ -167,6 +171,34 @@ case "$scenario" in
         fi
         grep -q 'I/O error' /tmp/dd.out || die "the write failed, but not with EIO: $(cat /tmp/dd.out)"
         finish PASS "after the corrupt knob, a write to $disk fails with EIO ($(head -1 /tmp/dd.out))" ;;
+    io-loop) # issue 12, 85-guest-kill: vd I/O that never ends (write 1 MiB with fsync, read it
+        # back uncached, compare) until the host kills QEMU; a mismatch or an error fails.
+        disk=${disk:-/dev/vdb0}; vd_disk
+        dd if=/dev/urandom of=/tmp/blk bs=64k count=16 2>/dev/null
+        step "io-loop on $disk"
+        i=0
+        while :; do
+            i=$((i + 1)); at=$(( (i % 32) * 16 ))
+            dd if=/tmp/blk of="$disk" bs=64k seek=$at conv=fsync 2>/tmp/dd.out || die "write $i: $(cat /tmp/dd.out)"
+            echo 3 > /proc/sys/vm/drop_caches
+            dd if="$disk" of=/tmp/back bs=64k skip=$at count=16 2>/tmp/dd.out || die "read $i: $(cat /tmp/dd.out)"
+            cmp -s /tmp/blk /tmp/back || die "round $i: read back differs from what was written"
+            [ $((i % 20)) != 0 ] || step "io-loop: $i rounds"
+        done ;;
+    server-restart) # issue 12, 86-guest-server-restart: fio verify while the host kills the server;
+        # then the disk is polled (uncached reads through vd) until the host, having restarted
+        # the server, writes "VDGO-RST" into the image at 60 MiB; then a second fio verify.
+        tools; disk=${disk:-/dev/vdb0}; vd_disk
+        fio_run before; first=$FIO_SUMMARY
+        step "waiting for the host's go (VDGO-RST at 60 MiB of $disk)"
+        n=0
+        until [ "$(dd if="$disk" bs=4096 skip=15360 count=1 2>/dev/null | head -c 8)" = VDGO-RST ]; do
+            n=$((n + 1)); [ $n -le 1500 ] || die "no go from the host within 300 s"
+            sleep 0.2; echo 3 > /proc/sys/vm/drop_caches
+        done
+        step "go after $n polls"
+        fio_run after
+        finish PASS "before the restart: $first; after: $FIO_SUMMARY; $n uncached polls in between" ;;
     "") die "no vd.scenario= on the kernel command line" ;;
     *) die "unknown scenario" ;;
 esac

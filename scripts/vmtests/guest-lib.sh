@@ -167,3 +167,21 @@ guest_channels() {
         END { print n + 0 }' "$1"
 }
 no_guest_channel() { vdctl evtchn list --json > /tmp/list.json && ! grep -q '"orphan": true' /tmp/list.json; }
+# served_requests PID: requests served so far on the guest (orphan) block channels that server
+# PID created (a channel keeps its creator's pid after that server is gone); 0 if none.
+served_requests() {
+    vdctl evtchn list --json > /tmp/list-req.json 2>/dev/null || { echo 0; return; }
+    awk -v pid="$1" '
+        /\{/ { o = 0; p = 0; r = 0 }
+        /"orphan": true/ { o = 1 }
+        /"domain_pid": / { v = $2; sub(/,/, "", v); p = (v == pid) }
+        /"requests": / { v = $2; sub(/,/, "", v); r = v + 0 }
+        /\}/ { if (o && p) n += r }
+        END { print n + 0 }' /tmp/list-req.json
+}
+# guest_io_over NAME PID N: guest NAME still runs and server PID's guest channels served more
+# than N requests (fails the test if the guest stopped first: its verdict says why).
+guest_io_over() {
+    guest_running "$1" || fail "guest $1 stopped before doing vd I/O: $(guest_verdict "$1")"
+    [ "$(served_requests "$2")" -gt "$3" ]
+}

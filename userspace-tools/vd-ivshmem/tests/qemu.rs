@@ -22,16 +22,18 @@ const BAR0: u64 = 0xe000_0000;
 /// The ivshmem device's slot on bus 0.
 const SLOT: u32 = 4;
 
-fn qemu_bin() -> Option<PathBuf> {
+/// The QEMU binary: `make deps` installs it (the test VM needs it too), so a missing one fails
+/// the test rather than skipping it (a skipped check must never count as passed).
+fn qemu_bin() -> PathBuf {
     let p = std::env::var_os("VD_QEMU")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/qemu-system-x86_64"));
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("skipped: no QEMU at {} (set VD_QEMU)", p.display());
-        None
-    }
+    assert!(
+        p.exists(),
+        "no QEMU at {}: run `make deps` (qemu-system-x86) or set VD_QEMU",
+        p.display()
+    );
+    p
 }
 
 struct Served {
@@ -207,7 +209,7 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn qemu_takes_the_setup_and_keeps_the_device_when_the_server_goes() {
-    let Some(bin) = qemu_bin() else { return };
+    let bin = qemu_bin();
     let dir = TmpDir::new("qemu-ok");
     let (mut srv, socket) = Served::start(&dir);
     let mut q = Qemu::start(&bin, &socket);
@@ -260,7 +262,7 @@ fn qemu_takes_the_setup_and_keeps_the_device_when_the_server_goes() {
 
 #[test]
 fn a_refused_qemu_stops_with_the_errno_instead_of_hanging() {
-    let Some(bin) = qemu_bin() else { return };
+    let bin = qemu_bin();
     let dir = TmpDir::new("qemu-refused");
     let (srv, socket) = Served::start(&dir);
     srv.fake.state().fail_create = Some(nix::errno::Errno::ENOMEM);
