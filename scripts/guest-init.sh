@@ -5,19 +5,20 @@
 #   VDGUEST PASS <scenario>[: detail]     VDGUEST FAIL <scenario>: why
 # Parameters: vd.scenario=boot|fio-verify|mkfs|virtio-verify|io-loop|server-restart|... (the case below), vd.disk=/dev/... (default: /dev/vdb0;
 # for virtio-verify, or vd.disk=virtio, the virtio-blk disk that is not the tools disk),
-# vd.fio_size=<fio size, default 16m>. fio and mkfs.ext4 come from the tools disk (see tools()).
+# vd.fio_size=<fio size, default 16m>, vd.expect=REASON:N,... (probe-refused: see refusal_text). fio and mkfs.ext4 come from the tools disk (see tools()).
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
 mount -t tmpfs tmp /tmp
 echo "VDGUEST-INFO init started at $(cut -d' ' -f1 /proc/uptime)s guest uptime"
-scenario=""; disk=""; fio_size=16m
+scenario=""; disk=""; fio_size=16m; expect=""
 for a in $(cat /proc/cmdline); do
     case "$a" in
         vd.scenario=*) scenario=${a#vd.scenario=} ;;
         vd.disk=*) disk=${a#vd.disk=} ;;
         vd.fio_size=*) fio_size=${a#vd.fio_size=} ;;
+        vd.expect=*) expect=${a#vd.expect=} ;;
     esac
 done
 
@@ -129,7 +130,66 @@ mkfs_check() { # mkfs.ext4, mount, write a file, sync, read it back after a remo
 # vd_pattern: 4 MiB of a known, non-repeating-per-block pattern (block numbers in each line)
 vd_pattern() { awk 'BEGIN { for (i = 0; i < 65536; i++) printf "vd-persist %08d abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG\n", i }'; }
 
+# refusal_text REASON: vd_front's log line for a refused device, an extended regular expression
+# (drivers/vd_front/geometry.rs GeomError::name after "not a vd disk: "; timeout: the size query
+# nobody answers).
+refusal_text() {
+    case "$1" in
+        magic) echo "not a vd disk: no vd ring magic" ;;
+        version) echo "not a vd disk: unknown ring version" ;;
+        slots) echo "not a vd disk: bad entries or slot size" ;;
+        arrays) echo "not a vd disk: arrays not at the vd-ring offsets" ;;
+        ring) echo "not a vd disk: ring larger than BAR2" ;;
+        data) echo "not a vd disk: bad data area" ;;
+        kind) echo "not a vd disk: device kind is not BLOCK" ;;
+        # ETIMEDOUT's name without CONFIG_SYMBOLIC_ERRNAME: Error(110)
+        timeout) echo "the size query failed: (ETIMEDOUT|Error\(110\))" ;;
+        *) return 1 ;;
+    esac
+}
+
+# probe_refused: every ivshmem device is bad (87-guest-bad's fake server); vd.expect= says how
+# many refusals of each reason vd_front must log. No disk may appear, the kernel log stays clean,
+# the module unloads.
+probe_refused() {
+    [ -n "$expect" ] || die "no vd.expect= on the kernel command line"
+    [ -f /lib/modules/vd_front.ko ] || die "vd_front.ko is not in the guest initramfs"
+    total=0
+    for e in $(echo "$expect" | tr ',' ' '); do
+        refusal_text "${e%%:*}" > /dev/null || die "vd.expect: unknown reason ${e%%:*}"
+        total=$((total + ${e#*:}))
+    done
+    ndev=$(grep -l 0x1110 /sys/bus/pci/devices/*/device 2>/dev/null | wc -l)
+    [ "$ndev" = "$total" ] || die "$ndev ivshmem devices (1af4:1110), vd.expect= names $total"
+    step "insmod vd_front ($ndev ivshmem devices)"
+    insmod /lib/modules/vd_front.ko || die "insmod vd_front.ko failed"
+    # Probes may run asynchronously and the size query waits 5 s: wait for all the refusals
+    # (60 s at most: a probe that hangs fails here).
+    n=0
+    refusals='vd_front .*(not a vd disk: |the size query failed)'
+    while [ "$(dmesg | grep -E -c "$refusals")" -lt "$total" ]; do
+        n=$((n + 1)); [ $n -le 600 ] || die "after 60 s only $(dmesg | grep -E -c "$refusals") of $total refusals logged: $(dmesg | grep vd_front | tr '\n' ' ')"
+        sleep 0.1
+    done
+    step "refusals logged"
+    summary=""
+    for e in $(echo "$expect" | tr ',' ' '); do
+        t=$(refusal_text "${e%%:*}")
+        got=$(dmesg | grep -E -c "vd_front .*$t")
+        [ "$got" = "${e#*:}" ] || die "'$t' logged $got times, want ${e#*:}: $(dmesg | grep vd_front | tr '\n' ' ')"
+        summary="$summary ${e%%:*}=$got"
+    done
+    ls /dev/vdb* > /dev/null 2>&1 && die "a vd disk appeared: $(ls /dev/vdb*)"
+    ls -d /sys/block/vdb* > /dev/null 2>&1 && die "a vd disk appeared: $(ls -d /sys/block/vdb*)"
+    bound=$(ls -d /sys/bus/pci/drivers/vd_front/0000:* 2>/dev/null | wc -l)
+    [ "$bound" = 0 ] || die "$bound devices bound to vd_front after refusals"
+    rmmod vd_front || die "rmmod vd_front failed"
+    grep -q '^vd_front ' /proc/modules && die "vd_front still loaded after rmmod"
+    finish PASS "vd_front refused all $total ivshmem devices (${summary# }), no /dev/vdb*, rmmod ok"
+}
+
 case "$scenario" in
+    probe-refused) probe_refused ;; # issue 12 bad geometry (87-guest-bad): nothing binds
     boot)
         kvm=$(dmesg | grep -o 'Hypervisor detected: .*' | head -1)
         finish PASS "kernel $(uname -r), ${kvm:-no hypervisor detected}, $(grep -c ^processor /proc/cpuinfo) cpu, $(awk '/MemTotal/ {print $2 " kB"}' /proc/meminfo)" ;;

@@ -4,6 +4,7 @@
 
 mod chan;
 mod evtchn;
+mod fakeshm;
 mod hostile;
 mod input;
 mod shm;
@@ -209,6 +210,19 @@ enum Cmd {
         #[arg(long)]
         fail_device_add: Vec<String>,
     },
+    /// Guest tests (87-guest-bad): an ivshmem server that hands QEMU connection N the N-th
+    /// crafted shared-memory layout (zero, data-beyond, kind, tiny, silent; later connections
+    /// the last) with the real server's messages, and never serves a ring; until SIGTERM.
+    FakeIvshmem {
+        #[arg(long)]
+        socket: std::path::PathBuf,
+        /// Comma-separated layouts.
+        #[arg(long, value_delimiter = ',', required = true)]
+        layouts: Vec<fakeshm::Layout>,
+        /// One JSON object per event.
+        #[arg(long)]
+        json: bool,
+    },
     /// vdd tests: VM `vm` waits for a VF and holds what it gets until killed.
     VddWaiter {
         #[arg(long)]
@@ -267,6 +281,11 @@ fn main() -> std::process::ExitCode {
             log,
             fail_device_add,
         } => vddtest::fake_qmp(&vms, &log, &fail_device_add),
+        Cmd::FakeIvshmem {
+            socket,
+            layouts,
+            json,
+        } => fakeshm::run(&socket, &layouts, json),
         Cmd::VddWaiter { vm } => vddtest::waiter(vm),
         Cmd::SendFrames { ifname, rate, secs } => vddtest::send_frames(&ifname, rate, secs),
         Cmd::SriovRate { vf } => sriov::rate(&vf),

@@ -1,0 +1,569 @@
+//! `vd-itest fake-ivshmem`: an ivshmem server for the guest driver's refusal tests (issue 12,
+//! 87-guest-bad). It speaks the protocol exactly as `vd-ivshmem-server` does
+//! (`vd_ivshmem::proto::setup_messages`: version 0, the client's id, the shared memory, the host
+//! peer's kick eventfd, the client's call eventfd), but the shared memory is a memfd with a
+//! crafted vd geometry line and nothing ever serves the ring. Connection N gets the N-th layout
+//! of `--layouts` (later connections the last one).
+//!
+//! Layouts, each with exactly one defect that `vd_front` must refuse (`geometry::validate`):
+//! - `zero`: all zero, no ring magic (`GeomError::Magic`).
+//! - `data-beyond`: a valid ring whose data area runs past the end of the BAR
+//!   (`GeomError::DataArea`).
+//! - `kind`: a valid ring and data area, device kind NONE (`GeomError::Kind`).
+//! - `tiny`: a 4096-byte BAR whose header claims a 64 x 64 ring (three pages):
+//!   `GeomError::RingTooBig`.
+//! - `silent`: a valid block channel with a data area; nobody answers, so the driver's size
+//!   query times out (`ETIMEDOUT`).
+
+use anyhow::{bail, Context, Result};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use serde::Serialize;
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::time::Duration;
+use vd_ivshmem::proto;
+use vd_ring::mem::RawMem;
+use vd_ring::{
+    dev_kind, init_ring, Geometry, RingMem, OFF_DATA_LEN, OFF_DATA_OFF, OFF_DEV_KIND, OFF_DOORBELL,
+    OFF_ENTRIES, OFF_ENTRY_SIZE, OFF_MAGIC, OFF_REQ_ARRAY, OFF_RSP_ARRAY, OFF_VERSION, RING_MAGIC,
+    RING_PAGE, RING_VERSION,
+};
+
+/// Ring slots of every crafted ring (and slot size): what the real server makes by default.
+const ENTRIES: u32 = 64;
+const SLOT: u32 = 64;
+/// Data area of the layouts that have a valid one.
+const DATA_LEN: u32 = 1 << 20;
+/// BAR2 size of the layouts other than `tiny`.
+const SHM_SIZE: u64 = 2 << 20;
+
+/// A shared-memory layout handed to one QEMU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    /// All zero: no ring magic.
+    Zero,
+    /// A valid ring, the data area running past the end of the BAR.
+    DataBeyond,
+    /// A valid ring and data area, device kind NONE.
+    Kind,
+    /// A one-page BAR whose header claims a ring of three pages.
+    Tiny,
+    /// A valid block channel nobody serves.
+    Silent,
+}
+
+impl Layout {
+    /// Every layout.
+    pub const ALL: [Layout; 5] = [
+        Self::Zero,
+        Self::DataBeyond,
+        Self::Kind,
+        Self::Tiny,
+        Self::Silent,
+    ];
+
+    /// The name on the command line.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Zero => "zero",
+            Self::DataBeyond => "data-beyond",
+            Self::Kind => "kind",
+            Self::Tiny => "tiny",
+            Self::Silent => "silent",
+        }
+    }
+
+    /// What the guest driver must do with it (the refusal it logs).
+    #[cfg(test)]
+    pub const fn expect(self) -> Verdict {
+        match self {
+            Self::Zero => Verdict::Refused(Defect::Magic),
+            Self::DataBeyond => Verdict::Refused(Defect::DataArea),
+            Self::Kind => Verdict::Refused(Defect::Kind),
+            Self::Tiny => Verdict::Refused(Defect::RingTooBig),
+            Self::Silent => Verdict::Accepted,
+        }
+    }
+}
+
+impl std::str::FromStr for Layout {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|l| l.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|l| l.name()).collect();
+                format!("unknown layout {s:?} (one of {})", names.join(", "))
+            })
+    }
+}
+
+/// A userspace mirror of `vd_front`'s `GeomError` (drivers/vd_front/geometry.rs): the same
+/// checks in the same order, so a test here says which refusal the guest logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Defect {
+    /// `GeomError::Magic`.
+    Magic,
+    /// `GeomError::Version`.
+    Version,
+    /// `GeomError::Slots`.
+    Slots,
+    /// `GeomError::Arrays`.
+    Arrays,
+    /// `GeomError::RingTooBig`.
+    RingTooBig,
+    /// `GeomError::DataArea`.
+    DataArea,
+    /// `GeomError::Kind`.
+    Kind,
+}
+
+impl Defect {
+    /// The guest's log text (`not a vd disk: <this>`), as `GeomError::name`.
+    pub const fn guest_log(self) -> &'static str {
+        match self {
+            Self::Magic => "no vd ring magic",
+            Self::Version => "unknown ring version",
+            Self::Slots => "bad entries or slot size",
+            Self::Arrays => "arrays not at the vd-ring offsets",
+            Self::RingTooBig => "ring larger than BAR2",
+            Self::DataArea => "bad data area",
+            Self::Kind => "device kind is not BLOCK",
+        }
+    }
+}
+
+/// What the guest driver does with a geometry line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// It accepts the geometry (and goes on to the size query).
+    Accepted,
+    /// `not a vd disk: ...`, ENODEV.
+    Refused(Defect),
+}
+
+/// A crafted shared memory: its size (BAR2) and its first page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Crafted {
+    /// Bytes of the memfd (a power of two, at least a page: QEMU's requirement).
+    pub size: u64,
+    /// The first page (the rest of the memfd is zero).
+    pub page: Vec<u8>,
+}
+
+/// A page-sized, 4-byte aligned buffer the ring helpers can write.
+struct Page(Vec<u32>);
+
+impl Page {
+    fn new() -> Self {
+        Self(vec![0; RING_PAGE / 4])
+    }
+    fn with<R>(&mut self, f: impl FnOnce(&RawMem) -> R) -> R {
+        // SAFETY: the buffer is a live, exclusively borrowed `Vec<u32>` (4-byte aligned) of
+        // RING_PAGE bytes for the whole call; `RawMem` only copies and does atomic accesses.
+        let mem = unsafe { RawMem::new(self.0.as_mut_ptr().cast(), RING_PAGE) };
+        f(&mem)
+    }
+    fn bytes(&self) -> Vec<u8> {
+        self.0.iter().flat_map(|w| w.to_ne_bytes()).collect()
+    }
+}
+
+/// The shared memory for `layout`.
+pub fn craft(layout: Layout) -> Crafted {
+    let geo = match Geometry::new(ENTRIES, SLOT) {
+        Ok(g) => g,
+        Err(_) => unreachable!("64 x 64 is a valid ring geometry"),
+    };
+    let ring_end = geo.total_bytes() as u32;
+    let mut page = Page::new();
+    let size = match layout {
+        Layout::Tiny => RING_PAGE as u64,
+        _ => SHM_SIZE,
+    };
+    if layout != Layout::Zero {
+        let (data_len, kind) = match layout {
+            Layout::DataBeyond => (SHM_SIZE as u32, dev_kind::BLOCK),
+            Layout::Kind => (DATA_LEN, dev_kind::NONE),
+            Layout::Tiny => (RING_PAGE as u32, dev_kind::BLOCK),
+            _ => (DATA_LEN, dev_kind::BLOCK),
+        };
+        // As the kernel's VDE_IOC_CREATE_SHM (drivers/vd_evtchn/domain.rs `create_shm`): the
+        // ring, then the data-area line; the guest's doorbell rings peer 0, vector 0.
+        page.with(|m| {
+            init_ring(m, geo, 0);
+            m.store_u32(OFF_DATA_OFF, ring_end);
+            m.store_u32(OFF_DATA_LEN, data_len);
+            m.store_u32(OFF_DEV_KIND, kind);
+            m.store_u32(OFF_DOORBELL, 0);
+        });
+    }
+    Crafted {
+        size,
+        page: page.bytes(),
+    }
+}
+
+/// `vd_front`'s `geometry::validate` on a crafted first page and a BAR of `bar` bytes.
+pub fn front_verdict(page: &[u8], bar: u64) -> Verdict {
+    let w = |off: usize| {
+        page.get(off..off + 4)
+            .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let bar = bar.min(256 << 20) as usize;
+    let check = || -> Result<(), Defect> {
+        if w(OFF_MAGIC) != RING_MAGIC {
+            return Err(Defect::Magic);
+        }
+        if w(OFF_VERSION) != RING_VERSION {
+            return Err(Defect::Version);
+        }
+        let (entries, esz) = (w(OFF_ENTRIES), w(OFF_ENTRY_SIZE));
+        let geo = Geometry::new(entries, esz).map_err(|_| Defect::Slots)?;
+        if esz < 64 {
+            return Err(Defect::Slots);
+        }
+        if w(OFF_REQ_ARRAY) as usize != geo.req_array()
+            || w(OFF_RSP_ARRAY) as usize != geo.rsp_array()
+        {
+            return Err(Defect::Arrays);
+        }
+        let ring_end = geo.total_bytes();
+        if ring_end > bar {
+            return Err(Defect::RingTooBig);
+        }
+        let (off, len) = (w(OFF_DATA_OFF) as usize, w(OFF_DATA_LEN) as usize);
+        if off < ring_end
+            || off % RING_PAGE != 0
+            || off.checked_add(len).is_none_or(|e| e > bar)
+            || len < RING_PAGE
+        {
+            return Err(Defect::DataArea);
+        }
+        if w(OFF_DEV_KIND) != dev_kind::BLOCK {
+            return Err(Defect::Kind);
+        }
+        Ok(())
+    };
+    match check() {
+        Ok(()) => Verdict::Accepted,
+        Err(d) => Verdict::Refused(d),
+    }
+}
+
+/// One event; `--json` prints each as one line.
+#[derive(Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum Event<'a> {
+    Listening {
+        socket: &'a Path,
+        layouts: &'a [Layout],
+    },
+    Client {
+        client: u16,
+        layout: Layout,
+        shm_size: u64,
+        /// What the guest should log: the refusal, or "size query times out".
+        expect: String,
+    },
+    Refused {
+        client: u16,
+        error: String,
+    },
+    Left {
+        client: u16,
+    },
+    Stopped {
+        connections: u32,
+        connected: usize,
+    },
+}
+
+impl Event<'_> {
+    fn message(&self) -> String {
+        match self {
+            Self::Listening { socket, layouts } => {
+                let n: Vec<_> = layouts.iter().map(|l| l.name()).collect();
+                format!("listening on {}: layouts {}", socket.display(), n.join(","))
+            }
+            Self::Client {
+                client,
+                layout,
+                shm_size,
+                expect,
+            } => format!(
+                "client {client}: layout {} ({shm_size} bytes of shared memory), the guest \
+                 should: {expect}",
+                layout.name()
+            ),
+            Self::Refused { client, error } => format!("client {client}: setup failed: {error}"),
+            Self::Left { client } => format!("client {client}: disconnected (QEMU exited)"),
+            Self::Stopped {
+                connections,
+                connected,
+            } => format!("stopping: {connections} connection(s) served, {connected} still open"),
+        }
+    }
+}
+
+/// One served QEMU: its socket and everything it was sent (kept until it leaves).
+struct Client {
+    id: u16,
+    sock: UnixStream,
+    _fds: [OwnedFd; 3],
+}
+
+fn memfd(c: &Crafted) -> Result<OwnedFd> {
+    let fd = nix::sys::memfd::memfd_create(
+        c"vd-fake-ivshmem",
+        nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
+    )
+    .context("memfd_create")?;
+    nix::unistd::ftruncate(&fd, c.size as i64).context("ftruncate")?;
+    let f = std::fs::File::from(fd);
+    f.write_all_at(&c.page, 0)
+        .context("write the crafted page")?;
+    Ok(f.into())
+}
+
+fn eventfd() -> Result<OwnedFd> {
+    Ok(EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC)
+        .context("eventfd")?
+        .into())
+}
+
+/// Sends client `id` its setup with `layout`.
+fn serve(s: &UnixStream, id: u16, layout: Layout) -> Result<[OwnedFd; 3]> {
+    let shm = memfd(&craft(layout))?;
+    let (kick, call) = (eventfd()?, eventfd()?);
+    s.set_nonblocking(false)?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let msgs = proto::setup_messages(id, shm.as_fd(), kick.as_fd(), call.as_fd());
+    proto::send_all(s.as_fd(), &msgs).map_err(|e| anyhow::anyhow!("sending the setup: {e}"))?;
+    s.set_nonblocking(true)?;
+    Ok([shm, kick, call])
+}
+
+/// The subcommand: serves until SIGTERM/SIGINT.
+pub fn run(socket: &Path, layouts: &[Layout], json: bool) -> Result<()> {
+    if layouts.is_empty() {
+        bail!("--layouts: give at least one layout");
+    }
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGTERM);
+    mask.add(Signal::SIGINT);
+    mask.thread_block()?;
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+    match std::fs::remove_file(socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("remove {}", socket.display())),
+    }
+    let listener =
+        UnixListener::bind(socket).with_context(|| format!("bind {}", socket.display()))?;
+    listener.set_nonblocking(true)?;
+    let emit = |e: &Event| {
+        use std::io::Write;
+        let line = if json {
+            serde_json::to_string(e).unwrap_or_else(|err| format!("{{\"error\":\"{err}\"}}"))
+        } else {
+            format!("fake-ivshmem: {}", e.message())
+        };
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
+    };
+    emit(&Event::Listening { socket, layouts });
+    let mut clients: Vec<Client> = vec![];
+    let mut served: u32 = 0;
+    loop {
+        let (stop, accept, gone) = {
+            let mut fds = vec![
+                PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            ];
+            fds.extend(
+                clients
+                    .iter()
+                    .map(|c| PollFd::new(c.sock.as_fd(), PollFlags::POLLIN)),
+            );
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => bail!("poll: {e}"),
+            }
+            let ready = |p: &PollFd| p.revents().is_some_and(|r| !r.is_empty());
+            let gone: Vec<u16> = clients
+                .iter()
+                .zip(&fds[2..])
+                .filter(|(_, p)| ready(p))
+                .map(|(c, _)| c.id)
+                .collect();
+            (ready(&fds[0]), ready(&fds[1]), gone)
+        };
+        if stop {
+            emit(&Event::Stopped {
+                connections: served,
+                connected: clients.len(),
+            });
+            drop(listener);
+            let _ = std::fs::remove_file(socket);
+            return Ok(());
+        }
+        for id in gone {
+            let Some(i) = clients.iter().position(|c| c.id == id) else {
+                continue;
+            };
+            let mut buf = [0u8; 64];
+            match clients[i].sock.read(&mut buf) {
+                // QEMU never writes; anything else is ignored.
+                Ok(n) if n > 0 => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                _ => {}
+            }
+            clients.remove(i);
+            emit(&Event::Left { client: id });
+        }
+        if accept {
+            loop {
+                let s = match listener.accept() {
+                    Ok((s, _)) => s,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => bail!("accept: {e}"),
+                };
+                served += 1;
+                let id = u16::try_from(served).unwrap_or(u16::MAX);
+                let layout = layouts[(served as usize - 1).min(layouts.len() - 1)];
+                match serve(&s, id, layout) {
+                    Ok(fds) => {
+                        let c = craft(layout);
+                        let expect = match front_verdict(&c.page, c.size) {
+                            Verdict::Accepted => "time out its size query".to_string(),
+                            Verdict::Refused(d) => {
+                                format!("log 'not a vd disk: {}'", d.guest_log())
+                            }
+                        };
+                        emit(&Event::Client {
+                            client: id,
+                            layout,
+                            shm_size: c.size,
+                            expect,
+                        });
+                        clients.push(Client {
+                            id,
+                            sock: s,
+                            _fds: fds,
+                        });
+                    }
+                    Err(e) => emit(&Event::Refused {
+                        client: id,
+                        error: format!("{e:#}"),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn every_bad_layout_has_exactly_its_defect_and_silent_is_valid() {
+        for l in Layout::ALL {
+            let c = craft(l);
+            assert!(
+                c.size.is_power_of_two() && c.size >= 4096,
+                "{l:?}: QEMU needs 2^n >= 4096"
+            );
+            assert_eq!(c.page.len(), RING_PAGE);
+            assert_eq!(front_verdict(&c.page, c.size), l.expect(), "{l:?}");
+        }
+    }
+
+    /// Each bad layout is the valid `silent` layout with one thing changed: fixing that thing
+    /// makes the guest accept it.
+    #[test]
+    fn each_defect_is_the_only_one() {
+        let good = craft(Layout::Silent);
+        let set = |page: &mut Vec<u8>, off: usize, v: u32| {
+            page[off..off + 4].copy_from_slice(&v.to_ne_bytes())
+        };
+        let mut p = craft(Layout::Kind).page;
+        set(&mut p, OFF_DEV_KIND, dev_kind::BLOCK);
+        assert_eq!(p, good.page);
+        let mut p = craft(Layout::DataBeyond).page;
+        set(&mut p, OFF_DATA_LEN, DATA_LEN);
+        assert_eq!(p, good.page);
+        // tiny: the same ring in a big enough BAR is fine (its data line aside).
+        let mut p = craft(Layout::Tiny).page;
+        assert_eq!(front_verdict(&p, SHM_SIZE), Verdict::Accepted);
+        set(&mut p, OFF_DATA_LEN, DATA_LEN);
+        assert_eq!(p, good.page);
+        assert_eq!(craft(Layout::Zero).page, vec![0; RING_PAGE]);
+        assert_eq!(craft(Layout::Zero).size, good.size);
+    }
+
+    #[test]
+    fn the_mirror_refuses_what_the_driver_refuses() {
+        let good = craft(Layout::Silent);
+        let bad = |off: usize, v: u32| {
+            let mut p = good.page.clone();
+            p[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+            front_verdict(&p, good.size)
+        };
+        assert_eq!(bad(OFF_VERSION, 2), Verdict::Refused(Defect::Version));
+        assert_eq!(bad(OFF_ENTRIES, 48), Verdict::Refused(Defect::Slots));
+        assert_eq!(bad(OFF_ENTRY_SIZE, 32), Verdict::Refused(Defect::Slots));
+        assert_eq!(bad(OFF_REQ_ARRAY, 0), Verdict::Refused(Defect::Arrays));
+        assert_eq!(bad(OFF_DATA_OFF, 4096), Verdict::Refused(Defect::DataArea));
+        assert_eq!(bad(OFF_DATA_LEN, 4095), Verdict::Refused(Defect::DataArea));
+        assert_eq!(bad(OFF_DATA_OFF, !4095), Verdict::Refused(Defect::DataArea));
+    }
+
+    #[test]
+    fn layouts_parse_by_name() {
+        for l in Layout::ALL {
+            assert_eq!(l.name().parse::<Layout>(), Ok(l));
+        }
+        assert!("huge"
+            .parse::<Layout>()
+            .unwrap_err()
+            .contains("data-beyond"));
+    }
+
+    /// The whole exchange against a QEMU stand-in: the five messages of the real server, the
+    /// memfd with the crafted page and size, two eventfds.
+    #[test]
+    fn a_client_gets_the_real_servers_setup_with_its_layout() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let fds = serve(&a, 3, Layout::Kind).unwrap();
+        let mut got = vec![];
+        for _ in 0..5 {
+            got.push(proto::recv(b.as_fd()).unwrap().unwrap());
+        }
+        let v: Vec<_> = got.iter().map(|m| (m.value, m.fds.len())).collect();
+        assert_eq!(v, [(0, 0), (3, 0), (-1, 1), (0, 1), (3, 1)]);
+        let shm = std::fs::File::from(got[2].fds[0].try_clone().unwrap());
+        assert_eq!(shm.metadata().unwrap().len(), SHM_SIZE);
+        let mut page = vec![0u8; RING_PAGE];
+        shm.read_exact_at(&mut page, 0).unwrap();
+        assert_eq!(page, craft(Layout::Kind).page);
+        // The kick eventfd the client got is the one the server keeps.
+        let one = 1u64.to_ne_bytes();
+        nix::unistd::write(&got[3].fds[0], &one).unwrap();
+        let mut v = [0u8; 8];
+        nix::unistd::read(fds[1].as_raw_fd(), &mut v).unwrap();
+        assert_eq!(u64::from_ne_bytes(v), 1);
+    }
+}
