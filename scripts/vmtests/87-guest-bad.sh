@@ -104,8 +104,8 @@ rm -f /tmp/vd-missing.img /tmp/vd-empty.img; : > /tmp/vd-empty.img
 bad_server c1 "(create it, e.g. truncate -s 8G FILE, or fix --image)" --image /tmp/vd-missing.img
 bad_server c2 "image /tmp/vd-empty.img: empty (0 bytes): give the disk a size, e.g. truncate -s" \
     --image /tmp/vd-empty.img
-# (A directory does not open read-write: the message names the image and the reason.)
-bad_server c3 "image /tmp: Is a directory" --image /tmp
+# A directory does not open read-write: the message names the image, the reason and the fix.
+bad_server c3 "image /tmp: Is a directory (os error 21) (--image names the disk image itself" --image /tmp
 # A second server on the first one's socket path: refused, the first keeps listening.
 vd-ivshmem-server --socket /tmp/vd-hs.sock --image $img > /tmp/vd-c4.out 2> /tmp/vd-c4.err &
 c4=$!

@@ -69,6 +69,9 @@ fn open_hint(e: &std::io::Error) -> &'static str {
         std::io::ErrorKind::PermissionDenied => {
             " (the server needs read-write access: run it as the image's owner or root)"
         }
+        std::io::ErrorKind::IsADirectory => {
+            " (--image names the disk image itself: a regular file or a block device)"
+        }
         _ => "",
     }
 }
@@ -203,6 +206,7 @@ mod tests {
         let e = open(&d).unwrap_err();
         // A directory does not open read-write.
         assert_eq!(e.errno(), Errno::EISDIR);
+        assert!(e.to_string().contains("regular file or a block device"), "{e}");
         let p = d.join("empty.img");
         File::create(&p).unwrap();
         let e = open(&p).unwrap_err();
