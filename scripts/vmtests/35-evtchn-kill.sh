@@ -13,8 +13,8 @@ grep -q "channels running" /tmp/stress.out || fail "stress never ran: $(cat /tmp
 # The killed processes' files are released by the time `wait` returns; poll the state anyway
 # (at most 10 s) instead of sleeping a fixed time.
 objects() { vdctl status --json | grep -A8 '"vd_evtchn"' | grep -o '"objects": [0-9]*'; }
-n=0
-until [ "$(objects)" = '"objects": 0' ] || [ $n -ge 200 ]; do n=$((n + 1)); sleep 0.05; done
+no_objects() { [ "$(objects)" = '"objects": 0' ]; }
+poll 10 no_objects
 check "no channel left after the kills" test "$(objects)" = '"objects": 0'
 unload vd_evtchn
 check "vd_evtchn unloaded after 15 killed VMMs" sh -c '! grep -q "^vd_evtchn " /proc/modules'

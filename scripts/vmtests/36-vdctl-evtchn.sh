@@ -1,14 +1,6 @@
 # vdctl evtchn list|stats|watch read a running VMM's channels host-wide.
 . ./lib.sh
 load vd_evtchn
-# wait_until DESC CMD...: polls CMD (every 50 ms, at most 20 s) until it succeeds.
-wait_until() {
-    desc=$1; shift; n=0
-    until "$@"; do
-        n=$((n + 1)); [ $n -lt 400 ] || fail "timed out waiting: $desc"; sleep 0.05
-    done
-    echo "ok: $desc"
-}
 vd-itest evtchn-stress --channels 2 > /tmp/stress2.out 2>&1 &
 pid=$!
 traffic() {
@@ -16,7 +8,7 @@ traffic() {
     test "$(grep -c "\"domain_pid\": $pid" /tmp/list.json)" = 2 || return 1
     grep '"requests"' /tmp/list.json | grep -qv '"requests": 0'
 }
-wait_until "the VMM's 2 channels are listed with traffic" traffic
+wait_for "the VMM's 2 channels are listed with traffic" 20 traffic
 check "stress VMM running" kill -0 $pid
 vdctl evtchn list > /tmp/list.txt || fail "vdctl evtchn list"
 cat /tmp/list.txt
@@ -37,4 +29,4 @@ check "stress VMM still running at the end" kill -9 $pid
 wait $pid; rc=$?
 check "stress VMM died of SIGKILL (exit $rc)" test $rc = 137
 gone() { vdctl evtchn list --json > /tmp/list.json && ! grep -q "\"domain_pid\": $pid" /tmp/list.json; }
-wait_until "the killed VMM's channels are gone" gone
+wait_for "the killed VMM's channels are gone" 20 gone

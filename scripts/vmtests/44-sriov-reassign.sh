@@ -6,13 +6,11 @@
 sriov_init 0
 pfnd=$(ls /sys/bus/pci/devices/$PF/net | head -1)
 ip link set "$pfnd" up || fail "PF $pfnd up"
-n=0; while [ "$(cat /sys/class/net/$pfnd/carrier 2>/dev/null)" != 1 ]; do n=$((n+1)); [ $n -lt 200 ] || fail "no carrier on PF $pfnd"; sleep 0.1; done
-echo "ok: PF $pfnd has carrier"
+wait_for "PF $pfnd has carrier" 20 carrier_is $pfnd 1
 sriov_init 3
 nd=$(vf_field $VF netdev)
 ip link set "$nd" up || fail "VF $nd up"
-n=0; while [ "$(cat /sys/class/net/$nd/carrier 2>/dev/null)" != 1 ]; do n=$((n+1)); [ $n -lt 200 ] || fail "no carrier on $nd"; sleep 0.1; done
-echo "ok: $nd has carrier"
+wait_for "$nd has carrier" 20 carrier_is $nd 1
 tx0=$(cat /sys/class/net/$nd/statistics/tx_bytes)
 vd-itest sriov-reassign --vf $VF --ifname $nd || fail "sriov-reassign"
 tx1=$(cat /sys/class/net/$nd/statistics/tx_bytes)

@@ -6,12 +6,11 @@ sriov_init 3
 vdctl sriov events --json --timeout 300 > /tmp/ev.json &
 evp=$!
 # The event reader sees only what happens after it opened the device: wait for its open file.
-n=0; until ls -l /proc/$evp/fd 2>/dev/null | grep -q /dev/vd_sriov; do
-    n=$((n+1)); [ $n -lt 100 ] || fail "vdctl sriov events never opened /dev/vd_sriov"; sleep 0.1
-done
+poll 10 sh -c "ls -l /proc/$evp/fd 2>/dev/null | grep -q /dev/vd_sriov" \
+    || fail "vdctl sriov events never opened /dev/vd_sriov"
 vdctl sriov lease any --vm 42 --for 60 > /tmp/lease.out 2>&1 &
 lp=$!
-n=0; while ! grep -q leased /tmp/lease.out; do n=$((n+1)); [ $n -lt 100 ] || fail "vdctl lease: $(cat /tmp/lease.out)"; sleep 0.1; done
+wait_line /tmp/lease.out leased 10
 cat /tmp/lease.out
 L=$(sed -n 's/^leased \([^ ]*\) .*/\1/p' /tmp/lease.out)
 check "vdctl sriov lease any took $L for VM 42" test "$(vf_field $L vm_id)" = 42
@@ -30,9 +29,7 @@ wait $lp; rc=$?
 check "the holding vdctl released and exited 0" test $rc = 0
 check "$L is free and on igbvf" test "$(vf_field $L vm_id)" = null -a "$(vf_field $L driver)" = igbvf
 # The holder exited after the returned event; the event reader has it once it printed it.
-n=0; until grep -q '"kind":"returned","vf":"'$L'"' /tmp/ev.json; do
-    n=$((n+1)); [ $n -lt 100 ] || break; sleep 0.1
-done
+poll 10 has_line /tmp/ev.json '"kind":"returned","vf":"'$L'"'
 kill $evp || fail "the event reader exited early: $(cat /tmp/ev.json)"
 wait $evp 2>/dev/null
 cat /tmp/ev.json

@@ -11,10 +11,9 @@ check "CPUs 0-1 online" test "$(cat /sys/devices/system/cpu/online)" = "0-1"
 
 now_cs() { cut -d' ' -f1 /proc/uptime | tr -d '.'; }            # centiseconds since boot
 aff() { awk '/^Cpus_allowed_list/ {print $2}' /proc/$1/task/$2/status 2>/dev/null; }
+aff_is() { [ "$(aff $1 $2)" = "$3" ]; }                      # aff_is PID TID CPULIST
 slice() { awk '/^se.slice/ {print $3}' /proc/$1/task/$2/sched 2>/dev/null; }
 vcpu_tid() { cat /sys/kernel/debug/kvm/$1-*/vcpu0/pid 2>/dev/null | head -1; }
-# wait_for SECONDS CMD...: polls every 0.1 s
-wait_for() { n=$(( $1 * 10 )); shift; while [ $n -gt 0 ]; do "$@" && return 0; sleep 0.1; n=$((n - 1)); done; return 1; }
 # The VMM's own report goes to a file: a VM that ends early (its guest failed) says why there.
 start_vm() { vd-testvmm evtchn --path vmm --requests 100000000 --batch 1 --timeout 900 > /tmp/vm.$1.out 2>&1 & }
 # alive PID: the VM is still running (else its report is printed).
@@ -30,7 +29,7 @@ trap 'for p in $K $V $P $D $HOG; do kill -9 $p 2>/dev/null; done' EXIT
 ( while :; do :; done ) & HOG=$!
 # Fact: KVM's debugfs gives every vCPU's thread id.
 start_vm calib; P=$!
-check "KVM debugfs has vcpu0/pid for the VM's vCPU thread" wait_for 10 sh -c "t=\$(cat /sys/kernel/debug/kvm/$P-*/vcpu0/pid 2>/dev/null); [ -n \"\$t\" ] && [ \"\$t\" != 0 ] && [ -d /proc/$P/task/\$t ]"
+wait_for "KVM debugfs has vcpu0/pid for the VM's vCPU thread" 10 sh -c "t=\$(cat /sys/kernel/debug/kvm/$P-*/vcpu0/pid 2>/dev/null); [ -n \"\$t\" ] && [ \"\$t\" != 0 ] && [ -d /proc/$P/task/\$t ]"
 # Calibrate on what this emulated machine does.
 d=$(ls -d /sys/kernel/debug/kvm/$P-* | head -1)
 sleep 1; a=$(cat $d/io_exits); sleep 2; b=$(cat $d/io_exits)
@@ -64,17 +63,17 @@ check "vdd --check-config rejects hysteresis >= threshold, naming the key" sh -c
 check "vdctl says how to start vdd when it is not running" sh -c 'vdctl daemon status 2>&1 | grep -q "vdd is not running.*start it with"'
 
 vdd --config /tmp/vdd.toml > /tmp/vdd.log 2>&1 & D=$!
-check "vdd answers on its control socket" wait_for 10 vdctl daemon status
+wait_for "vdd answers on its control socket" 10 vdctl daemon status
 vdctl daemon status
 check "control socket is mode 0600" sh -c 'ls -l /run/vdd/vdd.sock | grep -q "^srw-------"'
 check "slice mode is the EEVDF per-task slice" sh -c 'vdctl --json daemon status | grep -q "\"slice_mode\": \"EEVDF per-task slice"'
 
 # Burst: the VM starts doing I/O at its first KVM_RUN (when vcpu0/pid appears).
 start_vm io; V=$!
-wait_for 10 sh -c "t=\$(cat /sys/kernel/debug/kvm/$V-*/vcpu0/pid 2>/dev/null); [ -n \"\$t\" ] && [ \"\$t\" != 0 ]" || fail "VM $V never ran"
+poll 10 sh -c "t=\$(cat /sys/kernel/debug/kvm/$V-*/vcpu0/pid 2>/dev/null); [ -n \"\$t\" ] && [ \"\$t\" != 0 ]" || fail "VM $V never ran"
 ticks() { vdctl --json daemon status | sed -n 's/.*"ticks": \([0-9]*\).*/\1/p' | head -1; }
 t0=$(now_cs); k0=$(ticks); T=$(vcpu_tid $V)
-wait_for 5 sh -c "[ \"\$(awk '/^Cpus_allowed_list/ {print \$2}' /proc/$V/task/$T/status)\" = 1 ]"
+poll 5 aff_is $V $T 1
 dt=$(( $(now_cs) - t0 )); k1=$(ticks)
 echo "vCPU thread $T moved after ${dt}0 ms, vdd's sampling rounds $k0 -> $k1 (interval 500 ms)"
 grep -E "placed VM|restored VM" /tmp/vdd.log
@@ -96,7 +95,7 @@ check "metrics: placed and an I/O rate" sh -c "wget -q -O- http://127.0.0.1:9477
 
 # Cool down: a stopped VM makes no I/O; restored after window + hold, not before hold.
 kill -STOP $V; t0=$(now_cs)
-wait_for 8 sh -c "[ \"\$(awk '/^Cpus_allowed_list/ {print \$2}' /proc/$V/task/$T/status)\" = 0-1 ]"
+poll 8 aff_is $V $T 0-1
 dt=$(( $(now_cs) - t0 ))
 echo "restored ${dt}0 ms after SIGSTOP (hold 1500 ms)"
 check "restored after cooling down" test "$(aff $V $T)" = 0-1
@@ -104,7 +103,7 @@ check "not before hold_ms: ${dt}0 ms >= 1500 ms" test $dt -ge 150
 check "slice back to the default ($BASE)" sh -c "[ \"\$(awk '/^se.slice/ {print \$3}' /proc/$V/task/$T/sched | cut -d. -f1)\" = $BASE ]"
 check "the log gives the numbers" grep -q "restored VM $V: I/O rate 0/s .* for .*hold 1.5s" /tmp/vdd.log
 kill -CONT $V
-check "placed again when the I/O comes back" wait_for 5 sh -c "[ \"\$(awk '/^Cpus_allowed_list/ {print \$2}' /proc/$V/task/$T/status)\" = 1 ]"
+wait_for "placed again when the I/O comes back" 5 aff_is $V $T 1
 
 # Crash: kill -9, the kernel keeps the placement, the state file the originals.
 kill -9 $D; wait $D 2>/dev/null
@@ -113,7 +112,7 @@ check "state file records the thread with its real original affinity" sh -c "tr 
 check "the VM is still running" alive $V
 check "still on the driver core while vdd is down" test "$(aff $V $T)" = 1
 vdd --config /tmp/vdd.toml > /tmp/vdd2.log 2>&1 & D=$!
-check "restarted vdd answers" wait_for 10 vdctl daemon status
+wait_for "restarted vdd answers" 10 vdctl daemon status
 sleep 2
 cat /tmp/vdd2.log
 check "restart: VM adopted from the state file" grep -q "VM $V has 1 thread(s) on the driver cores from the previous run; adopted" /tmp/vdd2.log
@@ -123,11 +122,11 @@ check "restart: still placed" test "$(aff $V $T)" = 1
 
 # Runtime policy change: max 0 disables placement, the VM goes back at the next tick.
 vdctl policy set max_vms_on_driver_cores 0 > /dev/null
-check "policy set max_vms_on_driver_cores 0: restored" wait_for 3 sh -c "[ \"\$(awk '/^Cpus_allowed_list/ {print \$2}' /proc/$V/task/$T/status)\" = 0-1 ]"
+wait_for "policy set max_vms_on_driver_cores 0: restored" 3 aff_is $V $T 0-1
 check "policy get shows it" sh -c 'vdctl policy get | grep -q "^max_vms_on_driver_cores  *0$"'
 check "policy set rejects a bad value with the reason" sh -c 'vdctl policy set slice_us 5 2>&1 | grep -q "slice_us"'
 vdctl policy set max_vms_on_driver_cores 1 > /dev/null
-check "placed again with max 1" wait_for 5 sh -c "[ \"\$(awk '/^Cpus_allowed_list/ {print \$2}' /proc/$V/task/$T/status)\" = 1 ]"
+wait_for "placed again with max 1" 5 aff_is $V $T 1
 
 # Clean shutdown restores everything.
 kill -TERM $D; wait $D; rc=$?
@@ -139,9 +138,9 @@ check "state file empty after shutdown" sh -c "tr -d ' \n' < /run/vdd/state.json
 
 # A placed VM that exits: restored as gone, nothing left over.
 vdd --config /tmp/vdd.toml > /tmp/vdd3.log 2>&1 & D=$!
-check "vdd places the VM again" wait_for 8 sh -c "[ \"\$(awk '/^Cpus_allowed_list/ {print \$2}' /proc/$V/task/$T/status)\" = 1 ]"
+wait_for "vdd places the VM again" 8 aff_is $V $T 1
 kill -9 $V; wait $V 2>/dev/null
-check "exited VM forgotten" wait_for 5 sh -c "vdctl --json daemon status | grep -q '\"managed_threads\": 0' && ! vdctl vm list | grep -q \"^$V \""
+wait_for "exited VM forgotten" 5 sh -c "vdctl --json daemon status | grep -q '\"managed_threads\": 0' && ! vdctl vm list | grep -q \"^$V \""
 check "the log says the VM exited" grep -q "restored VM $V: VM exited" /tmp/vdd3.log
 # vd_evtchn as a source: a kernel-path guest's requests are counted per VMM.
 vd-testvmm evtchn --path kernel --requests 100000000 --batch 1 --timeout 900 > /dev/null 2>&1 & K=$!

@@ -5,14 +5,12 @@
 . ./lib.sh
 load vd_input_irq
 W=/tmp/vddf; rm -rf $W; mkdir -p $W
-wait_file() { n=0; until grep -q "$2" "$1" 2>/dev/null; do n=$((n + 1)); [ $n -gt 300 ] && fail "no '$2' in $1: $(cat "$1")"; sleep 0.1; done; }
-wait_for() { n=$(( $1 * 10 )); shift; while [ $n -gt 0 ]; do "$@" && return 0; sleep 0.1; n=$((n - 1)); done; return 1; }
 A=; B=; D=
 trap 'kill -9 $A $B $D 2>/dev/null' EXIT
 vd-itest input-hold --name "vdd-focus a" --vm 6201 > $W/a.out 2>&1 & A=$!
-wait_file $W/a.out '^queued'
+wait_line $W/a.out '^queued'
 vd-itest input-hold --name "vdd-focus b" --vm 6202 > $W/b.out 2>&1 & B=$!
-wait_file $W/b.out '^queued'
+wait_line $W/b.out '^queued'
 cat $W/a.out $W/b.out
 da=$(sed -n 's/.*depth=\([0-9]*\).*/\1/p' $W/a.out)
 check "VM 6201 has input queued behind its stopped vCPU (depth $da)" test "$da" -gt 0
@@ -30,13 +28,13 @@ qmp = "$W/vm6202.qmp"
 EOT
 export VDD_SOCKET=$W/vdd.sock
 vdd --config $W/vdd.toml > $W/vdd.log 2>&1 & D=$!
-check "vdd answers" wait_for 10 vdctl daemon status
+wait_for "vdd answers" 10 vdctl daemon status
 vdctl focus 6201 > $W/f.txt; rc=$?; cat $W/f.txt
 check "vdctl focus 6201 goes through vdd (exit $rc)" sh -c "test $rc = 0 && grep -q 'focus on VM 6201 from the next frame on (through vdd' $W/f.txt"
 check "vdd logged the request and the change" sh -c "grep -q 'control: focus VM 6201' $W/vdd.log && grep -q 'input focus: VM [0-9]* -> VM 6201 (VDI_IOC_FOCUS)' $W/vdd.log"
 check "daemon status: focused VM 6201" sh -c "vdctl --json daemon status | grep -q '\"focused\": 6201'"
 vdctl daemon status | grep -i input
-check "metrics: focused VM and VM 6201's queue depth $da" wait_for 5 sh -c "wget -q -O- http://127.0.0.1:9479/metrics > $W/m.txt && grep -q '^vdd_input_focused_vm 6201' $W/m.txt && grep -q 'vdd_input_queue_depth{vm=\"6201\"} $da' $W/m.txt"
+wait_for "metrics: focused VM and VM 6201's queue depth $da" 5 sh -c "wget -q -O- http://127.0.0.1:9479/metrics > $W/m.txt && grep -q '^vdd_input_focused_vm 6201' $W/m.txt && grep -q 'vdd_input_queue_depth{vm=\"6201\"} $da' $W/m.txt"
 check "metrics: the [[vm]] VM 6202's queue too" sh -c "grep -q 'vdd_input_queue_depth{vm=\"6202\"} [1-9]' $W/m.txt"
 grep vdd_input $W/m.txt
 vdctl --json input focus 6202 > $W/f.json; rc=$?; cat $W/f.json
@@ -53,7 +51,7 @@ check "without vdd vdctl focus goes to the module directly" sh -c "test $rc = 0 
 for p in $A $B; do
     child=$(sed -n 's/.* child=\([0-9]*\).*/\1/p' $W/$( [ $p = $A ] && echo a || echo b).out)
     kill -9 $p; wait $p 2>/dev/null
-    n=0; while [ -d /proc/$child ] && [ $n -lt 100 ]; do n=$((n + 1)); sleep 0.05; done
+    poll 5 test ! -d /proc/$child
 done
 A=; B=
 check "unroute what the stand-ins left" sh -c 'vdctl input unroute --name "vdd-focus a" && vdctl input unroute --name "vdd-focus b"'

@@ -2,15 +2,10 @@
 # stand-in VMM with events queued behind its stopped vCPU.
 . ./lib.sh
 load vd_input_irq
-wait_for() { # file pattern: until the file has a line matching pattern (30 s)
-    n=0; until grep -q "$2" "$1" 2>/dev/null; do
-        n=$((n + 1)); [ $n -gt 300 ] && fail "no '$2' in $1: $(cat "$1")"; sleep 0.1
-    done
-}
 hw=; hold=; rm -f /tmp/hw.out
 trap 'kill -9 $hw $hold 2>/dev/null' EXIT
 vd-itest input-hw --name "vdctl-test kbd" --hold > /tmp/hw.out 2>&1 & hw=$!
-wait_for /tmp/hw.out '^ready'
+wait_line /tmp/hw.out '^ready'
 vdctl input list > /tmp/l.txt; cat /tmp/l.txt
 check "list: a table with the uinput device" grep -q '^ *[0-9]*  vdctl-test kbd  *vd-itest/hw/input0  *no  *no ' /tmp/l.txt
 vdctl --json input list > /tmp/l.json
@@ -34,7 +29,7 @@ kill $hw; wait $hw 2>/dev/null; hw=
 # A VM with events queued behind its stopped vCPU.
 rm -f /tmp/vdctl-hold.out
 vd-itest input-hold --name "vdctl-test hold" --vm 6101 > /tmp/vdctl-hold.out 2>&1 & hold=$!
-wait_for /tmp/vdctl-hold.out '^queued'
+wait_line /tmp/vdctl-hold.out '^queued'
 cat /tmp/vdctl-hold.out
 child=$(sed -n 's/.* child=\([0-9]*\).*/\1/p' /tmp/vdctl-hold.out)
 vdctl input stats 6101 > /tmp/s.txt; cat /tmp/s.txt
@@ -49,7 +44,7 @@ check "focus: says so" grep -q 'focus on VM 6101' /tmp/f.txt
 vdctl --json input focus 6101 > /tmp/f.json
 check "focus --json" grep -q '"action": "focus"' /tmp/f.json
 kill -9 $hold; wait $hold 2>/dev/null; hold=
-n=0; while [ -d /proc/$child ] && [ $n -lt 100 ]; do n=$((n + 1)); sleep 0.05; done
+poll 5 test ! -d /proc/$child
 check "unroute what the killed stand-in left" vdctl input unroute --name "vdctl-test hold"
 unload vd_input_irq
 vdctl input list > /tmp/e.txt 2>&1; rc=$?; cat /tmp/e.txt

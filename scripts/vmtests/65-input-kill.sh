@@ -8,17 +8,16 @@ trap 'kill -9 $pid 2>/dev/null' EXIT
 for i in 1 2 3 4 5; do
     rm -f /tmp/hold.out
     vd-itest input-hold --vm $((6200 + i)) > /tmp/hold.out 2>&1 & pid=$!
-    n=0; until grep -q "^queued" /tmp/hold.out 2>/dev/null; do
-        n=$((n + 1)); [ $n -gt 300 ] && fail "stand-in never queued: $(cat /tmp/hold.out)"; sleep 0.1
-    done
+    wait_line /tmp/hold.out '^queued'
     echo "  round $i: $(grep '^queued' /tmp/hold.out)"
     child=$(sed -n 's/.* child=\([0-9]*\).*/\1/p' /tmp/hold.out)
     if [ $i = 2 ]; then kill -9 "$child"; sleep 0.3; fi
     kill -9 $pid; wait $pid 2>/dev/null
-    n=0; while [ -d /proc/$child ]; do n=$((n + 1)); [ $n -gt 100 ] && fail "vCPU child $child outlived its VMM"; sleep 0.05; done
+    poll 5 test ! -d /proc/$child || fail "vCPU child $child outlived its VMM"
 done
 check "the route the stand-ins left can be removed" vdctl input unroute --name "vd-itest hold"
-n=0; while [ "$(objects)" != 0 ] && [ $n -lt 50 ]; do n=$((n + 1)); sleep 0.1; done
+no_objects() { [ "$(objects)" = 0 ]; }
+poll 5 no_objects
 vdctl status
 check "no vd_input_irq objects left after 5 killed VMMs (objects $(objects))" test "$(objects)" = 0
 check "no hold device left" sh -c '! vdctl input list | grep -q "vd-itest hold"'

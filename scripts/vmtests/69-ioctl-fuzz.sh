@@ -35,9 +35,7 @@ if [ $rc != 0 ]; then
     grep -v " munmap " /tmp/fuzz.trace | tail -n 15 | sed 's/^/    /'
 fi
 # The fuzzer's files are closed: released VFs go back to their host driver.
-n=0; while vdctl sriov list --json | grep '"phase":' | grep -qv '"host"'; do
-    n=$((n + 1)); [ $n -le 300 ] || break; sleep 0.1
-done
+poll 30 sh -c "! vdctl sriov list --json | grep '\"phase\":' | grep -qv '\"host\"'"
 # Every check below runs even if one before failed (a stuck module must not hide a splat).
 bad=""
 soft() { desc=$1; shift; if "$@"; then echo "ok: $desc"; else echo "FAIL: $desc"; bad="$bad; $desc"; fi; }

@@ -27,13 +27,12 @@ check "leased: $VF2 opens through VFIO, config space reads, DMA maps through the
 : > /tmp/vmm.out
 vd-itest vfio-open --vf $VF2 --hold-ms 4000 > /tmp/vmm.out 2>&1 &
 vmm=$!
-n=0; while ! grep -q VFIO-OPEN /tmp/vmm.out; do n=$((n+1)); [ $n -lt 100 ] || fail "VMM stand-in never opened $VF2: $(cat /tmp/vmm.out)"; sleep 0.1; done
+wait_line /tmp/vmm.out VFIO-OPEN 10
 kill $pid; wait $pid 2>/dev/null
 # vfio-pci's remove waits for the VMM to close the device (the driver link goes first).
 drv() { basename "$(readlink /sys/bus/pci/devices/$VF2/driver)"; }
-n=0; until [ "$(vf_field $VF2 phase)" = to-host -a -z "$(drv)" ]; do
-    n=$((n+1)); [ $n -lt 30 ] || break; sleep 0.1
-done
+on_its_way() { vf_is $VF2 phase to-host && [ -z "$(drv)" ]; }
+poll 3 on_its_way
 ph=$(vf_field $VF2 phase)
 check "lease ended: while the VMM has it open the VF is on its way back (phase $ph, driver '$(drv)')" \
     test "$ph" = to-host -a -z "$(drv)"
@@ -45,8 +44,8 @@ refused_busy() { [ $rc = 1 ] && grep -q "lease: EBUSY" /tmp/hold2.out && ! grep 
 check "and is not leased to anyone meanwhile: EBUSY (rc $rc: $(cat /tmp/hold2.out | tr '\n' ' '))" refused_busy
 wait $vmm
 check "the VMM stand-in closed the VF cleanly" grep -q VFIO-CLOSED /tmp/vmm.out
-check "then the VF goes back to igbvf" wait_vf $VF2 driver igbvf 100
-check "and is free again (phase host)" wait_vf $VF2 phase host 100
+check "then the VF goes back to igbvf" wait_vf $VF2 driver igbvf
+check "and is free again (phase host)" wait_vf $VF2 phase host
 hold $VF2 81
 check "and leases again (VM 81)" test "$(vf_field $VF2 vm_id)" = 81 -a "$(vf_field $VF2 driver)" = vfio-pci
 kill $pid; wait $pid 2>/dev/null

@@ -3,9 +3,7 @@
 # values, vdctl sriov rate.
 . ./lib.sh
 . ./sriov-lib.sh
-pf_carrier() { # pf_carrier 1|0: wait for the PF's carrier to be up (1) or down (0)
-    n=0; while [ "$(cat /sys/class/net/$pfnd/carrier 2>/dev/null)" != $1 ]; do n=$((n+1)); [ $n -lt 200 ] || return 1; sleep 0.1; done
-}
+pf_carrier() { poll 20 carrier_is $pfnd $1; } # pf_carrier 1|0: PF carrier up (1) or down (0)
 sriov_init 0
 pfnd=$(ls /sys/bus/pci/devices/$PF/net | head -1)
 ip link set "$pfnd" up || fail "PF $pfnd up"

@@ -87,8 +87,7 @@ check "remove: igb did not refuse to deallocate the VFs" no_log "will not be dea
 check "remove: the PCI core found no SR-IOV left enabled" no_log "left SR-IOV enabled"
 kill $pid; wait $pid 2>/dev/null
 echo 1 > /sys/bus/pci/rescan
-n=0; while [ "$(vdctl sriov list --json | grep -c '"total_vfs"')" = 0 ]; do n=$((n+1)); [ $n -lt 100 ] || fail "PF not back after rescan"; sleep 0.1; done
-echo "ok: rescan: the PF is back"
+wait_for "rescan: the PF is back" 10 sh -c "vdctl sriov list --json | grep -q '\"total_vfs\"'"
 sriov_init 3
 VF3=$(echo $VFS | cut -d' ' -f3)
 hold $VF3 96

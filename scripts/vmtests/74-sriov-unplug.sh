@@ -16,7 +16,6 @@ check "hot-unplug: no VFs listed" test "$(vdctl sriov list --json | grep -c '"vf
 check "hot-unplug: no PF listed" test "$(vdctl sriov list --json | grep -c '"total_vfs"')" = 0
 kill $pid; wait $pid 2>/dev/null
 echo 1 > /sys/bus/pci/rescan
-n=0; while [ "$(vdctl sriov list --json | grep -c '"total_vfs"')" = 0 ]; do n=$((n+1)); [ $n -lt 100 ] || fail "PF not back after rescan"; sleep 0.1; done
-echo "ok: rescan: the PF is back"
+wait_for "rescan: the PF is back" 10 sh -c "vdctl sriov list --json | grep -q '\"total_vfs\"'"
 sriov_init 3
 check "3 VFs again" test "$(vdctl sriov list --json | grep -c '"vf":')" = 3

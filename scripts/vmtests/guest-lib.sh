@@ -113,14 +113,6 @@ run_guest() { start_guest "$@" && wait_guest "$1"; }
 result_has() { case "$GUEST_RESULT" in *"$1"*) return 0 ;; esac; return 1; }
 
 # --- vd disks: vd-ivshmem-server + QEMU's ivshmem-doorbell --------------------------------------
-# wait_for DESC SECONDS CMD...: polls CMD every 0.1 s until it succeeds; fails the test after
-# SECONDS.
-wait_for() {
-    _wd=$1; _wn=$(($2 * 10)); shift 2
-    until "$@"; do _wn=$((_wn - 1)); [ $_wn -gt 0 ] || fail "timed out waiting: $_wd"; sleep 0.1; done
-    echo "ok: $_wd"
-}
-
 # start_server NAME IMAGE [server args...]: vd-ivshmem-server for IMAGE on /tmp/vd-NAME.sock,
 # logs in /tmp/vd-NAME.server.{out,err}; returns once it listens (SERVER_PID, `server_pid NAME`).
 start_server() {

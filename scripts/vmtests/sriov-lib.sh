@@ -20,37 +20,25 @@ sriov_init() { # sriov_init N: module loaded, vfio-pci allowed without IOMMU, ex
 vf_field() { # vf_field VF KEY: the value of KEY in VF's row of `vdctl sriov list --json`
     vdctl sriov list --json | awk -v vf="\"$1\"" -v k="\"$2\":" '$1 == "\"vf\":" && $2 ~ vf {f=1} f && $1 == k {v=$2; sub(/,$/, "", v); gsub(/"/, "", v); print v; exit}'
 }
-wait_vf() { # wait_vf VF KEY VALUE [tenths of a second]
-    n=0
-    while [ "$(vf_field $1 $2)" != "$3" ]; do
-        n=$((n + 1)); [ $n -le ${4:-100} ] || return 1; sleep 0.1
-    done
-}
+vf_is() { [ "$(vf_field $1 $2)" = "$3" ]; } # vf_is VF KEY VALUE
+wait_vf() { poll 10 vf_is "$@"; } # wait_vf VF KEY VALUE: status 1 if not so within 10 s
+carrier_is() { [ "$(cat /sys/class/net/$1/carrier 2>/dev/null)" = "$2" ]; } # carrier_is NETDEV 0|1
 hold() { # hold VF VM: a lease holder in the background ($pid), its output in /tmp/hold.out
     # Emptied first: the background shell may open (truncate) the file after the wait below has
     # already read the previous holder's LEASED line.
     : > /tmp/hold.out
     vd-itest sriov-hold --vf $1 --vm $2 > /tmp/hold.out 2>&1 &
     pid=$!
-    n=0; while ! grep -q LEASED /tmp/hold.out; do n=$((n+1)); [ $n -lt 100 ] || fail "holder never leased: $(cat /tmp/hold.out)"; sleep 0.1; done
+    wait_line /tmp/hold.out LEASED 10
 }
 wait_revoked() { # wait_revoked VF VM: the holder reported the revocation of its lease
-    n=0; while ! grep -q "EVENT revoked $1 vm $2" /tmp/hold.out; do n=$((n+1)); [ $n -lt 100 ] || break; sleep 0.1; done
-    grep -q "EVENT revoked $1 vm $2" /tmp/hold.out
+    poll 10 has_line /tmp/hold.out "EVENT revoked $1 vm $2"
 }
 SAMPLER=/sys/kernel/debug/vd_sriov/sampler
 sampler() { awk -v k="$1" '$1 == k {print $2}' $SAMPLER; } # sampler sampling|ticks
-wait_sampler() { # wait_sampler KEY VALUE [tenths of a second]
-    n=0
-    while [ "$(sampler $1)" != "$2" ]; do
-        n=$((n + 1)); [ $n -le ${3:-100} ] || return 1; sleep 0.1
-    done
-}
-wait_ticks_above() { # wait_ticks_above N: the sampler ran a pass after the count was N
-    n=0
-    while [ "$(sampler ticks)" -le "$1" ]; do
-        n=$((n + 1)); [ $n -le 100 ] || return 1; sleep 0.1
-    done
-}
+sampler_is() { [ "$(sampler $1)" = "$2" ]; }
+wait_sampler() { poll 10 sampler_is "$@"; } # wait_sampler KEY VALUE: status 1 if not within 10 s
+ticks_above() { [ "$(sampler ticks)" -gt "$1" ]; }
+wait_ticks_above() { poll 10 ticks_above "$1"; } # the sampler ran a pass after the count was N
 # A test that fails leaves no holder behind to keep its lease into the next test.
 trap '[ -z "${pid:-}" ] || kill $pid 2>/dev/null' EXIT
