@@ -5,14 +5,14 @@
 use crate::backend::{DataArea, HostDriver, Served};
 use crate::ring::{self, Backend as RingBackend, BackendState, Geometry, RingError, RingMem};
 use crate::uapi::{vde_state, VdeState, VdeStats};
-use crate::vd::eventfd::{EventFd, KickHandler, Kicked, WorkQueue};
+use crate::vd::eventfd::{EventFd, KickHandler, KickWaiter, WorkQueue};
 use crate::vd::shmem::SharedPages;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
 
 /// A channel as the domain holds it: the channel inside its kick waiter.
-pub(crate) type ChannelRef = kernel::sync::Arc<Kicked<Channel>>;
+pub(crate) type ChannelRef = kernel::sync::Arc<KickWaiter<Channel>>;
 
 /// Counters, updated lock-free by the handler and read by `VDE_IOC_STATS`.
 #[derive(Default)]
@@ -114,7 +114,7 @@ impl Channel {
         mem: SharedPages,
         data: (usize, usize),
         wq: Arc<WorkQueue>,
-    ) -> Result<impl PinInit<Kicked<Self>, Error>> {
+    ) -> Result<impl PinInit<KickWaiter<Self>, Error>> {
         if mem.len() < geo.total_bytes() {
             return Err(EINVAL);
         }
@@ -132,7 +132,7 @@ impl Channel {
         };
         let none = crate::uapi::vde_backend::NONE;
         let (data_off, data_len) = data;
-        Ok(Kicked::new_on(
+        Ok(KickWaiter::new_on(
             try_pin_init!(Self {
                 id,
                 key,

@@ -37,7 +37,7 @@ use route::{router, Router};
 use uapi::*;
 use vd::common::{reply_version, OpenCount, OpenGuard};
 use vd::eventfd::EventFd;
-use vd::eventfd::Kicked;
+use vd::eventfd::KickWaiter;
 use vd::input::InputHandler;
 use vd::preempt::ThreadHook;
 use vm::{Doorbell, VmSink};
@@ -133,7 +133,7 @@ struct FileInner {
     /// This file's VM, once created.
     sink: Option<Arc<VmSink>>,
     /// The guest's doorbell, once bound.
-    doorbell: Option<Arc<Kicked<Doorbell>>>,
+    doorbell: Option<Arc<KickWaiter<Doorbell>>>,
     /// Its registered vCPU threads.
     hooks: KVec<ThreadHook<VmSink>>,
 }
@@ -239,7 +239,10 @@ impl VmFile {
             d.detach();
         }
         if fd >= 0 {
-            let d = Arc::pin_init(Kicked::new(try_pin_init!(Doorbell { sink })), GFP_KERNEL)?;
+            let d = Arc::pin_init(
+                KickWaiter::new(try_pin_init!(Doorbell { sink })),
+                GFP_KERNEL,
+            )?;
             d.attach(fd)?;
             inner.doorbell = Some(d);
         }

@@ -3,7 +3,7 @@
 //!
 //! - [`EventFd`]: a reference to an eventfd context to *signal* (the "call" eventfd the VMM
 //!   registered with `KVM_IRQFD`: signalling it injects the guest interrupt).
-//! - [`Kicked`]: waits on an eventfd *in the kernel*, the way KVM's irqfd and vhost do (a wait
+//! - [`KickWaiter`]: waits on an eventfd *in the kernel*, the way KVM's irqfd and vhost do (a wait
 //!   queue entry on the eventfd, added through `vfs_poll`), and runs [`KickHandler::handle`] in
 //!   a workqueue after each batch of kicks (the "kick" eventfd the VMM registered with
 //!   `KVM_IOEVENTFD`). The hop to process context is required: eventfds may not be signalled from
@@ -80,7 +80,7 @@ unsafe impl Sync for WorkQueue {}
 #[allow(
     dead_code,
     reason = "vd_evtchn runs each domain's waiters on its own queue; \
-                              vd_input_irq uses the system's (`Kicked::new`)"
+                              vd_input_irq uses the system's (`KickWaiter::new`)"
 )]
 impl WorkQueue {
     /// An unbound, high-priority workqueue named `vd_evtchn/<id>`.
@@ -121,7 +121,7 @@ impl WorkQueue {
 
 impl Drop for WorkQueue {
     fn drop(&mut self) {
-        // SAFETY: `wq` is ours (type invariant). The last reference goes with the last `Kicked`
+        // SAFETY: `wq` is ours (type invariant). The last reference goes with the last `KickWaiter`
         // using it, whose drop cancelled its work first, and never from a work item of this
         // queue (work functions hold no reference).
         unsafe { bindings::destroy_workqueue(self.wq.as_ptr()) };
@@ -135,9 +135,9 @@ const EPOLLHUP: u32 = 0x0010;
 
 /// Work done after kicks.
 pub(crate) trait KickHandler: Sync + Send {
-    /// Runs in process context (the `Kicked`'s workqueue) after `kicks` kicks arrived
+    /// Runs in process context (the `KickWaiter`'s workqueue) after `kicks` kicks arrived
     /// (kicks that arrive while it is queued are batched into one call). Never runs concurrently
-    /// with itself for the same [`Kicked`]. Returns `true` to be called again soon (work left
+    /// with itself for the same [`KickWaiter`]. Returns `true` to be called again soon (work left
     /// over after a bounded pass), without a kick. Also called (with whatever kicks are pending,
     /// maybe 0) in the work item that reports a hang-up, before [`Self::hung_up`].
     fn handle(&self, kicks: u64) -> bool;
@@ -145,7 +145,7 @@ pub(crate) trait KickHandler: Sync + Send {
     /// The attached eventfd hung up: its last file reference was closed (the VMM that kicked
     /// through it is gone; nobody can kick any more). Runs once per hang-up, in the same work
     /// item as [`Self::handle`] (process context, never concurrently with it). Must not detach
-    /// or drop the [`Kicked`] itself (that waits for this very work item): hand the teardown
+    /// or drop the [`KickWaiter`] itself (that waits for this very work item): hand the teardown
     /// to another work item.
     fn hung_up(&self) {}
 }
@@ -158,7 +158,7 @@ pub(crate) trait KickHandler: Sync + Send {
 /// - While `src` holds `Some(ctx)`, `wait` is on `ctx`'s wait queue with [`Self::wake`] as its
 ///   function, and `ctx` is referenced by us.
 #[pin_data(PinnedDrop)]
-pub(crate) struct Kicked<T: KickHandler> {
+pub(crate) struct KickWaiter<T: KickHandler> {
     #[pin]
     work: Opaque<bindings::work_struct>,
     #[pin]
@@ -191,7 +191,7 @@ pub(crate) struct Kicked<T: KickHandler> {
     pub(crate) data: T,
 }
 
-impl<T: KickHandler + 'static> Kicked<T> {
+impl<T: KickHandler + 'static> KickWaiter<T> {
     /// A detached waiter around `data`, run on the system's high-priority workqueue.
     #[allow(
         dead_code,
@@ -241,7 +241,7 @@ impl<T: KickHandler + 'static> Kicked<T> {
     /// come from that one file, as in KVM's irqfd. (Looking the number up twice let another
     /// thread `dup2` a pipe onto `fd` in between, and our entry went on the pipe's queues.)
     ///
-    /// `self` is pinned: a `Kicked` only exists through its pin initialiser and is `!Unpin`.
+    /// `self` is pinned: a `KickWaiter` only exists through its pin initialiser and is `!Unpin`.
     pub(crate) fn attach(&self, fd: i32) -> Result {
         let fd = u32::try_from(fd).map_err(|_| EBADF)?;
         // SAFETY: `fget` accepts any fd number and returns a referenced file or null.
@@ -399,7 +399,7 @@ impl<T: KickHandler + 'static> Kicked<T> {
         wqh: *mut bindings::wait_queue_head,
         pt: *mut bindings::poll_table_struct,
     ) {
-        // SAFETY: `pt` is the `pt` field of a live `Kicked<T>` (only `attach` passes it).
+        // SAFETY: `pt` is the `pt` field of a live `KickWaiter<T>` (only `attach` passes it).
         let me = unsafe { &*(pt.byte_sub(core::mem::offset_of!(Self, pt)) as *const Self) };
         if me.queue_calls.fetch_add(1, Ordering::Relaxed) != 0 {
             return;
@@ -417,8 +417,8 @@ impl<T: KickHandler + 'static> Kicked<T> {
         _sync: i32,
         key: *mut c_void,
     ) -> i32 {
-        // SAFETY: `wait` is the `wait` field of a live `Kicked<T>`: it is only on a queue between
-        // `attach` and `detach_locked`, and `PinnedDrop` detaches.
+        // SAFETY: `wait` is the `wait` field of a live `KickWaiter<T>`: it is only on a queue
+        // between `attach` and `detach_locked`, and `PinnedDrop` detaches.
         let me = unsafe { &*(wait.byte_sub(core::mem::offset_of!(Self, wait)) as *const Self) };
         let flags = key as usize as u32;
         if flags & EPOLLIN != 0 {
@@ -447,7 +447,7 @@ impl<T: KickHandler + 'static> Kicked<T> {
 
     /// Work function: hands the batched kicks to the handler.
     unsafe extern "C" fn run(work: *mut bindings::work_struct) {
-        // SAFETY: `work` is the `work` field of a live `Kicked<T>`: `PinnedDrop` cancels it
+        // SAFETY: `work` is the `work` field of a live `KickWaiter<T>`: `PinnedDrop` cancels it
         // (waiting for this function) before the memory goes away.
         let me = unsafe { &*(work.byte_sub(core::mem::offset_of!(Self, work)) as *const Self) };
         let kicks = me.pending.swap(0, Ordering::Relaxed);
@@ -465,12 +465,12 @@ impl<T: KickHandler + 'static> Kicked<T> {
 
 // SAFETY: the C fields are only touched through the kernel's own synchronisation (the eventfd's
 // queue lock, the workqueue, `src`'s mutex); the rest are atomics and `T: Send + Sync`.
-unsafe impl<T: KickHandler> Send for Kicked<T> {}
+unsafe impl<T: KickHandler> Send for KickWaiter<T> {}
 // SAFETY: as above.
-unsafe impl<T: KickHandler> Sync for Kicked<T> {}
+unsafe impl<T: KickHandler> Sync for KickWaiter<T> {}
 
 #[pinned_drop]
-impl<T: KickHandler> PinnedDrop for Kicked<T> {
+impl<T: KickHandler> PinnedDrop for KickWaiter<T> {
     fn drop(self: Pin<&mut Self>) {
         let mut src = self.src.lock();
         if let Some(efd) = src.take() {

@@ -1,7 +1,7 @@
 # vd_evtchn: threads dup2 pipes, a socket, a file and an eventfd over the kick fd number while
 # other threads VDE_IOC_BIND it: the kick fd is looked up once, a pipe's poll (two wait queues)
 # is refused, and the kernel log stays clean (lockdep/KASAN/list debugging on the debug kernel).
-# VDI_IOC_BIND_KICK (vd_input_irq) attaches through the same Kicked::attach.
+# VDI_IOC_BIND_KICK (vd_input_irq) attaches through the same KickWaiter::attach.
 . ./lib.sh
 load vd_evtchn
 mark="vdtest: 38-evtchn-bindrace start $$"
