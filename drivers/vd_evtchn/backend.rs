@@ -13,6 +13,7 @@ use crate::ring::{op, BlkDaReq, BlkReq, Request, BLK_F_ALL, BLK_F_FUA, BLK_REQ_H
 use crate::uapi::vde_backend;
 use crate::vd::backing::BackingFile;
 use crate::vd::eventfd::EventFd;
+use crate::vd::knob::BoolKnob;
 use crate::vd::shmem::SharedPages;
 use core::fmt;
 use core::sync::atomic::Ordering::Relaxed;
@@ -265,14 +266,14 @@ mod tests {
     }
 }
 
-/// Test hook (debugfs `stall_block_io`, root only): while it is non-zero, block-backend
+/// Test hook (debugfs `stall_block_io`, root only): while it is set (`1`), block-backend
 /// requests wait before their I/O (at most [`STALL_MAX_MS`]), with the channel's lock held, as
 /// a slow disk would make them. Reading it gives `<set> <handlers waiting now>`. Lets a test
 /// block a backend in I/O deterministically (the test VM has no slow block device).
 pub(crate) struct StallKnob;
 
 /// Whether block I/O stalls.
-static STALL: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+static STALL: BoolKnob = BoolKnob::new();
 /// Handlers waiting in [`stall_point`] now.
 static STALLED: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 /// The longest a request waits for the knob.
@@ -280,34 +281,24 @@ pub(crate) const STALL_MAX_MS: u32 = 30_000;
 
 impl fmt::Debug for StallKnob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{} {}", STALL.load(Relaxed), STALLED.load(Relaxed))
+        writeln!(f, "{} {}", u8::from(STALL.get()), STALLED.load(Relaxed))
     }
 }
 
 impl kernel::debugfs::Reader for StallKnob {
     fn read_from_slice(&self, reader: &mut kernel::uaccess::UserSliceReader) -> Result {
-        let mut buf = [0u8; 8];
-        let n = reader.len();
-        let b = buf.get_mut(..n).ok_or(EINVAL)?;
-        reader.read_slice(b)?;
-        let v = match b.first() {
-            Some(b'0') => 0,
-            Some(b'1') => 1,
-            _ => return Err(EINVAL),
-        };
-        STALL.store(v, Relaxed);
-        Ok(())
+        STALL.write_from(reader)
     }
 }
 
 /// Where the block backend waits while [`StallKnob`] is set.
 pub(crate) fn stall_point() {
-    if STALL.load(Relaxed) == 0 {
+    if !STALL.get() {
         return;
     }
     STALLED.fetch_add(1, Relaxed);
     let mut waited = 0;
-    while STALL.load(Relaxed) != 0 && waited < STALL_MAX_MS {
+    while STALL.get() && waited < STALL_MAX_MS {
         kernel::time::delay::fsleep(kernel::time::Delta::from_millis(10));
         waited += 10;
     }

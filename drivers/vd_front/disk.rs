@@ -15,10 +15,11 @@
 
 use crate::geometry::FrontGeometry;
 use crate::ring::{self, op, BlkDaReq, Frontend, RingError, RingMem, BLK_F_FUA};
+use crate::vd::knob::BoolKnob;
 use crate::vd::memremap::Memremap;
 use crate::vd::{time::now_ms, workqueue::cancel_delayed_work_sync};
 use crate::vd_warn_ratelimited;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use kernel::block::mq::{self, Command, Operations, Request};
 use kernel::io::Io;
 use kernel::new_spinlock_irq;
@@ -46,7 +47,7 @@ const WATCHDOG_PERIOD_MS: u32 = 1000;
 
 /// The debug knob (`/sys/kernel/debug/vd_front/corrupt`): when set, the next request queued on
 /// any vd_front disk corrupts the ring instead of publishing normally (see [`Shared::corrupt`]).
-pub(crate) static CORRUPT: AtomicU32 = AtomicU32::new(0);
+pub(crate) static CORRUPT: BoolKnob = BoolKnob::new();
 
 /// The blk-mq operations of a vd disk.
 pub(crate) struct VdBlk;
@@ -324,7 +325,7 @@ impl Shared {
             if let Some(t) = g.queued_ms.get_mut(tag as usize) {
                 *t = now_ms();
             }
-            if CORRUPT.swap(0, Relaxed) != 0 {
+            if CORRUPT.take() {
                 self.corrupt(&mut g);
                 true
             } else if is_last {

@@ -38,7 +38,6 @@ use vd::ring;
 mod disk;
 mod geometry;
 
-use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use disk::{IrqHandler, Shared, VdBlk, BAR0_LEN, CORRUPT};
 use geometry::{capacity_sectors, validate, GeomLine, MAX_MAP};
@@ -48,6 +47,7 @@ use kernel::new_mutex;
 use kernel::pci;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
+use vd::knob::BoolKnob;
 use vd::memremap::Memremap;
 use vd::msix::MsixIrq;
 
@@ -185,38 +185,14 @@ impl pci::Driver for VdFront {
     }
 }
 
-/// The debug knob `corrupt` (see the crate documentation).
-struct CorruptKnob;
-
-impl fmt::Debug for CorruptKnob {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{}", CORRUPT.load(Relaxed))
-    }
-}
-
-impl kernel::debugfs::Reader for CorruptKnob {
-    fn read_from_slice(&self, reader: &mut kernel::uaccess::UserSliceReader) -> Result {
-        let mut buf = [0u8; 8];
-        let n = reader.len();
-        let b = buf.get_mut(..n).ok_or(EINVAL)?;
-        reader.read_slice(b)?;
-        let v = match b.first() {
-            Some(b'0') => 0,
-            Some(b'1') => 1,
-            _ => return Err(EINVAL),
-        };
-        CORRUPT.store(v, Relaxed);
-        Ok(())
-    }
-}
-
 /// Fields drop in order: the driver first (every disk goes), debugfs last.
 #[pin_data]
 struct VdFrontModule {
     #[pin]
     _driver: kernel::driver::Registration<pci::Adapter<VdFront>>,
     #[pin]
-    _corrupt: kernel::debugfs::File<CorruptKnob>,
+    /// The debug knob `corrupt` (see the crate documentation).
+    _corrupt: kernel::debugfs::File<&'static BoolKnob>,
     _debugfs: kernel::debugfs::Dir,
 }
 
@@ -225,7 +201,7 @@ impl kernel::InPlaceModule for VdFrontModule {
         let dir = kernel::debugfs::Dir::new(c"vd_front");
         try_pin_init!(Self {
             _driver <- kernel::driver::Registration::new(c"vd_front", module),
-            _corrupt <- dir.read_write_file(c"corrupt", CorruptKnob),
+            _corrupt <- dir.read_write_file(c"corrupt", &CORRUPT),
             _debugfs: dir,
         })
     }
