@@ -89,6 +89,10 @@ pub(crate) struct Channel {
     /// Whether the channel belongs to its guest (`VDE_IOC_ORPHAN`): out of its domain, torn
     /// down when its kick eventfd hangs up.
     orphan: AtomicBool,
+    /// Called with [`Channel::key`] when the kick eventfd hangs up (nobody can kick any more),
+    /// from the kick work item: the orphan set's, which tears an orphan down. The channel knows
+    /// nothing more of the set.
+    on_hang_up: fn(u64),
     /// Ring indices, backend, call eventfd and buffers. Taken by the handler (the domain's
     /// workqueue, across backend I/O) and by the ioctls that change them; never by statistics,
     /// which read the atomics below; never in atomic context.
@@ -106,6 +110,7 @@ impl Channel {
     /// A new channel with a freshly initialised ring in `mem` (at least the ring's size).
     /// Its memory (ring pages, buffers) is charged to the caller's memory cgroup. Kicks are
     /// served on `wq`. `data` is the data area (offset and length in `mem`; `(0, 0)`: none).
+    /// `on_hang_up` is called with `key` when the kick eventfd hangs up.
     pub(crate) fn new(
         id: u32,
         key: u64,
@@ -114,6 +119,7 @@ impl Channel {
         mem: SharedPages,
         data: (usize, usize),
         wq: Arc<WorkQueue>,
+        on_hang_up: fn(u64),
     ) -> Result<impl PinInit<KickWaiter<Self>, Error>> {
         if mem.len() < geo.total_bytes() {
             return Err(EINVAL);
@@ -142,6 +148,7 @@ impl Channel {
                 data_off,
                 data_len,
                 orphan: AtomicBool::new(false),
+                on_hang_up,
                 st <- kernel::new_mutex!(st),
                 stats: ChanStats::default(),
                 failed: AtomicBool::new(false),
@@ -392,6 +399,6 @@ impl KickHandler for Channel {
     fn hung_up(&self) {
         // Nobody can kick any more. An orphan is torn down now (by the orphan set's own work
         // item); a channel its domain still holds goes with its domain or `VDE_IOC_DESTROY`.
-        crate::orphan::hung_up(self.key);
+        (self.on_hang_up)(self.key);
     }
 }

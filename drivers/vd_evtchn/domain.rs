@@ -3,6 +3,7 @@
 
 use crate::backend::HostDriver;
 use crate::channel::{Channel, ChannelRef};
+use crate::orphan;
 use crate::registry::teardown;
 use crate::ring::{self, Geometry, RingMem};
 use crate::uapi::*;
@@ -140,7 +141,9 @@ impl Domain {
         };
         let id32 = u32::try_from(id).map_err(|_| ENOSPC)?;
         let key = crate::registry::next_key();
-        let init = Channel::new(id32, key, self.pid as u64, geo, mem, data, self.wq.clone())?;
+        let (domain, wq) = (self.pid as u64, self.wq.clone());
+        // A hang-up goes to the orphan set, which tears the channel down if it is an orphan.
+        let init = Channel::new(id32, key, domain, geo, mem, data, wq, orphan::hung_up)?;
         let ch = Arc::pin_init(init, GFP_KERNEL_ACCOUNT)?;
         crate::registry::register(self.pid, &ch)?;
         inner.channels[id] = Some(ch.clone());
@@ -152,7 +155,7 @@ impl Domain {
     /// kick eventfd is bound. Its kick binding is sealed: nobody can unbind it any more.
     pub(crate) fn orphan(&self, id: u32) -> Result {
         let ch = self.channel(id)?;
-        let prepared = crate::orphan::prepare(&ch)?;
+        let prepared = orphan::prepare(&ch)?;
         {
             let mut inner = self.inner.lock();
             let slot = inner.channels.get_mut(id as usize).ok_or(ENOENT)?;
@@ -165,7 +168,7 @@ impl Domain {
             ch.seal()?;
             drop(slot.take());
         }
-        crate::orphan::adopt(prepared);
+        orphan::adopt(prepared);
         Ok(())
     }
 
