@@ -29,7 +29,7 @@ wait_for "clean round: the channel is torn down after QEMU quit" 20 no_guest_cha
 n=0
 while [ $n -lt $ROUNDS ]; do
     n=$((n + 1))
-    out=$(qguest --kill-after 32 --seed $n 2>&1); rc=$?
+    out=$(qguest --kill-after 16 --seed $n 2>&1); rc=$?
     echo "$out" | grep -v '^ok: \(the \|BAR2\)'
     [ $rc = 0 ] || { echo "$out"; server_log qkill; fail "round $n: qtest-guest (exit $rc)"; }
     wait_for "round $n: the channel is torn down after SIGKILL" 20 no_guest_channel

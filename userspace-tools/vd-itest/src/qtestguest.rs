@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use vd_ring::{
     dev_kind, op, BlkDaReq, Frontend, RingMem, BLK_F_FUA, FRONT_CONNECTED, OFF_DATA_LEN,
-    OFF_DATA_OFF, OFF_DEV_KIND, OFF_DOORBELL, OFF_FRONT_STATE, OFF_REQ_PROD, OFF_RSP_PROD,
+    OFF_DATA_OFF, OFF_DEV_KIND, OFF_DOORBELL, OFF_FRONT_STATE, OFF_RSP_PROD,
 };
 use vd_testkit::qtest::Qtest;
 
@@ -72,6 +72,8 @@ const IVPOSITION: u64 = 8;
 const DOORBELL: u64 = 12;
 /// The size query's request id (above every data request's).
 const SIZE_ID: u64 = 1 << 40;
+/// Largest request of the kill batches.
+const KILL_CHUNK: usize = 128 << 10;
 /// Attempts at catching requests in flight before giving up.
 const KILL_TRIES: u32 = 50;
 
@@ -180,12 +182,12 @@ impl Guest {
         self.kick()
     }
 
-    /// Requests published and not answered yet, as the ring says (`req_prod - rsp_prod`).
+    /// Requests published and not answered yet, as the ring says (`req_prod - rsp_prod`; the
+    /// producer index is ours: `published` requests so far).
     fn in_flight(&mut self) -> Result<u32> {
-        let p = self.mem.load_u32(OFF_REQ_PROD);
         let r = self.mem.load_u32(OFF_RSP_PROD);
         self.mem.error()?;
-        Ok(p.wrapping_sub(r))
+        Ok((self.published as u32).wrapping_sub(r))
     }
 
     /// Waits for `ids` to be answered (in any order); the statuses and response payloads by id.
@@ -437,17 +439,21 @@ pub fn run(a: Args) -> Result<()> {
         return Ok(());
     }
     // The kill: batches of writes of whatever the data area holds (not verified: QEMU dies
-    // under them), until one is caught with requests published and not all answered.
-    let n = g.fe.free_slots(&g.mem) as usize;
-    let n = n.min(g.data_len / chunk).max(1);
+    // under them), until one is caught with requests published and not all answered. As many
+    // requests as the ring takes, as large as the data area allows (at most `KILL_CHUNK`): the
+    // host's work per batch grows, the qtest commands per batch do not.
+    let n = (g.fe.free_slots(&g.mem) as usize).clamp(1, g.data_len / 4096);
+    let kchunk = (g.data_len / n / 4096 * 4096).min(KILL_CHUNK);
+    let kslots = size / kchunk as u64;
+    ensure!(kslots > 0, "a disk of {size} bytes is too small");
     for t in 1..=KILL_TRIES {
         let mut ids = Vec::with_capacity(n);
         for i in 0..n {
             let req = BlkDaReq {
-                sector: (i as u64 % slots) * sect,
-                len: chunk as u32,
+                sector: (i as u64 % kslots) * (kchunk as u64 / 512),
+                len: kchunk as u32,
                 flags: 0,
-                data_off: (i * chunk) as u64,
+                data_off: (i * kchunk) as u64,
             };
             g.push_da(next_id, op::BLK_WRITE_DA, req)?;
             ids.push(next_id);
@@ -463,7 +469,8 @@ pub fn run(a: Args) -> Result<()> {
             check!(
                 st.signal() == Some(Signal::SIGKILL as i32),
                 "QEMU killed by SIGKILL with {inflight} of {published} published requests \
-                 unanswered (try {t}, {:.1}s after its start)",
+                 unanswered (batches of {n} writes of {kchunk} bytes, try {t}, {:.1}s after its \
+                 start)",
                 t0.elapsed().as_secs_f64()
             );
             return Ok(());
