@@ -259,7 +259,7 @@ fn setup(a: &Args) -> Result<Guest> {
     let mask = (u64::from(hi) << 32) | u64::from(lo & !0xf);
     let size = (!mask).wrapping_add(1);
     check!(
-        size.is_power_of_two() && size >= 4096 && size <= BAR2,
+        size.is_power_of_two() && (4096..=BAR2).contains(&size),
         "BAR2 (the shared memory) is {size} bytes"
     );
     q.cfg_write(SLOT, 0x10, BAR0 as u32)?;
