@@ -377,7 +377,10 @@ impl Daemon {
         let round = self.ticks;
         for v in self.policy.vms() {
             if let Some(r) = &v.rates {
-                debug!(pid = v.pid, round, "round {round}: VM {} I/O rate {r}", v.pid);
+                debug!(
+                    pid = v.pid,
+                    round, "round {round}: VM {} I/O rate {r}", v.pid
+                );
             }
         }
         let driver = cpus::format(self.placer.driver_cores());
