@@ -97,6 +97,8 @@ test|bench|reconfig|guests)
             *) continue ;;
         esac
         if [ -n "$only" ] && ! echo " $only " | grep -q " $name "; then continue; fi
+        # "# vd-on-demand": experiments that run only when named (TESTS='name ...').
+        if [ -z "$only" ] && grep -q '^# vd-on-demand' "$t"; then continue; fi
         # A test may need longer than vd.timeout: a "# vd-timeout: SECONDS" line in it (the nested
         # guest tests boot a VM or two under nested TCG).
         ttmo=$(sed -n 's/^# vd-timeout: \([0-9]*\).*/\1/p' "$t" | head -1)

@@ -20,6 +20,8 @@ append="console=ttyS0 panic=-1 panic_on_warn=0 quiet loglevel=4 vd.mode=$mode vd
 # 69-ioctl-fuzz.sh's knobs: unknown NAME=value kernel parameters reach init's environment.
 for v in VD_FUZZ_SECS VD_FUZZ_SEED VD_FUZZ_EXCLUDE; do [ -z "${!v:-}" ] || append+=" $v=${!v}"; done
 [ -n "${TESTS:-}" ] && append+=" vd.tests=$(echo $TESTS | tr ' ' ',')"
+# VD_APPEND: more kernel parameters for the test VM (experiments, e.g. kvm_amd.vgif=0).
+[ -n "${VD_APPEND:-}" ] && append+=" $VD_APPEND"
 # The igb PF's wire: a UDP socket on loopback. A free port pair, so two VMs can run at once.
 port=${VD_UDP_PORT:-$(( 47100 + ($$ % 400) * 2 ))}
 # The PF reconfiguration tests hung the guest under multi-threaded TCG in xAPIC mode (a timer

@@ -34,16 +34,23 @@ pub(crate) struct DataArea<'a> {
 pub(crate) struct Served {
     pub(crate) status: i32,
     pub(crate) len: usize,
+    /// The request made the image stable (`BLK_FLUSH`, or a FUA write): an fsync that succeeded.
+    pub(crate) synced: bool,
 }
 
 impl Served {
     const fn ok(len: usize) -> Self {
-        Self { status: 0, len }
+        Self {
+            status: 0,
+            len,
+            synced: false,
+        }
     }
     fn err(e: Error) -> Self {
         Self {
             status: e.to_errno(),
             len: 0,
+            synced: false,
         }
     }
 }
@@ -169,6 +176,7 @@ fn blk_da_hdr(payload: &[u8], size: u64, da: &DataArea<'_>) -> Result<DaHdr> {
 fn block(f: &BackingFile, opc: u16, payload: &[u8], rsp: &mut [u8], da: &DataArea<'_>) -> Served {
     stall_point();
     let size = f.size();
+    let mut synced = false;
     let r = match opc {
         op::BLK_GET_SIZE => match rsp.get_mut(..8) {
             Some(dst) => {
@@ -187,7 +195,10 @@ fn block(f: &BackingFile, opc: u16, payload: &[u8], rsp: &mut [u8], da: &DataAre
                 let src = payload.get(BLK_REQ_HDR..end).ok_or(EINVAL)?;
                 f.write_at(src, h.pos).map(|()| 0)
             }),
-        op::BLK_FLUSH => f.sync().map(|()| 0),
+        op::BLK_FLUSH => f.sync().map(|()| {
+            synced = true;
+            0
+        }),
         // A read has nothing to make stable: FUA is accepted and means nothing there.
         op::BLK_READ_DA => blk_da_hdr(payload, size, da)
             .and_then(|h| da.mem.file_io(f, h.area_off, h.len, h.pos, true))
@@ -197,6 +208,7 @@ fn block(f: &BackingFile, opc: u16, payload: &[u8], rsp: &mut [u8], da: &DataAre
                 da.mem.file_io(f, h.area_off, h.len, h.pos, false)?;
                 if h.fua {
                     f.sync_range(h.pos, h.len as u64)?;
+                    synced = true;
                 }
                 Ok(())
             })
@@ -204,7 +216,10 @@ fn block(f: &BackingFile, opc: u16, payload: &[u8], rsp: &mut [u8], da: &DataAre
         _ => Err(EOPNOTSUPP),
     };
     match r {
-        Ok(len) => Served::ok(len),
+        Ok(len) => Served {
+            synced,
+            ..Served::ok(len)
+        },
         Err(e) => Served::err(e),
     }
 }

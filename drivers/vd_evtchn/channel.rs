@@ -27,6 +27,8 @@ pub(crate) struct ChanStats {
     irqs_suppressed: AtomicU64,
     errors: AtomicU64,
     req_errors: AtomicU64,
+    /// Requests that made the image stable (flushes, FUA writes): debugfs only (not in the ABI).
+    syncs: AtomicU64,
 }
 
 impl ChanStats {
@@ -229,6 +231,11 @@ impl Channel {
         self.stats.add_to(out);
     }
 
+    /// Requests that made the image stable so far (debugfs).
+    pub(crate) fn syncs(&self) -> u64 {
+        self.stats.syncs.load(Relaxed)
+    }
+
     /// Whether the ring was failed.
     pub(crate) fn failed(&self) -> bool {
         self.failed.load(Relaxed)
@@ -351,9 +358,13 @@ impl Channel {
                 off: self.data_off,
                 len: self.data_len,
             };
-            let Served { status, len } = st.driver.serve(&req, payload, &mut st.rsp_buf, &da);
+            let served = st.driver.serve(&req, payload, &mut st.rsp_buf, &da);
+            let (status, len) = (served.status, served.len);
             if status != 0 {
                 self.stats.req_errors.fetch_add(1, Relaxed);
+            }
+            if served.synced {
+                self.stats.syncs.fetch_add(1, Relaxed);
             }
             let rsp = st.rsp_buf.get(..len).unwrap_or(&[]);
             if let Err(e) = st.ring.push_response(&self.mem, req.id, status, rsp) {

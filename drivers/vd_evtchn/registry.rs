@@ -98,7 +98,7 @@ impl fmt::Debug for Listing {
         writeln!(
             f,
             "domain channel state backend entries requests responses bytes_in bytes_out \
-             kicks wakeups irqs irqs_suppressed errors req_errors orphan front"
+             kicks wakeups irqs irqs_suppressed errors req_errors orphan front syncs"
         )?;
         let mut cursor = 0;
         while let Some((key, pid, ch)) = next_from(cursor) {
@@ -106,7 +106,7 @@ impl fmt::Debug for Listing {
             ch.data.stats_into(&mut s);
             writeln!(
                 f,
-                "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
+                "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
                 pid,
                 ch.data.id,
                 s.state,
@@ -123,7 +123,8 @@ impl fmt::Debug for Listing {
                 s.errors,
                 s.req_errors,
                 u32::from(ch.data.is_orphan()),
-                ch.data.front_state()
+                ch.data.front_state(),
+                ch.data.syncs()
             )?;
             match key.checked_add(1) {
                 Some(c) => cursor = c,

@@ -12,7 +12,7 @@ start_guest good fio-verify $(vd_disk_args good)
 start_guest bad corrupt-eio $(vd_disk_args bad)
 bad_failed=0
 while guest_running bad; do
-    if vdctl evtchn list --json > /tmp/list.json 2>/dev/null && awk -v pid="$bad_srv" '
+    if [ $bad_failed = 0 ] && vdctl evtchn list --json > /tmp/list.json 2>/dev/null && awk -v pid="$bad_srv" '
         /\{/ { p = 0; f = 0 }
         /"domain_pid": / { v = $2; sub(/,/, "", v); p = (v == pid) }
         /"state": "failed"/ { f = 1 }

@@ -7,6 +7,7 @@ mod evtchn;
 mod fakeshm;
 mod hostile;
 mod input;
+mod qtestguest;
 mod shm;
 mod sriov;
 mod vddtest;
@@ -223,6 +224,10 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// A vd disk's guest played through QEMU's qtest protocol (no guest OS): a stock QEMU with
+    /// an ivshmem-doorbell device on a vd-ivshmem-server socket, its BARs programmed, verified
+    /// block I/O through the ring; then a normal quit, or SIGKILL with requests in flight.
+    QtestGuest(qtestguest::Args),
     /// vdd tests: VM `vm` waits for a VF and holds what it gets until killed.
     VddWaiter {
         #[arg(long)]
@@ -286,6 +291,7 @@ fn main() -> std::process::ExitCode {
             layouts,
             json,
         } => fakeshm::run(&socket, &layouts, json),
+        Cmd::QtestGuest(a) => qtestguest::run(a),
         Cmd::VddWaiter { vm } => vddtest::waiter(vm),
         Cmd::SendFrames { ifname, rate, secs } => vddtest::send_frames(&ifname, rate, secs),
         Cmd::SriovRate { vf } => sriov::rate(&vf),

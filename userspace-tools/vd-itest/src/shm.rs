@@ -244,6 +244,7 @@ pub fn shm(path: &str) -> Result<()> {
     // Page-aligned, a 128 KiB chunk, a sector inside a page, a range crossing a page boundary
     // off alignment, and 256 KiB from an unaligned start (65 pages: more than one batch of the
     // kernel's page-vector I/O).
+    let syncs0 = debugfs_syncs(ch.info.id)?;
     let reqs = [
         (0u64, 4096u32, 0u64),
         (9, 131072, 65536),
@@ -272,9 +273,19 @@ pub fn shm(path: &str) -> Result<()> {
             "READ_DA {len} bytes at sector {sector} into the area's end"
         );
     }
+    let syncs1 = debugfs_syncs(ch.info.id)?;
+    check!(
+        syncs1 == syncs0 + 1,
+        "the one FUA write synced the image, the plain writes and the reads did not (syncs {syncs0} -> {syncs1})"
+    );
     check!(
         f.rt(op::BLK_FLUSH, &[])?.0 == 0,
         "FLUSH answers 0 (an fsync of the image)"
+    );
+    let syncs2 = debugfs_syncs(ch.info.id)?;
+    check!(
+        syncs2 == syncs1 + 1,
+        "the FLUSH synced the image (syncs {syncs1} -> {syncs2})"
     );
 
     // The device mapping of the channel is the same memory.
@@ -368,6 +379,28 @@ pub fn shm(path: &str) -> Result<()> {
     drop(f);
     d.destroy(ch.info.id)?;
     Ok(())
+}
+
+/// The `syncs` column (requests that made the image stable) of this process's channel `id` in
+/// `/sys/kernel/debug/vd_evtchn/channels`.
+fn debugfs_syncs(id: u32) -> Result<u64> {
+    let dbg = std::fs::read_to_string("/sys/kernel/debug/vd_evtchn/channels").context("debugfs")?;
+    let mut lines = dbg.lines();
+    let head: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    let col = head
+        .iter()
+        .position(|c| *c == "syncs")
+        .context("no syncs column in debugfs")?;
+    let me = std::process::id().to_string();
+    let id = id.to_string();
+    let row = lines
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|r| r.first() == Some(&me.as_str()) && r.get(1) == Some(&id.as_str()))
+        .with_context(|| format!("channel {id} of pid {me} not in debugfs"))?;
+    row.get(col)
+        .context("short debugfs line")?
+        .parse()
+        .context("syncs column")
 }
 
 fn da(sector: u64, len: u32, flags: u32, data_off: u64) -> BlkDaReq {

@@ -206,7 +206,10 @@ mod tests {
         let e = open(&d).unwrap_err();
         // A directory does not open read-write.
         assert_eq!(e.errno(), Errno::EISDIR);
-        assert!(e.to_string().contains("regular file or a block device"), "{e}");
+        assert!(
+            e.to_string().contains("regular file or a block device"),
+            "{e}"
+        );
         let p = d.join("empty.img");
         File::create(&p).unwrap();
         let e = open(&p).unwrap_err();

@@ -4,16 +4,17 @@
 //! all of that keeps working after the server is gone. Skipped (with a line saying so) when
 //! QEMU is not installed.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use vd_ivshmem::testutil::{eventfd_count, watchdog, TmpDir};
 use vd_ivshmem::{ChannelGeometry, Config, Event, FakeProvider, Server};
+use vd_testkit::qtest::Qtest;
 
 /// Upper bound of every wait.
 const WAIT: Duration = Duration::from_secs(60);
@@ -103,100 +104,29 @@ impl Drop for Served {
     }
 }
 
-/// QEMU under qtest: commands on its stdin, answers on its stdout. Killed after `WAIT` at the
-/// latest (a hung QEMU fails the test instead of hanging it).
-struct Qemu {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    watchdog: Option<mpsc::Sender<()>>,
-}
-
-fn spawn_qemu(bin: &Path, socket: &Path) -> Child {
-    Command::new(bin)
-        .args(["-machine", "q35", "-accel", "tcg", "-S", "-qtest", "stdio"])
-        .args(["-display", "none", "-nodefaults", "-m", "64"])
-        .arg("-chardev")
+/// QEMU under qtest (vd-testkit's client), with the ivshmem device on `socket`.
+fn qemu_command(bin: &Path, socket: &Path) -> Command {
+    let mut c = Qtest::command(bin);
+    c.arg("-chardev")
         .arg(format!("socket,path={},id=vd0", socket.display()))
         .args([
             "-device",
             &format!("ivshmem-doorbell,chardev=vd0,vectors=1,addr={SLOT:#x}.0"),
         ])
+        .stderr(Stdio::piped());
+    c
+}
+
+fn spawn_qemu(bin: &Path, socket: &Path) -> Child {
+    qemu_command(bin, socket)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap()
 }
 
-impl Qemu {
-    fn start(bin: &Path, socket: &Path) -> Self {
-        let mut child = spawn_qemu(bin, socket);
-        let watchdog = Some(watchdog(child.id(), WAIT));
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        Self {
-            child,
-            stdin,
-            stdout,
-            watchdog,
-        }
-    }
-
-    /// One qtest command; the value after "OK" (empty if none).
-    fn cmd(&mut self, c: &str) -> String {
-        writeln!(self.stdin, "{c}").unwrap();
-        self.stdin.flush().unwrap();
-        loop {
-            let mut l = String::new();
-            if self.stdout.read_line(&mut l).unwrap() == 0 {
-                let mut err = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                panic!("QEMU closed qtest at {c:?}; stderr: {err}");
-            }
-            let l = l.trim_end();
-            if l.starts_with("IRQ") {
-                continue;
-            }
-            assert!(l.starts_with("OK"), "{c:?}: {l}");
-            return l.trim_start_matches("OK").trim().to_string();
-        }
-    }
-
-    fn cfg_addr(reg: u32) -> u32 {
-        0x8000_0000 | (SLOT << 11) | reg
-    }
-
-    fn cfg_read(&mut self, reg: u32) -> u64 {
-        self.cmd(&format!("outl 0xcf8 {:#x}", Self::cfg_addr(reg)));
-        hex(&self.cmd("inl 0xcfc"))
-    }
-
-    fn cfg_write(&mut self, reg: u32, v: u32) {
-        self.cmd(&format!("outl 0xcf8 {:#x}", Self::cfg_addr(reg)));
-        self.cmd(&format!("outl 0xcfc {v:#x}"));
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(w) = self.watchdog.take() {
-            let _ = w.send(());
-        }
-    }
-}
-
-fn hex(s: &str) -> u64 {
-    u64::from_str_radix(s.trim_start_matches("0x"), 16)
-        .unwrap_or_else(|_| panic!("not a hex value: {s:?}"))
+fn start_qemu(bin: &Path, socket: &Path) -> Qtest {
+    Qtest::spawn(qemu_command(bin, socket), WAIT).unwrap()
 }
 
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
@@ -212,9 +142,13 @@ fn qemu_takes_the_setup_and_keeps_the_device_when_the_server_goes() {
     let bin = qemu_bin();
     let dir = TmpDir::new("qemu-ok");
     let (mut srv, socket) = Served::start(&dir);
-    let mut q = Qemu::start(&bin, &socket);
+    let mut q = start_qemu(&bin, &socket);
     // QEMU read the whole setup while creating the device (it answers qtest only after).
-    assert_eq!(q.cfg_read(0), 0x1110_1af4, "not the ivshmem device");
+    assert_eq!(
+        q.cfg_read(SLOT, 0).unwrap(),
+        0x1110_1af4,
+        "not the ivshmem device"
+    );
     match srv.next_event() {
         Event::Listening { .. } => {}
         e => panic!("{e:?}"),
@@ -223,10 +157,10 @@ fn qemu_takes_the_setup_and_keeps_the_device_when_the_server_goes() {
         Event::Client { client: 1, .. } => {}
         e => panic!("{e:?}"),
     }
-    q.cfg_write(0x10, BAR0 as u32);
-    q.cfg_write(0x04, 0x2); // memory space on
-                            // IVPosition: the id the server gave.
-    assert_eq!(hex(&q.cmd(&format!("readl {:#x}", BAR0 + 8))), 1);
+    q.cfg_write(SLOT, 0x10, BAR0 as u32).unwrap();
+    q.cfg_write(SLOT, 0x04, 0x2).unwrap(); // memory space on
+                                           // IVPosition: the id the server gave.
+    assert_eq!(q.readl(BAR0 + 8).unwrap(), 1);
 
     let (kick, call) = {
         let st = srv.fake.state();
@@ -234,13 +168,13 @@ fn qemu_takes_the_setup_and_keeps_the_device_when_the_server_goes() {
         assert!(ch.orphaned && !ch.destroyed);
         (ch.kick.try_clone().unwrap(), ch.call.try_clone().unwrap())
     };
-    let ring = |q: &mut Qemu| {
+    let ring = |q: &mut Qtest| {
         // The guest's doorbell write: peer 0, vector 0 -> QEMU's ioeventfd -> the kick.
         let before = eventfd_count(kick.as_fd());
-        q.cmd(&format!("writel {:#x} 0x0", BAR0 + 12));
+        q.writel(BAR0 + 12, 0).unwrap();
         assert_eq!(eventfd_count(kick.as_fd()), before + 1);
     };
-    let interrupt = |q: &mut Qemu| {
+    let interrupt = |q: &mut Qtest| {
         // The backend's interrupt: QEMU consumes the call eventfd as its vector 0 (without
         // KVM it polls it in its main loop; with KVM it is an irqfd).
         assert_eq!(nix::unistd::write(&call, &1u64.to_ne_bytes()).unwrap(), 8);

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
-//! What the vd test programs (`vd-itest`, `vd-testvmm`) share: the uinput test hardware and the
-//! sample statistics their reports print. One definition each.
+//! What the vd test programs (`vd-itest`, `vd-testvmm`, the QEMU tests of `vd-ivshmem`) share:
+//! the uinput test hardware, the sample statistics their reports print, and a qtest client for a
+//! stock QEMU. One definition each.
 
+pub mod qtest;
 pub mod stats;
 pub mod uinput;

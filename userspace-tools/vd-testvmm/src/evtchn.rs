@@ -166,13 +166,14 @@ impl Report {
                         && self.channel.responses == n as u64
                         && self.exits_to_vmm == 1
                         // Each batch's responses are published once, and that publish either
-                        // interrupts the guest or is suppressed (EVENT_IDX). The guest arms
-                        // `rsp_event` before it publishes a batch, so every publish should
-                        // interrupt; yet one soak run in six counted 299 interrupts + 1
-                        // suppressed for 300 ping-pongs, every response right and the guest
-                        // not stalled. Why that one publish saw the guest not asking is NOT
-                        // understood yet (README, known limits). Asserted here: no publish is
-                        // lost or doubled; the guest finishing is the liveness check.
+                        // interrupts the guest or is suppressed (EVENT_IDX). A publish may be
+                        // suppressed rightly: the guest also polls `rsp_prod` before it halts,
+                        // so between the module's store of `rsp_prod` and its load of
+                        // `rsp_event` the guest can see the answer, fill the next batch and move
+                        // `rsp_event` past this publish (one soak run in six counted 299
+                        // interrupts + 1 suppressed for 300 ping-pongs); it asks for the next
+                        // batch's interrupt, and no answer waits. Asserted: no publish lost or
+                        // doubled; the guest finishing is the liveness check.
                         && self.channel.irqs >= 1
                         && self.channel.irqs.saturating_add(self.channel.irqs_suppressed)
                             == batches

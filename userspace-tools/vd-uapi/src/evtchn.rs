@@ -133,7 +133,8 @@ pub struct VdeStats {
     pub wakeups: u64,
     /// Interrupts sent on the call eventfd.
     pub irqs: u64,
-    /// Response batches published without an interrupt because the guest did not ask for one.
+    /// Response batches published without an interrupt: the guest did not ask for one, or no
+    /// call eventfd was bound.
     pub irqs_suppressed: u64,
     /// Ring protocol errors (the channel is FAILED after the first).
     pub errors: u64,

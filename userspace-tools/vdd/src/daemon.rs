@@ -374,6 +374,15 @@ impl Daemon {
         let samples = self.sample();
         let now = self.t0.elapsed();
         let actions = self.policy.tick(now, &samples);
+        let round = self.ticks;
+        for v in self.policy.vms() {
+            if let Some(r) = &v.rates {
+                debug!(
+                    pid = v.pid,
+                    round, "round {round}: VM {} I/O rate {r}", v.pid
+                );
+            }
+        }
         let driver = cpus::format(self.placer.driver_cores());
         for a in actions {
             match a {
@@ -396,7 +405,7 @@ impl Daemon {
                     self.placements += 1;
                     info!(
                         pid,
-                        "placed VM {pid} on driver cores {driver}: {why}; vCPU threads moved {:?}{}{}{}",
+                        "placed VM {pid} on driver cores {driver} in round {round}: {why}; vCPU threads moved {:?}{}{}{}",
                         o.moved,
                         if self.placer_slice_on() { format!(", slice {} us", self.policy.config().slice_us) } else { String::new() },
                         if o.vanished.is_empty() { String::new() } else { format!(", exited meanwhile {:?}", o.vanished) },

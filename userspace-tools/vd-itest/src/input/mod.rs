@@ -1,0 +1,27 @@
+//! vd_input_irq checks: uinput devices are the "hardware", this process is the VMM (a VM sink
+//! per open file, the event ring read through its own mapping, the call eventfd as the guest's
+//! interrupt), and a forked child that registered itself as the VM's vCPU thread is what gets
+//! SIGSTOPped (a signal stop affects a whole thread group, so the vCPU "thread" is a process
+//! sharing the sink's file).
+//!
+//! One file per check (`basic`, `sched`, `focus`, `unplug`, `mt`, `hw`, `hold`) and the
+//! benchmark (`bench`); `fixtures` holds what they share.
+
+mod basic;
+mod bench;
+mod fixtures;
+mod focus;
+mod hold;
+mod hw;
+mod mt;
+mod sched;
+mod unplug;
+
+pub use basic::basic;
+pub use bench::bench;
+pub use focus::focus;
+pub use hold::hold;
+pub use hw::hw;
+pub use mt::{multitouch, unload};
+pub use sched::sched;
+pub use unplug::unplug;
