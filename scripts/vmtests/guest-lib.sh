@@ -142,7 +142,7 @@ server_log() { echo "vd-ivshmem-server ($1) log:"; cat "/tmp/vd-$1.server.err" "
 stop_server() {
     _sp=$(server_pid "$1")
     kill -TERM "$_sp"
-    _sn=100; while kill -0 "$_sp" 2>/dev/null && [ $_sn -gt 0 ]; do _sn=$((_sn - 1)); sleep 0.1; done
+    poll 10 sh -c "! kill -0 $_sp 2>/dev/null"
     if kill -0 "$_sp" 2>/dev/null; then kill -9 "$_sp"; wait "$_sp"; echo "server $1 ignored SIGTERM"; return 1; fi
     wait "$_sp"
 }
