@@ -2,7 +2,7 @@
 //! One event channel: a ring shared with the guest, its notification eventfds and the backend
 //! that serves it.
 
-use crate::backend::{DataArea, HostDriver, Served};
+use crate::backend::{DataArea, HostDriver};
 use crate::ring::{self, Backend as RingBackend, BackendState, Geometry, RingError, RingMem};
 use crate::uapi::{vde_state, VdeState, VdeStats};
 use crate::vd::eventfd::{EventFd, KickHandler, KickWaiter, WorkQueue};
