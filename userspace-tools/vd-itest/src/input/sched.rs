@@ -297,9 +297,11 @@ pub fn sched() -> Result<()> {
     );
     check!(c2.wait_exit()? == 0, "it unregistered cleanly");
     kb.emit(&motion_frame(2, 2))?;
+    // (Not `running == 1`: whether the first vCPU stand-in is on a CPU at the moment of the
+    // STATS call is the scheduler's choice; one fresh-clone run in six saw it preempted.)
     check!(
-        a.wait_n(3, T)? && a.stats()?.running == 1,
-        "delivery goes on with the first vCPU"
+        a.wait_n(3, T)? && a.stats()?.vcpus == 1,
+        "delivery goes on with the first vCPU (the VM's only one)"
     );
     a.take();
 
