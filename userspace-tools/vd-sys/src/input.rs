@@ -80,6 +80,19 @@ impl Input {
     pub fn vcpu_unregister(&self) -> Result<(), Errno> {
         self.ioctl_none(VDI_IOC_VCPU_UNREGISTER)
     }
+    /// `VDI_IOC_VCPU_ATTACH`: follow thread `tid` as a vCPU of this file's VM (counted in
+    /// `stats().vcpus` once it has hooked itself, at its next return to user mode).
+    pub fn vcpu_attach(&self, tid: u32) -> Result<(), Errno> {
+        let mut a = VdiVcpuAttach { tid, flags: 0 };
+        // SAFETY: `_IOW` of one `VdiVcpuAttach`.
+        unsafe { ioctl_ptr(&self.file, VDI_IOC_VCPU_ATTACH, &mut a) }.map(drop)
+    }
+    /// `VDI_IOC_VCPU_DETACH`: stop following thread `tid`.
+    pub fn vcpu_detach(&self, tid: u32) -> Result<(), Errno> {
+        let mut a = VdiVcpuAttach { tid, flags: 0 };
+        // SAFETY: `_IOW` of one `VdiVcpuAttach`.
+        unsafe { ioctl_ptr(&self.file, VDI_IOC_VCPU_DETACH, &mut a) }.map(drop)
+    }
     /// `VDI_IOC_SET_RUNNING`: the VMM resumed (`true`) or paused (`false`) the VM.
     pub fn set_running(&self, running: bool) -> Result<(), Errno> {
         let mut v = u32::from(running);
@@ -468,6 +481,8 @@ mod tests {
         assert_eq!(ioc_size(VDI_IOC_STATS), 136);
         assert_eq!(ioc_size(VDI_IOC_LIST_DEVICES), 152);
         assert_eq!(VDI_IOC_VCPU_REGISTER, 0xB731);
+        assert_eq!(VDI_IOC_VCPU_ATTACH, 0x4008_B73B);
+        assert_eq!(VDI_IOC_VCPU_DETACH, 0x4008_B73C);
     }
 
     #[test]

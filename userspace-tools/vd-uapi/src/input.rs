@@ -22,6 +22,8 @@ pub const VDI_FEAT_ROUTE: u64 = 1 << 0;
 pub const VDI_FEAT_SCHED: u64 = 1 << 1;
 /// Feature bit: grabbing routed devices away from the host.
 pub const VDI_FEAT_GRAB: u64 = 1 << 2;
+/// Feature bit: following threads the caller names by TID (`VDI_IOC_VCPU_ATTACH`).
+pub const VDI_FEAT_ATTACH: u64 = 1 << 3;
 
 /// Ring slot size of the event ring: a response header and one [`VdiEvent`].
 pub const VDI_ENTRY_SIZE: u32 = 32;
@@ -201,3 +203,28 @@ pub const VDI_IOC_BIND: u32 = iow::<i32>(0x39);
 /// the ring's `req_event`, EVENT_IDX style on `rsp_cons` (after consuming from `old` to `new`,
 /// the guest kicks iff `need_event(req_event, new, old)`).
 pub const VDI_IOC_BIND_KICK: u32 = iow::<i32>(0x3a);
+/// `_IOW(0xB7, 0x3b, struct vdi_vcpu_attach)`: follow thread `tid` (a vCPU thread of a VMM that
+/// does not register its threads itself, e.g. stock QEMU's `CPU n/KVM`) as this file's VM's
+/// vCPU. The caller must be allowed to ptrace it (`PTRACE_MODE_ATTACH_REALCREDS`). The kernel
+/// asks the thread to hook itself (a task work with `TWA_SIGNAL`, which makes it leave `KVM_RUN`
+/// once): it is followed from its next return to user mode, and counted in `vdi_stats.vcpus`
+/// from then on. Errors: `ENOENT` no VM on this file; `EINVAL` unknown flags or a kernel thread;
+/// `ESRCH` no such thread in the caller's PID namespace, or it is exiting; `EPERM` the caller may
+/// not ptrace it; `EEXIST` already followed (or asked) by this VM; `ENOSPC` 64 threads followed or
+/// asked.
+pub const VDI_IOC_VCPU_ATTACH: u32 = iow::<VdiVcpuAttach>(0x3b);
+/// `_IOW(0xB7, 0x3c, struct vdi_vcpu_attach)`: stop following thread `tid` (attached or
+/// registered). Errors: `ENOENT` no VM, or the thread is not followed; `EINVAL` unknown flags.
+pub const VDI_IOC_VCPU_DETACH: u32 = iow::<VdiVcpuAttach>(0x3c);
+
+/// Argument of `VDI_IOC_VCPU_ATTACH` and `VDI_IOC_VCPU_DETACH`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdiVcpuAttach {
+    /// Thread id, in the caller's PID namespace.
+    pub tid: u32,
+    /// Must be 0.
+    pub flags: u32,
+}
+const _: () = assert!(size_of::<VdiVcpuAttach>() == 8);
+const _: () = assert!(offset_of!(VdiVcpuAttach, flags) == 4);
