@@ -240,7 +240,10 @@ impl VmFile {
             return Err(EPERM);
         }
         let followed = inner.hooks.iter().any(|h| h.is_task(&task))
-            || inner.asked.iter().any(|t| core::ptr::eq(t.as_ptr(), task.as_ptr()));
+            || inner
+                .asked
+                .iter()
+                .any(|t| core::ptr::eq(t.as_ptr(), task.as_ptr()));
         if followed {
             return Err(EEXIST);
         }
@@ -255,7 +258,9 @@ impl VmFile {
             file: ARef::from(file),
         };
         if let Err((e, work)) = vd::task::run_as(&task, work) {
-            inner.asked.retain(|t| !core::ptr::eq(t.as_ptr(), task.as_ptr()));
+            inner
+                .asked
+                .retain(|t| !core::ptr::eq(t.as_ptr(), task.as_ptr()));
             drop(inner);
             drop(work);
             return Err(e);
@@ -272,12 +277,18 @@ impl VmFile {
         let sink = inner.sink.clone().ok_or(ENOENT)?;
         let task = vd::task::user_thread(a.tid).map_err(|_| ENOENT)?;
         let asked = inner.asked.len();
-        inner.asked.retain(|t| !core::ptr::eq(t.as_ptr(), task.as_ptr()));
+        inner
+            .asked
+            .retain(|t| !core::ptr::eq(t.as_ptr(), task.as_ptr()));
         if inner.asked.len() != asked {
             // Its task work finds it no longer asked and does nothing.
             return Ok(());
         }
-        let i = inner.hooks.iter().position(|h| h.is_task(&task)).ok_or(ENOENT)?;
+        let i = inner
+            .hooks
+            .iter()
+            .position(|h| h.is_task(&task))
+            .ok_or(ENOENT)?;
         let hook = inner.hooks.remove(i)?;
         let state = hook.state();
         if let Err(h) = router().hooks.unregister_current(hook) {
@@ -394,12 +405,17 @@ impl AsThread for Attach {
         let vm = unsafe { &*self.vm };
         let mut inner = vm.inner.lock();
         let asked = inner.asked.len();
-        inner.asked.retain(|t| !core::ptr::eq(t.as_ptr(), self.task.as_ptr()));
+        inner
+            .asked
+            .retain(|t| !core::ptr::eq(t.as_ptr(), self.task.as_ptr()));
         if inner.asked.len() == asked {
             // Detached before it ran.
             return;
         }
-        let same_vm = inner.sink.as_ref().is_some_and(|s| Arc::ptr_eq(s, &self.sink));
+        let same_vm = inner
+            .sink
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, &self.sink));
         // SAFETY: reading the current task's own flags.
         let exiting = unsafe { (*Task::current_raw()).flags } & kernel::bindings::PF_EXITING != 0;
         if !same_vm || exiting || inner.hooks.iter().any(|h| h.is_current()) {

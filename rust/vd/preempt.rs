@@ -181,7 +181,9 @@ impl<T: SchedWatch> ThreadHook<T> {
 
     /// Whether the hook is on `task`.
     pub(crate) fn is_task(&self, task: &Task) -> bool {
-        self.0.as_ref().is_some_and(|i| core::ptr::eq(i.task.as_ptr(), task.as_ptr()))
+        self.0
+            .as_ref()
+            .is_some_and(|i| core::ptr::eq(i.task.as_ptr(), task.as_ptr()))
     }
 
     /// The thread's state as last seen.
