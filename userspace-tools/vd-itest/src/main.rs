@@ -201,6 +201,15 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// vd_input_irq: what following threads (preempt notifiers) costs every context switch.
+    InputSwitchCost {
+        /// Samples per configuration (alternated).
+        #[arg(long, default_value_t = 15)]
+        samples: usize,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// vdd tests: fake QEMUs (QMP peers) until killed, one per NAME=SOCKET, commands logged.
     FakeQmp {
         #[arg(long = "vm", required = true)]
@@ -269,6 +278,7 @@ fn main() -> std::process::ExitCode {
         Cmd::InputUnload => input::unload(),
         Cmd::InputHold { name, vm } => input::hold(&name, vm),
         Cmd::InputBench { rounds, json } => input::bench(rounds, json),
+        Cmd::InputSwitchCost { samples, json } => input::switch_cost(samples, json),
         Cmd::SriovBasic { vf } => sriov::basic(&vf),
         Cmd::SriovUnpriv { vf } => sriov::unpriv(&vf),
         Cmd::SriovRace { vf, procs, rounds } => sriov::race(&vf, procs, rounds),

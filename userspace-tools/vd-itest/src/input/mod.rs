@@ -15,6 +15,7 @@ mod hold;
 mod hw;
 mod mt;
 mod sched;
+mod switchcost;
 mod unplug;
 
 pub use basic::basic;
@@ -24,4 +25,5 @@ pub use hold::hold;
 pub use hw::hw;
 pub use mt::{multitouch, unload};
 pub use sched::sched;
+pub use switchcost::switch_cost;
 pub use unplug::unplug;
