@@ -25,7 +25,7 @@ mod route;
 mod vm;
 
 use kernel::{
-    fs::File,
+    fs::{file::FileDescriptorReservation, File},
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     mm::virt::VmaNew,
     prelude::*,
@@ -59,7 +59,8 @@ static OPEN: OpenCount = OpenCount::new();
 const MAX_VCPUS: usize = 64;
 const MAX_ROUTES: usize = 32;
 
-const FEATURES: u64 = VDI_FEAT_ROUTE | VDI_FEAT_SCHED | VDI_FEAT_GRAB | VDI_FEAT_ATTACH;
+const FEATURES: u64 =
+    VDI_FEAT_ROUTE | VDI_FEAT_SCHED | VDI_FEAT_GRAB | VDI_FEAT_ATTACH | VDI_FEAT_SHM;
 
 /// Field order is drop order: the device first (no new files; open files pin the module), then
 /// the input handler (disconnects every device), then the router.
@@ -108,7 +109,14 @@ macro_rules! pod {
         unsafe impl AsBytes for $t {}
     )*};
 }
-pod!(VdiVmCreate, VdiRoute, VdiStats, VdiDevice, VdiVcpuAttach);
+pod!(
+    VdiVmCreate,
+    VdiVmCreateShm,
+    VdiRoute,
+    VdiStats,
+    VdiDevice,
+    VdiVcpuAttach
+);
 
 fn read<T: FromBytes>(arg: usize) -> Result<T> {
     UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
@@ -159,24 +167,47 @@ impl VmFile {
         if c.flags != 0 {
             return Err(EINVAL);
         }
+        let call = Self::call_fd(c.call_fd)?;
+        let sink = Arc::pin_init(VmSink::new(c.vm_id, c.entries, call)?, GFP_KERNEL)?;
+        c.mmap_size = sink.mem.len() as u64;
+        self.install(sink)
+    }
+
+    /// `VDI_IOC_VM_CREATE_SHM`: as [`Self::create`], the ring in a new shmem file (returned).
+    fn create_shm(&self, c: &mut VdiVmCreateShm) -> Result<ARef<File>> {
+        if c.flags != 0 {
+            return Err(EINVAL);
+        }
+        let call = Self::call_fd(c.call_fd)?;
+        let (init, file, size) = VmSink::new_shm(c.vm_id, c.entries, call, c.doorbell)?;
+        let sink = Arc::pin_init(init, GFP_KERNEL)?;
+        c.size = size as u64;
+        self.install(sink)?;
+        Ok(file)
+    }
+
+    fn call_fd(fd: i32) -> Result<Option<EventFd>> {
+        Ok(if fd >= 0 {
+            Some(EventFd::from_fd(fd)?)
+        } else {
+            None
+        })
+    }
+
+    /// Makes `sink` this file's VM and lists it on the host (`EEXIST`: the file has a VM, or
+    /// the id is taken).
+    fn install(&self, sink: Arc<VmSink>) -> Result {
         let mut inner = self.inner.lock();
         if inner.sink.is_some() {
             return Err(EEXIST);
         }
-        let call = if c.call_fd >= 0 {
-            Some(EventFd::from_fd(c.call_fd)?)
-        } else {
-            None
-        };
-        let sink = Arc::pin_init(VmSink::new(c.vm_id, c.entries, call)?, GFP_KERNEL)?;
         {
             let mut ctl = router().ctl.lock();
-            if ctl.vm(c.vm_id).is_some() {
+            if ctl.vm(sink.vm_id).is_some() {
                 return Err(EEXIST);
             }
             ctl.vms.push(sink.clone(), GFP_ATOMIC)?;
         }
-        c.mmap_size = sink.mem.len() as u64;
         inner.sink = Some(sink);
         Ok(())
     }
@@ -523,6 +554,21 @@ impl MiscDevice for VmFile {
                     me.uncreate();
                     return Err(e);
                 }
+            }
+            VDI_IOC_VM_CREATE_SHM => {
+                let mut c: VdiVmCreateShm = read(arg)?;
+                // Reserved first: once the answer is copied out, installing cannot fail.
+                let fd = FileDescriptorReservation::get_unused_fd_flags(
+                    kernel::fs::file::flags::O_CLOEXEC,
+                )?;
+                c.fd = i32::try_from(fd.reserved_fd()).map_err(|_| EMFILE)?;
+                let shm = me.create_shm(&mut c)?;
+                if let Err(e) = write(arg, &c) {
+                    // The caller cannot learn the fd: the VM is not made.
+                    me.uncreate();
+                    return Err(e);
+                }
+                fd.fd_install(shm);
             }
             VDI_IOC_VCPU_REGISTER => me.vcpu_register()?,
             VDI_IOC_VCPU_UNREGISTER => me.vcpu_unregister()?,

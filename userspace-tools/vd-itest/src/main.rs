@@ -201,6 +201,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// vd_input_irq: a VM sink whose ring is a shmem file (for `ivshmem-doorbell`).
+    InputShm,
     /// vd_input_irq: what following threads (preempt notifiers) costs every context switch.
     InputSwitchCost {
         /// Samples per configuration (alternated).
@@ -278,6 +280,7 @@ fn main() -> std::process::ExitCode {
         Cmd::InputUnload => input::unload(),
         Cmd::InputHold { name, vm } => input::hold(&name, vm),
         Cmd::InputBench { rounds, json } => input::bench(rounds, json),
+        Cmd::InputShm => input::shm(),
         Cmd::InputSwitchCost { samples, json } => input::switch_cost(samples, json),
         Cmd::SriovBasic { vf } => sriov::basic(&vf),
         Cmd::SriovUnpriv { vf } => sriov::unpriv(&vf),

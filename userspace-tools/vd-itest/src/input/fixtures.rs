@@ -97,6 +97,8 @@ pub struct Sink {
     pub kicks: u64,
     /// Everything taken out of the ring so far.
     pub got: Vec<RingEvent>,
+    /// The shmem file that holds the ring (`VDI_IOC_VM_CREATE_SHM`), with its size.
+    pub shm: Option<(std::os::fd::OwnedFd, u64)>,
 }
 
 impl Sink {
@@ -121,6 +123,42 @@ impl Sink {
             kick,
             kicks: 0,
             got: vec![],
+            shm: None,
+        })
+    }
+
+    /// A sink whose ring lives in a shmem file (`VDI_IOC_VM_CREATE_SHM`), read through the
+    /// file's own mapping, as QEMU maps it for the guest.
+    pub fn new_shm(vm_id: u32, entries: u32, doorbell: u32) -> Result<Self> {
+        use std::os::fd::AsFd;
+        let dev = Input::open().context("open /dev/vd_input: is vd_input_irq loaded?")?;
+        let call = EventFd::new(EFD_NONBLOCK)?;
+        let (fd, size) = dev
+            .vm_create_shm(vm_id, entries, Some(call.as_raw_fd()), doorbell)
+            .with_context(|| format!("VDI_IOC_VM_CREATE_SHM vm {vm_id}"))?;
+        let map = RingMap::new(fd.as_fd(), 0, size as usize).context("mmap the shmem file")?;
+        let rd =
+            EventReader::attach(&map.mem()).map_err(|e| anyhow!("event ring header: {e:?}"))?;
+        let kick = EventFd::new(EFD_NONBLOCK)?;
+        dev.bind_kick(Some(kick.as_raw_fd()))
+            .context("VDI_IOC_BIND_KICK")?;
+        let create = VdiVmCreate {
+            vm_id,
+            entries,
+            call_fd: call.as_raw_fd(),
+            flags: 0,
+            mmap_size: size,
+        };
+        Ok(Self {
+            dev,
+            create,
+            map,
+            rd,
+            call,
+            kick,
+            kicks: 0,
+            got: vec![],
+            shm: Some((fd, size)),
         })
     }
     /// Events in the ring not taken yet.

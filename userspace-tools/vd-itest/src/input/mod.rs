@@ -15,6 +15,7 @@ mod hold;
 mod hw;
 mod mt;
 mod sched;
+mod shm;
 mod switchcost;
 mod unplug;
 
@@ -25,5 +26,6 @@ pub use hold::hold;
 pub use hw::hw;
 pub use mt::{multitouch, unload};
 pub use sched::sched;
+pub use shm::shm;
 pub use switchcost::switch_cost;
 pub use unplug::unplug;
