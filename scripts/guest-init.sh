@@ -226,6 +226,7 @@ case "$scenario" in
         [ "$got" = "$want" ] || die "first 4 MiB of $disk: md5 $got, pattern $want"
         finish PASS "pattern read back from $disk after a restart (md5 $want)" ;;
     bench-blk) tools; . /guest-bench.sh ;; # make bench's 94-bench-guest-blk (scripts/guest-bench.sh)
+    input-evdev) . /guest-input.sh; input_evdev ;; # issue 13 (82-guest-input): scripts/guest-input.sh
     corrupt-eio) # issue 12 hostile guest (84-guest-hostile): vd_front's debug knob garbles the ring
         disk=${disk:-/dev/vdb0}; vd_disk
         mount -t debugfs none /sys/kernel/debug 2>/dev/null

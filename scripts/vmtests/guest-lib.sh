@@ -131,6 +131,18 @@ start_server() {
     echo "$SERVER_PID" > "/tmp/vd-$_sn.server.pid"
     wait_for "vd-ivshmem-server ($_sn, pid $SERVER_PID) listens on /tmp/vd-$_sn.sock" 20 server_listening "$_sn"
 }
+# start_input_server NAME VM [server args...]: vd-ivshmem-server --input VM on
+# /tmp/vd-NAME.sock (a guest's vd input device; `vd_disk_args NAME` connects a QEMU to it).
+start_input_server() {
+    _sn=$1; _sv=$2; shift 2
+    rm -f "/tmp/vd-$_sn.sock"
+    vd-ivshmem-server --socket "/tmp/vd-$_sn.sock" --input "$_sv" --json "$@" \
+        > "/tmp/vd-$_sn.server.out" 2> "/tmp/vd-$_sn.server.err" &
+    SERVER_PID=$!
+    _GL_PIDS="$_GL_PIDS $SERVER_PID"
+    echo "$SERVER_PID" > "/tmp/vd-$_sn.server.pid"
+    wait_for "vd-ivshmem-server --input $_sv ($_sn, pid $SERVER_PID) listens on /tmp/vd-$_sn.sock" 20 server_listening "$_sn"
+}
 server_pid() { cat "/tmp/vd-$1.server.pid"; }
 server_listening() {
     kill -0 "$(server_pid "$1")" 2>/dev/null \

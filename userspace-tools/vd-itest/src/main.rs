@@ -201,6 +201,18 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// vd_input_irq: feeds a stock QEMU guest's vd input device (82-guest-input).
+    InputFeed {
+        /// The guest's VM id (`vd-ivshmem-server --input VM`).
+        #[arg(long)]
+        vm: u32,
+        /// Frames before the end marker.
+        #[arg(long, default_value_t = 300)]
+        frames: usize,
+        /// SIGSTOP this process (the guest's QEMU) for the burst, SIGCONT after.
+        #[arg(long)]
+        stop_pid: Option<u32>,
+    },
     /// vd_input_irq: a VM sink whose ring is a shmem file (for `ivshmem-doorbell`).
     InputShm,
     /// vd_input_irq: what following threads (preempt notifiers) costs every context switch.
@@ -281,6 +293,11 @@ fn main() -> std::process::ExitCode {
         Cmd::InputHold { name, vm } => input::hold(&name, vm),
         Cmd::InputBench { rounds, json } => input::bench(rounds, json),
         Cmd::InputShm => input::shm(),
+        Cmd::InputFeed {
+            vm,
+            frames,
+            stop_pid,
+        } => input::feed(vm, frames, stop_pid),
         Cmd::InputSwitchCost { samples, json } => input::switch_cost(samples, json),
         Cmd::SriovBasic { vf } => sriov::basic(&vf),
         Cmd::SriovUnpriv { vf } => sriov::unpriv(&vf),

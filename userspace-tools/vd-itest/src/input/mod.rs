@@ -9,6 +9,7 @@
 
 mod basic;
 mod bench;
+mod feed;
 mod fixtures;
 mod focus;
 mod hold;
@@ -21,6 +22,7 @@ mod unplug;
 
 pub use basic::basic;
 pub use bench::bench;
+pub use feed::feed;
 pub use focus::focus;
 pub use hold::hold;
 pub use hw::hw;

@@ -1,0 +1,200 @@
+//! `vd-itest input-feed`: the host side of the real-guest input tests (issue 13). A uinput
+//! keyboard+mouse and a uinput tablet are routed to VM `--vm` (a stock QEMU guest served by
+//! `vd-ivshmem-server --input`), which gets the focus; once the VM has a followed vCPU thread,
+//! a deterministic mix of key, relative and absolute frames goes to it, then the end marker
+//! (KEY_F12 pressed and released). With `--stop-pid`, that process (the guest's QEMU) is
+//! SIGSTOPped first and every one of its vCPU threads is seen stopped before the 10,000-event
+//! burst of the scheduling tests (keys and motion); the module must queue it (checked: nothing
+//! delivered meanwhile), and SIGCONT releases it. Motion may be coalesced in the queue, so the
+//! `FEEDKEYS` line gives what must survive exactly: keys in order and motion sums.
+//!
+//! Prints one line in the format of the guest's summary (scripts/guest-input.sh):
+//! `FEED events=N keys=K keyhash=H allhash=A relx=X rely=Y absx=AX absy=AY dropped=0`.
+
+use super::fixtures::*;
+
+/// The end marker key (scripts/guest-input.sh waits for its release).
+const KEY_F12: u16 = 88;
+
+/// What the guest must see, computed as scripts/guest-input.sh does.
+#[derive(Default)]
+struct Summary {
+    events: u64,
+    keys: u64,
+    keyhash: u64,
+    allhash: u64,
+    relx: i64,
+    rely: i64,
+    absx: i64,
+    absy: i64,
+}
+
+impl Summary {
+    fn add(&mut self, (ty, code, value): Ev) {
+        if ty == EV_SYN {
+            return;
+        }
+        let (t, c, v) = (u64::from(ty), u64::from(code), u64::from(value as u32));
+        self.events += 1;
+        self.allhash = (self.allhash * 31 + t * 65536 + c + v * 3) % (1 << 32);
+        match ty {
+            EV_KEY => {
+                self.keys += 1;
+                self.keyhash = (self.keyhash * 31 + c * 4 + v) % (1 << 32);
+            }
+            EV_REL if code == REL_X => self.relx += i64::from(value),
+            EV_REL if code == REL_Y => self.rely += i64::from(value),
+            EV_ABS if code == ABS_X => self.absx = i64::from(value),
+            EV_ABS if code == ABS_Y => self.absy = i64::from(value),
+            _ => {}
+        }
+    }
+    fn line(&self) -> String {
+        format!(
+            "events={} keys={} keyhash={} allhash={} relx={} rely={} absx={} absy={} dropped=0",
+            self.events,
+            self.keys,
+            self.keyhash,
+            self.allhash,
+            self.relx,
+            self.rely,
+            self.absx,
+            self.absy
+        )
+    }
+}
+
+/// Frame `i` of the mix: (tablet?, events). Keys press and release the same key (the input
+/// core drops a release of a key that is not down); tablet positions differ from frame to frame
+/// (it drops an unchanged absolute value).
+fn frame(i: usize) -> (bool, Vec<Ev>) {
+    match i % 5 {
+        0 => {
+            let key = 2 + ((i / 10) % 80) as u16;
+            (
+                false,
+                vec![
+                    (EV_KEY, key, i32::from((i / 5).is_multiple_of(2))),
+                    (EV_SYN, SYN_REPORT, 0),
+                ],
+            )
+        }
+        1 | 2 => (false, motion_frame(1 + (i % 3) as i32, -1 - (i % 2) as i32)),
+        _ => {
+            let (x, y) = (((i * 37) % 32768) as i32, ((i * 91 + 5) % 32768) as i32);
+            (
+                true,
+                vec![
+                    (EV_ABS, ABS_X, x),
+                    (EV_ABS, ABS_Y, y),
+                    (EV_SYN, SYN_REPORT, 0),
+                ],
+            )
+        }
+    }
+}
+
+/// The state letter of every thread of `pid` that is a vCPU (`CPU n/...`).
+fn vcpu_states(pid: u32) -> Result<Vec<char>> {
+    let threads = vd_sys::qemu::vcpu_threads(pid).with_context(|| format!("process {pid}"))?;
+    Ok(threads
+        .iter()
+        .map(|t| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{}/stat", t.tid))
+                .ok()
+                .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()))
+                .unwrap_or('?')
+        })
+        .collect())
+}
+
+pub fn feed(vm: u32, frames: usize, stop_pid: Option<u32>) -> Result<()> {
+    let adm = Input::open().context("open /dev/vd_input: is vd_input_irq loaded?")?;
+    let pid = std::process::id();
+    let kb = Uinput::new(
+        &format!("vd-feed kbd {pid}"),
+        "vd-feed/kbd/input0",
+        Kind::KeyboardMouse,
+    )?;
+    let tab = Uinput::new(
+        &format!("vd-feed tablet {pid}"),
+        "vd-feed/tab/input0",
+        Kind::Tablet,
+    )?;
+    let _rk = Route::add(&adm, vdi_match::NAME, true, &kb.name)?;
+    let _rt = Route::add(&adm, vdi_match::NAME, true, &tab.name)?;
+    let start = Instant::now();
+    let s0 = loop {
+        match adm.stats(vm) {
+            Ok(s) if s.vcpus >= 1 => break s,
+            _ if start.elapsed() > T => bail!(
+                "VM {vm} has no followed vCPU thread after {T:?} (is its QEMU connected to \
+                 vd-ivshmem-server --input {vm}?)"
+            ),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    adm.focus(vm).context("VDI_IOC_FOCUS")?;
+    if let Some(p) = stop_pid {
+        kill(Pid::from_raw(p as i32), Signal::SIGSTOP)?;
+        let t = Instant::now();
+        loop {
+            let st = vcpu_states(p)?;
+            if !st.is_empty() && st.iter().all(|&c| c == 'T' || c == 't') {
+                println!("{} vCPU thread(s) of {p} stopped", st.len());
+                break;
+            }
+            if t.elapsed() > T {
+                bail!("the vCPU threads of {p} never all stopped: {st:?}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let mut sum = Summary::default();
+    let mut sent = 0usize;
+    if stop_pid.is_some() {
+        // The scheduling tests' 10,000-event burst: keys and motion, sized so that fully
+        // coalesced it fits the module's queue without a SYN_DROPPED.
+        let burst = sched_burst()?;
+        emit_chunks(&kb, &burst, 64)?;
+        sent += burst.len();
+        burst.iter().for_each(|&e| sum.add(e));
+    } else {
+        for i in 0..frames {
+            let (on_tablet, evs) = frame(i);
+            if on_tablet { &tab } else { &kb }.emit(&evs)?;
+            sent += evs.len();
+            evs.iter().for_each(|&e| sum.add(e));
+        }
+    }
+    for down in [1, 0] {
+        let end = [(EV_KEY, KEY_F12, down), (EV_SYN, SYN_REPORT, 0)];
+        kb.emit(&end)?;
+        sent += end.len();
+        end.iter().for_each(|&e| sum.add(e));
+    }
+    if let Some(p) = stop_pid {
+        let s1 = adm.stats(vm)?;
+        let queued = s1.queued - s0.queued;
+        println!(
+            "while stopped: {sent} events written, {queued} queued, {} delivered at once, depth {}, \
+             coalesced {}, dropped {}",
+            s1.delivered_immediately - s0.delivered_immediately,
+            s1.queue_depth,
+            s1.coalesced,
+            s1.dropped
+        );
+        check!(
+            s1.delivered_immediately == s0.delivered_immediately && s1.running == 0,
+            "nothing went to the ring while every vCPU thread was stopped"
+        );
+        kill(Pid::from_raw(p as i32), Signal::SIGCONT)?;
+    }
+    println!("FEED {}", sum.line());
+    // What survives coalescing (motion frames merged while queued): keys and sums.
+    println!(
+        "FEEDKEYS keys={} keyhash={} relx={} rely={} dropped=0",
+        sum.keys, sum.keyhash, sum.relx, sum.rely
+    );
+    Ok(())
+}
