@@ -9,13 +9,17 @@
 # equal what was sent). Round 2: QEMU is SIGSTOPped (every vCPU thread seen stopped) and the
 # 10,000-event burst is written: the module queues it (nothing reaches the ring meanwhile);
 # after SIGCONT the guest gets every key once, in order, and exact motion sums, no SYN_DROPPED.
+# Round 3: the same burst while QEMU is paused with QMP `stop` (its vCPU threads wait asleep, so
+# the events fill the ring, then the queue); after `cont`, the same exact checks.
 # After QEMU exits: the VM is gone, the module has no reference left and unloads.
 . ./lib.sh
 . ./guest-lib.sh
 load vd_input_irq
 VM=42
 start_input_server inp $VM
-GUEST_APPEND="vd.input_rounds=2" start_guest inp input-evdev $(vd_disk_args inp)
+rm -f /tmp/qmp-inp.sock
+GUEST_APPEND="vd.input_rounds=3" start_guest inp input-evdev $(vd_disk_args inp) \
+    -qmp unix:/tmp/qmp-inp.sock,server=on,wait=off
 qpid=$GUEST_PID
 feed_round() { # feed_round R [feeder args]: waits for the guest's "input ready R", then feeds
     _r=$1; shift
@@ -30,15 +34,22 @@ want1=$(sed -n 's/^FEED //p' /tmp/feed.1)
 vdctl input vm list 2>/dev/null || true
 feed_round 2 --stop-pid $qpid
 want2=$(sed -n 's/^FEEDKEYS //p' /tmp/feed.2)
+feed_round 3 --qmp-pause /tmp/qmp-inp.sock
+want3=$(sed -n 's/^FEEDKEYS //p' /tmp/feed.3)
 wait_guest inp; rc=$?
 server_log inp
-check "the guest read both rounds (${GUEST_SECS}s)" test $rc = 0
+check "the guest read all three rounds (${GUEST_SECS}s)" test $rc = 0
 check "round 1: the guest's evdev saw exactly the 300 frames sent ($want1)" result_has "round1: $want1;"
-got2=$(echo "$GUEST_RESULT" | sed -n 's/.*round2: \([^;]*\);.*/\1/p')
-for f in $want2; do
-    case " $got2 " in *" $f "*) ;; *) fail "round 2 (burst while QEMU was stopped): the guest's $f differs: guest: $got2; sent: $want2" ;; esac
-done
-echo "ok: round 2: every key once and in order, exact motion sums, no SYN_DROPPED ($want2)"
+same_keys() { # same_keys R WANT: the guest's round R summary has every field of WANT
+    _got=$(echo "$GUEST_RESULT" | sed -n "s/.*round$1: \([^;]*\);.*/\1/p")
+    for f in $2; do
+        case " $_got " in *" $f "*) ;; *) fail "round $1: the guest's $f differs: guest: $_got; sent: $2" ;; esac
+    done
+}
+same_keys 2 "$want2"
+echo "ok: round 2 (SIGSTOP): every key once and in order, exact motion sums, no SYN_DROPPED ($want2)"
+same_keys 3 "$want3"
+echo "ok: round 3 (QMP stop): every key once and in order, exact motion sums, no SYN_DROPPED ($want3)"
 check "the server saw the guest's vCPU thread followed" grep -q '"event":"attached"' /tmp/vd-inp.server.out
 stop_server inp; rc=$?
 check "vd-ivshmem-server --input exits 0 on SIGTERM (exit $rc)" test $rc = 0

@@ -212,6 +212,9 @@ enum Cmd {
         /// SIGSTOP this process (the guest's QEMU) for the burst, SIGCONT after.
         #[arg(long)]
         stop_pid: Option<u32>,
+        /// Pause the guest with QMP `stop` on this socket for the burst, `cont` after.
+        #[arg(long)]
+        qmp_pause: Option<std::path::PathBuf>,
     },
     /// vd_input_irq: a VM sink whose ring is a shmem file (for `ivshmem-doorbell`).
     InputShm,
@@ -297,7 +300,8 @@ fn main() -> std::process::ExitCode {
             vm,
             frames,
             stop_pid,
-        } => input::feed(vm, frames, stop_pid),
+            qmp_pause,
+        } => input::feed(vm, frames, stop_pid, qmp_pause.as_deref()),
         Cmd::InputSwitchCost { samples, json } => input::switch_cost(samples, json),
         Cmd::SriovBasic { vf } => sriov::basic(&vf),
         Cmd::SriovUnpriv { vf } => sriov::unpriv(&vf),

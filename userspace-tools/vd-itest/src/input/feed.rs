@@ -108,7 +108,20 @@ fn vcpu_states(pid: u32) -> Result<Vec<char>> {
         .collect())
 }
 
-pub fn feed(vm: u32, frames: usize, stop_pid: Option<u32>) -> Result<()> {
+/// QMP `query-status` of the QEMU behind `qmp`: its `status` string.
+fn qmp_status(qmp: &mut vdd::vmm::Qmp) -> Result<String> {
+    let v = qmp
+        .execute("query-status", serde_json::json!({}))
+        .map_err(|e| anyhow!("QMP query-status: {e}"))?;
+    Ok(v["status"].as_str().unwrap_or("?").to_owned())
+}
+
+pub fn feed(
+    vm: u32,
+    frames: usize,
+    stop_pid: Option<u32>,
+    qmp_pause: Option<&std::path::Path>,
+) -> Result<()> {
     let adm = Input::open().context("open /dev/vd_input: is vd_input_irq loaded?")?;
     let pid = std::process::id();
     let kb = Uinput::new(
@@ -150,9 +163,24 @@ pub fn feed(vm: u32, frames: usize, stop_pid: Option<u32>) -> Result<()> {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+    let mut qmp = match qmp_pause {
+        Some(p) => {
+            let mut q =
+                vdd::vmm::Qmp::connect(p).map_err(|e| anyhow!("QMP {}: {e}", p.display()))?;
+            q.execute("stop", serde_json::json!({}))
+                .map_err(|e| anyhow!("QMP stop: {e}"))?;
+            let st = qmp_status(&mut q)?;
+            check!(
+                st == "paused",
+                "QMP stop: the guest is paused (status {st})"
+            );
+            Some(q)
+        }
+        None => None,
+    };
     let mut sum = Summary::default();
     let mut sent = 0usize;
-    if stop_pid.is_some() {
+    if stop_pid.is_some() || qmp.is_some() {
         // The scheduling tests' 10,000-event burst: keys and motion, sized so that fully
         // coalesced it fits the module's queue without a SYN_DROPPED.
         let burst = sched_burst()?;
@@ -189,6 +217,26 @@ pub fn feed(vm: u32, frames: usize, stop_pid: Option<u32>) -> Result<()> {
             "nothing went to the ring while every vCPU thread was stopped"
         );
         kill(Pid::from_raw(p as i32), Signal::SIGCONT)?;
+    }
+    if let Some(q) = &mut qmp {
+        let s1 = adm.stats(vm)?;
+        println!(
+            "while paused (QMP stop: the vCPU threads wait, asleep by choice, so events go to \
+             the ring until it is full, then to the queue): {sent} events written, {} at once, \
+             {} queued, depth {}, coalesced {}, dropped {}",
+            s1.delivered_immediately - s0.delivered_immediately,
+            s1.queued - s0.queued,
+            s1.queue_depth,
+            s1.coalesced,
+            s1.dropped
+        );
+        q.execute("cont", serde_json::json!({}))
+            .map_err(|e| anyhow!("QMP cont: {e}"))?;
+        let st = qmp_status(q)?;
+        check!(
+            st == "running",
+            "QMP cont: the guest runs again (status {st})"
+        );
     }
     println!("FEED {}", sum.line());
     // What survives coalescing (motion frames merged while queued): keys and sums.
