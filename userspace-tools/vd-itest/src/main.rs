@@ -254,6 +254,8 @@ enum Cmd {
     /// an ivshmem-doorbell device on a vd-ivshmem-server socket, its BARs programmed, verified
     /// block I/O through the ring; then a normal quit, or SIGKILL with requests in flight.
     QtestGuest(qtestguest::Args),
+    /// A stock QEMU guest's vd input device driven through qtest (vd-ivshmem-server --input).
+    QtestInput(input::qtest::Args),
     /// vdd tests: VM `vm` waits for a VF and holds what it gets until killed.
     VddWaiter {
         #[arg(long)]
@@ -326,6 +328,7 @@ fn main() -> std::process::ExitCode {
             json,
         } => fakeshm::run(&socket, &layouts, json),
         Cmd::QtestGuest(a) => qtestguest::run(a),
+        Cmd::QtestInput(a) => input::qtest::run(a),
         Cmd::VddWaiter { vm } => vddtest::waiter(vm),
         Cmd::SendFrames { ifname, rate, secs } => vddtest::send_frames(&ifname, rate, secs),
         Cmd::SriovRate { vf } => sriov::rate(&vf),

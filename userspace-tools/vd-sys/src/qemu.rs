@@ -1,6 +1,7 @@
-//! Stock QEMU processes as the host sees them: their vCPU threads, by the names QEMU gives them
-//! (`CPU <n>/KVM`, `CPU <n>/TCG`, ...; `qemu_thread_create` with `-name debug-threads=on`, the
-//! default since QEMU 2.x on Linux for vCPU threads).
+//! Stock QEMU processes as the host sees them: their vCPU threads. QEMU names them
+//! `CPU <n>/KVM` (`/TCG`, ...) when it runs with `-name ...,debug-threads=on` (libvirt always
+//! passes it); without the names, KVM's debugfs still lists a KVM guest's vCPU threads
+//! (`/sys/kernel/debug/kvm/<pid>-<fd>/vcpu<n>/pid`, once a vCPU has run).
 
 use std::path::Path;
 
@@ -23,10 +24,50 @@ pub fn parse_vcpu_comm(comm: &str) -> Option<(u32, String)> {
     (!accel.is_empty()).then(|| (index, accel.to_owned()))
 }
 
-/// The vCPU threads of process `pid`, sorted by vCPU index (empty while QEMU has not created
-/// them yet). Errors when the process does not exist.
+/// The vCPU threads of process `pid`, sorted by vCPU index: by thread name, else from KVM's
+/// debugfs (empty while QEMU has not created them yet). Errors when the process does not exist.
 pub fn vcpu_threads(pid: u32) -> std::io::Result<Vec<VcpuThread>> {
-    vcpu_threads_in(Path::new("/proc"), pid)
+    let v = vcpu_threads_in(Path::new("/proc"), pid)?;
+    if !v.is_empty() {
+        return Ok(v);
+    }
+    Ok(kvm_vcpu_threads_in(Path::new("/sys/kernel/debug/kvm"), pid))
+}
+
+/// The vCPU threads KVM's debugfs (`dir`) lists for VMs of process `pid`.
+fn kvm_vcpu_threads_in(dir: &Path, pid: u32) -> Vec<VcpuThread> {
+    let prefix = format!("{pid}-");
+    let mut v = vec![];
+    for vm in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if !vm
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(&prefix))
+        {
+            continue;
+        }
+        for c in std::fs::read_dir(vm.path()).into_iter().flatten().flatten() {
+            let name = c.file_name();
+            let Some(index) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("vcpu")?.parse().ok())
+            else {
+                continue;
+            };
+            let tid = std::fs::read_to_string(c.path().join("pid"))
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok());
+            if let Some(tid) = tid.filter(|&t| t != 0) {
+                v.push(VcpuThread {
+                    index,
+                    tid,
+                    accel: "KVM".into(),
+                });
+            }
+        }
+    }
+    v.sort_by_key(|t| t.index);
+    v
 }
 
 fn vcpu_threads_in(proc: &Path, pid: u32) -> std::io::Result<Vec<VcpuThread>> {
@@ -88,5 +129,29 @@ mod tests {
             vec![(0, 11), (1, 12)]
         );
         assert!(vcpu_threads_in(&d, 7).is_err());
+    }
+
+    #[test]
+    fn threads_of_a_fake_kvm_debugfs() {
+        let d = std::env::temp_dir().join(format!("vd-sys-kvm-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        for (vm, vcpu, tid) in [
+            ("7-12", "vcpu1", "31"),
+            ("7-12", "vcpu0", "30"),
+            ("8-3", "vcpu0", "40"),
+        ] {
+            let p = d.join(vm).join(vcpu);
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::write(p.join("pid"), format!("{tid}\n")).unwrap();
+        }
+        // A vCPU that never ran has pid 0.
+        std::fs::create_dir_all(d.join("7-12/vcpu2")).unwrap();
+        std::fs::write(d.join("7-12/vcpu2/pid"), "0\n").unwrap();
+        let v = kvm_vcpu_threads_in(&d, 7);
+        let _ = std::fs::remove_dir_all(&d);
+        assert_eq!(
+            v.iter().map(|t| (t.index, t.tid)).collect::<Vec<_>>(),
+            vec![(0, 30), (1, 31)]
+        );
     }
 }

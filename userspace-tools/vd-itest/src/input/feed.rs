@@ -94,20 +94,6 @@ fn frame(i: usize) -> (bool, Vec<Ev>) {
     }
 }
 
-/// The state letter of every thread of `pid` that is a vCPU (`CPU n/...`).
-fn vcpu_states(pid: u32) -> Result<Vec<char>> {
-    let threads = vd_sys::qemu::vcpu_threads(pid).with_context(|| format!("process {pid}"))?;
-    Ok(threads
-        .iter()
-        .map(|t| {
-            std::fs::read_to_string(format!("/proc/{pid}/task/{}/stat", t.tid))
-                .ok()
-                .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()))
-                .unwrap_or('?')
-        })
-        .collect())
-}
-
 /// QMP `query-status` of the QEMU behind `qmp`: its `status` string.
 fn qmp_status(qmp: &mut vdd::vmm::Qmp) -> Result<String> {
     let v = qmp
@@ -149,19 +135,9 @@ pub fn feed(
     };
     adm.focus(vm).context("VDI_IOC_FOCUS")?;
     if let Some(p) = stop_pid {
-        kill(Pid::from_raw(p as i32), Signal::SIGSTOP)?;
-        let t = Instant::now();
-        loop {
-            let st = vcpu_states(p)?;
-            if !st.is_empty() && st.iter().all(|&c| c == 'T' || c == 't') {
-                println!("{} vCPU thread(s) of {p} stopped", st.len());
-                break;
-            }
-            if t.elapsed() > T {
-                bail!("the vCPU threads of {p} never all stopped: {st:?}");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let n = stop_vcpus(p)?;
+        wait_not_running(&adm, vm)?;
+        println!("{n} vCPU thread(s) of {p} stopped");
     }
     let mut qmp = match qmp_pause {
         Some(p) => {

@@ -15,6 +15,7 @@ mod focus;
 mod hold;
 mod hw;
 mod mt;
+pub mod qtest;
 mod sched;
 mod shm;
 mod switchcost;
