@@ -532,6 +532,53 @@ pub(super) fn unprivileged_route_errno(adm: &Input) -> Result<Option<Errno>> {
     }
 }
 
+/// The state letter of every vCPU thread (`CPU n/...`) of process `pid`.
+pub(super) fn vcpu_states(pid: u32) -> Result<Vec<char>> {
+    let threads = vd_sys::qemu::vcpu_threads(pid).with_context(|| format!("process {pid}"))?;
+    Ok(threads
+        .iter()
+        .map(|t| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{}/stat", t.tid))
+                .ok()
+                .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()))
+                .unwrap_or('?')
+        })
+        .collect())
+}
+
+/// SIGSTOPs process `pid` (a QEMU) and waits until every one of its vCPU threads is stopped;
+/// returns how many there are.
+pub(super) fn stop_vcpus(pid: u32) -> Result<usize> {
+    kill(Pid::from_raw(pid as i32), Signal::SIGSTOP)?;
+    let t = Instant::now();
+    loop {
+        let st = vcpu_states(pid)?;
+        if !st.is_empty() && st.iter().all(|&c| c == 'T' || c == 't') {
+            return Ok(st.len());
+        }
+        if t.elapsed() > T {
+            bail!("the vCPU threads of {pid} never all stopped: {st:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits until the module counts VM `vm` as not running (every followed vCPU thread switched
+/// out stopped or preempted): a thread shows `T` in /proc just before its last context switch.
+pub(super) fn wait_not_running(adm: &Input, vm: u32) -> Result<()> {
+    let t = Instant::now();
+    loop {
+        let s = adm.stats(vm).context("VDI_IOC_STATS")?;
+        if s.running == 0 {
+            return Ok(());
+        }
+        if t.elapsed() > T {
+            bail!("VM {vm} still counts as running {T:?} after its vCPU threads stopped");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -634,49 +681,3 @@ mod tests {
     }
 }
 
-/// The state letter of every vCPU thread (`CPU n/...`) of process `pid`.
-pub(super) fn vcpu_states(pid: u32) -> Result<Vec<char>> {
-    let threads = vd_sys::qemu::vcpu_threads(pid).with_context(|| format!("process {pid}"))?;
-    Ok(threads
-        .iter()
-        .map(|t| {
-            std::fs::read_to_string(format!("/proc/{pid}/task/{}/stat", t.tid))
-                .ok()
-                .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()))
-                .unwrap_or('?')
-        })
-        .collect())
-}
-
-/// SIGSTOPs process `pid` (a QEMU) and waits until every one of its vCPU threads is stopped;
-/// returns how many there are.
-pub(super) fn stop_vcpus(pid: u32) -> Result<usize> {
-    kill(Pid::from_raw(pid as i32), Signal::SIGSTOP)?;
-    let t = Instant::now();
-    loop {
-        let st = vcpu_states(pid)?;
-        if !st.is_empty() && st.iter().all(|&c| c == 'T' || c == 't') {
-            return Ok(st.len());
-        }
-        if t.elapsed() > T {
-            bail!("the vCPU threads of {pid} never all stopped: {st:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Waits until the module counts VM `vm` as not running (every followed vCPU thread switched
-/// out stopped or preempted): a thread shows `T` in /proc just before its last context switch.
-pub(super) fn wait_not_running(adm: &Input, vm: u32) -> Result<()> {
-    let t = Instant::now();
-    loop {
-        let s = adm.stats(vm).context("VDI_IOC_STATS")?;
-        if s.running == 0 {
-            return Ok(());
-        }
-        if t.elapsed() > T {
-            bail!("VM {vm} still counts as running {T:?} after its vCPU threads stopped");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
