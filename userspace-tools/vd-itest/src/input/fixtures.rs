@@ -680,4 +680,3 @@ mod tests {
         assert!(keys * 5 <= VDI_QUEUE_EVENTS as usize);
     }
 }
-
