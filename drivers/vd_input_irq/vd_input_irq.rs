@@ -167,6 +167,7 @@ impl VmFile {
         if c.flags != 0 {
             return Err(EINVAL);
         }
+        self.has_no_vm()?;
         let call = Self::call_fd(c.call_fd)?;
         let sink = Arc::pin_init(VmSink::new(c.vm_id, c.entries, call)?, GFP_KERNEL)?;
         c.mmap_size = sink.mem.len() as u64;
@@ -178,12 +179,22 @@ impl VmFile {
         if c.flags != 0 {
             return Err(EINVAL);
         }
+        self.has_no_vm()?;
         let call = Self::call_fd(c.call_fd)?;
         let (init, file, size) = VmSink::new_shm(c.vm_id, c.entries, call, c.doorbell)?;
         let sink = Arc::pin_init(init, GFP_KERNEL)?;
         c.size = size as u64;
         self.install(sink)?;
         Ok(file)
+    }
+
+    /// `EEXIST` when this file is a VM already (checked before the arguments; [`Self::install`]
+    /// checks again under the lock).
+    fn has_no_vm(&self) -> Result {
+        if self.inner.lock().sink.is_some() {
+            return Err(EEXIST);
+        }
+        Ok(())
     }
 
     fn call_fd(fd: i32) -> Result<Option<EventFd>> {
