@@ -452,7 +452,10 @@ mod tests {
     fn input_rings_are_accepted_by_kind() {
         let (g, total) = input_line(256);
         let f = validate_input(&g, total).unwrap();
-        assert_eq!((f.ring().entries(), f.ring().entry_size(), f.doorbell()), (256, 32, 7));
+        assert_eq!(
+            (f.ring().entries(), f.ring().entry_size(), f.doorbell()),
+            (256, 32, 7)
+        );
         assert_eq!(validate_kind(&g, total), Ok(FrontKind::Input(f)));
         // A block line still goes to `validate`.
         let (b, btotal) = line(64, 64, 8 << 20);

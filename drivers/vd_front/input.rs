@@ -20,7 +20,10 @@
 //! Capabilities (a fixed superset for now): `EV_KEY` keys 1..=248 and `BTN_LEFT`,
 //! `BTN_RIGHT`, `BTN_MIDDLE`, `BTN_SIDE`, `BTN_EXTRA`, `BTN_TOUCH`; `EV_REL` `REL_X`, `REL_Y`,
 //! `REL_HWHEEL`, `REL_WHEEL`; `EV_ABS` `ABS_X`, `ABS_Y` in 0..=32767; `EV_MSC` `MSC_SCAN`;
-//! `EV_SYN`. No `EV_REP`: the host's device repeats keys itself, if at all.
+//! `EV_SYN` (set by the input core). No `EV_REP`: the host's device repeats keys itself, if at
+//! all. Evdev's queue per reader is deep ([`EVENTS_PER_PACKET`]): the host's bursts arrive
+//! faster than a reader runs. `SYN_DROPPED` from the ring is reported like any event, but the
+//! input core ignores that code from drivers (only evdev's own overflow makes one).
 
 use crate::disk::BAR0_LEN;
 use crate::geometry::{InputGeometry, INPUT_EVENT_LEN, INPUT_SLOT};
@@ -41,6 +44,11 @@ use kernel::workqueue::{self, impl_has_delayed_work, new_delayed_work, DelayedWo
 const DOORBELL: usize = 12;
 /// Most events one interrupt (or one work run) consumes.
 pub(crate) const BUDGET: u32 = 1024;
+/// `hint_events_per_packet` of the device: evdev gives each reader a queue of 8 times this many
+/// events (8192, 192 KiB). The host delivers in bursts (a whole ring's worth, or its queue after
+/// the guest was descheduled) that arrive in interrupt context faster than a reader is
+/// scheduled; evdev's default for these capabilities (128 events) overflows into SYN_DROPPED.
+const EVENTS_PER_PACKET: u32 = 1024;
 /// The evdev device's name.
 pub(crate) const NAME: &CStr = c"vd-input";
 
@@ -311,7 +319,7 @@ impl InputShared {
 fn register(parent: &kernel::device::Device, phys: &CStr) -> Result<InputDev> {
     let mut b = InputDevBuilder::new(NAME, phys, parent)?
         .id(bindings::BUS_VIRTUAL as u16, 0x1af4, 0x1110, 1)
-        .capability(bindings::EV_SYN, bindings::SYN_REPORT);
+        .events_per_packet(EVENTS_PER_PACKET);
     for key in 1..=248 {
         b = b.capability(bindings::EV_KEY, key);
     }
@@ -388,7 +396,10 @@ mod tests {
     fn the_producer_may_run_at_most_a_ring_ahead() {
         assert_eq!(available(0, 0, 16), Ok(0));
         assert_eq!(available(16, 0, 16), Ok(16));
-        assert_eq!(available(17, 0, 16), Err(Broken::Producer { prod: 17, cons: 0 }));
+        assert_eq!(
+            available(17, 0, 16),
+            Err(Broken::Producer { prod: 17, cons: 0 })
+        );
         // Wrapping indices.
         assert_eq!(available(3, u32::MAX - 2, 16), Ok(6));
         // Behind the consumer: a huge distance, broken.

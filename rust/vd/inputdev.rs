@@ -76,6 +76,16 @@ impl InputDevBuilder {
         self
     }
 
+    /// Sets `hint_events_per_packet`: the input core sizes its per-frame buffer from it
+    /// (`n + 2` events) and evdev each reader's queue (`8 * n` events, rounded up to a power of
+    /// two): a device that receives bursts larger than its readers drain between two
+    /// interrupts needs a large one.
+    pub(crate) fn events_per_packet(self, n: u32) -> Self {
+        // SAFETY: the device is ours and unregistered (invariant).
+        unsafe { (*self.dev.as_ptr()).hint_events_per_packet = n };
+        self
+    }
+
     /// Declares that the device reports event `ty`/`code` (`input_set_capability`; an unknown
     /// type is refused by the input core with a log line, nothing else).
     pub(crate) fn capability(self, ty: u32, code: u32) -> Self {
@@ -154,7 +164,10 @@ impl InputDev {
     }
 
     /// Ends a frame (`input_sync`: `EV_SYN`/`SYN_REPORT`).
-    #[allow(dead_code, reason = "vd_front reports the host's own SYN_REPORT events")]
+    #[allow(
+        dead_code,
+        reason = "vd_front reports the host's own SYN_REPORT events"
+    )]
     pub(crate) fn sync(&self) {
         self.report(EV_SYN, SYN_REPORT, 0);
     }

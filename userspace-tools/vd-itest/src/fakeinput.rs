@@ -329,7 +329,10 @@ mod tests {
     #[test]
     fn the_sequence_is_what_evdev_passes_on() {
         let v = sequence(FRAMES);
-        assert!(v.len() > 3 * ENTRIES as usize * 10, "wraps the ring many times");
+        assert!(
+            v.len() > 3 * ENTRIES as usize * 10,
+            "wraps the ring many times"
+        );
         let mut down = std::collections::HashMap::new();
         let (mut ax, mut ay) = (-1, -1);
         for &(t, c, val) in &v {
@@ -351,7 +354,10 @@ mod tests {
                 _ => {}
             }
         }
-        assert!(down.values().all(|&d| d == 0), "every key released at the end");
+        assert!(
+            down.values().all(|&d| d == 0),
+            "every key released at the end"
+        );
         assert_eq!(v[v.len() - 2], (EV_KEY, KEY_F12, 0));
         assert_eq!(v[v.len() - 1], (EV_SYN, SYN_REPORT, 0));
     }

@@ -301,8 +301,6 @@ struct Client {
     id: u16,
     sock: UnixStream,
     _fds: [OwnedFd; 3],
-    /// Input layouts: the producer thread's go.
-    go: Option<std::sync::mpsc::Sender<()>>,
 }
 
 fn memfd(c: &Crafted) -> Result<OwnedFd> {
@@ -400,6 +398,8 @@ pub fn run(socket: &Path, layouts: &[Layout], json: bool) -> Result<()> {
     };
     emit(&Event::Listening { socket, layouts });
     let mut clients: Vec<Client> = vec![];
+    // The producer threads' goes (input layouts).
+    let mut gos: Vec<std::sync::mpsc::Sender<()>> = vec![];
     let mut served: u32 = 0;
     loop {
         let (stop, accept, gone) = {
@@ -431,10 +431,9 @@ pub fn run(socket: &Path, layouts: &[Layout], json: bool) -> Result<()> {
             stop = false;
             while let Ok(Some(si)) = sfd.read_signal() {
                 if si.ssi_signo == Signal::SIGUSR1 as u32 {
-                    for c in &clients {
-                        if let Some(go) = &c.go {
-                            let _ = go.send(());
-                        }
+                    // (A thread that finished its phases is gone: its send fails.)
+                    for go in &gos {
+                        let _ = go.send(());
                     }
                 } else {
                     stop = true;
@@ -478,8 +477,10 @@ pub fn run(socket: &Path, layouts: &[Layout], json: bool) -> Result<()> {
                 match serve(&s, id, layout) {
                     Ok(fds) => {
                         let c = craft(layout);
-                        let go = match spawn_input(id, layout, &fds) {
-                            Ok(go) => go,
+                        match spawn_input(id, layout, &fds) {
+                            // Kept after the client leaves: its last phase reports the ring
+                            // after QEMU exited.
+                            Ok(go) => gos.extend(go),
                             Err(e) => {
                                 emit(&Event::Refused {
                                     client: id,
@@ -487,7 +488,7 @@ pub fn run(socket: &Path, layouts: &[Layout], json: bool) -> Result<()> {
                                 });
                                 continue;
                             }
-                        };
+                        }
                         let expect = match layout.expect() {
                             Verdict::Input => "make the evdev device vd-input".to_string(),
                             Verdict::Accepted => "time out its size query".to_string(),
@@ -505,7 +506,6 @@ pub fn run(socket: &Path, layouts: &[Layout], json: bool) -> Result<()> {
                             id,
                             sock: s,
                             _fds: fds,
-                            go,
                         });
                     }
                     Err(e) => emit(&Event::Refused {
