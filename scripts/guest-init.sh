@@ -215,7 +215,7 @@ input_read() {
     input_round 1
     detail="$dev ($phys): round1: $sum;"
     if [ "$mode" = broken ]; then
-        broke='vd-input: the host broke the ring (rsp_prod'
+        broke='vd-input: the host broke the ring ('
         cat "$dev" > /tmp/ev.after &
         apid=$!
         echo "VDGUEST-INFO input ready 2 $dev"
@@ -241,7 +241,8 @@ input_read() {
         [ "$after" = 0 ] || die "vd-input reported $after events after the ring broke"
         logs=$(dmesg | grep -c "$broke")
         [ "$logs" = 1 ] || die "the broken ring was logged $logs times, want once"
-        detail="$detail broken: logged once, interrupts $i0 -> $(vd_irqs), 0 events after the break;"
+        why=$(dmesg | grep "$broke" | sed 's/.*the host broke the ring (//; s/): no more input.*//')
+        detail="$detail broken ($why): logged once, interrupts $i0 -> $(vd_irqs), 0 events after the break;"
     fi
     rmmod vd_front || die "rmmod vd_front failed"
     grep -q '^vd_front ' /proc/modules && die "vd_front still loaded after rmmod"

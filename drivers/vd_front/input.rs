@@ -294,7 +294,7 @@ impl InputShared {
         }
         if pass == Pass::More && !self.stopping.load(Relaxed) {
             // Already queued: that run picks these up too.
-            let _ = workqueue::system().enqueue_delayed(self.clone(), 0);
+            let _ = workqueue::system_power_efficient().enqueue_delayed(self.clone(), 0);
         }
     }
 

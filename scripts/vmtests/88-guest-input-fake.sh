@@ -13,13 +13,14 @@
 # (b) Layout `input-broken`: 20 good frames (read exactly), then `rsp_prod` far ahead: the guest
 #     logs the broken ring once; then valid events and another interrupt: the guest reports none
 #     and consumes none (rsp_cons stays where it broke), stays up, and vd_front unloads.
+# (c) Layout `input-badlen`: the same with a published slot whose length is 15.
 . ./lib.sh
 . ./guest-lib.sh
 
 fake=/tmp/vd-fakein.sock
 out=/tmp/vd-fakein.out
 rm -f $fake
-vd-itest fake-ivshmem --socket $fake --layouts input,input-broken > $out 2> /tmp/vd-fakein.err &
+vd-itest fake-ivshmem --socket $fake --layouts input,input-broken,input-badlen > $out 2> /tmp/vd-fakein.err &
 fake_pid=$!
 _GL_PIDS="$_GL_PIDS $fake_pid"
 wait_for "vd-itest fake-ivshmem (pid $fake_pid) listens on $fake" 20 test -S $fake
@@ -58,25 +59,33 @@ kill -USR1 $fake_pid
 wait_for "the fake reports client 1's final indices" 20 fake_said "client 1 final:"
 grep "client 1 final" $out
 
-# --- (b) a broken ring --------------------------------------------------------------------------
-GUEST_APPEND="vd.input_mode=broken" start_guest bad input-read $(devargs in2)
-go bad 1
-wait_for "the fake produced phase 1 for client 2" 300 fake_said "client 2 phase 1:"
-go bad 2
-wait_for "the fake broke client 2's ring" 60 fake_said "client 2 phase 2:"
-go bad 3
-wait_for "the fake published valid events after the break" 60 fake_said "client 2 phase 3:"
-wait_guest bad; rc=$?
-want=$(sed -n 's/^FAKEINPUT client 2 phase 1: .*: \(events=.*\)$/\1/p' $out)
-check "the broken ring: logged once, nothing reported after it, vd_front unloads ($GUEST_RESULT)" test $rc = 0
-check "the 20 frames before the break arrived exactly ($want)" result_has "round1: $want;"
-kill -USR1 $fake_pid
-wait_for "the fake reports client 2's final indices" 20 fake_said "client 2 final:"
-grep FAKEINPUT $out
-at=$(sed -n 's/.*BROKEN_AT rsp_cons=\([0-9]*\).*/\1/p' $out)
-check "the guest consumed nothing after the break (rsp_cons stays $at)" \
-    grep -q "client 2 final: rsp_prod=[0-9]* rsp_cons=$at\$" $out
-check "QEMU exited cleanly (exit $_grc)" test "$_grc" = 0
+# --- (b), (c) broken rings ------------------------------------------------------------------------
+# broken_ring NAME CLIENT WHY: guest NAME on the fake's client CLIENT (an input-broken or
+# input-badlen layout); the guest must log the broken ring with WHY.
+broken_ring() {
+    _n=$1; _c=$2
+    GUEST_APPEND="vd.input_mode=broken" start_guest $_n input-read $(devargs in$_c)
+    go $_n 1
+    wait_for "the fake produced phase 1 for client $_c" 300 fake_said "client $_c phase 1:"
+    go $_n 2
+    wait_for "the fake broke client $_c's ring" 60 fake_said "client $_c phase 2:"
+    go $_n 3
+    wait_for "the fake published valid events after the break" 60 fake_said "client $_c phase 3:"
+    wait_guest $_n; rc=$?
+    want=$(sed -n "s/^FAKEINPUT client $_c phase 1: .*: \(events=.*\)\$/\1/p" $out)
+    check "the broken ring: logged once, nothing reported after it, vd_front unloads ($GUEST_RESULT)" test $rc = 0
+    check "the 20 frames before the break arrived exactly ($want)" result_has "round1: $want;"
+    check "the guest's log says why: $3" result_has "broken ($3"
+    kill -USR1 $fake_pid
+    wait_for "the fake reports client $_c's final indices" 20 fake_said "client $_c final:"
+    grep "FAKEINPUT client $_c" $out
+    at=$(sed -n "s/^FAKEINPUT client $_c phase 2: .*BROKEN_AT rsp_cons=\([0-9]*\).*/\1/p" $out)
+    check "the guest consumed nothing after the break (rsp_cons stays $at)" \
+        grep -q "client $_c final: rsp_prod=[0-9]* rsp_cons=$at\$" $out
+    check "QEMU exited cleanly (exit $_grc)" test "$_grc" = 0
+}
+broken_ring bad 2 "rsp_prod "
+broken_ring badlen 3 "event slot length 15, not 16"
 
 kill -TERM $fake_pid; wait $fake_pid; rc=$?
 check "fake-ivshmem exits 0 on SIGTERM (exit $rc)" test $rc = 0

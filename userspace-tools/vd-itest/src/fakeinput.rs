@@ -14,7 +14,8 @@
 //!   it produced in the guest reader's format (scripts/guest-input.sh) and the kick and
 //!   interrupt counts. Phase 2 reports the final indices.
 //! - `input-broken`: phase 1 as above with [`BROKEN_FRAMES`] frames; phase 2 breaks the ring
-//!   (`rsp_prod` `entries + 100` ahead of `rsp_cons`) and signals the interrupt; phase 3 puts a
+//!   (`rsp_prod` `entries + 100` ahead of `rsp_cons`; `input-badlen`: one published slot whose
+//!   `len` is 15) and signals the interrupt; phase 3 puts a
 //!   consistent `rsp_prod` back with [`AFTER_EVENTS`] valid events and signals again (the guest
 //!   must consume none of them); phase 4 reports the final indices (`rsp_cons` must still be
 //!   where phase 2 found it).
@@ -105,6 +106,17 @@ pub fn sequence(frames: usize) -> Vec<Ev> {
     v
 }
 
+/// What a client's producer does (its layout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `input`: one long phase.
+    Normal,
+    /// `input-broken`: `rsp_prod` far ahead.
+    BrokenProd,
+    /// `input-badlen`: a slot of length 15.
+    BrokenLen,
+}
+
 /// The host side of one event ring.
 struct Producer<'a> {
     mem: vd_ring::mem::RawMem,
@@ -138,10 +150,13 @@ impl Producer<'_> {
         }
         Ok(())
     }
-    fn write(&mut self, (ty, code, value): Ev) {
+    fn write(&mut self, ev: Ev) {
+        self.write_len(ev, 16);
+    }
+    fn write_len(&mut self, (ty, code, value): Ev, len: u32) {
         let mut b = [0u8; RSP_HDR + 16];
         b[..8].copy_from_slice(&self.seq.to_le_bytes());
-        b[12..16].copy_from_slice(&16u32.to_le_bytes());
+        b[12..16].copy_from_slice(&len.to_le_bytes());
         b[16..24].copy_from_slice(&self.seq.to_le_bytes());
         b[24..26].copy_from_slice(&ty.to_le_bytes());
         b[26..28].copy_from_slice(&code.to_le_bytes());
@@ -226,21 +241,21 @@ impl Producer<'_> {
 /// delivers each phase's go; `emit` prints a line.
 pub fn run(
     client: u16,
-    broken: bool,
+    mode: Mode,
     shm: OwnedFd,
     kick: OwnedFd,
     call: OwnedFd,
     go: Receiver<()>,
     emit: impl Fn(String),
 ) {
-    if let Err(e) = phases(client, broken, &shm, &kick, &call, &go, &emit) {
+    if let Err(e) = phases(client, mode, &shm, &kick, &call, &go, &emit) {
         emit(format!("FAKEINPUT client {client} error: {e:#}"));
     }
 }
 
 fn phases(
     client: u16,
-    broken: bool,
+    mode: Mode,
     shm: &OwnedFd,
     kick: &OwnedFd,
     call: &OwnedFd,
@@ -262,6 +277,7 @@ fn phases(
     };
     let wait_go = || go.recv().context("the server stopped");
     wait_go()?;
+    let broken = mode != Mode::Normal;
     let evs = sequence(if broken { BROKEN_FRAMES } else { FRAMES });
     let started = Instant::now();
     p.produce(&evs)?;
@@ -291,11 +307,19 @@ fn phases(
     if broken {
         wait_go()?;
         let cons = p.mem.load_acquire_u32(OFF_RSP_CONS);
-        let bad = cons.wrapping_add(geo.entries() + 100);
-        p.mem.store_release_u32(OFF_RSP_PROD, bad);
+        let what = if mode == Mode::BrokenLen {
+            p.write_len((EV_KEY, 30, 1), 15);
+            p.mem.store_release_u32(OFF_RSP_PROD, p.prod);
+            p.published = p.prod;
+            format!("slot {cons} with len 15, rsp_prod {}", p.prod)
+        } else {
+            let bad = cons.wrapping_add(geo.entries() + 100);
+            p.mem.store_release_u32(OFF_RSP_PROD, bad);
+            format!("rsp_prod {bad}")
+        };
         p.signal()?;
         emit(format!(
-            "FAKEINPUT client {client} phase 2: ring broken (rsp_prod {bad}, rsp_cons {cons}), \
+            "FAKEINPUT client {client} phase 2: ring broken ({what}, rsp_cons {cons}), \
              interrupt signalled: BROKEN_AT rsp_cons={cons}"
         ));
         wait_go()?;

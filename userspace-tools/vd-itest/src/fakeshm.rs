@@ -19,7 +19,7 @@
 //! INPUT) that the server itself produces into, one phase per SIGUSR1:
 //! - `input`: 200 frames through a 16-slot ring (wraps, kicks, interrupts by EVENT_IDX);
 //! - `input-broken`: 20 frames, then a broken `rsp_prod`, then valid events the guest must
-//!   ignore.
+//!   ignore; `input-badlen`: the same with a slot whose length is 15.
 
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
@@ -67,11 +67,13 @@ pub enum Layout {
     Input,
     /// An input event ring the server breaks after a few frames.
     InputBroken,
+    /// An input event ring the server breaks with a bad slot length.
+    InputBadLen,
 }
 
 impl Layout {
     /// Every layout.
-    pub const ALL: [Layout; 7] = [
+    pub const ALL: [Layout; 8] = [
         Self::Zero,
         Self::DataBeyond,
         Self::Kind,
@@ -79,6 +81,7 @@ impl Layout {
         Self::Silent,
         Self::Input,
         Self::InputBroken,
+        Self::InputBadLen,
     ];
 
     /// The name on the command line.
@@ -91,6 +94,7 @@ impl Layout {
             Self::Silent => "silent",
             Self::Input => "input",
             Self::InputBroken => "input-broken",
+            Self::InputBadLen => "input-badlen",
         }
     }
 
@@ -102,8 +106,15 @@ impl Layout {
             Self::Kind => Verdict::Refused(Defect::Kind),
             Self::Tiny => Verdict::Refused(Defect::RingTooBig),
             Self::Silent => Verdict::Accepted,
-            Self::Input | Self::InputBroken => Verdict::Input,
+            Self::Input | Self::InputBroken | Self::InputBadLen => Verdict::Input,
         }
+    }
+}
+
+impl Layout {
+    /// Whether the fake produces input events on it.
+    pub const fn is_input(self) -> bool {
+        matches!(self, Self::Input | Self::InputBroken | Self::InputBadLen)
     }
 }
 
@@ -187,7 +198,7 @@ impl Page {
 
 /// The shared memory for `layout`.
 pub fn craft(layout: Layout) -> Crafted {
-    if matches!(layout, Layout::Input | Layout::InputBroken) {
+    if layout.is_input() {
         return craft_input();
     }
     let geo = match Geometry::new(ENTRIES, SLOT) {
@@ -341,7 +352,7 @@ fn spawn_input(
     layout: Layout,
     fds: &[OwnedFd; 3],
 ) -> Result<Option<std::sync::mpsc::Sender<()>>> {
-    if !matches!(layout, Layout::Input | Layout::InputBroken) {
+    if !layout.is_input() {
         return Ok(None);
     }
     let [shm, kick, call] = fds;
@@ -352,7 +363,11 @@ fn spawn_input(
         .spawn(move || {
             crate::fakeinput::run(
                 id,
-                layout == Layout::InputBroken,
+                match layout {
+                    Layout::InputBroken => crate::fakeinput::Mode::BrokenProd,
+                    Layout::InputBadLen => crate::fakeinput::Mode::BrokenLen,
+                    _ => crate::fakeinput::Mode::Normal,
+                },
                 shm,
                 kick,
                 call,
