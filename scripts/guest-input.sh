@@ -59,6 +59,6 @@ input_round() {
         t == 2 && c == 1 { ry += s32(v) }
         t == 3 && c == 0 { ax = v }
         t == 3 && c == 1 { ay = v }
-        END { printf "events=%d keys=%d keyhash=%d allhash=%d relx=%d rely=%d absx=%d absy=%d dropped=%d\n", n, k, kh, all, rx, ry, ax, ay, dropped }')
+        END { printf "events=%d keys=%d keyhash=%.0f allhash=%.0f relx=%d rely=%d absx=%d absy=%d dropped=%d\n", n, k, kh, all, rx, ry, ax, ay, dropped }')
     step "input round $1: $sum"
 }

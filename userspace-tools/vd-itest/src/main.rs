@@ -4,6 +4,7 @@
 
 mod chan;
 mod evtchn;
+mod fakeinput;
 mod fakeshm;
 mod hostile;
 mod input;

@@ -18,7 +18,7 @@ const KEY_F12: u16 = 88;
 
 /// What the guest must see, computed as scripts/guest-input.sh does.
 #[derive(Default)]
-struct Summary {
+pub(crate) struct Summary {
     events: u64,
     keys: u64,
     keyhash: u64,
@@ -30,7 +30,7 @@ struct Summary {
 }
 
 impl Summary {
-    fn add(&mut self, (ty, code, value): Ev) {
+    pub(crate) fn add(&mut self, (ty, code, value): Ev) {
         if ty == EV_SYN {
             return;
         }
@@ -49,7 +49,7 @@ impl Summary {
             _ => {}
         }
     }
-    fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         format!(
             "events={} keys={} keyhash={} allhash={} relx={} rely={} absx={} absy={} dropped=0",
             self.events,

@@ -24,6 +24,7 @@ mod unplug;
 pub use basic::basic;
 pub use bench::bench;
 pub use feed::feed;
+pub(crate) use feed::Summary;
 pub use focus::focus;
 pub use hold::hold;
 pub use hw::hw;
