@@ -99,6 +99,9 @@ wait_guest() {
         kill -9 "$_gpid" 2>/dev/null
     fi
     wait "$_gpid"; _grc=$?
+    # Read again now that QEMU is gone: the first read may have caught a long verdict line
+    # while the guest's serial port was still writing it.
+    GUEST_RESULT=$(guest_verdict "$_gn")
     echo "==== GUEST CONSOLE $_gn BEGIN"
     tr -d '\r' < "$_gc"
     echo "==== GUEST CONSOLE $_gn END"
