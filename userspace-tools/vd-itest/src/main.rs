@@ -217,6 +217,21 @@ enum Cmd {
         #[arg(long)]
         qmp_pause: Option<std::path::PathBuf>,
     },
+    /// The comparison path of 82-guest-input: uinput devices for QEMU's input-linux objects.
+    InputFeedVirtio {
+        /// Where to write the devices' evdev nodes (`KBD=...`, `TAB=...`).
+        #[arg(long)]
+        nodes: std::path::PathBuf,
+        /// Go files: round R starts when `<go>.R` exists.
+        #[arg(long)]
+        go: std::path::PathBuf,
+        /// File with the guest's QEMU pid (read for round 2).
+        #[arg(long)]
+        pid_file: std::path::PathBuf,
+        /// Frames of round 1.
+        #[arg(long, default_value_t = 300)]
+        frames: usize,
+    },
     /// vd_input_irq: a VM sink whose ring is a shmem file (for `ivshmem-doorbell`).
     InputShm,
     /// vd_input_irq: what following threads (preempt notifiers) costs every context switch.
@@ -299,6 +314,12 @@ fn main() -> std::process::ExitCode {
         Cmd::InputHold { name, vm } => input::hold(&name, vm),
         Cmd::InputBench { rounds, json } => input::bench(rounds, json),
         Cmd::InputShm => input::shm(),
+        Cmd::InputFeedVirtio {
+            nodes,
+            go,
+            pid_file,
+            frames,
+        } => input::feed_virtio(&nodes, &go, &pid_file, frames),
         Cmd::InputFeed {
             vm,
             frames,

@@ -222,3 +222,108 @@ pub fn feed(
     );
     Ok(())
 }
+
+/// Waits until `path` exists (the test script's go for a round).
+fn wait_file(path: &std::path::Path, limit: Duration) -> Result<()> {
+    let t = Instant::now();
+    while !path.exists() {
+        if t.elapsed() > limit {
+            bail!("{} never appeared", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Every thread of `pid` shows as stopped in /proc.
+fn all_stopped(pid: u32) -> bool {
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    rd.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()))
+            .is_some_and(|c| c == 'T' || c == 't')
+    })
+}
+
+/// `input-feed --virtio`: the comparison path (what users run today): the same uinput devices,
+/// read by the guest's QEMU through `-object input-linux` and given to the guest as
+/// virtio-keyboard/-mouse/-tablet. The devices come first (QEMU opens their evdev nodes when it
+/// starts): their nodes go to `nodes` (`KBD=... TAB=...`). Round 1, after `<go>.1` exists: the
+/// mixed frames; round 2, after `<go>.2`: QEMU (pid in `pid_file`) SIGSTOPped, every one of its
+/// threads seen stopped, the 10,000-event burst, SIGCONT. Prints `FEED`/`FEEDKEYS` per round.
+pub fn feed_virtio(
+    nodes: &std::path::Path,
+    go: &std::path::Path,
+    pid_file: &std::path::Path,
+    frames: usize,
+) -> Result<()> {
+    let pid = std::process::id();
+    let kb = Uinput::new(
+        &format!("vd-feed kbd {pid}"),
+        "vd-feed/kbd/input0",
+        Kind::KeyboardMouse,
+    )?;
+    let tab = Uinput::new(
+        &format!("vd-feed tablet {pid}"),
+        "vd-feed/tab/input0",
+        Kind::Tablet,
+    )?;
+    std::fs::write(
+        nodes,
+        format!(
+            "KBD={}\nTAB={}\n",
+            kb.event_node()?.display(),
+            tab.event_node()?.display()
+        ),
+    )?;
+    let limit = Duration::from_secs(300);
+    let round = |r: u32| go.with_extension(r.to_string());
+    let end = |sum: &mut Summary| -> Result<()> {
+        for down in [1, 0] {
+            let e = [(EV_KEY, KEY_F12, down), (EV_SYN, SYN_REPORT, 0)];
+            kb.emit(&e)?;
+            e.iter().for_each(|&x| sum.add(x));
+        }
+        Ok(())
+    };
+    let report = |r: u32, sum: &Summary| {
+        println!("FEED{r} {}", sum.line());
+        println!(
+            "FEEDKEYS{r} keys={} keyhash={} relx={} rely={} dropped=0",
+            sum.keys, sum.keyhash, sum.relx, sum.rely
+        );
+    };
+    wait_file(&round(1), limit)?;
+    let mut sum = Summary::default();
+    for i in 0..frames {
+        let (on_tablet, evs) = frame(i);
+        if on_tablet { &tab } else { &kb }.emit(&evs)?;
+        evs.iter().for_each(|&e| sum.add(e));
+    }
+    end(&mut sum)?;
+    report(1, &sum);
+    wait_file(&round(2), limit)?;
+    let qpid: u32 = std::fs::read_to_string(pid_file)?
+        .trim()
+        .parse()
+        .context("QEMU's pid")?;
+    kill(Pid::from_raw(qpid as i32), Signal::SIGSTOP)?;
+    let t = Instant::now();
+    while !all_stopped(qpid) {
+        if t.elapsed() > T {
+            bail!("QEMU {qpid} never stopped");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut sum = Summary::default();
+    let burst = sched_burst()?;
+    emit_chunks(&kb, &burst, 64)?;
+    burst.iter().for_each(|&e| sum.add(e));
+    end(&mut sum)?;
+    kill(Pid::from_raw(qpid as i32), Signal::SIGCONT)?;
+    report(2, &sum);
+    Ok(())
+}

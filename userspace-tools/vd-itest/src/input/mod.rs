@@ -23,8 +23,8 @@ mod unplug;
 
 pub use basic::basic;
 pub use bench::bench;
-pub use feed::feed;
 pub(crate) use feed::Summary;
+pub use feed::{feed, feed_virtio};
 pub use focus::focus;
 pub use hold::hold;
 pub use hw::hw;
