@@ -13,12 +13,13 @@
 # non-EV_SYN (type, code, value) in order; relx/rely: REL_X/REL_Y sums; absx/absy: the last
 # ABS_X/ABS_Y; dropped: SYN_DROPPED reports). Values are u32 arithmetic modulo 2^32.
 input_evdev() {
-    rounds=1; match=vd-input; ndev=1
+    rounds=1; match=vd-input; ndev=1; wait=300
     for a in $(cat /proc/cmdline); do
         case "$a" in
             vd.input_rounds=*) rounds=${a#vd.input_rounds=} ;;
             vd.input_match=*) match=${a#vd.input_match=} ;;
             vd.input_devices=*) ndev=${a#vd.input_devices=} ;;
+            vd.input_wait=*) wait=${a#vd.input_wait=} ;;
         esac
     done
     if [ "$match" = vd-input ]; then
@@ -60,7 +61,7 @@ input_round() {
     # Until the end marker: KEY_F12 (88) released, i.e. type 1, code 88, value 0.
     n=0
     until cat $files | od -An -v -tu2 -w24 | awk '$9 == 1 && $10 == 88 && $11 == 0 && $12 == 0 { f = 1 } END { exit !f }'; do
-        n=$((n + 1)); [ $n -le 3000 ] || die "round $1: no end marker within 300 s ($(($(cat $files | wc -c) / 24)) events read)"
+        n=$((n + 1)); [ $n -le $((wait * 10)) ] || die "round $1: no end marker within $wait s ($(($(cat $files | wc -c) / 24)) events read)"
         sleep 0.1
     done
     # Several devices: what the other devices still had to say arrives with the marker's frame.
