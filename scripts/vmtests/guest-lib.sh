@@ -99,6 +99,9 @@ wait_guest() {
         kill -9 "$_gpid" 2>/dev/null
     fi
     wait "$_gpid"; _grc=$?
+    # Read the verdict again now that QEMU has exited: the first read may have caught the line
+    # while the serial console was still writing it (a truncated GUEST_RESULT).
+    [ -z "$GUEST_RESULT" ] || GUEST_RESULT=$(guest_verdict "$_gn")
     echo "==== GUEST CONSOLE $_gn BEGIN"
     tr -d '\r' < "$_gc"
     echo "==== GUEST CONSOLE $_gn END"
