@@ -29,7 +29,10 @@ input_evdev() {
     # The evdev nodes of every input device whose name contains $match ($ndev of them).
     n=0; nodes=""
     while :; do
-        nodes=$(awk -v m="$match" '/^N: Name=/ { f = index($0, m) > 0 } f && /^H: Handlers=/ { for (i = 2; i <= NF; i++) if ($i ~ /^event/) print $i } /^$/ { f = 0 }' /proc/bus/input/devices)
+        nodes=""
+        for e in /sys/class/input/event*; do
+            case "$(cat "$e/device/name" 2>/dev/null)" in *"$match"*) nodes="$nodes ${e##*/}" ;; esac
+        done
         [ "$(echo $nodes | wc -w)" -ge "$ndev" ] && break
         n=$((n + 1)); [ $n -le 300 ] || die "$(echo $nodes | wc -w) of $ndev input devices named *$match* 30 s after boot: $(grep '^N:' /proc/bus/input/devices | tr '\n' ' ') $(dmesg | grep -i vd_front | tail -3 | tr '\n' ' ')"
         sleep 0.1
