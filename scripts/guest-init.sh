@@ -188,6 +188,68 @@ probe_refused() {
     finish PASS "vd_front refused all $total ivshmem devices (${summary# }), no /dev/vdb*, rmmod ok"
 }
 
+# input_read: issue 13 (88-guest-input-fake): vd_front's input side against `vd-itest
+# fake-ivshmem`'s input layouts. Finds the evdev device vd-input, reads one round of the fake's
+# events (scripts/guest-input.sh's input_round: "input ready 1", then everything up to the end
+# marker, summarised) and unloads vd_front. With vd.input_mode=broken the fake then breaks the
+# ring ("input ready 2"): vd_front must log it once; then the fake publishes valid events and
+# interrupts again ("input ready 3"): the interrupt runs (counted in /proc/interrupts) and the
+# device reports nothing; vd_front still unloads.
+vd_irqs() { awk '/ vd_front$/ { s = 0; for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) s += $i; print s; exit }' /proc/interrupts; }
+input_read() {
+    . /guest-input.sh
+    mode=normal
+    for a in $(cat /proc/cmdline); do case "$a" in vd.input_mode=*) mode=${a#vd.input_mode=} ;; esac; done
+    [ -f /lib/modules/vd_front.ko ] || die "vd_front.ko is not in the guest initramfs (driver not built)"
+    insmod /lib/modules/vd_front.ko || die "insmod vd_front.ko failed: $(dmesg | tail -3 | tr '\n' ' ')"
+    n=0; node=""
+    while [ -z "$node" ]; do
+        node=$(awk '/^N: Name="vd-input"/ { f = 1 } f && /^H: Handlers=/ { for (i = 2; i <= NF; i++) if ($i ~ /^event/) { print $i; exit } } /^$/ { f = 0 }' /proc/bus/input/devices)
+        [ -n "$node" ] && break
+        n=$((n + 1)); [ $n -le 300 ] || die "no vd-input device 30 s after insmod vd_front: $(dmesg | grep -i vd_front | tail -3 | tr '\n' ' ')"
+        sleep 0.1
+    done
+    dev=/dev/input/$node
+    [ -c "$dev" ] || die "$dev is not a character device"
+    phys=$(awk '/^N: Name="vd-input"/ { f = 1 } f && /^P: Phys=/ { sub(/^P: Phys=/, ""); print; exit }' /proc/bus/input/devices)
+    input_round 1
+    detail="$dev ($phys): round1: $sum;"
+    if [ "$mode" = broken ]; then
+        broke='vd-input: the host broke the ring ('
+        cat "$dev" > /tmp/ev.after &
+        apid=$!
+        echo "VDGUEST-INFO input ready 2 $dev"
+        n=0
+        until dmesg | grep -q "$broke"; do
+            n=$((n + 1)); [ $n -le 600 ] || die "no broken-ring log line 60 s after the host broke the ring: $(dmesg | grep vd | tail -3 | tr '\n' ' ')"
+            sleep 0.1
+        done
+        step "broken ring logged: $(dmesg | grep "$broke")"
+        i0=$(vd_irqs)
+        [ -n "$i0" ] || die "no vd_front line in /proc/interrupts"
+        echo "VDGUEST-INFO input ready 3 $dev"
+        n=0
+        while [ "$(vd_irqs)" -le "$i0" ]; do
+            n=$((n + 1)); [ $n -le 600 ] || die "the host's interrupt after the break never came ($i0 interrupts)"
+            sleep 0.1
+        done
+        # The handler has run (one CPU: before this shell); give the reader a moment to copy
+        # out anything evdev had queued (the host also checks that rsp_cons did not move).
+        sleep 1
+        kill $apid
+        after=$(($(wc -c < /tmp/ev.after) / 24))
+        [ "$after" = 0 ] || die "vd-input reported $after events after the ring broke"
+        logs=$(dmesg | grep -c "$broke")
+        [ "$logs" = 1 ] || die "the broken ring was logged $logs times, want once"
+        why=$(dmesg | grep "$broke" | sed 's/.*the host broke the ring (//; s/): no more input.*//')
+        detail="$detail broken ($why): logged once, interrupts $i0 -> $(vd_irqs), 0 events after the break;"
+    fi
+    rmmod vd_front || die "rmmod vd_front failed"
+    grep -q '^vd_front ' /proc/modules && die "vd_front still loaded after rmmod"
+    grep -q 'Name="vd-input"' /proc/bus/input/devices && die "vd-input still listed after rmmod"
+    finish PASS "$detail rmmod ok"
+}
+
 case "$scenario" in
     probe-refused) probe_refused ;; # issue 12 bad geometry (87-guest-bad): nothing binds
     boot)
@@ -226,6 +288,8 @@ case "$scenario" in
         [ "$got" = "$want" ] || die "first 4 MiB of $disk: md5 $got, pattern $want"
         finish PASS "pattern read back from $disk after a restart (md5 $want)" ;;
     bench-blk) tools; . /guest-bench.sh ;; # make bench's 94-bench-guest-blk (scripts/guest-bench.sh)
+    input-evdev) . /guest-input.sh; input_evdev ;; # issue 13 (82-guest-input): scripts/guest-input.sh
+    input-read) input_read ;; # issue 13 (88-guest-input-fake): vd_front's input side, fake host
     corrupt-eio) # issue 12 hostile guest (84-guest-hostile): vd_front's debug knob garbles the ring
         disk=${disk:-/dev/vdb0}; vd_disk
         mount -t debugfs none /sys/kernel/debug 2>/dev/null

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 //! The pure part of the frontend: what the host's geometry line says, whether the guest accepts
-//! it, and how the data area is divided among the block layer's tags. No I/O, no allocation:
-//! KUnit tests it below.
+//! it (a block ring, [`validate`], or an input event ring, [`validate_input`]; [`validate_kind`]
+//! picks by the line's device kind), and how the data area is divided among the block layer's
+//! tags. No I/O, no allocation: KUnit tests it below.
 
 use crate::ring::{self, dev_kind, Geometry, RingMem, RING_PAGE};
 
@@ -69,7 +70,7 @@ pub(crate) enum GeomError {
     /// The data area is missing, too small, misaligned, overlaps the ring or lies outside the
     /// mapped BAR.
     DataArea,
-    /// Not a block device channel.
+    /// Neither a block nor an input channel.
     Kind,
 }
 
@@ -83,7 +84,7 @@ impl GeomError {
             Self::Arrays => "arrays not at the vd-ring offsets",
             Self::RingTooBig => "ring larger than BAR2",
             Self::DataArea => "bad data area",
-            Self::Kind => "device kind is not BLOCK",
+            Self::Kind => "device kind is not BLOCK or INPUT",
         }
     }
 }
@@ -189,6 +190,85 @@ pub(crate) fn validate(g: &GeomLine, map_len: usize) -> Result<FrontGeometry, Ge
         depth,
         doorbell: g.doorbell,
     })
+}
+
+/// An input event ring the driver accepted (SPEC-13): only the response half is used, each
+/// slot a 16-byte response header and one 16-byte event.
+///
+/// # Invariants
+///
+/// The ring (`ring.total_bytes()`) lies in the mapped BAR and its slots hold at least
+/// [`INPUT_SLOT`] bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct InputGeometry {
+    ring: Geometry,
+    doorbell: u32,
+}
+
+/// Bytes of an input ring slot that carry something: the response header and one event
+/// (`vdi_event`: `time_ns: u64, ty: u16, code: u16, value: i32`).
+pub(crate) const INPUT_SLOT: usize = ring::RSP_HDR + INPUT_EVENT_LEN;
+/// Bytes of one event in an input ring slot (the response's `len`).
+pub(crate) const INPUT_EVENT_LEN: usize = 16;
+
+impl InputGeometry {
+    /// The ring's geometry.
+    pub(crate) const fn ring(&self) -> Geometry {
+        self.ring
+    }
+    /// The doorbell value (written to BAR0 offset 12).
+    pub(crate) const fn doorbell(&self) -> u32 {
+        self.doorbell
+    }
+}
+
+/// What a geometry line describes, validated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FrontKind {
+    /// A block ring with its data area ([`validate`]).
+    Block(FrontGeometry),
+    /// An input event ring ([`validate_input`]).
+    Input(InputGeometry),
+}
+
+/// Validates an input event ring's geometry line against a mapping of `map_len` bytes: magic,
+/// version, a valid ring geometry at the vd-ring offsets that fits, slots of at least
+/// [`INPUT_SLOT`] bytes, device kind INPUT. The data-area fields are not used.
+pub(crate) fn validate_input(g: &GeomLine, map_len: usize) -> Result<InputGeometry, GeomError> {
+    if g.magic != ring::RING_MAGIC {
+        return Err(GeomError::Magic);
+    }
+    if g.version != ring::RING_VERSION {
+        return Err(GeomError::Version);
+    }
+    let geo = Geometry::new(g.entries, g.entry_size).map_err(|_| GeomError::Slots)?;
+    if (g.entry_size as usize) < INPUT_SLOT {
+        return Err(GeomError::Slots);
+    }
+    if g.req_array as usize != geo.req_array() || g.rsp_array as usize != geo.rsp_array() {
+        return Err(GeomError::Arrays);
+    }
+    if geo.total_bytes() > map_len {
+        return Err(GeomError::RingTooBig);
+    }
+    if g.dev_kind != dev_kind::INPUT {
+        return Err(GeomError::Kind);
+    }
+    // INVARIANT: the ring fits the mapping and its slots hold `INPUT_SLOT` bytes (checked).
+    Ok(InputGeometry {
+        ring: geo,
+        doorbell: g.doorbell,
+    })
+}
+
+/// Validates a geometry line as what its device kind says: INPUT rings with [`validate_input`],
+/// everything else with [`validate`] (which refuses kinds other than BLOCK).
+pub(crate) fn validate_kind(g: &GeomLine, map_len: usize) -> Result<FrontKind, GeomError> {
+    if g.magic == ring::RING_MAGIC && g.dev_kind == dev_kind::INPUT {
+        validate_input(g, map_len).map(FrontKind::Input)
+    } else {
+        validate(g, map_len).map(FrontKind::Block)
+    }
 }
 
 impl FrontGeometry {
@@ -357,5 +437,52 @@ mod tests {
         // A ring larger than the mapping.
         let (g, _) = line(4096, 256, 4096);
         assert_eq!(validate(&g, 1 << 20), Err(GeomError::RingTooBig));
+    }
+
+    /// What `VDI_IOC_VM_CREATE_SHM` writes: `entries` x 32-byte slots, no data area, kind INPUT.
+    fn input_line(entries: u32) -> (GeomLine, usize) {
+        let (mut g, _) = line(entries, 32, 0);
+        let total = g.data_off as usize;
+        g.dev_kind = dev_kind::INPUT;
+        g.doorbell = 7;
+        (g, total.next_power_of_two())
+    }
+
+    #[test]
+    fn input_rings_are_accepted_by_kind() {
+        let (g, total) = input_line(256);
+        let f = validate_input(&g, total).unwrap();
+        assert_eq!(
+            (f.ring().entries(), f.ring().entry_size(), f.doorbell()),
+            (256, 32, 7)
+        );
+        assert_eq!(validate_kind(&g, total), Ok(FrontKind::Input(f)));
+        // A block line still goes to `validate`.
+        let (b, btotal) = line(64, 64, 8 << 20);
+        assert!(matches!(validate_kind(&b, btotal), Ok(FrontKind::Block(_))));
+        let (g, total) = input_line(8);
+        assert!(validate_input(&g, total).is_ok());
+    }
+
+    #[test]
+    fn validate_input_refuses_bad_lines() {
+        let (good, total) = input_line(64);
+        let bad = |f: &dyn Fn(&mut GeomLine)| {
+            let mut g = good;
+            f(&mut g);
+            validate_input(&g, total)
+        };
+        assert_eq!(bad(&|g| g.magic = 0), Err(GeomError::Magic));
+        assert_eq!(bad(&|g| g.version = 9), Err(GeomError::Version));
+        assert_eq!(bad(&|g| g.entries = 0), Err(GeomError::Slots));
+        assert_eq!(bad(&|g| g.entries = 100), Err(GeomError::Slots));
+        assert_eq!(bad(&|g| g.entry_size = 16), Err(GeomError::Slots));
+        assert_eq!(bad(&|g| g.rsp_array = 0), Err(GeomError::Arrays));
+        assert_eq!(bad(&|g| g.dev_kind = dev_kind::BLOCK), Err(GeomError::Kind));
+        assert_eq!(validate_input(&good, 4096), Err(GeomError::RingTooBig));
+        // Kind NONE is refused as before (87-guest-bad's `kind` layout).
+        let (mut n, _) = line(64, 64, 1 << 20);
+        n.dev_kind = dev_kind::NONE;
+        assert_eq!(validate_kind(&n, 2 << 20), Err(GeomError::Kind));
     }
 }

@@ -5,6 +5,8 @@
 //! (the kernel-side edges, where the project's `unsafe` lives). A piece names what it needs
 //! as a sibling here (`super::ring`, `super::uapi`, `super::shmem`).
 
+#[path = "../../rust/vd/inputdev.rs"]
+pub(crate) mod inputdev;
 #[path = "../../rust/vd/knob.rs"]
 pub(crate) mod knob;
 #[path = "../../rust/vd/memremap.rs"]

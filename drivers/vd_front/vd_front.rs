@@ -25,6 +25,11 @@
 //! 5 s: `ETIMEDOUT` if the host does not answer), add the disk. Unbind: remove the disk (a
 //! healthy host gets the final flush), fail what is still in flight, free the vector, unmap.
 //!
+//! A device whose ring says `dev_kind::INPUT` (the host's `vd_input_irq` event ring, SPEC-13)
+//! becomes the evdev input device "vd-input" instead (`input.rs`): MSI-X vector 0 reports the
+//! host's events with `input_event`, the doorbell tells the host there is room again. Unbind
+//! stops the handler, then unregisters the input device.
+//!
 //! Debug knob for the hostile-ring test, root only: `/sys/kernel/debug/vd_front/corrupt`.
 //! Writing `1` makes the next request queued on a vd_front disk corrupt the ring instead of
 //! publishing it: the next request slot's length becomes `0xfffffff0` and the shared `req_prod`
@@ -37,15 +42,18 @@ use vd::ring;
 
 mod disk;
 mod geometry;
+mod input;
 
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use disk::{IrqHandler, Shared, VdBlk, BAR0_LEN, CORRUPT};
-use geometry::{capacity_sectors, validate, GeomLine, MAX_MAP};
+use geometry::{capacity_sectors, validate_kind, FrontKind, GeomLine, InputGeometry, MAX_MAP};
+use input::InputShared;
 use kernel::block::mq::{gen_disk::GenDisk, gen_disk::GenDiskBuilder, TagSet};
 use kernel::device::Core;
 use kernel::new_mutex;
 use kernel::pci;
 use kernel::prelude::*;
+use kernel::str::CString;
 use kernel::sync::{Arc, Mutex};
 use vd::knob::BoolKnob;
 use vd::memremap::Memremap;
@@ -57,9 +65,22 @@ static NEXT_INDEX: AtomicU32 = AtomicU32::new(0);
 /// The PCI driver.
 struct VdFront;
 
-/// One bound ivshmem device. Fields drop in order: the disk (if unbind left it), the interrupt,
+/// One bound ivshmem device: a disk or an input device.
+enum DeviceData<'bound> {
+    Block(BlockData<'bound>),
+    Input(InputData<'bound>),
+}
+
+/// A bound vd input device. Fields drop in order: the interrupt (freed), then the shared state
+/// (the input device was unregistered by `unbind`; if not, it goes with the last reference).
+struct InputData<'bound> {
+    irq: Pin<KBox<MsixIrq<'bound, input::IrqHandler>>>,
+    shared: Arc<InputShared>,
+}
+
+/// A bound vd disk. Fields drop in order: the disk (if unbind left it), the interrupt,
 /// then the shared state with the mappings.
-struct DeviceData<'bound> {
+struct BlockData<'bound> {
     /// The disk; taken and removed by `unbind`.
     disk: Pin<KBox<Mutex<Option<Disk>>>>,
     irq: Pin<KBox<MsixIrq<'bound, IrqHandler>>>,
@@ -98,10 +119,14 @@ impl VdFront {
             dev_err!(pdev, "cannot map BAR2: {:?}\n", e);
         })?;
         let line = GeomLine::read(&mem);
-        let geo = validate(&line, mem.len()).map_err(|e| {
-            dev_err!(pdev, "not a vd disk: {}\n", e.name());
-            ENODEV
-        })?;
+        let geo = match validate_kind(&line, mem.len()) {
+            Ok(FrontKind::Block(geo)) => geo,
+            Ok(FrontKind::Input(geo)) => return Self::setup_input(pdev, bar0, mem, geo),
+            Err(e) => {
+                dev_err!(pdev, "not a vd disk: {}\n", e.name());
+                return Err(ENODEV);
+            }
+        };
         let index = NEXT_INDEX.fetch_add(1, Relaxed);
         let shared = Shared::new(mem, geo, bar0, index).inspect_err(|_| {
             dev_err!(pdev, "the ring changed under the probe\n");
@@ -123,7 +148,46 @@ impl VdFront {
         })?;
         // Last: nothing fails after this, so `unbind` always stops it.
         shared.start_watchdog();
-        Ok(DeviceData { disk, irq, shared })
+        Ok(DeviceData::Block(BlockData { disk, irq, shared }))
+    }
+
+    /// The input side: the evdev device, then the interrupt, then the first pass (which arms
+    /// it).
+    fn setup_input<'bound>(
+        pdev: &'bound pci::Device<Core<'_>>,
+        bar0: kernel::pci::DevresBar<BAR0_LEN>,
+        mem: Memremap,
+        geo: InputGeometry,
+    ) -> Result<DeviceData<'bound>> {
+        let parent: &kernel::device::Device = pdev.as_ref();
+        let phys = CString::try_from_fmt(fmt!("vd/ivshmem-{}", parent.name()))?;
+        let shared = InputShared::new(mem, geo, bar0, parent, &phys).inspect_err(|e| {
+            dev_err!(pdev, "cannot register the input device: {:?}\n", e);
+        })?;
+        let handler = input::IrqHandler {
+            shared: shared.clone(),
+        };
+        // SAFETY: the registration goes into `DeviceData`, which the driver core drops when the
+        // device is unbound; it is never leaked.
+        let irq = KBox::pin_init(
+            unsafe { MsixIrq::new(pdev, c"vd_front", handler)? },
+            GFP_KERNEL,
+        )
+        .inspect_err(|e| {
+            dev_err!(pdev, "no MSI-X vector: {:?}\n", e);
+            shared.stop();
+            shared.shut_down();
+        })?;
+        shared.start();
+        dev_info!(
+            pdev,
+            "{}: input ring {} x {} bytes, doorbell {:#x}\n",
+            input::NAME,
+            geo.ring().entries(),
+            geo.ring().entry_size(),
+            geo.doorbell()
+        );
+        Ok(DeviceData::Input(InputData { irq, shared }))
     }
 
     /// Handshake, part two, and the disk: the size query, then `vdbN`.
@@ -174,6 +238,16 @@ impl pci::Driver for VdFront {
     }
 
     fn unbind<'bound>(_pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
+        let this = match this.get_ref() {
+            DeviceData::Block(b) => b,
+            DeviceData::Input(i) => {
+                // Handler first: once it is quiet, nothing reports into the device any more.
+                i.shared.stop();
+                i.irq.synchronize();
+                i.shared.shut_down();
+                return;
+            }
+        };
         // Removing the disk first lets a healthy host serve the last flush; a broken disk fails
         // it at once.
         // A dead host cannot hang this: the watchdog, still running, fails late requests.
@@ -211,6 +285,6 @@ module! {
     type: VdFrontModule,
     name: "vd_front",
     authors: ["vd project"],
-    description: "vd guest block driver over QEMU ivshmem-doorbell (vd ring in BAR2)",
+    description: "vd guest block and input driver over QEMU ivshmem-doorbell (vd ring in BAR2)",
     license: "GPL",
 }

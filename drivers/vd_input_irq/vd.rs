@@ -26,6 +26,8 @@ pub(crate) mod ratelimit;
 pub(crate) mod ring;
 #[path = "../../rust/vd/shmem.rs"]
 pub(crate) mod shmem;
+#[path = "../../rust/vd/task.rs"]
+pub(crate) mod task;
 #[path = "../../rust/vd/time.rs"]
 pub(crate) mod time;
 

@@ -25,11 +25,12 @@ mod route;
 mod vm;
 
 use kernel::{
-    fs::File,
+    fs::{file::FileDescriptorReservation, File},
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     mm::virt::VmaNew,
     prelude::*,
-    sync::{Arc, Mutex},
+    sync::{aref::ARef, Arc, Mutex},
+    task::Task,
     transmute::{AsBytes, FromBytes},
     uaccess::{UserPtr, UserSlice},
 };
@@ -40,6 +41,7 @@ use vd::eventfd::EventFd;
 use vd::eventfd::KickWaiter;
 use vd::input::InputHandler;
 use vd::preempt::ThreadHook;
+use vd::task::AsThread;
 use vm::{Doorbell, VmSink};
 
 module! {
@@ -57,7 +59,8 @@ static OPEN: OpenCount = OpenCount::new();
 const MAX_VCPUS: usize = 64;
 const MAX_ROUTES: usize = 32;
 
-const FEATURES: u64 = VDI_FEAT_ROUTE | VDI_FEAT_SCHED | VDI_FEAT_GRAB;
+const FEATURES: u64 =
+    VDI_FEAT_ROUTE | VDI_FEAT_SCHED | VDI_FEAT_GRAB | VDI_FEAT_ATTACH | VDI_FEAT_SHM;
 
 /// Field order is drop order: the device first (no new files; open files pin the module), then
 /// the input handler (disconnects every device), then the router.
@@ -106,7 +109,14 @@ macro_rules! pod {
         unsafe impl AsBytes for $t {}
     )*};
 }
-pod!(VdiVmCreate, VdiRoute, VdiStats, VdiDevice);
+pod!(
+    VdiVmCreate,
+    VdiVmCreateShm,
+    VdiRoute,
+    VdiStats,
+    VdiDevice,
+    VdiVcpuAttach
+);
 
 fn read<T: FromBytes>(arg: usize) -> Result<T> {
     UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
@@ -134,8 +144,10 @@ struct FileInner {
     sink: Option<Arc<VmSink>>,
     /// The guest's doorbell, once bound.
     doorbell: Option<Arc<KickWaiter<Doorbell>>>,
-    /// Its registered vCPU threads.
+    /// Its followed vCPU threads (registered themselves, or attached and hooked).
     hooks: KVec<ThreadHook<VmSink>>,
+    /// Threads attached by TID that have not hooked themselves yet (their task work is queued).
+    asked: KVec<ARef<Task>>,
 }
 
 /// One open file: a VMM (VM sink) or an administrator.
@@ -155,24 +167,58 @@ impl VmFile {
         if c.flags != 0 {
             return Err(EINVAL);
         }
+        self.has_no_vm()?;
+        let call = Self::call_fd(c.call_fd)?;
+        let sink = Arc::pin_init(VmSink::new(c.vm_id, c.entries, call)?, GFP_KERNEL)?;
+        c.mmap_size = sink.mem.len() as u64;
+        self.install(sink)
+    }
+
+    /// `VDI_IOC_VM_CREATE_SHM`: as [`Self::create`], the ring in a new shmem file (returned).
+    fn create_shm(&self, c: &mut VdiVmCreateShm) -> Result<ARef<File>> {
+        if c.flags != 0 {
+            return Err(EINVAL);
+        }
+        self.has_no_vm()?;
+        let call = Self::call_fd(c.call_fd)?;
+        let (init, file, size) = VmSink::new_shm(c.vm_id, c.entries, call, c.doorbell)?;
+        let sink = Arc::pin_init(init, GFP_KERNEL)?;
+        c.size = size as u64;
+        self.install(sink)?;
+        Ok(file)
+    }
+
+    /// `EEXIST` when this file is a VM already (checked before the arguments; [`Self::install`]
+    /// checks again under the lock).
+    fn has_no_vm(&self) -> Result {
+        if self.inner.lock().sink.is_some() {
+            return Err(EEXIST);
+        }
+        Ok(())
+    }
+
+    fn call_fd(fd: i32) -> Result<Option<EventFd>> {
+        Ok(if fd >= 0 {
+            Some(EventFd::from_fd(fd)?)
+        } else {
+            None
+        })
+    }
+
+    /// Makes `sink` this file's VM and lists it on the host (`EEXIST`: the file has a VM, or
+    /// the id is taken).
+    fn install(&self, sink: Arc<VmSink>) -> Result {
         let mut inner = self.inner.lock();
         if inner.sink.is_some() {
             return Err(EEXIST);
         }
-        let call = if c.call_fd >= 0 {
-            Some(EventFd::from_fd(c.call_fd)?)
-        } else {
-            None
-        };
-        let sink = Arc::pin_init(VmSink::new(c.vm_id, c.entries, call)?, GFP_KERNEL)?;
         {
             let mut ctl = router().ctl.lock();
-            if ctl.vm(c.vm_id).is_some() {
+            if ctl.vm(sink.vm_id).is_some() {
                 return Err(EEXIST);
             }
             ctl.vms.push(sink.clone(), GFP_ATOMIC)?;
         }
-        c.mmap_size = sink.mem.len() as u64;
         inner.sink = Some(sink);
         Ok(())
     }
@@ -182,7 +228,7 @@ impl VmFile {
     fn uncreate(&self) {
         let sink = {
             let mut inner = self.inner.lock();
-            if !inner.hooks.is_empty() || inner.doorbell.is_some() {
+            if !inner.hooks.is_empty() || !inner.asked.is_empty() || inner.doorbell.is_some() {
                 return;
             }
             inner.sink.take()
@@ -198,9 +244,14 @@ impl VmFile {
         if inner.hooks.iter().any(|h| h.is_current()) {
             return Err(EEXIST);
         }
-        if inner.hooks.len() >= MAX_VCPUS {
+        if inner.hooks.len() + inner.asked.len() >= MAX_VCPUS {
             return Err(ENOSPC);
         }
+        Self::hook_current(&mut inner, &sink)
+    }
+
+    /// Follows the calling thread as a vCPU of `sink` (not followed yet, room checked).
+    fn hook_current(inner: &mut FileInner, sink: &Arc<VmSink>) -> Result {
         inner.hooks.reserve(1, GFP_KERNEL)?;
         let hook = router().hooks.register_current(sink.clone())?;
         // Cannot fail (reserved above); if it did, the hook would be retired, not dropped.
@@ -211,6 +262,83 @@ impl VmFile {
             return Err(ENOMEM);
         }
         sink.vcpu_added();
+        Ok(())
+    }
+
+    /// `VDI_IOC_VCPU_ATTACH`: asks thread `tid` to hook itself (see [`Attach`]).
+    fn vcpu_attach(&self, file: &File, a: &VdiVcpuAttach) -> Result {
+        if a.flags != 0 {
+            return Err(EINVAL);
+        }
+        let mut inner = self.inner.lock();
+        let sink = inner.sink.clone().ok_or(ENOENT)?;
+        let task = vd::task::user_thread(a.tid)?;
+        if !vd::task::may_ptrace(&task) {
+            crate::vd_warn_ratelimited!(
+                "vd_input: vm {}: may not attach thread {}: no ptrace access\n",
+                sink.vm_id,
+                a.tid
+            );
+            return Err(EPERM);
+        }
+        let followed = inner.hooks.iter().any(|h| h.is_task(&task))
+            || inner
+                .asked
+                .iter()
+                .any(|t| core::ptr::eq(t.as_ptr(), task.as_ptr()));
+        if followed {
+            return Err(EEXIST);
+        }
+        if inner.hooks.len() + inner.asked.len() >= MAX_VCPUS {
+            return Err(ENOSPC);
+        }
+        inner.asked.push(task.clone(), GFP_KERNEL)?;
+        let work = Attach {
+            vm: core::ptr::from_ref(self),
+            sink,
+            task: task.clone(),
+            file: ARef::from(file),
+        };
+        if let Err((e, work)) = vd::task::run_as(&task, work) {
+            inner
+                .asked
+                .retain(|t| !core::ptr::eq(t.as_ptr(), task.as_ptr()));
+            drop(inner);
+            drop(work);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// `VDI_IOC_VCPU_DETACH`: stops following thread `tid` (attached, asked, or registered).
+    fn vcpu_detach(&self, a: &VdiVcpuAttach) -> Result {
+        if a.flags != 0 {
+            return Err(EINVAL);
+        }
+        let mut inner = self.inner.lock();
+        let sink = inner.sink.clone().ok_or(ENOENT)?;
+        let task = vd::task::user_thread(a.tid).map_err(|_| ENOENT)?;
+        let asked = inner.asked.len();
+        inner
+            .asked
+            .retain(|t| !core::ptr::eq(t.as_ptr(), task.as_ptr()));
+        if inner.asked.len() != asked {
+            // Its task work finds it no longer asked and does nothing.
+            return Ok(());
+        }
+        let i = inner
+            .hooks
+            .iter()
+            .position(|h| h.is_task(&task))
+            .ok_or(ENOENT)?;
+        let hook = inner.hooks.remove(i)?;
+        let state = hook.state();
+        if let Err(h) = router().hooks.unregister_current(hook) {
+            // Another thread: its hook is retired (it no longer calls the sink) and freed with
+            // the thread. It holds a module reference meanwhile.
+            router().hooks.bury(h);
+        }
+        sink.vcpu_removed(state);
         Ok(())
     }
 
@@ -299,6 +427,57 @@ impl VmFile {
     }
 }
 
+/// A thread attached by TID, hooking itself: runs as that thread (a task work).
+struct Attach {
+    /// The file's `VmFile`, valid while `file` is referenced (it is freed by the file's release).
+    vm: *const VmFile,
+    /// The VM it was attached to (the file's VM could only change by being closed).
+    sink: Arc<VmSink>,
+    task: ARef<Task>,
+    file: ARef<File>,
+}
+
+// SAFETY: `vm` is only dereferenced while `file` keeps the `VmFile` alive, and `VmFile` is
+// `Sync` (a mutex and an atomic counter guard); the other fields are `Send`.
+unsafe impl Send for Attach {}
+
+impl AsThread for Attach {
+    fn run(self) {
+        // SAFETY: `file` is referenced, so its release (which frees the `VmFile`) has not run.
+        let vm = unsafe { &*self.vm };
+        let mut inner = vm.inner.lock();
+        let asked = inner.asked.len();
+        inner
+            .asked
+            .retain(|t| !core::ptr::eq(t.as_ptr(), self.task.as_ptr()));
+        if inner.asked.len() == asked {
+            // Detached before it ran.
+            return;
+        }
+        let same_vm = inner
+            .sink
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, &self.sink));
+        // SAFETY: reading the current task's own flags.
+        let exiting = unsafe { (*Task::current_raw()).flags } & kernel::bindings::PF_EXITING != 0;
+        if !same_vm || exiting || inner.hooks.iter().any(|h| h.is_current()) {
+            return;
+        }
+        if let Err(e) = VmFile::hook_current(&mut inner, &self.sink) {
+            crate::vd_warn_ratelimited!(
+                "vd_input: vm {}: thread {} could not hook itself ({:?})\n",
+                self.sink.vm_id,
+                self.task.pid(),
+                e
+            );
+        }
+    }
+
+    fn module_file(&self) -> &ARef<File> {
+        &self.file
+    }
+}
+
 /// Takes a VM off the host: its id is free again, the focus leaves it, no frame goes to it.
 fn remove_vm(r: &Router, sink: &Arc<VmSink>) {
     {
@@ -321,6 +500,7 @@ impl PinnedDrop for VmFile {
     fn drop(self: Pin<&mut Self>) {
         let (sink, hooks, doorbell) = {
             let mut inner = self.inner.lock();
+            // No task work is left (each holds a reference to this file): `asked` is empty.
             (
                 inner.sink.take(),
                 core::mem::take(&mut inner.hooks),
@@ -352,7 +532,12 @@ impl MiscDevice for VmFile {
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
         KBox::try_pin_init(
             try_pin_init!(VmFile {
-                inner <- kernel::new_mutex!(FileInner { sink: None, doorbell: None, hooks: KVec::new() }),
+                inner <- kernel::new_mutex!(FileInner {
+                    sink: None,
+                    doorbell: None,
+                    hooks: KVec::new(),
+                    asked: KVec::new(),
+                }),
                 _open: OPEN.enter(),
             }),
             GFP_KERNEL,
@@ -366,7 +551,7 @@ impl MiscDevice for VmFile {
         me.sink()?.mem.map(vma, 0, true)
     }
 
-    fn ioctl(me: Pin<&VmFile>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn ioctl(me: Pin<&VmFile>, file: &File, cmd: u32, arg: usize) -> Result<isize> {
         match cmd {
             VD_IOC_VERSION => {
                 let vms = router().ctl.lock().vms.len() as u32;
@@ -381,8 +566,25 @@ impl MiscDevice for VmFile {
                     return Err(e);
                 }
             }
+            VDI_IOC_VM_CREATE_SHM => {
+                let mut c: VdiVmCreateShm = read(arg)?;
+                // Reserved first: once the answer is copied out, installing cannot fail.
+                let fd = FileDescriptorReservation::get_unused_fd_flags(
+                    kernel::fs::file::flags::O_CLOEXEC,
+                )?;
+                c.fd = i32::try_from(fd.reserved_fd()).map_err(|_| EMFILE)?;
+                let shm = me.create_shm(&mut c)?;
+                if let Err(e) = write(arg, &c) {
+                    // The caller cannot learn the fd: the VM is not made.
+                    me.uncreate();
+                    return Err(e);
+                }
+                fd.fd_install(shm);
+            }
             VDI_IOC_VCPU_REGISTER => me.vcpu_register()?,
             VDI_IOC_VCPU_UNREGISTER => me.vcpu_unregister()?,
+            VDI_IOC_VCPU_ATTACH => me.vcpu_attach(file, &read::<VdiVcpuAttach>(arg)?)?,
+            VDI_IOC_VCPU_DETACH => me.vcpu_detach(&read::<VdiVcpuAttach>(arg)?)?,
             VDI_IOC_SET_RUNNING => match read::<u32>(arg)? {
                 v @ (0 | 1) => me.sink()?.set_running(v == 1),
                 _ => return Err(EINVAL),

@@ -3,7 +3,10 @@
 //! the VM cannot take an interrupt, and the notification eventfd.
 
 use crate::queue::{Event, EventQueue, QueueStats, EV_SYN};
-use crate::ring::{Backend, BackendState, Geometry, RingMem, OFF_REQ_EVENT, OFF_RSP_CONS};
+use crate::ring::{
+    Backend, BackendState, Geometry, RingMem, OFF_DATA_LEN, OFF_DATA_OFF, OFF_DEV_KIND,
+    OFF_DOORBELL, OFF_REQ_EVENT, OFF_RSP_CONS,
+};
 use crate::uapi::{VdiEvent, VdiStats, VDI_DELAY_BUCKETS, VDI_ENTRY_SIZE, VDI_QUEUE_EVENTS};
 use crate::vd::eventfd::EventFd;
 use crate::vd::eventfd::KickHandler;
@@ -11,7 +14,9 @@ use crate::vd::preempt::{SchedWatch, ThreadState};
 use crate::vd::shmem::SharedPages;
 use crate::vd::time::now_ns;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use kernel::fs::File;
 use kernel::prelude::*;
+use kernel::sync::aref::ARef;
 use kernel::sync::SpinLockIrq;
 
 /// Queue capacity in events.
@@ -73,18 +78,55 @@ fn bucket(delay_ns: u64) -> usize {
 }
 
 impl VmSink {
-    /// A sink with an `entries`-slot event ring.
+    /// A sink with an `entries`-slot event ring in the module's own pages.
     pub(crate) fn new(
         vm_id: u32,
         entries: u32,
         call: Option<EventFd>,
     ) -> Result<impl PinInit<Self, Error>> {
+        let geo = Self::geometry(vm_id, entries)?;
+        let mem = SharedPages::new(geo.total_bytes())?;
+        crate::ring::init_ring(&mem, geo, 1);
+        Self::with_ring(vm_id, geo, mem, call)
+    }
+
+    /// A sink whose event ring lives in a new shmem file (for `ivshmem-doorbell`): its
+    /// geometry line says `dev_kind::INPUT` and carries `doorbell` for the guest. Returns the
+    /// file and its size (a power of two) with the sink.
+    pub(crate) fn new_shm(
+        vm_id: u32,
+        entries: u32,
+        call: Option<EventFd>,
+        doorbell: u32,
+    ) -> Result<(impl PinInit<Self, Error>, ARef<File>, usize)> {
+        let geo = Self::geometry(vm_id, entries)?;
+        let page = kernel::page::PAGE_SIZE;
+        let used = geo.total_bytes().div_ceil(page) * page;
+        let size = used.checked_next_power_of_two().ok_or(EINVAL)?;
+        let (mem, file) = SharedPages::new_shmem(c"vd_input", used, size)?;
+        // The geometry line's extra fields, before `init_ring` publishes the magic.
+        mem.store_u32(OFF_DATA_OFF, geo.total_bytes() as u32);
+        mem.store_u32(OFF_DATA_LEN, 0);
+        mem.store_u32(OFF_DEV_KIND, crate::ring::dev_kind::INPUT);
+        mem.store_u32(OFF_DOORBELL, doorbell);
+        crate::ring::init_ring(&mem, geo, 1);
+        Ok((Self::with_ring(vm_id, geo, mem, call)?, file, size))
+    }
+
+    fn geometry(vm_id: u32, entries: u32) -> Result<Geometry> {
         if vm_id == 0 || !(8..=4096).contains(&entries) {
             return Err(EINVAL);
         }
-        let geo = Geometry::new(entries, VDI_ENTRY_SIZE).map_err(|_| EINVAL)?;
-        let mem = SharedPages::new(geo.total_bytes())?;
-        crate::ring::init_ring(&mem, geo, 1);
+        Geometry::new(entries, VDI_ENTRY_SIZE).map_err(|_| EINVAL)
+    }
+
+    /// The sink over an initialised ring.
+    fn with_ring(
+        vm_id: u32,
+        geo: Geometry,
+        mem: SharedPages,
+        call: Option<EventFd>,
+    ) -> Result<impl PinInit<Self, Error>> {
         // No kick wanted until events wait for room.
         mem.store_u32(OFF_REQ_EVENT, NO_KICK);
         // In place: the queue is larger than a kernel stack frame may be.

@@ -179,6 +179,13 @@ impl<T: SchedWatch> ThreadHook<T> {
             .is_some_and(|i| core::ptr::eq(i.task.as_ptr(), Task::current_raw()))
     }
 
+    /// Whether the hook is on `task`.
+    pub(crate) fn is_task(&self, task: &Task) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|i| core::ptr::eq(i.task.as_ptr(), task.as_ptr()))
+    }
+
     /// The thread's state as last seen.
     pub(crate) fn state(&self) -> ThreadState {
         self.0.as_ref().map_or(ThreadState::Descheduled, |i| {

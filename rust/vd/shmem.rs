@@ -130,10 +130,6 @@ impl SharedPages {
     /// here. Returns the pages and a second reference to the file (for a file descriptor).
     /// The file's pages, and the memory of this value, are charged to the caller's memory
     /// cgroup.
-    #[allow(
-        dead_code,
-        reason = "vd_evtchn's `VDE_IOC_CREATE_SHM`; vd_input_irq uses own pages"
-    )]
     pub(crate) fn new_shmem(
         name: &'static CStr,
         bytes: usize,

@@ -3,3 +3,5 @@
 . ./lib.sh
 load vd_input_irq
 vd-itest input-bench --rounds ${VD_BENCH_ROUNDS:-1000} || fail "vd-itest input-bench"
+# The cost of following threads (preempt notifiers) for every context switch of the host.
+vd-itest input-switch-cost --samples ${VD_BENCH_SWITCH_SAMPLES:-15} || fail "vd-itest input-switch-cost"

@@ -99,6 +99,9 @@ wait_guest() {
         kill -9 "$_gpid" 2>/dev/null
     fi
     wait "$_gpid"; _grc=$?
+    # Read again now that QEMU is gone: the first read may have caught a long verdict line
+    # while the guest's serial port was still writing it.
+    GUEST_RESULT=$(guest_verdict "$_gn")
     echo "==== GUEST CONSOLE $_gn BEGIN"
     tr -d '\r' < "$_gc"
     echo "==== GUEST CONSOLE $_gn END"
@@ -130,6 +133,18 @@ start_server() {
     _GL_PIDS="$_GL_PIDS $SERVER_PID"
     echo "$SERVER_PID" > "/tmp/vd-$_sn.server.pid"
     wait_for "vd-ivshmem-server ($_sn, pid $SERVER_PID) listens on /tmp/vd-$_sn.sock" 20 server_listening "$_sn"
+}
+# start_input_server NAME VM [server args...]: vd-ivshmem-server --input VM on
+# /tmp/vd-NAME.sock (a guest's vd input device; `vd_disk_args NAME` connects a QEMU to it).
+start_input_server() {
+    _sn=$1; _sv=$2; shift 2
+    rm -f "/tmp/vd-$_sn.sock"
+    vd-ivshmem-server --socket "/tmp/vd-$_sn.sock" --input "$_sv" --json "$@" \
+        > "/tmp/vd-$_sn.server.out" 2> "/tmp/vd-$_sn.server.err" &
+    SERVER_PID=$!
+    _GL_PIDS="$_GL_PIDS $SERVER_PID"
+    echo "$SERVER_PID" > "/tmp/vd-$_sn.server.pid"
+    wait_for "vd-ivshmem-server --input $_sv ($_sn, pid $SERVER_PID) listens on /tmp/vd-$_sn.sock" 20 server_listening "$_sn"
 }
 server_pid() { cat "/tmp/vd-$1.server.pid"; }
 server_listening() {

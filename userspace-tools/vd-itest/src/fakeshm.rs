@@ -14,6 +14,12 @@
 //!   `GeomError::RingTooBig`.
 //! - `silent`: a valid block channel with a data area; nobody answers, so the driver's size
 //!   query times out (`ETIMEDOUT`).
+//!
+//! Input layouts (issue 13, 88-guest-input-fake; `fakeinput.rs`): an SPEC-13 event ring (kind
+//! INPUT) that the server itself produces into, one phase per SIGUSR1:
+//! - `input`: 200 frames through a 16-slot ring (wraps, kicks, interrupts by EVENT_IDX);
+//! - `input-broken`: 20 frames, then a broken `rsp_prod`, then valid events the guest must
+//!   ignore; `input-badlen`: the same with a slot whose length is 15.
 
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
@@ -57,16 +63,25 @@ pub enum Layout {
     Tiny,
     /// A valid block channel nobody serves.
     Silent,
+    /// An input event ring the server produces into.
+    Input,
+    /// An input event ring the server breaks after a few frames.
+    InputBroken,
+    /// An input event ring the server breaks with a bad slot length.
+    InputBadLen,
 }
 
 impl Layout {
     /// Every layout.
-    pub const ALL: [Layout; 5] = [
+    pub const ALL: [Layout; 8] = [
         Self::Zero,
         Self::DataBeyond,
         Self::Kind,
         Self::Tiny,
         Self::Silent,
+        Self::Input,
+        Self::InputBroken,
+        Self::InputBadLen,
     ];
 
     /// The name on the command line.
@@ -77,6 +92,9 @@ impl Layout {
             Self::Kind => "kind",
             Self::Tiny => "tiny",
             Self::Silent => "silent",
+            Self::Input => "input",
+            Self::InputBroken => "input-broken",
+            Self::InputBadLen => "input-badlen",
         }
     }
 
@@ -88,7 +106,15 @@ impl Layout {
             Self::Kind => Verdict::Refused(Defect::Kind),
             Self::Tiny => Verdict::Refused(Defect::RingTooBig),
             Self::Silent => Verdict::Accepted,
+            Self::Input | Self::InputBroken | Self::InputBadLen => Verdict::Input,
         }
+    }
+}
+
+impl Layout {
+    /// Whether the fake produces input events on it.
+    pub const fn is_input(self) -> bool {
+        matches!(self, Self::Input | Self::InputBroken | Self::InputBadLen)
     }
 }
 
@@ -137,6 +163,8 @@ impl Defect {
 pub enum Verdict {
     /// It accepts the geometry (and goes on to the size query).
     Accepted,
+    /// It makes the input device "vd-input".
+    Input,
     /// `not a vd disk: ...`, ENODEV.
     Refused(Defect),
 }
@@ -170,6 +198,9 @@ impl Page {
 
 /// The shared memory for `layout`.
 pub fn craft(layout: Layout) -> Crafted {
+    if layout.is_input() {
+        return craft_input();
+    }
     let geo = match Geometry::new(ENTRIES, SLOT) {
         Ok(g) => g,
         Err(_) => unreachable!("64 x 64 is a valid ring geometry"),
@@ -199,6 +230,24 @@ pub fn craft(layout: Layout) -> Crafted {
     }
     Crafted {
         size,
+        page: page.bytes(),
+    }
+}
+
+/// An SPEC-13 input event ring, as `VDI_IOC_VM_CREATE_SHM` makes it (the fake's smaller ring).
+fn craft_input() -> Crafted {
+    let geo = crate::fakeinput::geometry();
+    let total = geo.total_bytes();
+    let mut page = Page::new();
+    page.with(|m| {
+        m.store_u32(OFF_DATA_OFF, total as u32);
+        m.store_u32(OFF_DATA_LEN, 0);
+        m.store_u32(OFF_DEV_KIND, dev_kind::INPUT);
+        m.store_u32(OFF_DOORBELL, 0);
+        init_ring(m, geo, 1);
+    });
+    Crafted {
+        size: (total as u64).next_power_of_two().max(RING_PAGE as u64),
         page: page.bytes(),
     }
 }
@@ -296,7 +345,45 @@ fn serve(s: &UnixStream, id: u16, layout: Layout) -> Result<[OwnedFd; 3]> {
     Ok([shm, kick, call])
 }
 
-/// The subcommand: serves until SIGTERM/SIGINT.
+/// For an input layout, starts client `id`'s producer thread (`fakeinput::run`) on copies of
+/// its shared memory, kick and call eventfds; returns the sender of its goes.
+fn spawn_input(
+    id: u16,
+    layout: Layout,
+    fds: &[OwnedFd; 3],
+) -> Result<Option<std::sync::mpsc::Sender<()>>> {
+    if !layout.is_input() {
+        return Ok(None);
+    }
+    let [shm, kick, call] = fds;
+    let (shm, kick, call) = (shm.try_clone()?, kick.try_clone()?, call.try_clone()?);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(format!("fake-input-{id}"))
+        .spawn(move || {
+            crate::fakeinput::run(
+                id,
+                match layout {
+                    Layout::InputBroken => crate::fakeinput::Mode::BrokenProd,
+                    Layout::InputBadLen => crate::fakeinput::Mode::BrokenLen,
+                    _ => crate::fakeinput::Mode::Normal,
+                },
+                shm,
+                kick,
+                call,
+                rx,
+                |line| {
+                    use std::io::Write;
+                    let _ = writeln!(std::io::stdout().lock(), "{line}");
+                },
+            )
+        })
+        .context("spawn the producer thread")?;
+    Ok(Some(tx))
+}
+
+/// The subcommand: serves until SIGTERM/SIGINT; SIGUSR1 starts the next phase of every input
+/// client.
 pub fn run(socket: &Path, layouts: &[Layout], json: bool) -> Result<()> {
     if layouts.is_empty() {
         bail!("--layouts: give at least one layout");
@@ -304,6 +391,7 @@ pub fn run(socket: &Path, layouts: &[Layout], json: bool) -> Result<()> {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGTERM);
     mask.add(Signal::SIGINT);
+    mask.add(Signal::SIGUSR1);
     mask.thread_block()?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
     match std::fs::remove_file(socket) {
@@ -325,6 +413,8 @@ pub fn run(socket: &Path, layouts: &[Layout], json: bool) -> Result<()> {
     };
     emit(&Event::Listening { socket, layouts });
     let mut clients: Vec<Client> = vec![];
+    // The producer threads' goes (input layouts).
+    let mut gos: Vec<std::sync::mpsc::Sender<()>> = vec![];
     let mut served: u32 = 0;
     loop {
         let (stop, accept, gone) = {
@@ -350,6 +440,21 @@ pub fn run(socket: &Path, layouts: &[Layout], json: bool) -> Result<()> {
                 .collect();
             (ready(&fds[0]), ready(&fds[1]), gone)
         };
+        let mut stop = stop;
+        if stop {
+            // SIGUSR1: the next phase of every input client; SIGTERM/SIGINT: stop.
+            stop = false;
+            while let Ok(Some(si)) = sfd.read_signal() {
+                if si.ssi_signo == Signal::SIGUSR1 as u32 {
+                    // (A thread that finished its phases is gone: its send fails.)
+                    for go in &gos {
+                        let _ = go.send(());
+                    }
+                } else {
+                    stop = true;
+                }
+            }
+        }
         if stop {
             emit(&Event::Stopped {
                 connections: served,
@@ -387,7 +492,20 @@ pub fn run(socket: &Path, layouts: &[Layout], json: bool) -> Result<()> {
                 match serve(&s, id, layout) {
                     Ok(fds) => {
                         let c = craft(layout);
+                        match spawn_input(id, layout, &fds) {
+                            // Kept after the client leaves: its last phase reports the ring
+                            // after QEMU exited.
+                            Ok(go) => gos.extend(go),
+                            Err(e) => {
+                                emit(&Event::Refused {
+                                    client: id,
+                                    error: format!("{e:#}"),
+                                });
+                                continue;
+                            }
+                        }
                         let expect = match layout.expect() {
+                            Verdict::Input => "make the evdev device vd-input".to_string(),
                             Verdict::Accepted => "time out its size query".to_string(),
                             Verdict::Refused(d) => {
                                 format!("log 'not a vd disk: {}'", d.guest_log())

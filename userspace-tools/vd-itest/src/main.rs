@@ -4,6 +4,7 @@
 
 mod chan;
 mod evtchn;
+mod fakeinput;
 mod fakeshm;
 mod hostile;
 mod input;
@@ -205,6 +206,47 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// vd_input_irq: feeds a stock QEMU guest's vd input device (82-guest-input).
+    InputFeed {
+        /// The guest's VM id (`vd-ivshmem-server --input VM`).
+        #[arg(long)]
+        vm: u32,
+        /// Frames before the end marker.
+        #[arg(long, default_value_t = 300)]
+        frames: usize,
+        /// SIGSTOP this process (the guest's QEMU) for the burst, SIGCONT after.
+        #[arg(long)]
+        stop_pid: Option<u32>,
+        /// Pause the guest with QMP `stop` on this socket for the burst, `cont` after.
+        #[arg(long)]
+        qmp_pause: Option<std::path::PathBuf>,
+    },
+    /// The comparison path of 82-guest-input: uinput devices for QEMU's input-linux objects.
+    InputFeedVirtio {
+        /// Where to write the devices' evdev nodes (`KBD=...`, `TAB=...`).
+        #[arg(long)]
+        nodes: std::path::PathBuf,
+        /// Go files: round R starts when `<go>.R` exists.
+        #[arg(long)]
+        go: std::path::PathBuf,
+        /// File with the guest's QEMU pid (read for round 2).
+        #[arg(long)]
+        pid_file: std::path::PathBuf,
+        /// Frames of round 1.
+        #[arg(long, default_value_t = 300)]
+        frames: usize,
+    },
+    /// vd_input_irq: a VM sink whose ring is a shmem file (for `ivshmem-doorbell`).
+    InputShm,
+    /// vd_input_irq: what following threads (preempt notifiers) costs every context switch.
+    InputSwitchCost {
+        /// Samples per configuration (alternated).
+        #[arg(long, default_value_t = 15)]
+        samples: usize,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// vdd tests: fake QEMUs (QMP peers) until killed, one per NAME=SOCKET, commands logged.
     FakeQmp {
         #[arg(long = "vm", required = true)]
@@ -232,6 +274,8 @@ enum Cmd {
     /// an ivshmem-doorbell device on a vd-ivshmem-server socket, its BARs programmed, verified
     /// block I/O through the ring; then a normal quit, or SIGKILL with requests in flight.
     QtestGuest(qtestguest::Args),
+    /// A stock QEMU guest's vd input device driven through qtest (vd-ivshmem-server --input).
+    QtestInput(input::qtest::Args),
     /// vdd tests: VM `vm` waits for a VF and holds what it gets until killed.
     VddWaiter {
         #[arg(long)]
@@ -274,6 +318,20 @@ fn main() -> std::process::ExitCode {
         Cmd::InputUnload => input::unload(),
         Cmd::InputHold { name, vm } => input::hold(&name, vm),
         Cmd::InputBench { rounds, json } => input::bench(rounds, json),
+        Cmd::InputShm => input::shm(),
+        Cmd::InputFeedVirtio {
+            nodes,
+            go,
+            pid_file,
+            frames,
+        } => input::feed_virtio(&nodes, &go, &pid_file, frames),
+        Cmd::InputFeed {
+            vm,
+            frames,
+            stop_pid,
+            qmp_pause,
+        } => input::feed(vm, frames, stop_pid, qmp_pause.as_deref()),
+        Cmd::InputSwitchCost { samples, json } => input::switch_cost(samples, json),
         Cmd::SriovBasic { vf } => sriov::basic(&vf),
         Cmd::SriovUnpriv { vf } => sriov::unpriv(&vf),
         Cmd::SriovRace { vf, procs, rounds } => sriov::race(&vf, procs, rounds),
@@ -297,6 +355,7 @@ fn main() -> std::process::ExitCode {
             json,
         } => fakeshm::run(&socket, &layouts, json),
         Cmd::QtestGuest(a) => qtestguest::run(a),
+        Cmd::QtestInput(a) => input::qtest::run(a),
         Cmd::VddWaiter { vm } => vddtest::waiter(vm),
         Cmd::SendFrames { ifname, rate, secs } => vddtest::send_frames(&ifname, rate, secs),
         Cmd::SriovRate { vf } => sriov::rate(&vf),

@@ -64,12 +64,12 @@ const WAIT: Duration = Duration::from_secs(20);
 /// The ivshmem device's slot on bus 0.
 const SLOT: u32 = 4;
 /// BAR0 (256 bytes of registers) in q35's 32-bit PCI hole.
-const BAR0: u64 = 0xe000_0000;
+pub(crate) const BAR0: u64 = 0xe000_0000;
 /// BAR2 (the shared memory, a 64-bit BAR): above 4 GiB, aligned for any size up to this.
 const BAR2: u64 = 0x10_0000_0000;
 /// BAR0 registers.
 const IVPOSITION: u64 = 8;
-const DOORBELL: u64 = 12;
+pub(crate) const DOORBELL: u64 = 12;
 /// The size query's request id (above every data request's).
 const SIZE_ID: u64 = 1 << 40;
 /// Largest request of the kill batches.
@@ -80,7 +80,7 @@ const KILL_TRIES: u32 = 50;
 /// vd-ring's memory accessors over qtest commands on BAR2. The trait's accessors cannot fail:
 /// the first failure (QEMU gone, a bad answer) is kept, accesses after it do nothing and read 0,
 /// and [`Self::error`] hands it out.
-struct QtestMem {
+pub(crate) struct QtestMem {
     q: RefCell<Qtest>,
     base: u64,
     size: usize,
@@ -88,6 +88,14 @@ struct QtestMem {
 }
 
 impl QtestMem {
+    /// The qtest connection.
+    pub(crate) fn q(&self) -> std::cell::RefMut<'_, Qtest> {
+        self.q.borrow_mut()
+    }
+    /// Gives the qtest connection back (QEMU's process).
+    pub(crate) fn into_qtest(self) -> Qtest {
+        self.q.into_inner()
+    }
     fn run<T: Default>(&self, f: impl FnOnce(&mut Qtest) -> Result<T>) -> T {
         if self.err.borrow().is_some() {
             return T::default();
@@ -104,7 +112,7 @@ impl QtestMem {
         self.base + off as u64
     }
     /// The first failed access, if any.
-    fn error(&self) -> Result<()> {
+    pub(crate) fn error(&self) -> Result<()> {
         match self.err.borrow_mut().take() {
             Some(e) => Err(e.context("qtest access to the shared memory")),
             None => Ok(()),
@@ -234,11 +242,12 @@ impl Guest {
     }
 }
 
-/// Starts QEMU and programs the device: the guest, attached to the ring.
-fn setup(a: &Args) -> Result<Guest> {
-    let mut cmd = Qtest::command(&a.qemu);
+/// Starts QEMU with an `ivshmem-doorbell` device on `socket` and programs its BARs: BAR2 (the
+/// shared memory) as [`QtestMem`].
+pub(crate) fn map_device(qemu: &std::path::Path, socket: &std::path::Path) -> Result<QtestMem> {
+    let mut cmd = Qtest::command(qemu);
     cmd.arg("-chardev")
-        .arg(format!("socket,path={},id=vd0", a.socket.display()))
+        .arg(format!("socket,path={},id=vd0", socket.display()))
         .args([
             "-device",
             &format!("ivshmem-doorbell,chardev=vd0,vectors=1,addr={SLOT:#x}.0"),
@@ -268,12 +277,18 @@ fn setup(a: &Args) -> Result<Guest> {
     q.cfg_write(SLOT, 0x04, 0x2)?; // memory space on
     let pos = q.readl(BAR0 + IVPOSITION)?;
     println!("IVPosition (the id the server gave): {pos}");
-    let mem = QtestMem {
+    Ok(QtestMem {
         q: RefCell::new(q),
         base: BAR2,
         size: size as usize,
         err: RefCell::new(None),
-    };
+    })
+}
+
+/// Starts QEMU and programs the device: the guest, attached to the ring.
+fn setup(a: &Args) -> Result<Guest> {
+    let mem = map_device(&a.qemu, &a.socket)?;
+    let size = mem.size as u64;
     let fe = Frontend::attach(&mem);
     mem.error()?;
     let fe = fe.map_err(|e| anyhow::anyhow!("the vd geometry line: {e:?}"))?;

@@ -17,6 +17,7 @@
 //! the whole protocol against a fake QEMU on any machine.
 
 pub mod image;
+pub mod input;
 pub mod listen;
 pub mod proto;
 pub mod provider;

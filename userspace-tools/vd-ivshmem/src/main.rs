@@ -1,4 +1,5 @@
-//! `vd-ivshmem-server`: gives stock QEMU guests (`ivshmem-doorbell`) a vd_evtchn disk.
+//! `vd-ivshmem-server`: gives stock QEMU guests (`ivshmem-doorbell`) a vd_evtchn disk, or
+//! (`--input VM`) a vd_input_irq input device.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +20,11 @@ use vd_ivshmem::{
 /// reconnects). Each QEMU that connects gets its own channel on the image; the channel belongs
 /// to the guest: stopping, killing or restarting this server leaves running guests' disks
 /// working. SIGTERM/SIGINT stop it.
+///
+/// With `--input VM` (instead of `--image`) the device is VM's input instead: a vd_input_irq
+/// event ring in the shared memory, which the guest's vd_front makes an evdev device; host input
+/// devices reach it with `vdctl input route` and `vdctl input focus VM`. The server follows the
+/// QEMU's vCPU threads for the module and holds the VM while QEMU is connected.
 #[derive(Parser, Debug)]
 #[command(name = "vd-ivshmem-server", version, about, long_about)]
 struct Cli {
@@ -27,8 +33,17 @@ struct Cli {
     socket: PathBuf,
     /// Disk image: a regular file or a block device, opened read-write and locked while a
     /// guest uses it.
-    #[arg(long)]
-    image: PathBuf,
+    #[arg(long, required_unless_present = "input", conflicts_with = "input")]
+    image: Option<PathBuf>,
+    /// Serve VM's input (a VM id, not 0) instead of a disk.
+    #[arg(long, value_name = "VM")]
+    input: Option<u32>,
+    /// Input event ring entries (a power of two, 8..=4096).
+    #[arg(long, default_value_t = 256)]
+    input_entries: u32,
+    /// The vd_input_irq device (`--input`).
+    #[arg(long, default_value = vd_sys::input::DEVICE)]
+    input_device: PathBuf,
     /// Ring slots per direction (a power of two, 1..=4096).
     #[arg(long, default_value_t = 64)]
     entries: u32,
@@ -60,6 +75,27 @@ struct Cli {
     /// get a disk that never answers).
     #[arg(long, hide = true)]
     test_fake_channels: bool,
+}
+
+/// Logs an event (a warning if `bad`), and prints it as one JSON line with `--json`.
+fn report<E: serde::Serialize>(json: bool, e: &E, message: &str, bad: bool) {
+    if json {
+        // A closed stdout must not stop the server (println! would panic).
+        use std::io::Write;
+        match serde_json::to_string(e) {
+            Ok(s) => {
+                let _ = writeln!(std::io::stdout().lock(), "{s}");
+            }
+            Err(err) => tracing::error!("event to JSON: {err}"),
+        }
+    }
+    if bad {
+        tracing::warn!("{message}");
+    } else if json {
+        tracing::debug!("{message}");
+    } else {
+        tracing::info!("{message}");
+    }
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -117,9 +153,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     mask.add(Signal::SIGINT);
     mask.thread_block()?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+    let Some(image) = cli.image.clone() else {
+        let vm_id = cli.input.unwrap_or(0);
+        let cfg = vd_ivshmem::input::InputConfig {
+            socket: cli.socket.clone(),
+            mode: cli.mode,
+            gid,
+            vm_id,
+            entries: cli.input_entries,
+            device: cli.input_device.clone(),
+        };
+        let mut server = vd_ivshmem::input::InputServer::bind(cfg)?;
+        let json = cli.json;
+        let mut ready = false;
+        server.run(sfd.as_fd(), &mut |e| {
+            let bad = matches!(e, vd_ivshmem::input::InputEvent::Refused { .. });
+            report(json, e, &e.message(), bad);
+            if !ready {
+                ready = true;
+                if let Err(err) = vd_sys::notify::notify("READY=1\nSTATUS=listening") {
+                    tracing::warn!("NOTIFY_SOCKET: {err}");
+                }
+            }
+        })?;
+        let _ = vd_sys::notify::notify("STOPPING=1");
+        return Ok(());
+    };
     let cfg = Config {
         socket: cli.socket.clone(),
-        image: cli.image.clone(),
+        image,
         geometry,
         lock_wait: Duration::from_secs(cli.lock_wait),
         mode: cli.mode,
@@ -142,21 +204,7 @@ fn serve<P: ChannelProvider>(
 ) -> anyhow::Result<()> {
     let mut ready = false;
     server.run(sfd.as_fd(), &mut |e: &Event| {
-        if json {
-            // A closed stdout must not stop the server (println! would panic).
-            use std::io::Write;
-            match serde_json::to_string(e) {
-                Ok(s) => {
-                    let _ = writeln!(std::io::stdout().lock(), "{s}");
-                }
-                Err(err) => tracing::error!("event to JSON: {err}"),
-            }
-        }
-        match e {
-            Event::Refused { .. } => tracing::warn!("{}", e.message()),
-            _ if json => tracing::debug!("{}", e.message()),
-            _ => tracing::info!("{}", e.message()),
-        }
+        report(json, e, &e.message(), matches!(e, Event::Refused { .. }));
         if !ready {
             ready = true;
             if let Err(err) = vd_sys::notify::notify("READY=1\nSTATUS=listening") {

@@ -84,6 +84,9 @@ pub mod dev_kind {
     pub const NONE: u32 = 0;
     /// A disk: ops `BLK_*`, served by the `block` backend.
     pub const BLOCK: u32 = 1;
+    /// An input device: the host (vd_input_irq) produces one `VdiEvent` (vd-uapi) per response
+    /// payload; the guest consumes responses only and kicks when `req_event` asks.
+    pub const INPUT: u32 = 2;
 }
 /// Backend line: response producer index.
 pub const OFF_RSP_PROD: usize = 128;

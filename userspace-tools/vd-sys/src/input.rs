@@ -95,6 +95,28 @@ impl Input {
         unsafe { ioctl_ptr(&self.file, VDI_IOC_VM_CREATE, &mut c) }?;
         Ok(c)
     }
+    /// `VDI_IOC_VM_CREATE_SHM`: this file becomes VM `vm_id` with its event ring in a new shmem
+    /// file (returned, with its size) for QEMU's `ivshmem-doorbell`.
+    pub fn vm_create_shm(
+        &self,
+        vm_id: u32,
+        entries: u32,
+        call: Option<RawFd>,
+        doorbell: u32,
+    ) -> Result<(std::os::fd::OwnedFd, u64), Errno> {
+        use std::os::fd::FromRawFd;
+        let mut c = VdiVmCreateShm {
+            vm_id,
+            entries,
+            call_fd: call.unwrap_or(-1),
+            doorbell,
+            ..Default::default()
+        };
+        // SAFETY: `_IOWR` of one `VdiVmCreateShm`.
+        unsafe { ioctl_ptr(&self.file, VDI_IOC_VM_CREATE_SHM, &mut c) }?;
+        // SAFETY: on success the kernel installed `fd` for us; nothing else owns it.
+        Ok((unsafe { std::os::fd::OwnedFd::from_raw_fd(c.fd) }, c.size))
+    }
     /// `VDI_IOC_VM_CREATE` with the argument at `arg` as is (for tests of bad pointers).
     ///
     /// # Safety
@@ -531,6 +553,7 @@ mod tests {
         assert_eq!(VDI_IOC_VCPU_REGISTER, 0xB731);
         assert_eq!(VDI_IOC_VCPU_ATTACH, 0x4008_B73B);
         assert_eq!(VDI_IOC_VCPU_DETACH, 0x4008_B73C);
+        assert_eq!(VDI_IOC_VM_CREATE_SHM, 0xC020_B73D);
     }
 
     #[test]

@@ -39,6 +39,7 @@ macro_rules! device_handle {
 pub mod evtchn;
 pub mod input;
 pub mod notify;
+pub mod qemu;
 pub mod sriov;
 
 use nix::errno::Errno;

@@ -82,10 +82,12 @@ fn from_hex(s: &str, dst: &mut [u8]) -> Result<()> {
 
 impl Qtest {
     /// The command line of a q35 machine under qtest (no CPU running, no default devices, the
-    /// qtest log off): add devices, then [`Self::spawn`].
+    /// qtest log off, named threads): add devices, then [`Self::spawn`].
     pub fn command(bin: &Path) -> Command {
         let mut c = Command::new(bin);
         c.args(["-machine", "q35", "-accel", "tcg", "-S", "-qtest", "stdio"])
+            // Named threads (`CPU 0/TCG`): how vCPU threads are found (vd-sys `qemu`).
+            .args(["-name", "vd-qtest,debug-threads=on"])
             .args(["-qtest-log", "/dev/null", "-display", "none", "-nodefaults"])
             .args(["-m", "64"]);
         c

@@ -24,6 +24,8 @@ pub const VDI_FEAT_SCHED: u64 = 1 << 1;
 pub const VDI_FEAT_GRAB: u64 = 1 << 2;
 /// Feature bit: following threads the caller names by TID (`VDI_IOC_VCPU_ATTACH`).
 pub const VDI_FEAT_ATTACH: u64 = 1 << 3;
+/// Feature bit: event rings in shmem files for `ivshmem-doorbell` (`VDI_IOC_VM_CREATE_SHM`).
+pub const VDI_FEAT_SHM: u64 = 1 << 4;
 
 /// Ring slot size of the event ring: a response header and one [`VdiEvent`].
 pub const VDI_ENTRY_SIZE: u32 = 32;
@@ -65,6 +67,34 @@ pub struct VdiVmCreate {
     pub mmap_size: u64,
 }
 const _: () = assert!(size_of::<VdiVmCreate>() == 24);
+
+/// Argument of `VDI_IOC_VM_CREATE_SHM`: a VM sink whose event ring lives in a new shmem file
+/// the caller gets as an fd, for QEMU's `ivshmem-doorbell` (the guest's `vd_front` reads it).
+/// The file holds the ring at offset 0 (the `vd-ring` layout; the geometry line records
+/// `dev_kind::INPUT`, the doorbell value and an empty data area); its size is the next power of
+/// two that holds the ring. The ring is also mappable through the device at offset 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdiVmCreateShm {
+    /// The VM's id, unique on the host; not 0.
+    pub vm_id: u32,
+    /// Event ring entries: a power of two, 8..=4096.
+    pub entries: u32,
+    /// Eventfd to signal (the guest's interrupt), or -1 for none yet.
+    pub call_fd: i32,
+    /// The value the guest writes to kick the host (ivshmem: `(peer << 16) | vector`), written
+    /// to the geometry line for the guest driver; the kernel does not interpret it.
+    pub doorbell: u32,
+    /// Must be 0.
+    pub flags: u32,
+    /// Out: the shmem file, open read-write, close-on-exec.
+    pub fd: i32,
+    /// Out: the file's size (a power of two).
+    pub size: u64,
+}
+const _: () = assert!(size_of::<VdiVmCreateShm>() == 32);
+const _: () = assert!(offset_of!(VdiVmCreateShm, fd) == 20);
+const _: () = assert!(offset_of!(VdiVmCreateShm, size) == 24);
 
 /// [`VdiRoute::kind`]: how `pattern` selects input devices.
 pub mod vdi_match {
@@ -216,6 +246,9 @@ pub const VDI_IOC_VCPU_ATTACH: u32 = iow::<VdiVcpuAttach>(0x3b);
 /// `_IOW(0xB7, 0x3c, struct vdi_vcpu_attach)`: stop following thread `tid` (attached or
 /// registered). Errors: `ENOENT` no VM, or the thread is not followed; `EINVAL` unknown flags.
 pub const VDI_IOC_VCPU_DETACH: u32 = iow::<VdiVcpuAttach>(0x3c);
+/// `_IOWR(0xB7, 0x3d, struct vdi_vm_create_shm)`: [`VdiVmCreateShm`]. Errors as
+/// `VDI_IOC_VM_CREATE`, and `EMFILE` when no fd is free.
+pub const VDI_IOC_VM_CREATE_SHM: u32 = iowr::<VdiVmCreateShm>(0x3d);
 
 /// Argument of `VDI_IOC_VCPU_ATTACH` and `VDI_IOC_VCPU_DETACH`.
 #[repr(C)]

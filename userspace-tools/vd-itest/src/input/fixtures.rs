@@ -97,6 +97,8 @@ pub struct Sink {
     pub kicks: u64,
     /// Everything taken out of the ring so far.
     pub got: Vec<RingEvent>,
+    /// The shmem file that holds the ring (`VDI_IOC_VM_CREATE_SHM`), with its size.
+    pub shm: Option<(std::os::fd::OwnedFd, u64)>,
 }
 
 impl Sink {
@@ -121,6 +123,42 @@ impl Sink {
             kick,
             kicks: 0,
             got: vec![],
+            shm: None,
+        })
+    }
+
+    /// A sink whose ring lives in a shmem file (`VDI_IOC_VM_CREATE_SHM`), read through the
+    /// file's own mapping, as QEMU maps it for the guest.
+    pub fn new_shm(vm_id: u32, entries: u32, doorbell: u32) -> Result<Self> {
+        use std::os::fd::AsFd;
+        let dev = Input::open().context("open /dev/vd_input: is vd_input_irq loaded?")?;
+        let call = EventFd::new(EFD_NONBLOCK)?;
+        let (fd, size) = dev
+            .vm_create_shm(vm_id, entries, Some(call.as_raw_fd()), doorbell)
+            .with_context(|| format!("VDI_IOC_VM_CREATE_SHM vm {vm_id}"))?;
+        let map = RingMap::new(fd.as_fd(), 0, size as usize).context("mmap the shmem file")?;
+        let rd =
+            EventReader::attach(&map.mem()).map_err(|e| anyhow!("event ring header: {e:?}"))?;
+        let kick = EventFd::new(EFD_NONBLOCK)?;
+        dev.bind_kick(Some(kick.as_raw_fd()))
+            .context("VDI_IOC_BIND_KICK")?;
+        let create = VdiVmCreate {
+            vm_id,
+            entries,
+            call_fd: call.as_raw_fd(),
+            flags: 0,
+            mmap_size: size,
+        };
+        Ok(Self {
+            dev,
+            create,
+            map,
+            rd,
+            call,
+            kick,
+            kicks: 0,
+            got: vec![],
+            shm: Some((fd, size)),
         })
     }
     /// Events in the ring not taken yet.
@@ -491,6 +529,53 @@ pub(super) fn unprivileged_route_errno(adm: &Input) -> Result<Option<Errno>> {
             nix::sys::wait::WaitStatus::Exited(_, c) => Ok(Some(Errno::from_raw(c))),
             s => bail!("unprivileged child: {s:?}"),
         },
+    }
+}
+
+/// The state letter of every vCPU thread (`CPU n/...`) of process `pid`.
+pub(super) fn vcpu_states(pid: u32) -> Result<Vec<char>> {
+    let threads = vd_sys::qemu::vcpu_threads(pid).with_context(|| format!("process {pid}"))?;
+    Ok(threads
+        .iter()
+        .map(|t| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{}/stat", t.tid))
+                .ok()
+                .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()))
+                .unwrap_or('?')
+        })
+        .collect())
+}
+
+/// SIGSTOPs process `pid` (a QEMU) and waits until every one of its vCPU threads is stopped;
+/// returns how many there are.
+pub(super) fn stop_vcpus(pid: u32) -> Result<usize> {
+    kill(Pid::from_raw(pid as i32), Signal::SIGSTOP)?;
+    let t = Instant::now();
+    loop {
+        let st = vcpu_states(pid)?;
+        if !st.is_empty() && st.iter().all(|&c| c == 'T' || c == 't') {
+            return Ok(st.len());
+        }
+        if t.elapsed() > T {
+            bail!("the vCPU threads of {pid} never all stopped: {st:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits until the module counts VM `vm` as not running (every followed vCPU thread switched
+/// out stopped or preempted): a thread shows `T` in /proc just before its last context switch.
+pub(super) fn wait_not_running(adm: &Input, vm: u32) -> Result<()> {
+    let t = Instant::now();
+    loop {
+        let s = adm.stats(vm).context("VDI_IOC_STATS")?;
+        if s.running == 0 {
+            return Ok(());
+        }
+        if t.elapsed() > T {
+            bail!("VM {vm} still counts as running {T:?} after its vCPU threads stopped");
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

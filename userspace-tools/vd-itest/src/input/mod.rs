@@ -10,20 +10,28 @@
 mod attach;
 mod basic;
 mod bench;
+mod feed;
 mod fixtures;
 mod focus;
 mod hold;
 mod hw;
 mod mt;
+pub mod qtest;
 mod sched;
+mod shm;
+mod switchcost;
 mod unplug;
 
 pub use attach::attach;
 pub use basic::basic;
 pub use bench::bench;
+pub(crate) use feed::Summary;
+pub use feed::{feed, feed_virtio};
 pub use focus::focus;
 pub use hold::hold;
 pub use hw::hw;
 pub use mt::{multitouch, unload};
 pub use sched::sched;
+pub use shm::shm;
+pub use switchcost::switch_cost;
 pub use unplug::unplug;
