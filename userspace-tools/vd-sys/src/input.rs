@@ -20,40 +20,6 @@ use vd_uapi::*;
 /// Default device node.
 pub const DEVICE: &str = "/dev/vd_input";
 
-/// Whether a thread name (`/proc/PID/task/TID/comm`) is one of QEMU's vCPU threads:
-/// `CPU <n>/KVM` or `CPU <n>/TCG` (multi-threaded TCG; other accelerators: `CPU <n>/<ACCEL>`).
-/// Returns the vCPU index.
-pub fn qemu_vcpu_index(comm: &str) -> Option<u32> {
-    let rest = comm.trim_end_matches('\n').strip_prefix("CPU ")?;
-    let (n, accel) = rest.split_once('/')?;
-    if accel.is_empty() || !accel.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return None;
-    }
-    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    n.parse().ok()
-}
-
-/// The TIDs of QEMU process `pid`'s vCPU threads (named `CPU <n>/KVM`, `CPU <n>/TCG`), in vCPU
-/// index order; empty if the process is gone or has none (yet: QEMU names them as it creates
-/// them).
-pub fn qemu_vcpu_threads(pid: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return vec![];
-    };
-    let mut v: Vec<(u32, u32)> = dir
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let tid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
-            Some((qemu_vcpu_index(&comm)?, tid))
-        })
-        .collect();
-    v.sort_unstable();
-    v.into_iter().map(|(_, tid)| tid).collect()
-}
-
 /// evdev `EV_SYN`.
 pub const EV_SYN: u16 = 0x00;
 /// evdev `EV_KEY`.
@@ -480,20 +446,6 @@ mod tests {
     use std::fs::File;
     use std::os::fd::FromRawFd;
     use vd_ring::{init_ring, Backend, BackendState};
-
-    #[test]
-    fn qemu_vcpu_names() {
-        assert_eq!(qemu_vcpu_index("CPU 0/KVM\n"), Some(0));
-        assert_eq!(qemu_vcpu_index("CPU 12/TCG"), Some(12));
-        assert_eq!(qemu_vcpu_index("CPU /KVM"), None);
-        assert_eq!(qemu_vcpu_index("CPU 1/"), None);
-        assert_eq!(qemu_vcpu_index("ALL CPUs/TCG"), None);
-        assert_eq!(qemu_vcpu_index("qemu-system-x86"), None);
-        assert_eq!(qemu_vcpu_index("CPU 1/KVM x"), None);
-        let me = std::process::id();
-        assert!(qemu_vcpu_threads(me).is_empty());
-        assert!(qemu_vcpu_threads(u32::MAX).is_empty());
-    }
 
     /// A ring in a heap buffer.
     struct Buf {

@@ -6,11 +6,11 @@
 
 use super::fixtures::*;
 use std::process::{Child, Command, Stdio};
-use vd_sys::input::qemu_vcpu_threads;
 
 const VCPUS: usize = 2;
 
 /// A stock QEMU, no guest, its vCPUs never started (`-S`): they wait on a condition variable.
+/// `debug-threads=on` names its vCPU threads `CPU n/TCG` (what libvirt always passes).
 struct Qemu {
     child: Child,
     pid: u32,
@@ -30,6 +30,8 @@ impl Qemu {
                 "-m",
                 "64",
                 "-S",
+                "-name",
+                "vd-itest-attach,debug-threads=on",
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -184,7 +186,11 @@ pub fn attach() -> Result<()> {
     let q = Qemu::spawn()?;
     let t = Instant::now();
     let tids = loop {
-        let v = qemu_vcpu_threads(q.pid);
+        let v: Vec<u32> = vd_sys::qemu::vcpu_threads(q.pid)
+            .with_context(|| format!("QEMU {} is gone", q.pid))?
+            .iter()
+            .map(|t| t.tid)
+            .collect();
         if v.len() == VCPUS {
             break v;
         }
