@@ -319,6 +319,18 @@ static RULES: &[Rule] = &[
     ),
     r(
         Dev::Inp,
+        io(VDI_IOC_VCPU_ATTACH),
+        "VDI_IOC_VCPU_ATTACH",
+        &[EFAULT, EINVAL, ENOENT, ESRCH, EPERM, EEXIST, ENOSPC, ENOMEM],
+    ),
+    r(
+        Dev::Inp,
+        io(VDI_IOC_VCPU_DETACH),
+        "VDI_IOC_VCPU_DETACH",
+        &[EFAULT, EINVAL, ENOENT],
+    ),
+    r(
+        Dev::Inp,
         io(VDI_IOC_SET_RUNNING),
         "VDI_IOC_SET_RUNNING",
         &[EFAULT, EINVAL, ENOENT],
@@ -2540,7 +2552,7 @@ impl Fuzz {
         let p = self.ptr();
         let efault = matches!(p, Ptr::Bad(_) | Ptr::Short);
         let has_vm = self.inp[i].vm.is_some();
-        match self.rng.below(15) {
+        match self.rng.below(16) {
             0 | 1 => self.inp_create(i, p),
             2 => {
                 let exp = if !has_vm {
@@ -2720,6 +2732,7 @@ impl Fuzz {
                 );
             }
             12 => self.inp_mmap(i),
+            14 => self.inp_attach(fd, p, has_vm),
             13 => {
                 let exp = if efault || p == Ptr::ReadOnly {
                     fail(EFAULT, "result not writable")
@@ -2734,6 +2747,54 @@ impl Fuzz {
                 }
             }
         }
+    }
+
+    /// `VDI_IOC_VCPU_ATTACH` / `VDI_IOC_VCPU_DETACH` of threads that cannot be followed: tid 0,
+    /// kthreadd (2, a kernel thread) and tids above any `pid_max` (never existed). A thread
+    /// that can be followed is never named: a hook on init or on this process would outlive
+    /// the run (the module could not unload), and input-attach covers the success path.
+    fn inp_attach(&mut self, fd: i32, p: Ptr, has_vm: bool) {
+        let efault = matches!(p, Ptr::Bad(_) | Ptr::Short);
+        let detach = self.rng.chance(40);
+        let tid = match self.rng.below(4) {
+            0 => 0,
+            1 => 2,
+            2 => u32::MAX,
+            _ => self.rng.u32v() | 0x4000_0000,
+        };
+        let flags = if self.rng.chance(25) {
+            self.rng.u32v() | 1
+        } else {
+            0
+        };
+        let exp = if efault {
+            fail(EFAULT, "argument not readable")
+        } else if flags != 0 {
+            fail(EINVAL, "unknown flags")
+        } else if !has_vm {
+            fail(ENOENT, "no VM on this file")
+        } else if detach {
+            fail(ENOENT, "thread not followed")
+        } else if tid == 2 {
+            fail(EINVAL, "a kernel thread")
+        } else {
+            fail(ESRCH, "no such thread")
+        };
+        let a = VdiVcpuAttach { tid, flags };
+        let (cmd, what) = if detach {
+            (VDI_IOC_VCPU_DETACH, "detach")
+        } else {
+            (VDI_IOC_VCPU_ATTACH, "attach")
+        };
+        self.call(
+            Dev::Inp,
+            fd,
+            cmd,
+            &bytes_of(&a),
+            p,
+            &format!("{what} tid={tid} flags={flags:#x}"),
+            exp,
+        );
     }
 
     fn inp_create(&mut self, i: usize, p: Ptr) {

@@ -170,6 +170,10 @@ enum Cmd {
     /// vd_input_irq: delivery that follows a vCPU child (SIGSTOP/SIGCONT), the 10,000-event
     /// burst, explicit pause, a vCPU that dies with events queued.
     InputSched,
+    /// vd_input_irq: a stock QEMU's vCPU threads followed by TID (VDI_IOC_VCPU_ATTACH):
+    /// delivery while it waits, a burst queued while it is SIGSTOPped, its errnos, QEMU killed
+    /// with events queued, no hook left.
+    InputAttach,
     /// vd_input_irq: two VMs, focus switching under load: whole frames only, nothing lost.
     InputFocus {
         /// Frames written (5 events each).
@@ -307,6 +311,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Hostile(a) => hostile::run(a),
         Cmd::InputBasic => input::basic(),
         Cmd::InputSched => input::sched(),
+        Cmd::InputAttach => input::attach(),
         Cmd::InputFocus { frames } => input::focus(frames),
         Cmd::InputUnplug => input::unplug(),
         Cmd::InputMt => input::multitouch(),

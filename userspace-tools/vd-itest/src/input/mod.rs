@@ -4,9 +4,10 @@
 //! SIGSTOPped (a signal stop affects a whole thread group, so the vCPU "thread" is a process
 //! sharing the sink's file).
 //!
-//! One file per check (`basic`, `sched`, `focus`, `unplug`, `mt`, `hw`, `hold`) and the
+//! One file per check (`attach`, `basic`, `sched`, `focus`, `unplug`, `mt`, `hw`, `hold`) and the
 //! benchmark (`bench`); `fixtures` holds what they share.
 
+mod attach;
 mod basic;
 mod bench;
 mod feed;
@@ -21,6 +22,7 @@ mod shm;
 mod switchcost;
 mod unplug;
 
+pub use attach::attach;
 pub use basic::basic;
 pub use bench::bench;
 pub(crate) use feed::Summary;
