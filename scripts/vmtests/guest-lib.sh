@@ -122,29 +122,22 @@ result_has() { case "$GUEST_RESULT" in *"$1"*) return 0 ;; esac; return 1; }
 # --- vd disks: vd-ivshmem-server + QEMU's ivshmem-doorbell --------------------------------------
 # start_server NAME IMAGE [server args...]: vd-ivshmem-server for IMAGE on /tmp/vd-NAME.sock,
 # logs in /tmp/vd-NAME.server.{out,err}; returns once it listens (SERVER_PID, `server_pid NAME`).
-start_server() {
-    _sn=$1; _si=$2; shift 2
+start_server() { _sn=$1; _si=$2; shift 2; _server "$_sn" --image "$_si" "$@"; }
+# start_input_server NAME VM [server args...]: vd-ivshmem-server --input VM on
+# /tmp/vd-NAME.sock (a guest's vd input device; `vd_disk_args NAME` connects a QEMU to it).
+start_input_server() { _sn=$1; _sv=$2; shift 2; _server "$_sn" --input "$_sv" "$@"; }
+# _server NAME [server args...]: what both start.
+_server() {
+    _sn=$1; shift
     command -v vd-ivshmem-server > /dev/null \
         || fail "vd-ivshmem-server is not in the test VM (userspace-tools/vd-ivshmem not built into build/bin)"
     rm -f "/tmp/vd-$_sn.sock"
-    vd-ivshmem-server --socket "/tmp/vd-$_sn.sock" --image "$_si" --json "$@" \
+    vd-ivshmem-server --socket "/tmp/vd-$_sn.sock" --json "$@" \
         > "/tmp/vd-$_sn.server.out" 2> "/tmp/vd-$_sn.server.err" &
     SERVER_PID=$!
     _GL_PIDS="$_GL_PIDS $SERVER_PID"
     echo "$SERVER_PID" > "/tmp/vd-$_sn.server.pid"
-    wait_for "vd-ivshmem-server ($_sn, pid $SERVER_PID) listens on /tmp/vd-$_sn.sock" 20 server_listening "$_sn"
-}
-# start_input_server NAME VM [server args...]: vd-ivshmem-server --input VM on
-# /tmp/vd-NAME.sock (a guest's vd input device; `vd_disk_args NAME` connects a QEMU to it).
-start_input_server() {
-    _sn=$1; _sv=$2; shift 2
-    rm -f "/tmp/vd-$_sn.sock"
-    vd-ivshmem-server --socket "/tmp/vd-$_sn.sock" --input "$_sv" --json "$@" \
-        > "/tmp/vd-$_sn.server.out" 2> "/tmp/vd-$_sn.server.err" &
-    SERVER_PID=$!
-    _GL_PIDS="$_GL_PIDS $SERVER_PID"
-    echo "$SERVER_PID" > "/tmp/vd-$_sn.server.pid"
-    wait_for "vd-ivshmem-server --input $_sv ($_sn, pid $SERVER_PID) listens on /tmp/vd-$_sn.sock" 20 server_listening "$_sn"
+    wait_for "vd-ivshmem-server $* ($_sn, pid $SERVER_PID) listens on /tmp/vd-$_sn.sock" 20 server_listening "$_sn"
 }
 server_pid() { cat "/tmp/vd-$1.server.pid"; }
 server_listening() {

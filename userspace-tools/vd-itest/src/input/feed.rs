@@ -102,13 +102,8 @@ fn qmp_status(qmp: &mut vdd::vmm::Qmp) -> Result<String> {
     Ok(v["status"].as_str().unwrap_or("?").to_owned())
 }
 
-pub fn feed(
-    vm: u32,
-    frames: usize,
-    stop_pid: Option<u32>,
-    qmp_pause: Option<&std::path::Path>,
-) -> Result<()> {
-    let adm = Input::open().context("open /dev/vd_input: is vd_input_irq loaded?")?;
+/// The feeder's uinput keyboard+mouse and tablet.
+fn devices() -> Result<(Uinput, Uinput)> {
     let pid = std::process::id();
     let kb = Uinput::new(
         &format!("vd-feed kbd {pid}"),
@@ -120,6 +115,17 @@ pub fn feed(
         "vd-feed/tab/input0",
         Kind::Tablet,
     )?;
+    Ok((kb, tab))
+}
+
+pub fn feed(
+    vm: u32,
+    frames: usize,
+    stop_pid: Option<u32>,
+    qmp_pause: Option<&std::path::Path>,
+) -> Result<()> {
+    let adm = Input::open().context("open /dev/vd_input: is vd_input_irq loaded?")?;
+    let (kb, tab) = devices()?;
     let _rk = Route::add(&adm, vdi_match::NAME, true, &kb.name)?;
     let _rt = Route::add(&adm, vdi_match::NAME, true, &tab.name)?;
     let start = Instant::now();
@@ -260,17 +266,7 @@ pub fn feed_virtio(
     pid_file: &std::path::Path,
     frames: usize,
 ) -> Result<()> {
-    let pid = std::process::id();
-    let kb = Uinput::new(
-        &format!("vd-feed kbd {pid}"),
-        "vd-feed/kbd/input0",
-        Kind::KeyboardMouse,
-    )?;
-    let tab = Uinput::new(
-        &format!("vd-feed tablet {pid}"),
-        "vd-feed/tab/input0",
-        Kind::Tablet,
-    )?;
+    let (kb, tab) = devices()?;
     std::fs::write(
         nodes,
         format!(

@@ -103,45 +103,23 @@ pub struct Sink {
 
 impl Sink {
     pub fn new(vm_id: u32, entries: u32) -> Result<Self> {
-        let dev = Input::open().context("open /dev/vd_input: is vd_input_irq loaded?")?;
-        let call = EventFd::new(EFD_NONBLOCK)?;
+        let (dev, call) = Self::open()?;
         let create = dev
             .vm_create(vm_id, entries, Some(call.as_raw_fd()))
             .with_context(|| format!("VDI_IOC_VM_CREATE vm {vm_id}"))?;
         let map = dev.map_ring(&create).context("mmap the event ring")?;
-        let rd =
-            EventReader::attach(&map.mem()).map_err(|e| anyhow!("event ring header: {e:?}"))?;
-        let kick = EventFd::new(EFD_NONBLOCK)?;
-        dev.bind_kick(Some(kick.as_raw_fd()))
-            .context("VDI_IOC_BIND_KICK")?;
-        Ok(Self {
-            dev,
-            create,
-            map,
-            rd,
-            call,
-            kick,
-            kicks: 0,
-            got: vec![],
-            shm: None,
-        })
+        Self::with_ring(dev, call, create, map, None)
     }
 
     /// A sink whose ring lives in a shmem file (`VDI_IOC_VM_CREATE_SHM`), read through the
     /// file's own mapping, as QEMU maps it for the guest.
     pub fn new_shm(vm_id: u32, entries: u32, doorbell: u32) -> Result<Self> {
         use std::os::fd::AsFd;
-        let dev = Input::open().context("open /dev/vd_input: is vd_input_irq loaded?")?;
-        let call = EventFd::new(EFD_NONBLOCK)?;
+        let (dev, call) = Self::open()?;
         let (fd, size) = dev
             .vm_create_shm(vm_id, entries, Some(call.as_raw_fd()), doorbell)
             .with_context(|| format!("VDI_IOC_VM_CREATE_SHM vm {vm_id}"))?;
         let map = RingMap::new(fd.as_fd(), 0, size as usize).context("mmap the shmem file")?;
-        let rd =
-            EventReader::attach(&map.mem()).map_err(|e| anyhow!("event ring header: {e:?}"))?;
-        let kick = EventFd::new(EFD_NONBLOCK)?;
-        dev.bind_kick(Some(kick.as_raw_fd()))
-            .context("VDI_IOC_BIND_KICK")?;
         let create = VdiVmCreate {
             vm_id,
             entries,
@@ -149,6 +127,28 @@ impl Sink {
             flags: 0,
             mmap_size: size,
         };
+        Self::with_ring(dev, call, create, map, Some((fd, size)))
+    }
+
+    /// The device and the call eventfd of a new sink.
+    fn open() -> Result<(Input, EventFd)> {
+        let dev = Input::open().context("open /dev/vd_input: is vd_input_irq loaded?")?;
+        Ok((dev, EventFd::new(EFD_NONBLOCK)?))
+    }
+
+    /// The sink over its mapped ring: the reader attached, the doorbell bound.
+    fn with_ring(
+        dev: Input,
+        call: EventFd,
+        create: VdiVmCreate,
+        map: RingMap,
+        shm: Option<(std::os::fd::OwnedFd, u64)>,
+    ) -> Result<Self> {
+        let rd =
+            EventReader::attach(&map.mem()).map_err(|e| anyhow!("event ring header: {e:?}"))?;
+        let kick = EventFd::new(EFD_NONBLOCK)?;
+        dev.bind_kick(Some(kick.as_raw_fd()))
+            .context("VDI_IOC_BIND_KICK")?;
         Ok(Self {
             dev,
             create,
@@ -158,7 +158,7 @@ impl Sink {
             kick,
             kicks: 0,
             got: vec![],
-            shm: Some((fd, size)),
+            shm,
         })
     }
     /// Events in the ring not taken yet.
