@@ -146,7 +146,8 @@ build_guest() {
     local tools mk
     command -v fio >/dev/null || die "initramfs: fio missing (scripts/deps.sh installs it)"
     mk=$(command -v mkfs.ext4) || die "initramfs: mkfs.ext4 missing (e2fsprogs)"
-    mapfile -t tools < <(elf_closure "$(command -v fio)" "$mk")
+    # vd-itest too, for make bench's input latency reader (`vd-itest input-echo`, 96-bench-guest-input).
+    mapfile -t tools < <(elf_closure "$(command -v fio)" "$mk" "$OUT/bin/vd-itest")
     local img; img=$(cached_tools_image $GUEST_RECIPE "${tools[@]}")
     ln -f "$img" "$gdir/tools.img" 2>/dev/null || cp "$img" "$gdir/tools.img"
     local root=$gdir/root

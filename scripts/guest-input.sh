@@ -13,9 +13,10 @@
 # non-EV_SYN (type, code, value) in order; relx/rely: REL_X/REL_Y sums; absx/absy: the last
 # ABS_X/ABS_Y; dropped: SYN_DROPPED reports). Values are u32 arithmetic modulo 2^32.
 input_evdev() {
-    rounds=1; match=vd-input; ndev=1; wait=300
+    rounds=1; match=vd-input; ndev=1; wait=300; tags=0
     for a in $(cat /proc/cmdline); do
         case "$a" in
+            vd.input_tags=*) tags=${a#vd.input_tags=} ;;
             vd.input_rounds=*) rounds=${a#vd.input_rounds=} ;;
             vd.input_match=*) match=${a#vd.input_match=} ;;
             vd.input_devices=*) ndev=${a#vd.input_devices=} ;;
@@ -70,18 +71,78 @@ input_round() {
     # Several devices: what the other devices still had to say arrives with the marker's frame.
     [ "$ndev" = 1 ] || sleep 1
     kill $pids
-    sum=$(cat $files | od -An -v -tu2 -w24 | awk '
+    sum=$(cat $files | od -An -v -tu2 -w24 | awk -v tags="$tags" '
         function u32(v) { return v % 4294967296 }
         function s32(v) { return v >= 2147483648 ? v - 4294967296 : v }
         { t = $9; c = $10; v = $11 + $12 * 65536 }
         t == 0 && c == 3 { dropped++ }
+        # vd.input_tags=1: frames of vd-itest input-focus-guests (a key, REL_X t, REL_Y -t,
+        # REL_WHEEL; the key of frame t is pressed if t is odd, released if even) are whole or
+        # not; their tags t count, sum, sum of squares, and rise. A focus switch between a press
+        # and its release: the host releases the key in the guest left behind (a frame of just
+        # that release, for a key it holds), and this guest`s input core drops the release of a
+        # key it does not hold (frame t even without its key). Anything else is broken, and so
+        # is a key still held at the end (stuck).
+        t == 0 && c == 0 && fn > 0 {
+            hk = (fn == 4 && ft[1] == 1) ? 1 : 0
+            if (fn == 3 + hk && ft[1+hk] == 2 && fc[1+hk] == 0 && ft[2+hk] == 2 && fc[2+hk] == 1 && fv[2+hk] == -fv[1+hk] && ft[3+hk] == 2 && fc[3+hk] == 8 && (hk || fv[1] % 2 == 0)) {
+                g = fv[1+hk]; whole++; tsum += g; tsq += g * g; if (g <= last) order = 1; last = g
+                if (hk) down[fc[1]] = fv[1]; else keyless++
+            } else if (fn == 1 && ft[1] == 1 && fc[1] != 88 && fv[1] == 0 && down[fc[1]] == 1) {
+                down[fc[1]] = 0; released++
+            } else if (!(fn == 1 && ft[1] == 1 && fc[1] == 88)) broken++
+            fn = 0
+        }
         t == 0 { next }
+        { fn++; ft[fn] = t; fc[fn] = c; fv[fn] = s32(v) }
         { n++; all = u32(all * 31 + t * 65536 + c + v * 3) }
         t == 1 { k++; kh = u32(kh * 31 + c * 4 + v) }
         t == 2 && c == 0 { rx += s32(v) }
         t == 2 && c == 1 { ry += s32(v) }
         t == 3 && c == 0 { ax = v }
         t == 3 && c == 1 { ay = v }
-        END { printf "events=%d keys=%d keyhash=%.0f allhash=%.0f relx=%d rely=%d absx=%d absy=%d dropped=%d\n", n, k, kh, all, rx, ry, ax, ay, dropped }')
+        END { printf "events=%d keys=%d keyhash=%.0f allhash=%.0f relx=%d rely=%d absx=%d absy=%d dropped=%d", n, k, kh, all, rx, ry, ax, ay, dropped
+              if (tags) {
+                  for (c in down) if (down[c] == 1) stuck++
+                  printf " tagged=%d tagsum=%.0f tagsq=%.0f split=%d disorder=%d keyless=%d released=%d stuck=%d", whole, tsum, tsq, broken + (fn > 0), order, keyless, released, stuck
+              }
+              printf "\n" }')
     step "input round $1: $sum"
+}
+
+# Scenario input-latency (make bench, 96-bench-guest-input): the guest's reader for the latency
+# benchmark. vd_front's "vd-input" device and QEMU's virtio keyboard are read by `vd-itest
+# input-echo` (from the tools disk), which echoes every key event into the ivshmem-plain device at
+# PCI 00:11.0 (vd.echo_bdf=) for the host to see; it exits when the host's end key arrived on both.
+input_latency() {
+    bdf=0000:00:11.0
+    for a in $(cat /proc/cmdline); do case "$a" in vd.echo_bdf=*) bdf=${a#vd.echo_bdf=} ;; esac; done
+    bin=$(find /tools -name vd-itest -type f | head -1)
+    [ -n "$bin" ] || die "vd-itest is not on the tools disk"
+    [ -f /lib/modules/vd_front.ko ] || die "vd_front.ko is not in the guest initramfs (driver not built)"
+    insmod /lib/modules/vd_front.ko || die "insmod vd_front.ko failed: $(dmesg | tail -3 | tr '\n' ' ')"
+    [ -e "/sys/bus/pci/devices/$bdf/resource2" ] || die "no echo device at $bdf"
+    vd=""; vi=""; n=0
+    while [ -z "$vd" ] || [ -z "$vi" ]; do
+        for e in /sys/class/input/event*; do
+            case "$(cat "$e/device/name" 2>/dev/null)" in
+                vd-input) vd=/dev/input/${e##*/} ;;
+                *"Virtio Keyboard"*) vi=/dev/input/${e##*/} ;;
+            esac
+        done
+        n=$((n + 1)); [ $n -le 300 ] || die "input devices 30 s after boot: vd-input '$vd', virtio keyboard '$vi': $(grep '^N:' /proc/bus/input/devices | tr '\n' ' ')"
+        [ -n "$vd" ] && [ -n "$vi" ] || sleep 0.1
+    done
+    step "latency reader on $vd (vd) and $vi (virtio), echo memory $bdf"
+    "$bin" input-echo --shm "/sys/bus/pci/devices/$bdf/resource2" "$vd" "$vi" > /tmp/echo.out 2>&1 &
+    epid=$!
+    n=0
+    until grep -q '^ECHO ready' /tmp/echo.out; do
+        kill -0 $epid 2>/dev/null || die "input-echo: $(cat /tmp/echo.out)"
+        n=$((n + 1)); [ $n -le 300 ] || die "input-echo not ready in 30 s"
+        sleep 0.1
+    done
+    echo "VDGUEST-INFO input latency ready"
+    wait $epid || die "input-echo: $(tail -3 /tmp/echo.out | tr '\n' ' ')"
+    finish PASS "$(tail -1 /tmp/echo.out)"
 }

@@ -98,11 +98,97 @@ pub(crate) struct DevState {
     routed: AtomicBool,
     grabbed: AtomicBool,
     events: AtomicU64,
-    /// The VM the device's current frame goes to, latched at the frame's first event and
-    /// dropped at its SYN_REPORT, so a focus change never splits a frame. Taken in the event
-    /// path (interrupts off).
+    /// Where the device's frames go and which keys it holds there. Taken in the event path
+    /// (interrupts off).
     #[pin]
-    frame: SpinLockIrq<Option<Arc<VmSink>>>,
+    latch: SpinLockIrq<Latch>,
+}
+
+/// Key codes `0..=KEY_MAX` (`KEY_MAX` = 0x2ff).
+const KEY_CODES: usize = 0x300;
+
+/// The keys a device holds down in one VM: pressed there and not released since. Pure: KUnit.
+#[derive(Default)]
+pub(crate) struct HeldKeys([u64; KEY_CODES / 64]);
+
+impl HeldKeys {
+    /// Notes a key event sent to the VM (`value` 1 press, 0 release, 2 autorepeat).
+    pub(crate) fn note(&mut self, code: u16, value: i32) {
+        let (w, b) = (usize::from(code) / 64, code % 64);
+        let Some(word) = self.0.get_mut(w) else {
+            return;
+        };
+        match value {
+            0 => *word &= !(1u64 << b),
+            1 => *word |= 1u64 << b,
+            _ => {}
+        }
+    }
+
+    /// Empties the set, calling `f` with each held key in ascending order.
+    pub(crate) fn release_all(&mut self, mut f: impl FnMut(u16)) {
+        for (w, word) in self.0.iter_mut().enumerate() {
+            while *word != 0 {
+                let b = word.trailing_zeros();
+                *word &= !(1u64 << b);
+                // `w < KEY_CODES / 64` and `b < 64`: the code is below KEY_CODES.
+                f((w * 64) as u16 + b as u16);
+            }
+        }
+    }
+}
+
+/// A device's routing state (behind [`DevState::latch`]).
+#[derive(Default)]
+struct Latch {
+    /// The VM the current frame goes to, latched at the frame's first event and dropped at its
+    /// SYN_REPORT, so a focus change never splits a frame.
+    frame: Option<Arc<VmSink>>,
+    /// The VM the device's last frame went to, and the keys held down there. When a frame
+    /// goes elsewhere (the focus moved, or went nowhere), those keys are released in that VM
+    /// first, in a frame of their own: a key pressed before a switch never sticks in the VM
+    /// left behind (its physical release goes to the new focus, whose input core ignores the
+    /// release of a key it never saw pressed).
+    last: Option<Arc<VmSink>>,
+    held: HeldKeys,
+}
+
+impl Latch {
+    /// Latches the target of a new frame (`to`), releasing the keys held in the previous one
+    /// if that was another VM.
+    fn start_frame(&mut self, to: Option<Arc<VmSink>>) {
+        let same = match (&self.last, &to) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            if let Some(old) = self.last.take() {
+                let mut any = false;
+                let now = now_ns();
+                self.held.release_all(|code| {
+                    any = true;
+                    old.deliver(Event {
+                        ty: EV_KEY,
+                        code,
+                        value: 0,
+                        time_ns: now,
+                    });
+                });
+                if any {
+                    old.deliver(Event {
+                        ty: EV_SYN,
+                        code: SYN_REPORT,
+                        value: 0,
+                        time_ns: now,
+                    });
+                }
+            }
+            self.held = HeldKeys::default();
+            self.last = to.clone();
+        }
+        self.frame = to;
+    }
 }
 
 impl DevState {
@@ -233,7 +319,7 @@ impl Router {
         let devs = self.devices.lock();
         let e = devs.list.get(index as usize)?;
         // The VM its current frame goes to, or else the one its next frame would go to.
-        let latched = e.dev.frame.lock().as_ref().map(|v| v.vm_id);
+        let latched = e.dev.latch.lock().frame.as_ref().map(|v| v.vm_id);
         let routed = e.dev.routed.load(Relaxed);
         let vm_id = latched.unwrap_or_else(|| if routed { self.ctl.lock().focus } else { 0 });
         Some(VdiDevice {
@@ -247,13 +333,18 @@ impl Router {
         })
     }
 
-    /// Drops every device's latched frame target that is `vm` (the VM is going away).
+    /// Drops every device's latched frame target and held keys that are `vm`'s (the VM is
+    /// going away: nothing is released in it).
     pub(crate) fn forget_vm(&self, vm: &Arc<VmSink>) {
         let devs = self.devices.lock();
         for e in devs.list.iter() {
-            let mut f = e.dev.frame.lock();
-            if f.as_ref().is_some_and(|v| Arc::ptr_eq(v, vm)) {
-                *f = None;
+            let mut l = e.dev.latch.lock();
+            if l.frame.as_ref().is_some_and(|v| Arc::ptr_eq(v, vm)) {
+                l.frame = None;
+            }
+            if l.last.as_ref().is_some_and(|v| Arc::ptr_eq(v, vm)) {
+                l.last = None;
+                l.held = HeldKeys::default();
             }
         }
     }
@@ -282,7 +373,7 @@ impl InputOps for Ops {
                 routed: AtomicBool::new(false),
                 grabbed: AtomicBool::new(false),
                 events: AtomicU64::new(0),
-                frame <- kernel::new_spinlock_irq!(None),
+                latch <- kernel::new_spinlock_irq!(Latch::default()),
             }),
             GFP_KERNEL,
         )
@@ -321,16 +412,22 @@ impl InputOps for Ops {
             value,
             time_ns: now_ns(),
         };
-        let mut frame = dev.frame.lock();
-        if frame.is_none() {
-            let ctl = router().ctl.lock();
-            *frame = ctl.vm(ctl.focus);
+        let mut latch = dev.latch.lock();
+        if latch.frame.is_none() {
+            let to = {
+                let ctl = router().ctl.lock();
+                ctl.vm(ctl.focus)
+            };
+            latch.start_frame(to);
         }
-        if let Some(vm) = frame.as_ref() {
+        if let Some(vm) = latch.frame.as_ref() {
             vm.deliver(e);
+            if ty == EV_KEY {
+                latch.held.note(code, value);
+            }
         }
         if ty == EV_SYN && code == SYN_REPORT {
-            *frame = None;
+            latch.frame = None;
         }
     }
 
@@ -341,8 +438,9 @@ impl InputOps for Ops {
             let _ = devs.list.remove(i);
         }
         drop(devs);
-        // A frame cut off by the unplug ends here: the VM got what was sent.
-        *dev.frame.lock() = None;
+        // A frame cut off by the unplug ends here: the VM got what was sent. (The input core
+        // released the device's held keys through `event` before disconnecting it.)
+        *dev.latch.lock() = Latch::default();
     }
 }
 
@@ -436,6 +534,26 @@ mod tests {
         let mut r = route(vdi_match::NAME, b"k");
         r.pattern = [b'k'; 64];
         assert!(validate(&r).is_err());
+    }
+
+    #[test]
+    fn held_keys_are_released_once_in_order() {
+        let mut h = HeldKeys::default();
+        h.note(30, 1);
+        h.note(2, 1);
+        h.note(0x2ff, 1); // KEY_MAX
+        h.note(48, 1);
+        h.note(48, 0); // released: not held
+        h.note(30, 2); // autorepeat: still held, once
+        h.note(0x300, 1); // past KEY_MAX: ignored
+        let mut got = KVec::new();
+        h.release_all(|c| {
+            let _ = got.push(c, GFP_KERNEL);
+        });
+        assert_eq!(&got[..], &[2, 30, 0x2ff]);
+        let mut again = 0;
+        h.release_all(|_| again += 1);
+        assert_eq!(again, 0);
     }
 
     #[test]

@@ -180,6 +180,17 @@ enum Cmd {
         #[arg(long, default_value_t = 8000)]
         frames: usize,
     },
+    /// Real guests (8b-guest-input-focus): focus switches between VMs A and B (each a stock QEMU
+    /// on vd-ivshmem-server --input) under a writer's load; prints what the guests must add up to.
+    InputFocusGuests {
+        #[arg(long)]
+        vm_a: u32,
+        #[arg(long)]
+        vm_b: u32,
+        /// Frames written (5 events each; at most 1,600 so a guest's evdev client never overflows).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1600))]
+        frames: u64,
+    },
     /// vd_input_irq: uinput devices unplugged while routed; the sink keeps working.
     InputUnplug,
     /// vd_input_irq: a multitouch device's burst queued behind a stopped vCPU and coalesced:
@@ -238,6 +249,39 @@ enum Cmd {
     },
     /// vd_input_irq: a VM sink whose ring is a shmem file (for `ivshmem-doorbell`).
     InputShm,
+    /// make bench: host uinput write -> a guest process's read, vd_input_irq vs input-linux +
+    /// virtio-keyboard in one guest (the host side; the guest runs `input-echo`).
+    InputLatency {
+        /// The VM id the guest's vd-ivshmem-server --input serves.
+        #[arg(long)]
+        vm: u32,
+        /// Where to write the virtio path's evdev node (`VIRTIO_KBD=...`).
+        #[arg(long)]
+        nodes: std::path::PathBuf,
+        /// Starts when this file exists (the guest's reader is up).
+        #[arg(long)]
+        go: std::path::PathBuf,
+        /// The echo memory: the host file behind the guest's ivshmem-plain device.
+        #[arg(long)]
+        shm: std::path::PathBuf,
+        /// Rounds per block (one key press per path each).
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+        /// Blocks (each block's median is printed: do they agree?).
+        #[arg(long, default_value_t = 3)]
+        blocks: usize,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// In the guest: echoes each key event of the evdev DEVICEs (slot i = the i-th) into the
+    /// echo memory SHM (the ivshmem-plain BAR file), until KEY_F12 is released on every one.
+    InputEcho {
+        #[arg(long)]
+        shm: std::path::PathBuf,
+        #[arg(required = true)]
+        devices: Vec<std::path::PathBuf>,
+    },
     /// vd_input_irq: what following threads (preempt notifiers) costs every context switch.
     InputSwitchCost {
         /// Samples per configuration (alternated).
@@ -313,6 +357,9 @@ fn main() -> std::process::ExitCode {
         Cmd::InputSched => input::sched(),
         Cmd::InputAttach => input::attach(),
         Cmd::InputFocus { frames } => input::focus(frames),
+        Cmd::InputFocusGuests { vm_a, vm_b, frames } => {
+            input::focus_guests(vm_a, vm_b, frames as usize)
+        }
         Cmd::InputUnplug => input::unplug(),
         Cmd::InputMt => input::multitouch(),
         Cmd::InputUnload => input::unload(),
@@ -332,6 +379,16 @@ fn main() -> std::process::ExitCode {
             qmp_pause,
         } => input::feed(vm, frames, stop_pid, qmp_pause.as_deref()),
         Cmd::InputSwitchCost { samples, json } => input::switch_cost(samples, json),
+        Cmd::InputLatency {
+            vm,
+            nodes,
+            go,
+            shm,
+            rounds,
+            blocks,
+            json,
+        } => input::input_latency(vm, &nodes, &go, &shm, rounds, blocks, json),
+        Cmd::InputEcho { shm, devices } => input::input_echo(&shm, &devices),
         Cmd::SriovBasic { vf } => sriov::basic(&vf),
         Cmd::SriovUnpriv { vf } => sriov::unpriv(&vf),
         Cmd::SriovRace { vf, procs, rounds } => sriov::race(&vf, procs, rounds),
