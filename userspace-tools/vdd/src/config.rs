@@ -222,20 +222,45 @@ impl Default for SriovConfig {
     }
 }
 
-/// The input focus (vd_input_irq).
+/// The input focus (vd_input_irq), and the VMs whose input device vdd serves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct InputConfig {
     /// vd_input_irq's device node (`VDI_IOC_FOCUS`, `VDI_IOC_STATS`).
     pub device: PathBuf,
+    /// `[[input.vm]]`: VMs whose QEMU gets its vd input device from vdd (what
+    /// `vd-ivshmem-server --input` does, in vdd).
+    #[serde(rename = "vm", skip_serializing_if = "Vec::is_empty")]
+    pub vms: Vec<InputVmConfig>,
 }
 
 impl Default for InputConfig {
     fn default() -> Self {
         Self {
             device: vd_sys::input::DEVICE.into(),
+            vms: Vec::new(),
         }
     }
+}
+
+/// One `[[input.vm]]`: vdd listens on `socket` for that VM's QEMU (`-chardev
+/// socket,path=SOCKET,id=vdin -device ivshmem-doorbell,chardev=vdin,vectors=1`), gives it a
+/// vd_input_irq event ring in the device's shared memory and follows its vCPU threads while it
+/// is connected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputVmConfig {
+    /// The VM id (what `vdctl focus` names).
+    pub id: u32,
+    /// The UNIX socket QEMU's ivshmem-doorbell chardev connects to.
+    pub socket: PathBuf,
+    /// Event ring entries (a power of two, 8..=4096).
+    #[serde(default = "default_input_entries")]
+    pub entries: u32,
+}
+
+fn default_input_entries() -> u32 {
+    256
 }
 
 /// One VM's VMM, for the SR-IOV policy: `[[vm]]` tables.
@@ -357,6 +382,32 @@ impl Config {
                 "[input] device = {:?}: must be an absolute path",
                 self.input.device.display()
             ));
+        }
+        let mut input_ids = std::collections::BTreeSet::new();
+        let mut input_socks = std::collections::BTreeSet::new();
+        for (i, v) in self.input.vms.iter().enumerate() {
+            let at = format!("[[input.vm]] #{} (id = {})", i + 1, v.id);
+            if v.id == 0 {
+                return Err(format!("{at}: id must be nonzero"));
+            }
+            if !input_ids.insert(v.id) {
+                return Err(format!("{at}: VM id {} twice", v.id));
+            }
+            if !v.socket.is_absolute() {
+                return Err(format!(
+                    "{at}: socket = {:?}: must be an absolute path",
+                    v.socket.display()
+                ));
+            }
+            if !input_socks.insert(v.socket.clone()) {
+                return Err(format!("{at}: socket {} twice", v.socket.display()));
+            }
+            if !v.entries.is_power_of_two() || !(8..=4096).contains(&v.entries) {
+                return Err(format!(
+                    "{at}: entries = {}: a power of two, 8..=4096",
+                    v.entries
+                ));
+            }
         }
         let mut ids = std::collections::BTreeSet::new();
         let mut socks = std::collections::BTreeSet::new();
@@ -501,6 +552,53 @@ mod tests {
         assert!(e("[daemon]\nlog_level = \"loud\"").contains("log_level"));
         assert!(e("[daemon]\nsocket = \"rel.sock\"").contains("absolute"));
         assert!(e("[policy\n").contains("TOML") || !e("[policy\n").is_empty());
+    }
+
+    #[test]
+    fn input_vm_tables() {
+        let c = Config::parse(
+            r#"
+            [[input.vm]]
+            id = 42
+            socket = "/run/vd/desk42-input.sock"
+            [[input.vm]]
+            id = 43
+            socket = "/run/vd/desk43-input.sock"
+            entries = 1024
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.input.vms.len(), 2);
+        assert_eq!(c.input.vms[0].entries, 256, "default ring");
+        assert_eq!(c.input.vms[1].entries, 1024);
+        let e = |t: &str| Config::parse(t).unwrap_err();
+        assert!(e("[[input.vm]]
+id = 0
+socket = \"/a\"")
+        .contains("nonzero"));
+        assert!(e("[[input.vm]]
+id = 1
+socket = \"a\"")
+        .contains("absolute"));
+        assert!(e("[[input.vm]]
+id = 1
+socket = \"/a\"
+entries = 100")
+        .contains("power of two"));
+        assert!(e("[[input.vm]]
+id = 1
+socket = \"/a\"
+[[input.vm]]
+id = 1
+socket = \"/b\"")
+        .contains("twice"));
+        assert!(e("[[input.vm]]
+id = 1
+socket = \"/a\"
+[[input.vm]]
+id = 2
+socket = \"/a\"")
+        .contains("twice"));
     }
 
     #[test]

@@ -649,6 +649,7 @@ pub fn run(cfg: Config, config_file: Option<PathBuf>) -> Result<()> {
         }),
     )
     .with_context(|| format!("metrics endpoint {:?}", cfg.daemon.metrics))?;
+    let input_vms = crate::inputvms::InputVms::start(&cfg)?;
     let sriov_view = d.lock().sriov.clone();
     let sriov_thread = crate::sriov::spawn(cfg.clone(), sriov_view, &STOP)
         .context("starting the SR-IOV thread")?;
@@ -685,6 +686,7 @@ pub fn run(cfg: Config, config_file: Option<PathBuf>) -> Result<()> {
     info!("signal received: restoring and exiting");
     let _ = crate::notify::notify("STOPPING=1");
     d.shutdown();
+    input_vms.stop();
     if sriov_thread.join().is_err() {
         error!("the SR-IOV thread panicked");
     }

@@ -10,7 +10,8 @@
 //! Two more policies run beside placement: [`sriov`] turns vd_sriov_mgr's reassignment
 //! proposals into VMM actions (lease swap, QMP unplug/plug through [`vmm`]), and [`input`] moves
 //! the input focus through vd_input_irq on request (`vdctl focus`) and reads the per-VM input
-//! queues. Either is off, with one log line, when its module is missing.
+//! queues; [`inputvms`] serves `[[input.vm]]` guests their vd input devices (QEMU's
+//! ivshmem-doorbell) and follows their vCPU threads. Either is off, with one log line, when its module is missing.
 
 pub mod config;
 pub mod control;
@@ -19,6 +20,7 @@ pub mod daemon;
 pub mod fakeqmp;
 pub mod host;
 pub mod input;
+pub mod inputvms;
 pub mod metrics;
 pub mod notify;
 pub mod placer;
