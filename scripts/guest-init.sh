@@ -290,6 +290,7 @@ case "$scenario" in
     bench-blk) tools; . /guest-bench.sh ;; # make bench's 94-bench-guest-blk (scripts/guest-bench.sh)
     input-evdev) . /guest-input.sh; input_evdev ;; # issue 13 (82-guest-input): scripts/guest-input.sh
     input-latency) tools; . /guest-input.sh; input_latency ;; # make bench, 96-bench-guest-input
+    input-caps) tools; . /guest-input.sh; input_caps ;; # 8c-guest-input-caps
     input-read) input_read ;; # issue 13 (88-guest-input-fake): vd_front's input side, fake host
     corrupt-eio) # issue 12 hostile guest (84-guest-hostile): vd_front's debug knob garbles the ring
         disk=${disk:-/dev/vdb0}; vd_disk

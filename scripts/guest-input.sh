@@ -146,3 +146,22 @@ input_latency() {
     wait $epid || die "input-echo: $(tail -3 /tmp/echo.out | tr '\n' ' ')"
     finish PASS "$(tail -1 /tmp/echo.out)"
 }
+
+# Scenario input-caps (8c-guest-input-caps): the capabilities vd_front gave its "vd-input"
+# device, printed by `vd-itest input-caps` from the tools disk (the host compares them with the
+# union of the devices routed when QEMU connected).
+input_caps() {
+    bin=$(find /tools -name vd-itest -type f | head -1)
+    [ -n "$bin" ] || die "vd-itest is not on the tools disk"
+    insmod /lib/modules/vd_front.ko || die "insmod vd_front.ko failed: $(dmesg | tail -3 | tr '\n' ' ')"
+    n=0; sys=""
+    while [ -z "$sys" ]; do
+        for e in /sys/class/input/event*; do
+            [ "$(cat "$e/device/name" 2>/dev/null)" = vd-input ] && sys=$(readlink -f "$e/device")
+        done
+        n=$((n + 1)); [ $n -le 300 ] || die "no vd-input device 30 s after boot: $(dmesg | grep -i vd_front | tail -3 | tr '\n' ' ')"
+        [ -n "$sys" ] || sleep 0.1
+    done
+    out=$("$bin" input-caps --sys "$sys" 2>&1) || die "input-caps: $out"
+    finish PASS "$out"
+}

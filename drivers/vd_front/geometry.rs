@@ -5,6 +5,7 @@
 //! tags. No I/O, no allocation: KUnit tests it below.
 
 use crate::ring::{self, dev_kind, Geometry, RingMem, RING_PAGE};
+use crate::vd::caps;
 
 /// The largest request: one data chunk per tag (128 KiB), smaller if the data area is.
 pub(crate) const CHUNK_MAX: u32 = 128 * 1024;
@@ -198,11 +199,12 @@ pub(crate) fn validate(g: &GeomLine, map_len: usize) -> Result<FrontGeometry, Ge
 /// # Invariants
 ///
 /// The ring (`ring.total_bytes()`) lies in the mapped BAR and its slots hold at least
-/// [`INPUT_SLOT`] bytes.
+/// [`INPUT_SLOT`] bytes; a capabilities block at `caps` lies in the BAR after the ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct InputGeometry {
     ring: Geometry,
     doorbell: u32,
+    caps: Option<usize>,
 }
 
 /// Bytes of an input ring slot that carry something: the response header and one event
@@ -220,6 +222,10 @@ impl InputGeometry {
     pub(crate) const fn doorbell(&self) -> u32 {
         self.doorbell
     }
+    /// Where the capabilities block ([`caps::CAPS_LEN`] bytes) is, if the host reserved one.
+    pub(crate) const fn caps(&self) -> Option<usize> {
+        self.caps
+    }
 }
 
 /// What a geometry line describes, validated.
@@ -233,7 +239,8 @@ pub(crate) enum FrontKind {
 
 /// Validates an input event ring's geometry line against a mapping of `map_len` bytes: magic,
 /// version, a valid ring geometry at the vd-ring offsets that fits, slots of at least
-/// [`INPUT_SLOT`] bytes, device kind INPUT. The data-area fields are not used.
+/// [`INPUT_SLOT`] bytes, device kind INPUT. The data area is empty or holds the capabilities
+/// block (at least [`caps::CAPS_LEN`] bytes, 8-byte aligned, after the ring, inside the BAR).
 pub(crate) fn validate_input(g: &GeomLine, map_len: usize) -> Result<InputGeometry, GeomError> {
     if g.magic != ring::RING_MAGIC {
         return Err(GeomError::Magic);
@@ -254,10 +261,26 @@ pub(crate) fn validate_input(g: &GeomLine, map_len: usize) -> Result<InputGeomet
     if g.dev_kind != dev_kind::INPUT {
         return Err(GeomError::Kind);
     }
-    // INVARIANT: the ring fits the mapping and its slots hold `INPUT_SLOT` bytes (checked).
+    let caps = match (g.data_off as usize, g.data_len as usize) {
+        (_, 0) => None,
+        (off, len)
+            if len >= caps::CAPS_LEN
+                && off >= geo.total_bytes()
+                && off % 8 == 0
+                && off
+                    .checked_add(caps::CAPS_LEN)
+                    .is_some_and(|end| end <= map_len) =>
+        {
+            Some(off)
+        }
+        _ => return Err(GeomError::DataArea),
+    };
+    // INVARIANT: the ring fits the mapping and its slots hold `INPUT_SLOT` bytes; the
+    // capabilities block lies after it, inside the mapping (checked).
     Ok(InputGeometry {
         ring: geo,
         doorbell: g.doorbell,
+        caps,
     })
 }
 
@@ -480,6 +503,32 @@ mod tests {
         assert_eq!(bad(&|g| g.rsp_array = 0), Err(GeomError::Arrays));
         assert_eq!(bad(&|g| g.dev_kind = dev_kind::BLOCK), Err(GeomError::Kind));
         assert_eq!(validate_input(&good, 4096), Err(GeomError::RingTooBig));
+        // A capabilities block: after the ring, 8-byte aligned, whole, inside the mapping.
+        let (mut c, _) = input_line(64);
+        let ring_end = c.data_off as usize;
+        c.data_len = caps::CAPS_LEN as u32;
+        let size = (ring_end + caps::CAPS_LEN).next_power_of_two();
+        assert_eq!(
+            validate_input(&c, size).map(|f| f.caps()),
+            Ok(Some(ring_end))
+        );
+        assert_eq!(validate_input(&good, total).map(|f| f.caps()), Ok(None));
+        let bad_caps = |f: &dyn Fn(&mut GeomLine)| {
+            let mut g = c;
+            f(&mut g);
+            validate_input(&g, size)
+        };
+        assert_eq!(bad_caps(&|g| g.data_len -= 1), Err(GeomError::DataArea));
+        assert_eq!(bad_caps(&|g| g.data_off -= 8), Err(GeomError::DataArea));
+        assert_eq!(bad_caps(&|g| g.data_off += 4), Err(GeomError::DataArea));
+        assert_eq!(
+            bad_caps(&|g| g.data_off = (size - 8) as u32),
+            Err(GeomError::DataArea)
+        );
+        assert_eq!(
+            bad_caps(&|g| g.data_off = u32::MAX & !7),
+            Err(GeomError::DataArea)
+        );
         // Kind NONE is refused as before (87-guest-bad's `kind` layout).
         let (mut n, _) = line(64, 64, 1 << 20);
         n.dev_kind = dev_kind::NONE;

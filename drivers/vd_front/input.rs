@@ -28,6 +28,7 @@
 use crate::disk::BAR0_LEN;
 use crate::geometry::{InputGeometry, INPUT_EVENT_LEN, INPUT_SLOT};
 use crate::ring::{self, need_event, Geometry, RingMem};
+use crate::vd::caps::{InputCaps, CAPS_LEN, KEY_CODES, MSC_CODES, REL_AXES};
 use crate::vd::inputdev::{InputDev, InputDevBuilder};
 use crate::vd::memremap::Memremap;
 use crate::vd_warn_ratelimited;
@@ -155,7 +156,9 @@ impl InputShared {
         parent: &kernel::device::Device,
         phys: &CStr,
     ) -> Result<Arc<Self>> {
-        let dev = register(parent, phys)?;
+        let caps = read_caps(&mem, &geo)?;
+        let dev = register(parent, phys, caps.as_deref())?;
+        drop(caps);
         let cons = mem.load_u32(ring::OFF_RSP_CONS);
         let doorbell = geo.doorbell();
         let geo = geo.ring();
@@ -316,10 +319,59 @@ impl InputShared {
 }
 
 /// The evdev device with SPEC-13's capabilities.
-fn register(parent: &kernel::device::Device, phys: &CStr) -> Result<InputDev> {
+/// The host's capabilities block (`vd-ring/src/caps.rs`), copied out of the shared memory once
+/// and checked: `None` when the host gave none (or a block that fails the checks, logged: the
+/// device then gets the default set).
+fn read_caps(mem: &Memremap, geo: &InputGeometry) -> Result<Option<KBox<InputCaps>>> {
+    let Some(off) = geo.caps() else {
+        return Ok(None);
+    };
+    let mut b = KBox::new([0u8; CAPS_LEN], GFP_KERNEL)?;
+    for (i, w) in b.chunks_exact_mut(4).enumerate() {
+        // In the mapping: `validate_input` checked `off + CAPS_LEN <= map_len` (type invariant).
+        w.copy_from_slice(&mem.load_u32(off + i * 4).to_le_bytes());
+    }
+    match InputCaps::decode(&b) {
+        Ok(Some(c)) => Ok(Some(KBox::new(c, GFP_KERNEL)?)),
+        Ok(None) => Ok(None),
+        Err(e) => {
+            vd_warn_ratelimited!(
+                "vd_front: input: the host's capabilities block is refused ({}): default set\n",
+                e.reason()
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Registers the evdev device with the host's capabilities, or else the default set (a
+/// keyboard, a 5-button mouse with wheels, a tablet 0..32767).
+fn register(
+    parent: &kernel::device::Device,
+    phys: &CStr,
+    caps: Option<&InputCaps>,
+) -> Result<InputDev> {
     let mut b = InputDevBuilder::new(NAME, phys, parent)?
         .id(bindings::BUS_VIRTUAL as u16, 0x1af4, 0x1110, 1)
         .events_per_packet(EVENTS_PER_PACKET);
+    if let Some(c) = caps {
+        // Checked by `decode`: only KEY, REL, ABS (no multitouch) and MSC codes, valid ranges.
+        for k in (0..KEY_CODES).filter(|&k| c.has_key(k)) {
+            b = b.capability(bindings::EV_KEY, k as u32);
+        }
+        for r in (0..REL_AXES).filter(|r| c.rel & (1 << r) != 0) {
+            b = b.capability(bindings::EV_REL, r as u32);
+        }
+        for (a, x) in c.absinfo.iter().enumerate() {
+            if c.abs & (1 << a) != 0 {
+                b = b.abs_params(a as u32, x.min, x.max, x.fuzz, x.flat);
+            }
+        }
+        for m in (0..MSC_CODES).filter(|m| c.msc & (1 << m) != 0) {
+            b = b.capability(bindings::EV_MSC, m as u32);
+        }
+        return b.register();
+    }
     for key in 1..=248 {
         b = b.capability(bindings::EV_KEY, key);
     }

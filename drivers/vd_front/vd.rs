@@ -5,6 +5,9 @@
 //! (the kernel-side edges, where the project's `unsafe` lives). A piece names what it needs
 //! as a sibling here (`super::ring`, `super::uapi`, `super::shmem`).
 
+#[allow(dead_code, unreachable_pub, reason = "shared with userspace")]
+#[path = "../../userspace-tools/vd-ring/src/caps.rs"]
+pub(crate) mod caps;
 #[path = "../../rust/vd/inputdev.rs"]
 pub(crate) mod inputdev;
 #[path = "../../rust/vd/knob.rs"]

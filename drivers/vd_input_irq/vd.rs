@@ -11,6 +11,9 @@ pub(crate) mod abi;
 #[allow(dead_code, unreachable_pub, reason = "shared with userspace")]
 #[path = "../../userspace-tools/vd-uapi/src/input.rs"]
 pub(crate) mod abi_input;
+#[allow(dead_code, unreachable_pub, reason = "shared with userspace")]
+#[path = "../../userspace-tools/vd-ring/src/caps.rs"]
+pub(crate) mod caps;
 #[path = "../../rust/vd/common.rs"]
 pub(crate) mod common;
 #[path = "../../rust/vd/eventfd.rs"]

@@ -101,12 +101,16 @@ impl VmSink {
     ) -> Result<(impl PinInit<Self, Error>, ARef<File>, usize)> {
         let geo = Self::geometry(vm_id, entries)?;
         let page = kernel::page::PAGE_SIZE;
-        let used = geo.total_bytes().div_ceil(page) * page;
+        // The data area holds the capabilities block (`vd-ring/src/caps.rs`), left zero: the
+        // server that hands the file to QEMU fills it in.
+        let caps_off = geo.total_bytes().next_multiple_of(64);
+        let used = (caps_off + crate::vd::caps::CAPS_LEN).div_ceil(page) * page;
         let size = used.checked_next_power_of_two().ok_or(EINVAL)?;
         let (mem, file) = SharedPages::new_shmem(c"vd_input", used, size)?;
-        // The geometry line's extra fields, before `init_ring` publishes the magic.
-        mem.store_u32(OFF_DATA_OFF, geo.total_bytes() as u32);
-        mem.store_u32(OFF_DATA_LEN, 0);
+        // The geometry line's extra fields, before `init_ring` publishes the magic. (Ring and
+        // block are at most a few hundred KiB: `entries <= 4096`.)
+        mem.store_u32(OFF_DATA_OFF, caps_off as u32);
+        mem.store_u32(OFF_DATA_LEN, crate::vd::caps::CAPS_LEN as u32);
         mem.store_u32(OFF_DEV_KIND, crate::ring::dev_kind::INPUT);
         mem.store_u32(OFF_DOORBELL, doorbell);
         crate::ring::init_ring(&mem, geo, 1);

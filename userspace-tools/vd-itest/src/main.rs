@@ -274,6 +274,18 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The capabilities of input devices (their sysfs directories), as the guest's vd input
+    /// device should have them (`CAPS ...`; 8c-guest-input-caps runs it in the guest).
+    InputCaps {
+        #[arg(long, required = true)]
+        sys: Vec<std::path::PathBuf>,
+    },
+    /// A routed uinput keyboard+mouse and tablet named PREFIX...; prints their union (`CAPS
+    /// ...`), then holds them until killed.
+    InputDevices {
+        #[arg(long)]
+        prefix: String,
+    },
     /// In the guest: echoes each key event of the evdev DEVICEs (slot i = the i-th) into the
     /// echo memory SHM (the ivshmem-plain BAR file), until KEY_F12 is released on every one.
     InputEcho {
@@ -389,6 +401,8 @@ fn main() -> std::process::ExitCode {
             json,
         } => input::input_latency(vm, &nodes, &go, &shm, rounds, blocks, json),
         Cmd::InputEcho { shm, devices } => input::input_echo(&shm, &devices),
+        Cmd::InputCaps { sys } => input::input_caps(&sys),
+        Cmd::InputDevices { prefix } => input::input_devices(&prefix),
         Cmd::SriovBasic { vf } => sriov::basic(&vf),
         Cmd::SriovUnpriv { vf } => sriov::unpriv(&vf),
         Cmd::SriovRace { vf, procs, rounds } => sriov::race(&vf, procs, rounds),

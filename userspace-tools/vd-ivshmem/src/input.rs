@@ -67,6 +67,8 @@ pub enum InputEvent {
         pid: Option<u32>,
         vm_id: u32,
         shm_size: u64,
+        /// Where the guest device's capabilities come from.
+        capabilities: String,
     },
     /// A vCPU thread of the client's QEMU is followed.
     Attached { client: u16, vcpu: u32, tid: u32 },
@@ -93,18 +95,31 @@ impl InputEvent {
     /// One log line.
     pub fn message(&self) -> String {
         match self {
-            Self::Listening { socket, vm_id, entries } => format!(
+            Self::Listening {
+                socket,
+                vm_id,
+                entries,
+            } => format!(
                 "listening on {} for VM {vm_id}'s input ({entries}-event ring)",
                 socket.display()
             ),
-            Self::Client { client, pid, vm_id, shm_size } => format!(
-                "client {client} (QEMU pid {}) is VM {vm_id}'s input ({shm_size}-byte shared memory)",
+            Self::Client {
+                client,
+                pid,
+                vm_id,
+                shm_size,
+                capabilities,
+            } => format!(
+                "client {client} (QEMU pid {}) is VM {vm_id}'s input ({shm_size}-byte shared \
+                 memory; capabilities {capabilities})",
                 pid.map_or("unknown".into(), |p| p.to_string())
             ),
             Self::Attached { client, vcpu, tid } => {
                 format!("client {client}: vCPU {vcpu} (thread {tid}) followed")
             }
-            Self::AttachFailed { client, tid, error, .. } => {
+            Self::AttachFailed {
+                client, tid, error, ..
+            } => {
                 format!("client {client}: thread {tid} not followed: {error}")
             }
             Self::Left { client } => format!("client {client} left; its VM sink is gone"),
@@ -283,7 +298,7 @@ impl InputServer {
                 continue;
             }
             match self.setup(&s, id) {
-                Ok((sink, size)) => {
+                Ok((sink, size, capabilities)) => {
                     let pid = peer_pid(&s);
                     let _ = s.set_nonblocking(true);
                     on(&InputEvent::Client {
@@ -291,6 +306,7 @@ impl InputServer {
                         pid,
                         vm_id: self.cfg.vm_id,
                         shm_size: size,
+                        capabilities,
                     });
                     self.guest = Some(Guest {
                         id,
@@ -327,8 +343,9 @@ impl InputServer {
         });
     }
 
-    /// Makes the VM sink in shared memory and sends QEMU the setup.
-    fn setup(&self, s: &UnixStream, id: u16) -> Result<(Input, u64), (Errno, String)> {
+    /// Makes the VM sink in shared memory, writes the capabilities block, and sends QEMU the
+    /// setup. Returns the sink, the memory's size and where the capabilities came from.
+    fn setup(&self, s: &UnixStream, id: u16) -> Result<(Input, u64, String), (Errno, String)> {
         let eventfd = || {
             sys(
                 "eventfd",
@@ -351,13 +368,14 @@ impl InputServer {
             ),
         )?;
         sys("VDI_IOC_BIND_KICK", sink.bind_kick(Some(kick.as_raw_fd())))?;
+        let caps = write_caps(&sink, shm.as_fd(), size)?;
         let msgs = proto::setup_messages(id, shm.as_fd(), kick.as_fd(), call.as_fd());
         sys(
             "sending the setup (the client left)",
             proto::send_all(s.as_fd(), &msgs),
         )?;
         // Our copies of the memory and eventfds close here; QEMU and the sink hold theirs.
-        Ok((sink, size))
+        Ok((sink, size, caps))
     }
 
     /// Attaches the guest's QEMU vCPU threads not seen yet.
@@ -386,4 +404,54 @@ impl InputServer {
             }
         }
     }
+}
+
+/// Fills the capabilities block of a new input ring's shared memory (`vd_ring::caps`, at the
+/// geometry line's data area) with the union of the devices routed now, before QEMU gets the
+/// memory. With nothing routed (or a module without the block) it stays zero: the guest uses its
+/// default set. Returns a description for the log.
+fn write_caps(adm: &Input, shm: BorrowedFd<'_>, size: u64) -> Result<String, (Errno, String)> {
+    use vd_ring::caps::CAPS_LEN;
+    let Some((caps, names)) =
+        vd_sys::evdev::routed_caps(adm).map_err(|e| (Errno::EIO, format!("capabilities: {e}")))?
+    else {
+        return Ok("none routed: the guest's default set".into());
+    };
+    let len = std::num::NonZeroUsize::new(size as usize).ok_or((Errno::EINVAL, "empty".into()))?;
+    // SAFETY: a fresh shared mapping of the shmem file, unmapped below; only this function
+    // touches it, with bounds-checked copies.
+    let p = sys("mmap the input ring", unsafe {
+        nix::sys::mman::mmap(
+            None,
+            len,
+            nix::sys::mman::ProtFlags::PROT_READ | nix::sys::mman::ProtFlags::PROT_WRITE,
+            nix::sys::mman::MapFlags::MAP_SHARED,
+            shm,
+            0,
+        )
+    })?;
+    // SAFETY: `p` maps `len` bytes, and nothing else writes them before QEMU gets the file.
+    let mem = unsafe { std::slice::from_raw_parts_mut(p.as_ptr().cast::<u8>(), len.get()) };
+    let word = |o: usize| {
+        mem.get(o..o + 4)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let (off, dlen) = (word(vd_ring::OFF_DATA_OFF), word(vd_ring::OFF_DATA_LEN));
+    let out = if dlen >= CAPS_LEN {
+        match mem.get_mut(off..off.saturating_add(CAPS_LEN)) {
+            Some(d) => {
+                d.copy_from_slice(&caps.encode());
+                Ok(format!("from {}", names.join(", ")))
+            }
+            None => Err((
+                Errno::EINVAL,
+                "the capabilities block is outside the memory".into(),
+            )),
+        }
+    } else {
+        Ok("not given: the module reserves no capabilities block (older vd_input_irq)".into())
+    };
+    // SAFETY: the mapping made above, unmapped once.
+    let _ = unsafe { nix::sys::mman::munmap(p, len.get()) };
+    out
 }

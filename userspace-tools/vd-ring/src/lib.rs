@@ -11,4 +11,6 @@ extern crate std;
 mod ring;
 pub use ring::*;
 
+#[path = "caps.rs"]
+pub mod caps;
 pub mod mem;

@@ -36,6 +36,7 @@ macro_rules! device_handle {
     };
 }
 
+pub mod evdev;
 pub mod evtchn;
 pub mod input;
 pub mod notify;

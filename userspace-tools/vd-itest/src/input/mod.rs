@@ -10,6 +10,7 @@
 mod attach;
 mod basic;
 mod bench;
+mod caps;
 mod feed;
 mod fixtures;
 mod focus;
@@ -26,6 +27,7 @@ mod unplug;
 pub use attach::attach;
 pub use basic::basic;
 pub use bench::bench;
+pub use caps::{caps as input_caps, devices as input_devices};
 pub(crate) use feed::Summary;
 pub use feed::{feed, feed_virtio};
 pub use focus::{focus, focus_guests};

@@ -84,9 +84,12 @@ pub fn run(a: Args) -> Result<()> {
     );
     mem.error()?;
     check!(
-        kind == dev_kind::INPUT && esz == VDI_ENTRY_SIZE && dlen == 0 && doorbell == 0,
-        "BAR2's geometry line: an input ring (kind {kind}, {esz}-byte slots, no data area, \
-         doorbell {doorbell:#x})"
+        kind == dev_kind::INPUT
+            && esz == VDI_ENTRY_SIZE
+            && dlen as usize == vd_ring::caps::CAPS_LEN
+            && doorbell == 0,
+        "BAR2's geometry line: an input ring (kind {kind}, {esz}-byte slots, a {dlen}-byte \
+         capabilities block, doorbell {doorbell:#x})"
     );
     let mut rd = EventReader::attach(&mem).map_err(|e| anyhow!("event ring header: {e:?}"))?;
     rd.disable_irq(&mem);

@@ -70,9 +70,18 @@ pub fn shm() -> Result<()> {
             && m.load_u32(OFF_DEV_KIND) == dev_kind::INPUT
             && m.load_u32(OFF_DOORBELL) == doorbell
             && (entries, esz) == (8, VDI_ENTRY_SIZE)
-            && m.load_u32(OFF_DATA_LEN) == 0
-            && m.load_u32(OFF_DATA_OFF) as u64 <= a.shm.as_ref().map_or(0, |s| s.1),
-        "geometry line: vd ring magic, dev_kind INPUT, doorbell {doorbell:#x}, 8 x {esz} bytes, no data area"
+            && m.load_u32(OFF_DATA_LEN) as usize == vd_ring::caps::CAPS_LEN
+            && m.load_u32(OFF_DATA_OFF) % 64 == 0
+            && (m.load_u32(OFF_DATA_OFF) + m.load_u32(OFF_DATA_LEN)) as u64
+                <= a.shm.as_ref().map_or(0, |s| s.1),
+        "geometry line: vd ring magic, dev_kind INPUT, doorbell {doorbell:#x}, 8 x {esz} bytes, \
+         a data area for the capabilities block inside the file"
+    );
+    let caps_off = m.load_u32(OFF_DATA_OFF) as usize;
+    let zero = (0..vd_ring::caps::CAPS_LEN / 4).all(|i| m.load_u32(caps_off + i * 4) == 0);
+    check!(
+        zero,
+        "the capabilities block is left zero for the server to fill in"
     );
 
     // Frames in order, through an 8-slot ring: most of them wait for room in the module's
