@@ -383,25 +383,42 @@ impl Config {
                 self.input.device.display()
             ));
         }
-        let mut input_ids = std::collections::BTreeSet::new();
-        let mut input_socks = std::collections::BTreeSet::new();
-        for (i, v) in self.input.vms.iter().enumerate() {
-            let at = format!("[[input.vm]] #{} (id = {})", i + 1, v.id);
-            if v.id == 0 {
-                return Err(format!("{at}: id must be nonzero"));
-            }
-            if !input_ids.insert(v.id) {
-                return Err(format!("{at}: VM id {} twice", v.id));
-            }
-            if !v.socket.is_absolute() {
+        // One check for both kinds of VM table: a nonzero id and an absolute socket path, each
+        // once.
+        fn vm_entry(
+            at: &str,
+            id: u64,
+            key: &str,
+            path: &Path,
+            ids: &mut std::collections::BTreeSet<u64>,
+            paths: &mut std::collections::BTreeSet<PathBuf>,
+        ) -> Result<(), String> {
+            if id == 0 {
                 return Err(format!(
-                    "{at}: socket = {:?}: must be an absolute path",
-                    v.socket.display()
+                    "{at}: id must be nonzero (the VM id the VMM gives the modules)"
                 ));
             }
-            if !input_socks.insert(v.socket.clone()) {
-                return Err(format!("{at}: socket {} twice", v.socket.display()));
+            if !ids.insert(id) {
+                return Err(format!("{at}: id {id} appears twice"));
             }
+            if !path.is_absolute() {
+                return Err(format!(
+                    "{at}: {key} = {:?}: must be an absolute path",
+                    path.display()
+                ));
+            }
+            if !paths.insert(path.to_owned()) {
+                return Err(format!(
+                    "{at}: {key} = {:?} is also another VM's socket",
+                    path.display()
+                ));
+            }
+            Ok(())
+        }
+        let (mut ids, mut socks) = Default::default();
+        for (i, v) in self.input.vms.iter().enumerate() {
+            let at = format!("[[input.vm]] #{} (id = {})", i + 1, v.id);
+            vm_entry(&at, v.id.into(), "socket", &v.socket, &mut ids, &mut socks)?;
             if !v.entries.is_power_of_two() || !(8..=4096).contains(&v.entries) {
                 return Err(format!(
                     "{at}: entries = {}: a power of two, 8..=4096",
@@ -409,30 +426,10 @@ impl Config {
                 ));
             }
         }
-        let mut ids = std::collections::BTreeSet::new();
-        let mut socks = std::collections::BTreeSet::new();
+        let (mut ids, mut socks) = Default::default();
         for (i, v) in self.vms.iter().enumerate() {
             let at = format!("[[vm]] #{} (id = {})", i + 1, v.id);
-            if v.id == 0 {
-                return Err(format!(
-                    "{at}: id must be nonzero (the VM id the VMM gives vd_sriov_mgr)"
-                ));
-            }
-            if !ids.insert(v.id) {
-                return Err(format!("{at}: id {} appears twice", v.id));
-            }
-            if !v.qmp.is_absolute() {
-                return Err(format!(
-                    "{at}: qmp = {:?}: must be an absolute path",
-                    v.qmp.display()
-                ));
-            }
-            if !socks.insert(v.qmp.clone()) {
-                return Err(format!(
-                    "{at}: qmp = {:?} is also another VM's socket",
-                    v.qmp.display()
-                ));
-            }
+            vm_entry(&at, v.id, "qmp", &v.qmp, &mut ids, &mut socks)?;
             let id_ok = |s: &str| {
                 !s.is_empty()
                     && s.len() <= 64
@@ -572,33 +569,20 @@ mod tests {
         assert_eq!(c.input.vms[0].entries, 256, "default ring");
         assert_eq!(c.input.vms[1].entries, 1024);
         let e = |t: &str| Config::parse(t).unwrap_err();
-        assert!(e("[[input.vm]]
-id = 0
-socket = \"/a\"")
-        .contains("nonzero"));
-        assert!(e("[[input.vm]]
-id = 1
-socket = \"a\"")
-        .contains("absolute"));
-        assert!(e("[[input.vm]]
-id = 1
-socket = \"/a\"
-entries = 100")
-        .contains("power of two"));
-        assert!(e("[[input.vm]]
-id = 1
-socket = \"/a\"
-[[input.vm]]
-id = 1
-socket = \"/b\"")
-        .contains("twice"));
-        assert!(e("[[input.vm]]
-id = 1
-socket = \"/a\"
-[[input.vm]]
-id = 2
-socket = \"/a\"")
-        .contains("twice"));
+        let vm = |id: u32, sock: &str| format!("[[input.vm]]\nid = {id}\nsocket = \"{sock}\"\n");
+        assert!(e(&vm(0, "/a")).contains("nonzero"));
+        assert!(e(&vm(1, "a")).contains("absolute"));
+        assert!(e(&(vm(1, "/a") + "entries = 100")).contains("power of two"));
+        assert!(e(&(vm(1, "/a") + &vm(1, "/b"))).contains("twice"));
+        assert!(e(&(vm(1, "/a") + &vm(2, "/a"))).contains("another VM's socket"));
+        // The example file's [[input.vm]] table, uncommented, is one.
+        let ex: String = include_str!("../vdd.example.toml")
+            .lines()
+            .skip_while(|l| *l != "# [[input.vm]]")
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect();
+        assert_eq!(Config::parse(&ex).map(|c| c.input.vms.len()), Ok(1), "{ex}");
     }
 
     #[test]

@@ -53,16 +53,25 @@ pub fn bench(rounds: usize, json: bool) -> Result<()> {
     let mut vd_lat = vec![];
     let mut vd_poll_lat = vec![];
     let mut vd_stamp = vec![];
+    // The hops of the interrupt path, per round (ns): write -> the module's stamp of REL_X;
+    // that stamp -> its stamp of the frame's SYN_REPORT (where it publishes and signals the
+    // call eventfd, in the writer's own context); the signal -> the consumer back from `poll`;
+    // `poll` -> the event read from the ring.
+    let mut hops: [Vec<f64>; 4] = Default::default();
     for polling in [false, true] {
         let seen = AtomicU64::new(0);
         let done = EventFd::new(EFD_NONBLOCK)?;
         let seen_at = (0..=rounds).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
         let stamp = (0..=rounds).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
+        let syn_stamp = (0..=rounds).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
+        let woke_at = (0..=rounds).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
         let write_at = std::thread::scope(|s| -> Result<Vec<u64>> {
             let sink = &mut a;
             let (seen, done, seen_at, stamp) = (&seen, &done, &seen_at, &stamp);
+            let (syn_stamp, woke_at) = (&syn_stamp, &woke_at);
             let c = s.spawn(move || -> Result<()> {
                 let mut out = vec![];
+                let mut woke = 0u64;
                 let m = sink.map.mem();
                 if polling {
                     sink.rd.disable_irq(&m);
@@ -71,11 +80,15 @@ pub fn bench(rounds: usize, json: bool) -> Result<()> {
                     out.clear();
                     sink.rd.drain(&m, &mut out).map_err(|e| anyhow!("{e:?}"))?;
                     let t = now_ns();
-                    for e in &out {
+                    for (k, e) in out.iter().enumerate() {
                         if e.ev.ty == EV_REL && e.ev.code == REL_X && e.ev.value > 0 {
                             let i = (e.ev.value as usize).min(rounds);
                             seen_at[i].store(t, Ordering::Relaxed);
                             stamp[i].store(e.ev.time_ns, Ordering::Relaxed);
+                            woke_at[i].store(if woke == 0 { t } else { woke }, Ordering::Relaxed);
+                            if let Some(syn) = out.get(k + 1).filter(|x| x.ev.ty == EV_SYN) {
+                                syn_stamp[i].store(syn.ev.time_ns, Ordering::Relaxed);
+                            }
                             seen.store(i as u64, Ordering::Release);
                             done.write(1)?;
                             if i >= rounds {
@@ -83,9 +96,11 @@ pub fn bench(rounds: usize, json: bool) -> Result<()> {
                             }
                         }
                     }
+                    woke = 0;
                     if polling {
                         std::hint::spin_loop();
                     } else if !sink.rd.enable_irq(&m) && poll_in(sink.call.as_raw_fd(), 1000)? {
+                        woke = now_ns();
                         let _ = sink.call.read();
                     }
                 }
@@ -110,6 +125,19 @@ pub fn bench(rounds: usize, json: bool) -> Result<()> {
                         as f64
                         / 1e3,
                 );
+                let at = |v: &[AtomicU64]| v[i].load(Ordering::Relaxed);
+                let marks = [
+                    write_at[i],
+                    at(&stamp),
+                    at(&syn_stamp),
+                    at(&woke_at),
+                    at(&seen_at),
+                ];
+                if marks.windows(2).all(|w| w[0] <= w[1]) {
+                    for (h, w) in hops.iter_mut().zip(marks.windows(2)) {
+                        h.push((w[1] - w[0]) as f64 / 1e3);
+                    }
+                }
             }
         }
     }
@@ -220,6 +248,13 @@ pub fn bench(rounds: usize, json: bool) -> Result<()> {
         "latency_us": {
             "vd_input_irq": { "median": vd_med, "p90": pct(&mut vd_lat, 0.9), "min": pct(&mut vd_lat, 0.0) },
             "vd_input_irq_from_kernel_stamp": { "median": median(&mut vd_stamp) },
+            "vd_input_irq_hops_median": {
+                "rounds": hops[0].len(),
+                "write_to_module_stamp": median(&mut hops[0]),
+                "stamp_to_frame_end_signal": median(&mut hops[1]),
+                "signal_to_consumer_awake": median(&mut hops[2]),
+                "awake_to_event_read": median(&mut hops[3]),
+            },
             "vd_input_irq_polling_consumer": { "median": median(&mut vd_poll_lat), "p90": pct(&mut vd_poll_lat, 0.9), "min": pct(&mut vd_poll_lat, 0.0) },
             "userspace_forwarder": { "median": fw_med, "p90": pct(&mut fw_lat, 0.9), "min": pct(&mut fw_lat, 0.0) },
             "forwarder_over_vd_ratio": if vd_med > 0.0 { fw_med / vd_med } else { 0.0 },
@@ -267,6 +302,16 @@ pub fn bench(rounds: usize, json: bool) -> Result<()> {
         println!(
             "  (module timestamp -> consumer, median: {:.1} us)",
             median(&mut vd_stamp)
+        );
+        println!(
+            "  vd_input_irq hop by hop (medians over {} rounds, us): write -> module stamp {:.1}; \
+             -> frame end (publish + eventfd signal, same context) {:.1}; -> consumer back from \
+             poll {:.1}; -> event read from the ring {:.1}",
+            hops[0].len(),
+            median(&mut hops[0]),
+            median(&mut hops[1]),
+            median(&mut hops[2]),
+            median(&mut hops[3])
         );
         println!(
             "queue flush of a {}-event burst (coalesced to {} queued events)",
