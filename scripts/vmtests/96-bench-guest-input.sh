@@ -11,8 +11,9 @@
 # ivshmem-plain device on a host shm file; the host (`vd-itest input-latency`) spins on it: one
 # clock (the test VM's) for the whole round, and the guest's own stamps split it into to-guest
 # (host write -> the guest's input core) and in-guest (input core -> the reader's read returns).
-# The run fails if an event never arrives (3 s); it prints each block's median so the run shows
-# whether its blocks agree (README: the recorded table and the three runs).
+# The writer runs on the test VM's last CPU and every QEMU thread on the others (one layout for
+# every round). The run fails if an event never arrives (3 s); it prints each block's median so
+# the run shows whether its blocks agree (README: the recorded table and the three runs).
 . ./lib.sh
 . ./guest-lib.sh
 load vd_input_irq
@@ -22,7 +23,7 @@ GUEST_TIMEOUT=$((120 + rounds * 3))
 start_input_server lat $VM
 rm -f /tmp/latgo /tmp/lat.nodes /tmp/vd-echo
 vd-itest input-latency --vm $VM --nodes /tmp/lat.nodes --go /tmp/latgo --shm /tmp/vd-echo \
-    --rounds "$rounds" > /tmp/lat.out 2>&1 &
+    --rounds "$rounds" --qemu-pid-file /tmp/guest-lat.pid > /tmp/lat.out 2>&1 &
 lpid=$!; _GL_PIDS="$_GL_PIDS $lpid"
 poll 200 sh -c "test -s /tmp/lat.nodes || ! kill -0 $lpid 2>/dev/null"
 test -s /tmp/lat.nodes || { cat /tmp/lat.out; fail "vd-itest input-latency made no uinput keyboards and echo memory"; }

@@ -270,6 +270,10 @@ enum Cmd {
         /// Blocks (each block's median is printed: do they agree?).
         #[arg(long, default_value_t = 3)]
         blocks: usize,
+        /// The guest's QEMU (read from this file once it exists): its threads go on every CPU
+        /// but the last, this process on the last.
+        #[arg(long)]
+        qemu_pid_file: Option<std::path::PathBuf>,
         /// One JSON object.
         #[arg(long)]
         json: bool,
@@ -398,8 +402,18 @@ fn main() -> std::process::ExitCode {
             shm,
             rounds,
             blocks,
+            qemu_pid_file,
             json,
-        } => input::input_latency(vm, &nodes, &go, &shm, rounds, blocks, json),
+        } => input::input_latency(
+            vm,
+            &nodes,
+            &go,
+            &shm,
+            rounds,
+            blocks,
+            qemu_pid_file.as_deref(),
+            json,
+        ),
         Cmd::InputEcho { shm, devices } => input::input_echo(&shm, &devices),
         Cmd::InputCaps { sys } => input::input_caps(&sys),
         Cmd::InputDevices { prefix } => input::input_devices(&prefix),

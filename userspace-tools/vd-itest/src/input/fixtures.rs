@@ -33,12 +33,20 @@ pub fn now_ns() -> u64 {
 
 /// Pins the calling thread to one CPU.
 pub(super) fn pin(cpu: usize) {
+    let _ = set_affinity(0, cpu..cpu + 1);
+}
+
+/// Pins thread `tid` to `cpus`.
+pub(super) fn set_affinity(tid: i32, cpus: std::ops::Range<usize>) -> Result<(), Errno> {
     // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET and sched_setaffinity only touch it.
-    unsafe {
+    let r = unsafe {
         let mut set: nix::libc::cpu_set_t = std::mem::zeroed();
-        nix::libc::CPU_SET(cpu, &mut set);
-        nix::libc::sched_setaffinity(0, size_of::<nix::libc::cpu_set_t>(), &set);
-    }
+        for c in cpus {
+            nix::libc::CPU_SET(c, &mut set);
+        }
+        nix::libc::sched_setaffinity(tid, size_of::<nix::libc::cpu_set_t>(), &set)
+    };
+    Errno::result(r).map(drop)
 }
 
 pub(super) fn ncpus() -> usize {

@@ -188,6 +188,7 @@ pub fn latency(
     shm: &std::path::Path,
     rounds: usize,
     blocks: usize,
+    qemu_pid_file: Option<&std::path::Path>,
     json: bool,
 ) -> Result<()> {
     let adm = Input::open().context("open /dev/vd_input: is vd_input_irq loaded?")?;
@@ -222,6 +223,19 @@ pub fn latency(
         adm.stats(vm).is_ok_and(|s| s.vcpus >= 1),
         "VM {vm} has a followed vCPU thread"
     );
+    // One layout for every round: this thread (the writer that spins on the echo) on the last
+    // CPU, every thread of the guest's QEMU (vCPU, main loop) on the others, so neither path
+    // wins by where the scheduler happened to put a thread.
+    if let (Some(f), n @ 2..) = (qemu_pid_file, ncpus()) {
+        let q: u32 = std::fs::read_to_string(f)?.trim().parse().context("QEMU's pid")?;
+        pin(n - 1);
+        for t in std::fs::read_dir(format!("/proc/{q}/task"))?.flatten() {
+            if let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
+                set_affinity(tid, 0..n - 1)
+                    .with_context(|| format!("sched_setaffinity QEMU thread {tid}"))?;
+            }
+        }
+    }
     adm.focus(vm).context("VDI_IOC_FOCUS")?;
     let devs = [&kvd, &kvi];
     let names = ["vd", "virtio"];
