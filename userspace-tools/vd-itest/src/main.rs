@@ -251,33 +251,7 @@ enum Cmd {
     InputShm,
     /// make bench: host uinput write -> a guest process's read, vd_input_irq vs input-linux +
     /// virtio-keyboard in one guest (the host side; the guest runs `input-echo`).
-    InputLatency {
-        /// The VM id the guest's vd-ivshmem-server --input serves.
-        #[arg(long)]
-        vm: u32,
-        /// Where to write the virtio path's evdev node (`VIRTIO_KBD=...`).
-        #[arg(long)]
-        nodes: std::path::PathBuf,
-        /// Starts when this file exists (the guest's reader is up).
-        #[arg(long)]
-        go: std::path::PathBuf,
-        /// The echo memory: the host file behind the guest's ivshmem-plain device.
-        #[arg(long)]
-        shm: std::path::PathBuf,
-        /// Rounds per block (one key press per path each).
-        #[arg(long, default_value_t = 200)]
-        rounds: usize,
-        /// Blocks (each block's median is printed: do they agree?).
-        #[arg(long, default_value_t = 3)]
-        blocks: usize,
-        /// The guest's QEMU (read from this file once it exists): its threads go on every CPU
-        /// but the last, this process on the last.
-        #[arg(long)]
-        qemu_pid_file: Option<std::path::PathBuf>,
-        /// One JSON object.
-        #[arg(long)]
-        json: bool,
-    },
+    InputLatency(input::LatencyArgs),
     /// The capabilities of input devices (their sysfs directories), as the guest's vd input
     /// device should have them (`CAPS ...`; 8c-guest-input-caps runs it in the guest).
     InputCaps {
@@ -395,25 +369,7 @@ fn main() -> std::process::ExitCode {
             qmp_pause,
         } => input::feed(vm, frames, stop_pid, qmp_pause.as_deref()),
         Cmd::InputSwitchCost { samples, json } => input::switch_cost(samples, json),
-        Cmd::InputLatency {
-            vm,
-            nodes,
-            go,
-            shm,
-            rounds,
-            blocks,
-            qemu_pid_file,
-            json,
-        } => input::input_latency(
-            vm,
-            &nodes,
-            &go,
-            &shm,
-            rounds,
-            blocks,
-            qemu_pid_file.as_deref(),
-            json,
-        ),
+        Cmd::InputLatency(a) => input::input_latency(a),
         Cmd::InputEcho { shm, devices } => input::input_echo(&shm, &devices),
         Cmd::InputCaps { sys } => input::input_caps(&sys),
         Cmd::InputDevices { prefix } => input::input_devices(&prefix),

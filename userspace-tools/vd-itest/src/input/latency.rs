@@ -24,6 +24,7 @@
 
 use super::fixtures::*;
 use std::os::fd::AsFd;
+use std::path::PathBuf;
 
 /// Bytes per device slot in the echo memory (a cache line each: no false sharing).
 const SLOT: usize = 64;
@@ -181,16 +182,46 @@ struct Round {
 /// `input-linux`. After `go` exists (the guest's reader is up), `blocks` blocks of `rounds`
 /// rounds, each round one key press per path (the order alternating), each timed from the write
 /// to the echo. Then the end key on both devices.
-pub fn latency(
+#[derive(clap::Args)]
+pub struct LatencyArgs {
+    /// The VM id the guest's vd-ivshmem-server --input serves.
+    #[arg(long)]
     vm: u32,
-    nodes: &std::path::Path,
-    go: &std::path::Path,
-    shm: &std::path::Path,
+    /// Where to write the virtio path's evdev node (`VIRTIO_KBD=...`).
+    #[arg(long)]
+    nodes: PathBuf,
+    /// Starts when this file exists (the guest's reader is up).
+    #[arg(long)]
+    go: PathBuf,
+    /// The echo memory: the host file behind the guest's ivshmem-plain device.
+    #[arg(long)]
+    shm: PathBuf,
+    /// Rounds per block (one key press per path each).
+    #[arg(long, default_value_t = 200)]
     rounds: usize,
+    /// Blocks (each block's median is printed: do they agree?).
+    #[arg(long, default_value_t = 3)]
     blocks: usize,
-    qemu_pid_file: Option<&std::path::Path>,
+    /// The guest's QEMU pid (a file, read once `go` exists): its threads go on every CPU but
+    /// the last, this process on the last.
+    #[arg(long)]
+    qemu_pid_file: Option<PathBuf>,
+    /// One JSON object.
+    #[arg(long)]
     json: bool,
-) -> Result<()> {
+}
+
+pub fn latency(a: LatencyArgs) -> Result<()> {
+    let LatencyArgs {
+        vm,
+        nodes,
+        go,
+        shm,
+        rounds,
+        blocks,
+        qemu_pid_file,
+        json,
+    } = a;
     let adm = Input::open().context("open /dev/vd_input: is vd_input_irq loaded?")?;
     let pid = std::process::id();
     let kvd = Uinput::new(
@@ -204,7 +235,7 @@ pub fn latency(
         Kind::KeyboardMouse,
     )?;
     let _route = Route::add(&adm, vdi_match::NAME, true, &kvd.name)?;
-    let mem = Echo::map(shm, true)?;
+    let mem = Echo::map(&shm, true)?;
     std::fs::write(
         nodes,
         format!("VIRTIO_KBD={}\n", kvi.event_node()?.display()),
@@ -227,7 +258,10 @@ pub fn latency(
     // CPU, every thread of the guest's QEMU (vCPU, main loop) on the others, so neither path
     // wins by where the scheduler happened to put a thread.
     if let (Some(f), n @ 2..) = (qemu_pid_file, ncpus()) {
-        let q: u32 = std::fs::read_to_string(f)?.trim().parse().context("QEMU's pid")?;
+        let q: u32 = std::fs::read_to_string(f)?
+            .trim()
+            .parse()
+            .context("QEMU's pid")?;
         pin(n - 1);
         for t in std::fs::read_dir(format!("/proc/{q}/task"))?.flatten() {
             if let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {

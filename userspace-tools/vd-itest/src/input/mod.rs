@@ -33,7 +33,7 @@ pub use feed::{feed, feed_virtio};
 pub use focus::{focus, focus_guests};
 pub use hold::hold;
 pub use hw::hw;
-pub use latency::{echo as input_echo, latency as input_latency};
+pub use latency::{echo as input_echo, latency as input_latency, LatencyArgs};
 pub use mt::{multitouch, unload};
 pub use sched::sched;
 pub use shm::shm;
