@@ -231,26 +231,32 @@ impl Domain {
         Ok(())
     }
 
-    pub(crate) fn stats(&self, s: &mut VdeStats) -> Result {
-        let id = s.id;
-        *s = VdeStats {
+    /// `VDE_IOC_STATS` of channel `id` (`ENOENT` if there is none).
+    pub(crate) fn stats(&self, id: u32) -> Result<VdeStats> {
+        let mut s = VdeStats {
             id,
             ..Default::default()
         };
-        if id != VDE_ALL {
-            self.channel(id)?.data.stats_into(s);
-            return Ok(());
-        }
+        self.channel(id)?.data.stats_into(&mut s);
+        Ok(s)
+    }
+
+    /// `VDE_IOC_STATS` with `id = VDE_ALL`: the sums over the domain's channels.
+    pub(crate) fn totals(&self) -> VdeTotals {
+        let mut t = VdeTotals {
+            id: VDE_ALL,
+            ..Default::default()
+        };
         // Counters are atomics: nothing here waits for a channel's handler.
         let inner = self.inner.lock();
         for c in inner.channels.iter().flatten() {
-            c.data.stats.add_to(s);
-            s.backend = s.backend.saturating_add(1);
+            c.data.stats.add_to(t.counters_mut());
+            t.channels = t.channels.saturating_add(1);
             if c.data.failed() {
-                s.state = s.state.saturating_add(1);
+                t.failed = t.failed.saturating_add(1);
             }
         }
-        Ok(())
+        t
     }
 
     /// Maps the ring of the channel that `vma`'s offset names.

@@ -118,6 +118,7 @@ pod!(
     VdeBind,
     VdeAttach,
     VdeStats,
+    VdeTotals,
     VdeState,
     VdeListEntry
 );
@@ -181,11 +182,10 @@ impl MiscDevice for Domain {
             VDE_IOC_DESTROY => me.destroy(read::<u32>(arg)?)?,
             VDE_IOC_BIND => me.bind(&read::<VdeBind>(arg)?)?,
             VDE_IOC_ATTACH => me.attach(&read::<VdeAttach>(arg)?)?,
-            VDE_IOC_STATS => {
-                let mut s: VdeStats = read(arg)?;
-                me.stats(&mut s)?;
-                write(arg, &s)?;
-            }
+            VDE_IOC_STATS => match read::<VdeStats>(arg)?.id {
+                VDE_ALL => write(arg, &me.totals())?,
+                id => write(arg, &me.stats(id)?)?,
+            },
             VDE_IOC_NOTIFY => me.channel(read::<u32>(arg)?)?.data.notify_from_user()?,
             VDE_IOC_KICK => me.channel(read::<u32>(arg)?)?.kick_now(),
             VDE_IOC_SAVE => {
