@@ -37,11 +37,9 @@ use kernel::{
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     mm::virt::VmaNew,
     prelude::*,
-    transmute::{AsBytes, FromBytes},
-    uaccess::{UserPtr, UserSlice},
 };
 use uapi::*;
-use vd::common::{reply_version, OpenCount};
+use vd::common::{read, reply_version, unsafe_impl_pod, write, OpenCount};
 
 module! {
     type: VdEvtchnModule,
@@ -102,17 +100,9 @@ impl kernel::InPlaceModule for VdEvtchnModule {
     }
 }
 
-// SAFETY (all impls below): `#[repr(C)]` structs of integers with no padding (sizes asserted in
+// SAFETY: `#[repr(C)]` structs of integers with no padding (sizes asserted in
 // the ABI), so every byte is initialised and every bit pattern is a valid value.
-macro_rules! pod {
-    ($($t:ty),*) => {$(
-        // SAFETY: see above.
-        unsafe impl FromBytes for $t {}
-        // SAFETY: see above.
-        unsafe impl AsBytes for $t {}
-    )*};
-}
-pod!(
+unsafe_impl_pod!(
     VdeCreate,
     VdeCreateShm,
     VdeBind,
@@ -122,17 +112,6 @@ pod!(
     VdeState,
     VdeListEntry
 );
-
-fn read<T: FromBytes>(arg: usize) -> Result<T> {
-    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
-        .reader()
-        .read::<T>()
-}
-fn write<T: AsBytes>(arg: usize, v: &T) -> Result {
-    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
-        .writer()
-        .write(v)
-}
 
 #[vtable]
 impl MiscDevice for Domain {

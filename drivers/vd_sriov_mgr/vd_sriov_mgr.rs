@@ -43,11 +43,10 @@ use kernel::{
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     prelude::*,
     sync::{poll::PollTable, Arc},
-    transmute::{AsBytes, FromBytes},
-    uaccess::{UserPtr, UserSlice},
+    transmute::AsBytes,
 };
 use uapi::*;
-use vd::common::{reply_version, OpenCount, OpenGuard};
+use vd::common::{read, reply_version, unsafe_impl_pod, write, OpenCount, OpenGuard};
 use vd::kfile::{nonblocking, opener_capable, CAP_NET_ADMIN};
 use vd::pci::PciNotifier;
 
@@ -107,18 +106,10 @@ impl PinnedDrop for VdSriovModule {
     }
 }
 
-// SAFETY (all impls below): `#[repr(C)]` structs of integers and byte arrays with no padding
+// SAFETY: `#[repr(C)]` structs of integers and byte arrays with no padding
 // (sizes and offsets asserted in the ABI), so every byte is initialised and every bit pattern
 // is a valid value.
-macro_rules! pod {
-    ($($t:ty),*) => {$(
-        // SAFETY: see above.
-        unsafe impl FromBytes for $t {}
-        // SAFETY: see above.
-        unsafe impl AsBytes for $t {}
-    )*};
-}
-pod!(
+unsafe_impl_pod!(
     VdsPf,
     VdsVf,
     VdsLease,
@@ -130,17 +121,6 @@ pod!(
     VdsEvent,
     VdsRate
 );
-
-fn read<T: FromBytes>(arg: usize) -> Result<T> {
-    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
-        .reader()
-        .read::<T>()
-}
-fn write<T: AsBytes>(arg: usize, v: &T) -> Result {
-    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
-        .writer()
-        .write(v)
-}
 
 /// One open file.
 struct Holder {
