@@ -37,20 +37,22 @@ pub(crate) struct DomainCore {
     inner: Mutex<DomainInner>,
 }
 
-/// One open file of `/dev/vd_evtchn`.
-pub(crate) struct Domain {
+/// One open file of `/dev/vd_evtchn`: a domain, i.e. one VM as its VMM drives it (the
+/// [`DomainCore`] its channels and work share). Its channels die with the file; the open-file
+/// objects of the other drivers are named the same way (`ClientFile`, `VmFile`).
+pub(crate) struct DomainFile {
     core: Arc<DomainCore>,
     _open: OpenGuard,
 }
 
-impl core::ops::Deref for Domain {
+impl core::ops::Deref for DomainFile {
     type Target = DomainCore;
     fn deref(&self) -> &DomainCore {
         &self.core
     }
 }
 
-impl Domain {
+impl DomainFile {
     /// A domain for the calling process; `open` counts its file while it lives.
     pub(crate) fn new(open: OpenGuard) -> Result<Self> {
         let pid = kernel::current!().tgid() as u32;
@@ -269,7 +271,7 @@ impl Domain {
     }
 }
 
-impl Drop for Domain {
+impl Drop for DomainFile {
     fn drop(&mut self) {
         let chans = core::mem::take(&mut self.core.inner.lock().channels);
         for ch in chans.into_iter().flatten() {

@@ -31,7 +31,7 @@ mod orphan;
 mod registry;
 mod ring_tests;
 
-use domain::Domain;
+use domain::DomainFile;
 use kernel::{
     fs::{file::FileDescriptorReservation, File},
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
@@ -73,7 +73,7 @@ impl Drop for OrphanExit {
 #[pin_data]
 struct VdEvtchnModule {
     #[pin]
-    _miscdev: MiscDeviceRegistration<Domain>,
+    _miscdev: MiscDeviceRegistration<DomainFile>,
     #[pin]
     _listing: kernel::debugfs::File<registry::Listing>,
     #[pin]
@@ -114,18 +114,18 @@ unsafe_impl_pod!(
 );
 
 #[vtable]
-impl MiscDevice for Domain {
+impl MiscDevice for DomainFile {
     type Ptr = KBox<Self>;
 
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
-        Ok(KBox::new(Domain::new(OPEN.enter())?, GFP_KERNEL)?)
+        Ok(KBox::new(DomainFile::new(OPEN.enter())?, GFP_KERNEL)?)
     }
 
-    fn mmap(me: &Domain, _file: &File, vma: &VmaNew) -> Result {
+    fn mmap(me: &DomainFile, _file: &File, vma: &VmaNew) -> Result {
         me.mmap(vma)
     }
 
-    fn ioctl(me: &Domain, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn ioctl(me: &DomainFile, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
         match cmd {
             VD_IOC_VERSION => {
                 let channels = registry::count();

@@ -74,7 +74,7 @@ const FEATURES: u64 = VDS_FEAT_LEASE
 #[pin_data(PinnedDrop)]
 struct VdSriovModule {
     #[pin]
-    _miscdev: MiscDeviceRegistration<Holder>,
+    _miscdev: MiscDeviceRegistration<ClientFile>,
     #[pin]
     _notifier: PciNotifier,
     #[pin]
@@ -122,8 +122,10 @@ unsafe_impl_pod!(
     VdsRate
 );
 
-/// One open file.
-struct Holder {
+/// One open file of `/dev/vd_sriov`: a lease client (a VMM, vdd, vdctl), its state the shared
+/// [`Client`] that the manager's records and event queue refer to. Named like the other
+/// drivers' open-file objects (`DomainFile`, `VmFile`).
+struct ClientFile {
     client: Arc<Client>,
     _open: OpenGuard,
 }
@@ -138,13 +140,13 @@ fn admin(file: &File) -> Result {
 }
 
 #[vtable]
-impl MiscDevice for Holder {
+impl MiscDevice for ClientFile {
     type Ptr = KBox<Self>;
 
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
         let client = Client::new()?;
         let h = KBox::new(
-            Holder {
+            ClientFile {
                 client: client.clone(),
                 _open: OPEN.enter(),
             },
@@ -188,7 +190,7 @@ impl MiscDevice for Holder {
         Ok(done)
     }
 
-    fn poll(me: &Holder, file: &File, table: &PollTable<'_>) -> u32 {
+    fn poll(me: &ClientFile, file: &File, table: &PollTable<'_>) -> u32 {
         table.register_wait(file, me.client.cond());
         if me.client.readable() {
             kernel::bindings::POLLIN | kernel::bindings::POLLRDNORM
@@ -197,7 +199,7 @@ impl MiscDevice for Holder {
         }
     }
 
-    fn ioctl(me: &Holder, file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn ioctl(me: &ClientFile, file: &File, cmd: u32, arg: usize) -> Result<isize> {
         let c = &*me.client;
         match cmd {
             VD_IOC_VERSION => return reply_version(arg, VdDriver::Sriov, FEATURES, OPEN.get(), 0),
