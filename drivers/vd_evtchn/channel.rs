@@ -32,20 +32,25 @@ pub(crate) struct ChanStats {
 }
 
 impl ChanStats {
-    /// Adds these counters into `out`, saturating: a kick counter carries whatever count a
-    /// process wrote into its kick eventfd, so sums over channels can exceed `u64`.
-    pub(crate) fn add_to(&self, out: &mut VdeStats) {
-        let add = |o: &mut u64, c: &AtomicU64| *o = o.saturating_add(c.load(Relaxed));
-        add(&mut out.requests, &self.requests);
-        add(&mut out.responses, &self.responses);
-        add(&mut out.bytes_in, &self.bytes_in);
-        add(&mut out.bytes_out, &self.bytes_out);
-        add(&mut out.kicks, &self.kicks);
-        add(&mut out.wakeups, &self.wakeups);
-        add(&mut out.irqs, &self.irqs);
-        add(&mut out.irqs_suppressed, &self.irqs_suppressed);
-        add(&mut out.errors, &self.errors);
-        add(&mut out.req_errors, &self.req_errors);
+    /// Adds these counters into `out` (a `VdeStats`' or `VdeTotals`' `counters_mut()`),
+    /// saturating: a kick counter carries whatever count a process wrote into its kick eventfd,
+    /// so sums over channels can exceed `u64`.
+    pub(crate) fn add_to(&self, out: [&mut u64; 10]) {
+        let ours = [
+            &self.requests,
+            &self.responses,
+            &self.bytes_in,
+            &self.bytes_out,
+            &self.kicks,
+            &self.wakeups,
+            &self.irqs,
+            &self.irqs_suppressed,
+            &self.errors,
+            &self.req_errors,
+        ];
+        for (o, c) in out.into_iter().zip(ours) {
+            *o = o.saturating_add(c.load(Relaxed));
+        }
     }
 }
 
@@ -228,7 +233,7 @@ impl Channel {
         };
         out.backend = backend;
         out.entries = self.geo.entries();
-        self.stats.add_to(out);
+        self.stats.add_to(out.counters_mut());
     }
 
     /// Requests that made the image stable so far (debugfs).

@@ -37,20 +37,22 @@ pub(crate) struct DomainCore {
     inner: Mutex<DomainInner>,
 }
 
-/// One open file of `/dev/vd_evtchn`.
-pub(crate) struct Domain {
+/// One open file of `/dev/vd_evtchn`: a domain, i.e. one VM as its VMM drives it (the
+/// [`DomainCore`] its channels and work share). Its channels die with the file; the open-file
+/// objects of the other drivers are named the same way (`ClientFile`, `VmFile`).
+pub(crate) struct DomainFile {
     core: Arc<DomainCore>,
     _open: OpenGuard,
 }
 
-impl core::ops::Deref for Domain {
+impl core::ops::Deref for DomainFile {
     type Target = DomainCore;
     fn deref(&self) -> &DomainCore {
         &self.core
     }
 }
 
-impl Domain {
+impl DomainFile {
     /// A domain for the calling process; `open` counts its file while it lives.
     pub(crate) fn new(open: OpenGuard) -> Result<Self> {
         let pid = kernel::current!().tgid() as u32;
@@ -231,26 +233,32 @@ impl Domain {
         Ok(())
     }
 
-    pub(crate) fn stats(&self, s: &mut VdeStats) -> Result {
-        let id = s.id;
-        *s = VdeStats {
+    /// `VDE_IOC_STATS` of channel `id` (`ENOENT` if there is none).
+    pub(crate) fn stats(&self, id: u32) -> Result<VdeStats> {
+        let mut s = VdeStats {
             id,
             ..Default::default()
         };
-        if id != VDE_ALL {
-            self.channel(id)?.data.stats_into(s);
-            return Ok(());
-        }
+        self.channel(id)?.data.stats_into(&mut s);
+        Ok(s)
+    }
+
+    /// `VDE_IOC_STATS` with `id = VDE_ALL`: the sums over the domain's channels.
+    pub(crate) fn totals(&self) -> VdeTotals {
+        let mut t = VdeTotals {
+            id: VDE_ALL,
+            ..Default::default()
+        };
         // Counters are atomics: nothing here waits for a channel's handler.
         let inner = self.inner.lock();
         for c in inner.channels.iter().flatten() {
-            c.data.stats.add_to(s);
-            s.backend = s.backend.saturating_add(1);
+            c.data.stats.add_to(t.counters_mut());
+            t.channels = t.channels.saturating_add(1);
             if c.data.failed() {
-                s.state = s.state.saturating_add(1);
+                t.failed = t.failed.saturating_add(1);
             }
         }
-        Ok(())
+        t
     }
 
     /// Maps the ring of the channel that `vma`'s offset names.
@@ -263,7 +271,7 @@ impl Domain {
     }
 }
 
-impl Drop for Domain {
+impl Drop for DomainFile {
     fn drop(&mut self) {
         let chans = core::mem::take(&mut self.core.inner.lock().channels);
         for ch in chans.into_iter().flatten() {

@@ -31,17 +31,15 @@ mod orphan;
 mod registry;
 mod ring_tests;
 
-use domain::Domain;
+use domain::DomainFile;
 use kernel::{
     fs::{file::FileDescriptorReservation, File},
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     mm::virt::VmaNew,
     prelude::*,
-    transmute::{AsBytes, FromBytes},
-    uaccess::{UserPtr, UserSlice},
 };
 use uapi::*;
-use vd::common::{reply_version, OpenCount};
+use vd::common::{read, reply_version, unsafe_impl_pod, write, OpenCount};
 
 module! {
     type: VdEvtchnModule,
@@ -75,7 +73,7 @@ impl Drop for OrphanExit {
 #[pin_data]
 struct VdEvtchnModule {
     #[pin]
-    _miscdev: MiscDeviceRegistration<Domain>,
+    _miscdev: MiscDeviceRegistration<DomainFile>,
     #[pin]
     _listing: kernel::debugfs::File<registry::Listing>,
     #[pin]
@@ -102,50 +100,32 @@ impl kernel::InPlaceModule for VdEvtchnModule {
     }
 }
 
-// SAFETY (all impls below): `#[repr(C)]` structs of integers with no padding (sizes asserted in
+// SAFETY: `#[repr(C)]` structs of integers with no padding (sizes asserted in
 // the ABI), so every byte is initialised and every bit pattern is a valid value.
-macro_rules! pod {
-    ($($t:ty),*) => {$(
-        // SAFETY: see above.
-        unsafe impl FromBytes for $t {}
-        // SAFETY: see above.
-        unsafe impl AsBytes for $t {}
-    )*};
-}
-pod!(
+unsafe_impl_pod!(
     VdeCreate,
     VdeCreateShm,
     VdeBind,
     VdeAttach,
     VdeStats,
+    VdeTotals,
     VdeState,
     VdeListEntry
 );
 
-fn read<T: FromBytes>(arg: usize) -> Result<T> {
-    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
-        .reader()
-        .read::<T>()
-}
-fn write<T: AsBytes>(arg: usize, v: &T) -> Result {
-    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
-        .writer()
-        .write(v)
-}
-
 #[vtable]
-impl MiscDevice for Domain {
+impl MiscDevice for DomainFile {
     type Ptr = KBox<Self>;
 
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
-        Ok(KBox::new(Domain::new(OPEN.enter())?, GFP_KERNEL)?)
+        Ok(KBox::new(DomainFile::new(OPEN.enter())?, GFP_KERNEL)?)
     }
 
-    fn mmap(me: &Domain, _file: &File, vma: &VmaNew) -> Result {
+    fn mmap(me: &DomainFile, _file: &File, vma: &VmaNew) -> Result {
         me.mmap(vma)
     }
 
-    fn ioctl(me: &Domain, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn ioctl(me: &DomainFile, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
         match cmd {
             VD_IOC_VERSION => {
                 let channels = registry::count();
@@ -181,11 +161,10 @@ impl MiscDevice for Domain {
             VDE_IOC_DESTROY => me.destroy(read::<u32>(arg)?)?,
             VDE_IOC_BIND => me.bind(&read::<VdeBind>(arg)?)?,
             VDE_IOC_ATTACH => me.attach(&read::<VdeAttach>(arg)?)?,
-            VDE_IOC_STATS => {
-                let mut s: VdeStats = read(arg)?;
-                me.stats(&mut s)?;
-                write(arg, &s)?;
-            }
+            VDE_IOC_STATS => match read::<VdeStats>(arg)?.id {
+                VDE_ALL => write(arg, &me.totals())?,
+                id => write(arg, &me.stats(id)?)?,
+            },
             VDE_IOC_NOTIFY => me.channel(read::<u32>(arg)?)?.data.notify_from_user()?,
             VDE_IOC_KICK => me.channel(read::<u32>(arg)?)?.kick_now(),
             VDE_IOC_SAVE => {

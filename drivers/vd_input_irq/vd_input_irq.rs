@@ -31,12 +31,10 @@ use kernel::{
     prelude::*,
     sync::{aref::ARef, Arc, Mutex},
     task::Task,
-    transmute::{AsBytes, FromBytes},
-    uaccess::{UserPtr, UserSlice},
 };
 use route::{router, Router};
 use uapi::*;
-use vd::common::{reply_version, OpenCount, OpenGuard};
+use vd::common::{read, reply_version, unsafe_impl_pod, write, OpenCount, OpenGuard};
 use vd::eventfd::EventFd;
 use vd::eventfd::KickWaiter;
 use vd::input::InputHandler;
@@ -99,17 +97,9 @@ impl PinnedDrop for VdInputModule {
     }
 }
 
-// SAFETY (all impls below): `#[repr(C)]` structs of integers and byte arrays with no padding
+// SAFETY: `#[repr(C)]` structs of integers and byte arrays with no padding
 // (sizes asserted in the ABI), so every byte is initialised and every bit pattern is valid.
-macro_rules! pod {
-    ($($t:ty),*) => {$(
-        // SAFETY: see above.
-        unsafe impl FromBytes for $t {}
-        // SAFETY: see above.
-        unsafe impl AsBytes for $t {}
-    )*};
-}
-pod!(
+unsafe_impl_pod!(
     VdiVmCreate,
     VdiVmCreateShm,
     VdiRoute,
@@ -117,17 +107,6 @@ pod!(
     VdiDevice,
     VdiVcpuAttach
 );
-
-fn read<T: FromBytes>(arg: usize) -> Result<T> {
-    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
-        .reader()
-        .read::<T>()
-}
-fn write<T: AsBytes>(arg: usize, v: &T) -> Result {
-    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
-        .writer()
-        .write(v)
-}
 
 fn admin() -> Result {
     // SAFETY: `capable` checks the current task's credentials; no preconditions.

@@ -15,7 +15,8 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Most records returned by one `read`.
 pub(crate) const READ_BATCH: usize = 16;
 
-/// One open file.
+/// One open file's lease-table client (the `ClientFile` holds it; events and waiters hold
+/// clones).
 #[pin_data]
 pub(crate) struct Client {
     /// Owner id in the lease table.

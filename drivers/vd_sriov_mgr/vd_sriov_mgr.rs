@@ -43,11 +43,10 @@ use kernel::{
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     prelude::*,
     sync::{poll::PollTable, Arc},
-    transmute::{AsBytes, FromBytes},
-    uaccess::{UserPtr, UserSlice},
+    transmute::AsBytes,
 };
 use uapi::*;
-use vd::common::{reply_version, OpenCount, OpenGuard};
+use vd::common::{read, reply_version, unsafe_impl_pod, write, OpenCount, OpenGuard};
 use vd::kfile::{nonblocking, opener_capable, CAP_NET_ADMIN};
 use vd::pci::PciNotifier;
 
@@ -75,7 +74,7 @@ const FEATURES: u64 = VDS_FEAT_LEASE
 #[pin_data(PinnedDrop)]
 struct VdSriovModule {
     #[pin]
-    _miscdev: MiscDeviceRegistration<Holder>,
+    _miscdev: MiscDeviceRegistration<ClientFile>,
     #[pin]
     _notifier: PciNotifier,
     #[pin]
@@ -107,18 +106,10 @@ impl PinnedDrop for VdSriovModule {
     }
 }
 
-// SAFETY (all impls below): `#[repr(C)]` structs of integers and byte arrays with no padding
+// SAFETY: `#[repr(C)]` structs of integers and byte arrays with no padding
 // (sizes and offsets asserted in the ABI), so every byte is initialised and every bit pattern
 // is a valid value.
-macro_rules! pod {
-    ($($t:ty),*) => {$(
-        // SAFETY: see above.
-        unsafe impl FromBytes for $t {}
-        // SAFETY: see above.
-        unsafe impl AsBytes for $t {}
-    )*};
-}
-pod!(
+unsafe_impl_pod!(
     VdsPf,
     VdsVf,
     VdsLease,
@@ -131,19 +122,10 @@ pod!(
     VdsRate
 );
 
-fn read<T: FromBytes>(arg: usize) -> Result<T> {
-    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
-        .reader()
-        .read::<T>()
-}
-fn write<T: AsBytes>(arg: usize, v: &T) -> Result {
-    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
-        .writer()
-        .write(v)
-}
-
-/// One open file.
-struct Holder {
+/// One open file of `/dev/vd_sriov`: a lease client (a VMM, vdd, vdctl), its state the shared
+/// [`Client`] that the manager's records and event queue refer to. Named like the other
+/// drivers' open-file objects (`DomainFile`, `VmFile`).
+struct ClientFile {
     client: Arc<Client>,
     _open: OpenGuard,
 }
@@ -158,13 +140,13 @@ fn admin(file: &File) -> Result {
 }
 
 #[vtable]
-impl MiscDevice for Holder {
+impl MiscDevice for ClientFile {
     type Ptr = KBox<Self>;
 
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
         let client = Client::new()?;
         let h = KBox::new(
-            Holder {
+            ClientFile {
                 client: client.clone(),
                 _open: OPEN.enter(),
             },
@@ -208,7 +190,7 @@ impl MiscDevice for Holder {
         Ok(done)
     }
 
-    fn poll(me: &Holder, file: &File, table: &PollTable<'_>) -> u32 {
+    fn poll(me: &ClientFile, file: &File, table: &PollTable<'_>) -> u32 {
         table.register_wait(file, me.client.cond());
         if me.client.readable() {
             kernel::bindings::POLLIN | kernel::bindings::POLLRDNORM
@@ -217,7 +199,7 @@ impl MiscDevice for Holder {
         }
     }
 
-    fn ioctl(me: &Holder, file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn ioctl(me: &ClientFile, file: &File, cmd: u32, arg: usize) -> Result<isize> {
         let c = &*me.client;
         match cmd {
             VD_IOC_VERSION => return reply_version(arg, VdDriver::Sriov, FEATURES, OPEN.get(), 0),

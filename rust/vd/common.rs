@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-//! What every vd device answers the same way: `VD_IOC_VERSION`, and the open-file count.
+//! What every vd device does the same way: `VD_IOC_VERSION`, the open-file count, and copying
+//! ioctl arguments (plain `#[repr(C)]` ABI structs) in and out of user memory.
 
 use super::uapi::{fixed_str, VdDriver, VdVersion, VD_ABI_VERSION};
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -65,3 +66,31 @@ pub(crate) fn reply_version(
         .write(&v)?;
     Ok(0)
 }
+
+/// Copies one `T` in from the user buffer at `arg` (an ioctl argument), once.
+pub(crate) fn read<T: FromBytes>(arg: usize) -> Result<T> {
+    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
+        .reader()
+        .read::<T>()
+}
+
+/// Copies `v` out to the user buffer at `arg` (an ioctl argument).
+pub(crate) fn write<T: AsBytes>(arg: usize, v: &T) -> Result {
+    UserSlice::new(UserPtr::from_addr(arg), size_of::<T>())
+        .writer()
+        .write(v)
+}
+
+/// `unsafe impl FromBytes` and `AsBytes` for each ABI struct listed, so that [`read`] and
+/// [`write`] take them. The caller's `// SAFETY:` comment must say why each type qualifies: a
+/// `#[repr(C)]` struct of integers and byte arrays with no padding (sizes and offsets asserted in
+/// the ABI), so every byte is initialised and every bit pattern is a valid value.
+macro_rules! unsafe_impl_pod {
+    ($($t:ty),* $(,)?) => {$(
+        // SAFETY: the caller's `// SAFETY:` comment (see the macro's documentation).
+        unsafe impl kernel::transmute::FromBytes for $t {}
+        // SAFETY: as above.
+        unsafe impl kernel::transmute::AsBytes for $t {}
+    )*};
+}
+pub(crate) use unsafe_impl_pod;

@@ -291,6 +291,13 @@ impl SharedPages {
     }
 }
 
+/// The kernel's implementation of [`RingMem`]; `vd-ring`'s `RawMem`
+/// (`userspace-tools/vd-ring/src/mem.rs`) is the other, for a process's own contiguous mapping. Not
+/// one piece of code twice: the accessors have the same one-line shape, but here the area is a list
+/// of pages (direct-map addresses, not contiguous), so a word is found through its page and byte
+/// copies are split at page boundaries (`pieces`), while `RawMem` is a single pointer and length.
+/// What they share (bounds-checked, never-panicking accessors that ignore what lies outside) is the
+/// trait's contract.
 impl RingMem for SharedPages {
     fn size(&self) -> usize {
         self.len()

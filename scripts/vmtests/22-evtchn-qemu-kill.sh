@@ -18,8 +18,7 @@ load vd_evtchn
 img=/tmp/vd-qkill.img
 # Written out (not sparse): the image's own pages must not count as channel memory below.
 rm -f $img; dd if=/dev/zero of=$img bs=1M count=64 2>/dev/null
-shmem() { awk '/^Shmem:/ { print $2 }' /proc/meminfo; }
-shmem0=$(shmem)
+shmem0=$(shmem_kb)
 t0=$(uptime_cs)
 start_server qkill $img; srv=$SERVER_PID
 qguest() { vd-itest qtest-guest --socket /tmp/vd-qkill.sock --qemu "$(command -v qemu-system-x86_64)" \
@@ -35,19 +34,6 @@ while [ $n -lt $ROUNDS ]; do
     wait_for "round $n: the channel is torn down after SIGKILL" 20 no_guest_channel
     kill -0 $srv 2>/dev/null || { server_log qkill; fail "round $n: vd-ivshmem-server died"; }
 done
-clients=$(grep -c '"event":"client"' /tmp/vd-qkill.server.out)
-check "the server handed out a channel to each of the $((ROUNDS + 1)) QEMUs ($clients)" test "$clients" = $((ROUNDS + 1))
-check "the server refused none" sh -c "! grep -q '\"event\":\"refused\"' /tmp/vd-qkill.server.out"
-shm_kb=$(( $(sed -n 's/.*"event":"listening".*"shm_size":\([0-9]*\).*/\1/p' /tmp/vd-qkill.server.out) / 1024 ))
-stop_server qkill; rc=$?
-check "vd-ivshmem-server exits 0 on SIGTERM after $ROUNDS killed QEMUs (exit $rc)" test $rc = 0
-refs=$(cat /sys/module/vd_evtchn/refcnt)
-check "vd_evtchn holds no module reference for a dead QEMU (refcnt $refs)" test "$refs" = 0
-shmem1=$(shmem)
-echo "Shmem: ${shmem0} kB before, ${shmem1} kB after $ROUNDS rounds; one channel is ${shm_kb} kB"
-check "the channels' shared memory went back (Shmem grew $((shmem1 - shmem0)) kB, less than half a channel)" \
-    test $((shmem1 - shmem0)) -lt $((shm_kb / 2))
-rmmod vd_evtchn; rc=$?
-check "vd_evtchn unloads after $ROUNDS killed QEMUs (rmmod exit $rc)" test $rc = 0
+kill_leak_check qkill $((ROUNDS + 1)) $ROUNDS QEMU $shmem0
 rm -f $img
 echo "$ROUNDS rounds and the clean one in $(awk -v a="$t0" -v b="$(uptime_cs)" 'BEGIN { printf "%.1f", (b - a) / 100 }') s"

@@ -16,8 +16,7 @@ load vd_evtchn
 img=/tmp/vd-kill.img
 # Written out (not sparse): the image's own pages must not count as channel memory below.
 rm -f $img; dd if=/dev/zero of=$img bs=1M count=64 2>/dev/null
-shmem() { awk '/^Shmem:/ { print $2 }' /proc/meminfo; }
-shmem0=$(shmem)
+shmem0=$(shmem_kb)
 start_server kill $img; srv=$SERVER_PID
 n=0
 while [ $n -lt $ROUNDS ]; do
@@ -30,18 +29,5 @@ while [ $n -lt $ROUNDS ]; do
     wait_for "round $n: the channel is torn down after SIGKILL" 20 no_guest_channel
     kill -0 $srv 2>/dev/null || { server_log kill; fail "round $n: vd-ivshmem-server died"; }
 done
-clients=$(grep -c '"event":"client"' /tmp/vd-kill.server.out)
-check "the server handed out a channel to each of the $ROUNDS QEMUs ($clients)" test "$clients" = $ROUNDS
-check "the server refused none" sh -c "! grep -q '\"event\":\"refused\"' /tmp/vd-kill.server.out"
-shm_kb=$(( $(sed -n 's/.*"event":"listening".*"shm_size":\([0-9]*\).*/\1/p' /tmp/vd-kill.server.out) / 1024 ))
-stop_server kill; rc=$?
-check "vd-ivshmem-server exits 0 on SIGTERM after $ROUNDS killed guests (exit $rc)" test $rc = 0
-refs=$(cat /sys/module/vd_evtchn/refcnt)
-check "vd_evtchn holds no module reference for a dead guest (refcnt $refs)" test "$refs" = 0
-shmem1=$(shmem)
-echo "Shmem: ${shmem0} kB before, ${shmem1} kB after $ROUNDS rounds; one channel is ${shm_kb} kB"
-check "the channels' shared memory went back (Shmem grew $((shmem1 - shmem0)) kB, less than half a channel)" \
-    test $((shmem1 - shmem0)) -lt $((shm_kb / 2))
-rmmod vd_evtchn; rc=$?
-check "vd_evtchn unloads after $ROUNDS killed guests (rmmod exit $rc)" test $rc = 0
+kill_leak_check kill $ROUNDS $ROUNDS guest $shmem0
 rm -f $img

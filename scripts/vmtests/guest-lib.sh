@@ -189,3 +189,31 @@ guest_io_over() {
     guest_running "$1" || fail "guest $1 stopped before doing vd I/O: $(guest_verdict "$1")"
     [ "$(served_requests "$2")" -gt "$3" ]
 }
+
+# --- after QEMUs were killed: nothing leaked (22-evtchn-qemu-kill, 85-guest-kill) ----------------
+shmem_kb() { awk '/^Shmem:/ { print $2 }' /proc/meminfo; }
+# kill_leak_check NAME CLIENTS ROUNDS WHAT SHMEM0: the end of a test whose server NAME served
+# CLIENTS QEMUs, ROUNDS of them killed with SIGKILL (WHAT names them in the messages: "QEMU",
+# "guest"), all their channels already torn down; SHMEM0 is `shmem_kb` before the server started.
+# Checks: the server handed out CLIENTS channels and refused none, it exits 0 on SIGTERM,
+# vd_evtchn holds no module reference, Shmem grew by less than half a channel (the server's
+# shm_size), and vd_evtchn unloads. Test images must be written out (not sparse): their own pages
+# must not count as channel memory.
+kill_leak_check() {
+    _kn=$1; _kclients=$2; _krounds=$3; _kwhat=$4; _kshmem0=$5
+    _kout=/tmp/vd-$_kn.server.out
+    _kc=$(grep -c '"event":"client"' "$_kout")
+    check "the server handed out a channel to each of the $_kclients QEMUs ($_kc)" test "$_kc" = "$_kclients"
+    check "the server refused none" sh -c "! grep -q '\"event\":\"refused\"' $_kout"
+    _kshm=$(( $(sed -n 's/.*"event":"listening".*"shm_size":\([0-9]*\).*/\1/p' "$_kout") / 1024 ))
+    stop_server "$_kn"; _krc=$?
+    check "vd-ivshmem-server exits 0 on SIGTERM after $_krounds killed ${_kwhat}s (exit $_krc)" test $_krc = 0
+    _krefs=$(cat /sys/module/vd_evtchn/refcnt)
+    check "vd_evtchn holds no module reference for a dead $_kwhat (refcnt $_krefs)" test "$_krefs" = 0
+    _kshmem1=$(shmem_kb)
+    echo "Shmem: ${_kshmem0} kB before, ${_kshmem1} kB after $_krounds rounds; one channel is ${_kshm} kB"
+    check "the channels' shared memory went back (Shmem grew $((_kshmem1 - _kshmem0)) kB, less than half a channel)" \
+        test $((_kshmem1 - _kshmem0)) -lt $((_kshm / 2))
+    rmmod vd_evtchn; _krc=$?
+    check "vd_evtchn unloads after $_krounds killed ${_kwhat}s (rmmod exit $_krc)" test $_krc = 0
+}

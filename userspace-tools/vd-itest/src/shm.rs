@@ -201,7 +201,7 @@ pub fn shm(path: &str) -> Result<()> {
         );
     }
     check!(
-        d.stats(VDE_ALL)?.backend == 0,
+        d.totals()?.channels == 0,
         "no channel left by the refused creates"
     );
 
@@ -582,7 +582,7 @@ pub fn efault() -> Result<()> {
         "no file descriptor left ({before} before, {after} after)"
     );
     check!(
-        d.stats(VDE_ALL)?.backend == 0 && d.stats(0).unwrap_err() == Errno::ENOENT,
+        d.totals()?.channels == 0 && d.stats(0).unwrap_err() == Errno::ENOENT,
         "no channel left in the domain"
     );
     let me = std::process::id();

@@ -51,6 +51,11 @@ impl RawMem {
     }
 }
 
+/// The userspace implementation of [`RingMem`]; the kernel's is `SharedPages` (`rust/vd/shmem.rs`),
+/// over a list of pages that are not contiguous in the kernel's address space (a word is found
+/// through its page, copies are split at page boundaries). The accessors have the same one-line
+/// shape in both, but the addressing under them differs: two implementations of one trait, not the
+/// same code twice.
 impl RingMem for RawMem {
     fn size(&self) -> usize {
         self.len

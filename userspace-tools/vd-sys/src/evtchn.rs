@@ -84,7 +84,7 @@ impl Domain {
         // SAFETY: `_IOW` of one `VdeAttach`.
         unsafe { ioctl_ptr(&self.file, VDE_IOC_ATTACH, &mut a) }.map(drop)
     }
-    /// `VDE_IOC_STATS` of channel `id`, or of the domain with [`VDE_ALL`].
+    /// `VDE_IOC_STATS` of channel `id` (the domain's are [`Self::totals`]).
     pub fn stats(&self, id: u32) -> Result<VdeStats, Errno> {
         let mut s = VdeStats {
             id,
@@ -93,6 +93,16 @@ impl Domain {
         // SAFETY: `_IOWR` of one `VdeStats`.
         unsafe { ioctl_ptr(&self.file, VDE_IOC_STATS, &mut s) }?;
         Ok(s)
+    }
+    /// `VDE_IOC_STATS` with [`VDE_ALL`]: the domain's totals.
+    pub fn totals(&self) -> Result<VdeTotals, Errno> {
+        let mut t = VdeTotals {
+            id: VDE_ALL,
+            ..Default::default()
+        };
+        // SAFETY: `_IOWR` of one `VdeTotals` (the size of a `VdeStats`, asserted in vd-uapi).
+        unsafe { ioctl_ptr(&self.file, VDE_IOC_STATS, &mut t) }?;
+        Ok(t)
     }
     /// `VDE_IOC_NOTIFY`: a userspace backend asks for the guest interrupt.
     pub fn notify(&self, id: u32) -> Result<(), Errno> {
@@ -246,6 +256,7 @@ mod tests {
             Errno::EBADF
         );
         assert_eq!(d.stats(VDE_ALL).unwrap_err(), Errno::EBADF);
+        assert_eq!(d.totals().unwrap_err(), Errno::EBADF);
         assert_eq!(d.notify(0).unwrap_err(), Errno::EBADF);
         assert_eq!(d.kick(0).unwrap_err(), Errno::EBADF);
         assert_eq!(d.save(0).unwrap_err(), Errno::EBADF);

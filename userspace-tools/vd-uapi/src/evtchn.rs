@@ -105,19 +105,20 @@ pub mod vde_state {
     pub const FAILED: u32 = 2;
 }
 
-/// `VDE_IOC_STATS`: counters of channel `id`, or of the whole domain with `id = VDE_ALL`.
-/// Counters saturate at `u64::MAX` (a kick eventfd can be written with any count); they are
-/// read without waiting for a channel's backend.
+/// `VDE_IOC_STATS`: counters of channel `id`. With `id = VDE_ALL` the kernel writes a
+/// [`VdeTotals`] instead (the same size and counters; the three words after `id` mean counts of
+/// channels there). Counters saturate at `u64::MAX` (a kick eventfd can be written with any
+/// count); they are read without waiting for a channel's backend.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VdeStats {
-    /// In: channel id or [`VDE_ALL`].
+    /// In: channel id (or [`VDE_ALL`]: the answer is a [`VdeTotals`]).
     pub id: u32,
-    /// Out: a `vde_state` value (domain: channels in FAILED state).
+    /// Out: a `vde_state` value.
     pub state: u32,
-    /// Out: a `vde_backend` value (domain: number of channels).
+    /// Out: a `vde_backend` value.
     pub backend: u32,
-    /// Out: ring entries (domain: 0).
+    /// Out: ring entries.
     pub entries: u32,
     /// Requests consumed.
     pub requests: u64,
@@ -146,8 +147,80 @@ const _: () = {
     assert!(offset_of!(VdeStats, requests) == 16);
     assert!(offset_of!(VdeStats, req_errors) == 88);
 };
-/// [`VdeStats::id`] for the domain totals.
+/// [`VdeStats::id`] for the domain totals ([`VdeTotals`]).
 pub const VDE_ALL: u32 = u32::MAX;
+
+/// `VDE_IOC_STATS` with `id = VDE_ALL`: the whole domain. Counters are the sums over its
+/// channels (saturating), with the same names and places as in [`VdeStats`]; the words a
+/// channel's answer uses for its state, backend and ring size count channels here. Same size as
+/// `VdeStats` (the ioctl number is the same); binaries older than this struct read
+/// `channels` as `VdeStats::backend` and `failed` as `VdeStats::state`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdeTotals {
+    /// In: [`VDE_ALL`].
+    pub id: u32,
+    /// Out: channels in the `FAILED` state.
+    pub failed: u32,
+    /// Out: channels in the domain.
+    pub channels: u32,
+    /// Out: 0.
+    pub reserved: u32,
+    /// Requests consumed.
+    pub requests: u64,
+    /// Responses published.
+    pub responses: u64,
+    /// Request payload bytes.
+    pub bytes_in: u64,
+    /// Response payload bytes.
+    pub bytes_out: u64,
+    /// Kicks received on the kick eventfds (batched kicks each count).
+    pub kicks: u64,
+    /// Handler runs.
+    pub wakeups: u64,
+    /// Interrupts sent on the call eventfds.
+    pub irqs: u64,
+    /// Response batches published without an interrupt.
+    pub irqs_suppressed: u64,
+    /// Ring protocol errors.
+    pub errors: u64,
+    /// Requests answered with an error status.
+    pub req_errors: u64,
+}
+/// The counters that [`VdeStats`] and [`VdeTotals`] share, in ABI order (for code that fills
+/// either).
+macro_rules! counters_mut {
+    ($t:ty) => {
+        impl $t {
+            /// `requests` .. `req_errors`, in ABI order.
+            pub fn counters_mut(&mut self) -> [&mut u64; 10] {
+                [
+                    &mut self.requests,
+                    &mut self.responses,
+                    &mut self.bytes_in,
+                    &mut self.bytes_out,
+                    &mut self.kicks,
+                    &mut self.wakeups,
+                    &mut self.irqs,
+                    &mut self.irqs_suppressed,
+                    &mut self.errors,
+                    &mut self.req_errors,
+                ]
+            }
+        }
+    };
+}
+counters_mut!(VdeStats);
+counters_mut!(VdeTotals);
+const _: () = {
+    assert!(size_of::<VdeTotals>() == size_of::<VdeStats>());
+    assert!(offset_of!(VdeTotals, failed) == offset_of!(VdeStats, state));
+    assert!(offset_of!(VdeTotals, channels) == offset_of!(VdeStats, backend));
+    assert!(offset_of!(VdeTotals, reserved) == offset_of!(VdeStats, entries));
+    assert!(offset_of!(VdeTotals, requests) == offset_of!(VdeStats, requests));
+    assert!(offset_of!(VdeTotals, kicks) == offset_of!(VdeStats, kicks));
+    assert!(offset_of!(VdeTotals, req_errors) == offset_of!(VdeStats, req_errors));
+};
 
 /// `VDE_IOC_SAVE` (out) / `VDE_IOC_RESTORE` (in): what a channel needs to continue elsewhere.
 /// The ring bytes themselves are guest memory, which the VMM migrates; restore them into the new
@@ -186,8 +259,9 @@ pub const VDE_IOC_BIND: u32 = iow::<VdeBind>(0x12);
 /// unless it is a regular file or a block device (an eventfd, socket, pipe or vd device file
 /// could hold the domain alive in a reference cycle), `EACCES` unless it is open read-write.
 pub const VDE_IOC_ATTACH: u32 = iow::<VdeAttach>(0x13);
-/// `_IOWR(0xB7, 0x14, struct vde_stats)`.
+/// `_IOWR(0xB7, 0x14, struct vde_stats)`; `struct vde_totals` when `id = VDE_ALL`.
 pub const VDE_IOC_STATS: u32 = iowr::<VdeStats>(0x14);
+const _: () = assert!(VDE_IOC_STATS == iowr::<VdeTotals>(0x14));
 /// `_IOW(0xB7, 0x15, u32)`: userspace backend published responses; signal the call eventfd
 /// if the guest asked for an interrupt.
 pub const VDE_IOC_NOTIFY: u32 = iow::<u32>(0x15);
@@ -284,3 +358,31 @@ pub const VDE_IOC_CREATE_SHM: u32 = iowr::<VdeCreateShm>(0x1a);
 pub const VDE_IOC_ORPHAN: u32 = iow::<u32>(0x1b);
 /// [`VdeListEntry::flags`] out: the channel belongs to its guest (`VDE_IOC_ORPHAN`).
 pub const VDE_LIST_ORPHAN: u32 = 1 << 0;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_mut_is_abi_order() {
+        let mut s = VdeStats::default();
+        let mut t = VdeTotals::default();
+        for (i, c) in s.counters_mut().into_iter().enumerate() {
+            *c = i as u64 + 1;
+        }
+        for (i, c) in t.counters_mut().into_iter().enumerate() {
+            *c = i as u64 + 1;
+        }
+        assert_eq!((s.requests, s.kicks, s.req_errors), (1, 5, 10));
+        assert_eq!((t.requests, t.kicks, t.req_errors), (1, 5, 10));
+        // The same bytes from offset 16 on: a VdeTotals is a VdeStats for old binaries.
+        // SAFETY: both are 96-byte `#[repr(C)]` structs of integers without padding.
+        let (sb, tb) = unsafe {
+            (
+                core::slice::from_raw_parts(&s as *const VdeStats as *const u8, 96),
+                core::slice::from_raw_parts(&t as *const VdeTotals as *const u8, 96),
+            )
+        };
+        assert_eq!(sb[16..], tb[16..]);
+    }
+}
