@@ -55,8 +55,9 @@ impl Served {
     }
 }
 
-/// A channel's host driver.
-pub(crate) enum HostDriver {
+/// A channel's backend: what serves its requests (the ABI's `vde_backend`; the ring's host side
+/// that it reads them through is `ring::HostRing`).
+pub(crate) enum Backend {
     /// Nobody serves; requests wait.
     None,
     /// Echo.
@@ -69,7 +70,7 @@ pub(crate) enum HostDriver {
     User(EventFd),
 }
 
-impl HostDriver {
+impl Backend {
     /// The `vde_backend` value.
     pub(crate) fn kind(&self) -> u32 {
         match self {

@@ -2,8 +2,8 @@
 //! One event channel: a ring shared with the guest, its notification eventfds and the backend
 //! that serves it.
 
-use crate::backend::{DataArea, HostDriver};
-use crate::ring::{self, Backend as RingBackend, BackendState, Geometry, RingError, RingMem};
+use crate::backend::{Backend, DataArea};
+use crate::ring::{self, Geometry, HostRing, HostRingState, RingError, RingMem};
 use crate::uapi::{vde_state, VdeState, VdeStats};
 use crate::vd::eventfd::{EventFd, KickHandler, KickWaiter, WorkQueue};
 use crate::vd::shmem::SharedPages;
@@ -62,9 +62,9 @@ fn add_saturating(c: &AtomicU64, n: u64) {
 /// The fields protected by [`Channel::st`].
 pub(crate) struct ChanState {
     /// The host side of the ring protocol (private indices).
-    ring: RingBackend,
+    ring: HostRing,
     /// Who serves the requests.
-    driver: HostDriver,
+    driver: Backend,
     /// Where interrupts go (`KVM_IRQFD`).
     call: Option<EventFd>,
     /// Generation published in the ring header.
@@ -136,8 +136,8 @@ impl Channel {
         let req_buf = KVec::from_elem(0u8, max, GFP_KERNEL_ACCOUNT)?;
         let rsp_buf = KVec::from_elem(0u8, max, GFP_KERNEL_ACCOUNT)?;
         let st = ChanState {
-            ring: RingBackend::new(geo, BackendState::default()),
-            driver: HostDriver::None,
+            ring: HostRing::new(geo, HostRingState::default()),
+            driver: Backend::None,
             call: None,
             generation: 1,
             req_buf,
@@ -189,14 +189,14 @@ impl Channel {
     /// Replaces the backend. Leaving a `user` backend, the kernel continues from the indices
     /// that process published in the ring's backend line (it served the ring; the kernel's own
     /// indices never moved), as `VDE_IOC_RESTORE` would; they are validated like any other.
-    pub(crate) fn set_driver(&self, d: HostDriver) {
+    pub(crate) fn set_driver(&self, d: Backend) {
         let mut st = self.st.lock();
-        if matches!(st.driver, HostDriver::User(_)) && !matches!(d, HostDriver::User(_)) {
-            let s = BackendState {
+        if matches!(st.driver, Backend::User(_)) && !matches!(d, Backend::User(_)) {
+            let s = HostRingState {
                 req_cons: self.mem.load_u32(ring::OFF_REQ_CONS),
                 rsp_prod: self.mem.load_u32(ring::OFF_RSP_PROD),
             };
-            st.ring = RingBackend::new(self.geo, s);
+            st.ring = HostRing::new(self.geo, s);
         }
         self.backend.store(d.kind(), Relaxed);
         st.driver = d;
@@ -205,7 +205,7 @@ impl Channel {
     /// Userspace backend published responses: interrupt the guest if it asked.
     pub(crate) fn notify_from_user(&self) -> Result {
         let st = self.st.lock();
-        if !matches!(st.driver, HostDriver::User(_)) {
+        if !matches!(st.driver, Backend::User(_)) {
             return Err(EINVAL);
         }
         // The process runs the same `vd-ring` backend code and calls this only when its
@@ -250,7 +250,7 @@ impl Channel {
     /// the backend's indices (the kernel's were never advanced), so it saves them itself.
     pub(crate) fn save(&self) -> Result<VdeState> {
         let st = self.st.lock();
-        if matches!(st.driver, HostDriver::User(_)) {
+        if matches!(st.driver, Backend::User(_)) {
             return Err(EOPNOTSUPP);
         }
         let s = st.ring.state();
@@ -281,9 +281,9 @@ impl Channel {
             return Err(EPROTO);
         }
         let mut st = self.st.lock();
-        st.ring = RingBackend::new(
+        st.ring = HostRing::new(
             self.geo,
-            BackendState {
+            HostRingState {
                 req_cons: s.req_cons,
                 rsp_prod: s.rsp_prod,
             },
@@ -334,11 +334,11 @@ impl Channel {
         if st.ring.failure().is_some() {
             return false;
         }
-        if let HostDriver::User(efd) = &st.driver {
+        if let Backend::User(efd) = &st.driver {
             efd.signal();
             return false;
         }
-        if matches!(st.driver, HostDriver::None) {
+        if matches!(st.driver, Backend::None) {
             return false;
         }
         let mut budget = self.geo.entries();

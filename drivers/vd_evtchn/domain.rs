@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //! A domain: the channels of one open file (one VM).
 
-use crate::backend::HostDriver;
+use crate::backend::Backend;
 use crate::channel::{Channel, ChannelRef};
 use crate::orphan;
 use crate::registry::teardown;
@@ -226,8 +226,7 @@ impl DomainFile {
             return Err(EINVAL);
         }
         let ch = self.channel(a.id)?;
-        ch.data
-            .set_driver(HostDriver::from_attach(a.backend, a.fd)?);
+        ch.data.set_driver(Backend::from_attach(a.backend, a.fd)?);
         // Serve whatever the guest queued before the backend arrived.
         ch.kick_now();
         Ok(())

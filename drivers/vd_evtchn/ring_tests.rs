@@ -8,17 +8,17 @@ mod tests {
     use crate::vd::shmem::SharedPages;
     use kernel::prelude::*;
 
-    fn setup(entries: u32, esz: u32) -> (SharedPages, Backend, Frontend) {
+    fn setup(entries: u32, esz: u32) -> (SharedPages, HostRing, GuestRing) {
         let geo = Geometry::new(entries, esz).unwrap();
         let mem = SharedPages::new(geo.total_bytes()).unwrap();
         init_ring(&mem, geo, 1);
-        let fe = Frontend::attach(&mem).unwrap();
-        (mem, Backend::new(geo, BackendState::default()), fe)
+        let fe = GuestRing::attach(&mem).unwrap();
+        (mem, HostRing::new(geo, HostRingState::default()), fe)
     }
 
     fn echo_all(
         mem: &SharedPages,
-        be: &mut Backend,
+        be: &mut HostRing,
         buf: &mut [u8],
     ) -> Result<(u32, bool), RingError> {
         while let Some(req) = be.pop_request(mem, buf)? {

@@ -14,7 +14,7 @@
 //! completion that submits more I/O never finds the lock held.
 
 use crate::geometry::FrontGeometry;
-use crate::ring::{self, op, BlkDaReq, Frontend, RingError, RingMem, BLK_F_FUA};
+use crate::ring::{self, op, BlkDaReq, GuestRing, RingError, RingMem, BLK_F_FUA};
 use crate::vd::knob::BoolKnob;
 use crate::vd::memremap::Memremap;
 use crate::vd::{time::now_ms, workqueue::cancel_delayed_work_sync};
@@ -71,7 +71,7 @@ enum SizeQuery {
 /// The fields protected by [`Shared::inner`].
 struct Inner {
     /// Private ring indices.
-    fe: Frontend,
+    fe: GuestRing,
     /// Requests in flight, indexed by tag.
     inflight: KVec<Option<Rq>>,
     /// When each tag's request was queued (ms, monotonic), for the watchdog.
@@ -148,7 +148,7 @@ impl Shared {
         bar0: DevresBar<BAR0_LEN>,
         index: u32,
     ) -> Result<Arc<Self>> {
-        let fe = Frontend::attach(&mem).map_err(|_| ENODEV)?;
+        let fe = GuestRing::attach(&mem).map_err(|_| ENODEV)?;
         if fe.geometry() != geo.ring() {
             return Err(ENODEV);
         }

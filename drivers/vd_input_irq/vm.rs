@@ -4,7 +4,7 @@
 
 use crate::queue::{Event, EventQueue, QueueStats, EV_SYN};
 use crate::ring::{
-    Backend, BackendState, Geometry, RingMem, OFF_DATA_LEN, OFF_DATA_OFF, OFF_DEV_KIND,
+    Geometry, HostRing, HostRingState, RingMem, OFF_DATA_LEN, OFF_DATA_OFF, OFF_DEV_KIND,
     OFF_DOORBELL, OFF_REQ_EVENT, OFF_RSP_CONS,
 };
 use crate::uapi::{VdiEvent, VdiStats, VDI_DELAY_BUCKETS, VDI_ENTRY_SIZE, VDI_QUEUE_EVENTS};
@@ -39,7 +39,7 @@ struct Counters {
 /// interrupts off), the scheduler's schedule-in notifier and ioctls.
 struct SinkInner {
     /// Producer side of the event ring (responses only; indices kept privately).
-    ring: Backend,
+    ring: HostRing,
     /// Events waiting for the VM to be deliverable (or for ring room).
     queue: KBox<EventQueue<QUEUE_N>>,
     /// Signalled after publishing events the guest asked to be told about.
@@ -136,7 +136,7 @@ impl VmSink {
         // In place: the queue is larger than a kernel stack frame may be.
         let queue = KBox::init(pin_init::init_zeroed(), GFP_KERNEL)?;
         let inner = SinkInner {
-            ring: Backend::new(geo, BackendState::default()),
+            ring: HostRing::new(geo, HostRingState::default()),
             queue,
             call,
             seq: 0,

@@ -1,5 +1,5 @@
-//! Fuzzes the ring *consumer*: the [`Backend`] that the kernel module runs against guest memory
-//! it cannot trust, with an honest [`Frontend`] and a hostile guest writing the shared area
+//! Fuzzes the ring *consumer*: the [`HostRing`] that the kernel module runs against guest memory
+//! it cannot trust, with an honest [`GuestRing`] and a hostile guest writing the shared area
 //! between operations.
 //!
 //! Input layout (every read past the end yields zero, so any input is valid):
@@ -16,7 +16,7 @@
 //! index is 1..=entries ahead and a response slot is free, its length fits the slot and its bytes
 //! are the slot's, a response is written into its own slot and nowhere else, an error is only
 //! returned for a real violation, and once failed the backend stays failed. While the guest only
-//! acts through the honest [`Frontend`], neither side may report an error at all.
+//! acts through the honest [`GuestRing`], neither side may report an error at all.
 
 #![no_main]
 
@@ -141,8 +141,8 @@ impl Shadow {
 
 struct Run {
     a: Area,
-    be: Backend,
-    fe: Frontend,
+    be: HostRing,
+    fe: GuestRing,
     sh: Shadow,
     /// Nothing but the honest frontend has written the ring: no side may see an error.
     honest: bool,
@@ -154,7 +154,7 @@ impl Run {
         let st = self.be.state();
         assert_eq!(
             st,
-            BackendState {
+            HostRingState {
                 req_cons: self.sh.req_cons,
                 rsp_prod: self.sh.rsp_prod
             },
@@ -606,10 +606,10 @@ fuzz_target!(|data: &[u8]| {
     ] {
         a.mem.store_u32(off, start);
     }
-    let fe = Frontend::attach(&a.mem).expect("attach to a freshly initialised ring");
-    let be = Backend::new(
+    let fe = GuestRing::attach(&a.mem).expect("attach to a freshly initialised ring");
+    let be = HostRing::new(
         geo,
-        BackendState {
+        HostRingState {
             req_cons: start,
             rsp_prod: start,
         },

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
-use vd_ring::{op, Frontend, RingMem};
+use vd_ring::{op, GuestRing, RingMem};
 use vd_sys::evtchn::{Domain, RingMap};
 use vd_uapi::*;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -17,7 +17,7 @@ pub struct Chan<'d> {
     pub map: RingMap,
     pub kick: EventFd,
     pub call: EventFd,
-    pub fe: Frontend,
+    pub fe: GuestRing,
     pub next_id: u64,
 }
 
@@ -39,7 +39,8 @@ impl<'d> Chan<'d> {
         if backend != vde_backend::NONE {
             dom.attach(c.id, backend, arg).context("VDE_IOC_ATTACH")?;
         }
-        let fe = Frontend::attach(&map.mem()).map_err(|e| anyhow::anyhow!("ring header: {e:?}"))?;
+        let fe =
+            GuestRing::attach(&map.mem()).map_err(|e| anyhow::anyhow!("ring header: {e:?}"))?;
         Ok(Self {
             dom,
             id: c.id,

@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 use vd_ring::{
-    op, Backend, BackendState, BlkReq, RingMem, BLK_REQ_HDR, OFF_REQ_PROD, OFF_RSP_CONS,
+    op, BlkReq, HostRing, HostRingState, RingMem, BLK_REQ_HDR, OFF_REQ_PROD, OFF_RSP_CONS,
 };
 use vd_sys::evtchn::Domain;
 use vd_uapi::*;
@@ -367,7 +367,7 @@ pub fn user() -> Result<()> {
     let served = std::thread::scope(|s| -> Result<u64> {
         let h = s.spawn(move || -> Result<u64> {
             let m = c2.mem();
-            let mut be = Backend::new(geo, BackendState::default());
+            let mut be = HostRing::new(geo, HostRingState::default());
             let mut buf = vec![0u8; geo.max_payload()];
             let mut n = 0;
             while n < 500 {
@@ -455,7 +455,7 @@ pub fn restore() -> Result<()> {
     d2.bind(c.id, Some(kick.as_raw_fd()), Some(call.as_raw_fd()))?;
     d2.attach(c.id, vde_backend::ECHO, None)?;
     // The frontend continues where it was, on the restored ring.
-    let mut fe = vd_ring::Frontend::attach(&m2.mem()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mut fe = vd_ring::GuestRing::attach(&m2.mem()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mut ids = vec![];
     let mut buf = [0u8; 48];
     for _ in 0..200 {
@@ -829,7 +829,7 @@ fn save_user() -> Result<()> {
     let c2 = vd_sys::evtchn::RingMap::clone_of(&ch.map);
     let m = c2.mem();
     let geo = ch.fe.geometry();
-    let mut be = Backend::new(geo, BackendState::default());
+    let mut be = HostRing::new(geo, HostRingState::default());
     let mut buf = vec![0u8; geo.max_payload()];
     for i in 0..5u8 {
         ch.push(op::ECHO, &[i]);

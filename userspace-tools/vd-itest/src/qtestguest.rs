@@ -2,7 +2,7 @@
 //! `ivshmem-doorbell` device on a `vd-ivshmem-server` socket runs under qtest (`-qtest stdio`,
 //! no CPU running); this program plays the guest driver through qtest: programs the device's
 //! BARs (BAR0 registers, BAR2 the channel's shared memory), checks the vd geometry line,
-//! connects, and moves block I/O through the ring (vd-ring's `Frontend` over qtest memory
+//! connects, and moves block I/O through the ring (vd-ring's `GuestRing` over qtest memory
 //! accesses): pattern writes into the data area, `BLK_WRITE_DA`, the doorbell (QEMU's ioeventfd:
 //! the channel's kick eventfd), `BLK_READ_DA` of the same sectors, comparison. Responses are
 //! polled (no MSI-X). The channel, the kick/call eventfds and the teardown when QEMU dies are the
@@ -20,7 +20,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use vd_ring::{
-    dev_kind, op, BlkDaReq, Frontend, RingMem, BLK_F_FUA, FRONT_CONNECTED, OFF_DATA_LEN,
+    dev_kind, op, BlkDaReq, GuestRing, RingMem, BLK_F_FUA, FRONT_CONNECTED, OFF_DATA_LEN,
     OFF_DATA_OFF, OFF_DEV_KIND, OFF_DOORBELL, OFF_FRONT_STATE, OFF_RSP_PROD,
 };
 use vd_testkit::qtest::Qtest;
@@ -161,7 +161,7 @@ fn pattern(seed: u64, sector: u64, buf: &mut [u8]) {
 /// The guest: the device programmed, the ring attached.
 struct Guest {
     mem: QtestMem,
-    fe: Frontend,
+    fe: GuestRing,
     doorbell: u32,
     /// Offset of the data area in BAR2, and its length.
     data_off: usize,
@@ -289,7 +289,7 @@ pub(crate) fn map_device(qemu: &std::path::Path, socket: &std::path::Path) -> Re
 fn setup(a: &Args) -> Result<Guest> {
     let mem = map_device(&a.qemu, &a.socket)?;
     let size = mem.size as u64;
-    let fe = Frontend::attach(&mem);
+    let fe = GuestRing::attach(&mem);
     mem.error()?;
     let fe = fe.map_err(|e| anyhow::anyhow!("the vd geometry line: {e:?}"))?;
     let geo = fe.geometry();
@@ -509,7 +509,7 @@ mod tests {
     use vd_ivshmem::testutil::TmpDir;
     use vd_ivshmem::{ChannelGeometry, ChannelProvider, Config, Event, FakeProvider, Server};
     use vd_ring::mem::RawMem;
-    use vd_ring::{Backend, BackendState, Geometry};
+    use vd_ring::{Geometry, HostRing, HostRingState};
 
     /// The fake provider's channels, made into rings the way the kernel makes them (geometry
     /// line with the data area, kind and doorbell) and served by a thread playing the block
@@ -525,7 +525,7 @@ mod tests {
 
     fn serve(mem: RawMem, geo: Geometry, data_off: usize, kick: OwnedFd, stop: Arc<AtomicBool>) {
         let mut disk = vec![0u8; DISK];
-        let mut be = Backend::new(geo, BackendState::default());
+        let mut be = HostRing::new(geo, HostRingState::default());
         let mut payload = vec![0u8; geo.max_payload()];
         let mut buf = vec![0u8; DISK];
         while !stop.load(Ordering::Relaxed) {

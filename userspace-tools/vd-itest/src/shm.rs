@@ -14,8 +14,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 use vd_ring::{
-    dev_kind, op, BlkDaReq, Frontend, RingMem, BLK_F_FUA, OFF_DATA_LEN, OFF_DATA_OFF, OFF_DEV_KIND,
-    OFF_DOORBELL,
+    dev_kind, op, BlkDaReq, GuestRing, RingMem, BLK_F_FUA, OFF_DATA_LEN, OFF_DATA_OFF,
+    OFF_DEV_KIND, OFF_DOORBELL,
 };
 use vd_sys::evtchn::{Domain, RingMap, ShmChannel, ShmRequest};
 use vd_uapi::*;
@@ -24,7 +24,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 /// A shmem channel driven as a guest would: ring and data area through the file mapping.
 struct Front {
     map: RingMap,
-    fe: Frontend,
+    fe: GuestRing,
     kick: EventFd,
     call: EventFd,
     data_off: usize,
@@ -64,7 +64,7 @@ impl Front {
         let size = ch.file.metadata()?.len() as usize;
         let map = RingMap::new(ch.file.as_fd(), 0, size).context("mmap the shm fd")?;
         let m = map.mem();
-        let fe = Frontend::attach(&m).map_err(|e| anyhow!("ring header: {e:?}"))?;
+        let fe = GuestRing::attach(&m).map_err(|e| anyhow!("ring header: {e:?}"))?;
         let kick = EventFd::new(EFD_NONBLOCK)?;
         let call = EventFd::new(EFD_NONBLOCK)?;
         d.bind(ch.info.id, Some(kick.as_raw_fd()), Some(call.as_raw_fd()))

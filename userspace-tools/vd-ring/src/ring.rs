@@ -32,7 +32,7 @@
 //! the backend keeps privately (it never re-reads geometry from shared memory). A producer index
 //! more than `entries` ahead, a consumer index that runs past what was produced, or a length larger
 //! than the slot is a [`RingError`]; the backend then stops serving the ring for good
-//! ([`Backend::fail`]).
+//! ([`HostRing::fail`]).
 
 /// `"VDR1"`: first word of every vd ring.
 pub const RING_MAGIC: u32 = 0x5644_5231;
@@ -451,9 +451,9 @@ pub struct Response {
     pub len: u32,
 }
 
-/// The backend's private indices: what save/restore carries.
+/// [`HostRing`]'s private indices: what save/restore carries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct BackendState {
+pub struct HostRingState {
     /// Next request to consume.
     pub req_cons: u32,
     /// Next response slot to fill.
@@ -483,17 +483,18 @@ pub fn init_ring<M: RingMem + ?Sized>(mem: &M, geo: Geometry, generation: u32) {
     mem.store_release_u32(OFF_MAGIC, RING_MAGIC);
 }
 
-/// Host side: consumes requests, produces responses. Holds every index privately and treats the
-/// ring as hostile.
+/// The ring's host side: consumes requests, produces responses. Holds every index privately and
+/// treats the ring as hostile. (What serves the requests, a channel's backend, is another
+/// thing: vd_evtchn's `Backend`, the ABI's `vde_backend`.)
 ///
 /// # Invariants
 ///
 /// `rsp_prod - rsp_published <= entries`; `unanswered` requests were popped and each holds a
 /// response slot; once `failed` is set it stays set.
 #[derive(Debug)]
-pub struct Backend {
+pub struct HostRing {
     geo: Geometry,
-    st: BackendState,
+    st: HostRingState,
     rsp_published: u32,
     /// Requests popped and not answered yet: each has a response slot reserved.
     unanswered: u32,
@@ -501,10 +502,10 @@ pub struct Backend {
     failed: Option<RingError>,
 }
 
-impl Backend {
+impl HostRing {
     /// A backend for a ring whose indices start at `st` (zero for a new ring, a saved state on
     /// restore).
-    pub const fn new(geo: Geometry, st: BackendState) -> Self {
+    pub const fn new(geo: Geometry, st: HostRingState) -> Self {
         Self {
             geo,
             st,
@@ -519,7 +520,7 @@ impl Backend {
         self.geo
     }
     /// Indices to save.
-    pub const fn state(&self) -> BackendState {
+    pub const fn state(&self) -> HostRingState {
         self.st
     }
     /// Why the ring was failed, if it was.
@@ -682,7 +683,7 @@ impl Backend {
     /// Re-arms kicks before the backend sleeps: asks to be kicked when the next request is
     /// published. Returns `true` when a request arrived meanwhile *and* has room for its response:
     /// poll again instead of sleeping. A request without room waits: an honest frontend never
-    /// has more than `entries` requests in flight ([`Frontend::free_slots`]), so only a frontend
+    /// has more than `entries` requests in flight ([`GuestRing::free_slots`]), so only a frontend
     /// that broke that rule stalls, until it kicks again; the backend never spins on it.
     pub fn enable_kicks<M: RingMem + ?Sized>(&mut self, mem: &M) -> Result<bool, RingError> {
         if self.failed.is_some() {
@@ -694,17 +695,17 @@ impl Backend {
     }
 }
 
-/// Guest side: produces requests, consumes responses. The test VMM, benchmarks and fuzzers use
-/// it; it validates what the backend wrote just as carefully.
+/// The ring's guest side: produces requests, consumes responses. vd_front, the test VMM,
+/// benchmarks and fuzzers use it; it validates what the host side wrote just as carefully.
 #[derive(Debug)]
-pub struct Frontend {
+pub struct GuestRing {
     geo: Geometry,
     req_prod: u32,
     req_published: u32,
     rsp_cons: u32,
 }
 
-impl Frontend {
+impl GuestRing {
     /// Attaches to a ring the backend initialised; checks magic, version and geometry.
     pub fn attach<M: RingMem + ?Sized>(mem: &M) -> Result<Self, RingError> {
         if mem.load_acquire_u32(OFF_MAGIC) != RING_MAGIC

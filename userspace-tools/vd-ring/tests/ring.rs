@@ -20,17 +20,17 @@ impl Area {
     }
 }
 
-fn pair(entries: u32, esz: u32) -> (Area, Backend, Frontend) {
+fn pair(entries: u32, esz: u32) -> (Area, HostRing, GuestRing) {
     let geo = Geometry::new(entries, esz).unwrap();
     let a = Area::new(geo);
-    let be = Backend::new(geo, BackendState::default());
-    let fe = Frontend::attach(&a.mem).unwrap();
+    let be = HostRing::new(geo, HostRingState::default());
+    let fe = GuestRing::attach(&a.mem).unwrap();
     let _ = a.buf.len();
     (a, be, fe)
 }
 
 /// A frontend that ignores the in-flight limit: writes an empty echo request into slot `idx` and
-/// publishes `req_prod = idx + 1` behind the honest `Frontend`'s back.
+/// publishes `req_prod = idx + 1` behind the honest `GuestRing`'s back.
 fn push_raw(a: &Area, geo: Geometry, idx: u32, id: u64) {
     let slot = geo.req_slot(idx);
     a.mem.write(slot, &id.to_le_bytes());
@@ -39,7 +39,7 @@ fn push_raw(a: &Area, geo: Geometry, idx: u32, id: u64) {
     a.mem.store_release_u32(OFF_REQ_PROD, idx + 1);
 }
 
-fn echo_all(a: &Area, be: &mut Backend) -> (u32, bool) {
+fn echo_all(a: &Area, be: &mut HostRing) -> (u32, bool) {
     let mut buf = vec![0u8; be.geometry().max_payload()];
     while let Some(req) = be.pop_request(&a.mem, &mut buf).unwrap() {
         be.push_response(&a.mem, req.id, 0, &buf[..req.len as usize])
@@ -110,14 +110,14 @@ fn indices_wrap_u32() {
     for off in [OFF_REQ_PROD, OFF_RSP_CONS, OFF_RSP_PROD, OFF_REQ_CONS] {
         a.mem.store_u32(off, start);
     }
-    let mut be = Backend::new(
+    let mut be = HostRing::new(
         geo,
-        BackendState {
+        HostRingState {
             req_cons: start,
             rsp_prod: start,
         },
     );
-    let mut fe = Frontend::attach(&a.mem).unwrap();
+    let mut fe = GuestRing::attach(&a.mem).unwrap();
     let mut buf = [0u8; 16];
     for id in 0..20u64 {
         fe.push_request(&a.mem, id, op::ECHO, &[id as u8]).unwrap();
@@ -261,10 +261,10 @@ fn frontend_rejects_bad_header() {
     let geo = Geometry::new(8, 64).unwrap();
     let a = Area::new(geo);
     a.mem.store_u32(OFF_ENTRIES, 7);
-    assert_eq!(Frontend::attach(&a.mem).err(), Some(RingError::BadHeader));
+    assert_eq!(GuestRing::attach(&a.mem).err(), Some(RingError::BadHeader));
     a.mem.store_u32(OFF_ENTRIES, 8);
     a.mem.store_u32(OFF_MAGIC, 0);
-    assert_eq!(Frontend::attach(&a.mem).err(), Some(RingError::BadHeader));
+    assert_eq!(GuestRing::attach(&a.mem).err(), Some(RingError::BadHeader));
 }
 
 #[test]
@@ -282,7 +282,7 @@ fn restore_continues_in_flight() {
     be.publish(&a.mem);
     // "Migrate": a new backend from the saved state, same memory.
     let saved = be.state();
-    let mut be2 = Backend::new(be_geo(&a), saved);
+    let mut be2 = HostRing::new(be_geo(&a), saved);
     echo_all(&a, &mut be2);
     let mut ids = vec![];
     while let Some(r) = fe.pop_response(&a.mem, &mut buf).unwrap() {

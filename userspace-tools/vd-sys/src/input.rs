@@ -445,7 +445,7 @@ mod tests {
     use super::*;
     use std::fs::File;
     use std::os::fd::FromRawFd;
-    use vd_ring::{init_ring, Backend, BackendState};
+    use vd_ring::{init_ring, HostRing, HostRingState};
 
     /// A ring in a heap buffer.
     struct Buf {
@@ -556,7 +556,7 @@ mod tests {
     fn reader_takes_what_the_backend_produced_in_order_across_wraps() {
         let (b, geo) = ring(8);
         let m = &b.mem;
-        let mut be = Backend::new(geo, BackendState::default());
+        let mut be = HostRing::new(geo, HostRingState::default());
         let mut rd = EventReader::attach(m).unwrap();
         assert!(!rd.enable_irq(m));
         let mut seq = 0u64;
@@ -590,7 +590,7 @@ mod tests {
     fn a_full_ring_holds_the_producer_back() {
         let (b, geo) = ring(8);
         let m = &b.mem;
-        let mut be = Backend::new(geo, BackendState::default());
+        let mut be = HostRing::new(geo, HostRingState::default());
         let mut rd = EventReader::attach(m).unwrap();
         for i in 0..8 {
             be.push_response(m, i, 0, &encode_event(&ev(EV_KEY, 30, 1)))

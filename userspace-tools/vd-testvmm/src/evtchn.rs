@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use kvm_ioctls::{IoEventAddress, NoDatamatch, VcpuExit};
 use serde::Serialize;
-use vd_ring::{mem::RawMem, op, Backend, BackendState, Geometry, RingMem};
+use vd_ring::{mem::RawMem, op, Geometry, HostRing, HostRingState, RingMem};
 use vd_sys::evtchn::Domain;
 use vd_testkit::stats::median;
 use vd_uapi::{vde_backend, vde_state};
@@ -331,7 +331,7 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
 
     let mut vcpu = guest.create_real_mode_vcpu(0, rg::CODE_GPA)?;
     let ring = map.mem();
-    let mut backend = Backend::new(geo, BackendState::default());
+    let mut backend = HostRing::new(geo, HostRingState::default());
     let mut buf = vec![0u8; geo.max_payload()];
     let mem = guest.mem_host_addr() as usize;
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
@@ -591,7 +591,7 @@ fn probe_reporter(mem: usize, p: Probe, hz: f64, stop: std::sync::mpsc::Receiver
 
 /// The emulated-device path: serve every queued request here, as a VMM's device model would,
 /// then interrupt the guest through the irqfd if it asked.
-fn serve_in_vmm(ring: &RawMem, be: &mut Backend, buf: &mut [u8], call: &EventFd) -> Result<()> {
+fn serve_in_vmm(ring: &RawMem, be: &mut HostRing, buf: &mut [u8], call: &EventFd) -> Result<()> {
     loop {
         while let Some(req) = be
             .pop_request(ring, buf)
