@@ -16,6 +16,8 @@ pub(crate) mod abi_input;
 pub(crate) mod caps;
 #[path = "../../rust/vd/common.rs"]
 pub(crate) mod common;
+#[path = "../../rust/vd/cred.rs"]
+pub(crate) mod cred;
 #[path = "../../rust/vd/eventfd.rs"]
 pub(crate) mod eventfd;
 #[path = "../../rust/vd/input.rs"]

@@ -35,6 +35,7 @@ use kernel::{
 use route::{router, Router};
 use uapi::*;
 use vd::common::{read, reply_version, unsafe_impl_pod, write, OpenCount, OpenGuard};
+use vd::cred::{opener_capable, CAP_SYS_ADMIN};
 use vd::eventfd::EventFd;
 use vd::eventfd::KickWaiter;
 use vd::input::InputHandler;
@@ -108,9 +109,10 @@ unsafe_impl_pod!(
     VdiVcpuAttach
 );
 
-fn admin() -> Result {
-    // SAFETY: `capable` checks the current task's credentials; no preconditions.
-    if unsafe { kernel::bindings::capable(kernel::bindings::CAP_SYS_ADMIN as i32) } {
+/// Routes and focus need CAP_SYS_ADMIN of the process that opened the file (the drivers' one
+/// privilege model: `rust/vd/cred.rs`).
+fn admin(file: &File) -> Result {
+    if opener_capable(file, CAP_SYS_ADMIN) {
         Ok(())
     } else {
         Err(EPERM)
@@ -356,8 +358,8 @@ impl VmFile {
         Ok(())
     }
 
-    fn route(&self, r: &VdiRoute, add: bool) -> Result {
-        admin()?;
+    fn route(&self, file: &File, r: &VdiRoute, add: bool) -> Result {
+        admin(file)?;
         route::validate(r)?;
         {
             let mut ctl = router().ctl.lock();
@@ -378,8 +380,8 @@ impl VmFile {
         Ok(())
     }
 
-    fn focus(&self, vm_id: u32) -> Result {
-        admin()?;
+    fn focus(&self, file: &File, vm_id: u32) -> Result {
+        admin(file)?;
         let mut ctl = router().ctl.lock();
         if vm_id != 0 && ctl.vm(vm_id).is_none() {
             return Err(ENOENT);
@@ -578,9 +580,9 @@ impl MiscDevice for VmFile {
                 me.sink()?.set_call(call);
             }
             VDI_IOC_BIND_KICK => me.bind_kick(read::<i32>(arg)?)?,
-            VDI_IOC_ROUTE => me.route(&read::<VdiRoute>(arg)?, true)?,
-            VDI_IOC_UNROUTE => me.route(&read::<VdiRoute>(arg)?, false)?,
-            VDI_IOC_FOCUS => me.focus(read::<u32>(arg)?)?,
+            VDI_IOC_ROUTE => me.route(file, &read::<VdiRoute>(arg)?, true)?,
+            VDI_IOC_UNROUTE => me.route(file, &read::<VdiRoute>(arg)?, false)?,
+            VDI_IOC_FOCUS => me.focus(file, read::<u32>(arg)?)?,
             VDI_IOC_STATS => {
                 let mut s: VdiStats = read(arg)?;
                 me.stats(&mut s)?;

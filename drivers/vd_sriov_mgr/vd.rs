@@ -13,6 +13,8 @@ pub(crate) mod abi;
 pub(crate) mod abi_sriov;
 #[path = "../../rust/vd/common.rs"]
 pub(crate) mod common;
+#[path = "../../rust/vd/cred.rs"]
+pub(crate) mod cred;
 #[path = "../../rust/vd/kfile.rs"]
 pub(crate) mod kfile;
 #[path = "../../rust/vd/netdev.rs"]

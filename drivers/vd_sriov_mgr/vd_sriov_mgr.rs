@@ -47,7 +47,8 @@ use kernel::{
 };
 use uapi::*;
 use vd::common::{read, reply_version, unsafe_impl_pod, write, OpenCount, OpenGuard};
-use vd::kfile::{nonblocking, opener_capable, CAP_NET_ADMIN};
+use vd::cred::{opener_capable, CAP_NET_ADMIN};
+use vd::kfile::nonblocking;
 use vd::pci::PciNotifier;
 
 module! {
@@ -130,7 +131,8 @@ struct ClientFile {
     _open: OpenGuard,
 }
 
-/// Lease and policy changes need CAP_NET_ADMIN of the process that opened the file.
+/// Lease and policy changes need CAP_NET_ADMIN of the process that opened the file (the
+/// drivers' one privilege model: `rust/vd/cred.rs`).
 fn admin(file: &File) -> Result {
     if opener_capable(file, CAP_NET_ADMIN) {
         Ok(())

@@ -8,8 +8,9 @@
 //! VMM's vCPU threads register themselves (`VDI_IOC_VCPU_REGISTER`, made from the vCPU thread);
 //! while none of them is on a CPU, or the VMM said the VM is paused, events wait in a bounded
 //! per-VM queue and are flushed, in order, the moment a vCPU thread is scheduled in again. An
-//! administrator (CAP_SYS_ADMIN) routes input devices (`VDI_IOC_ROUTE`) and moves the focus
-//! between VMs (`VDI_IOC_FOCUS`); a frame (events up to SYN_REPORT) never splits between VMs.
+//! administrator (CAP_SYS_ADMIN of the file's opener) routes input devices (`VDI_IOC_ROUTE`)
+//! and moves the focus between VMs (`VDI_IOC_FOCUS`); a frame (events up to SYN_REPORT) never
+//! splits between VMs.
 //!
 //! The shared pieces (ioctl encoding, `VD_IOC_VERSION`) are `abi.rs`.
 

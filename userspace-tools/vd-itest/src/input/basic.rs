@@ -100,7 +100,8 @@ pub fn basic() -> Result<()> {
     if let Some(e) = unprivileged_route_errno(&adm)? {
         check!(
             e == Errno::EPERM,
-            "ROUTE without CAP_SYS_ADMIN: EPERM (got {e})"
+            "ROUTE on a file opened without CAP_SYS_ADMIN: EPERM (got {e}); the file root \
+             opened still routes after its process dropped to nobody"
         );
     }
 

@@ -508,35 +508,80 @@ pub(super) fn seq_contiguous(v: &[RingEvent]) -> bool {
     v.windows(2).all(|w| w[1].seq == w[0].seq.wrapping_add(1))
 }
 
+/// The privilege model (`rust/vd/cred.rs`), from a child that dropped to nobody: `adm` (opened
+/// by root) still routes; a file the child opens itself gets the returned errno for ROUTE.
+/// `None` when this process is not root.
 pub(super) fn unprivileged_route_errno(adm: &Input) -> Result<Option<Errno>> {
+    use std::os::unix::fs::PermissionsExt;
     // SAFETY: plain system call.
     if unsafe { nix::libc::geteuid() } != 0 {
         return Ok(None);
     }
     let r = route_spec(vdi_match::NAME, false, "vd-itest nobody")?;
+    // The child opens the device itself, as nobody: for those few lines anyone may.
+    std::fs::set_permissions(
+        vd_sys::input::DEVICE,
+        std::fs::Permissions::from_mode(0o666),
+    )?;
     // SAFETY: the child only makes system calls and exits with `_exit`.
-    match unsafe { fork() }? {
+    let forked = unsafe { fork() };
+    let restore = || {
+        std::fs::set_permissions(
+            vd_sys::input::DEVICE,
+            std::fs::Permissions::from_mode(0o600),
+        )
+    };
+    let forked = match forked {
+        Ok(f) => f,
+        Err(e) => {
+            restore()?;
+            return Err(e.into());
+        }
+    };
+    match forked {
         ForkResult::Child => {
-            // SAFETY: plain system call.
-            let code = if unsafe { nix::libc::setresuid(65534, 65534, 65534) } != 0 {
+            // SAFETY: plain system calls.
+            let dropped = unsafe {
+                nix::libc::setresgid(65534, 65534, 65534) == 0
+                    && nix::libc::setresuid(65534, 65534, 65534) == 0
+            };
+            let code = if !dropped {
                 254
             } else {
-                match adm.route(&r) {
-                    Ok(()) => {
-                        let _ = adm.unroute(&r);
-                        0
-                    }
-                    Err(e) => (e as i32).clamp(1, 253),
+                // The file root opened still routes (the opener's capability counts)...
+                let inherited = adm.route(&r).and_then(|()| adm.unroute(&r));
+                match (inherited, Input::open()) {
+                    (Err(_), _) => 252,
+                    (Ok(()), Err(_)) => 253,
+                    // ...the one nobody opens does not.
+                    (Ok(()), Ok(own)) => match own.route(&r) {
+                        Ok(()) => {
+                            let _ = own.unroute(&r);
+                            0
+                        }
+                        Err(e) => (e as i32).clamp(1, 251),
+                    },
                 }
             };
             // SAFETY: leaving the child without running destructors.
             unsafe { nix::libc::_exit(code) }
         }
-        ForkResult::Parent { child } => match waitpid(child, None)? {
-            nix::sys::wait::WaitStatus::Exited(_, 254) => bail!("setresuid(nobody) failed"),
-            nix::sys::wait::WaitStatus::Exited(_, c) => Ok(Some(Errno::from_raw(c))),
-            s => bail!("unprivileged child: {s:?}"),
-        },
+        ForkResult::Parent { child } => {
+            let st = waitpid(child, None);
+            restore()?;
+            let st = st?;
+            match st {
+                nix::sys::wait::WaitStatus::Exited(_, 254) => bail!("dropping to nobody failed"),
+                nix::sys::wait::WaitStatus::Exited(_, 253) => {
+                    bail!("nobody could not open the device")
+                }
+                nix::sys::wait::WaitStatus::Exited(_, 252) => {
+                    bail!("a file opened by root no longer routes once its process dropped privileges")
+                }
+                nix::sys::wait::WaitStatus::Exited(_, c) => Ok(Some(Errno::from_raw(c))),
+                s => bail!("unprivileged child: {s:?}"),
+            }
+        }
     }
 }
 
