@@ -43,14 +43,15 @@ pub fn vm_list(sock: &Path, json: bool) -> Result<()> {
     }
     let vms: Vec<VmView> = serde_json::from_value(v).context("vdd's vm list")?;
     println!(
-        "{:<8} {:<8} {:>9} {:>9} {:>9} {:>9} {:>8}  VCPU-THREADS",
-        "PID", "STATE", "RATE/s", "IO/s", "MMIO/s", "EVTCHN/s", "FOR"
+        "{:<8} {:<16} {:<8} {:>9} {:>9} {:>9} {:>9} {:>8}  VCPU-THREADS",
+        "PID", "NAME", "STATE", "RATE/s", "IO/s", "MMIO/s", "EVTCHN/s", "FOR"
     );
     for m in &vms {
         let r = m.rates;
         println!(
-            "{:<8} {:<8} {:>9} {:>9} {:>9} {:>9} {:>7.0}s  {}",
+            "{:<8} {:<16} {:<8} {:>9} {:>9} {:>9} {:>9} {:>7.0}s  {}",
             m.pid,
+            m.name.as_deref().unwrap_or("-"),
             state_name(&m.state),
             rate(r.map(|r| r.total)),
             rate(r.map(|r| r.io_exits)),

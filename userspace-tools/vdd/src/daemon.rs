@@ -541,6 +541,7 @@ impl Daemon {
                 };
                 VmView {
                     pid: v.pid,
+                    name: crate::sources::vmm_name(v.pid),
                     state,
                     vcpus: v.vcpus.clone(),
                     rates: v.rates,

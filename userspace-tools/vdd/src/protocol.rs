@@ -152,6 +152,9 @@ pub enum VmState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VmView {
     pub pid: u32,
+    /// The VM's name, from its VMM's command line (QEMU's `-name`), if it gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub state: VmState,
     pub vcpus: Vec<u32>,
     /// `None` until two samples.

@@ -31,6 +31,51 @@ pub struct KvmVm {
     pub no_vcpu_pid_files: bool,
 }
 
+/// The name a QEMU process gives its VM (`-name NAME[,debug-threads=on]` or `-name
+/// guest=NAME,...`, as libvirt passes it), from its command line; `None` for other VMMs.
+pub fn vmm_name(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<&str> = raw
+        .split(|&b| b == 0)
+        .filter_map(|a| std::str::from_utf8(a).ok())
+        .collect();
+    qemu_name(&args)
+}
+
+/// [`vmm_name`] over an argument list.
+pub fn qemu_name(args: &[&str]) -> Option<String> {
+    let i = args.iter().position(|a| *a == "-name" || *a == "--name")?;
+    let v = args.get(i + 1)?;
+    // QEMU's option syntax: the first field may be the name itself or `guest=NAME`; a comma in
+    // the name is written twice.
+    let mut fields = Vec::new();
+    let mut cur = String::new();
+    let mut chars = v.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ',' {
+            if chars.peek() == Some(&',') {
+                chars.next();
+                cur.push(',');
+            } else {
+                fields.push(std::mem::take(&mut cur));
+            }
+        } else {
+            cur.push(c);
+        }
+    }
+    fields.push(cur);
+    let name = fields
+        .iter()
+        .find_map(|f| f.strip_prefix("guest="))
+        .or_else(|| {
+            fields
+                .first()
+                .map(String::as_str)
+                .filter(|f| !f.contains('='))
+        })?;
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
 fn read_u64(p: &Path) -> Option<u64> {
     std::fs::read_to_string(p).ok()?.trim().parse().ok()
 }
@@ -147,6 +192,45 @@ pub fn merge(kvm: Option<&KvmVm>, evtchn_requests: Option<u64>) -> Counters {
 mod tests {
     use super::*;
     use crate::placer::tests::tmpdir;
+
+    #[test]
+    fn qemu_names() {
+        let n = |a: &[&str]| qemu_name(a);
+        assert_eq!(
+            n(&["qemu", "-name", "desk1,debug-threads=on"]).as_deref(),
+            Some("desk1")
+        );
+        assert_eq!(
+            n(&["qemu", "-name", "guest=win11-a,debug-threads=on"]).as_deref(),
+            Some("win11-a")
+        );
+        assert_eq!(n(&["qemu", "-name", "a,,b"]).as_deref(), Some("a,b"));
+        assert_eq!(n(&["qemu", "-name", "debug-threads=on"]), None);
+        assert_eq!(n(&["qemu", "-m", "1G"]), None);
+        assert_eq!(n(&["qemu", "-name"]), None);
+        // A real process: this test's own has no -name.
+        assert_eq!(vmm_name(std::process::id()), None);
+        // (`; true`: the shell must not exec `sleep` in its place; poll: until it has exec'd.)
+        let mut c = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "sleep 30; true",
+                "sh",
+                "-name",
+                "desk7,debug-threads=on",
+            ])
+            .spawn()
+            .unwrap();
+        let t = std::time::Instant::now();
+        let mut got = vmm_name(c.id());
+        while got.is_none() && t.elapsed() < std::time::Duration::from_secs(10) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            got = vmm_name(c.id());
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        assert_eq!(got.as_deref(), Some("desk7"));
+    }
 
     #[test]
     fn scans_a_debugfs_tree() {

@@ -16,6 +16,7 @@ fn shared() -> Arc<Mutex<Shared>> {
     let mut s = Shared::default();
     s.vms.push(VmView {
         pid: std::process::id(),
+        name: Some("desk1".into()),
         state: VmState::Placed,
         vcpus: vec![],
         rates: Some(Rates {
@@ -55,6 +56,11 @@ fn round_trip_over_a_unix_socket() {
         serde_json::from_value(control::request(&sock, &Request::VmList).unwrap()).unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].state, VmState::Placed);
+    assert_eq!(
+        list[0].name.as_deref(),
+        Some("desk1"),
+        "the name crosses the socket"
+    );
     assert_eq!(list[0].rates.unwrap().total, 1234.0);
 
     let me = std::process::id();
