@@ -212,6 +212,8 @@ input_read() {
     dev=/dev/input/$node
     [ -c "$dev" ] || die "$dev is not a character device"
     phys=$(awk '/^N: Name="vd-input"/ { f = 1 } f && /^P: Phys=/ { sub(/^P: Phys=/, ""); print; exit }' /proc/bus/input/devices)
+    # input_round's parameters (scripts/guest-input.sh): this one device, the default wait.
+    nodes=$node; ndev=1; match=vd-input; wait=300; tags=0
     input_round 1
     detail="$dev ($phys): round1: $sum;"
     if [ "$mode" = broken ]; then
