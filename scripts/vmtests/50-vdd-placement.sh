@@ -103,7 +103,7 @@ check "the CPU-bound process was not touched" test "$(aff $HOG $HOG)" = 0-1
 check "other threads of the VMM were not touched" sh -c "for t in \$(ls /proc/$V/task); do [ \$t = $T ] && continue; [ \"\$(awk '/^Cpus_allowed_list/ {print \$2}' /proc/$V/task/\$t/status)\" = 0-1 ] || exit 1; done"
 vdctl vm list
 vdctl vm show $V
-check "vdctl vm list shows it placed" sh -c "vdctl vm list | grep -q \"^$V  *placed\""
+check "vdctl vm list shows it placed" sh -c "vdctl vm list | grep -q \"^$V  *[^ ]*  *placed\""
 check "vdctl --json vm show: managed, original affinity 0-1" sh -c "vdctl --json vm show $V | tr -d ' \n' | grep -q '\"managed\":true,\"orig_affinity\":\"0-1\"'"
 check "metrics: placed and an I/O rate" sh -c "wget -q -O- http://127.0.0.1:9477/metrics | grep -q 'vdd_vm_state{pid=\"$V\",state=\"placed\"} 1'"
 
