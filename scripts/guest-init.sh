@@ -3,7 +3,7 @@
 # the test VM, see scripts/vmtests/guest-lib.sh). Runs one scenario named on the kernel command
 # line and prints its verdict on the console, then powers off:
 #   VDGUEST PASS <scenario>[: detail]     VDGUEST FAIL <scenario>: why
-# Parameters: vd.scenario=boot|fio-verify|mkfs|virtio-verify|io-loop|server-restart|... (the case below), vd.disk=/dev/... (default: /dev/vdb0;
+# Parameters: vd.scenario=boot|fio-verify|mkfs|virtio-verify|io-loop|server-restart|bench-hops|... (the case below), vd.disk=/dev/... (default: /dev/vdb0;
 # for virtio-verify, or vd.disk=virtio, the virtio-blk disk that is not the tools disk),
 # vd.fio_size=<fio size, default 16m>, vd.expect=REASON:N,... (probe-refused: see refusal_text). fio and mkfs.ext4 come from the tools disk (see tools()).
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
@@ -290,6 +290,38 @@ case "$scenario" in
         [ "$got" = "$want" ] || die "first 4 MiB of $disk: md5 $got, pattern $want"
         finish PASS "pattern read back from $disk after a restart (md5 $want)" ;;
     bench-blk) tools; . /guest-bench.sh ;; # make bench's 94-bench-guest-blk (scripts/guest-bench.sh)
+    bench-hops) # make bench's 97-bench-guest-hops: vd_front's hop trace (debugfs hops) of 4k random
+        # reads at QD1 (vd.hops_ios, default 2000) on each of vd.hops_disks vd disks in turn; each
+        # trace goes onto its own disk at 50 MiB (past fio's 48 MiB; the host reads it from the
+        # image: a serial console would take ~100,000 nested exits per trace), and the console
+        # says "VDHOPS vdbN <PCI address> <records>".
+        tools; disk=/dev/vdb0; vd_disk
+        ios=2000; ndisks=1
+        for a in $(cat /proc/cmdline); do
+            case "$a" in vd.hops_ios=*) ios=${a#vd.hops_ios=} ;; vd.hops_disks=*) ndisks=${a#vd.hops_disks=} ;; esac
+        done
+        last=/dev/vdb$((ndisks - 1)); wait_dev "$last" 30 || die "$last did not appear"
+        mount -t debugfs none /sys/kernel/debug 2>/dev/null
+        h=/sys/kernel/debug/vd_front/hops
+        [ -w $h ] || die "no $h"
+        i=0; summary=""
+        while [ $i -lt "$ndisks" ]; do
+            d=vdb$i; i=$((i + 1))
+            pci=$(dmesg | sed -n "s/.*vd_front \([0-9a-f:.]*\): $d: .*/\1/p" | head -1)
+            step "hops: fio 4k randread QD1, $ios requests on /dev/$d ($pci)"
+            echo 1 > $h || die "turn the hop trace on"
+            fio --name=hops --filename=/dev/$d --rw=randread --bs=4k --iodepth=1 --direct=1 \
+                --ioengine=libaio --size=48m --number_ios="$ios" --output-format=terse \
+                > /tmp/hops.out 2>&1 || die "fio on /dev/$d: $(tail -3 /tmp/hops.out)"
+            echo 0 > $h
+            cat $h > /tmp/hops.txt
+            n=$(head -1 /tmp/hops.txt | cut -d' ' -f2)
+            dd if=/tmp/hops.txt of=/dev/$d bs=1M seek=50 conv=fsync 2>/tmp/dd.out \
+                || die "write the trace to /dev/$d: $(cat /tmp/dd.out)"
+            echo "VDHOPS $d $pci $n"
+            summary="$summary $d:$n"
+        done
+        finish PASS "hop traces (records per disk):$summary" ;;
     input-evdev) . /guest-input.sh; input_evdev ;; # issue 13 (82-guest-input): scripts/guest-input.sh
     input-latency) tools; . /guest-input.sh; input_latency ;; # make bench, 96-bench-guest-input
     input-caps) tools; . /guest-input.sh; input_caps ;; # 8c-guest-input-caps

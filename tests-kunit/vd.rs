@@ -10,6 +10,9 @@
 #[path = "../userspace-tools/vd-uapi/src/abi.rs"]
 pub(crate) mod abi;
 #[allow(dead_code, reason = "the suites test a part of each piece")]
+#[path = "../rust/vd/hops.rs"]
+pub(crate) mod hops;
+#[allow(dead_code, reason = "the suites test a part of each piece")]
 #[path = "../rust/vd/ratelimit.rs"]
 pub(crate) mod ratelimit;
 #[allow(dead_code, unreachable_pub, reason = "shared with userspace")]

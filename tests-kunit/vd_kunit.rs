@@ -27,9 +27,12 @@ impl kernel::Module for VdKunit {
 mod tests {
     use crate::ring::RingMem;
     use crate::uapi::*;
+    use crate::vd::hops::{tsc, HopTrace};
     use crate::vd::ratelimit::RateLimit;
     use crate::vd::shmem::SharedPages;
     use kernel::ioctl::{_IO, _IOR, _IOW, _IOWR};
+    use kernel::prelude::*;
+    use kernel::str::CString;
 
     #[test]
     fn abi_ioctl_numbers_match_the_kernel_encoding() {
@@ -38,6 +41,36 @@ mod tests {
         assert_eq!(iowr::<[u8; 24]>(9), _IOWR::<[u8; 24]>(VD_IOC_MAGIC, 9));
         assert_eq!(io(3), _IO(VD_IOC_MAGIC, 3));
         assert_eq!(ioc_size(VD_IOC_VERSION), 40);
+    }
+
+    /// The text a trace reads as.
+    fn hops_text(t: &HopTrace<2, 3>) -> Result<KVec<u8>, Error> {
+        let s = CString::try_from_fmt(fmt!("{:?}", t))?;
+        let mut v = KVec::new();
+        v.extend_from_slice(s.to_bytes(), GFP_KERNEL)?;
+        Ok(v)
+    }
+
+    #[test]
+    fn hop_traces_keep_records_while_on_and_never_wrap() {
+        let t = HopTrace::<2, 3>::new();
+        t.record([1, 2]);
+        assert_eq!(&hops_text(&t).unwrap()[..], b"hops 0 0\n");
+        t.set(true);
+        for i in 0..5 {
+            t.record([i, 10 * i]);
+        }
+        // Three kept, two dropped, in order.
+        assert_eq!(&hops_text(&t).unwrap()[..], b"hops 3 2\n0 0\n1 10\n2 20\n");
+        t.set(false);
+        t.record([7, 7]);
+        assert_eq!(&hops_text(&t).unwrap()[..], b"hops 3 2\n0 0\n1 10\n2 20\n");
+        // On again: emptied.
+        t.set(true);
+        t.record([9, 8]);
+        assert_eq!(&hops_text(&t).unwrap()[..], b"hops 1 0\n9 8\n");
+        let (a, b) = (tsc(), tsc());
+        assert!(b >= a);
     }
 
     #[test]

@@ -6,10 +6,17 @@ use crate::backend::{Backend, DataArea};
 use crate::ring::{self, Geometry, HostRing, HostRingState, RingError, RingMem};
 use crate::uapi::{vde_state, VdeState, VdeStats};
 use crate::vd::eventfd::{EventFd, KickHandler, KickWaiter, WorkQueue};
+use crate::vd::hops::{tsc, HopTrace};
 use crate::vd::shmem::SharedPages;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
+
+/// Hop-by-hop stamps of every channel's requests (debugfs `vd_evtchn/hops`, `make bench`): a
+/// served request is `[channel key, request id, kick, handler start, response pushed]` and an
+/// interrupt `[channel key, u64::MAX, call eventfd signalled, 0, 0]` (TSC values; the kick is
+/// the last one before the handler ran, taken in the kicker's context).
+pub(crate) static HOPS: HopTrace<5, 8192> = HopTrace::new();
 
 /// A channel as the domain holds it: the channel inside its kick waiter.
 pub(crate) type ChannelRef = kernel::sync::Arc<KickWaiter<Channel>>;
@@ -111,6 +118,8 @@ pub(crate) struct Channel {
     failed: AtomicBool,
     /// The backend's `vde_backend` kind (mirrors `st.driver`, written under `st`).
     backend: AtomicU32,
+    /// TSC of the last kick, while [`HOPS`] is on.
+    kick_tsc: AtomicU64,
 }
 
 impl Channel {
@@ -160,6 +169,7 @@ impl Channel {
                 stats: ChanStats::default(),
                 failed: AtomicBool::new(false),
                 backend: AtomicU32::new(none),
+                kick_tsc: AtomicU64::new(0),
             }),
             Some(wq),
         ))
@@ -341,6 +351,12 @@ impl Channel {
         if matches!(st.driver, Backend::None) {
             return false;
         }
+        let hops = HOPS.on();
+        let (kick, work) = if hops {
+            (self.kick_tsc.load(Relaxed), tsc())
+        } else {
+            (0, 0)
+        };
         let mut budget = self.geo.entries();
         while budget > 0 {
             let req = match st.ring.pop_request(&self.mem, &mut st.req_buf) {
@@ -378,6 +394,9 @@ impl Channel {
                 return false;
             }
             self.stats.bytes_out.fetch_add(len as u64, Relaxed);
+            if hops {
+                HOPS.record([self.key, req.id, kick, work, tsc()]);
+            }
         }
         let (n, notify) = st.ring.publish(&self.mem);
         if n > 0 {
@@ -385,6 +404,9 @@ impl Channel {
             match (&st.call, notify) {
                 (Some(call), true) => {
                     call.signal();
+                    if hops {
+                        HOPS.record([self.key, u64::MAX, tsc(), 0, 0]);
+                    }
                     self.stats.irqs.fetch_add(1, Relaxed);
                 }
                 _ => {
@@ -406,6 +428,12 @@ impl Channel {
 }
 
 impl KickHandler for Channel {
+    fn kicked(&self) {
+        if HOPS.on() {
+            self.kick_tsc.store(tsc(), Relaxed);
+        }
+    }
+
     fn handle(&self, kicks: u64) -> bool {
         add_saturating(&self.stats.kicks, kicks);
         self.stats.wakeups.fetch_add(1, Relaxed);

@@ -17,6 +17,8 @@ pub(crate) mod backing;
 pub(crate) mod common;
 #[path = "../../rust/vd/eventfd.rs"]
 pub(crate) mod eventfd;
+#[path = "../../rust/vd/hops.rs"]
+pub(crate) mod hops;
 #[path = "../../rust/vd/knob.rs"]
 pub(crate) mod knob;
 #[path = "../../rust/vd/modref.rs"]

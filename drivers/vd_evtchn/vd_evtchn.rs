@@ -18,6 +18,10 @@
 //! wait-queue entry on the kick eventfd -> work item -> backend -> response slot -> call eventfd
 //! -> irqfd -> guest interrupt, with no exit to the VMM's userspace. Channels die with the file.
 //!
+//! debugfs (root only): `vd_evtchn/channels` (every channel's counters), `stall_block_io` (a
+//! test hook: block I/O waits while set) and `hops` (TSC stamps of each request's hops while on,
+//! for `make bench`: `channel.rs`'s `HOPS`).
+//!
 //! Userspace side: `userspace-tools/vd-ring` (ring), `vd-uapi` (ioctls), `vd-testvmm` (a VMM
 //! that drives a real KVM guest through it), `vdctl evtchn`.
 
@@ -78,6 +82,8 @@ struct VdEvtchnModule {
     _listing: kernel::debugfs::File<registry::Listing>,
     #[pin]
     _stall: kernel::debugfs::File<backend::StallKnob>,
+    #[pin]
+    _hops: kernel::debugfs::File<&'static vd::hops::HopTrace<5, 8192>>,
     _debugfs: kernel::debugfs::Dir,
     _orphans: OrphanExit,
 }
@@ -95,6 +101,7 @@ impl kernel::InPlaceModule for VdEvtchnModule {
             _miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"vd_evtchn" }),
             _listing <- dir.read_only_file(c"channels", registry::Listing),
             _stall <- dir.read_write_file(c"stall_block_io", backend::StallKnob),
+            _hops <- dir.read_write_file(c"hops", &channel::HOPS),
             _debugfs: dir,
         })
     }

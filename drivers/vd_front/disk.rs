@@ -15,6 +15,7 @@
 
 use crate::geometry::FrontGeometry;
 use crate::ring::{self, op, BlkDaReq, GuestRing, RingError, RingMem, BLK_F_FUA};
+use crate::vd::hops::{tsc, HopTrace};
 use crate::vd::knob::BoolKnob;
 use crate::vd::memremap::Memremap;
 use crate::vd::{time::now_ms, workqueue::cancel_delayed_work_sync};
@@ -49,6 +50,12 @@ const WATCHDOG_PERIOD_MS: u32 = 1000;
 /// any vd_front disk corrupts the ring instead of publishing normally (see [`Shared::corrupt`]).
 pub(crate) static CORRUPT: BoolKnob = BoolKnob::new();
 
+/// Hop-by-hop stamps of every vd_front disk's requests (debugfs `vd_front/hops`, `make
+/// bench`): `[request id, published, interrupt handler entered, request ended]` (TSC values;
+/// the interrupt is the one whose handler consumed the response, 0 when the watchdog or the
+/// probe did).
+pub(crate) static HOPS: HopTrace<4, 8192> = HopTrace::new();
+
 /// The blk-mq operations of a vd disk.
 pub(crate) struct VdBlk;
 
@@ -76,6 +83,8 @@ struct Inner {
     inflight: KVec<Option<Rq>>,
     /// When each tag's request was queued (ms, monotonic), for the watchdog.
     queued_ms: KVec<u64>,
+    /// When each tag's request was published (TSC), while [`HOPS`] is on.
+    published_tsc: KVec<u64>,
     /// The disk is broken: nothing is sent any more, everything fails with `EIO`.
     broken: bool,
     /// The debug knob corrupted the ring: new requests fail, the ones in flight wait for the
@@ -155,9 +164,11 @@ impl Shared {
         let depth = geo.depth() as usize;
         let mut inflight = KVec::with_capacity(depth, GFP_KERNEL)?;
         let mut queued_ms = KVec::with_capacity(depth, GFP_KERNEL)?;
+        let mut published_tsc = KVec::with_capacity(depth, GFP_KERNEL)?;
         for _ in 0..depth {
             inflight.push(None, GFP_KERNEL)?;
             queued_ms.push(0, GFP_KERNEL)?;
+            published_tsc.push(0, GFP_KERNEL)?;
         }
         Arc::pin_init(
             pin_init!(Self {
@@ -169,6 +180,7 @@ impl Shared {
                     fe,
                     inflight,
                     queued_ms,
+                    published_tsc,
                     broken: false,
                     corrupted: false,
                     // Until the size answer: what the interrupt finds before is stale.
@@ -324,6 +336,11 @@ impl Shared {
             }
             if let Some(t) = g.queued_ms.get_mut(tag as usize) {
                 *t = now_ms();
+            }
+            if HOPS.on() {
+                if let Some(t) = g.published_tsc.get_mut(tag as usize) {
+                    *t = tsc();
+                }
             }
             if CORRUPT.take() {
                 self.corrupt(&mut g);
@@ -486,12 +503,18 @@ impl Shared {
         }
     }
 
-    /// Consumes the responses the host published (interrupt handler, probe) and ends their
-    /// requests, [`BATCH`] at a time outside the lock.
+    /// Consumes the responses the host published (probe, watchdog) and ends their requests,
+    /// [`BATCH`] at a time outside the lock.
     pub(crate) fn process(&self) {
+        self.process_irq(0);
+    }
+
+    /// [`Self::process`] for the interrupt handler entered at TSC `irq` (0: not from an
+    /// interrupt, or [`HOPS`] is off).
+    fn process_irq(&self, irq: u64) {
         let mut buf = [0u8; 8];
         loop {
-            let mut batch: [Option<(Rq, Result)>; BATCH] = Default::default();
+            let mut batch: [Option<(Rq, Result, u64)>; BATCH] = Default::default();
             let mut n = 0;
             let mut more = false;
             let mut broken = false;
@@ -514,8 +537,13 @@ impl Shared {
                         match r {
                             Ok(Some(rsp)) => match self.take(&mut g, rsp, &buf) {
                                 Outcome::End(rq, res) => {
+                                    let published = usize::try_from(rsp.id)
+                                        .ok()
+                                        .and_then(|t| g.published_tsc.get(t))
+                                        .copied()
+                                        .unwrap_or(0);
                                     if let Some(b) = batch.get_mut(n) {
-                                        *b = Some((rq, res));
+                                        *b = Some((rq, res, published));
                                         n += 1;
                                     }
                                 }
@@ -530,7 +558,7 @@ impl Shared {
                                     );
                                     self.set_broken(&mut g, why);
                                     if let (Some(rq), Some(b)) = (rq, batch.get_mut(n)) {
-                                        *b = Some((rq, Err(EIO)));
+                                        *b = Some((rq, Err(EIO), 0));
                                     }
                                     broken = true;
                                     break;
@@ -550,8 +578,12 @@ impl Shared {
                     }
                 }
             }
-            for (rq, res) in batch.iter_mut().filter_map(Option::take) {
+            for (rq, res, published) in batch.iter_mut().filter_map(Option::take) {
+                let id = u64::from(rq.tag());
                 self.finish(rq, res);
+                if HOPS.on() {
+                    HOPS.record([id, published, irq, tsc()]);
+                }
             }
             if broken {
                 self.fail_inflight();
@@ -597,7 +629,7 @@ pub(crate) struct IrqHandler {
 
 impl kernel::irq::Handler for IrqHandler {
     fn handle(&self) -> kernel::irq::IrqReturn {
-        self.shared.process();
+        self.shared.process_irq(if HOPS.on() { tsc() } else { 0 });
         kernel::irq::IrqReturn::Handled
     }
 }

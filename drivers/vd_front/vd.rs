@@ -8,6 +8,8 @@
 #[allow(dead_code, unreachable_pub, reason = "shared with userspace")]
 #[path = "../../userspace-tools/vd-ring/src/caps.rs"]
 pub(crate) mod caps;
+#[path = "../../rust/vd/hops.rs"]
+pub(crate) mod hops;
 #[path = "../../rust/vd/inputdev.rs"]
 pub(crate) mod inputdev;
 #[path = "../../rust/vd/knob.rs"]

@@ -36,6 +36,10 @@
 //! jumps `entries + 7` ahead. The host must fail that channel only (`STATUS_FAILED`), which this
 //! driver sees as a broken disk: the request and all later ones fail with `EIO`. Reading the
 //! file gives `1` while a corruption is pending, `0` otherwise.
+//!
+//! Benchmark trace, root only: `/sys/kernel/debug/vd_front/hops` keeps TSC stamps of each
+//! request (published, interrupt, ended) while on (`rust/vd/hops.rs`); `make bench` lines them
+//! up with vd_evtchn's stamps of the same requests on the host.
 
 mod vd;
 use vd::ring;
@@ -267,6 +271,9 @@ struct VdFrontModule {
     #[pin]
     /// The debug knob `corrupt` (see the crate documentation).
     _corrupt: kernel::debugfs::File<&'static BoolKnob>,
+    #[pin]
+    /// The disks' hop-by-hop stamps `hops` ([`disk::HOPS`]).
+    _hops: kernel::debugfs::File<&'static vd::hops::HopTrace<4, 8192>>,
     _debugfs: kernel::debugfs::Dir,
 }
 
@@ -276,6 +283,7 @@ impl kernel::InPlaceModule for VdFrontModule {
         try_pin_init!(Self {
             _driver <- kernel::driver::Registration::new(c"vd_front", module),
             _corrupt <- dir.read_write_file(c"corrupt", &CORRUPT),
+            _hops <- dir.read_write_file(c"hops", &disk::HOPS),
             _debugfs: dir,
         })
     }

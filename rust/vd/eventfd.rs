@@ -142,6 +142,11 @@ pub(crate) trait KickHandler: Sync + Send {
     /// maybe 0) in the work item that reports a hang-up, before [`Self::hung_up`].
     fn handle(&self, kicks: u64) -> bool;
 
+    /// A kick arrived: called from the eventfd's wake-up, in atomic context under its queue
+    /// lock and in the context of whoever signalled it (a vCPU thread in `KVM_RUN` for a KVM
+    /// ioeventfd), before the work item is queued. Must not sleep; keep it to a few stores.
+    fn kicked(&self) {}
+
     /// The attached eventfd hung up: its last file reference was closed (the VMM that kicked
     /// through it is gone; nobody can kick any more). Runs once per hang-up, in the same work
     /// item as [`Self::handle`] (process context, never concurrently with it). Must not detach
@@ -432,6 +437,7 @@ impl<T: KickHandler + 'static> KickWaiter<T> {
                 unsafe { bindings::eventfd_ctx_do_read(ctx, &mut cnt) };
             }
             me.pending.fetch_add(cnt.max(1), Ordering::Relaxed);
+            me.data.kicked();
             me.kick_now();
         }
         if flags & EPOLLHUP != 0 {

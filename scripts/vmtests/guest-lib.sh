@@ -107,8 +107,12 @@ wait_guest() {
     echo "==== GUEST CONSOLE $_gn END"
     if [ -s "/tmp/guest-$_gn.qemu" ]; then echo "QEMU ($_gn) said:"; sed 's/^/  qemu: /' "/tmp/guest-$_gn.qemu"; fi
     if [ -z "$GUEST_RESULT" ] && [ -z "$_gwhy" ] && ! grep -q 'reboot: Power down' "$_gc"; then
-        # -no-reboot: a guest reset (a triple fault) ends QEMU with 0 and no word on the console.
-        _gwhy="QEMU exited with $_grc first, without the guest's power-down: the guest was reset"
+        if [ "$_grc" = 0 ]; then
+            # -no-reboot: a guest reset (a triple fault) ends QEMU with 0 and no word on the console.
+            _gwhy="QEMU exited with 0 first, without the guest's power-down: the guest was reset"
+        else
+            _gwhy="QEMU failed (exit $_grc) before the guest's verdict: see what QEMU said"
+        fi
     fi
     [ -n "$GUEST_RESULT" ] || GUEST_RESULT="VDGUEST FAIL ?: no verdict (${_gwhy:-QEMU exited with $_grc first})"
     echo "guest $_gn: $GUEST_RESULT (QEMU start to the guest's /init ${GUEST_BOOT_SECS}s, to its verdict ${GUEST_SECS}s; QEMU exit $_grc)"

@@ -6,6 +6,7 @@ mod chan;
 mod evtchn;
 mod fakeinput;
 mod fakeshm;
+mod hops;
 mod hostile;
 mod input;
 mod qtestguest;
@@ -249,6 +250,9 @@ enum Cmd {
     },
     /// vd_input_irq: a VM sink whose ring is a shmem file (for `ivshmem-doorbell`).
     InputShm,
+    /// make bench: a vd disk request's time hop by hop, from vd_front's and vd_evtchn's traces of
+    /// the same requests (`hops.rs`).
+    Hops(hops::Args),
     /// make bench: host uinput write -> a guest process's read, vd_input_irq vs input-linux +
     /// virtio-keyboard in one guest (the host side; the guest runs `input-echo`).
     InputLatency(input::LatencyArgs),
@@ -356,6 +360,7 @@ fn main() -> std::process::ExitCode {
         Cmd::InputHold { name, vm } => input::hold(&name, vm),
         Cmd::InputBench { rounds, json } => input::bench(rounds, json),
         Cmd::InputShm => input::shm(),
+        Cmd::Hops(a) => hops::run(a),
         Cmd::InputFeedVirtio {
             nodes,
             go,

@@ -18,8 +18,8 @@ use serde::Serialize;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::evtchn::{self, Opts, ServePath};
-use crate::tsc::{rdtsc, tsc_hz};
 use vd_testkit::stats::median;
+use vd_testkit::tsc::{rdtsc, tsc_hz};
 
 /// One latency row.
 #[derive(Debug, Serialize)]

@@ -271,7 +271,7 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
         );
     }
     // Measured before the guest exists, so the 200 ms it takes is not spent beside it.
-    let hz = (o.samples > 0 || o.probe.is_some()).then(crate::tsc::tsc_hz);
+    let hz = (o.samples > 0 || o.probe.is_some()).then(vd_testkit::tsc::tsc_hz);
     let _watchdog = watchdog(o.timeout);
 
     // Declaration order is drop order reversed: the vCPU and VM go before the ring mapping they

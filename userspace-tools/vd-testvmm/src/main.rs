@@ -60,7 +60,6 @@ mod input;
 mod inputguest;
 mod ringguest;
 mod smoke;
-mod tsc;
 
 use std::process::ExitCode;
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The host's TSC: the one clock of every latency the benchmarks and the probe compare (guest
-//! rows are TSC deltas taken by the guest program; host rows are taken with [`rdtsc`] too).
+//! The TSC: the one clock of the latencies the benchmarks compare (vd-testvmm's guest rows are
+//! TSC deltas taken by the guest program, its host rows [`rdtsc`]; `vd-itest hops` lines up a
+//! guest's and its host's stamps of the same requests).
 
 use std::time::{Duration, Instant};
 
