@@ -6,8 +6,8 @@ OUT=$VD_OUT
 mkdir -p "$OUT"
 TARGET=x86_64-unknown-linux-gnu
 TOOLS=(vdctl vdd vd-testvmm vd-itest vd-ivshmem)
-# The binaries they make (package vd-ivshmem builds vd-ivshmem-server).
-BINS=(vdctl vdd vd-testvmm vd-itest vd-ivshmem-server)
+# The binaries they make (package vd-ivshmem builds vd-ivshmem-server and vd-libvirt-hook).
+BINS=(vdctl vdd vd-testvmm vd-itest vd-ivshmem-server vd-libvirt-hook)
 
 # VD_KERNEL_TREE overrides the cached tree (a developer's own build of the same source).
 kernel_tree() { if [ -n "${VD_KERNEL_TREE:-}" ]; then echo "$VD_KERNEL_TREE"; else VARIANT=${VARIANT:-base} bash "$VD_ROOT/scripts/kernel.sh"; fi; }
@@ -173,6 +173,9 @@ build_initramfs() {
     cp "$OUT"/modules/*.ko "$root/lib/modules/"
     cp "$OUT"/bin/* "$root/bin/"
     cp "$VD_ROOT"/scripts/vmtests/*.sh "$root/vd/tests/"
+    # Configuration examples that tests use as they are (24-libvirt-hook).
+    mkdir -p "$root/vd/examples"
+    cp "$VD_ROOT/userspace-tools/vd-ivshmem/libvirt-domain.example.xml" "$root/vd/examples/"
     cp "$VD_ROOT/scripts/vm-init.sh" "$root/init"
     chmod +x "$root/init" "$root"/vd/tests/*.sh
     # QEMU for nested guests (cached), the guest's kernel, initramfs and tools disk (/vd/guest).

@@ -18,6 +18,7 @@
 
 pub mod image;
 pub mod input;
+pub mod libvirt;
 pub mod listen;
 pub mod proto;
 pub mod provider;
