@@ -166,7 +166,7 @@ impl Evtchn {
             Ok(list) => {
                 let mut out = BTreeMap::new();
                 for e in list {
-                    *out.entry(e.domain_pid).or_insert(0u64) += e.stats.requests;
+                    *out.entry(e.domain_pid).or_insert(0u64) += e.stats.counters.requests;
                 }
                 Ok(out)
             }
