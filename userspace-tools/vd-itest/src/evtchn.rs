@@ -142,7 +142,10 @@ pub fn basic() -> Result<()> {
 
     let all = d.totals()?;
     check!(
-        all.channels == 2 && all.failed == 0 && all.reserved == 0 && all.counters.requests == 10_011,
+        all.channels == 2
+            && all.failed == 0
+            && all.reserved == 0
+            && all.counters.requests == 10_011,
         "domain totals: 2 channels, none failed, {} requests",
         all.counters.requests
     );
@@ -947,7 +950,9 @@ fn stats_blocked() -> Result<()> {
             "LIST and debugfs answered in {took:?} while the backend is blocked"
         );
         check!(
-            s.counters.requests == 1 && s.counters.responses == 0 && s.backend == vde_backend::BLOCK,
+            s.counters.requests == 1
+                && s.counters.responses == 0
+                && s.backend == vde_backend::BLOCK,
             "stats show the request in flight"
         );
         check!(
