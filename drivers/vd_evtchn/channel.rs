@@ -4,7 +4,7 @@
 
 use crate::backend::{Backend, DataArea};
 use crate::ring::{self, Geometry, HostRing, HostRingState, RingError, RingMem};
-use crate::uapi::{vde_state, VdeState, VdeStats};
+use crate::uapi::{vde_state, VdeCounters, VdeState, VdeStats};
 use crate::vd::eventfd::{EventFd, KickHandler, KickWaiter, WorkQueue};
 use crate::vd::hops::{tsc, HopTrace};
 use crate::vd::shmem::SharedPages;
@@ -39,24 +39,19 @@ pub(crate) struct ChanStats {
 }
 
 impl ChanStats {
-    /// Adds these counters into `out` (a `VdeStats`' or `VdeTotals`' `counters_mut()`),
-    /// saturating: a kick counter carries whatever count a process wrote into its kick eventfd,
-    /// so sums over channels can exceed `u64`.
-    pub(crate) fn add_to(&self, out: [&mut u64; 10]) {
-        let ours = [
-            &self.requests,
-            &self.responses,
-            &self.bytes_in,
-            &self.bytes_out,
-            &self.kicks,
-            &self.wakeups,
-            &self.irqs,
-            &self.irqs_suppressed,
-            &self.errors,
-            &self.req_errors,
-        ];
-        for (o, c) in out.into_iter().zip(ours) {
-            *o = o.saturating_add(c.load(Relaxed));
+    /// The ABI counters now (each read on its own: a snapshot of independent counters).
+    pub(crate) fn counters(&self) -> VdeCounters {
+        VdeCounters {
+            requests: self.requests.load(Relaxed),
+            responses: self.responses.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            kicks: self.kicks.load(Relaxed),
+            wakeups: self.wakeups.load(Relaxed),
+            irqs: self.irqs.load(Relaxed),
+            irqs_suppressed: self.irqs_suppressed.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            req_errors: self.req_errors.load(Relaxed),
         }
     }
 }
@@ -243,7 +238,7 @@ impl Channel {
         };
         out.backend = backend;
         out.entries = self.geo.entries();
-        self.stats.add_to(out.counters_mut());
+        out.counters.saturating_add(&self.stats.counters());
     }
 
     /// Requests that made the image stable so far (debugfs).

@@ -251,7 +251,7 @@ impl DomainFile {
         // Counters are atomics: nothing here waits for a channel's handler.
         let inner = self.inner.lock();
         for c in inner.channels.iter().flatten() {
-            c.data.stats.add_to(t.counters_mut());
+            t.counters.saturating_add(&c.data.stats.counters());
             t.channels = t.channels.saturating_add(1);
             if c.data.failed() {
                 t.failed = t.failed.saturating_add(1);

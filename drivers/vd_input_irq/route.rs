@@ -150,6 +150,8 @@ struct Latch {
     /// left behind (its physical release goes to the new focus, whose input core ignores the
     /// release of a key it never saw pressed).
     last: Option<Arc<VmSink>>,
+    /// Empty while `last` is `None`: keys are noted only in a latched `frame`, which is `last`,
+    /// and whatever clears `last` empties it.
     held: HeldKeys,
 }
 
@@ -184,7 +186,7 @@ impl Latch {
                     });
                 }
             }
-            self.held = HeldKeys::default();
+            // `held` is empty now: emptied by `release_all`, or already empty without a `last`.
             self.last = to.clone();
         }
         self.frame = to;

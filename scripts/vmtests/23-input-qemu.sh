@@ -24,12 +24,8 @@ check "vd-ivshmem-server --input exits 0 on SIGTERM (exit $rc)" test $rc = 0
 # configures it once per host: vdd listens for VM 47's QEMU, gives it the ring and follows its
 # vCPU thread.
 W=/tmp/vddinp; rm -rf $W; mkdir -p $W
-cat > $W/vdd.toml <<EOT
-[host]
-driver_cores = "1"
-[daemon]
-socket = "$W/vdd.sock"
-state_file = "$W/state.json"
+vdd_conf $W
+cat >> $W/vdd.toml <<EOT
 [[input.vm]]
 id = 47
 socket = "$W/input47.sock"

@@ -29,12 +29,8 @@ check "module policy set (20 kB/s threshold, 1 s window, 0.5 s minimum hold)" \
 
 vd-itest fake-qmp --vm vm1=$W/vm1.qmp --vm vm2=$W/vm2.qmp --vm vm3=$W/vm3.qmp --fail-device-add vm3 --log $W/qmp.log > $W/fake.out 2>&1 & Q=$!
 wait_line $W/fake.out '^ready' 10
-cat > $W/vdd.toml <<EOT
-[host]
-driver_cores = "1"
-[daemon]
-socket = "$W/vdd.sock"
-state_file = "$W/state.json"
+vdd_conf $W
+cat >> $W/vdd.toml <<EOT
 metrics = "127.0.0.1:9478"
 [sriov]
 unplug_timeout_ms = 3000

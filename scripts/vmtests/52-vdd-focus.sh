@@ -15,12 +15,8 @@ cat $W/a.out $W/b.out
 da=$(sed -n 's/.*depth=\([0-9]*\).*/\1/p' $W/a.out)
 check "VM 6201 has input queued behind its stopped vCPU (depth $da)" test "$da" -gt 0
 
-cat > $W/vdd.toml <<EOT
-[host]
-driver_cores = "1"
-[daemon]
-socket = "$W/vdd.sock"
-state_file = "$W/state.json"
+vdd_conf $W
+cat >> $W/vdd.toml <<EOT
 metrics = "127.0.0.1:9479"
 [[vm]]
 id = 6202

@@ -14,13 +14,7 @@ start_server name $img; srv=$SERVER_PID
 start_guest name io-loop $(vd_disk_args name) -name guest=desk9,debug-threads=on
 qpid=$GUEST_PID
 wait_for "the guest's vd disk is doing I/O (> 20 requests)" 150 guest_io_over name $srv 20
-cat > $W/vdd.toml <<EOT
-[host]
-driver_cores = "1"
-[daemon]
-socket = "$W/vdd.sock"
-state_file = "$W/state.json"
-EOT
+vdd_conf $W
 export VDD_SOCKET=$W/vdd.sock
 vdd --config $W/vdd.toml > $W/vdd.log 2>&1 & D=$!
 _GL_PIDS="$_GL_PIDS $D"

@@ -24,3 +24,15 @@ has_line() { grep -q "$2" "$1" 2>/dev/null; }
 wait_line() { poll "${3:-30}" has_line "$1" "$2" || fail "no '$2' in $1: $(cat "$1" 2>/dev/null)"; }
 # json_field FILE KEY: crude value of the first "KEY": value in pretty JSON (busybox has no jq).
 json_has() { grep -q "$2" "$1"; }
+# vdd_conf DIR: writes DIR/vdd.toml, the part every vdd test config shares (one driver core,
+# socket and state file in DIR). `[daemon]` comes last: the caller appends its own `[daemon]`
+# keys (metrics = ...) and then its own tables with `cat >> DIR/vdd.toml`.
+vdd_conf() {
+    cat > "$1/vdd.toml" <<EOT
+[host]
+driver_cores = "1"
+[daemon]
+socket = "$1/vdd.sock"
+state_file = "$1/state.json"
+EOT
+}

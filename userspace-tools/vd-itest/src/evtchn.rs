@@ -69,31 +69,31 @@ pub fn basic() -> Result<()> {
     let r = ch.echo_round_trips(10_000, T)?;
     let s = ch.stats()?;
     check!(
-        s.requests == 10_000 && s.responses == 10_000,
+        s.counters.requests == 10_000 && s.counters.responses == 10_000,
         "echo: 10000 requests and responses counted ({} / {})",
-        s.requests,
-        s.responses
+        s.counters.requests,
+        s.counters.responses
     );
     check!(
-        s.bytes_in == 80_000 && s.bytes_out == 80_000,
+        s.counters.bytes_in == 80_000 && s.counters.bytes_out == 80_000,
         "echo: bytes counted"
     );
     check!(
-        s.state == vde_state::ACTIVE && s.backend == vde_backend::ECHO && s.errors == 0,
+        s.state == vde_state::ACTIVE && s.backend == vde_backend::ECHO && s.counters.errors == 0,
         "echo: active, no errors"
     );
     check!(
-        s.kicks >= 1 && s.kicks <= r.kicks,
+        s.counters.kicks >= 1 && s.counters.kicks <= r.kicks,
         "host saw {} kicks for {} sent (suppression: {} publishes)",
-        s.kicks,
+        s.counters.kicks,
         r.kicks,
         10_000
     );
     check!(
-        s.irqs + s.irqs_suppressed >= 1,
+        s.counters.irqs + s.counters.irqs_suppressed >= 1,
         "irqs {} + suppressed {}",
-        s.irqs,
-        s.irqs_suppressed
+        s.counters.irqs,
+        s.counters.irqs_suppressed
     );
     check!(
         r.kicks < 10_000,
@@ -136,15 +136,18 @@ pub fn basic() -> Result<()> {
         "unknown op answered -EOPNOTSUPP"
     );
     check!(
-        ch.stats()?.req_errors == 1 && !ch.backend_failed(),
+        ch.stats()?.counters.req_errors == 1 && !ch.backend_failed(),
         "counted as a request error; ring still fine"
     );
 
     let all = d.totals()?;
     check!(
-        all.channels == 2 && all.failed == 0 && all.reserved == 0 && all.requests == 10_011,
+        all.channels == 2
+            && all.failed == 0
+            && all.reserved == 0
+            && all.counters.requests == 10_011,
         "domain totals: 2 channels, none failed, {} requests",
-        all.requests
+        all.counters.requests
     );
     let list = d.list_all()?;
     let me = std::process::id();
@@ -182,10 +185,10 @@ pub fn hostile() -> Result<()> {
     }
     let s = bad.stats()?;
     check!(
-        failed && s.errors == 1,
+        failed && s.counters.errors == 1,
         "garbage req_prod: channel FAILED with 1 error (state {}, errors {})",
         s.state,
-        s.errors
+        s.counters.errors
     );
     check!(
         bad.backend_failed(),
@@ -199,12 +202,12 @@ pub fn hostile() -> Result<()> {
     bad.kick.write(5)?;
     std::thread::sleep(Duration::from_millis(50));
     check!(
-        bad.stats()?.responses == 0 && bad.stats()?.errors == 1,
+        bad.stats()?.counters.responses == 0 && bad.stats()?.counters.errors == 1,
         "failed ring stays failed and silent"
     );
     good.echo_round_trips(1000, T)?;
     check!(
-        good.stats()?.errors == 0,
+        good.stats()?.counters.errors == 0,
         "the other channel kept working (1100 round trips)"
     );
 
@@ -223,7 +226,7 @@ pub fn hostile() -> Result<()> {
         std::thread::sleep(Duration::from_millis(100));
         let s = b.stats()?;
         check!(
-            s.state == vde_state::FAILED && s.errors == 1,
+            s.state == vde_state::FAILED && s.counters.errors == 1,
             "garbage {what}: channel FAILED"
         );
         d.destroy(b.id)?;
@@ -231,7 +234,7 @@ pub fn hostile() -> Result<()> {
     let r = good.echo_round_trips(100, T)?;
     let s = good.stats()?;
     check!(
-        r.n == 100 && s.errors == 0 && s.state == vde_state::ACTIVE,
+        r.n == 100 && s.counters.errors == 0 && s.state == vde_state::ACTIVE,
         "host still serves the good channel after 3 hostile rings"
     );
     Ok(())
@@ -349,7 +352,7 @@ pub fn block(path: &str) -> Result<()> {
         "a write built from BlkReq with data at offset {BLK_REQ_HDR} is served and reads back"
     );
     check!(
-        !ch.backend_failed() && ch.stats()?.req_errors == 5,
+        !ch.backend_failed() && ch.stats()?.counters.req_errors == 5,
         "bad requests are request errors, the ring is fine"
     );
     Ok(())
@@ -398,10 +401,10 @@ pub fn user() -> Result<()> {
     check!(served == 500, "userspace backend served 500 requests");
     let s = ch.stats()?;
     check!(
-        s.backend == vde_backend::USER && s.irqs >= 1 && s.kicks >= 1,
+        s.backend == vde_backend::USER && s.counters.irqs >= 1 && s.counters.kicks >= 1,
         "kernel forwarded {} kicks, sent {} irqs",
-        s.kicks,
-        s.irqs
+        s.counters.kicks,
+        s.counters.irqs
     );
     Ok(())
 }
@@ -681,37 +684,37 @@ fn kick_overflow() -> Result<()> {
     }
     let t0 = std::time::Instant::now();
     for c in &chans {
-        while c.stats()?.kicks < big {
+        while c.stats()?.counters.kicks < big {
             anyhow::ensure!(t0.elapsed() < T, "channel {} never counted the kicks", c.id);
             std::thread::sleep(Duration::from_millis(5));
         }
         check!(
-            c.stats()?.kicks == big,
+            c.stats()?.counters.kicks == big,
             "channel {}: 2^64-2 kicks counted",
             c.id
         );
     }
     let all = d.totals()?;
     check!(
-        all.kicks == u64::MAX && all.channels == 2,
+        all.counters.kicks == u64::MAX && all.channels == 2,
         "VDE_ALL: kicks saturate at 2^64-1 ({})",
-        all.kicks
+        all.counters.kicks
     );
     let me = std::process::id();
     let list = d.list_all()?;
     check!(
         list.iter()
             .filter(|e| e.domain_pid == me)
-            .all(|e| e.stats.kicks == big),
+            .all(|e| e.stats.counters.kicks == big),
         "VDE_IOC_LIST shows each channel's count"
     );
     // More kicks on top saturate the channel's counter too.
     chans[0].kick.write(5)?;
     let t1 = std::time::Instant::now();
-    while chans[0].stats()?.kicks == big && t1.elapsed() < T {
+    while chans[0].stats()?.counters.kicks == big && t1.elapsed() < T {
         std::thread::sleep(Duration::from_millis(5));
     }
-    let k = chans[0].stats()?.kicks;
+    let k = chans[0].stats()?.counters.kicks;
     check!(
         k == u64::MAX,
         "5 more kicks: the channel's counter saturates at 2^64-1 ({k})"
@@ -868,7 +871,7 @@ fn save_user() -> Result<()> {
     ch.drain(&mut got)?;
     let r = ch.echo_round_trips(20, T)?;
     check!(
-        r.n == 20 && ch.stats()?.errors == 0,
+        r.n == 20 && ch.stats()?.counters.errors == 0,
         "an in-kernel backend after the user one serves on (20 round trips)"
     );
     Ok(())
@@ -947,7 +950,9 @@ fn stats_blocked() -> Result<()> {
             "LIST and debugfs answered in {took:?} while the backend is blocked"
         );
         check!(
-            s.requests == 1 && s.responses == 0 && s.backend == vde_backend::BLOCK,
+            s.counters.requests == 1
+                && s.counters.responses == 0
+                && s.backend == vde_backend::BLOCK,
             "stats show the request in flight"
         );
         check!(

@@ -363,7 +363,7 @@ pub fn shm(path: &str) -> Result<()> {
     );
     let s = d.stats(ch.info.id)?;
     check!(
-        s.state == vde_state::ACTIVE && s.req_errors == 9,
+        s.state == vde_state::ACTIVE && s.counters.req_errors == 9,
         "the ring still works: state {} and 9 request errors",
         s.state
     );
@@ -646,7 +646,7 @@ pub fn truncate(path: &str) -> Result<()> {
             "the other channel serves after the victim's file was truncated (round {i})"
         );
     }
-    let served = wait_for(|| Ok(d.stats(victim.info.id)?.responses >= 1))?;
+    let served = wait_for(|| Ok(d.stats(victim.info.id)?.counters.responses >= 1))?;
     check!(
         served,
         "the victim's request was served from its pinned pages"

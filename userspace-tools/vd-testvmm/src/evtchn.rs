@@ -418,13 +418,13 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
             vde_state::ACTIVE => "active",
             _ => "idle",
         },
-        requests: s.requests,
-        responses: s.responses,
-        kicks: s.kicks,
-        wakeups: s.wakeups,
-        irqs: s.irqs,
-        irqs_suppressed: s.irqs_suppressed,
-        errors: s.errors,
+        requests: s.counters.requests,
+        responses: s.counters.responses,
+        kicks: s.counters.kicks,
+        wakeups: s.counters.wakeups,
+        irqs: s.counters.irqs,
+        irqs_suppressed: s.counters.irqs_suppressed,
+        errors: s.counters.errors,
     };
     if o.probe.is_some() {
         // The probe ends when told to (or at `requests`): judge what the guest actually sent.

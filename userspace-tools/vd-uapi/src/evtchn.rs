@@ -105,21 +105,11 @@ pub mod vde_state {
     pub const FAILED: u32 = 2;
 }
 
-/// `VDE_IOC_STATS`: counters of channel `id`. With `id = VDE_ALL` the kernel writes a
-/// [`VdeTotals`] instead (the same size and counters; the three words after `id` mean counts of
-/// channels there). Counters saturate at `u64::MAX` (a kick eventfd can be written with any
-/// count); they are read without waiting for a channel's backend.
+/// The counters of a channel (in [`VdeStats`]) or of a whole domain (in [`VdeTotals`]), in ABI
+/// order. Counters saturate at `u64::MAX` (a kick eventfd can be written with any count).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct VdeStats {
-    /// In: channel id (or [`VDE_ALL`]: the answer is a [`VdeTotals`]).
-    pub id: u32,
-    /// Out: a `vde_state` value.
-    pub state: u32,
-    /// Out: a `vde_backend` value.
-    pub backend: u32,
-    /// Out: ring entries.
-    pub entries: u32,
+pub struct VdeCounters {
     /// Requests consumed.
     pub requests: u64,
     /// Responses published.
@@ -137,23 +127,63 @@ pub struct VdeStats {
     /// Response batches published without an interrupt: the guest did not ask for one, or no
     /// call eventfd was bound.
     pub irqs_suppressed: u64,
-    /// Ring protocol errors (the channel is FAILED after the first).
+    /// Ring protocol errors (a channel is FAILED after the first).
     pub errors: u64,
     /// Requests answered with an error status (bad op, I/O error).
     pub req_errors: u64,
 }
 const _: () = {
+    assert!(size_of::<VdeCounters>() == 80);
+    assert!(offset_of!(VdeCounters, kicks) == 32);
+    assert!(offset_of!(VdeCounters, req_errors) == 72);
+};
+
+impl VdeCounters {
+    /// Adds every counter of `other` into `self`, saturating (sums over channels can exceed
+    /// `u64`: a kick counter carries whatever count a process wrote into its kick eventfd).
+    pub fn saturating_add(&mut self, other: &VdeCounters) {
+        self.requests = self.requests.saturating_add(other.requests);
+        self.responses = self.responses.saturating_add(other.responses);
+        self.bytes_in = self.bytes_in.saturating_add(other.bytes_in);
+        self.bytes_out = self.bytes_out.saturating_add(other.bytes_out);
+        self.kicks = self.kicks.saturating_add(other.kicks);
+        self.wakeups = self.wakeups.saturating_add(other.wakeups);
+        self.irqs = self.irqs.saturating_add(other.irqs);
+        self.irqs_suppressed = self.irqs_suppressed.saturating_add(other.irqs_suppressed);
+        self.errors = self.errors.saturating_add(other.errors);
+        self.req_errors = self.req_errors.saturating_add(other.req_errors);
+    }
+}
+
+/// `VDE_IOC_STATS`: counters of channel `id`. With `id = VDE_ALL` the kernel writes a
+/// [`VdeTotals`] instead (the same size and counters; the three words after `id` mean counts of
+/// channels there). Counters are read without waiting for a channel's backend.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdeStats {
+    /// In: channel id (or [`VDE_ALL`]: the answer is a [`VdeTotals`]).
+    pub id: u32,
+    /// Out: a `vde_state` value.
+    pub state: u32,
+    /// Out: a `vde_backend` value.
+    pub backend: u32,
+    /// Out: ring entries.
+    pub entries: u32,
+    /// Out: the channel's counters.
+    pub counters: VdeCounters,
+}
+const _: () = {
     assert!(size_of::<VdeStats>() == 96);
-    assert!(offset_of!(VdeStats, requests) == 16);
-    assert!(offset_of!(VdeStats, req_errors) == 88);
+    assert!(offset_of!(VdeStats, counters) == 16);
+    assert!(offset_of!(VdeStats, counters) + offset_of!(VdeCounters, req_errors) == 88);
 };
 /// [`VdeStats::id`] for the domain totals ([`VdeTotals`]).
 pub const VDE_ALL: u32 = u32::MAX;
 
 /// `VDE_IOC_STATS` with `id = VDE_ALL`: the whole domain. Counters are the sums over its
-/// channels (saturating), with the same names and places as in [`VdeStats`]; the words a
-/// channel's answer uses for its state, backend and ring size count channels here. Same size as
-/// `VdeStats` (the ioctl number is the same); binaries older than this struct read
+/// channels (saturating), the same [`VdeCounters`] in the same place as in [`VdeStats`]; the
+/// words a channel's answer uses for its state, backend and ring size count channels here. Same
+/// size as `VdeStats` (the ioctl number is the same); binaries older than this struct read
 /// `channels` as `VdeStats::backend` and `failed` as `VdeStats::state`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -166,60 +196,15 @@ pub struct VdeTotals {
     pub channels: u32,
     /// Out: 0.
     pub reserved: u32,
-    /// Requests consumed.
-    pub requests: u64,
-    /// Responses published.
-    pub responses: u64,
-    /// Request payload bytes.
-    pub bytes_in: u64,
-    /// Response payload bytes.
-    pub bytes_out: u64,
-    /// Kicks received on the kick eventfds (batched kicks each count).
-    pub kicks: u64,
-    /// Handler runs.
-    pub wakeups: u64,
-    /// Interrupts sent on the call eventfds.
-    pub irqs: u64,
-    /// Response batches published without an interrupt.
-    pub irqs_suppressed: u64,
-    /// Ring protocol errors.
-    pub errors: u64,
-    /// Requests answered with an error status.
-    pub req_errors: u64,
+    /// Out: the sums of the channels' counters.
+    pub counters: VdeCounters,
 }
-/// The counters that [`VdeStats`] and [`VdeTotals`] share, in ABI order (for code that fills
-/// either).
-macro_rules! counters_mut {
-    ($t:ty) => {
-        impl $t {
-            /// `requests` .. `req_errors`, in ABI order.
-            pub fn counters_mut(&mut self) -> [&mut u64; 10] {
-                [
-                    &mut self.requests,
-                    &mut self.responses,
-                    &mut self.bytes_in,
-                    &mut self.bytes_out,
-                    &mut self.kicks,
-                    &mut self.wakeups,
-                    &mut self.irqs,
-                    &mut self.irqs_suppressed,
-                    &mut self.errors,
-                    &mut self.req_errors,
-                ]
-            }
-        }
-    };
-}
-counters_mut!(VdeStats);
-counters_mut!(VdeTotals);
 const _: () = {
     assert!(size_of::<VdeTotals>() == size_of::<VdeStats>());
     assert!(offset_of!(VdeTotals, failed) == offset_of!(VdeStats, state));
     assert!(offset_of!(VdeTotals, channels) == offset_of!(VdeStats, backend));
     assert!(offset_of!(VdeTotals, reserved) == offset_of!(VdeStats, entries));
-    assert!(offset_of!(VdeTotals, requests) == offset_of!(VdeStats, requests));
-    assert!(offset_of!(VdeTotals, kicks) == offset_of!(VdeStats, kicks));
-    assert!(offset_of!(VdeTotals, req_errors) == offset_of!(VdeStats, req_errors));
+    assert!(offset_of!(VdeTotals, counters) == offset_of!(VdeStats, counters));
 };
 
 /// `VDE_IOC_SAVE` (out) / `VDE_IOC_RESTORE` (in): what a channel needs to continue elsewhere.
@@ -364,17 +349,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counters_mut_is_abi_order() {
+    fn counters_are_abi_order() {
         let mut s = VdeStats::default();
         let mut t = VdeTotals::default();
-        for (i, c) in s.counters_mut().into_iter().enumerate() {
-            *c = i as u64 + 1;
-        }
-        for (i, c) in t.counters_mut().into_iter().enumerate() {
-            *c = i as u64 + 1;
-        }
-        assert_eq!((s.requests, s.kicks, s.req_errors), (1, 5, 10));
-        assert_eq!((t.requests, t.kicks, t.req_errors), (1, 5, 10));
+        s.counters.requests = 1;
+        s.counters.kicks = 5;
+        s.counters.req_errors = 10;
+        t.counters.saturating_add(&s.counters);
+        assert_eq!(t.counters, s.counters);
         // The same bytes from offset 16 on: a VdeTotals is a VdeStats for old binaries.
         // SAFETY: both are 96-byte `#[repr(C)]` structs of integers without padding.
         let (sb, tb) = unsafe {
@@ -384,5 +366,36 @@ mod tests {
             )
         };
         assert_eq!(sb[16..], tb[16..]);
+        assert_eq!(u64::from_ne_bytes(sb[16..24].try_into().unwrap()), 1);
+        assert_eq!(u64::from_ne_bytes(sb[48..56].try_into().unwrap()), 5);
+        assert_eq!(u64::from_ne_bytes(sb[88..96].try_into().unwrap()), 10);
+    }
+
+    #[test]
+    fn counters_add_saturates_every_field() {
+        let mut a = VdeCounters {
+            requests: 1,
+            kicks: u64::MAX - 1,
+            ..Default::default()
+        };
+        let b = VdeCounters {
+            requests: 2,
+            responses: 3,
+            bytes_in: 4,
+            bytes_out: 5,
+            kicks: 7,
+            wakeups: 6,
+            irqs: 8,
+            irqs_suppressed: 9,
+            errors: 10,
+            req_errors: 11,
+        };
+        a.saturating_add(&b);
+        let want = VdeCounters {
+            requests: 3,
+            kicks: u64::MAX,
+            ..b
+        };
+        assert_eq!(a, want);
     }
 }

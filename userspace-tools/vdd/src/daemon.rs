@@ -21,7 +21,7 @@ use crate::protocol::{
     FocusView, InputView, PolicyView, Request, Response, SriovView, StatusView, ThreadView,
     VmDetail, VmState, VmView,
 };
-use crate::sources::{self, Evtchn, KvmDebugfs};
+use crate::sources::{self, Evtchn, KvmDebugfs, VmmNames};
 
 /// What the control socket and the metrics endpoint read, refreshed every tick.
 #[derive(Debug, Clone, Default)]
@@ -182,6 +182,8 @@ pub struct Daemon {
     placements: u64,
     restores: u64,
     no_pid_files_logged: bool,
+    /// VM names from their VMMs' command lines, read once per process.
+    names: VmmNames,
 }
 
 /// The driver cores: configured, or from the device IRQs.
@@ -289,6 +291,7 @@ impl Daemon {
             placements: 0,
             restores: 0,
             no_pid_files_logged: false,
+            names: VmmNames::default(),
         })
     }
 
@@ -521,7 +524,10 @@ impl Daemon {
         self.slice_mode == SliceMode::EevdfSlice && self.policy.config().slice_us > 0
     }
 
-    fn publish(&self, now: Duration) {
+    fn publish(&mut self, now: Duration) {
+        let live: BTreeSet<u32> = self.policy.vms().map(|v| v.pid).collect();
+        self.names.retain(|pid| live.contains(&pid));
+        let names = &mut self.names;
         let cfg = self.policy.config();
         let vms: Vec<VmView> = self
             .policy
@@ -541,7 +547,7 @@ impl Daemon {
                 };
                 VmView {
                     pid: v.pid,
-                    name: crate::sources::vmm_name(v.pid),
+                    name: names.get(v.pid),
                     state,
                     vcpus: v.vcpus.clone(),
                     rates: v.rates,

@@ -42,6 +42,55 @@ pub fn vmm_name(pid: u32) -> Option<String> {
     qemu_name(&args)
 }
 
+/// VM names by VMM pid ([`vmm_name`]): a process's command line is read once, when vdd first
+/// asks for it, not on every tick. The pid's process start time (`/proc/PID/stat` field 22, as
+/// the placer uses for thread ids) is checked on each lookup: a pid reused by another process
+/// has another start time, and its command line is read again.
+#[derive(Debug, Default)]
+pub struct VmmNames {
+    /// pid -> (start time, name).
+    cache: BTreeMap<u32, (u64, Option<String>)>,
+    /// Command lines read so far (for tests).
+    reads: u64,
+}
+
+impl VmmNames {
+    /// The name of the VM that process `pid` runs; `None` for a process without `-name` or
+    /// one that is gone.
+    pub fn get(&mut self, pid: u32) -> Option<String> {
+        let Some(start) = process_start_time(pid) else {
+            self.cache.remove(&pid);
+            return None;
+        };
+        if let Some((t, name)) = self.cache.get(&pid) {
+            if *t == start {
+                return name.clone();
+            }
+        }
+        self.reads += 1;
+        let name = vmm_name(pid);
+        // The command line read is that of the process whose start time was read only if the
+        // pid still has that start time now.
+        if process_start_time(pid) != Some(start) {
+            self.cache.remove(&pid);
+            return None;
+        }
+        self.cache.insert(pid, (start, name.clone()));
+        name
+    }
+
+    /// Forgets the pids for which `keep` is false (VMs that left).
+    pub fn retain(&mut self, mut keep: impl FnMut(u32) -> bool) {
+        self.cache.retain(|&pid, _| keep(pid));
+    }
+}
+
+/// Start time of process `pid` (`/proc/PID/stat` field 22); `None` if it is gone.
+fn process_start_time(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    crate::host::parse_start_time(&s)
+}
+
 /// [`vmm_name`] over an argument list.
 pub fn qemu_name(args: &[&str]) -> Option<String> {
     let i = args.iter().position(|a| *a == "-name" || *a == "--name")?;
@@ -166,7 +215,7 @@ impl Evtchn {
             Ok(list) => {
                 let mut out = BTreeMap::new();
                 for e in list {
-                    *out.entry(e.domain_pid).or_insert(0u64) += e.stats.requests;
+                    *out.entry(e.domain_pid).or_insert(0u64) += e.stats.counters.requests;
                 }
                 Ok(out)
             }
@@ -230,6 +279,59 @@ mod tests {
         let _ = c.kill();
         let _ = c.wait();
         assert_eq!(got.as_deref(), Some("desk7"));
+    }
+
+    #[test]
+    fn vmm_names_read_once_per_process() {
+        let mut c = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "sleep 30; true",
+                "sh",
+                "-name",
+                "desk8,debug-threads=on",
+            ])
+            .spawn()
+            .unwrap();
+        let pid = c.id();
+        // Until the child has exec'd (its command line is the test binary's before).
+        let t = std::time::Instant::now();
+        while vmm_name(pid).is_none() && t.elapsed() < std::time::Duration::from_secs(10) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let mut n = VmmNames::default();
+        let first = n.get(pid);
+        let again = (n.get(pid), n.get(pid));
+        let reads_cached = n.reads;
+        // The same pid with another start time (as after a reuse): read again.
+        if let Some(e) = n.cache.get_mut(&pid) {
+            *e = (e.0.wrapping_add(1), Some("old".into()));
+        }
+        let after_reuse = n.get(pid);
+        let reads_reuse = n.reads;
+        // Not a VM any more: forgotten.
+        n.retain(|p| p != pid);
+        let forgotten = !n.cache.contains_key(&pid);
+        let _ = c.kill();
+        let _ = c.wait();
+        // Gone: no name, nothing cached, nothing read.
+        let gone = n.get(pid);
+        assert_eq!(first.as_deref(), Some("desk8"));
+        assert_eq!(
+            (again.0.as_deref(), again.1.as_deref()),
+            (Some("desk8"), Some("desk8"))
+        );
+        assert_eq!(reads_cached, 1);
+        assert_eq!(after_reuse.as_deref(), Some("desk8"));
+        assert_eq!(reads_reuse, 2);
+        assert!(forgotten);
+        assert_eq!(gone, None);
+        assert!(n.cache.is_empty());
+        assert_eq!(n.reads, 2);
+        // A process without -name: read once, cached as None.
+        let me = std::process::id();
+        assert_eq!((n.get(me), n.get(me)), (None, None));
+        assert_eq!(n.reads, 3);
     }
 
     #[test]
