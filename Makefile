@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VARIANT ?= base
 export VARIANT
 
-.PHONY: help deps kernel modules tools initramfs demo shell test test-host test-vm test-reconfig test-guests bench soak clean
+.PHONY: help deps kernel modules tools initramfs demo shell test test-host test-vm test-reconfig test-guests test-tcg-guests bench soak clean
 
 help:
 	@echo "make demo     build everything, boot the test VM, load the modules, run vdctl status"
@@ -15,7 +15,8 @@ help:
 	@echo "make kernel|modules|tools|initramfs   single build steps  (VARIANT=debug for lockdep/KASAN/kmemleak)"
 	@echo "TESTS='name ...' make test-vm         run only the named VM tests (see scripts/vmtests/)"
 	@echo "make test-reconfig  only the second VM boot of make test: the SR-IOV PF reconfiguration tests (7x)"
-	@echo "make test-guests    stock QEMU Linux guests (8x: vd_front disks through vd_evtchn); not in make test"
+	@echo "make test-guests    every stock QEMU Linux guest test (8x) with nested KVM guests; not in make test"
+	@echo "make test-tcg-guests  only make test's third boot: the 8x tests marked vd-tcg, guests under TCG"
 	@echo "make soak [RUNS=10] make test RUNS times in a row; every run's results in build/soak/"
 
 deps:
@@ -53,6 +54,9 @@ test-guests: initramfs
 
 test-reconfig: initramfs
 	@bash scripts/test.sh reconfig
+
+test-tcg-guests: initramfs
+	@bash scripts/test.sh tcg-guests
 
 soak:
 	@bash scripts/soak.sh

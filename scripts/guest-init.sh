@@ -17,6 +17,7 @@ for a in $(cat /proc/cmdline); do
     case "$a" in
         vd.scenario=*) scenario=${a#vd.scenario=} ;;
         vd.disk=*) disk=${a#vd.disk=} ;;
+        vd.tcg=1) fio_size=4m ;; # the guest runs under TCG (make test): a quarter of the data
         vd.fio_size=*) fio_size=${a#vd.fio_size=} ;;
         vd.expect=*) expect=${a#vd.expect=} ;;
     esac

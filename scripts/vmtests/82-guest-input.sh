@@ -1,4 +1,5 @@
 # vd-timeout: 400
+# vd-tcg
 # A host input device's events in a stock QEMU guest's evdev through vd_input_irq (issue 13).
 # vd-ivshmem-server --input 42 gives the guest's ivshmem-doorbell device a vd_input_irq event ring
 # in its shared memory and follows the QEMU's vCPU thread; in the guest vd_front makes it the
@@ -27,7 +28,7 @@ GUEST_APPEND="vd.input_rounds=3" start_guest inp input-evdev $(vd_disk_args inp)
 qpid=$GUEST_PID
 feed_round() { # feed_round R [feeder args]: waits for the guest's "input ready R", then feeds
     _r=$1; shift
-    poll 200 sh -c "grep -q 'VDGUEST-INFO input ready $_r' /tmp/guest-inp.console || ! kill -0 $qpid 2>/dev/null"
+    poll $(guest_secs 200) sh -c "grep -q 'VDGUEST-INFO input ready $_r' /tmp/guest-inp.console || ! kill -0 $qpid 2>/dev/null"
     grep -q "VDGUEST-INFO input ready $_r" /tmp/guest-inp.console \
         || { wait_guest inp; server_log inp; fail "the guest never got ready for round $_r"; }
     vd-itest input-feed --vm $VM "$@" > /tmp/feed.$_r 2>&1 || { cat /tmp/feed.$_r; server_log inp; fail "vd-itest input-feed, round $_r"; }
@@ -73,7 +74,7 @@ GUEST_APPEND="vd.input_rounds=2 vd.input_match=Virtio vd.input_devices=3 vd.inpu
     -device virtio-keyboard-pci -device virtio-mouse-pci -device virtio-tablet-pci
 vqpid=$GUEST_PID
 for r in 1 2; do
-    poll 200 sh -c "grep -q 'VDGUEST-INFO input ready $r' /tmp/guest-vin.console || ! kill -0 $vqpid 2>/dev/null"
+    poll $(guest_secs 200) sh -c "grep -q 'VDGUEST-INFO input ready $r' /tmp/guest-vin.console || ! kill -0 $vqpid 2>/dev/null"
     grep -q "VDGUEST-INFO input ready $r" /tmp/guest-vin.console \
         || { wait_guest vin; cat /tmp/feed.vin; fail "the virtio-input guest never got ready for round $r"; }
     touch /tmp/vingo.$r

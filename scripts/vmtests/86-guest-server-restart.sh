@@ -1,4 +1,5 @@
 # vd-timeout: 600
+# vd-tcg
 # Issue 12: the guest's disk keeps working while its server is killed and restarted. The guest
 # (`server-restart`) runs fio verify, then reads its disk uncached until it finds the host's go,
 # then runs fio verify again. The host kills vd-ivshmem-server with SIGKILL once the channel has
@@ -14,13 +15,13 @@ img=/tmp/vd-rst.img
 rm -f $img; truncate -s 64M $img
 start_server rst $img; srv1=$SERVER_PID
 start_guest rst server-restart $(vd_disk_args rst)
-wait_for "the guest's fio is under way (> 200 requests)" 200 guest_io_over rst $srv1 200
+wait_for "the guest's fio is under way (> 200 requests)" $(guest_secs 200) guest_io_over rst $srv1 200
 kill -9 $srv1; wait $srv1 2>/dev/null
 r1=$(served_requests $srv1)
 echo "server (pid $srv1) killed with SIGKILL after $r1 requests"
 check "the guest's channel outlives its server (orphaned, still listed)" \
     sh -c "vdctl evtchn list --json | grep -q '\"orphan\": true'"
-wait_for "the guest's disk is served with no server alive (requests > $r1)" 60 guest_io_over rst $srv1 "$r1"
+wait_for "the guest's disk is served with no server alive (requests > $r1)" $(guest_secs 60) guest_io_over rst $srv1 "$r1"
 start_server rst $img; srv2=$SERVER_PID
 echo "server restarted (pid $srv2)"
 # A second QEMU through the new server, on the image the running guest's channel holds.

@@ -10,19 +10,32 @@ img=/tmp/demo-disk.img
 echo "\$ truncate -s 64M $img; vd-ivshmem-server --socket /tmp/vd-demo.sock --image $img &"
 rm -f $img; truncate -s 64M $img
 start_server demo $img
-echo "\$ qemu-system-x86_64 -accel kvm -cpu host -M q35 -m 256 ... $(vd_disk_args demo)   # guest: mkfs, write, read back"
-start_guest demo mkfs $(vd_disk_args demo)
-shown=0
-while guest_running demo; do
-    if [ $shown = 0 ] && vdctl evtchn list --json > /tmp/list.json 2>/dev/null \
-        && [ "$(guest_channels /tmp/list.json "$SERVER_PID")" = 1 ]; then
-        shown=1
-        echo "\$ vdctl evtchn list   # while the guest runs: its channel belongs to the guest (orphan)"
-        vdctl evtchn list
-    fi
-    sleep 0.2
-done
-wait_guest demo; rc=$?
+# demo_guest: the guest's run (GUEST_ACCEL: kvm, or tcg for the second try); GUEST_RESULT and
+# `shown` say how it went.
+demo_guest() {
+    echo "\$ qemu-system-x86_64 $([ "$GUEST_ACCEL" = kvm ] && echo "-accel kvm -cpu host" || echo "-accel tcg") -M q35 -m 256 ... $(vd_disk_args demo)   # guest: mkfs, write, read back"
+    start_guest demo mkfs $(vd_disk_args demo)
+    shown=0
+    while guest_running demo; do
+        if [ $shown = 0 ] && vdctl evtchn list --json > /tmp/list.json 2>/dev/null \
+            && [ "$(guest_channels /tmp/list.json "$SERVER_PID")" = 1 ]; then
+            shown=1
+            echo "\$ vdctl evtchn list   # while the guest runs: its channel belongs to the guest (orphan)"
+            vdctl evtchn list
+        fi
+        sleep 0.2
+    done
+    wait_guest demo
+}
+demo_guest; rc=$?
+if [ $rc != 0 ] && guest_reset_silently demo; then
+    # The emulator's nested SVM (README, known limits) resets about one nested guest boot in
+    # seven with no word from the guest: show the same run with QEMU emulating the guest.
+    echo "The nested KVM guest was reset silently by the emulator's nested SVM (README, known"
+    echo "limits), not by vd: the same guest again, emulated by QEMU (TCG; slower, same devices):"
+    wait_for "the reset guest's channel is gone with its QEMU" 20 no_guest_channel
+    GUEST_ACCEL=tcg; GUEST_SLOW=6; demo_guest; rc=$?
+fi
 [ $shown = 1 ] || echo "(the guest's channel never showed up with traffic in vdctl evtchn list)"
 [ $rc = 0 ] || { server_log demo; fail "the guest's run failed: $GUEST_RESULT"; }
 echo "guest done in ${GUEST_SECS}s; QEMU has exited"
