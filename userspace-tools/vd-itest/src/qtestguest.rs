@@ -698,7 +698,11 @@ mod tests {
             while !pf2.exists() && t.elapsed() < LIMIT {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            let pid: u32 = std::fs::read_to_string(&pf2).unwrap().trim().parse().unwrap();
+            let pid: u32 = std::fs::read_to_string(&pf2)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
             // QEMU is up while the file exists.
             let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
             std::fs::remove_file(&pf2).unwrap();
