@@ -284,7 +284,8 @@ pub const VDE_IOC_KICK: u32 = iow::<u32>(0x18);
 pub struct VdeListEntry {
     /// In: where to continue (0 for the start). Out: the returned channel's list key.
     pub cursor: u64,
-    /// Out: thread-group id of the process that owns the domain (the VMM).
+    /// Out: thread-group id of the process that owns the domain: the channel's creator (the
+    /// VMM, or a server such as `vd-ivshmem-server` that made it for a guest: see `kick_pid`).
     pub domain_pid: u32,
     /// In: must be 0. Out: `VDE_LIST_*` bits.
     pub flags: u32,
