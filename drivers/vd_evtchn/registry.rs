@@ -90,7 +90,8 @@ pub(crate) fn next_from(cursor: u64) -> Option<(u64, u32, ChannelRef)> {
     Some((*k, v.pid, v.ch.clone()))
 }
 
-/// `/sys/kernel/debug/vd_evtchn/channels`: one line per channel on the host.
+/// `/sys/kernel/debug/vd_evtchn/channels`: one line per channel on the host (`domain` is the
+/// creator's pid, `kicker` the pid of the process that last kicked it, 0 before any kick).
 pub(crate) struct Listing;
 
 impl fmt::Debug for Listing {
@@ -98,7 +99,7 @@ impl fmt::Debug for Listing {
         writeln!(
             f,
             "domain channel state backend entries requests responses bytes_in bytes_out \
-             kicks wakeups irqs irqs_suppressed errors req_errors orphan front syncs"
+             kicks wakeups irqs irqs_suppressed errors req_errors orphan front syncs kicker"
         )?;
         let mut cursor = 0;
         while let Some((key, pid, ch)) = next_from(cursor) {
@@ -106,7 +107,7 @@ impl fmt::Debug for Listing {
             ch.data.stats_into(&mut s);
             writeln!(
                 f,
-                "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
+                "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
                 pid,
                 ch.data.id,
                 s.state,
@@ -124,7 +125,8 @@ impl fmt::Debug for Listing {
                 s.counters.req_errors,
                 u32::from(ch.data.is_orphan()),
                 ch.data.front_state(),
-                ch.data.syncs()
+                ch.data.syncs(),
+                ch.kicker()
             )?;
             match key.checked_add(1) {
                 Some(c) => cursor = c,

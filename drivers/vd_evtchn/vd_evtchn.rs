@@ -180,12 +180,13 @@ impl MiscDevice for DomainFile {
             }
             VDE_IOC_LIST => {
                 let mut e: VdeListEntry = read(arg)?;
-                if e.flags != 0 {
+                if e.flags != 0 || e.reserved != 0 {
                     return Err(EINVAL);
                 }
                 let (key, pid, ch) = registry::next_from(e.cursor).ok_or(ENOENT)?;
                 e.cursor = key;
                 e.domain_pid = pid;
+                e.kick_pid = ch.kicker();
                 e.flags = if ch.data.is_orphan() {
                     VDE_LIST_ORPHAN
                 } else {

@@ -11,6 +11,11 @@
 //!   (`EPOLLHUP` from its release: the last file reference is gone, nobody can kick any more)
 //!   through [`KickHandler::hung_up`], from the same work item; we hold only the context, so the
 //!   hang-up is the kickers' (the VMM's) doing alone.
+//!
+//!   The wake-up runs synchronously in the context of whoever signals the eventfd (KVM's
+//!   `ioeventfd_write` calls `eventfd_signal` from the vCPU thread inside `KVM_RUN`; a
+//!   `write(2)` wakes the queue from the writer), so the waiter also records which process
+//!   kicks ([`KickWaiter::kicker`]): the VMM that really drives the channel, whoever set it up.
 
 use core::ffi::c_void;
 use core::ptr::NonNull;
@@ -186,6 +191,10 @@ pub(crate) struct KickWaiter<T: KickHandler> {
     hung: AtomicBool,
     /// A hang-up not yet handed to [`KickHandler::hung_up`].
     hup_pending: AtomicBool,
+    /// Thread-group id (initial PID namespace) of the process that signalled the last kick; 0
+    /// before the first. Written by [`Self::wake`] only when it changes (one load per kick on
+    /// the hot path), read lock-free by listings; informational, never acted on.
+    kicker: AtomicU32,
     /// The attachment is final ([`Self::seal`]): `attach` and `unbind` refuse with `EINVAL`.
     /// Written under `src`'s lock.
     sealed: AtomicBool,
@@ -232,6 +241,7 @@ impl<T: KickHandler + 'static> KickWaiter<T> {
             wqh: AtomicPtr::new(core::ptr::null_mut()),
             hung: AtomicBool::new(false),
             hup_pending: AtomicBool::new(false),
+            kicker: AtomicU32::new(0),
             sealed: AtomicBool::new(false),
             wq,
             data <- data,
@@ -361,6 +371,18 @@ impl<T: KickHandler + 'static> KickWaiter<T> {
         self.hung.load(Ordering::Acquire)
     }
 
+    /// Thread-group id (initial PID namespace) of the process that signalled the last kick
+    /// through the eventfd, 0 if none did yet: the process whose thread wrote the eventfd, or
+    /// whose vCPU thread took the guest's doorbell write for a `KVM_IOEVENTFD`. Kernel threads
+    /// are not recorded. [`Self::kick_now`] is no kick.
+    #[allow(
+        dead_code,
+        reason = "vd_evtchn's `VDE_IOC_LIST`; vd_input_irq does not list its kickers"
+    )]
+    pub(crate) fn kicker(&self) -> u32 {
+        self.kicker.load(Ordering::Relaxed)
+    }
+
     /// Runs the handler now, in the caller's context, as if kicked (used after attaching a
     /// backend, so requests queued before are served).
     pub(crate) fn kick_now(&self) {
@@ -437,6 +459,7 @@ impl<T: KickHandler + 'static> KickWaiter<T> {
                 unsafe { bindings::eventfd_ctx_do_read(ctx, &mut cnt) };
             }
             me.pending.fetch_add(cnt.max(1), Ordering::Relaxed);
+            me.note_kicker();
             me.data.kicked();
             me.kick_now();
         }
@@ -449,6 +472,31 @@ impl<T: KickHandler + 'static> KickWaiter<T> {
             me.kick_now();
         }
         0
+    }
+
+    /// Records the signalling process as [`Self::kicker`]: called from [`Self::wake`], which
+    /// runs in the signaller's context (`eventfd_signal` and `eventfd_write` call the wake-up
+    /// functions synchronously, under the queue's spinlock: atomic context, nothing here sleeps).
+    fn note_kicker(&self) {
+        let cur = kernel::current!();
+        // SAFETY: `current` is a live task while it runs this code. `flags` is an aligned word
+        // written whole (mostly by the task itself); a volatile read yields one such value, and
+        // the bit tested, `PF_KTHREAD`, only ever changes in the task itself (a kernel thread
+        // exec'ing init), so not while it runs this.
+        let flags = unsafe { core::ptr::read_volatile(&raw const (*cur.as_ptr()).flags) };
+        if flags & bindings::PF_KTHREAD != 0 {
+            // A kernel thread (a kworker completing AIO, say) is no VMM: keep the last one.
+            return;
+        }
+        // `tgid` is the thread group's id in the initial namespace, immutable once the task
+        // runs. Pids are positive `i32`s; anything else is not recorded.
+        let Ok(tgid) = u32::try_from(cur.tgid()) else {
+            return;
+        };
+        // Stored only on a change: the common case (the same VMM kicking again) is one load.
+        if self.kicker.load(Ordering::Relaxed) != tgid {
+            self.kicker.store(tgid, Ordering::Relaxed);
+        }
     }
 
     /// Work function: hands the batched kicks to the handler.

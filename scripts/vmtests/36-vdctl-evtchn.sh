@@ -6,15 +6,17 @@ pid=$!
 traffic() {
     vdctl evtchn list --json > /tmp/list.json || return 1
     test "$(grep -c "\"domain_pid\": $pid" /tmp/list.json)" = 2 || return 1
+    test "$(grep -c "\"kick_pid\": $pid\$" /tmp/list.json)" = 2 || return 1
     grep '"requests"' /tmp/list.json | grep -qv '"requests": 0'
 }
-wait_for "the VMM's 2 channels are listed with traffic" 20 traffic
+wait_for "the VMM's 2 channels are listed with traffic, both kicked by it" 20 traffic
 check "stress VMM running" kill -0 $pid
 vdctl evtchn list > /tmp/list.txt || fail "vdctl evtchn list"
 cat /tmp/list.txt
 check "human list shows the VMM's channels" test "$(grep -c "^ *$pid " /tmp/list.txt)" = 2
 vdctl evtchn list --json > /tmp/list.json || fail "vdctl evtchn list --json"
 check "list shows the VMM's 2 channels" test "$(grep -c "\"domain_pid\": $pid" /tmp/list.json)" = 2
+check "list: the VMM kicks its own 2 channels (kick_pid)" test "$(grep -c "\"kick_pid\": $pid\$" /tmp/list.json)" = 2
 check "list shows traffic" sh -c "grep '\"requests\"' /tmp/list.json | grep -qv '\"requests\": 0'"
 vdctl evtchn stats --pid $pid --json > /tmp/stats.json || fail "vdctl evtchn stats"
 cat /tmp/stats.json

@@ -196,6 +196,18 @@ guest_channels() {
         /\}/ { if (o && p && b ~ /block/ && r > 0) n++ }
         END { print n + 0 }' "$1"
 }
+# kicked_channels FILE SERVER KICKER: how many guest (orphan) channels in FILE (`vdctl evtchn list
+# --json`) were created by SERVER (`domain_pid`) and last kicked by KICKER (`kick_pid`: the
+# process whose thread signalled the kick eventfd, e.g. the QEMU whose ioeventfd it is).
+kicked_channels() {
+    awk -v srv="$2" -v kp="$3" '
+        /\{/ { o = 0; p = 0; k = 0 }
+        /"orphan": true/ { o = 1 }
+        /"domain_pid": / { v = $2; sub(/,/, "", v); p = (v == srv) }
+        /"kick_pid": / { v = $2; sub(/,/, "", v); k = (v == kp) }
+        /\}/ { if (o && p && k) n++ }
+        END { print n + 0 }' "$1"
+}
 no_guest_channel() { vdctl evtchn list --json > /tmp/list.json && ! grep -q '"orphan": true' /tmp/list.json; }
 # served_requests PID: requests served so far on the guest (orphan) block channels that server
 # PID created (a channel keeps its creator's pid after that server is gone); 0 if none.

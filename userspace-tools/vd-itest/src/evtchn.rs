@@ -547,6 +547,7 @@ pub fn case(name: &str) -> Result<()> {
         "save-user" => save_user(),
         "stats-blocked" => stats_blocked(),
         "list-churn" => list_churn(),
+        "kicker" => kicker(),
         _ => anyhow::bail!("unknown case {name}"),
     }
 }
@@ -1063,5 +1064,115 @@ fn list_churn() -> Result<()> {
         Ok(walks)
     })?;
     check!(walks > 10, "{walks} walks");
+    Ok(())
+}
+
+/// This process's channel `id` in `VDE_IOC_LIST`.
+fn listed(d: &Domain, id: u32) -> Result<VdeListEntry> {
+    let me = std::process::id();
+    d.list_all()?
+        .into_iter()
+        .find(|e| e.domain_pid == me && e.stats.id == id)
+        .with_context(|| format!("channel {id} of pid {me} not in VDE_IOC_LIST"))
+}
+
+/// The `kicker` column of this process's channel `id` in debugfs.
+fn debugfs_kicker(id: u32) -> Result<u32> {
+    let dbg = std::fs::read_to_string("/sys/kernel/debug/vd_evtchn/channels").context("debugfs")?;
+    let mut lines = dbg.lines();
+    let head: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    let col = head
+        .iter()
+        .position(|c| *c == "kicker")
+        .context("no kicker column in debugfs")?;
+    let (me, id) = (std::process::id().to_string(), id.to_string());
+    let row = lines
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|r| r.first() == Some(&me.as_str()) && r.get(1) == Some(&id.as_str()))
+        .with_context(|| format!("channel {id} of pid {me} not in debugfs"))?;
+    row.get(col)
+        .and_then(|v| v.parse().ok())
+        .context("debugfs kicker column")
+}
+
+/// `VDE_IOC_LIST`'s `kick_pid`: the process that kicks a channel, whoever created it. A child
+/// process writes the kick eventfd of a channel this process created (as QEMU's vCPU thread
+/// signals the ioeventfd of a channel `vd-ivshmem-server` created): `kick_pid` is the child's
+/// pid, `domain_pid` stays ours; then a thread of ours kicks: our pid again (the thread group,
+/// not the thread). 0 before any kick (attaching a backend and `VDE_IOC_KICK` are no kicks).
+/// A nonzero `reserved` is refused with EINVAL.
+fn kicker() -> Result<()> {
+    let d = Domain::open()?;
+    let ch = Chan::new(&d, 8, 64, vde_backend::NULL, None)?;
+    d.kick(ch.id)?;
+    let me = std::process::id();
+    let e = listed(&d, ch.id)?;
+    check!(
+        e.kick_pid == 0 && e.reserved == 0,
+        "before any kick: kick_pid 0 ({}), after a backend attach and VDE_IOC_KICK",
+        e.kick_pid
+    );
+    check!(
+        debugfs_kicker(ch.id)? == 0,
+        "debugfs: kicker 0 before any kick"
+    );
+    let kfd = ch.kick.as_raw_fd();
+    // SAFETY: the child only calls async-signal-safe functions (`write`, `_exit`) on memory
+    // and fds it inherited; this process has no other thread now.
+    let child = match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => {
+            let one = 1u64.to_ne_bytes();
+            // SAFETY: an 8-byte write from a live buffer to the inherited eventfd.
+            let n = unsafe { nix::libc::write(kfd, one.as_ptr().cast(), 8) };
+            // SAFETY: ends the child without running the parent's destructors.
+            unsafe { nix::libc::_exit(if n == 8 { 0 } else { 1 }) }
+        }
+        nix::unistd::ForkResult::Parent { child } => child,
+    };
+    let st = nix::sys::wait::waitpid(child, None)?;
+    check!(
+        st == nix::sys::wait::WaitStatus::Exited(child, 0),
+        "the child (pid {child}) wrote the kick eventfd ({st:?})"
+    );
+    let cpid = child.as_raw() as u32;
+    // The wake-up ran inside the child's write(2): recorded before it returned.
+    let e = listed(&d, ch.id)?;
+    check!(
+        e.kick_pid == cpid && e.domain_pid == me,
+        "VDE_IOC_LIST after the child's kick: kick_pid {} (the child {cpid}), domain_pid {} \
+         (the creator {me})",
+        e.kick_pid,
+        e.domain_pid
+    );
+    check!(
+        debugfs_kicker(ch.id)? == cpid,
+        "debugfs: kicker is the child {cpid}"
+    );
+    // A thread of ours: the thread group's id is recorded, not the thread's.
+    let tid = std::thread::scope(|s| {
+        s.spawn(|| -> Result<i32> {
+            ch.kick.write(1)?;
+            Ok(nix::unistd::gettid().as_raw())
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("kicking thread panicked"))?
+    })?;
+    let e = listed(&d, ch.id)?;
+    check!(
+        e.kick_pid == me && tid as u32 != me,
+        "after a kick from thread {tid}: kick_pid {} is this process ({me})",
+        e.kick_pid
+    );
+    // Reserved bits in: EINVAL.
+    let mut bad = VdeListEntry {
+        reserved: 1,
+        ..Default::default()
+    };
+    // SAFETY: `_IOWR` of one `VdeListEntry` on the stack.
+    let r = unsafe { nix::libc::ioctl(d.file().as_raw_fd(), VDE_IOC_LIST as _, &raw mut bad) };
+    check!(
+        r == -1 && Errno::last() == Errno::EINVAL,
+        "VDE_IOC_LIST with reserved 1: EINVAL"
+    );
     Ok(())
 }

@@ -1220,14 +1220,26 @@ impl Fuzz {
                 } else {
                     0
                 };
+                let reserved = if self.rng.below(4) == 0 {
+                    self.rng.u32v()
+                } else {
+                    0
+                };
                 let e = VdeListEntry {
                     cursor: self.rng.u64v(),
                     flags,
+                    // Out only: any value in.
+                    kick_pid: self.rng.u32v(),
+                    reserved,
                     ..Default::default()
                 };
-                let desc = format!("cursor={} flags={flags:#x}", e.cursor);
+                let desc = format!(
+                    "cursor={} flags={flags:#x} reserved={reserved:#x}",
+                    e.cursor
+                );
                 let exp = match p {
                     Ptr::Good | Ptr::ReadOnly if flags != 0 => fail(EINVAL, "unknown flag bits"),
+                    Ptr::Good | Ptr::ReadOnly if reserved != 0 => fail(EINVAL, "reserved not 0"),
                     _ => Expect::Any,
                 };
                 self.call(Dev::Evt, fd, VDE_IOC_LIST, &bytes_of(&e), p, &desc, exp);

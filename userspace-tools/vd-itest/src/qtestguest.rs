@@ -9,6 +9,9 @@
 //! real ones, without the emulator's nested SVM.
 //!
 //! `--requests N`: N verified requests, then QEMU quits normally (SIGTERM, exit 0).
+//! `--pause-file PATH` (with `--requests`): after the I/O, QEMU's pid is written to PATH and
+//! QEMU stays up until PATH is removed, so a test can look at the live channel (its `kick_pid`
+//! must be QEMU: QEMU's own thread signals the ioeventfd under qtest, there is no KVM).
 //! `--kill-after N`: verified I/O until N requests were published, then batches of writes until
 //! one finds requests published and not all answered: then QEMU gets SIGKILL (mid-I/O).
 
@@ -56,11 +59,18 @@ pub struct Args {
     /// The disk's expected size in bytes (checked against the host's answer).
     #[arg(long)]
     disk_bytes: Option<u64>,
+    /// After the verified I/O (`--requests`), write QEMU's pid to this file (atomically: a
+    /// temporary file renamed) and keep QEMU running until the file is removed (at most
+    /// `PAUSE_MAX`), then quit as usual.
+    #[arg(long, requires = "requests")]
+    pause_file: Option<PathBuf>,
 }
 
 /// Upper bound of QEMU's life, and of every wait.
 const LIMIT: Duration = Duration::from_secs(120);
 const WAIT: Duration = Duration::from_secs(20);
+/// Longest `--pause-file` pause (within [`LIMIT`]).
+const PAUSE_MAX: Duration = Duration::from_secs(60);
 /// The ivshmem device's slot on bus 0.
 const SLOT: u32 = 4;
 /// BAR0 (256 bytes of registers) in q35's 32-bit PCI hole.
@@ -347,6 +357,24 @@ fn disk_size(g: &mut Guest) -> Result<u64> {
     Ok(u64::from_le_bytes(b))
 }
 
+/// `--pause-file`: publishes QEMU's pid in `path` and waits until `path` is removed.
+fn pause(path: &std::path::Path, qemu: u32) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{qemu}\n")).with_context(|| format!("{}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
+    println!("paused: QEMU pid {qemu} in {}", path.display());
+    let t = Instant::now();
+    while path.exists() {
+        ensure!(
+            t.elapsed() < PAUSE_MAX,
+            "{} was not removed within {PAUSE_MAX:?}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 /// Runs the guest; see the module's documentation.
 pub fn run(a: Args) -> Result<()> {
     let t0 = Instant::now();
@@ -446,6 +474,9 @@ pub fn run(a: Args) -> Result<()> {
          {chunk} bytes, half of the writes FUA)"
     );
     if a.requests.is_some() {
+        if let Some(p) = &a.pause_file {
+            pause(p, g.q().pid())?;
+        }
         let mut q = g.mem.q.into_inner();
         q.signal(Signal::SIGTERM)?;
         let st = q.wait()?;
@@ -655,6 +686,31 @@ mod tests {
             &["--requests", "32", "--disk-bytes", "1048576"],
         )
         .unwrap();
+    }
+
+    #[test]
+    fn pause_file_holds_qemu_until_removed() {
+        let dir = TmpDir::new("qtest-pause-file");
+        let pf = dir.join("paused");
+        let pf2 = pf.clone();
+        let watcher = std::thread::spawn(move || {
+            let t = Instant::now();
+            while !pf2.exists() && t.elapsed() < LIMIT {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let pid: u32 = std::fs::read_to_string(&pf2)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            // QEMU is up while the file exists.
+            let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+            std::fs::remove_file(&pf2).unwrap();
+            alive
+        });
+        let p = pf.to_str().unwrap().to_string();
+        guest("qtest-pause", &["--requests", "8", "--pause-file", &p]).unwrap();
+        assert!(watcher.join().unwrap(), "QEMU ran while paused");
     }
 
     #[test]

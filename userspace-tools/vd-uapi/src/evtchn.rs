@@ -269,17 +269,33 @@ pub const VDE_IOC_KICK: u32 = iow::<u32>(0x18);
 pub struct VdeListEntry {
     /// In: where to continue (0 for the start). Out: the returned channel's list key.
     pub cursor: u64,
-    /// Out: thread-group id of the process that owns the domain (the VMM).
+    /// Out: thread-group id of the process that owns the domain: the channel's creator (the
+    /// VMM, or a server such as `vd-ivshmem-server` that made it for a guest: see `kick_pid`).
     pub domain_pid: u32,
     /// In: must be 0. Out: `VDE_LIST_*` bits.
     pub flags: u32,
     /// Out: the channel's counters; `stats.id` is the channel id in its domain.
     pub stats: VdeStats,
+    /// Out: thread-group id (in the initial PID namespace) of the process that last kicked the
+    /// channel through its kick eventfd: the kick's wake-up runs in the signaller's context, so
+    /// for a `KVM_IOEVENTFD` doorbell this is the VMM whose vCPU thread took the guest's write
+    /// (QEMU, also when `vd-ivshmem-server` created the channel), for a `write(2)` the writer's
+    /// process. The process that does the guest's I/O, where `domain_pid` is only the creator.
+    /// 0 until the first kick; kicks by kernel threads leave it as it was (`VDE_IOC_KICK` and
+    /// attaching a backend are no kicks). Ignored on input.
+    ///
+    /// An eventfd signalled from interrupt context (a device's interrupt eventfd bound as a
+    /// kick eventfd, which no VMM doorbell is) would name whichever task was interrupted.
+    pub kick_pid: u32,
+    /// In: must be 0. Out: 0.
+    pub reserved: u32,
 }
 const _: () = {
-    assert!(size_of::<VdeListEntry>() == 112);
+    assert!(size_of::<VdeListEntry>() == 120);
     assert!(offset_of!(VdeListEntry, domain_pid) == 8);
     assert!(offset_of!(VdeListEntry, stats) == 16);
+    assert!(offset_of!(VdeListEntry, kick_pid) == 112);
+    assert!(offset_of!(VdeListEntry, reserved) == 116);
 };
 /// `_IOWR(0xB7, 0x19, struct vde_list_entry)`.
 pub const VDE_IOC_LIST: u32 = iowr::<VdeListEntry>(0x19);

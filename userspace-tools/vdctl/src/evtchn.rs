@@ -27,6 +27,10 @@ pub struct ChannelRow {
     /// The channel belongs to its guest (`VDE_IOC_ORPHAN`): it lives until the guest's VMM
     /// closes its kick eventfd; `domain_pid` is the process that created it.
     pub orphan: bool,
+    /// The process that last kicked the channel (0: none yet): for a QEMU guest's channel the
+    /// guest's QEMU (its vCPU thread takes the doorbell), where `domain_pid` is the server that
+    /// created it.
+    pub kick_pid: u32,
 }
 
 pub fn state_name(s: u32) -> &'static str {
@@ -69,6 +73,7 @@ impl From<&VdeListEntry> for ChannelRow {
             errors: s.counters.errors,
             req_errors: s.counters.req_errors,
             orphan: e.flags & vd_uapi::VDE_LIST_ORPHAN != 0,
+            kick_pid: e.kick_pid,
         }
     }
 }
@@ -129,7 +134,7 @@ pub fn list(json: bool) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:>7} {:>3} {:<7} {:<6} {:>7} {:>10} {:>10} {:>8} {:>8} {:>8} {:>6} {:<6}",
+        "{:>7} {:>3} {:<7} {:<6} {:>7} {:>10} {:>10} {:>8} {:>8} {:>8} {:>6} {:<6} {:>7}",
         "DOMAIN",
         "CH",
         "STATE",
@@ -141,11 +146,12 @@ pub fn list(json: bool) -> Result<()> {
         "IRQS",
         "SUPPR",
         "ERRORS",
-        "OWNER"
+        "OWNER",
+        "KICKER"
     );
     for r in &rows {
         println!(
-            "{:>7} {:>3} {:<7} {:<6} {:>7} {:>10} {:>10} {:>8} {:>8} {:>8} {:>6} {:<6}",
+            "{:>7} {:>3} {:<7} {:<6} {:>7} {:>10} {:>10} {:>8} {:>8} {:>8} {:>6} {:<6} {:>7}",
             r.domain_pid,
             r.channel,
             r.state,
@@ -157,13 +163,23 @@ pub fn list(json: bool) -> Result<()> {
             r.irqs,
             r.irqs_suppressed,
             r.errors,
-            if r.orphan { "guest" } else { "domain" }
+            if r.orphan { "guest" } else { "domain" },
+            kicker(r.kick_pid)
         );
     }
     if rows.is_empty() {
         println!("(no channels)");
     }
     Ok(())
+}
+
+/// The KICKER column: the pid, `-` before the first kick.
+fn kicker(pid: u32) -> String {
+    if pid == 0 {
+        "-".into()
+    } else {
+        pid.to_string()
+    }
 }
 
 pub fn stats(pid: Option<u32>, json: bool) -> Result<()> {
@@ -314,6 +330,22 @@ mod tests {
         assert_eq!(r[0].requests_per_s, 100.0);
         assert_eq!(r[0].requests_per_kick, 20.0);
         assert_eq!(r[1].requests_per_s, 25.0, "a new domain counts from zero");
+    }
+
+    #[test]
+    fn rows_carry_the_kicker() {
+        let e = VdeListEntry {
+            domain_pid: 10,
+            kick_pid: 20,
+            flags: vd_uapi::VDE_LIST_ORPHAN,
+            ..Default::default()
+        };
+        let r = ChannelRow::from(&e);
+        assert_eq!((r.domain_pid, r.kick_pid, r.orphan), (10, 20, true));
+        let j = serde_json::to_string(&r).unwrap();
+        assert!(j.contains("\"kick_pid\":20"), "{j}");
+        assert_eq!(kicker(0), "-");
+        assert_eq!(kicker(20), "20");
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub struct Counters {
     pub io_exits: u64,
     /// KVM `mmio_exits`, all vCPUs.
     pub mmio_exits: u64,
-    /// vd_evtchn requests consumed, all channels of the VM's domain.
+    /// vd_evtchn requests consumed, all channels the VM's process kicks (`sources::io_owner`).
     pub evtchn_requests: u64,
 }
 

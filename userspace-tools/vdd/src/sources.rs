@@ -2,7 +2,8 @@
 //! - KVM's debugfs: one `<pid>-<fd>` directory per VM with one file per statistic (`io_exits`,
 //!   `mmio_exits`, ..., summed over the VM's vCPUs) and one `vcpuN/` directory per vCPU whose
 //!   `pid` file holds the thread id that last ran it (0 before its first KVM_RUN);
-//! - vd_evtchn's host-wide channel list (`VDE_IOC_LIST`): requests per channel, owner pid.
+//! - vd_evtchn's host-wide channel list (`VDE_IOC_LIST`): requests per channel, counted for
+//!   the process that kicks the channel (see [`io_owner`]).
 //!
 //! Measured in the test VM (nested KVM under TCG): a guest on vd_evtchn's in-kernel path also
 //! makes port-I/O exits (each doorbell is a KVM_IOEVENTFD port write, and the guest's interrupt
@@ -192,6 +193,36 @@ impl KvmDebugfs {
     }
 }
 
+/// The VMM a channel's I/O belongs to: the process that kicks it (`kick_pid`: the kick's
+/// wake-up runs in the signaller, for a QEMU guest the QEMU whose vCPU thread took the doorbell
+/// write), else the domain's owner (`domain_pid`: the creator, which for a channel made by
+/// `vd-ivshmem-server` is the server, not a VM). `None` for a channel that was never kicked and
+/// served nothing: no evidence of any VM's I/O (a server's channel whose guest has not started
+/// would otherwise list the server as a VM).
+pub fn io_owner(e: &vd_uapi::VdeListEntry) -> Option<u32> {
+    if e.kick_pid != 0 {
+        Some(e.kick_pid)
+    } else if e.stats.counters.requests != 0 {
+        // Served without an eventfd kick (`VDE_IOC_KICK`, a backend attached over queued
+        // requests): the domain drives it.
+        Some(e.domain_pid)
+    } else {
+        None
+    }
+}
+
+/// Requests per VMM pid ([`io_owner`]), summed over its channels.
+pub fn requests_by_vmm(list: &[vd_uapi::VdeListEntry]) -> BTreeMap<u32, u64> {
+    let mut out = BTreeMap::new();
+    for e in list {
+        if let Some(pid) = io_owner(e) {
+            let n: &mut u64 = out.entry(pid).or_insert(0);
+            *n = n.saturating_add(e.stats.counters.requests);
+        }
+    }
+    out
+}
+
 /// vd_evtchn's counters.
 pub struct Evtchn {
     pub device: PathBuf,
@@ -203,7 +234,7 @@ impl Evtchn {
         Self { device, dom: None }
     }
 
-    /// Requests per VMM pid, summed over its channels.
+    /// Requests per VMM pid, summed over its channels ([`requests_by_vmm`]).
     pub fn scan(&mut self) -> Result<BTreeMap<u32, u64>, String> {
         if self.dom.is_none() {
             let d = vd_sys::evtchn::Domain::open_path(&self.device)
@@ -212,13 +243,7 @@ impl Evtchn {
         }
         let dom = self.dom.as_ref().expect("opened above");
         match dom.list_all() {
-            Ok(list) => {
-                let mut out = BTreeMap::new();
-                for e in list {
-                    *out.entry(e.domain_pid).or_insert(0u64) += e.stats.counters.requests;
-                }
-                Ok(out)
-            }
+            Ok(list) => Ok(requests_by_vmm(&list)),
             Err(e) => {
                 // Reopen next time (the module may have been reloaded).
                 self.dom = None;
@@ -374,6 +399,44 @@ mod tests {
         drop(d);
         let e = KvmDebugfs { dir: gone }.scan().unwrap_err();
         assert!(e.contains("debugfs"), "{e}");
+    }
+
+    fn entry(domain_pid: u32, kick_pid: u32, requests: u64) -> vd_uapi::VdeListEntry {
+        let mut e = vd_uapi::VdeListEntry {
+            domain_pid,
+            kick_pid,
+            ..Default::default()
+        };
+        e.stats.counters.requests = requests;
+        e
+    }
+
+    #[test]
+    fn io_goes_to_the_kicker_not_the_creator() {
+        // A server (pid 50) created channels for two QEMUs (100, 200) and one whose guest has
+        // not kicked yet; a VMM (300) kicks its own channels; a channel served through
+        // VDE_IOC_KICK only (400); a fresh channel of 500 that nothing used.
+        let list = [
+            entry(50, 100, 7),
+            entry(50, 100, 3),
+            entry(50, 200, 5),
+            entry(50, 0, 0),
+            entry(300, 300, 11),
+            entry(400, 0, 2),
+            entry(500, 0, 0),
+        ];
+        assert_eq!(io_owner(&list[0]), Some(100));
+        assert_eq!(io_owner(&list[3]), None);
+        assert_eq!(io_owner(&list[5]), Some(400));
+        let m = requests_by_vmm(&list);
+        assert_eq!(
+            m.into_iter().collect::<Vec<_>>(),
+            vec![(100, 10), (200, 5), (300, 11), (400, 2)],
+            "the server (50) and the unused domain (500) are no VMs"
+        );
+        // Sums over channels saturate.
+        let m = requests_by_vmm(&[entry(1, 9, u64::MAX), entry(2, 9, 1)]);
+        assert_eq!(m[&9], u64::MAX);
     }
 
     #[test]
