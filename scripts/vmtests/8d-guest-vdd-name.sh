@@ -4,7 +4,9 @@
 # guest=desk9,debug-threads=on`), is found through KVM's debugfs; `vdctl vm list` names it from
 # QEMU's command line and lists its vCPU thread (QEMU's `CPU 0/KVM`); its vd requests count as
 # its own (EVTCHN/s: the channel's kicker is QEMU) and the server that created the channel is no
-# VM. After QEMU is killed, the VM leaves the list.
+# VM. With a threshold under the guest's rate vdd places its vCPU thread on the driver core, and
+# restores it when QEMU is stopped (issue 14, placement of real QEMU vCPU threads). After QEMU is
+# killed, the VM leaves the list.
 . ./lib.sh
 . ./guest-lib.sh
 load vd_evtchn
@@ -42,6 +44,27 @@ evtchn_rate() {
 wait_for "vdctl vm list gives the guest (QEMU $qpid) a nonzero EVTCHN/s" 30 evtchn_rate
 vdctl vm list
 check "the server (pid $srv) is not listed as a VM" sh -c "! grep -Eq '\"pid\": $srv,?\$' $W/list.json"
+# Placement of the real guest (issue 14): with the threshold under its rate, vdd moves its vCPU
+# thread to the driver core (CPU 1) with the short EEVDF slice (500 us) and leaves QEMU's other
+# threads alone; with QEMU stopped (SIGSTOP: no exits, no vd requests) it restores the thread's
+# original affinity and slice once the rate has stayed under threshold - hysteresis for hold_ms.
+aff() { awk '/^Cpus_allowed_list/ {print $2}' /proc/$qpid/task/$1/status 2>/dev/null; }
+aff_is() { [ "$(aff $1)" = "$2" ]; }
+slice() { awk '/^se.slice/ {print $3}' /proc/$qpid/task/$1/sched 2>/dev/null | cut -d. -f1; }
+base=$(cat /sys/kernel/debug/sched/base_slice_ns)
+check "the vCPU thread starts on every CPU (affinity 0-1)" aff_is $tid 0-1
+check "lower the hysteresis, then the threshold, and shorten the hold (vdctl policy set)" sh -c \
+    'vdctl policy set hysteresis 1 && vdctl policy set threshold 2 && vdctl policy set hold_ms 1000'
+wait_for "vdd places the guest's vCPU thread ($tid) on the driver core" 30 aff_is $tid 1
+vdctl vm list
+check "vdctl vm list shows desk9 placed" sh -c "vdctl vm list | grep -Eq '^$qpid +desk9 +placed'"
+check "its slice is 500 us (se.slice $(slice $tid))" test "$(slice $tid)" = 500000
+check "QEMU's other threads were not moved" sh -c "for t in \$(ls /proc/$qpid/task); do [ \$t = $tid ] && continue; [ \"\$(awk '/^Cpus_allowed_list/ {print \$2}' /proc/$qpid/task/\$t/status)\" = 0-1 ] || exit 1; done"
+kill -STOP $qpid
+wait_for "with QEMU stopped (no I/O), vdd restores the vCPU thread's affinity" 30 aff_is $tid 0-1
+check "and its slice (se.slice back to the default $base)" test "$(slice $tid)" = "$base"
+grep -E "placed VM $qpid|restored VM $qpid" $W/vdd.log
+kill -CONT $qpid
 kill -9 $qpid; wait $qpid 2>/dev/null
 gone() { vdctl vm list --json > $W/list.json 2>&1 && ! grep -q '"name": "desk9"' $W/list.json; }
 wait_for "after QEMU is killed the guest leaves the list" 30 gone
