@@ -63,6 +63,9 @@ rmmod vd_input_irq; rc=$?
 check "vd_input_irq unloads (rmmod exit $rc)" test $rc = 0
 
 # The comparison path.
+# The comparison below measures virtio-input's losses; it checks nothing of vd's, so make test's
+# TCG guest boot (a guest boot there takes minutes) leaves it to the nested KVM run.
+if [ "$GUEST_ACCEL" = tcg ]; then echo "virtio-input comparison: only with nested KVM guests (make test-guests)"; exit 0; fi
 rm -f /tmp/vingo.* /tmp/vin.nodes
 vd-itest input-feed-virtio --nodes /tmp/vin.nodes --go /tmp/vingo --pid-file /tmp/guest-vin.pid \
     > /tmp/feed.vin 2>&1 &

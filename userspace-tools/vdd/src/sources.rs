@@ -265,6 +265,16 @@ pub fn merge(kvm: Option<&KvmVm>, evtchn_requests: Option<u64>) -> Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A child whose command line names a VM as QEMU's does (`-name NAME,debug-threads=on`);
+    /// `; true` keeps the shell from exec'ing `sleep` in its place.
+    fn spawn_named(name: &str) -> std::process::Child {
+        std::process::Command::new("sh")
+            .args(["-c", "sleep 30; true", "sh", "-name"])
+            .arg(format!("{name},debug-threads=on"))
+            .spawn()
+            .unwrap()
+    }
     use crate::placer::tests::tmpdir;
 
     #[test]
@@ -284,17 +294,8 @@ mod tests {
         assert_eq!(n(&["qemu", "-name"]), None);
         // A real process: this test's own has no -name.
         assert_eq!(vmm_name(std::process::id()), None);
-        // (`; true`: the shell must not exec `sleep` in its place; poll: until it has exec'd.)
-        let mut c = std::process::Command::new("sh")
-            .args([
-                "-c",
-                "sleep 30; true",
-                "sh",
-                "-name",
-                "desk7,debug-threads=on",
-            ])
-            .spawn()
-            .unwrap();
+        // (Poll: until the child has exec'd.)
+        let mut c = spawn_named("desk7");
         let t = std::time::Instant::now();
         let mut got = vmm_name(c.id());
         while got.is_none() && t.elapsed() < std::time::Duration::from_secs(10) {
@@ -308,16 +309,7 @@ mod tests {
 
     #[test]
     fn vmm_names_read_once_per_process() {
-        let mut c = std::process::Command::new("sh")
-            .args([
-                "-c",
-                "sleep 30; true",
-                "sh",
-                "-name",
-                "desk8,debug-threads=on",
-            ])
-            .spawn()
-            .unwrap();
+        let mut c = spawn_named("desk8");
         let pid = c.id();
         // Until the child has exec'd (its command line is the test binary's before).
         let t = std::time::Instant::now();
