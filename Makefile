@@ -16,7 +16,7 @@ help:
 	@echo "TESTS='name ...' make test-vm         run only the named VM tests (see scripts/vmtests/)"
 	@echo "make test-reconfig  only the second VM boot of make test: the SR-IOV PF reconfiguration tests (7x)"
 	@echo "make test-guests    every stock QEMU Linux guest test (8x) with nested KVM guests; not in make test"
-	@echo "make test-tcg-guests  only make test's third boot: the 8x tests marked vd-tcg, guests under TCG"
+	@echo "make test-tcg-guests  only make test's two TCG guest boots: the 8x tests marked vd-tcg a|b"
 	@echo "make soak [RUNS=10] make test RUNS times in a row; every run's results in build/soak/"
 
 deps:

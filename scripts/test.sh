@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # make test: test.sh all|host|vm   (make test-guests: test.sh guests, the 8x nested Linux guests)
 #   host: cargo tests of the userspace workspace, format and clippy checks, a bounded fuzz run
-#   vm:   boots the test VM three times (0x-6x; 7x with single-threaded TCG; the 8x tests marked
-#         "# vd-tcg" with their Linux guests under TCG): KUnit suites of every module (kunit.py),
+#   vm:   boots the test VM four times (0x-6x; 7x with single-threaded TCG; the 8x tests marked
+#         "# vd-tcg a" and "# vd-tcg b", two boots at once, with their Linux guests under TCG):
+#         KUnit suites of every module (kunit.py),
 #         integration scripts (scripts/vmtests), kernel-log check for oops/WARN/BUG
 # Prints one line per test and closes with "N passed, N failed". Exit 1 on any failure.
 set -uo pipefail
@@ -10,8 +11,9 @@ set -uo pipefail
 what=${1:-all}
 # Two VM boots: "test" runs scripts/vmtests/0x-6x and the KUnit suites; "reconfig" runs 7x, the
 # SR-IOV PF reconfiguration tests, under single-threaded TCG (scripts/vm.sh says why);
-# "tcg-guests" runs the 8x tests marked "# vd-tcg" with real Linux guests that QEMU emulates
-# (no nested SVM). Another, "guests" (test.sh guests = make test-guests), runs every 8x test
+# "tcg-guests-a" and "-b", at once, run the 8x tests marked "# vd-tcg a" and "# vd-tcg b" with
+# real Linux guests that QEMU emulates (no nested SVM; each such VM keeps about one host core
+# busy, its guest's single vCPU). Another, "guests" (test.sh guests = make test-guests), runs every 8x test
 # with nested KVM guests.
 OUT=$VD_OUT; mkdir -p "$OUT"
 RES=$OUT/results.txt; : > "$RES"
@@ -72,20 +74,34 @@ wanted() {
     local t n
     for t in "$VD_ROOT"/scripts/vmtests/$2; do
         n=$(basename "$t" .sh); n=${n#*-}
-        [ "$1" != tcg-guests ] || grep -q '^# vd-tcg' "$t" || continue
+        case $1 in tcg-guests-*) grep -q "^# vd-tcg ${1#tcg-guests-}\$" "$t" || continue ;; esac
         echo " $TESTS " | grep -q " $n " && return 0
     done
     return 1
 }
 
+# tcg_boots: the two TCG guest boots at once (each only if TESTS names something in it). Their
+# results go to RES as they come; the phase lines say how long each took.
+tcg_boots() {
+    local g pids=()
+    for g in a b; do
+        if wanted tcg-guests-$g '8*.sh'; then
+            phase vm-tcg-guests-$g vm_tests tcg-guests-$g '8*.sh' &
+            pids+=($!)
+        fi
+    done
+    [ ${#pids[@]} = 0 ] || wait "${pids[@]}"
+}
+
 vm_boots() { # test.sh vm: both boots, each only if TESTS names something in it
     if wanted test '[0-6]*.sh'; then phase vm-tests vm_tests test '[0-6]*.sh'; fi
     if wanted reconfig '7*.sh'; then phase vm-reconfig vm_tests reconfig '7*.sh'; fi
-    # Real Linux guests: the 8x tests marked "# vd-tcg" run in make test's third boot with the
-    # guests emulated by QEMU (TCG) inside the test VM; every 8x test, with nested KVM, is `make
-    # test-guests` (test.sh guests): the emulator's nested SVM crashes or wedges the test VM in
-    # about one nested boot in seven (README, known limits). Named in TESTS, those run too.
-    if wanted tcg-guests '8*.sh'; then phase vm-tcg-guests vm_tests tcg-guests '8*.sh'; fi
+    # Real Linux guests: the 8x tests marked "# vd-tcg a|b" run in make test's last two boots,
+    # at once, with the guests emulated by QEMU (TCG) inside the test VM; every 8x test, with
+    # nested KVM, is `make test-guests` (test.sh guests): the emulator's nested SVM crashes or
+    # wedges the test VM in about one nested boot in seven (README, known limits). Named in
+    # TESTS, those run too.
+    tcg_boots
     if [ -n "${TESTS:-}" ] && wanted guests '8*.sh'; then phase vm-guests vm_tests guests '8*.sh'; fi
 }
 
@@ -112,7 +128,7 @@ vm_tests() { # vm_tests MODE GLOB: one boot of the test VM, results of the scrip
     local VM_MODE=$1 VM_TESTS=$2 tag="" rtag=""
     [ "$VM_MODE" = test ] || tag=" [$VM_MODE boot]"
     # The same 8x test runs in two boots: its result names its guests' accelerator.
-    [ "$VM_MODE" = tcg-guests ] && rtag=" [TCG guests]"
+    case $VM_MODE in tcg-guests-*) rtag=" [TCG guests]" ;; esac
     local log=$OUT/vm-$VM_MODE.log
     VD_QUIET=1 bash "$VD_ROOT/scripts/vm.sh" $VM_MODE "$log"
     local vmrc=$?
@@ -121,7 +137,7 @@ vm_tests() { # vm_tests MODE GLOB: one boot of the test VM, results of the scrip
     for t in "$VD_ROOT"/scripts/vmtests/$VM_TESTS; do
         local name; name=$(basename "$t" .sh); name=${name#*-}
         if [ -n "${TESTS:-}" ] && ! echo " $TESTS " | grep -q " $name "; then continue; fi
-        [ "$VM_MODE" != tcg-guests ] || grep -q '^# vd-tcg' "$t" || continue
+        case $VM_MODE in tcg-guests-*) grep -q "^# vd-tcg ${VM_MODE#tcg-guests-}\$" "$t" || continue ;; esac
         local line; line=$(grep "^VDTEST $name " "$log" | tail -1)
         case "$line" in
             *" PASS "*) result PASS vm "$name$rtag (${line##* })" ;;
@@ -132,7 +148,7 @@ vm_tests() { # vm_tests MODE GLOB: one boot of the test VM, results of the scrip
     done
     # Nested guests' consoles (scripts/vmtests/guest-lib.sh prints each between markers), one
     # file per guest: build/guest-consoles/<test>-<guest>.log.
-    case "$VM_MODE" in guests|tcg-guests) ;; *) false ;; esac && awk -v d="$OUT/guest-consoles" 'BEGIN{system("rm -rf " d "; mkdir -p " d)}
+    case "$VM_MODE" in guests|tcg-guests-*) ;; *) false ;; esac && awk -v d="$OUT/guest-consoles" 'BEGIN{system("rm -rf " d "; mkdir -p " d)}
         /^VDTEST-START / {t=$2; next}
         /^  \| ==== GUEST CONSOLE .* BEGIN$/ {f=d "/" t "-" $5 ".log"; next}
         /^  \| ==== GUEST CONSOLE .* END$/ {f=""; next}
@@ -191,7 +207,7 @@ case $what in
     vm) vm_boots ;;
     reconfig) phase vm-reconfig vm_tests reconfig '7*.sh' ;;
     guests) phase vm-guests vm_tests guests '8*.sh' ;;
-    tcg-guests) phase vm-tcg-guests vm_tests tcg-guests '8*.sh' ;;
+    tcg-guests) tcg_boots ;;
     *) die "usage: test.sh all|host|vm|reconfig|guests|tcg-guests" ;;
 esac
 p=$(grep -c '^PASS' "$RES"); f=$(grep -c '^FAIL' "$RES"); s=$(grep -c '^SKIP' "$RES")

@@ -1,6 +1,6 @@
 #!/bin/sh
 # /init of the vd test VM (busybox). Mode from the kernel command line:
-# vd.mode=demo|test|shell|bench|reconfig|guests|tcg-guests,
+# vd.mode=demo|test|shell|bench|reconfig|guests|tcg-guests-a|tcg-guests-b,
 # vd.tests="name ..." to run only some tests, vd.timeout=<s per test>.
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
@@ -69,13 +69,14 @@ shell)
     echo "modules loaded; tests are in /vd/tests; 'reboot -f' to leave"
     setsid cttyhack sh
     reboot -f ;;
-test|bench|reconfig|guests|tcg-guests)
+test|bench|reconfig|guests|tcg-guests-*)
     cd /vd/tests
-    # tcg-guests (make test): the 8x tests marked "# vd-tcg", their Linux guests run by QEMU's own
-    # emulator instead of nested KVM (scripts/vmtests/guest-lib.sh: GUEST_ACCEL), TCG_SLOW times
-    # slower, so each test gets TCG_SLOW times its timeout (vm.sh's stall watchdog knows).
-    TCG_SLOW=6
-    if [ "$mode" = tcg-guests ]; then export GUEST_ACCEL=tcg GUEST_SLOW=$TCG_SLOW; fi
+    # tcg-guests-G (make test, two boots at once): the 8x tests marked "# vd-tcg G", their Linux
+    # guests run by QEMU's own emulator instead of nested KVM (scripts/vmtests/guest-lib.sh:
+    # GUEST_ACCEL), TCG_SLOW times slower, so each test gets TCG_SLOW times its timeout (vm.sh's
+    # stall watchdog knows).
+    TCG_SLOW=6; tcg_group=""
+    case $mode in tcg-guests-*) tcg_group=${mode#tcg-guests-}; export GUEST_ACCEL=tcg GUEST_SLOW=$TCG_SLOW ;; esac
     # Stall reporter: a test still running at 2/3 of its timeout gets its processes and the tasks
     # blocked in D state listed once, with where they wait (wchan). (If nothing is printed, the
     # guest's timers stopped.)
@@ -97,13 +98,13 @@ test|bench|reconfig|guests|tcg-guests)
     for t in [0-9]*.sh; do
         name=${t%.sh}; name=${name#*-}
         # 0x-6x: make test's first boot; 7x: its second, reconfig boot (see scripts/test.sh);
-        # 8x (nested Linux guests): `make test-guests`, and those marked "# vd-tcg" once more in
-        # make test's third boot with TCG guests; 9x: bench.
+        # 8x (nested Linux guests): `make test-guests`, and those marked "# vd-tcg a|b" once more
+        # in make test's two TCG guest boots; 9x: bench.
         case "$mode:$t" in
-            bench:9*|test:[0-6]*|reconfig:7*|guests:8*|tcg-guests:8*) ;;
+            bench:9*|test:[0-6]*|reconfig:7*|guests:8*|tcg-guests-*:8*) ;;
             *) continue ;;
         esac
-        [ "$mode" != tcg-guests ] || grep -q '^# vd-tcg' "$t" || continue
+        [ -z "$tcg_group" ] || grep -q "^# vd-tcg $tcg_group\$" "$t" || continue
         if [ -n "$only" ] && ! echo " $only " | grep -q " $name "; then continue; fi
         # "# vd-on-demand": experiments that run only when named (TESTS='name ...').
         if [ -z "$only" ] && grep -q '^# vd-on-demand' "$t"; then continue; fi
@@ -111,7 +112,7 @@ test|bench|reconfig|guests|tcg-guests)
         # guest tests boot a VM or two under nested TCG).
         ttmo=$(sed -n 's/^# vd-timeout: \([0-9]*\).*/\1/p' "$t" | head -1)
         [ -n "$ttmo" ] && [ "$ttmo" -gt "$tmo" ] || ttmo=$tmo
-        [ "$mode" != tcg-guests ] || ttmo=$((ttmo * TCG_SLOW))
+        [ -z "$tcg_group" ] || ttmo=$((ttmo * TCG_SLOW))
         echo "VDTEST-START $name"
         echo "$name $(cut -d. -f1 /proc/uptime) $ttmo" > /tmp/cur
         s=$(date +%s)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Boot the test VM: vm.sh demo|test|shell|bench|reconfig|guests|tcg-guests [log file]. QEMU 10, q35, -cpu max (nested SVM),
+# Boot the test VM: vm.sh demo|test|shell|bench|reconfig|guests|tcg-guests-a|tcg-guests-b [log file]. QEMU 10, q35, -cpu max (nested SVM),
 # an igb SR-IOV PF on a PCIe root port, software emulation. Hard timeout per boot.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -7,7 +7,8 @@ mode=${1:-demo}; logf=${2:-$VD_OUT/vm-$mode.log}
 OUT=$VD_OUT
 [ -f "$OUT/bzImage" ] && [ -f "$OUT/initramfs.gz" ] || die "vm: build/bzImage or build/initramfs.gz missing: make initramfs"
 # tcg-guests (make test's real Linux guests, emulated by QEMU inside the emulator) takes longest.
-BOOT_TIMEOUT=${VD_BOOT_TIMEOUT:-1500}; [ "$mode" = tcg-guests ] && BOOT_TIMEOUT=${VD_BOOT_TIMEOUT:-4200}
+BOOT_TIMEOUT=${VD_BOOT_TIMEOUT:-1500}
+case $mode in tcg-guests-*) BOOT_TIMEOUT=${VD_BOOT_TIMEOUT:-4200} ;; esac
 # Per-test timeout in the guest: a benchmark measures for minutes (bench-vdd alone ran past 180 s
 # on a loaded 2-core host), a test must not.
 tmo=${VD_TEST_TIMEOUT:-180}; [ "$mode" = bench ] && tmo=${VD_TEST_TIMEOUT:-600}
@@ -59,7 +60,7 @@ qemu+=(-pidfile "$pidf")
 # (Tests may declare a longer timeout of their own: "# vd-timeout: SECONDS", see vm-init.sh.)
 maxtmo=$( { echo "$tmo"; sed -n 's/^# vd-timeout: \([0-9]*\).*/\1/p' "$VD_ROOT"/scripts/vmtests/*.sh; } | sort -n | tail -1)
 # (vm-init.sh gives each test 6x its own timeout (TCG_SLOW) when its guests run under TCG.)
-[ "$mode" = tcg-guests ] && maxtmo=$((maxtmo * 6))
+case $mode in tcg-guests-*) maxtmo=$((maxtmo * 6)) ;; esac
 stall=${VD_STALL_TIMEOUT:-$(( maxtmo + 120 ))}
 ( last=0; idle=0
   while sleep 15; do

@@ -1,5 +1,5 @@
 # vd-timeout: 300
-# vd-tcg
+# vd-tcg a
 # A stock QEMU guest's disk through vd_evtchn (issue 12): vd-ivshmem-server serves an image in
 # the test VM's tmpfs; QEMU's ivshmem-doorbell device connects to it; in the guest vd_front
 # drives /dev/vdb0 and fio writes at random and verifies every block (crc32c). From the host

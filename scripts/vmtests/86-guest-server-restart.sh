@@ -1,5 +1,5 @@
 # vd-timeout: 600
-# vd-tcg
+# vd-tcg b
 # Issue 12: the guest's disk keeps working while its server is killed and restarted. The guest
 # (`server-restart`) runs fio verify, then reads its disk uncached until it finds the host's go,
 # then runs fio verify again. The host kills vd-ivshmem-server with SIGKILL once the channel has

@@ -17,7 +17,7 @@
 # scripts/test.sh keeps each in build/guest-consoles/<test>-NAME.log.
 # Knobs: GUEST_MEM (MiB, 256), GUEST_APPEND (more kernel parameters), GUEST_INITRD (another
 # initramfs), VD_GUEST_TIMEOUT (s, 150), GUEST_ACCEL (kvm: nested KVM, the default; tcg: QEMU's
-# own emulator runs the guest, no nested SVM: make test's tcg-guests boot exports it, with
+# own emulator runs the guest, no nested SVM: make test's tcg-guests-a|b boots export it, with
 # GUEST_SLOW, how many times slower such a guest is; waits on a guest's progress scale by it:
 # `guest_secs S`).
 GUEST_DIR=${VD_GUEST_DIR:-/vd/guest}
