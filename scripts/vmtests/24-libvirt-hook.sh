@@ -56,7 +56,7 @@ vd-itest qtest-guest --socket $W/run/desk1-disk.sock --qemu "$(command -v qemu-s
 tail -3 $W/qtest.out
 check "a stock QEMU's ivshmem-doorbell on that socket does verified I/O (exit $rc)" test $rc = 0
 
-sed '/<shmem/,/<\/shmem>/d' $W/domain.xml > $W/plain.xml
+sed '/<shmem name=/,/<\/shmem>/d' $W/domain.xml > $W/plain.xml
 vd-libvirt-hook desk2 prepare begin - < $W/plain.xml > $W/hook.out 2>&1; rc=$?
 check "a domain without vd disks: prepare starts nothing (exit $rc)" sh -c "[ $rc = 0 ] && [ $(calls) = 1 ]"
 echo '<domain><devices>' | vd-libvirt-hook desk3 prepare begin - > $W/hook.out 2>&1; rc=$?
