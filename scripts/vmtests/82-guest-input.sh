@@ -1,5 +1,4 @@
 # vd-timeout: 400
-# vd-tcg a
 # A host input device's events in a stock QEMU guest's evdev through vd_input_irq (issue 13).
 # vd-ivshmem-server --input 42 gives the guest's ivshmem-doorbell device a vd_input_irq event ring
 # in its shared memory and follows the QEMU's vCPU thread; in the guest vd_front makes it the

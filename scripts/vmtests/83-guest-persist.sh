@@ -1,5 +1,5 @@
 # vd-timeout: 300
-# vd-tcg a
+# vd-tcg b
 # Issue 12: data survives a guest reboot and a QEMU restart. Guest 1 writes a known 4 MiB pattern
 # to /dev/vdb0 (dd conv=fsync, then sync) and powers off; the server is stopped; the host image
 # file in the test VM holds the pattern (no server or QEMU alive: the guest's flush reached the

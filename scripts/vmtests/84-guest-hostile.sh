@@ -1,5 +1,5 @@
 # vd-timeout: 400
-# vd-tcg b
+# vd-tcg a
 # Issue 12: two guests at once on two images (one server each). Guest "good" runs fio verify;
 # guest "bad" garbles its ring through vd_front's debugfs knob: its write fails with EIO, its
 # channel fails on the host (state failed or errors >= 1), and the good guest's fio passes.

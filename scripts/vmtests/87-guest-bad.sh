@@ -1,5 +1,4 @@
 # vd-timeout: 600
-# vd-tcg b
 # Issue 12: bad server input, bad ivshmem geometry, a guest that never completes the handshake:
 # clear errors, nothing hangs.
 # (a) Bad geometry: `vd-itest fake-ivshmem` hands five ivshmem-doorbell devices of one guest the
