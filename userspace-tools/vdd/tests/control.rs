@@ -162,23 +162,15 @@ fn readiness_datagram() {
     let r = UnixDatagram::bind(&p).unwrap();
     // SAFETY (set_var): this test binary's only test touching NOTIFY_SOCKET.
     unsafe { std::env::set_var("NOTIFY_SOCKET", &p) };
-    assert!(vdd::notify::notify("READY=1").unwrap());
+    assert!(vdd::notify::ready("watching VMs").unwrap());
     let mut buf = [0u8; 64];
     let n = r.recv(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"READY=1");
-    // Abstract namespace.
-    let name = format!("vdd-test-{}", std::process::id());
-    use std::os::linux::net::SocketAddrExt;
-    let a = UnixDatagram::bind_addr(
-        &std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap(),
-    )
-    .unwrap();
-    unsafe { std::env::set_var("NOTIFY_SOCKET", format!("@{name}")) };
-    assert!(vdd::notify::notify("STOPPING=1").unwrap());
-    let n = a.recv(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert_eq!(&buf[..n], b"READY=1\nSTATUS=watching VMs\n");
+    assert!(vdd::notify::stopping().unwrap());
+    let n = r.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1\n");
     unsafe { std::env::remove_var("NOTIFY_SOCKET") };
-    assert!(!vdd::notify::notify("READY=1").unwrap());
+    assert!(!vdd::notify::ready("x").unwrap());
 }
 
 #[test]
