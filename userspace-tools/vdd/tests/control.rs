@@ -194,7 +194,7 @@ fn metrics_over_a_unix_socket() {
     assert!(out.starts_with("HTTP/1.0 200 OK\r\n"), "{out}");
     let me = std::process::id();
     assert!(
-        out.contains(&format!("vdd_vm_io_rate{{pid=\"{me}\"}} 1234.000")),
+        out.contains(&format!("vdd_vm_io_rate{{pid=\"{me}\"}} 1234.0")),
         "{out}"
     );
     assert!(
@@ -203,11 +203,18 @@ fn metrics_over_a_unix_socket() {
     );
     assert!(
         out.contains(&format!(
-            "vdd_vm_io_source_rate{{pid=\"{me}\",source=\"evtchn\"}} 234.000"
+            "vdd_vm_io_source_rate{{pid=\"{me}\",source=\"evtchn\"}} 234.0"
         )),
         "{out}"
     );
-    assert!(out.contains("# TYPE vdd_placements_total counter"));
+    assert!(
+        out.contains("Content-Type: application/openmetrics-text; version=1.0.0"),
+        "{out}"
+    );
+    // OpenMetrics: the family is named without `_total`, its sample with it; `# EOF` ends it.
+    assert!(out.contains("# TYPE vdd_placements counter\n"), "{out}");
+    assert!(out.contains("\nvdd_placements_total 0\n"), "{out}");
+    assert!(out.ends_with("# EOF\n"), "{out}");
 }
 
 /// vd_input_irq as vdd sees it: VMs 3 and 5 exist; the focus and the calls are recorded.
