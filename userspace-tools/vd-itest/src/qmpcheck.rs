@@ -91,8 +91,7 @@ pub fn run(sock: &Path, qemu_pid: Option<u32>) -> Result<()> {
         st.status
     );
     q.events.clear();
-    q.execute(&qmp::cont {})
-        .map_err(|e| anyhow!("cont: {e}"))?;
+    q.execute(&qmp::cont {}).map_err(|e| anyhow!("cont: {e}"))?;
     let ev = q
         .wait_event(
             |e| matches!(e, QmpEvent::Typed(qmp::Event::RESUME { .. })),
@@ -129,8 +128,7 @@ pub fn run(sock: &Path, qemu_pid: Option<u32>) -> Result<()> {
             r.err(),
             names(&q.events)
         );
-        q.execute(&qmp::cont {})
-            .map_err(|e| anyhow!("cont: {e}"))?;
+        q.execute(&qmp::cont {}).map_err(|e| anyhow!("cont: {e}"))?;
     }
     Ok(())
 }

@@ -222,7 +222,7 @@ pub fn render(vms: &[VmView], st: &StatusView) -> String {
     p.counters(
         "vdd_input_dropped",
         "Input events the VM lost to overflow.",
-        inp.vms.iter().map(|v| (vm(v.vm_id), u64::from(v.dropped))),
+        inp.vms.iter().map(|v| (vm(v.vm_id), v.dropped)),
     );
     p.gauges(
         "vdd_source_up",
