@@ -440,20 +440,41 @@ mod tests {
         assert!(q.events.iter().all(|e| e.name() == "STOP"));
     }
 
-    /// A peer that says `lines` one after another, pausing `gap` before each.
-    fn scripted(p: &Path, lines: Vec<(&'static str, Duration)>) {
+    /// What a scripted peer does next.
+    enum Step {
+        /// Writes this.
+        Say(&'static str),
+        /// Waits for the client's next command (one line).
+        Hear,
+        /// Waits until the test says so.
+        Wait,
+    }
+    use Step::*;
+
+    /// A peer that follows `steps` (no timing: it waits for the client or the test).
+    fn scripted(p: &Path, steps: Vec<Step>) -> mpsc::Sender<()> {
         let l = UnixListener::bind(p).unwrap();
+        let (tx, rx) = mpsc::channel::<()>();
         std::thread::spawn(move || {
             let (mut s, _) = l.accept().unwrap();
-            for (line, gap) in lines {
-                std::thread::sleep(gap);
-                if s.write_all(line.as_bytes()).is_err() {
+            let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+            for st in steps {
+                let ok = match st {
+                    Say(line) => s.write_all(line.as_bytes()).is_ok(),
+                    Hear => {
+                        use std::io::BufRead;
+                        r.read_line(&mut String::new()).unwrap_or(0) > 0
+                    }
+                    Wait => rx.recv().is_ok(),
+                };
+                if !ok {
                     return;
                 }
             }
             // Keep the connection open until the client is gone.
             let _ = s.read(&mut [0u8; 1]);
         });
+        tx
     }
 
     const GREETING: &str = "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \
@@ -463,23 +484,25 @@ mod tests {
     fn no_answer_then_a_late_one() {
         let d = tmpdir("qmplate");
         let p = d.join("vm.qmp");
-        let ms = Duration::from_millis;
         scripted(
             &p,
             vec![
-                (GREETING, ms(0)),
-                ("{\"return\": {}, \"id\": 1}\n", ms(0)),
-                // Command 2 (stop) gets its answer only after the client gave up; then command
-                // 3's answer arrives split in two, with a pause longer than a read timeout.
-                ("{\"return\": {}, \"id\": 2}\n", ms(600)),
-                ("{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"X_NEW\"}\n", ms(0)),
-                ("{\"return\": {\"status\": \"running\", ", ms(0)),
-                ("\"running\": true}, \"id\": 3}\n", ms(300)),
+                Say(GREETING),
+                Hear,
+                Say("{\"return\": {}, \"id\": 1}\n"),
+                // Command 2 (stop) is answered only once command 3 came (the client gave up on
+                // 2); command 3's answer comes in two pieces.
+                Hear,
+                Hear,
+                Say("{\"return\": {}, \"id\": 2}\n"),
+                Say("{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"X_NEW\"}\n"),
+                Say("{\"return\": {\"status\": \"running\", "),
+                Say("\"running\": true}, \"id\": 3}\n"),
             ],
         );
         let mut q = Qmp::connect(&p).unwrap();
         assert_eq!(q.greeting.version.qemu.minor, 2);
-        q.command_timeout = ms(200);
+        q.command_timeout = Duration::from_millis(200);
         let e = q.execute(&qmp::stop {}).unwrap_err();
         assert!(matches!(e, VmmError::NoAnswer("stop", _)), "{e}");
         q.command_timeout = Duration::from_secs(5);
@@ -496,22 +519,24 @@ mod tests {
     fn partial_line_survives_a_wait_timeout() {
         let d = tmpdir("qmppart");
         let p = d.join("vm.qmp");
-        let ms = Duration::from_millis;
-        scripted(
+        let go = scripted(
             &p,
             vec![
-                (GREETING, ms(0)),
-                ("{\"return\": {}, \"id\": 1}\n", ms(0)),
-                (
-                    "{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": ",
-                    ms(0),
-                ),
-                ("\"STOP\"}\n", ms(400)),
+                Say(GREETING),
+                Hear,
+                Say("{\"return\": {}, \"id\": 1}\n"),
+                Say("{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": "),
+                Wait,
+                Say("\"STOP\"}\n"),
             ],
         );
         let mut q = Qmp::connect(&p).unwrap();
         let stop = |e: &QmpEvent| matches!(e, QmpEvent::Typed(qmp::Event::STOP { .. }));
-        assert!(q.wait_event(stop, ms(100)).unwrap().is_none());
+        assert!(q
+            .wait_event(stop, Duration::from_millis(100))
+            .unwrap()
+            .is_none());
+        go.send(()).unwrap();
         assert!(q
             .wait_event(stop, Duration::from_secs(5))
             .unwrap()
