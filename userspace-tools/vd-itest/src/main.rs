@@ -9,6 +9,7 @@ mod fakeshm;
 mod hops;
 mod hostile;
 mod input;
+mod qmpcheck;
 mod qtestguest;
 mod shm;
 mod sriov;
@@ -285,6 +286,17 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// vdd's QMP client against a real QEMU (24-qmp-qemu): capabilities, typed error answers,
+    /// the STOP event during `stop`, `cont` and RESUME; a SIGSTOPped QEMU times out.
+    QmpCheck {
+        /// QEMU's QMP socket.
+        #[arg(long)]
+        qmp: std::path::PathBuf,
+        /// QEMU's pid: also check that a QEMU that does not answer (SIGSTOP) cannot hang the
+        /// client.
+        #[arg(long)]
+        qemu_pid: Option<u32>,
+    },
     /// vdd tests: fake QEMUs (QMP peers) until killed, one per NAME=SOCKET, commands logged.
     FakeQmp {
         #[arg(long = "vm", required = true)]
@@ -390,6 +402,7 @@ fn main() -> std::process::ExitCode {
         Cmd::SriovHold { vf, vm, keep_host } => sriov::hold(&vf, vm, keep_host),
         Cmd::VfioOpen { vf, hold_ms } => vfio::open(&vf, hold_ms),
         Cmd::SriovReassign { vf, ifname } => sriov::reassign(&vf, &ifname),
+        Cmd::QmpCheck { qmp, qemu_pid } => qmpcheck::run(&qmp, qemu_pid),
         Cmd::FakeQmp {
             vms,
             log,

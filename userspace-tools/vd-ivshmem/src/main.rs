@@ -171,12 +171,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             report(json, e, &e.message(), bad);
             if !ready {
                 ready = true;
-                if let Err(err) = vd_sys::notify::notify("READY=1\nSTATUS=listening") {
+                if let Err(err) = sd_notify::notify(
+                    false,
+                    &[
+                        sd_notify::NotifyState::Ready,
+                        sd_notify::NotifyState::Status("listening"),
+                    ],
+                ) {
                     tracing::warn!("NOTIFY_SOCKET: {err}");
                 }
             }
         })?;
-        let _ = vd_sys::notify::notify("STOPPING=1");
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         return Ok(());
     };
     let cfg = Config {
@@ -207,11 +213,17 @@ fn serve<P: ChannelProvider>(
         report(json, e, &e.message(), matches!(e, Event::Refused { .. }));
         if !ready {
             ready = true;
-            if let Err(err) = vd_sys::notify::notify("READY=1\nSTATUS=listening") {
+            if let Err(err) = sd_notify::notify(
+                false,
+                &[
+                    sd_notify::NotifyState::Ready,
+                    sd_notify::NotifyState::Status("listening"),
+                ],
+            ) {
                 tracing::warn!("NOTIFY_SOCKET: {err}");
             }
         }
     })?;
-    let _ = vd_sys::notify::notify("STOPPING=1");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     Ok(())
 }

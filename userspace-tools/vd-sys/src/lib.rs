@@ -39,7 +39,6 @@ macro_rules! device_handle {
 pub mod evdev;
 pub mod evtchn;
 pub mod input;
-pub mod notify;
 pub mod qemu;
 pub mod sriov;
 

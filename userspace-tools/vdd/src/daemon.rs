@@ -672,7 +672,7 @@ pub fn run(cfg: Config, config_file: Option<PathBuf>) -> Result<()> {
         cfg.daemon.state_file.display(),
         d.interval().as_millis()
     );
-    match crate::notify::notify("READY=1\nSTATUS=watching VMs") {
+    match crate::notify::ready("watching VMs") {
         Ok(true) => info!("readiness sent to NOTIFY_SOCKET"),
         Ok(false) => {}
         Err(e) => warn!("NOTIFY_SOCKET: {e}"),
@@ -691,7 +691,7 @@ pub fn run(cfg: Config, config_file: Option<PathBuf>) -> Result<()> {
         std::thread::sleep((next - now).min(Duration::from_millis(50)));
     }
     info!("signal received: restoring and exiting");
-    let _ = crate::notify::notify("STOPPING=1");
+    let _ = crate::notify::stopping();
     d.shutdown();
     input_vms.stop();
     if sriov_thread.join().is_err() {

@@ -1,6 +1,7 @@
 //! A QMP peer that speaks the protocol as QEMU does, standing in for the VMMs in tests (`cargo
 //! test` and `vd-itest fake-qmp` in the test VM): greeting, capabilities negotiation, `return`
-//! answers, and for `device_del` an asynchronous `DEVICE_DELETED` event after an unrelated one.
+//! answers carrying the command's `id`, for `device_del` an asynchronous `DEVICE_DELETED` event
+//! after an unrelated one, `STOP`/`RESUME` before the answer to `stop`/`cont`, `query-status`.
 //! It accepts one connection after another (vdd connects per action), and records every command
 //! it gets, in arrival order, in a [`Journal`] that several peers can share (so a test sees the
 //! order across VMMs).
@@ -108,14 +109,28 @@ pub fn spawn_on(l: UnixListener, name: &str, journal: Journal, opts: FakeOpts) {
     });
 }
 
+/// An event as QEMU writes it (with a timestamp).
+fn event(name: &str, data: Option<Value>) -> String {
+    let mut v = json!({"timestamp": {"seconds": 1, "microseconds": 0}, "event": name});
+    if let Some(d) = data {
+        v["data"] = d;
+    }
+    v.to_string()
+}
+
 fn serve(s: UnixStream, name: &str, journal: &Journal, opts: &FakeOpts) {
     let Ok(mut w) = s.try_clone() else { return };
     let mut r = BufReader::new(s);
-    if writeln!(w, r#"{{"QMP": {{"version": {{"qemu": {{"micro": 0, "minor": 0, "major": 10}}}}, "capabilities": ["oob"]}}}}"#).is_err() {
+    let greeting = json!({"QMP": {
+        "version": {"qemu": {"micro": 0, "minor": 0, "major": 10}, "package": "vd-fake"},
+        "capabilities": ["oob"]
+    }});
+    if writeln!(w, "{greeting}").is_err() {
         return;
     }
     let mut line = String::new();
     let mut negotiated = false;
+    let mut running = true;
     while r.read_line(&mut line).unwrap_or(0) > 0 {
         let v: Value = match serde_json::from_str(&line) {
             Ok(v) => v,
@@ -132,13 +147,26 @@ fn serve(s: UnixStream, name: &str, journal: &Journal, opts: &FakeOpts) {
         line.clear();
         let cmd = v["execute"].as_str().unwrap_or("").to_string();
         let mut rec = json!({ "vm": name, "execute": cmd });
-        if let Some(a) = v.get("arguments") {
+        // The journal leaves out empty arguments (`qapi` sends `"arguments": {}`) and the id.
+        if let Some(a) = v
+            .get("arguments")
+            .filter(|a| a.as_object().is_some_and(|o| !o.is_empty()))
+        {
             rec["arguments"] = a.clone();
         }
         journal.push(rec);
-        let err = |w: &mut UnixStream, class: &str, desc: &str| {
-            writeln!(w, "{}", json!({"error": {"class": class, "desc": desc}}))
+        // QEMU echoes the command's id in its answer.
+        let id = v.get("id").cloned();
+        let answer = |w: &mut UnixStream, mut a: Value| {
+            if let Some(id) = &id {
+                a["id"] = id.clone();
+            }
+            writeln!(w, "{a}")
         };
+        let err = |w: &mut UnixStream, class: &str, desc: &str| {
+            answer(w, json!({"error": {"class": class, "desc": desc}}))
+        };
+        let ok = |w: &mut UnixStream| answer(w, json!({"return": {}}));
         if !negotiated && cmd != "qmp_capabilities" {
             let _ = err(
                 &mut w,
@@ -150,7 +178,7 @@ fn serve(s: UnixStream, name: &str, journal: &Journal, opts: &FakeOpts) {
         let res = match cmd.as_str() {
             "qmp_capabilities" => {
                 negotiated = true;
-                writeln!(w, r#"{{"return": {{}}}}"#)
+                ok(&mut w)
             }
             "device_add" if opts.fail_device_add || v["arguments"]["host"] == "0000:99:00.0" => {
                 let h = v["arguments"]["host"].as_str().unwrap_or("?");
@@ -169,19 +197,44 @@ fn serve(s: UnixStream, name: &str, journal: &Journal, opts: &FakeOpts) {
                 // An unrelated event first, like QEMU's other chatter.
                 let _ = writeln!(
                     w,
-                    r#"{{"timestamp": {{"seconds": 1, "microseconds": 0}}, "event": "NIC_RX_FILTER_CHANGED", "data": {{"name": "n0"}}}}"#
+                    "{}",
+                    event(
+                        "NIC_RX_FILTER_CHANGED",
+                        Some(
+                            json!({"name": "n0", "path": "/machine/peripheral/n0/virtio-backend"})
+                        )
+                    )
                 );
-                let r = writeln!(w, r#"{{"return": {{}}}}"#);
+                let r = ok(&mut w);
                 if id != "stuck" && !opts.stuck.contains(&id) {
                     std::thread::sleep(Duration::from_millis(50));
+                    let path = format!("/machine/peripheral/{id}");
                     let _ = writeln!(
                         w,
-                        r#"{{"timestamp": {{"seconds": 2, "microseconds": 0}}, "event": "DEVICE_DELETED", "data": {{"device": "{id}", "path": "/machine/peripheral/{id}"}}}}"#
+                        "{}",
+                        event("DEVICE_DELETED", Some(json!({"device": id, "path": path})))
                     );
                 }
                 r
             }
-            _ => writeln!(w, r#"{{"return": {{}}}}"#),
+            // As QEMU: the state change's event comes before the command's answer.
+            "stop" | "cont" => {
+                running = cmd == "cont";
+                let _ = writeln!(
+                    w,
+                    "{}",
+                    event(if running { "RESUME" } else { "STOP" }, None)
+                );
+                ok(&mut w)
+            }
+            "query-status" => {
+                let status = if running { "running" } else { "paused" };
+                answer(
+                    &mut w,
+                    json!({"return": {"status": status, "running": running}}),
+                )
+            }
+            _ => ok(&mut w),
         };
         if res.is_err() {
             return;

@@ -8,13 +8,36 @@
 //! - the emulated NIC's link: `set_link`.
 //!
 //! The SR-IOV policy ([`crate::sriov`]) calls it on vd_sriov_mgr's reassignment proposals.
+//!
+//! The protocol's types come from the `qapi` crate (generated from QEMU's QAPI schema): the
+//! greeting ([`qmp::QapiCapabilities`]), every command ([`qmp::device_del`], [`qmp::stop`], ...)
+//! with its typed answer, errors with their [`qapi::ErrorClass`], events ([`qmp::Event`]).
+//! What stays ours is the framing on the socket (one JSON document per line), because `qapi`'s
+//! synchronous client (`qapi::Qmp`) does not serve a daemon: it blocks without a deadline (a QEMU
+//! that never answers would hang vdd), it drops a partly read line when a socket read timeout
+//! fires (the next answer would then be lost or misread), it panics on a connection closed before
+//! the greeting (`read_capabilities` calls `expect`), it cannot wait for an event without sending
+//! a command, and it fails on an event newer than its schema. [`Qmp`] reads with a deadline per
+//! command and per awaited event, keeps partial lines across timeouts, tags every command with an
+//! `id` so that a late answer to a command that timed out is recognised and skipped, and keeps
+//! events it has no type for as [`QmpEvent::Other`].
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+pub use qapi::qmp;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// How long a command may take to be answered (QEMU answers within milliseconds unless it is
+/// stuck; `device_del`'s real completion is the event, waited for separately).
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest line accepted from the peer (QEMU's largest answers, e.g. `query-qmp-schema`, are
+/// well below): a peer sending more without a newline is not QEMU.
+const MAX_LINE: usize = 16 << 20;
 
 /// Why a VMM action failed.
 #[derive(Debug, thiserror::Error)]
@@ -23,14 +46,47 @@ pub enum VmmError {
     Io(#[from] io::Error),
     #[error("QMP protocol: {0}")]
     Protocol(String),
-    #[error("QMP {cmd}: {class}: {desc}")]
+    /// QEMU answered with an error.
+    #[error("QMP {cmd}: {class:?}: {desc}")]
     Command {
-        cmd: String,
-        class: String,
+        cmd: &'static str,
+        class: qapi::ErrorClass,
         desc: String,
     },
+    /// QEMU did not answer a command in time.
+    #[error("QMP {0}: no answer within {1:?}")]
+    NoAnswer(&'static str, Duration),
     #[error("QMP {0}: no DEVICE_DELETED within {1:?} (the guest did not release the device)")]
     Timeout(String, Duration),
+}
+
+/// An event QEMU sent.
+#[derive(Debug, Clone)]
+pub enum QmpEvent {
+    /// One the schema knows, typed.
+    Typed(qmp::Event),
+    /// One the `qapi` schema does not know (a newer QEMU) or could not parse: its name and the
+    /// whole message.
+    Other { name: String, raw: Value },
+}
+
+impl QmpEvent {
+    /// The event's name (`"STOP"`, `"DEVICE_DELETED"`, ...).
+    pub fn name(&self) -> String {
+        match self {
+            Self::Typed(e) => serde_json::to_value(e)
+                .ok()
+                .and_then(|v| v["event"].as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            Self::Other { name, .. } => name.clone(),
+        }
+    }
+
+    /// `DEVICE_DELETED` of the device with QEMU id `id`.
+    fn is_device_deleted(&self, id: &str) -> bool {
+        matches!(self, Self::Typed(qmp::Event::DEVICE_DELETED { data, .. })
+            if data.device.as_deref() == Some(id))
+    }
 }
 
 /// A VF to hand to a guest.
@@ -54,122 +110,210 @@ pub trait Vmm {
     fn set_link(&mut self, name: &str, up: bool) -> Result<(), VmmError>;
 }
 
+/// One message from QEMU.
+enum Message {
+    Event(QmpEvent),
+    /// An answer (`return` or `error`), with its `id` if it has one.
+    Answer(Value),
+}
+
 /// A QMP connection to one QEMU.
 pub struct Qmp {
-    r: BufReader<UnixStream>,
-    w: UnixStream,
+    s: UnixStream,
+    /// Bytes read that do not make a whole line yet (kept across read timeouts).
+    buf: Vec<u8>,
+    /// The id of the next command.
+    next_id: u64,
+    /// The greeting: QEMU's version and capabilities.
+    pub greeting: qmp::QMP,
     /// Events read while waiting for command answers, oldest first.
-    pub events: Vec<Value>,
+    pub events: Vec<QmpEvent>,
+    /// How long [`Qmp::execute`] waits for an answer.
+    pub command_timeout: Duration,
 }
 
 impl Qmp {
-    /// Connects, reads the greeting and leaves capabilities negotiation mode.
+    /// Connects, reads the greeting and leaves capabilities negotiation mode, each step within
+    /// [`COMMAND_TIMEOUT`].
     pub fn connect(path: &Path) -> Result<Self, VmmError> {
         let s = UnixStream::connect(path)?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let w = s.try_clone()?;
+        s.set_write_timeout(Some(COMMAND_TIMEOUT))?;
         let mut q = Self {
-            r: BufReader::new(s),
-            w,
+            s,
+            buf: Vec::new(),
+            next_id: 1,
+            greeting: qmp::QMP {
+                version: qmp::VersionInfo {
+                    package: String::new(),
+                    qemu: qmp::VersionTriple {
+                        major: 0,
+                        minor: 0,
+                        micro: 0,
+                    },
+                },
+                capabilities: vec![],
+            },
             events: vec![],
+            command_timeout: COMMAND_TIMEOUT,
         };
-        let g = q.read()?;
-        if g.get("QMP").is_none() {
-            return Err(VmmError::Protocol(format!(
-                "expected the QMP greeting, got {g}"
-            )));
-        }
-        q.execute("qmp_capabilities", json!({}))?;
+        let end = Instant::now() + COMMAND_TIMEOUT;
+        let line = match q.read_line(end) {
+            Ok(Some(l)) => l,
+            Ok(None) => return Err(VmmError::NoAnswer("greeting", COMMAND_TIMEOUT)),
+            Err(e) => return Err(e),
+        };
+        let g: qmp::QapiCapabilities = serde_json::from_slice(&line).map_err(|e| {
+            VmmError::Protocol(format!(
+                "expected the QMP greeting, got {}: {e}",
+                String::from_utf8_lossy(&line).trim_end()
+            ))
+        })?;
+        q.greeting = g.QMP;
+        q.execute(&qmp::qmp_capabilities { enable: None })?;
         Ok(q)
     }
 
-    fn read(&mut self) -> Result<Value, VmmError> {
-        let mut line = String::new();
-        if self.r.read_line(&mut line)? == 0 {
-            return Err(VmmError::Protocol("QEMU closed the QMP connection".into()));
-        }
-        serde_json::from_str(&line).map_err(|e| VmmError::Protocol(format!("{e}: {line:?}")))
-    }
-
-    /// Runs one command; events that arrive meanwhile are kept in [`Qmp::events`].
-    pub fn execute(&mut self, cmd: &str, args: Value) -> Result<Value, VmmError> {
-        let mut req = json!({ "execute": cmd });
-        if args.as_object().is_some_and(|o| !o.is_empty()) {
-            req["arguments"] = args;
-        }
-        writeln!(self.w, "{req}")?;
+    /// The next whole line, or `None` when `deadline` passed first.
+    fn read_line(&mut self, deadline: Instant) -> Result<Option<Vec<u8>>, VmmError> {
         loop {
-            let v = self.read()?;
-            if v.get("event").is_some() {
-                self.events.push(v);
-            } else if let Some(r) = v.get("return") {
-                return Ok(r.clone());
-            } else if let Some(e) = v.get("error") {
-                return Err(VmmError::Command {
-                    cmd: cmd.into(),
-                    class: e["class"].as_str().unwrap_or("?").into(),
-                    desc: e["desc"].as_str().unwrap_or("?").into(),
-                });
-            } else {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                return Ok(Some(self.buf.drain(..=i).collect()));
+            }
+            if self.buf.len() > MAX_LINE {
                 return Err(VmmError::Protocol(format!(
-                    "unexpected answer to {cmd}: {v}"
+                    "a line longer than {MAX_LINE} bytes"
                 )));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            self.s.set_read_timeout(Some(left))?;
+            let mut chunk = [0u8; 4096];
+            match self.s.read(&mut chunk) {
+                Ok(0) => return Err(VmmError::Protocol("QEMU closed the QMP connection".into())),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }
 
-    fn take_event(&mut self, name: &str, device: &str) -> bool {
-        let pos = self
-            .events
-            .iter()
-            .position(|e| e["event"] == name && e["data"]["device"] == device);
-        pos.map(|i| self.events.remove(i)).is_some()
+    /// The next message, or `None` when `deadline` passed first.
+    fn read_message(&mut self, deadline: Instant) -> Result<Option<Message>, VmmError> {
+        let Some(line) = self.read_line(deadline)? else {
+            return Ok(None);
+        };
+        let v: Value = serde_json::from_slice(&line).map_err(|e| {
+            VmmError::Protocol(format!("{e}: {:?}", String::from_utf8_lossy(&line)))
+        })?;
+        if let Some(name) = v.get("event").and_then(Value::as_str) {
+            let name = name.to_owned();
+            return Ok(Some(Message::Event(match qmp::Event::deserialize(&v) {
+                Ok(e) => QmpEvent::Typed(e),
+                Err(_) => QmpEvent::Other { name, raw: v },
+            })));
+        }
+        if v.get("return").is_some() || v.get("error").is_some() {
+            return Ok(Some(Message::Answer(v)));
+        }
+        Err(VmmError::Protocol(format!(
+            "neither an event nor an answer: {v}"
+        )))
+    }
+
+    /// Runs one command and returns its typed answer; events that arrive meanwhile are kept in
+    /// [`Qmp::events`]. Fails with [`VmmError::NoAnswer`] after [`Qmp::command_timeout`] (the
+    /// connection stays usable: a late answer is recognised by its id and skipped).
+    pub fn execute<C: qapi::Command>(&mut self, cmd: &C) -> Result<C::Ok, VmmError> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let req = qapi::Execute::<&C, u64>::with_id(cmd, id);
+        let mut line = serde_json::to_vec(&req)
+            .map_err(|e| VmmError::Protocol(format!("{}: {e}", C::NAME)))?;
+        line.push(b'\n');
+        self.s.write_all(&line)?;
+        let end = Instant::now() + self.command_timeout;
+        loop {
+            match self.read_message(end)? {
+                None => return Err(VmmError::NoAnswer(C::NAME, self.command_timeout)),
+                Some(Message::Event(e)) => self.events.push(e),
+                Some(Message::Answer(v)) => {
+                    if v.get("id").and_then(Value::as_u64) != Some(id) {
+                        // The late answer to a command that timed out.
+                        continue;
+                    }
+                    let bad = |e: &dyn std::fmt::Display| {
+                        VmmError::Protocol(format!("unexpected answer to {}: {v}: {e}", C::NAME))
+                    };
+                    let r = match qmp::QmpMessage::<C::Ok>::deserialize(&v) {
+                        Ok(qmp::QmpMessage::Response(r)) => r,
+                        Ok(qmp::QmpMessage::Event(_)) => return Err(bad(&"an event")),
+                        Err(e) => return Err(bad(&e)),
+                    };
+                    return r.result().map_err(|e| VmmError::Command {
+                        cmd: C::NAME,
+                        class: e.class,
+                        desc: e.desc,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Waits until an event for which `want` is true arrives (or was already kept in
+    /// [`Qmp::events`]) and takes it out; `None` when `timeout` passed first. Other events are
+    /// kept.
+    pub fn wait_event(
+        &mut self,
+        mut want: impl FnMut(&QmpEvent) -> bool,
+        timeout: Duration,
+    ) -> Result<Option<QmpEvent>, VmmError> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.events.iter().position(&mut want) {
+                return Ok(Some(self.events.remove(i)));
+            }
+            match self.read_message(end)? {
+                None => return Ok(None),
+                Some(Message::Event(e)) => self.events.push(e),
+                // A late answer to a command that timed out.
+                Some(Message::Answer(_)) => {}
+            }
+        }
     }
 }
 
 impl Vmm for Qmp {
     fn detach_vf(&mut self, id: &str, timeout: Duration) -> Result<(), VmmError> {
-        self.execute("device_del", json!({ "id": id }))?;
-        let end = Instant::now() + timeout;
-        while !self.take_event("DEVICE_DELETED", id) {
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(VmmError::Timeout(format!("device_del {id}"), timeout));
-            }
-            self.r.get_ref().set_read_timeout(Some(left))?;
-            let v = match self.read() {
-                Ok(v) => v,
-                Err(VmmError::Io(e))
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    continue
-                }
-                Err(e) => return Err(e),
-            };
-            if v.get("event").is_some() {
-                self.events.push(v);
-            }
+        self.execute(&qmp::device_del { id: id.into() })?;
+        match self.wait_event(|e| e.is_device_deleted(id), timeout)? {
+            Some(_) => Ok(()),
+            None => Err(VmmError::Timeout(format!("device_del {id}"), timeout)),
         }
-        self.r
-            .get_ref()
-            .set_read_timeout(Some(Duration::from_secs(10)))?;
-        Ok(())
     }
 
     fn attach_vf(&mut self, vf: &VfDevice) -> Result<(), VmmError> {
-        let mut a = json!({ "driver": "vfio-pci", "host": vf.host, "id": vf.id });
+        let mut props = vec![("host".to_owned(), Value::from(vf.host.clone()))];
         if let Some(p) = &vf.failover_pair_id {
-            a["failover_pair_id"] = json!(p);
+            props.push(("failover_pair_id".to_owned(), Value::from(p.clone())));
         }
-        self.execute("device_add", a).map(drop)
+        let cmd = qmp::device_add::new("vfio-pci", Some(vf.id.clone()), None, props);
+        self.execute(&cmd).map(drop)
     }
 
     fn set_link(&mut self, name: &str, up: bool) -> Result<(), VmmError> {
-        self.execute("set_link", json!({ "name": name, "up": up }))
-            .map(drop)
+        self.execute(&qmp::set_link {
+            name: name.into(),
+            up,
+        })
+        .map(drop)
     }
 }
 
@@ -177,6 +321,7 @@ impl Vmm for Qmp {
 mod tests {
     use super::*;
     use crate::placer::tests::tmpdir;
+    use serde_json::json;
     use std::os::unix::net::UnixListener;
     use std::sync::mpsc;
 
@@ -212,16 +357,21 @@ mod tests {
         fake_qemu(l, tx);
         let mut q = Qmp::connect(&p).unwrap();
         assert_eq!(rx.recv().unwrap(), json!({"execute": "qmp_capabilities"}));
+        assert_eq!(q.greeting.version.qemu.major, 10);
 
         q.detach_vf("vf0", Duration::from_secs(5)).unwrap();
         assert_eq!(
             rx.recv().unwrap(),
             json!({"execute": "device_del", "arguments": {"id": "vf0"}})
         );
-        assert_eq!(
-            q.events.len(),
-            1,
-            "the unrelated event is kept, DEVICE_DELETED consumed"
+        assert!(
+            matches!(
+                &q.events[..],
+                [QmpEvent::Typed(qmp::Event::NIC_RX_FILTER_CHANGED { data, .. })]
+                    if data.name.as_deref() == Some("n0")
+            ),
+            "the unrelated event is kept, typed; DEVICE_DELETED consumed: {:?}",
+            q.events
         );
 
         q.set_link("n0", false).unwrap();
@@ -249,7 +399,8 @@ mod tests {
             })
             .unwrap_err();
         assert!(
-            matches!(&e, VmmError::Command { class, desc, .. } if class == "GenericError" && desc.contains("no such host device")),
+            matches!(&e, VmmError::Command { cmd: "device_add", class: qapi::ErrorClass::GenericError, desc }
+                if desc.contains("no such host device")),
             "{e}"
         );
 
@@ -259,6 +410,150 @@ mod tests {
         assert!(matches!(e, VmmError::Timeout(..)), "{e}");
         // The connection is still usable after a timeout.
         q.set_link("n0", true).unwrap();
+    }
+
+    #[test]
+    fn an_event_while_a_command_runs() {
+        let d = tmpdir("qmpstop");
+        let p = d.join("vm.qmp");
+        let (tx, _rx) = mpsc::channel();
+        fake_qemu(UnixListener::bind(&p).unwrap(), tx);
+        let mut q = Qmp::connect(&p).unwrap();
+        q.events.clear();
+        q.execute(&qmp::stop {}).unwrap();
+        assert!(
+            matches!(&q.events[..], [QmpEvent::Typed(qmp::Event::STOP { .. })]),
+            "{:?}",
+            q.events
+        );
+        assert_eq!(q.events[0].name(), "STOP");
+        let st = q.execute(&qmp::query_status {}).unwrap();
+        assert!(matches!(st.status, qmp::RunState::paused) && !st.running);
+        q.execute(&qmp::cont {}).unwrap();
+        let e = q
+            .wait_event(|e| e.name() == "RESUME", Duration::from_secs(5))
+            .unwrap();
+        assert!(matches!(
+            e,
+            Some(QmpEvent::Typed(qmp::Event::RESUME { .. }))
+        ));
+        assert!(q.events.iter().all(|e| e.name() == "STOP"));
+    }
+
+    /// What a scripted peer does next.
+    enum Step {
+        /// Writes this.
+        Say(&'static str),
+        /// Waits for the client's next command (one line).
+        Hear,
+        /// Waits until the test says so.
+        Wait,
+    }
+    use Step::*;
+
+    /// A peer that follows `steps` (no timing: it waits for the client or the test).
+    fn scripted(p: &Path, steps: Vec<Step>) -> mpsc::Sender<()> {
+        let l = UnixListener::bind(p).unwrap();
+        let (tx, rx) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+            for st in steps {
+                let ok = match st {
+                    Say(line) => s.write_all(line.as_bytes()).is_ok(),
+                    Hear => {
+                        use std::io::BufRead;
+                        r.read_line(&mut String::new()).unwrap_or(0) > 0
+                    }
+                    Wait => rx.recv().is_ok(),
+                };
+                if !ok {
+                    return;
+                }
+            }
+            // Keep the connection open until the client is gone.
+            let _ = s.read(&mut [0u8; 1]);
+        });
+        tx
+    }
+
+    const GREETING: &str = "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \
+                            \"major\": 9}, \"package\": \"\"}, \"capabilities\": [\"oob\"]}}\n";
+
+    #[test]
+    fn no_answer_then_a_late_one() {
+        let d = tmpdir("qmplate");
+        let p = d.join("vm.qmp");
+        scripted(
+            &p,
+            vec![
+                Say(GREETING),
+                Hear,
+                Say("{\"return\": {}, \"id\": 1}\n"),
+                // Command 2 (stop) is answered only once command 3 came (the client gave up on
+                // 2); command 3's answer comes in two pieces.
+                Hear,
+                Hear,
+                Say("{\"return\": {}, \"id\": 2}\n"),
+                Say("{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"X_NEW\"}\n"),
+                Say("{\"return\": {\"status\": \"running\", "),
+                Say("\"running\": true}, \"id\": 3}\n"),
+            ],
+        );
+        let mut q = Qmp::connect(&p).unwrap();
+        assert_eq!(q.greeting.version.qemu.minor, 2);
+        q.command_timeout = Duration::from_millis(200);
+        let e = q.execute(&qmp::stop {}).unwrap_err();
+        assert!(matches!(e, VmmError::NoAnswer("stop", _)), "{e}");
+        q.command_timeout = Duration::from_secs(5);
+        let st = q.execute(&qmp::query_status {}).unwrap();
+        assert!(st.running, "the late answer to stop (id 2) was skipped");
+        assert!(
+            matches!(&q.events[..], [QmpEvent::Other { name, .. }] if name == "X_NEW"),
+            "an event the schema does not know is kept: {:?}",
+            q.events
+        );
+    }
+
+    #[test]
+    fn partial_line_survives_a_wait_timeout() {
+        let d = tmpdir("qmppart");
+        let p = d.join("vm.qmp");
+        let go = scripted(
+            &p,
+            vec![
+                Say(GREETING),
+                Hear,
+                Say("{\"return\": {}, \"id\": 1}\n"),
+                Say("{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": "),
+                Wait,
+                Say("\"STOP\"}\n"),
+            ],
+        );
+        let mut q = Qmp::connect(&p).unwrap();
+        let stop = |e: &QmpEvent| matches!(e, QmpEvent::Typed(qmp::Event::STOP { .. }));
+        assert!(q
+            .wait_event(stop, Duration::from_millis(100))
+            .unwrap()
+            .is_none());
+        go.send(()).unwrap();
+        assert!(q
+            .wait_event(stop, Duration::from_secs(5))
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn peer_closes_before_the_greeting() {
+        let d = tmpdir("qmpclose");
+        let p = d.join("vm.qmp");
+        let l = UnixListener::bind(&p).unwrap();
+        std::thread::spawn(move || drop(l.accept().unwrap()));
+        let e = Qmp::connect(&p).err().unwrap();
+        assert!(
+            matches!(&e, VmmError::Protocol(m) if m.contains("closed")),
+            "{e}"
+        );
     }
 
     #[test]

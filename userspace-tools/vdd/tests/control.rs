@@ -162,23 +162,15 @@ fn readiness_datagram() {
     let r = UnixDatagram::bind(&p).unwrap();
     // SAFETY (set_var): this test binary's only test touching NOTIFY_SOCKET.
     unsafe { std::env::set_var("NOTIFY_SOCKET", &p) };
-    assert!(vdd::notify::notify("READY=1").unwrap());
+    assert!(vdd::notify::ready("watching VMs").unwrap());
     let mut buf = [0u8; 64];
     let n = r.recv(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"READY=1");
-    // Abstract namespace.
-    let name = format!("vdd-test-{}", std::process::id());
-    use std::os::linux::net::SocketAddrExt;
-    let a = UnixDatagram::bind_addr(
-        &std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap(),
-    )
-    .unwrap();
-    unsafe { std::env::set_var("NOTIFY_SOCKET", format!("@{name}")) };
-    assert!(vdd::notify::notify("STOPPING=1").unwrap());
-    let n = a.recv(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert_eq!(&buf[..n], b"READY=1\nSTATUS=watching VMs\n");
+    assert!(vdd::notify::stopping().unwrap());
+    let n = r.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1\n");
     unsafe { std::env::remove_var("NOTIFY_SOCKET") };
-    assert!(!vdd::notify::notify("READY=1").unwrap());
+    assert!(!vdd::notify::ready("x").unwrap());
 }
 
 #[test]
@@ -202,7 +194,7 @@ fn metrics_over_a_unix_socket() {
     assert!(out.starts_with("HTTP/1.0 200 OK\r\n"), "{out}");
     let me = std::process::id();
     assert!(
-        out.contains(&format!("vdd_vm_io_rate{{pid=\"{me}\"}} 1234.000")),
+        out.contains(&format!("vdd_vm_io_rate{{pid=\"{me}\"}} 1234.0")),
         "{out}"
     );
     assert!(
@@ -211,11 +203,18 @@ fn metrics_over_a_unix_socket() {
     );
     assert!(
         out.contains(&format!(
-            "vdd_vm_io_source_rate{{pid=\"{me}\",source=\"evtchn\"}} 234.000"
+            "vdd_vm_io_source_rate{{pid=\"{me}\",source=\"evtchn\"}} 234.0"
         )),
         "{out}"
     );
-    assert!(out.contains("# TYPE vdd_placements_total counter"));
+    assert!(
+        out.contains("Content-Type: application/openmetrics-text; version=1.0.0"),
+        "{out}"
+    );
+    // OpenMetrics: the family is named without `_total`, its sample with it; `# EOF` ends it.
+    assert!(out.contains("# TYPE vdd_placements counter\n"), "{out}");
+    assert!(out.contains("\nvdd_placements_total 0\n"), "{out}");
+    assert!(out.ends_with("# EOF\n"), "{out}");
 }
 
 /// vd_input_irq as vdd sees it: VMs 3 and 5 exist; the focus and the calls are recorded.

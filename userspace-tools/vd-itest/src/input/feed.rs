@@ -12,6 +12,7 @@
 //! `FEED events=N keys=K keyhash=H allhash=A relx=X rely=Y absx=AX absy=AY dropped=0`.
 
 use super::fixtures::*;
+use vdd::vmm::qmp::{self, RunState};
 
 /// The end marker key (scripts/guest-input.sh waits for its release).
 const KEY_F12: u16 = 88;
@@ -94,12 +95,12 @@ fn frame(i: usize) -> (bool, Vec<Ev>) {
     }
 }
 
-/// QMP `query-status` of the QEMU behind `qmp`: its `status` string.
-fn qmp_status(qmp: &mut vdd::vmm::Qmp) -> Result<String> {
+/// QMP `query-status` of the QEMU behind `qmp`: its run state.
+fn qmp_status(qmp: &mut vdd::vmm::Qmp) -> Result<RunState> {
     let v = qmp
-        .execute("query-status", serde_json::json!({}))
+        .execute(&qmp::query_status {})
         .map_err(|e| anyhow!("QMP query-status: {e}"))?;
-    Ok(v["status"].as_str().unwrap_or("?").to_owned())
+    Ok(v.status)
 }
 
 /// The feeder's uinput keyboard+mouse and tablet.
@@ -149,12 +150,12 @@ pub fn feed(
         Some(p) => {
             let mut q =
                 vdd::vmm::Qmp::connect(p).map_err(|e| anyhow!("QMP {}: {e}", p.display()))?;
-            q.execute("stop", serde_json::json!({}))
+            q.execute(&qmp::stop {})
                 .map_err(|e| anyhow!("QMP stop: {e}"))?;
             let st = qmp_status(&mut q)?;
             check!(
-                st == "paused",
-                "QMP stop: the guest is paused (status {st})"
+                matches!(st, RunState::paused),
+                "QMP stop: the guest is paused (status {st:?})"
             );
             Some(q)
         }
@@ -212,12 +213,12 @@ pub fn feed(
             s1.coalesced,
             s1.dropped
         );
-        q.execute("cont", serde_json::json!({}))
+        q.execute(&qmp::cont {})
             .map_err(|e| anyhow!("QMP cont: {e}"))?;
         let st = qmp_status(q)?;
         check!(
-            st == "running",
-            "QMP cont: the guest runs again (status {st})"
+            matches!(st, RunState::running),
+            "QMP cont: the guest runs again (status {st:?})"
         );
     }
     println!("FEED {}", sum.line());
