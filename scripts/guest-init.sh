@@ -12,13 +12,14 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
 mount -t tmpfs tmp /tmp
 echo "VDGUEST-INFO init started at $(cut -d' ' -f1 /proc/uptime)s guest uptime"
-scenario=""; disk=""; fio_size=16m; expect=""
+scenario=""; disk=""; fio_size=16m; expect=""; pattern_lines=65536
 for a in $(cat /proc/cmdline); do
     case "$a" in
         vd.scenario=*) scenario=${a#vd.scenario=} ;;
         vd.disk=*) disk=${a#vd.disk=} ;;
         vd.tcg=1) fio_size=4m ;; # the guest runs under TCG (make test): a quarter of the data
         vd.fio_size=*) fio_size=${a#vd.fio_size=} ;;
+        vd.pattern_lines=*) pattern_lines=${a#vd.pattern_lines=} ;;
         vd.expect=*) expect=${a#vd.expect=} ;;
     esac
 done
@@ -129,7 +130,8 @@ mkfs_check() { # mkfs.ext4, mount, write a file, sync, read it back after a remo
 }
 
 # vd_pattern: 4 MiB of a known, non-repeating-per-block pattern (block numbers in each line)
-vd_pattern() { awk 'BEGIN { for (i = 0; i < 65536; i++) printf "vd-persist %08d abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG\n", i }'; }
+# (vd.pattern_lines lines of 64 bytes, default 65536: 4 MiB.)
+vd_pattern() { awk -v n="$pattern_lines" 'BEGIN { for (i = 0; i < n; i++) printf "vd-persist %08d abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG\n", i }'; }
 
 # refusal_text REASON: vd_front's log line for a refused device, an extended regular expression
 # (drivers/vd_front/geometry.rs GeomError::name after "not a vd disk: "; timeout: the size query
@@ -274,8 +276,9 @@ case "$scenario" in
         fio_verify ;;
     pattern-write) # issue 12 persistence (83-guest-persist): 4 MiB known pattern, fsync, sync
         disk=${disk:-/dev/vdb0}; vd_disk
-        want=$(vd_pattern | md5sum); want=${want%% *}
-        vd_pattern | dd of="$disk" bs=64k conv=fsync 2>/tmp/dd.out || die "dd to $disk: $(cat /tmp/dd.out)"
+        vd_pattern > /tmp/pattern
+        want=$(md5sum < /tmp/pattern); want=${want%% *}
+        dd if=/tmp/pattern of="$disk" bs=64k conv=fsync 2>/tmp/dd.out || die "dd to $disk: $(cat /tmp/dd.out)"
         sync || die "sync"
         # The block layer sent vd_front flushes (its disk has a volatile write cache): field 16
         # of the disk's stat is completed flush requests. (The host turns each into an fsync of
@@ -287,8 +290,8 @@ case "$scenario" in
         disk=${disk:-/dev/vdb0}; vd_disk
         echo 3 > /proc/sys/vm/drop_caches
         want=$(vd_pattern | md5sum); want=${want%% *}
-        got=$(dd if="$disk" bs=64k count=64 2>/dev/null | md5sum); got=${got%% *}
-        [ "$got" = "$want" ] || die "first 4 MiB of $disk: md5 $got, pattern $want"
+        got=$(head -c $((pattern_lines * 64)) "$disk" | md5sum); got=${got%% *}
+        [ "$got" = "$want" ] || die "the pattern's $pattern_lines lines at the start of $disk: md5 $got, pattern $want"
         finish PASS "pattern read back from $disk after a restart (md5 $want)" ;;
     bench-blk) tools; . /guest-bench.sh ;; # make bench's 94-bench-guest-blk (scripts/guest-bench.sh)
     bench-hops) # make bench's 97-bench-guest-hops: vd_front's hop trace (debugfs hops) of 4k random
