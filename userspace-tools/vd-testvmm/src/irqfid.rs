@@ -467,8 +467,9 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
                         late.fetch_add(1, Ordering::Relaxed);
                         break;
                     }
-                    std::hint::spin_loop();
-                    std::thread::yield_now();
+                    // Sleep, not spin: the irqfd's injection runs in a kworker, typically on
+                    // this CPU, which a spinning (even yielding) waiter can starve.
+                    std::thread::sleep(Duration::from_micros(50));
                 }
             }
             Ok(())
