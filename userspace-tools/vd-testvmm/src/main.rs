@@ -58,6 +58,7 @@ mod evtchn;
 mod guest;
 mod input;
 mod inputguest;
+mod irqfid;
 mod ringguest;
 mod smoke;
 
@@ -145,6 +146,35 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Interrupt-fidelity oracle: a real-mode guest counts every delivery on all 256 vectors
+    /// while edge interrupts are injected through KVM_IRQFD; fails on a duplicate, a delivery
+    /// with IF=0, or a stray vector (no vd module involved).
+    IrqFidelity {
+        /// Seconds to inject for.
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+        /// Move the vCPU thread between CPUs 0 and 1 as fast as possible (what vdd does).
+        #[arg(long)]
+        migrate: bool,
+        /// Inject without waiting for each delivery (pulses may merge).
+        #[arg(long)]
+        flood: bool,
+        /// Busy-loop iterations with IF=0 per guest round.
+        #[arg(long, default_value_t = 20000)]
+        cli_spin: u32,
+        /// Busy-loop iterations with IF=1 per guest round.
+        #[arg(long, default_value_t = 200)]
+        sti_spin: u32,
+        /// End each IF=1 window with `hlt`.
+        #[arg(long)]
+        hlt: bool,
+        /// Port reads of the 8259 (exits to L1's KVM) per IF=0 stretch.
+        #[arg(long, default_value_t = 0)]
+        io: u32,
+        /// Print a single JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     Bench {
         /// Round trips per latency measurement.
         #[arg(long, default_value_t = 2000)]
@@ -204,6 +234,28 @@ fn main() -> ExitCode {
             };
             let r = input::run(&cli.kvm, &o).unwrap_or_else(|e| input::Report::failed(&e));
             print_report(&r, json, input::Report::human_line, r.pass)
+        }
+        Command::IrqFidelity {
+            secs,
+            migrate,
+            flood,
+            cli_spin,
+            sti_spin,
+            hlt,
+            io,
+            json,
+        } => {
+            let o = irqfid::Opts {
+                duration: std::time::Duration::from_secs(secs),
+                migrate,
+                flood,
+                cli_spin,
+                sti_spin,
+                hlt,
+                io,
+            };
+            let r = irqfid::run(&cli.kvm, &o).unwrap_or_else(|e| irqfid::Report::failed(&e));
+            print_report(&r, json, irqfid::Report::human_line, r.pass)
         }
         Command::Bench { rounds, json } => match bench::run(&cli.kvm, rounds) {
             Ok(b) => print_report(&b, json, bench::BenchReport::human, true),
