@@ -137,6 +137,8 @@ vm_tests() { # vm_tests MODE GLOB: one boot of the test VM, results of the scrip
     for t in "$VD_ROOT"/scripts/vmtests/$VM_TESTS; do
         local name; name=$(basename "$t" .sh); name=${name#*-}
         if [ -n "${TESTS:-}" ] && ! echo " $TESTS " | grep -q " $name "; then continue; fi
+        # "# vd-on-demand": run (and reported) only when named, as vm-init.sh does.
+        if [ -z "${TESTS:-}" ] && grep -q '^# vd-on-demand' "$t"; then continue; fi
         case $VM_MODE in tcg-guests-*) grep -q "^# vd-tcg ${VM_MODE#tcg-guests-}\$" "$t" || continue ;; esac
         local line; line=$(grep "^VDTEST $name " "$log" | tail -1)
         case "$line" in
