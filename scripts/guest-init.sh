@@ -255,6 +255,64 @@ input_read() {
     finish PASS "$detail rmmod ok"
 }
 
+# net_failover: issue 14 (8e-guest-vf-failover). The guest's standby virtio-net NIC
+# (failover=on, MAC vd.mac=) gets a net_failover master; the host plugs and unplugs a VF with the
+# same MAC (igbvf) under it. The master gets vd.ip= (CIDR), `vd-itest udp-echo` answers the host's
+# probe on UDP 7777 until the host sends STOP. Every change of the master's lower devices (the
+# standby, the VF) and of the VF's carrier is logged with the guest's uptime; the verdict gives
+# how many datagrams went out through each lower device (from their tx counters).
+net_failover() {
+    mac=""; ip=""
+    for a in $(cat /proc/cmdline); do
+        case "$a" in vd.mac=*) mac=${a#vd.mac=} ;; vd.ip=*) ip=${a#vd.ip=} ;; esac
+    done
+    [ -n "$mac" ] && [ -n "$ip" ] || die "vd.mac= and vd.ip= are needed"
+    tools
+    bin=$(find /tools -name vd-itest -type f | head -1)
+    [ -n "$bin" ] || die "no vd-itest on the tools disk"
+    # The master: the netdev with that MAC that has lower devices (net_failover links its
+    # standby, and later the VF, under it).
+    master=""; n=0
+    while [ -z "$master" ]; do
+        for d in /sys/class/net/*; do
+            [ "$(cat $d/address 2>/dev/null)" = "$mac" ] || continue
+            ls -d $d/lower_* > /dev/null 2>&1 && master=${d##*/}
+        done
+        [ -n "$master" ] && break
+        n=$((n + 1)); [ $n -le 300 ] || die "no net_failover master with MAC $mac: $(ls /sys/class/net)"
+        sleep 0.1
+    done
+    lowers() { for l in /sys/class/net/$master/lower_*; do [ -e "$l" ] && printf '%s ' "${l##*/lower_}"; done; }
+    ip link set lo up
+    for l in $(lowers); do ip link set "$l" up; done
+    ip link set "$master" up || die "ip link set $master up"
+    ip addr add "$ip" dev "$master" || die "ip addr add $ip dev $master"
+    step "net_failover master $master ($mac) has $ip; lower: $(lowers)"
+    "$bin" udp-echo --port 7777 > /tmp/echo.out 2>&1 &
+    echo_pid=$!
+    prev=""; tx_by=""
+    while kill -0 $echo_pid 2>/dev/null; do
+        now=""
+        for l in $(lowers); do
+            f=$(cat /sys/class/net/$l/flags 2>/dev/null || echo 1)
+            [ $((f & 1)) = 1 ] || ip link set "$l" up 2>/dev/null # a VF just plugged in is down
+            now="$now $l:$(cat /sys/class/net/$l/carrier 2>/dev/null || echo -)"
+            # Remember the last tx count of every lower seen (a VF's counters go with it).
+            t=$(cat /sys/class/net/$l/statistics/tx_packets 2>/dev/null || echo 0)
+            tx_by=$(echo "$tx_by" | tr ' ' '\n' | grep -v "^$l=" | tr '\n' ' ')"$l=$t "
+        done
+        if [ "$now" != "$prev" ]; then
+            step "lower devices (name:carrier):$now"
+            prev=$now
+        fi
+        sleep 0.1
+    done
+    wait $echo_pid; rc=$?
+    step "$(tail -1 /tmp/echo.out)"
+    [ $rc = 0 ] || die "udp-echo exited $rc: $(cat /tmp/echo.out)"
+    finish PASS "$(tail -1 /tmp/echo.out); tx packets by lower device (last seen): $tx_by"
+}
+
 case "$scenario" in
     probe-refused) probe_refused ;; # issue 12 bad geometry (87-guest-bad): nothing binds
     boot)
@@ -369,6 +427,7 @@ case "$scenario" in
         step "go after $n polls"
         fio_run after
         finish PASS "before the restart: $first; after: $FIO_SUMMARY; $n uncached polls in between" ;;
+    net-failover) net_failover ;; # issue 14 (8e-guest-vf-failover): a VF and its standby NIC
     "") die "no vd.scenario= on the kernel command line" ;;
     *) die "unknown scenario" ;;
 esac

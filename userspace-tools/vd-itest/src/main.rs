@@ -8,6 +8,7 @@ mod fakeinput;
 mod fakeshm;
 mod hops;
 mod hostile;
+mod netprobe;
 mod input;
 mod qmpcheck;
 mod qtestguest;
@@ -331,6 +332,30 @@ enum Cmd {
         #[arg(long)]
         vm: u64,
     },
+    /// Guest network path (VF failover): echo UDP datagrams on `port` until one says STOP.
+    UdpEcho {
+        #[arg(long, default_value_t = 7777)]
+        port: u16,
+    },
+    /// Guest network path: a numbered UDP stream to an `udp-echo` every `interval_us`, until
+    /// SIGTERM or `secs`; status in `status` (rewritten every 50 ms), the report as JSON.
+    UdpProbe {
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        #[arg(long, default_value_t = 2000)]
+        interval_us: u64,
+        #[arg(long, default_value_t = 0.0)]
+        secs: f64,
+        #[arg(long)]
+        status: std::path::PathBuf,
+    },
+    /// Guest network path: tell the `udp-echo` at `to` to stop (waits `secs` for its answer).
+    UdpStop {
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        #[arg(long, default_value_t = 30.0)]
+        secs: f64,
+    },
     /// vdd tests: frames out of a netdev at `rate` bytes/s for `secs` seconds.
     SendFrames {
         #[arg(long)]
@@ -416,6 +441,14 @@ fn main() -> std::process::ExitCode {
         Cmd::QtestGuest(a) => qtestguest::run(a),
         Cmd::QtestInput(a) => input::qtest::run(a),
         Cmd::VddWaiter { vm } => vddtest::waiter(vm),
+        Cmd::UdpEcho { port } => netprobe::echo(port),
+        Cmd::UdpProbe {
+            to,
+            interval_us,
+            secs,
+            status,
+        } => netprobe::probe(to, std::time::Duration::from_micros(interval_us), secs, &status),
+        Cmd::UdpStop { to, secs } => netprobe::stop(to, secs),
         Cmd::SendFrames { ifname, rate, secs } => vddtest::send_frames(&ifname, rate, secs),
         Cmd::SriovRate { vf } => sriov::rate(&vf),
         Cmd::SriovBench {

@@ -41,6 +41,7 @@ pub mod evtchn;
 pub mod input;
 pub mod qemu;
 pub mod sriov;
+pub mod vfmac;
 
 use nix::errno::Errno;
 use std::fs::File;

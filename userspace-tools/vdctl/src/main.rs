@@ -159,6 +159,14 @@ enum SriovCmd {
         #[arg(long)]
         timeout: Option<f64>,
     },
+    /// Set a VF's MAC address through its PF driver (rtnetlink IFLA_VF_MAC, as `ip link set PF
+    /// vf N mac M`): a VF given to a guest with net_failover must carry its standby NIC's MAC.
+    Mac {
+        /// The VF (DDDD:BB:DD.F).
+        vf: String,
+        /// The address (aa:bb:cc:dd:ee:ff).
+        mac: String,
+    },
     /// Show (or set) a VF's transmit rate limit, kept by its PF driver (ndo_set_vf_rate).
     Rate {
         /// The VF (DDDD:BB:DD.F).
@@ -281,6 +289,7 @@ fn main() -> std::process::ExitCode {
                     cli.json,
                 ),
                 SriovCmd::Events { count, timeout } => sriov::events(count, timeout, cli.json),
+                SriovCmd::Mac { vf, mac } => sriov::mac(&vf, &mac, cli.json),
                 SriovCmd::Rate { vf, mbps, min } => sriov::rate(&vf, mbps, min, cli.json),
             }
             .map(|()| std::process::ExitCode::SUCCESS),

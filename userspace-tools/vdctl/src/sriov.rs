@@ -288,6 +288,26 @@ pub fn lease(vf: &str, vm: u64, keep_host: bool, hold: Option<f64>, json: bool) 
     Ok(())
 }
 
+/// Sets VF `vf`'s MAC address through its PF driver.
+pub fn mac(vf: &str, mac: &str, json: bool) -> Result<()> {
+    parse_bdf(vf).with_context(|| format!("bad PCI address {vf} (DDDD:BB:DD.F)"))?;
+    let m = vd_sys::vfmac::parse_mac(mac)
+        .with_context(|| format!("bad MAC address {mac} (aa:bb:cc:dd:ee:ff)"))?;
+    let p = vd_sys::vfmac::set_vf_mac(vf, m).with_context(|| {
+        format!("setting {vf}'s MAC through its PF driver (needs CAP_NET_ADMIN; a multicast or zero address is refused)")
+    })?;
+    let mac = vd_sys::vfmac::mac_string(&m);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"vf": vf, "mac": mac, "pf": p.pf, "pf_netdev": p.pf_netdev, "vf_index": p.vf_index})
+        );
+    } else {
+        println!("{vf} (VF {} of {} {}): MAC {mac}", p.vf_index, p.pf, p.pf_netdev);
+    }
+    Ok(())
+}
+
 /// Ends the lease on `vf` held by a `vdctl sriov lease` process (asks it to release). Leases of
 /// other processes (VMMs) end only when they release them or close the device.
 pub fn release(vf: &str, json: bool) -> Result<()> {

@@ -279,6 +279,10 @@ pub struct VmConfig {
     /// Without it the VF is plugged alone and no link is touched.
     #[serde(default)]
     pub standby_nic: Option<String>,
+    /// The QEMU bus the VF is plugged into (`device_add bus=`), e.g. a `pcie-root-port`'s id: on
+    /// q35 the root bus takes no hot-plugged device. Without it QEMU picks a bus.
+    #[serde(default)]
+    pub vf_bus: Option<String>,
 }
 
 fn default_vf_device() -> String {
@@ -439,6 +443,11 @@ impl Config {
             };
             if !id_ok(&v.vf_device) {
                 return Err(format!("{at}: vf_device = {:?}: a QEMU device id (a letter, then letters, digits, '-', '_', '.')", v.vf_device));
+            }
+            if let Some(b) = &v.vf_bus {
+                if !id_ok(b) {
+                    return Err(format!("{at}: vf_bus = {b:?}: a QEMU bus id (a letter, then letters, digits, '-', '_', '.')"));
+                }
             }
             if let Some(n) = &v.standby_nic {
                 if !id_ok(n) {

@@ -16,6 +16,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The MAC address `qom-get` gives for every NIC.
+pub const FAKE_NIC_MAC: &str = "52:54:00:12:34:56";
+
 use serde_json::{json, Value};
 
 /// Commands received, in order, tagged with the peer's name: `{"vm": name, "execute": ..., "arguments": ...}`.
@@ -226,6 +229,10 @@ fn serve(s: UnixStream, name: &str, journal: &Journal, opts: &FakeOpts) {
                     event(if running { "RESUME" } else { "STOP" }, None)
                 );
                 ok(&mut w)
+            }
+            // Every fake NIC has the same address.
+            "qom-get" if v["arguments"]["property"] == "mac" => {
+                answer(&mut w, json!({"return": FAKE_NIC_MAC}))
             }
             "query-status" => {
                 let status = if running { "running" } else { "paused" };

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use tracing::{debug, error, info, warn};
 use vd_sys::sriov::{bdf_name, event_name, Manager};
+use vd_sys::vfmac::mac_string;
 use vd_uapi::{vds_cand, vds_event, vds_vf, VdsCandidate, VdsEvent, VdsPolicy, VdsVf};
 
 use crate::config::{Config, VmConfig};
@@ -47,6 +48,8 @@ pub trait SriovDev: Send {
     fn wait_for_vf(&mut self, vm_id: u64) -> Result<(), Errno>;
     fn vfs(&mut self) -> Result<Vec<VdsVf>, Errno>;
     fn policy(&mut self) -> Result<VdsPolicy, Errno>;
+    /// Sets VF `vf`'s MAC through its PF's driver (rtnetlink, not the module).
+    fn set_vf_mac(&mut self, vf: &str, mac: [u8; 6]) -> std::io::Result<()>;
 }
 
 impl SriovDev for Manager {
@@ -70,6 +73,9 @@ impl SriovDev for Manager {
     }
     fn vfs(&mut self) -> Result<Vec<VdsVf>, Errno> {
         Manager::vfs(self)
+    }
+    fn set_vf_mac(&mut self, vf: &str, mac: [u8; 6]) -> std::io::Result<()> {
+        vd_sys::vfmac::set_vf_mac(vf, mac).map(drop)
     }
     fn policy(&mut self) -> Result<VdsPolicy, Errno> {
         Manager::policy(self)
@@ -332,14 +338,40 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
                 );
             }
             info!("SR-IOV: step 3/4: set_link {nic} up on VM {from} (its guest falls back to the standby NIC)");
+            // The switch in front of the VMs still sends VM {from}'s frames to the VF: QEMU
+            // announces the guest's MAC on the standby NIC (best effort: the guest's own next
+            // frame teaches the switch too).
+            match old_vmm.announce(nic) {
+                Ok(()) => info!("SR-IOV: step 3/4: announce-self on {nic} of VM {from}"),
+                Err(e) => warn!("SR-IOV: step 3/4: announce-self on {nic} of VM {from}: {e} (the switch learns the new path from the guest's next frame)"),
+            }
         } else {
             info!("SR-IOV: step 3/4: VM {from} has no standby_nic configured: no link to bring up");
         }
-        // 4. Into the new holder.
+        // 4. Into the new holder, with the MAC of its standby NIC (net_failover pairs by MAC).
+        if let Some(nic) = &new.standby_nic {
+            let r = new_vmm
+                .nic_mac(nic)
+                .map_err(|e| format!("qom-get {nic}.mac on VM {to}: {e}"))
+                .and_then(|m| {
+                    self.dev
+                        .set_vf_mac(&vf, m)
+                        .map(|()| m)
+                        .map_err(|e| format!("setting {vf}'s MAC to {}: {e}", mac_string(&m)))
+                });
+            match r {
+                Ok(m) => info!("SR-IOV: step 4/4: {vf}'s MAC is now {} (VM {to}'s {nic})", mac_string(&m)),
+                Err(why) => {
+                    error!(vf = %vf, "SR-IOV: step 4/4 failed: {why}; rolling back");
+                    return self.rollback(key, &old, Some(&mut *old_vmm), why);
+                }
+            }
+        }
         let d = VfDevice {
             id: new.vf_device.clone(),
             host: vf.clone(),
             failover_pair_id: new.standby_nic.clone(),
+            bus: new.vf_bus.clone(),
         };
         if let Err(e) = new_vmm.attach_vf(&d) {
             error!(vf = %vf, "SR-IOV: step 4/4 failed: device_add vfio-pci host={vf} id={} on VM {to} ({}): {e}; rolling back", d.id, new.qmp.display());
@@ -391,7 +423,20 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
                 id: old.vf_device.clone(),
                 host: vf.clone(),
                 failover_pair_id: old.standby_nic.clone(),
+                bus: old.vf_bus.clone(),
             };
+            // The VF may carry the new holder's MAC by now: the old holder's again.
+            if let Some(nic) = &old.standby_nic {
+                match v.nic_mac(nic).map_err(|e| e.to_string()).and_then(|m| {
+                    self.dev.set_vf_mac(&vf, m).map_err(|e| format!("{e}"))
+                }) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        error!("SR-IOV: rollback: {vf}'s MAC back to VM {from}'s {nic}: {e}");
+                        bad.push(format!("MAC back to VM {from}'s {nic}: {e}"));
+                    }
+                }
+            }
             match v.attach_vf(&d) {
                 Ok(()) => info!(
                     "SR-IOV: rollback: {vf} plugged back into VM {from} (device_add id={})",
@@ -700,6 +745,10 @@ mod tests {
                 })
                 .collect())
         }
+        fn set_vf_mac(&mut self, vf: &str, mac: [u8; 6]) -> std::io::Result<()> {
+            self.j.mark(&format!("vf_mac {vf} {}", mac_string(&mac)));
+            Ok(())
+        }
         fn policy(&mut self) -> Result<VdsPolicy, Errno> {
             Ok(VdsPolicy {
                 threshold_bps: 20000,
@@ -760,6 +809,7 @@ mod tests {
                 qmp: p,
                 vf_device: format!("vf-of-{id}"),
                 standby_nic: Some(format!("net{id}")),
+                vf_bus: Some(format!("rp{id}")),
             });
         }
         cfg.validate().unwrap();
@@ -794,9 +844,13 @@ mod tests {
                 "- swap 0000:01:10.2 1->2",
                 "vm1 device_del",
                 "vm1 set_link",
+                "vm1 announce-self",
+                "vm2 qom-get",
+                "- vf_mac 0000:01:10.2 52:54:00:12:34:56",
                 "vm2 device_add"
             ],
-            "order: swap, unplug from the old holder, its standby link up, plug into the new one"
+            "order: swap, unplug from the old holder, its standby link up and announced, the VF \
+             gets the new holder's standby MAC, plug into the new one"
         );
         let e = s.j.entries();
         let get = |vm: &str, cmd: &str| {
@@ -815,8 +869,13 @@ mod tests {
         );
         assert_eq!(
             get("vm2", "device_add"),
-            serde_json::json!({"driver": "vfio-pci", "host": "0000:01:10.2", "id": "vf-of-2", "failover_pair_id": "net2"})
+            serde_json::json!({"driver": "vfio-pci", "host": "0000:01:10.2", "id": "vf-of-2", "bus": "rp2", "failover_pair_id": "net2"})
         );
+        assert_eq!(
+            get("vm2", "qom-get"),
+            serde_json::json!({"path": "/machine/peripheral/net2", "property": "mac"})
+        );
+        assert_eq!(get("vm1", "announce-self")["interfaces"], serde_json::json!(["net1"]));
         assert_eq!(r.dev.leases[&VF], 2);
         assert_eq!(r.dev.swaps, [(VF, 1, 2, false)], "the swap is never forced");
         assert_eq!(r.view.reassignments_total, 1);
@@ -850,11 +909,16 @@ mod tests {
                 "- swap 0000:01:10.2 1->2",
                 "vm1 device_del",
                 "vm1 set_link",
+                "vm1 announce-self",
+                "vm2 qom-get",
+                "- vf_mac 0000:01:10.2 52:54:00:12:34:56",
                 "vm2 device_add",
+                "vm1 qom-get",
+                "- vf_mac 0000:01:10.2 52:54:00:12:34:56",
                 "vm1 device_add",
                 "- swap 0000:01:10.2 2->1 force"
             ],
-            "after the failed plug: the VF goes back into VM 1, then the lease"
+            "after the failed plug: the VF goes back into VM 1 with VM 1's MAC, then the lease"
         );
         let back =
             s.j.entries()
@@ -876,7 +940,7 @@ mod tests {
         // The same proposal is not retried before retry_ms.
         r.dev.idle.insert(VF);
         assert_eq!(r.consider(), [Outcome::Skipped("retry later".into())]);
-        assert_eq!(s.j.commands().len(), 6, "nothing more was sent");
+        assert_eq!(s.j.commands().len(), 11, "nothing more was sent");
     }
 
     #[test]
@@ -927,6 +991,8 @@ mod tests {
                 "- swap 0000:01:10.2 1->2",
                 "vm1 device_del",
                 "vm1 set_link",
+                "vm1 qom-get",
+                "- vf_mac 0000:01:10.2 52:54:00:12:34:56",
                 "vm1 device_add",
                 "- swap 0000:01:10.2 2->1 force"
             ]

@@ -98,6 +98,8 @@ pub struct VfDevice {
     pub host: String,
     /// The guest's standby virtio-net device id, for net_failover.
     pub failover_pair_id: Option<String>,
+    /// The bus to plug it into (`None`: QEMU's choice).
+    pub bus: Option<String>,
 }
 
 /// What the policies ask of a VMM.
@@ -108,6 +110,11 @@ pub trait Vmm {
     fn attach_vf(&mut self, vf: &VfDevice) -> Result<(), VmmError>;
     /// Link state of an emulated NIC (netdev or device id).
     fn set_link(&mut self, name: &str, up: bool) -> Result<(), VmmError>;
+    /// The MAC address of an emulated NIC (device id): the address a VF paired with it must have.
+    fn nic_mac(&mut self, nic: &str) -> Result<[u8; 6], VmmError>;
+    /// Has the VMM announce the guest's address on an emulated NIC (gratuitous RARPs, as after
+    /// a migration), so that the switch in front of it learns that the guest is behind it now.
+    fn announce(&mut self, nic: &str) -> Result<(), VmmError>;
 }
 
 /// One message from QEMU.
@@ -304,7 +311,7 @@ impl Vmm for Qmp {
         if let Some(p) = &vf.failover_pair_id {
             props.push(("failover_pair_id".to_owned(), Value::from(p.clone())));
         }
-        let cmd = qmp::device_add::new("vfio-pci", Some(vf.id.clone()), None, props);
+        let cmd = qmp::device_add::new("vfio-pci", Some(vf.id.clone()), vf.bus.clone(), props);
         self.execute(&cmd).map(drop)
     }
 
@@ -313,6 +320,29 @@ impl Vmm for Qmp {
             name: name.into(),
             up,
         })
+        .map(drop)
+    }
+
+    fn nic_mac(&mut self, nic: &str) -> Result<[u8; 6], VmmError> {
+        let v = self.execute(&qmp::qom_get {
+            path: format!("/machine/peripheral/{nic}"),
+            property: "mac".into(),
+        })?;
+        v.as_str()
+            .and_then(vd_sys::vfmac::parse_mac)
+            .ok_or_else(|| VmmError::Protocol(format!("qom-get {nic}.mac: not a MAC address: {v}")))
+    }
+
+    fn announce(&mut self, nic: &str) -> Result<(), VmmError> {
+        // QEMU's migration defaults (50 ms, then +100 ms per round, 5 rounds, 550 ms at most).
+        self.execute(&qmp::announce_self(qmp::AnnounceParameters {
+            id: None,
+            interfaces: Some(vec![nic.into()]),
+            initial: 50,
+            max: 550,
+            rounds: 5,
+            step: 100,
+        }))
         .map(drop)
     }
 }
@@ -384,11 +414,23 @@ mod tests {
             id: "vf0".into(),
             host: "0000:01:10.0".into(),
             failover_pair_id: Some("net0".into()),
+            bus: Some("rp1".into()),
         };
         q.attach_vf(&vf).unwrap();
         assert_eq!(
             rx.recv().unwrap(),
-            json!({"execute": "device_add", "arguments": {"driver": "vfio-pci", "host": "0000:01:10.0", "id": "vf0", "failover_pair_id": "net0"}})
+            json!({"execute": "device_add", "arguments": {"driver": "vfio-pci", "host": "0000:01:10.0", "id": "vf0", "bus": "rp1", "failover_pair_id": "net0"}})
+        );
+
+        assert_eq!(q.nic_mac("net0").unwrap(), [0x52, 0x54, 0, 0x12, 0x34, 0x56]);
+        assert_eq!(
+            rx.recv().unwrap(),
+            json!({"execute": "qom-get", "arguments": {"path": "/machine/peripheral/net0", "property": "mac"}})
+        );
+        q.announce("net0").unwrap();
+        assert_eq!(
+            rx.recv().unwrap(),
+            json!({"execute": "announce-self", "arguments": {"interfaces": ["net0"], "initial": 50, "max": 550, "rounds": 5, "step": 100}})
         );
 
         let e = q
@@ -396,6 +438,7 @@ mod tests {
                 id: "vf9".into(),
                 host: "0000:99:00.0".into(),
                 failover_pair_id: None,
+                bus: None,
             })
             .unwrap_err();
         assert!(
