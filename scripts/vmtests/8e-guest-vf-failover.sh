@@ -1,0 +1,183 @@
+# vd-timeout: 900
+# A VF moved between two running real guests by vdd, with net_failover (issue 14, item 1).
+# Two stock QEMU guests, each with a standby virtio-net NIC (failover=on, on a tap in a bridge
+# with the igb PF; the test VM's address is on the bridge) and the guest kernel's net_failover.
+# Guest A starts with VF 0 (vfio-pci, failover_pair_id), leased to VM 1; guest B waits for a VF
+# (VM 2). Each guest answers a UDP probe from the test VM (`vd-itest udp-probe`: numbered
+# datagrams, echoed; lost datagrams and the longest silence are the switch gap).
+#  1. Traffic flows: A's through the VF (its tap carries almost none of it), B's through its tap.
+#  2. A's probe slows under the module's threshold: A is idle, vd_sriov_mgr proposes A -> B and
+#     vdd carries it out on the real QEMUs: lease swap, device_del on A (ACPI hot-unplug in the
+#     guest), A's standby link up + announce-self, the VF gets B's standby MAC, device_add on B.
+#     B's traffic moves onto the VF, A's onto its tap, both probes keep getting echoes.
+#  3. Back: B slows down, A waits, the VF goes back to A the same way.
+#  4. Rollback on a real QEMU: a third VM (a paused QEMU whose vf_bus does not exist) waits;
+#     device_add fails there, vdd plugs the VF back into A with A's MAC and the lease returns.
+# The probes' reports give each switch's gap (lost datagrams, longest silence).
+. ./lib.sh
+. ./guest-lib.sh
+. ./sriov-lib.sh
+W=/tmp/vdfo; rm -rf $W; mkdir -p $W
+MACA=52:54:00:77:00:0a; MACB=52:54:00:77:00:0b
+IPA=10.77.0.2; IPB=10.77.0.3
+H1=; WB=; WA=; W3=; D=; PA=; PB=; Q3=
+cleanup() {
+    kill $PA $PB $D $H1 $WB $WA $W3 $Q3 2>/dev/null
+    for t in vdtapA vdtapB; do ip link del $t 2>/dev/null; done
+    ip link set vdbr0 down 2>/dev/null; brctl delbr vdbr0 2>/dev/null
+    _gl_cleanup
+}
+trap cleanup EXIT
+guest_kvm
+sriov_init 2
+pfnd=$(ls /sys/bus/pci/devices/$PF/net | head -1)
+ip link set "$pfnd" up || fail "PF $pfnd up"
+poll 20 carrier_is $pfnd 1 || fail "no carrier on PF $pfnd"
+# The L2 segment: the PF (whose embedded switch joins the VFs) and the guests' taps in a bridge;
+# the bridge has the PF's MAC so frames from a VF to the test VM stay in the switch.
+brctl addbr vdbr0 || fail "brctl addbr"
+brctl stp vdbr0 off; brctl setfd vdbr0 0
+brctl addif vdbr0 "$pfnd" || fail "PF into the bridge"
+ip link set vdbr0 address "$(cat /sys/class/net/$pfnd/address)"
+ip addr add 10.77.0.1/24 dev vdbr0
+ip link set vdbr0 up
+for t in vdtapA vdtapB; do
+    tunctl -t $t > /dev/null || fail "tunctl $t"
+    brctl addif vdbr0 $t || fail "$t into the bridge"
+    ip link set $t up
+done
+check "VF $VF gets guest A's standby MAC $MACA (vdctl sriov mac)" vdctl sriov mac $VF $MACA
+vd-itest sriov-hold --vf $VF --vm 1 > $W/holdA.out 2>&1 & H1=$!
+wait_line $W/holdA.out LEASED 20
+wait_vf $VF driver vfio-pci || fail "the leased VF is not on vfio-pci"
+
+GUEST_TIMEOUT=600
+# nic NAME MAC TAP: the guest's standby NIC, and a root port for its VF (q35's root bus takes no
+# hot-plugged device).
+nic() {
+    echo "-qmp unix:$W/$1.qmp,server=on,wait=off" \
+        "-netdev tap,id=hn0,ifname=$3,script=no,downscript=no" \
+        "-device virtio-net-pci,netdev=hn0,id=net0,mac=$2,failover=on,romfile=" \
+        "-device pcie-root-port,id=vdrp0,chassis=2,slot=2"
+}
+GUEST_APPEND="vd.mac=$MACA vd.ip=$IPA/24" start_guest A net-failover $(nic A $MACA vdtapA) \
+    -device vfio-pci,host=$VF,id=vdvf0,bus=vdrp0,failover_pair_id=net0
+GUEST_APPEND="vd.mac=$MACB vd.ip=$IPB/24" start_guest B net-failover $(nic B $MACB vdtapB)
+
+# probe NAME IP INTERVAL_US: (re)starts the probe of guest NAME; its reports in $W/probe-NAME.json.
+probe() {
+    vd-itest udp-probe --to $2:7777 --interval-us $3 --status $W/probe-$1.status >> $W/probe-$1.json 2> $W/probe-$1.err &
+    eval P$1=\$!
+}
+stop_probe() { eval "kill \$P$1; wait \$P$1; P$1="; tail -1 $W/probe-$1.json; }
+received() { awk '{ print $4 }' $W/probe-$1.status 2>/dev/null || echo 0; }
+echoes_over() { guest_running $1 || fail "guest $1 stopped: $(guest_verdict $1)"; [ "$(received $1)" -gt "$2" ]; }
+# lowers NAME: guest NAME's lower devices, as last logged ("eth0nsby:1 enp1s0:1", name:carrier).
+lowers() { grep -a 'lower devices' /tmp/guest-$1.console | tail -1 | grep -o '[a-z0-9]*:[01-]' | tr '\n' ' '; }
+# vf_up_in NAME: two lower devices (the standby and the VF), both with carrier.
+vf_up_in() { set -- $(lowers $1); [ $# = 2 ] && [ "${1##*:}${2##*:}" = 11 ]; }
+standby_only() { set -- $(lowers $1); [ $# = 1 ]; }
+tap_rx() { cat /sys/class/net/$1/statistics/rx_packets; }
+# via_vf NAME TAP: over the next 300 echoes from guest NAME, its tap carried under 30 frames
+# from the guest: its traffic goes through the VF.
+via() { # via NAME TAP vf|tap
+    r0=$(received $1); t0=$(tap_rx $2)
+    wait_for "300 more echoes from guest $1" 120 echoes_over $1 $((r0 + 300))
+    dt=$(( $(tap_rx $2) - t0 )); dr=$(( $(received $1) - r0 ))
+    echo "guest $1: $dr echoes, $dt frames from the guest on $2"
+    if [ "$3" = vf ]; then [ $dt -lt 30 ]; else [ $dt -ge $((dr - 10)) ]; fi
+}
+
+probe A $IPA 1000; probe B $IPB 1000
+wait_for "guest A echoes its probe" $(guest_secs 200) echoes_over A 100
+wait_for "guest B echoes its probe" $(guest_secs 200) echoes_over B 100
+wait_for "guest A's VF (igbvf) is up under its failover master" 60 vf_up_in A
+grep -a 'lower devices\|net_failover master' /tmp/guest-A.console /tmp/guest-B.console
+check "guest A's traffic goes through the VF" via A vdtapA vf
+check "guest B's traffic goes through its tap (no VF)" via B vdtapB tap
+
+# 2. vdd moves the VF from A (idle) to B (waiting). The module samples the passed-through VF's
+# traffic from the PF's per-VF mirror counters.
+vdctl sriov policy --threshold 20000 --hysteresis 10000 --window-ms 1000 --min-hold-ms 500 --sample-ms 100 > /dev/null \
+    || fail "module policy"
+vdd_conf $W
+cat >> $W/vdd.toml <<EOT
+[sriov]
+unplug_timeout_ms = $(( $(guest_secs 30) * 1000 ))
+retry_ms = 600000
+[[vm]]
+id = 1
+qmp = "$W/A.qmp"
+standby_nic = "net0"
+vf_bus = "vdrp0"
+[[vm]]
+id = 2
+qmp = "$W/B.qmp"
+standby_nic = "net0"
+vf_bus = "vdrp0"
+[[vm]]
+id = 3
+qmp = "$W/C.qmp"
+vf_bus = "nosuchbus"
+EOT
+export VDD_SOCKET=$W/vdd.sock
+busy() { r=$(vf_field $VF rate_bps); [ -n "$r" ] && [ "$r" != null ] && [ "$r" -ge 20000 ] 2>/dev/null; }
+wait_for "the module measures guest A's VF traffic over the threshold" 30 busy
+vd-itest vdd-waiter --vm 2 > $W/waitB.out 2>&1 & WB=$!
+wait_line $W/waitB.out '^WAITING' 10
+vdd --config $W/vdd.toml > $W/vdd.log 2>&1 & D=$!
+wait_for "vdd answers" 10 vdctl daemon status
+wait_for "vdd's SR-IOV policy is up" 10 grep -q "SR-IOV policy up" $W/vdd.log
+wait_for "vdd saw VM 2 waiting" 10 grep -q "VM 2 waits for a VF" $W/vdd.log
+check "while guest A is busy it keeps the VF" test "$(vf_field $VF vm_id)" = 1
+stop_probe A; probe A $IPA 20000
+moved_to() { test "$(vf_field $VF vm_id)" = "$1" && grep -q "reassignment of $VF from VM $2 to VM $1 done" $W/vdd.log; }
+wait_for "guest A's probe slowed under the threshold: vdd moves the VF to guest B" $(guest_secs 60) moved_to 2 1
+grep "SR-IOV" $W/vdd.log
+check "vdd gave the VF guest B's standby MAC" grep -q "$VF's MAC is now $MACB (VM 2's net0)" $W/vdd.log
+wait_for "guest B's VF is up under its failover master" $(guest_secs 60) vf_up_in B
+wait_for "guest A is left with its standby NIC" 10 standby_only A
+check "guest B's traffic goes through the VF" via B vdtapB vf
+check "guest A's traffic goes through its tap" via A vdtapA tap
+
+# 3. And back: B slows down, A waits.
+stop_probe B; probe B $IPB 20000
+stop_probe A; probe A $IPA 1000
+vd-itest vdd-waiter --vm 1 > $W/waitA.out 2>&1 & WA=$!
+wait_line $W/waitA.out '^WAITING' 10
+wait_for "guest B idle, guest A waiting: vdd moves the VF back to guest A" $(guest_secs 60) moved_to 1 2
+check "vdd gave the VF guest A's standby MAC" grep -q "$VF's MAC is now $MACA (VM 1's net0)" $W/vdd.log
+wait_for "guest A's VF is up again" $(guest_secs 60) vf_up_in A
+wait_for "guest B is left with its standby NIC" 10 standby_only B
+check "guest A's traffic goes through the VF again" via A vdtapA vf
+check "guest B's traffic goes through its tap again" via B vdtapB tap
+
+# 4. A failed device_add on a real QEMU is rolled back: VM 3 is a paused QEMU whose configured
+# vf_bus does not exist.
+qemu-system-x86_64 -M q35 -S -nodefaults -display none -qmp unix:$W/C.qmp,server=on,wait=off > $W/C.out 2>&1 < /dev/null & Q3=$!
+_GL_PIDS="$_GL_PIDS $Q3"
+wait_for "QEMU C's QMP socket" 20 test -S $W/C.qmp
+stop_probe A; probe A $IPA 20000
+vd-itest vdd-waiter --vm 3 > $W/wait3.out 2>&1 & W3=$!
+wait_line $W/wait3.out '^WAITING' 10
+wait_for "the move to VM 3 fails at device_add and is rolled back" $(guest_secs 60) \
+    grep -q "reassignment of $VF from VM 1 to VM 3 failed .* and was rolled back" $W/vdd.log
+grep "SR-IOV" $W/vdd.log | tail -12
+check "QEMU refused the device_add (bus nosuchbus)" grep -q "device_add on VM 3: .*nosuchbus" $W/vdd.log
+check "the lease is back with VM 1" test "$(vf_field $VF vm_id)" = 1
+wait_for "guest A's VF is up after the rollback" $(guest_secs 60) vf_up_in A
+stop_probe A; probe A $IPA 1000
+check "guest A's traffic goes through the VF after the rollback" via A vdtapA vf
+
+# The end: the probes' last reports, the guests' verdicts (tx counts per lower device).
+stop_probe A; stop_probe B
+kill -TERM $D; wait $D; rc=$?; D=
+check "vdd exits 0 (rc=$rc)" test $rc = 0
+echo "probe reports (one per segment; each segment spans at most one switch of its guest):"
+cat $W/probe-A.json $W/probe-B.json
+check "no echo was duplicated" sh -c "! grep -h -v '\"duplicates\":0,' $W/probe-A.json $W/probe-B.json | grep -q ."
+for g in A B; do
+    ip=$IPA; [ $g = B ] && ip=$IPB
+    check "guest $g's echo stops" vd-itest udp-stop --to $ip:7777
+    wait_guest $g || fail "guest $g: $GUEST_RESULT"
+done
