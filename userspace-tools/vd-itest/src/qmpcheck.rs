@@ -58,6 +58,7 @@ pub fn run(sock: &Path, qemu_pid: Option<u32>) -> Result<()> {
             id: "vd-vf0".into(),
             host: "0000:99:00.0".into(),
             failover_pair_id: None,
+            bus: None,
         })
         .err();
     check!(
