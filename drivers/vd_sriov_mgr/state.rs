@@ -9,7 +9,8 @@
 //! - `queries.rs`: `VDS_IOC_VF`, `VDS_IOC_PF`;
 //! - `rate.rs`: per-VF transmit rate limits through the PF driver (no lock held across the call);
 //! - `reassign.rs`: the reassignment policy: parameters, waiting VMs, candidates, the swap;
-//! - `sampler.rs`: the usage sampler (netdev counters or `VDS_IOC_SAMPLE`) and its debugfs file.
+//! - `sampler.rs`: the usage sampler (netdev counters, the PF's mirror of a passed-through VF's
+//!   statistics, or `VDS_IOC_SAMPLE`) and its debugfs file.
 //!
 //! Driver moves (igbvf <-> vfio-pci) sleep and may wait for other subsystems, so they never run
 //! under the lock: a VF being moved is marked (`TO_GUEST`, `TO_HOST`) so that nobody else
@@ -39,6 +40,7 @@ pub(crate) use sampler::{sample, SamplerStats};
 
 use crate::client::Client;
 use crate::lease::{LeaseError, LeaseTable, MAX_VFS};
+use crate::mirror::Mirror;
 use crate::policy::Params;
 use crate::uapi::*;
 use crate::usage::Usage;
@@ -69,10 +71,14 @@ pub(crate) struct Vf {
     owner_pid: u32,
     /// Last MAC seen on the VF's netdev.
     mac: [u8; 6],
-    /// Last counters (netdev, or pushed total in `rx_bytes`).
+    /// Last counters (netdev, PF mirror totals since the lease began, or pushed total in
+    /// `rx_bytes`).
     counters: Counters,
     /// Counters come from `VDS_IOC_SAMPLE`.
     pushed: bool,
+    /// The PF's mirror of the VF's statistics while it is passed through and nothing is pushed
+    /// (a reading since the lease began: the counters come from there).
+    mirror: Mirror,
     usage: Usage,
     leased_at_ms: u64,
     /// A reassignment candidate.

@@ -11,6 +11,8 @@ pub(crate) mod abi;
 #[allow(dead_code, unreachable_pub, reason = "shared with userspace")]
 #[path = "../../userspace-tools/vd-uapi/src/sriov.rs"]
 pub(crate) mod abi_sriov;
+#[path = "../../rust/vd/barregs.rs"]
+pub(crate) mod barregs;
 #[path = "../../rust/vd/common.rs"]
 pub(crate) mod common;
 #[path = "../../rust/vd/cred.rs"]

@@ -32,6 +32,7 @@ use vd::uapi;
 mod client;
 mod events;
 mod lease;
+mod mirror;
 mod policy;
 mod state;
 mod usage;

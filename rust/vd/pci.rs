@@ -185,6 +185,52 @@ impl PciDev {
         unsafe { bindings::pci_sriov_get_totalvfs(self.raw()) as u32 }
     }
 
+    /// PCI vendor and device id (read at enumeration, fixed for the device's life).
+    pub(crate) fn ids(&self) -> (u16, u16) {
+        // SAFETY: `ptr` is valid (invariant); `vendor` and `device` are set before the device is
+        // added and never change.
+        unsafe { ((*self.raw()).vendor, (*self.raw()).device) }
+    }
+
+    /// Whether the device is in D0 (its registers decode). A snapshot: the state may change right
+    /// after (no power-state lock is taken).
+    pub(crate) fn in_d0(&self) -> bool {
+        // SAFETY: `ptr` is valid; a plain read of an int the PCI core updates when it changes the
+        // power state (`PCI_D0` is 0).
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*self.raw()).current_state)) == 0 }
+    }
+
+    /// The physical address of `[off, off + len)` of BAR `bar`, if `bar` is an assigned memory
+    /// BAR and the range lies inside it: `EINVAL` otherwise (an I/O-port, unassigned or too small
+    /// BAR, a bad index, an empty range).
+    pub(crate) fn mem_bar_range(&self, bar: u32, off: u64, len: u64) -> Result<u64> {
+        // `PCI_STD_NUM_BARS`: the six standard BARs.
+        if bar >= 6 || len == 0 {
+            return Err(EINVAL);
+        }
+        let i = bar as usize;
+        let bar_c = bar as c_int;
+        // SAFETY: `ptr` is valid; the resource table has `DEVICE_COUNT_RESOURCE` entries, of
+        // which the first six are the standard BARs (`i < 6`); the flags are set when the BAR is
+        // assigned.
+        let flags = unsafe { (*self.raw()).resource[i].flags } as u64;
+        if flags & u64::from(bindings::IORESOURCE_MEM) == 0 {
+            return Err(EINVAL);
+        }
+        // SAFETY: `ptr` is valid, `bar_c` a standard BAR index; the helpers read the resource.
+        let (start, size) = unsafe {
+            (
+                bindings::pci_resource_start(self.raw(), bar_c),
+                bindings::pci_resource_len(self.raw(), bar_c),
+            )
+        };
+        let end = off.checked_add(len).ok_or(EINVAL)?;
+        if start == 0 || end > size {
+            return Err(EINVAL);
+        }
+        start.checked_add(off).ok_or(EINVAL)
+    }
+
     /// VFs enabled on a PF now.
     pub(crate) fn num_vfs(&self) -> u32 {
         // SAFETY: `ptr` is valid; returns 0 for devices that are not PFs.

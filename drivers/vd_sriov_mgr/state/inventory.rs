@@ -6,6 +6,7 @@
 
 use super::{BdfFmt, Vf, STATE};
 use crate::lease::MAX_VFS;
+use crate::mirror::Mirror;
 use crate::uapi::*;
 use crate::usage::Usage;
 use crate::vd::netdev::Counters;
@@ -80,6 +81,8 @@ fn pf_going(pf: &PciDev) {
         v.idle = false;
         v.rate = None;
         v.usage.reset();
+        v.mirror.reset();
+        v.pushed = false;
         let bdf = v.bdf;
         pr_info!(
             "vd_sriov: PF {} is losing its driver: lease of VF {} by VM {} revoked\n",
@@ -122,6 +125,8 @@ fn driver_lost(dev: &PciDev) {
     v.idle = false;
     v.rate = None;
     v.usage.reset();
+    v.mirror.reset();
+    v.pushed = false;
     v.dev.set_assigned(false);
     let bdf = v.bdf;
     pr_info!(
@@ -164,6 +169,7 @@ fn add_vf(dev: &PciDev) {
             mac,
             counters: Counters::default(),
             pushed: false,
+            mirror: Mirror::new(),
             usage: Usage::new(),
             leased_at_ms: 0,
             idle: false,

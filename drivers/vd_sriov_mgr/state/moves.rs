@@ -20,6 +20,7 @@ impl Inner {
         v.idle = false;
         v.rate = None;
         v.usage.reset();
+        v.mirror.reset();
         v.pushed = false;
         v.owner_pid = 0;
         if v.keep_host {
@@ -120,6 +121,7 @@ pub(crate) fn lease(client: &Client, req: &mut VdsLease) -> Result {
         v.owner_pid = client.pid;
         v.leased_at_ms = now_ms();
         v.usage.reset();
+        v.mirror.reset();
         v.pushed = false;
         v.idle = false;
         v.rate = None;

@@ -27,6 +27,8 @@ pub(crate) fn vf_info(index: u32) -> Result<VdsVf> {
         }
         if v.pushed {
             flags |= vds_vf::PUSHED;
+        } else if v.mirror.raw().is_some() {
+            flags |= vds_vf::PF_MIRROR;
         }
         let mut mac = [0u8; 8];
         mac[..6].copy_from_slice(&v.mac);

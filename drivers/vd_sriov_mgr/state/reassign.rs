@@ -90,6 +90,7 @@ pub(crate) fn swap(s: &VdsSwap) -> Result {
     v.owner_pid = w.pid;
     v.leased_at_ms = now_ms();
     v.usage.reset();
+    v.mirror.reset();
     v.pushed = false;
     v.idle = false;
     v.rate = None;

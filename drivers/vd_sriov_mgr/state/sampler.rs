@@ -1,16 +1,22 @@
 // SPDX-License-Identifier: GPL-2.0
 //! The usage sampler: a delayed work item on the module's workqueue that reads the netdev
-//! counters of the VFs on the host (a holder that passes its VF through pushes its own count,
-//! `VDS_IOC_SAMPLE`), then runs the policy ([`super::reassign::evaluate`]). It runs while a VF is
-//! leased; debugfs `vd_sriov/sampler` shows whether it is going and how many passes it ran.
+//! counters of the VFs on the host and, for passed-through VFs of an igb 82576/i350 PF, the PF's
+//! mirror of their statistics (`crate::mirror`), then runs the policy
+//! ([`super::reassign::evaluate`]). A holder that pushes its own count (`VDS_IOC_SAMPLE`) takes
+//! precedence over both. It runs while a VF is leased; debugfs `vd_sriov/sampler` shows whether
+//! it is going, how many passes it ran, and each passed-through VF's last raw mirror reading.
 
 use super::reassign::evaluate;
-use super::{Inner, STATE};
+use super::{BdfFmt, Inner, STATE};
 use crate::client::Client;
+use crate::mirror::{self, Raw};
 use crate::policy;
 use crate::uapi::*;
+use crate::vd::barregs::BarRegs;
 use crate::vd::netdev::Counters;
+use crate::vd::pci::PciDev;
 use crate::vd::time::now_ms;
+use crate::vd_warn_ratelimited;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::prelude::*;
 use kernel::sync::Arc;
@@ -20,6 +26,8 @@ use kernel::workqueue::{impl_has_delayed_work, new_delayed_work, DelayedWork, Wo
 static TICKS: AtomicU64 = AtomicU64::new(0);
 /// Mirror of [`Inner::sampling`], for debugfs.
 static SAMPLING: AtomicBool = AtomicBool::new(false);
+/// Readings of a PF's mirror registers since the module was loaded (wraps), for debugfs.
+static MIRROR_READS: AtomicU64 = AtomicU64::new(0);
 
 /// The usage sampler: a delayed work item that runs every `sample_ms` while at least one VF is
 /// leased, stops when none is, and is queued again by the next lease.
@@ -83,6 +91,11 @@ pub(crate) fn sample(client: &Client, s: &VdsSample) -> Result {
     }
     let gap = g.policy.sample_ms;
     let v = &mut g.vfs[i];
+    if !v.pushed && v.mirror.raw().is_some() {
+        // The holder's count replaces the PF's mirror: the history holds one source only.
+        v.usage.reset();
+        v.mirror.reset();
+    }
     v.pushed = true;
     v.usage.push(now_ms(), s.bytes, gap);
     v.counters = Counters {
@@ -92,18 +105,59 @@ pub(crate) fn sample(client: &Client, s: &VdsSample) -> Result {
     Ok(())
 }
 
-/// One sampling pass: netdev counters of the VFs on the host, then the policy.
+/// Reads the PF's mirror of the statistics of VF `vf` (VF number `n` on its PF), if its PF is
+/// an igb 82576/i350 in D0. The PF's BAR0 is mapped for the read only, without taking the
+/// region igb owns; the registers have no read side effects. Sleeps (`ioremap`).
+fn read_mirror(vf: &PciDev, n: u32) -> Option<Raw> {
+    let pf = vf.physfn()?;
+    let (vendor, device) = pf.ids();
+    if !mirror::supported(vendor, device) || !pf.in_d0() {
+        return None;
+    }
+    let regs = match BarRegs::map(&pf, mirror::BAR, mirror::block(n)?, mirror::BLOCK_LEN) {
+        Ok(r) => r,
+        Err(e) => {
+            vd_warn_ratelimited!(
+                "vd_sriov: PF {} of VF {}: mirror statistics not mapped: {:?}\n",
+                BdfFmt(pf.bdf()),
+                BdfFmt(vf.bdf()),
+                e
+            );
+            return None;
+        }
+    };
+    let r = Raw {
+        rx_packets: regs.read32(mirror::GPRC)?,
+        tx_packets: regs.read32(mirror::GPTC)?,
+        rx_bytes: regs.read32(mirror::GORC)?,
+        tx_bytes: regs.read32(mirror::GOTC)?,
+    };
+    MIRROR_READS.fetch_add(1, Ordering::Relaxed);
+    (!r.all_ones()).then_some(r)
+}
+
+/// One sampling pass: netdev counters of the VFs on the host, the PF's mirror of the
+/// passed-through ones, then the policy.
 fn tick() {
     let mut devs = KVec::new();
+    // Passed-through VFs whose holder pushes nothing: (device, VF number).
+    let mut passed = KVec::new();
     {
         let g = STATE.lock();
         for v in g.vfs.iter() {
-            if !v.pushed
-                && (v.phase == vds_phase::HOST || (v.phase == vds_phase::LEASED && v.keep_host))
-            {
-                if devs.push(v.dev.clone(), GFP_KERNEL).is_err() {
-                    break;
-                }
+            if v.pushed {
+                continue;
+            }
+            let queued =
+                if v.phase == vds_phase::HOST || (v.phase == vds_phase::LEASED && v.keep_host) {
+                    devs.push(v.dev.clone(), GFP_KERNEL)
+                } else if v.phase == vds_phase::LEASED && !v.pf_going {
+                    passed.push((v.dev.clone(), v.vf_index), GFP_KERNEL)
+                } else {
+                    Ok(())
+                };
+            if queued.is_err() {
+                break;
             }
         }
     }
@@ -117,9 +171,31 @@ fn tick() {
             }
         }
     }
+    // (device, raw mirror reading), read without the lock.
+    let mut mirrored = KVec::new();
+    for (d, n) in passed.into_iter() {
+        if let Some(r) = read_mirror(&d, n) {
+            if mirrored.push((d, r), GFP_KERNEL).is_err() {
+                break;
+            }
+        }
+    }
     let now = now_ms();
     let mut g = STATE.lock();
     let gap = g.policy.sample_ms;
+    for (d, r) in mirrored.iter() {
+        if let Some(i) = g.find_dev(d) {
+            let v = &mut g.vfs[i];
+            // Still passed through, and the holder did not start pushing meanwhile. A lease that
+            // began meanwhile (swap) takes this reading as its baseline.
+            if v.pushed || v.phase != vds_phase::LEASED || v.keep_host {
+                continue;
+            }
+            v.counters = v.mirror.update(*r);
+            let bytes = v.mirror.bytes();
+            v.usage.push(now, bytes, gap);
+        }
+    }
     for (d, c, mac) in seen.iter() {
         if let Some(i) = g.find_dev(d) {
             let v = &mut g.vfs[i];
@@ -159,6 +235,27 @@ pub(crate) struct SamplerStats;
 impl core::fmt::Debug for SamplerStats {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         writeln!(f, "sampling {}", u8::from(SAMPLING.load(Ordering::Relaxed)))?;
-        writeln!(f, "ticks {}", TICKS.load(Ordering::Relaxed))
+        writeln!(f, "ticks {}", TICKS.load(Ordering::Relaxed))?;
+        writeln!(f, "mirror_reads {}", MIRROR_READS.load(Ordering::Relaxed))?;
+        // One line per VF counted from its PF's mirror: the last raw registers, then the totals
+        // since its lease began.
+        let g = STATE.lock();
+        for v in g.vfs.iter() {
+            if let Some(r) = v.mirror.raw() {
+                // `fmt!`: `BdfFmt` is a `kernel::fmt::Display`.
+                f.write_fmt(fmt!(
+                    "mirror {} vf {} gorc {} gotc {} gprc {} gptc {} rx_bytes {} tx_bytes {}\n",
+                    BdfFmt(v.bdf),
+                    v.vf_index,
+                    r.rx_bytes,
+                    r.tx_bytes,
+                    r.rx_packets,
+                    r.tx_packets,
+                    v.counters.rx_bytes,
+                    v.counters.tx_bytes
+                ))?;
+            }
+        }
+        Ok(())
     }
 }

@@ -130,6 +130,14 @@ enum Cmd {
         #[arg(long)]
         ifname: String,
     },
+    /// SR-IOV: a passed-through VF whose holder pushes nothing is counted from its PF's mirror
+    /// statistics (igb): frames sent on its netdev first, then leased, baseline, rate 0, swap.
+    SriovMirror {
+        #[arg(long)]
+        vf: String,
+        #[arg(long)]
+        ifname: String,
+    },
     /// SR-IOV: per-VF transmit rate limits through the PF driver, set and read back (PF link up).
     SriovRate {
         #[arg(long)]
@@ -427,6 +435,7 @@ fn main() -> std::process::ExitCode {
         Cmd::SriovHold { vf, vm, keep_host } => sriov::hold(&vf, vm, keep_host),
         Cmd::VfioOpen { vf, hold_ms } => vfio::open(&vf, hold_ms),
         Cmd::SriovReassign { vf, ifname } => sriov::reassign(&vf, &ifname),
+        Cmd::SriovMirror { vf, ifname } => sriov::mirror(&vf, &ifname),
         Cmd::QmpCheck { qmp, qemu_pid } => qmpcheck::run(&qmp, qemu_pid),
         Cmd::FakeQmp {
             vms,

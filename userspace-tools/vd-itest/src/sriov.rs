@@ -411,6 +411,181 @@ pub fn reassign(vf: &str, ifname: &str) -> Result<()> {
     Ok(())
 }
 
+/// The raw mirror registers of VF `b` in debugfs `vd_sriov/sampler` (its `mirror` line:
+/// `gorc`, `gotc`), if the sampler read them since the VF's lease began.
+fn mirror_raw(b: u32) -> Result<Option<(u64, u64)>> {
+    let text = std::fs::read_to_string("/sys/kernel/debug/vd_sriov/sampler")
+        .context("read debugfs vd_sriov/sampler")?;
+    let name = bdf_name(b);
+    for line in text.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if w.len() >= 8 && w[0] == "mirror" && w[1] == name {
+            let field = |k: &str| -> Result<u64> {
+                let i = w.iter().position(|x| *x == k).context("field missing")?;
+                w.get(i + 1)
+                    .and_then(|v| v.parse().ok())
+                    .with_context(|| format!("bad {k} in {line:?}"))
+            };
+            return Ok(Some((field("gorc")?, field("gotc")?)));
+        }
+    }
+    Ok(None)
+}
+
+/// Counting a passed-through VF from its PF's mirror statistics. Frames are sent on the VF's
+/// igbvf netdev first (the PF's mirror of its transmit octets, `PVFGOTC`, counts them); then VM 1
+/// leases the VF (to vfio-pci) and pushes nothing. The sampler reads the PF's registers: the
+/// first reading is the baseline (the raw value includes the frames sent before, the totals
+/// start at 0), the VF is listed with the `PF_MIRROR` source, its window rate is 0 (nothing
+/// drives a VF without a guest driver), so VM 1 becomes a candidate and a policy swap (no
+/// force) hands the VF to the waiting VM 2. The new holder's pushed count then takes
+/// precedence over the mirror.
+pub fn mirror(vf: &str, ifname: &str) -> Result<()> {
+    let b = bdf(vf)?;
+    let daemon = Manager::open()?;
+    let pol = VdsPolicy {
+        threshold_bps: 20_000,
+        hysteresis_bps: 10_000,
+        window_ms: 1000,
+        min_hold_ms: 500,
+        sample_ms: 100,
+        flags: 0,
+    };
+    daemon.set_policy(&pol).context("policy set")?;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (s2, ifn) = (stop.clone(), ifname.to_string());
+    let sender = std::thread::spawn(move || send_frames(&ifn, 200_000, &s2));
+    std::thread::sleep(Duration::from_millis(1000));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
+    check!(
+        sent >= 100_000,
+        "{sent} bytes of frames sent on {ifname} (igbvf)"
+    );
+    check!(
+        mirror_raw(b)?.is_none(),
+        "no mirror reading of {vf} while on igbvf"
+    );
+
+    let holder = Manager::open()?;
+    let mut seen = vec![];
+    check!(
+        holder.lease(b, 1, 0)? == b,
+        "VM 1 leases {vf} (passthrough)"
+    );
+    let v = wait_vf(&daemon, b, Duration::from_secs(10), |v| {
+        v.flags & vds_vf::PF_MIRROR != 0
+    })?;
+    check!(
+        name(&v.driver) == "vfio-pci" && v.flags & vds_vf::PUSHED == 0,
+        "on vfio-pci, nothing pushed: counted from the PF's mirror (flags {:#x})",
+        v.flags
+    );
+    let (gorc, gotc) = mirror_raw(b)?.context("no mirror line in debugfs")?;
+    check!(
+        gotc >= sent,
+        "the PF's raw PVFGOTC of {vf} ({gotc}, PVFGORC {gorc}) includes the {sent} bytes sent \
+         on igbvf before the lease"
+    );
+    let zero = |v: &VdsVf| v.rx_bytes == 0 && v.tx_bytes == 0;
+    check!(
+        zero(&v),
+        "the first reading is the baseline: rx {} tx {} bytes since the lease",
+        v.rx_bytes,
+        v.tx_bytes
+    );
+
+    let waiter = Manager::open()?;
+    waiter.wait_for_vf(2, false).context("wait")?;
+    let ev = next_event(
+        &daemon,
+        vds_event::CANDIDATE,
+        Duration::from_secs(15),
+        &mut seen,
+    )?;
+    let ev = ev.context("no candidate event within 15 s for the passed-through holder")?;
+    check!(
+        ev.bdf == b && ev.vm_id == 1,
+        "VM 1 is a candidate (no traffic through {vf})"
+    );
+    let v = vf_of(&daemon, b)?;
+    check!(
+        v.flags & vds_vf::HAS_RATE != 0 && v.rate_bps == 0 && v.flags & vds_vf::IDLE != 0,
+        "window rate {} B/s from the mirror, idle (flags {:#x})",
+        v.rate_bps,
+        v.flags
+    );
+    check!(
+        zero(&v),
+        "still nothing counted: rx {} tx {}",
+        v.rx_bytes,
+        v.tx_bytes
+    );
+    daemon
+        .swap(b, 1, 2, false)
+        .context("policy swap (no force)")?;
+    let v = vf_of(&daemon, b)?;
+    check!(v.vm_id == 2, "the policy swap handed {vf} to VM 2");
+    // The new lease starts from a new baseline, read again by the sampler.
+    let v = wait_vf(&daemon, b, Duration::from_secs(10), |v| {
+        v.flags & vds_vf::PF_MIRROR != 0
+    })?;
+    check!(
+        zero(&v),
+        "VM 2's lease is counted from the mirror again, from 0"
+    );
+
+    waiter.sample(b, 5000).context("push")?;
+    let v = vf_of(&daemon, b)?;
+    check!(
+        v.flags & vds_vf::PUSHED != 0 && v.flags & vds_vf::PF_MIRROR == 0 && v.rx_bytes == 5000,
+        "a pushed count takes precedence over the mirror (flags {:#x}, rx {})",
+        v.flags,
+        v.rx_bytes
+    );
+    let t = Instant::now();
+    let tk = sampler_ticks()?;
+    while sampler_ticks()? < tk + 3 && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let v = vf_of(&daemon, b)?;
+    check!(
+        v.flags & vds_vf::PUSHED != 0 && v.rx_bytes == 5000 && mirror_raw(b)?.is_none(),
+        "and the sampler no longer reads the mirror for it (3 passes later)"
+    );
+    drop(holder);
+    drop(waiter);
+    let v = wait_vf(&daemon, b, Duration::from_secs(10), |v| {
+        v.vm_id == 0 && v.phase == vds_phase::HOST
+    })?;
+    check!(
+        v.flags & (vds_vf::PF_MIRROR | vds_vf::PUSHED) == 0,
+        "released: back on the host, no mirror or pushed source (flags {:#x})",
+        v.flags
+    );
+    daemon.set_policy(&VdsPolicy {
+        threshold_bps: 65536,
+        hysteresis_bps: 16384,
+        window_ms: 5000,
+        min_hold_ms: 5000,
+        sample_ms: 250,
+        flags: 0,
+    })?;
+    Ok(())
+}
+
+/// The sampler's pass count (debugfs `vd_sriov/sampler`, `ticks`).
+fn sampler_ticks() -> Result<u64> {
+    let text = std::fs::read_to_string("/sys/kernel/debug/vd_sriov/sampler")
+        .context("read debugfs vd_sriov/sampler")?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("ticks ").and_then(|v| v.trim().parse().ok()))
+        .context("no ticks line")
+}
+
 /// Argument and permission checks that need no traffic.
 pub fn basic(vf: &str) -> Result<()> {
     let b = bdf(vf)?;

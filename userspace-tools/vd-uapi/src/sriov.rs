@@ -10,7 +10,8 @@ use core::mem::{offset_of, size_of};
 pub const VDS_FEAT_LEASE: u64 = 1 << 0;
 /// Feature bit: VFs/PFs appearing and disappearing are noticed (PCI bus notifier).
 pub const VDS_FEAT_HOTPLUG: u64 = 1 << 1;
-/// Feature bit: usage accounting (netdev counters and pushed samples, sliding window).
+/// Feature bit: usage accounting (netdev counters, pushed samples and, for passed-through VFs of
+/// igb 82576/i350 PFs, the PF's mirror of the VF's statistics; sliding window).
 pub const VDS_FEAT_USAGE: u64 = 1 << 2;
 /// Feature bit: reassignment policy (candidates, waiters, atomic swap).
 pub const VDS_FEAT_POLICY: u64 = 1 << 3;
@@ -50,6 +51,9 @@ pub mod vds_vf {
     pub const ASSIGNED: u32 = 1 << 4;
     /// Counters come from samples pushed with `VDS_IOC_SAMPLE` (else from the netdev).
     pub const PUSHED: u32 = 1 << 5;
+    /// Counters come from the PF's mirror of the VF's statistics (a passed-through VF of an igb
+    /// 82576/i350 PF whose holder pushes nothing): totals since the lease began.
+    pub const PF_MIRROR: u32 = 1 << 6;
 }
 
 /// `VDS_IOC_PF`: the `index`-th SR-IOV physical function (`ENOENT` past the end).
@@ -99,7 +103,8 @@ pub struct VdsVf {
     pub vm_id: u64,
     /// Milliseconds since the lease began (0: not leased).
     pub held_ms: u64,
-    /// Bytes received (netdev counters while on the host, else pushed samples).
+    /// Bytes received (netdev counters while on the host, else pushed samples, else the PF's
+    /// mirror since the lease began: see `vds_vf::PF_MIRROR`).
     pub rx_bytes: u64,
     /// Bytes sent.
     pub tx_bytes: u64,

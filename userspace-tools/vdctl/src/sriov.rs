@@ -44,6 +44,23 @@ pub struct VfRow {
     pub tx_packets: u64,
     pub rate_bps: Option<u64>,
     pub counters_pushed: bool,
+    /// Where the counters come from: `netdev` (the VF's host netdev), `pushed` (the holder's
+    /// `VDS_IOC_SAMPLE`), `pf-mirror` (the PF's mirror of a passed-through VF's statistics,
+    /// since the lease began) or `none`.
+    pub source: &'static str,
+}
+
+/// Where a VF's counters come from (see [`VfRow::source`]).
+pub fn counter_source(flags: u32) -> &'static str {
+    if flags & vds_vf::PUSHED != 0 {
+        "pushed"
+    } else if flags & vds_vf::PF_MIRROR != 0 {
+        "pf-mirror"
+    } else if flags & vds_vf::NETDEV != 0 {
+        "netdev"
+    } else {
+        "none"
+    }
 }
 
 impl From<&VdsPf> for PfRow {
@@ -88,6 +105,7 @@ impl From<&VdsVf> for VfRow {
             tx_packets: v.tx_packets,
             rate_bps: (v.flags & vds_vf::HAS_RATE != 0).then_some(v.rate_bps),
             counters_pushed: v.flags & vds_vf::PUSHED != 0,
+            source: counter_source(v.flags),
         }
     }
 }
@@ -125,7 +143,7 @@ pub fn list(json: bool) -> Result<()> {
     }
     println!();
     println!(
-        "{:<13} {:>3} {:<8} {:<9} {:<8} {:<17} {:>6} {:>7} {:>12} {:>12} {:>10}",
+        "{:<13} {:>3} {:<8} {:<9} {:<8} {:<17} {:>6} {:>7} {:<9} {:>12} {:>12} {:>10}",
         "VF",
         "IDX",
         "PHASE",
@@ -134,13 +152,14 @@ pub fn list(json: bool) -> Result<()> {
         "MAC",
         "VM",
         "PID",
+        "SOURCE",
         "RX_BYTES",
         "TX_BYTES",
         "RATE_B/S"
     );
     for v in &vfs {
         println!(
-            "{:<13} {:>3} {:<8} {:<9} {:<8} {:<17} {:>6} {:>7} {:>12} {:>12} {:>10}{}",
+            "{:<13} {:>3} {:<8} {:<9} {:<8} {:<17} {:>6} {:>7} {:<9} {:>12} {:>12} {:>10}{}",
             v.vf,
             v.vf_index,
             v.phase,
@@ -149,6 +168,7 @@ pub fn list(json: bool) -> Result<()> {
             v.mac,
             v.vm_id.map_or("-".into(), |x| x.to_string()),
             v.owner_pid.map_or("-".into(), |x| x.to_string()),
+            v.source,
             v.rx_bytes,
             v.tx_bytes,
             v.rate_bps.map_or("-".into(), |x| x.to_string()),
@@ -597,6 +617,17 @@ mod tests {
         assert_eq!(r.mac, "52:54:00:12:34:56");
         let free = VfRow::from(&VdsVf::default());
         assert_eq!((free.vm_id, free.rate_bps), (None, None));
+    }
+
+    #[test]
+    fn counter_sources() {
+        assert_eq!(VfRow::from(&VdsVf::default()).source, "none");
+        let src = |flags| counter_source(flags);
+        assert_eq!(src(vds_vf::NETDEV), "netdev");
+        assert_eq!(src(vds_vf::PF_MIRROR), "pf-mirror");
+        // Pushed samples take precedence (the module never sets both, but a netdev may exist).
+        assert_eq!(src(vds_vf::PUSHED | vds_vf::NETDEV), "pushed");
+        assert_eq!(src(vds_vf::PUSHED | vds_vf::PF_MIRROR), "pushed");
     }
 
     #[test]
