@@ -18,6 +18,18 @@
 //! 3. a delivery on any other vector (`stray`): the program raises no exception and the 8259
 //!    has only the injected line unmasked (the 8259's spurious IRQ 7 is counted apart).
 //!
+//! Two opt-in knobs aim the oracle at one suspected emulator path (QEMU's TCG `helper_vmrun`
+//! injects an `EVENTINJ` interrupt with `exception_index` set to the vector and leaves it set; an
+//! `exit_request` seen before the next exception, interrupt or `#VMEXIT` of that vCPU would have
+//! the emulator deliver the vector a second time, as an exception, with IF=0):
+//! `--handler-spin N` makes the injected vector's handler spin with IF=0 before its first exit
+//! (the EOI), so the stretch from the injecting `VMRUN` to the next exit lasts milliseconds
+//! instead of a few instructions; `--kick-pci BDF` pins the vCPU thread to CPU 0 and, from CPU 1,
+//! toggles a PCI device's bus-master bit in a loop: each toggle changes the emulator's memory map,
+//! and QEMU then queues work on every vCPU (`tcg_commit`), which kicks it out of its execution
+//! loop with no interrupt pending. A duplicate under both, and none without the kicks, shows
+//! the path; none under both refutes it for this emulator.
+//!
 //! # Guest-physical layout
 //!
 //! ```text
@@ -78,6 +90,8 @@ pub mod param {
     pub const STOP: u64 = 0x510;
     /// Port of the final `out`.
     pub const DONE_PORT: u64 = 0x514;
+    /// Outer iterations (low 16 bits) of the injected vector's spin before its EOI (0: none).
+    pub const HANDLER_SPIN: u64 = 0x518;
     /// PIC interrupt mask (a clear bit enables that line).
     pub const PIC_MASK: u64 = 0x520;
 }
@@ -148,6 +162,21 @@ core::arch::global_asm!(
     // next pulse (sent once it sees the count) then never finds the line still in service.
     "    cmp cl, {injected}",
     "    jne irqf_count",
+    // --handler-spin: stay in the guest (no exit) with IF=0 before the EOI's `out`, the first
+    // exit after the delivery. BX and CX are restored on the way out; CL (the vector) is kept.
+    "    mov bx, word ptr [{p_handler_spin}]",
+    "    test bx, bx",
+    "    jz irqf_eoi",
+    "    push cx",
+    "irqf_hspin:",
+    "    mov cx, 0x4000",
+    "irqf_hspin_in:",
+    "    dec cx",
+    "    jnz irqf_hspin_in",
+    "    dec bx",
+    "    jnz irqf_hspin",
+    "    pop cx",
+    "irqf_eoi:",
     "    mov al, 0x20",
     "    out 0x20, al",
     "irqf_count:",
@@ -200,6 +229,7 @@ core::arch::global_asm!(
     p_io = const param::IO,
     p_stop = const param::STOP,
     p_done_port = const param::DONE_PORT,
+    p_handler_spin = const param::HANDLER_SPIN,
     r_rounds = const result::ROUNDS,
     r_if0 = const result::IF0,
     r_total = const result::TOTAL,
@@ -261,6 +291,11 @@ pub struct Opts {
     pub sti_spin: u32,
     pub hlt: bool,
     pub io: u32,
+    /// Outer iterations of the injected vector's spin before its first exit (0: none).
+    pub handler_spin: u16,
+    /// A PCI device (`DDDD:BB:DD.F`) whose bus-master bit CPU 1 toggles while the vCPU thread
+    /// stays on CPU 0.
+    pub kick_pci: Option<String>,
 }
 
 /// One logged anomalous delivery.
@@ -280,6 +315,9 @@ pub struct Report {
     pub migrate: bool,
     pub flood: bool,
     pub hlt: bool,
+    pub handler_spin: u16,
+    /// Bus-master toggles written with `--kick-pci` (each one a memory-map change).
+    pub pci_toggles: u64,
     /// Pulses written to the irqfd (an upper bound on the injections).
     pub injected: u64,
     /// Deliveries of the injected vector.
@@ -321,7 +359,7 @@ impl Report {
     pub fn human_line(&self) -> String {
         let mut s = format!(
             "irq-fidelity: injected {} delivered {} dup {} if0 {} stray {} (spurious7 {} late {} \
-             rounds {} migrations {} in {:.1}s{}{}{}) result={}",
+             rounds {} migrations {} in {:.1}s{}{}{}{}{}) result={}",
             self.injected,
             self.delivered,
             self.dup,
@@ -335,6 +373,16 @@ impl Report {
             if self.migrate { ", migrate" } else { "" },
             if self.flood { ", flood" } else { "" },
             if self.hlt { ", hlt" } else { "" },
+            if self.handler_spin > 0 {
+                format!(", handler spin {}", self.handler_spin)
+            } else {
+                String::new()
+            },
+            if self.pci_toggles > 0 {
+                format!(", {} PCI bus-master toggles", self.pci_toggles)
+            } else {
+                String::new()
+            },
             if self.pass { "PASS" } else { "FAIL" }
         );
         for a in &self.anomalies {
@@ -395,10 +443,20 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
         o.cli_spin >= 1 && o.sti_spin >= 1,
         "--cli-spin and --sti-spin must be at least 1"
     );
-    if o.migrate {
+    if let Some(bdf) = &o.kick_pci {
+        ensure!(
+            !bdf.is_empty()
+                && bdf
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.'),
+            "--kick-pci takes a PCI address such as 0000:00:1f.3, not {bdf:?}"
+        );
+        ensure!(!o.migrate, "--kick-pci pins the vCPU thread: no --migrate");
+    }
+    if o.migrate || o.kick_pci.is_some() {
         ensure!(
             std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2,
-            "--migrate needs two CPUs"
+            "--migrate and --kick-pci need two CPUs"
         );
     }
     let _watchdog = crate::evtchn::watchdog(o.duration + Duration::from_secs(120));
@@ -426,6 +484,7 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
         (param::IO, o.io),
         (param::STOP, 0),
         (param::DONE_PORT, u32::from(DONE_PORT)),
+        (param::HANDLER_SPIN, u32::from(o.handler_spin)),
         (param::PIC_MASK, u32::from(!(1u8 << IRQ_LINE))),
     ] {
         guest.write_u32(gpa, v)?;
@@ -443,6 +502,10 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
     let injected = AtomicU64::new(0);
     let late = AtomicU64::new(0);
     let migrations = AtomicU64::new(0);
+    let toggles = AtomicU64::new(0);
+    if o.kick_pci.is_some() {
+        pin(vcpu_tid, 0)?;
+    }
     let delivered = |m: LiveMem| m.rd(COUNTS_GPA + u64::from(INJECTED_VECTOR) * 4);
     let t0 = Instant::now();
 
@@ -485,6 +548,34 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
                 Ok(())
             })
         });
+        let kicker = o.kick_pci.as_deref().map(|bdf| {
+            let (done, toggles) = (&done, &toggles);
+            s.spawn(move || -> Result<()> {
+                use std::os::unix::fs::FileExt;
+                pin(0, 1)?;
+                let path = format!("/sys/bus/pci/devices/{bdf}/config");
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+                    .with_context(|| format!("open {path}"))?;
+                let mut cmd = [0u8; 2];
+                f.read_exact_at(&mut cmd, 4)
+                    .with_context(|| format!("read the command register of {bdf}"))?;
+                let on = u16::from_le_bytes(cmd);
+                let off = on ^ 0x4;
+                let mut r = Ok(());
+                while r.is_ok() && !done.load(Ordering::Acquire) {
+                    r = f
+                        .write_all_at(&off.to_le_bytes(), 4)
+                        .and_then(|()| f.write_all_at(&on.to_le_bytes(), 4));
+                    toggles.fetch_add(2, Ordering::Relaxed);
+                }
+                f.write_all_at(&on.to_le_bytes(), 4)
+                    .and(r)
+                    .with_context(|| format!("write the command register of {bdf}"))
+            })
+        });
         let r = (|| -> Result<()> {
             loop {
                 match vcpu.run() {
@@ -516,6 +607,10 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
             m.join()
                 .map_err(|_| anyhow::anyhow!("migrator thread panicked"))??;
         }
+        if let Some(k) = kicker {
+            k.join()
+                .map_err(|_| anyhow::anyhow!("kicker thread panicked"))??;
+        }
         r.and(joined)
     });
 
@@ -525,6 +620,8 @@ pub fn run(kvm_path: &str, o: &Opts) -> Result<Report> {
         migrate: o.migrate,
         flood: o.flood,
         hlt: o.hlt,
+        handler_spin: o.handler_spin,
+        pci_toggles: toggles.load(Ordering::Relaxed),
         injected: injected.load(Ordering::Acquire),
         late: late.load(Ordering::Relaxed),
         migrations: migrations.load(Ordering::Relaxed),
@@ -598,6 +695,28 @@ mod tests {
             assert_eq!(u16::from_le_bytes([ivt[v * 4], ivt[v * 4 + 1]]), at);
             assert_eq!(u16::from_le_bytes([ivt[v * 4 + 2], ivt[v * 4 + 3]]), 0);
         }
+    }
+
+    #[test]
+    fn kick_pci_takes_only_a_pci_address_and_no_migration() {
+        let mut o = Opts {
+            duration: Duration::from_secs(1),
+            migrate: false,
+            flood: false,
+            cli_spin: 1,
+            sti_spin: 1,
+            hlt: false,
+            io: 0,
+            handler_spin: 0,
+            kick_pci: Some("../../../dev/mem".into()),
+        };
+        // Refused before KVM is opened (the path does not exist).
+        let e = run("/nonexistent/kvm", &o).unwrap_err();
+        assert!(format!("{e:#}").contains("--kick-pci takes"), "{e:#}");
+        o.kick_pci = Some("0000:00:1f.3".into());
+        o.migrate = true;
+        let e = run("/nonexistent/kvm", &o).unwrap_err();
+        assert!(format!("{e:#}").contains("no --migrate"), "{e:#}");
     }
 
     #[test]

@@ -171,6 +171,16 @@ enum Command {
         /// Port reads of the 8259 (exits to L1's KVM) per IF=0 stretch.
         #[arg(long, default_value_t = 0)]
         io: u32,
+        /// The injected vector's handler spins this many times 16,384 iterations (IF=0) before
+        /// its first exit (the EOI): widens the stretch from an injecting VMRUN to the next exit.
+        #[arg(long, default_value_t = 0)]
+        handler_spin: u16,
+        /// Pin the vCPU thread to CPU 0 and, from CPU 1, toggle the bus-master bit of this PCI
+        /// device (e.g. 0000:00:1f.3) as fast as possible: every toggle is a memory-map change
+        /// that makes the emulator kick each of its vCPUs out of its execution loop with no
+        /// interrupt pending (an experiment on the emulator, see irqfid.rs).
+        #[arg(long, conflicts_with = "migrate")]
+        kick_pci: Option<String>,
         /// Print a single JSON object.
         #[arg(long)]
         json: bool,
@@ -243,6 +253,8 @@ fn main() -> ExitCode {
             sti_spin,
             hlt,
             io,
+            handler_spin,
+            kick_pci,
             json,
         } => {
             let o = irqfid::Opts {
@@ -253,6 +265,8 @@ fn main() -> ExitCode {
                 sti_spin,
                 hlt,
                 io,
+                handler_spin,
+                kick_pci,
             };
             let r = irqfid::run(&cli.kvm, &o).unwrap_or_else(|e| irqfid::Report::failed(&e));
             print_report(&r, json, irqfid::Report::human_line, r.pass)
