@@ -297,6 +297,13 @@ enum Cmd {
     },
     /// vdd's QMP client against a real QEMU (24-qmp-qemu): capabilities, typed error answers,
     /// the STOP event during `stop`, `cont` and RESUME; a SIGSTOPped QEMU times out.
+    /// A test's hand on a QEMU: `stop` or `cont` its vCPUs through QMP (waits for the answer).
+    QmpVcpus {
+        #[arg(long)]
+        qmp: std::path::PathBuf,
+        /// stop | cont
+        action: String,
+    },
     QmpCheck {
         /// QEMU's QMP socket.
         #[arg(long)]
@@ -434,6 +441,7 @@ fn main() -> std::process::ExitCode {
         } => sriov::race_child(&vf, vm, go_at, hold_ms),
         Cmd::SriovHold { vf, vm, keep_host } => sriov::hold(&vf, vm, keep_host),
         Cmd::VfioOpen { vf, hold_ms } => vfio::open(&vf, hold_ms),
+        Cmd::QmpVcpus { qmp, action } => qmpcheck::vcpus(&qmp, &action),
         Cmd::SriovReassign { vf, ifname } => sriov::reassign(&vf, &ifname),
         Cmd::SriovMirror { vf, ifname } => sriov::mirror(&vf, &ifname),
         Cmd::QmpCheck { qmp, qemu_pid } => qmpcheck::run(&qmp, qemu_pid),

@@ -27,6 +27,19 @@ fn names(ev: &[QmpEvent]) -> Vec<String> {
     ev.iter().map(QmpEvent::name).collect()
 }
 
+/// `stop` or `cont` through QMP.
+pub fn vcpus(sock: &Path, action: &str) -> Result<()> {
+    let mut q = Qmp::connect(sock).map_err(|e| anyhow!("QMP {}: {e}", sock.display()))?;
+    match action {
+        "stop" => q.execute(&qmp::stop {}).map(drop),
+        "cont" => q.execute(&qmp::cont {}).map(drop),
+        _ => return Err(anyhow!("{action}: stop or cont")),
+    }
+    .map_err(|e| anyhow!("QMP {action}: {e}"))?;
+    println!("ok: QMP {action} on {}", sock.display());
+    Ok(())
+}
+
 pub fn run(sock: &Path, qemu_pid: Option<u32>) -> Result<()> {
     let mut q = Qmp::connect(sock).map_err(|e| anyhow!("QMP {}: {e}", sock.display()))?;
     let v = &q.greeting.version;

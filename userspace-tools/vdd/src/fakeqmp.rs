@@ -10,6 +10,7 @@
 //! [`FakeOpts::fail_device_add`]) answers a `GenericError` as QEMU does for a missing host device;
 //! `device_del` of id `stuck` (or any id in [`FakeOpts::stuck`]) never gets its `DEVICE_DELETED`.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -90,6 +91,9 @@ pub struct FakeOpts {
     pub stuck: Vec<String>,
     /// Every `set_link` fails (DeviceNotFound).
     pub fail_set_link: bool,
+    /// The VF devices plugged in (id -> host), kept by `device_add`/`device_del` and read by
+    /// `qom-get ID host`; shared with the test, which may plug some in first.
+    pub devices: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 /// Binds `path` and serves connections on a thread until the process ends.
@@ -210,6 +214,7 @@ fn serve(s: UnixStream, name: &str, journal: &Journal, opts: &FakeOpts) {
                 );
                 let r = ok(&mut w);
                 if id != "stuck" && !opts.stuck.contains(&id) {
+                    opts.devices.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
                     std::thread::sleep(Duration::from_millis(50));
                     let path = format!("/machine/peripheral/{id}");
                     let _ = writeln!(
@@ -233,6 +238,26 @@ fn serve(s: UnixStream, name: &str, journal: &Journal, opts: &FakeOpts) {
             // Every fake NIC has the same address.
             "qom-get" if v["arguments"]["property"] == "mac" => {
                 answer(&mut w, json!({"return": FAKE_NIC_MAC}))
+            }
+            "qom-get" if v["arguments"]["property"] == "host" => {
+                let path = v["arguments"]["path"].as_str().unwrap_or("");
+                let id = path.rsplit('/').next().unwrap_or("");
+                let host = opts.devices.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
+                match host {
+                    Some(h) => answer(&mut w, json!({"return": h})),
+                    None => err(&mut w, "DeviceNotFound", &format!("Device '{path}' not found")),
+                }
+            }
+            "device_add" => {
+                if let (Some(id), Some(h)) =
+                    (v["arguments"]["id"].as_str(), v["arguments"]["host"].as_str())
+                {
+                    opts.devices
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(id.into(), h.into());
+                }
+                ok(&mut w)
             }
             "query-status" => {
                 let status = if running { "running" } else { "paused" };

@@ -32,7 +32,7 @@ use nix::errno::Errno;
 use tracing::{debug, error, info, warn};
 use vd_sys::sriov::{bdf_name, event_name, Manager};
 use vd_sys::vfmac::mac_string;
-use vd_uapi::{vds_cand, vds_event, vds_vf, VdsCandidate, VdsEvent, VdsPolicy, VdsVf};
+use vd_uapi::{vds_cand, vds_event, vds_phase, vds_vf, VdsCandidate, VdsEvent, VdsPolicy, VdsVf};
 
 use crate::config::{Config, VmConfig};
 use crate::protocol::{SriovView, VfView};
@@ -523,6 +523,117 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
         }
     }
 
+    /// Makes the configured VMs' QEMUs agree with the module's leases: what a vdd killed in the
+    /// middle of a reassignment left behind (the lease moves at step 1; the VF may still be in
+    /// the old holder's QEMU, or in none). For every passed-through VF leased to a VM: it is
+    /// unplugged from any other configured VM's QEMU that still has it (whose standby NIC then
+    /// comes up and is announced), and plugged into its holder's QEMU if that has no VF device
+    /// (with the holder's standby MAC). A QEMU that does not answer is left out; a VF another
+    /// guest does not release is not plugged anywhere else (logged). Returns what it did.
+    pub fn reconcile(&mut self) -> Vec<String> {
+        let mut done = vec![];
+        if !self.act {
+            return done;
+        }
+        let vfs = match self.dev.vfs() {
+            Ok(v) => v,
+            Err(e) => {
+                warn!("SR-IOV: recovery: VDS_IOC_VF: {e}");
+                return done;
+            }
+        };
+        let leased: Vec<(String, u64)> = vfs
+            .iter()
+            .filter(|v| {
+                v.vm_id != 0 && v.phase == vds_phase::LEASED && v.flags & vds_vf::KEEP_HOST == 0
+            })
+            .map(|v| (bdf_name(v.bdf), v.vm_id))
+            .collect();
+        if leased.is_empty() {
+            return done;
+        }
+        // What each configured VM's QEMU has plugged in as its VF device.
+        let mut vmms: BTreeMap<u64, Box<dyn Vmm>> = BTreeMap::new();
+        let mut has: BTreeMap<u64, Option<String>> = BTreeMap::new();
+        for (id, vm) in &self.vms {
+            match self.conn.connect(vm) {
+                Ok(mut v) => match v.vf_host(&vm.vf_device) {
+                    Ok(h) => {
+                        has.insert(*id, h);
+                        vmms.insert(*id, v);
+                    }
+                    Err(e) => warn!("SR-IOV: recovery: VM {id}: qom-get {}.host: {e}", vm.vf_device),
+                },
+                Err(e) => info!("SR-IOV: recovery: VM {id}'s QMP {} does not answer ({e}): left out", vm.qmp.display()),
+            }
+        }
+        for (vf, holder) in leased {
+            let mut blocked = false;
+            for (id, h) in has.iter_mut() {
+                if *id == holder || h.as_deref() != Some(vf.as_str()) {
+                    continue;
+                }
+                let (Some(vm), Some(v)) = (self.vms.get(id), vmms.get_mut(id)) else { continue };
+                warn!("SR-IOV: recovery: {vf} is leased to VM {holder} but still in VM {id}'s QEMU (an interrupted reassignment): device_del {}", vm.vf_device);
+                match v.detach_vf(&vm.vf_device, self.unplug_timeout) {
+                    Ok(()) => {
+                        *h = None;
+                        if let Some(n) = &vm.standby_nic {
+                            if let Err(e) = v.set_link(n, true).and_then(|()| v.announce(n)) {
+                                warn!("SR-IOV: recovery: VM {id}'s {n} up and announced: {e}");
+                            }
+                        }
+                        info!("SR-IOV: recovery: {vf} removed from VM {id}");
+                        done.push(format!("{vf} removed from VM {id}"));
+                    }
+                    Err(e) => {
+                        error!("SR-IOV: recovery: VM {id}'s guest did not release {vf} ({e}): it is not plugged into VM {holder}, which holds its lease; check the VMs");
+                        blocked = true;
+                    }
+                }
+            }
+            if blocked {
+                continue;
+            }
+            let Some(hv) = self.vms.get(&holder).cloned() else { continue };
+            match has.get(&holder) {
+                None => continue, // its QEMU did not answer (logged above)
+                Some(Some(h)) if *h == vf => continue, // where it belongs
+                Some(Some(other)) => {
+                    warn!("SR-IOV: recovery: VM {holder} holds the lease of {vf} but its QEMU has {other} as {}: left alone", hv.vf_device);
+                    continue;
+                }
+                Some(None) => {}
+            }
+            let Some(v) = vmms.get_mut(&holder) else { continue };
+            if let Some(nic) = &hv.standby_nic {
+                let r = v
+                    .nic_mac(nic)
+                    .map_err(|e| e.to_string())
+                    .and_then(|m| self.dev.set_vf_mac(&vf, m).map_err(|e| e.to_string()));
+                if let Err(e) = r {
+                    error!("SR-IOV: recovery: {vf}'s MAC for VM {holder}'s {nic}: {e}: not plugged");
+                    continue;
+                }
+            }
+            let d = VfDevice {
+                id: hv.vf_device.clone(),
+                host: vf.clone(),
+                failover_pair_id: hv.standby_nic.clone(),
+                bus: hv.vf_bus.clone(),
+            };
+            match v.attach_vf(&d) {
+                Ok(()) => {
+                    info!("SR-IOV: recovery: {vf} plugged into VM {holder}, which holds its lease (device_add id={})", d.id);
+                    done.push(format!("{vf} plugged into VM {holder}"));
+                    has.insert(holder, Some(vf));
+                }
+                Err(e) => error!("SR-IOV: recovery: device_add {vf} into VM {holder}: {e}"),
+            }
+        }
+        done
+    }
+
     /// Re-reads the VFs and the module's policy into [`Self::view`].
     pub fn refresh(&mut self) -> Result<(), Errno> {
         let vfs = self.dev.vfs()?;
@@ -600,7 +711,12 @@ pub fn spawn(
                 cfg.vms.iter().map(|v| format!("VM {} {}", v.id, v.qmp.display())).collect::<Vec<_>>().join(", "),
                 if cfg.sriov.enabled { "" } else { "; [sriov] enabled = false: reporting only" }
             );
-            // Proposals pending from before this start (crash-safe: the module keeps them).
+            // What a vdd killed mid-reassignment left half done, then proposals pending from
+            // before this start (crash-safe: the module keeps both the leases and the proposals).
+            let fixed = r.reconcile();
+            if !fixed.is_empty() {
+                info!("SR-IOV: recovery done: {}", fixed.join("; "));
+            }
             r.consider();
             publish(&r.view);
             let mut last_scan = Instant::now();
@@ -736,6 +852,7 @@ mod tests {
                 .map(|(b, vm)| VdsVf {
                     bdf: *b,
                     vm_id: *vm,
+                    phase: vds_phase::LEASED,
                     flags: if self.idle.contains(b) {
                         vds_vf::IDLE
                     } else {
@@ -883,6 +1000,59 @@ mod tests {
         assert_eq!(r.view.vfs[0].vm_id, Some(2));
         assert!(r.view.vfs[0].configured);
         assert_eq!(r.view.module_policy, Some([20000, 10000, 1000, 500]));
+    }
+
+    #[test]
+    fn restart_finishes_an_interrupted_reassignment() {
+        // vdd was killed after the swap (step 1): VM 2 holds the lease, the VF is still in VM 1.
+        let o1 = FakeOpts::default();
+        o1.devices.lock().unwrap().insert("vf-of-1".into(), bdf_name(VF));
+        let o2 = FakeOpts::default();
+        let devs2 = o2.devices.clone();
+        let s = setup(o1, o2);
+        let mut dev = FakeDev::new(s.j.clone());
+        dev.leases.insert(VF, 2);
+        let mut r = Reassigner::new(dev, QmpConnector, &s.cfg);
+        let done = r.reconcile();
+        assert_eq!(
+            done,
+            ["0000:01:10.2 removed from VM 1", "0000:01:10.2 plugged into VM 2"]
+        );
+        assert_eq!(
+            s.j.commands(),
+            [
+                "vm1 qom-get",
+                "vm2 qom-get",
+                "vm1 device_del",
+                "vm1 set_link",
+                "vm1 announce-self",
+                "vm2 qom-get",
+                "- vf_mac 0000:01:10.2 52:54:00:12:34:56",
+                "vm2 device_add"
+            ]
+        );
+        assert_eq!(devs2.lock().unwrap().get("vf-of-2"), Some(&bdf_name(VF)));
+        // Run again: everything is where the leases say, nothing is sent but the queries.
+        let n = s.j.commands().len();
+        assert!(r.reconcile().is_empty());
+        assert_eq!(&s.j.commands()[n..], ["vm1 qom-get", "vm2 qom-get"]);
+    }
+
+    #[test]
+    fn restart_does_not_plug_a_vf_another_guest_keeps() {
+        let o1 = FakeOpts {
+            stuck: vec!["vf-of-1".into()],
+            ..Default::default()
+        };
+        o1.devices.lock().unwrap().insert("vf-of-1".into(), bdf_name(VF));
+        let s = setup(o1, FakeOpts::default());
+        let mut dev = FakeDev::new(s.j.clone());
+        dev.leases.insert(VF, 2);
+        let mut r = Reassigner::new(dev, QmpConnector, &s.cfg);
+        let (done, log) = logs(|| r.reconcile());
+        assert!(done.is_empty());
+        assert_eq!(s.j.commands(), ["vm1 qom-get", "vm2 qom-get", "vm1 device_del"]);
+        assert!(log.contains("VM 1's guest did not release 0000:01:10.2"), "{log}");
     }
 
     #[test]

@@ -112,6 +112,8 @@ pub trait Vmm {
     fn set_link(&mut self, name: &str, up: bool) -> Result<(), VmmError>;
     /// The MAC address of an emulated NIC (device id): the address a VF paired with it must have.
     fn nic_mac(&mut self, nic: &str) -> Result<[u8; 6], VmmError>;
+    /// The host PCI address of the VF device `id` in this VM (`None`: no such device).
+    fn vf_host(&mut self, id: &str) -> Result<Option<String>, VmmError>;
     /// Has the VMM announce the guest's address on an emulated NIC (gratuitous RARPs, as after
     /// a migration), so that the switch in front of it learns that the guest is behind it now.
     fn announce(&mut self, nic: &str) -> Result<(), VmmError>;
@@ -331,6 +333,24 @@ impl Vmm for Qmp {
         v.as_str()
             .and_then(vd_sys::vfmac::parse_mac)
             .ok_or_else(|| VmmError::Protocol(format!("qom-get {nic}.mac: not a MAC address: {v}")))
+    }
+
+    fn vf_host(&mut self, id: &str) -> Result<Option<String>, VmmError> {
+        let r = self.execute(&qmp::qom_get {
+            path: format!("/machine/peripheral/{id}"),
+            property: "host".into(),
+        });
+        match r {
+            Ok(v) => v
+                .as_str()
+                .map(|h| Some(h.to_owned()))
+                .ok_or_else(|| VmmError::Protocol(format!("qom-get {id}.host: not a string: {v}"))),
+            Err(VmmError::Command {
+                class: qapi::ErrorClass::DeviceNotFound,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn announce(&mut self, nic: &str) -> Result<(), VmmError> {
