@@ -79,7 +79,10 @@ probe() {
 }
 stop_probe() { eval "kill \$P$1; wait \$P$1; P$1="; tail -1 $W/probe-$1.json; }
 received() { awk '{ print $4 }' $W/probe-$1.status 2>/dev/null || echo 0; }
-echoes_over() { guest_running $1 || fail "guest $1 stopped: $(guest_verdict $1)"; [ "$(received $1)" -gt "$2" ]; }
+echoes_over() {
+    guest_running $1 || fail "guest $1 stopped: $(guest_verdict $1); QEMU said: $(cat /tmp/guest-$1.qemu); console: $(tail -20 /tmp/guest-$1.console)"
+    [ "$(received $1)" -gt "$2" ]
+}
 # lowers NAME: guest NAME's lower devices, as last logged ("eth0nsby:1 enp1s0:1", name:carrier).
 lowers() { grep -a 'lower devices' /tmp/guest-$1.console | tail -1 | grep -o '[a-z0-9]*:[01-]' | tr '\n' ' '; }
 # vf_up_in NAME: two lower devices (the standby and the VF), both with carrier.
