@@ -80,7 +80,7 @@ probe() {
 stop_probe() { eval "kill \$P$1; wait \$P$1; P$1="; tail -1 $W/probe-$1.json; }
 received() { awk '{ print $4 }' $W/probe-$1.status 2>/dev/null || echo 0; }
 echoes_over() {
-    guest_running $1 || { echo "guest $1 stopped: $(guest_verdict $1); QEMU said: $(cat /tmp/guest-$1.qemu); console: $(tail -20 /tmp/guest-$1.console)"; ps; cat $W/holdA.out; fail "guest $1 stopped"; }
+    guest_running $1 || { echo "guest $1 stopped: $(guest_verdict $1); QEMU said: $(cat /tmp/guest-$1.qemu); console: $(tail -20 /tmp/guest-$1.console)"; wait $(guest_pid $1); echo "QEMU's exit status: $?"; cat $W/holdA.out; fail "guest $1 stopped"; }
     [ "$(received $1)" -gt "$2" ]
 }
 # lowers NAME: guest NAME's lower devices, as last logged ("eth0nsby:1 enp1s0:1", name:carrier).
