@@ -141,11 +141,11 @@ EOT
 export VDD_SOCKET=$W/vdd.sock
 busy() { r=$(vf_field $VF rate_bps); [ -n "$r" ] && [ "$r" != null ] && [ "$r" -ge 20000 ] 2>/dev/null; }
 wait_for "the module measures guest A's VF traffic over the threshold" 30 busy
-vd-itest vdd-waiter --vm 2 > $W/waitB.out 2>&1 & WB=$!
-wait_line $W/waitB.out '^WAITING' 10
 vdd --config $W/vdd.toml > $W/vdd.log 2>&1 & D=$!
 wait_for "vdd answers" 10 vdctl daemon status
 wait_for "vdd's SR-IOV policy is up" 10 grep -q "SR-IOV policy up" $W/vdd.log
+vd-itest vdd-waiter --vm 2 > $W/waitB.out 2>&1 & WB=$!
+wait_line $W/waitB.out '^WAITING' 10
 wait_for "vdd saw VM 2 waiting" 10 grep -q "VM 2 waits for a VF" $W/vdd.log
 check "while guest A is busy it keeps the VF" test "$(vf_field $VF vm_id)" = 1
 stop_probe A; probe A $IPA 20000
