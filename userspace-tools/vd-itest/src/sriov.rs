@@ -443,6 +443,10 @@ fn mirror_raw(b: u32) -> Result<Option<(u64, u64)>> {
 pub fn mirror(vf: &str, ifname: &str) -> Result<()> {
     let b = bdf(vf)?;
     let daemon = Manager::open()?;
+    check!(
+        daemon.version()?.features & VDS_FEAT_PF_MIRROR != 0,
+        "the module advertises VDS_FEAT_PF_MIRROR"
+    );
     let pol = VdsPolicy {
         threshold_bps: 20_000,
         hysteresis_bps: 10_000,
