@@ -19,10 +19,12 @@
 //!   cleared first, so the PF driver disables SR-IOV normally instead of orphaning the VFs.
 //! - Rate limits (`VDS_IOC_RATE_SET`/`GET`; setting needs CAP_NET_ADMIN): a VF's transmit rate
 //!   through its PF netdev's `ndo_set_vf_rate`, where the PF driver has it (`EOPNOTSUPP` if not).
-//! - Usage (`VDS_IOC_SAMPLE` + netdev counters) and the reassignment mechanism (`VDS_IOC_POLICY_*`,
-//!   `VDS_IOC_WAIT`, `VDS_IOC_CANDIDATE`, `VDS_IOC_SWAP`); the policy itself is `policy.rs`.
-//!   The sampler is a delayed work item that runs every `sample_ms` only while a VF is leased
-//!   (debugfs `vd_sriov/sampler`: whether it is going, and its pass count).
+//! - Usage (netdev counters, `VDS_IOC_SAMPLE`, and for passed-through VFs of igb 82576/i350
+//!   PFs the PF's mirror of their statistics: `mirror.rs`) and the reassignment mechanism
+//!   (`VDS_IOC_POLICY_*`, `VDS_IOC_WAIT`, `VDS_IOC_CANDIDATE`, `VDS_IOC_SWAP`); the policy itself
+//!   is `policy.rs`. The sampler is a delayed work item that runs every `sample_ms` only while a
+//!   VF is leased (debugfs `vd_sriov/sampler`: whether it is going, its pass count, the last raw
+//!   mirror registers of each passed-through VF).
 //! - Events: `read` returns whole `VdsEvent` records; `poll` says when there are some. A record
 //!   that cannot be copied to the reader stays queued for the next read.
 
@@ -68,7 +70,8 @@ const FEATURES: u64 = VDS_FEAT_LEASE
     | VDS_FEAT_USAGE
     | VDS_FEAT_POLICY
     | VDS_FEAT_EVENTS
-    | VDS_FEAT_RATE;
+    | VDS_FEAT_RATE
+    | VDS_FEAT_PF_MIRROR;
 
 /// `PinnedDrop` runs first (stops the manager, gives VFs back); then the device goes, then the
 /// notifier (which no longer adds anything once the manager is stopping).

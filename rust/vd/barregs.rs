@@ -4,9 +4,11 @@
 //! device (the SR-IOV manager reads an igb PF's per-VF statistics while igb drives the PF).
 //!
 //! The region is not requested (its driver holds it) and nothing is ever written: the mapping
-//! only offers 32-bit `readl`s of registers the caller knows to have no read side effects. Short
-//! lived by design: map, read a few registers, drop; a mapping is never kept across a sleep
-//! that could see the device removed and its address range given to another device.
+//! only offers 32-bit `readl`s of registers the caller knows to have no read side effects.
+//! Short-lived by design: map, read a few registers, drop. A mapping kept for long could outlive
+//! the device's removal and read whatever device is given its addresses next; a short one leaves
+//! only the moment of a read, and a removed device reads as all-ones (which callers check). The
+//! mapping holds a reference to the device structure, not to its BAR assignment.
 
 use super::pci::PciDev;
 use core::ptr::NonNull;

@@ -123,6 +123,16 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         hold_ms: u64,
     },
+    /// SR-IOV: send frames from a leased igb VF through VFIO (userspace driver of its transmit
+    /// queue, as a guest's igbvf would), at about `bytes_per_s` for `ms` milliseconds.
+    VfioTx {
+        #[arg(long)]
+        vf: String,
+        #[arg(long, default_value_t = 3000)]
+        ms: u64,
+        #[arg(long, default_value_t = 200_000)]
+        bytes_per_s: u64,
+    },
     /// SR-IOV: reassignment driven by frames sent on the VF's netdev.
     SriovReassign {
         #[arg(long)]
@@ -442,6 +452,11 @@ fn main() -> std::process::ExitCode {
         Cmd::SriovHold { vf, vm, keep_host } => sriov::hold(&vf, vm, keep_host),
         Cmd::VfioOpen { vf, hold_ms } => vfio::open(&vf, hold_ms),
         Cmd::QmpVcpus { qmp, action } => qmpcheck::vcpus(&qmp, &action),
+        Cmd::VfioTx {
+            vf,
+            ms,
+            bytes_per_s,
+        } => vfio::tx(&vf, ms, bytes_per_s),
         Cmd::SriovReassign { vf, ifname } => sriov::reassign(&vf, &ifname),
         Cmd::SriovMirror { vf, ifname } => sriov::mirror(&vf, &ifname),
         Cmd::QmpCheck { qmp, qemu_pid } => qmpcheck::run(&qmp, qemu_pid),

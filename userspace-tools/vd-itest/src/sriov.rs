@@ -443,6 +443,10 @@ fn mirror_raw(b: u32) -> Result<Option<(u64, u64)>> {
 pub fn mirror(vf: &str, ifname: &str) -> Result<()> {
     let b = bdf(vf)?;
     let daemon = Manager::open()?;
+    check!(
+        daemon.version()?.features & VDS_FEAT_PF_MIRROR != 0,
+        "the module advertises VDS_FEAT_PF_MIRROR"
+    );
     let pol = VdsPolicy {
         threshold_bps: 20_000,
         hysteresis_bps: 10_000,
@@ -453,6 +457,12 @@ pub fn mirror(vf: &str, ifname: &str) -> Result<()> {
     };
     daemon.set_policy(&pol).context("policy set")?;
 
+    let tx_bytes = || -> Result<u64> {
+        let p = format!("/sys/class/net/{ifname}/statistics/tx_bytes");
+        let t = std::fs::read_to_string(&p).with_context(|| format!("read {p}"))?;
+        t.trim().parse().with_context(|| format!("{p}: {t:?}"))
+    };
+    let tx0 = tx_bytes()?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (s2, ifn) = (stop.clone(), ifname.to_string());
     let sender = std::thread::spawn(move || send_frames(&ifn, 200_000, &s2));
@@ -465,6 +475,17 @@ pub fn mirror(vf: &str, ifname: &str) -> Result<()> {
         sent >= 100_000,
         "{sent} bytes of frames sent on {ifname} (igbvf)"
     );
+    // Every frame left the VF (igbvf counts completed transmissions) before the lease unbinds it.
+    let t = Instant::now();
+    while tx_bytes()?.saturating_sub(tx0) < sent {
+        if t.elapsed() > Duration::from_secs(10) {
+            bail!(
+                "{ifname} completed {} of {sent} bytes",
+                tx_bytes()?.saturating_sub(tx0)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     check!(
         mirror_raw(b)?.is_none(),
         "no mirror reading of {vf} while on igbvf"

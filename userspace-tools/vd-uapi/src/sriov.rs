@@ -19,6 +19,9 @@ pub const VDS_FEAT_POLICY: u64 = 1 << 3;
 pub const VDS_FEAT_EVENTS: u64 = 1 << 4;
 /// Feature bit: per-VF transmit rate limits through the PF driver (`VDS_IOC_RATE_*`).
 pub const VDS_FEAT_RATE: u64 = 1 << 5;
+/// Feature bit: passed-through VFs of igb 82576/i350 PFs are counted from the PF's mirror of
+/// their statistics when their holder pushes nothing (`vds_vf::PF_MIRROR`).
+pub const VDS_FEAT_PF_MIRROR: u64 = 1 << 6;
 
 /// "Any VF" in [`VdsLease::bdf`].
 pub const VDS_ANY: u32 = u32::MAX;

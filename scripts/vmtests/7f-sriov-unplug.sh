@@ -1,6 +1,7 @@
 # Hot-unplug of the slot (PF and its VFs) while a VF is leased: the lease is revoked, nothing is
 # left behind, no kernel BUG (the assigned mark is dropped before the PF driver stops); rescan
-# brings the PF back. Runs last: after a re-enumeration QEMU's igb VFs get no link carrier.
+# brings the PF back. Runs last (7f): after a re-enumeration QEMU's igb VFs get no link carrier and
+# the PF no longer answers their mailbox (igbvf: "PF still resetting").
 . ./lib.sh
 . ./sriov-lib.sh
 sriov_init 3
