@@ -1,4 +1,5 @@
 # vd-timeout: 900
+# vd-tcg b
 # A VF moved between two running real guests by vdd, with net_failover (issue 14, item 1).
 # Two stock QEMU guests, each with a standby virtio-net NIC (failover=on, on a tap in a bridge
 # with the igb PF; the test VM's address is on the bridge) and the guest kernel's net_failover.
@@ -112,7 +113,7 @@ check "guest B's traffic goes through its tap (no VF)" via B vdtapB tap
 mark "step 2: vdd moves the VF from A to B"
 # 2. vdd moves the VF from A (idle) to B (waiting). The module samples the passed-through VF's
 # traffic from the PF's per-VF mirror counters.
-vdctl sriov policy --threshold 20000 --hysteresis 10000 --window-ms 1000 --min-hold-ms 500 --sample-ms 100 > /dev/null \
+vdctl sriov policy --threshold 10000 --hysteresis 5000 --window-ms 1000 --min-hold-ms 500 --sample-ms 100 > /dev/null \
     || fail "module policy"
 vdd_conf $W
 cat >> $W/vdd.toml <<EOT
@@ -139,7 +140,7 @@ qmp = "$W/D.qmp"
 vf_bus = "vdrp0"
 EOT
 export VDD_SOCKET=$W/vdd.sock
-busy() { r=$(vf_field $VF rate_bps); [ -n "$r" ] && [ "$r" != null ] && [ "$r" -ge 20000 ] 2>/dev/null; }
+busy() { r=$(vf_field $VF rate_bps); [ -n "$r" ] && [ "$r" != null ] && [ "$r" -ge 10000 ] 2>/dev/null; }
 wait_for "the module measures guest A's VF traffic over the threshold" 30 busy
 vdd --config $W/vdd.toml > $W/vdd.log 2>&1 & D=$!
 wait_for "vdd answers" 10 vdctl daemon status
