@@ -8,8 +8,8 @@ mod fakeinput;
 mod fakeshm;
 mod hops;
 mod hostile;
-mod netprobe;
 mod input;
+mod netprobe;
 mod qmpcheck;
 mod qtestguest;
 mod shm;
@@ -479,7 +479,12 @@ fn main() -> std::process::ExitCode {
             interval_us,
             secs,
             status,
-        } => netprobe::probe(to, std::time::Duration::from_micros(interval_us), secs, &status),
+        } => netprobe::probe(
+            to,
+            std::time::Duration::from_micros(interval_us),
+            secs,
+            &status,
+        ),
         Cmd::UdpStop { to, secs } => netprobe::stop(to, secs),
         Cmd::SendFrames { ifname, rate, secs } => vddtest::send_frames(&ifname, rate, secs),
         Cmd::SriovRate { vf } => sriov::rate(&vf),

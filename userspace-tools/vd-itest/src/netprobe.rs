@@ -114,7 +114,11 @@ impl State {
         let lost = self.seen[..settled].iter().filter(|s| !**s).count() as u64;
         let mut r = self.rtts.clone();
         r.sort_unstable();
-        let pct = |p: usize| r.get(r.len().saturating_sub(1) * p / 100).copied().unwrap_or(0);
+        let pct = |p: usize| {
+            r.get(r.len().saturating_sub(1) * p / 100)
+                .copied()
+                .unwrap_or(0)
+        };
         Report {
             to: to.to_string(),
             interval_us: interval.as_micros() as u64,
@@ -185,7 +189,9 @@ pub fn probe(to: SocketAddr, interval: Duration, secs: f64, status: &Path) -> Re
             let seq = u64::from_le_bytes(buf[..8].try_into().unwrap_or_default());
             let sent_us = u64::from_le_bytes(buf[8..16].try_into().unwrap_or_default());
             let Ok(mut g) = st2.lock() else { return };
-            let Some(slot) = g.seen.get_mut(seq as usize) else { continue };
+            let Some(slot) = g.seen.get_mut(seq as usize) else {
+                continue;
+            };
             if *slot {
                 g.duplicates += 1;
                 continue;
@@ -227,7 +233,11 @@ pub fn probe(to: SocketAddr, interval: Duration, secs: f64, status: &Path) -> Re
         let _ = s.send_to(&d, to);
         if last_status.elapsed() >= Duration::from_millis(50) {
             last_status = Instant::now();
-            let r = st.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.report(to, interval, last_status);
+            let r = st.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.report(
+                to,
+                interval,
+                last_status,
+            );
             write_status(status, &r, false)?;
         }
     }
@@ -236,7 +246,10 @@ pub fn probe(to: SocketAddr, interval: Duration, secs: f64, status: &Path) -> Re
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, Ordering::Relaxed);
     let _ = receiver.join();
-    let r = st.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.report(to, interval, end);
+    let r = st
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .report(to, interval, end);
     write_status(status, &r, true)?;
     println!("{}", serde_json::to_string(&r)?);
     Ok(())

@@ -35,7 +35,10 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
 
 /// Formats as `aa:bb:cc:dd:ee:ff`.
 pub fn mac_string(m: &[u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Where a VF sits: its PF's netdev (name, ifindex) and its index under the PF.
@@ -66,14 +69,17 @@ pub fn vf_place_in(root: &Path, vf: &str) -> io::Result<VfPlace> {
     for e in fs::read_dir(&pf_dir)? {
         let e = e?;
         let name = e.file_name();
-        let Some(n) = name.to_str().and_then(|n| n.strip_prefix("virtfn")) else { continue };
+        let Some(n) = name.to_str().and_then(|n| n.strip_prefix("virtfn")) else {
+            continue;
+        };
         let Ok(i) = n.parse::<u32>() else { continue };
         let t = fs::read_link(e.path())?;
         if t.file_name().and_then(|f| f.to_str()) == Some(vf) {
             vf_index = Some(i);
         }
     }
-    let vf_index = vf_index.ok_or_else(|| other(format!("{vf} is not listed under its PF {pf}")))?;
+    let vf_index =
+        vf_index.ok_or_else(|| other(format!("{vf} is not listed under its PF {pf}")))?;
     let net: PathBuf = pf_dir.join("net");
     let pf_netdev = fs::read_dir(&net)
         .map_err(|e| other(format!("PF {pf} has no netdev (is its driver bound?): {e}")))?
@@ -104,13 +110,17 @@ pub fn set_vf_mac(vf: &str, mac: [u8; 6]) -> io::Result<VfPlace> {
     let p = vf_place(vf)?;
     let mut link = LinkMessage::default();
     link.header.index = p.pf_ifindex;
-    link.attributes.push(LinkAttribute::VfInfoList(vec![LinkVfInfo(vec![
-        VfInfo::Mac(VfInfoMac::new(p.vf_index, &mac)),
-    ])]));
+    link.attributes
+        .push(LinkAttribute::VfInfoList(vec![LinkVfInfo(vec![
+            VfInfo::Mac(VfInfoMac::new(p.vf_index, &mac)),
+        ])]));
     let mut hdr = NetlinkHeader::default();
     hdr.flags = NLM_F_REQUEST | NLM_F_ACK;
     hdr.sequence_number = 1;
-    let mut msg = NetlinkMessage::new(hdr, NetlinkPayload::from(RouteNetlinkMessage::SetLink(link)));
+    let mut msg = NetlinkMessage::new(
+        hdr,
+        NetlinkPayload::from(RouteNetlinkMessage::SetLink(link)),
+    );
     msg.finalize();
     let mut buf = vec![0u8; msg.buffer_len()];
     msg.serialize(&mut buf);
@@ -147,9 +157,21 @@ mod tests {
 
     #[test]
     fn macs_parse_and_format() {
-        assert_eq!(parse_mac("52:54:00:77:00:0a"), Some([0x52, 0x54, 0, 0x77, 0, 0x0a]));
-        assert_eq!(mac_string(&[0x52, 0x54, 0, 0x77, 0, 0x0a]), "52:54:00:77:00:0a");
-        for bad in ["", "52:54:00:77:00", "52:54:00:77:00:0a:01", "52:54:00:77:00:0g", "5:54:00:77:00:0a"] {
+        assert_eq!(
+            parse_mac("52:54:00:77:00:0a"),
+            Some([0x52, 0x54, 0, 0x77, 0, 0x0a])
+        );
+        assert_eq!(
+            mac_string(&[0x52, 0x54, 0, 0x77, 0, 0x0a]),
+            "52:54:00:77:00:0a"
+        );
+        for bad in [
+            "",
+            "52:54:00:77:00",
+            "52:54:00:77:00:0a:01",
+            "52:54:00:77:00:0g",
+            "5:54:00:77:00:0a",
+        ] {
             assert_eq!(parse_mac(bad), None, "{bad}");
         }
     }

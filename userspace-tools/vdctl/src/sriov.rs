@@ -323,7 +323,10 @@ pub fn mac(vf: &str, mac: &str, json: bool) -> Result<()> {
             serde_json::json!({"vf": vf, "mac": mac, "pf": p.pf, "pf_netdev": p.pf_netdev, "vf_index": p.vf_index})
         );
     } else {
-        println!("{vf} (VF {} of {} {}): MAC {mac}", p.vf_index, p.pf, p.pf_netdev);
+        println!(
+            "{vf} (VF {} of {} {}): MAC {mac}",
+            p.vf_index, p.pf, p.pf_netdev
+        );
     }
     Ok(())
 }

@@ -214,7 +214,10 @@ fn serve(s: UnixStream, name: &str, journal: &Journal, opts: &FakeOpts) {
                 );
                 let r = ok(&mut w);
                 if id != "stuck" && !opts.stuck.contains(&id) {
-                    opts.devices.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                    opts.devices
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
                     std::thread::sleep(Duration::from_millis(50));
                     let path = format!("/machine/peripheral/{id}");
                     let _ = writeln!(
@@ -242,16 +245,26 @@ fn serve(s: UnixStream, name: &str, journal: &Journal, opts: &FakeOpts) {
             "qom-get" if v["arguments"]["property"] == "host" => {
                 let path = v["arguments"]["path"].as_str().unwrap_or("");
                 let id = path.rsplit('/').next().unwrap_or("");
-                let host = opts.devices.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
+                let host = opts
+                    .devices
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(id)
+                    .cloned();
                 match host {
                     Some(h) => answer(&mut w, json!({"return": h})),
-                    None => err(&mut w, "DeviceNotFound", &format!("Device '{path}' not found")),
+                    None => err(
+                        &mut w,
+                        "DeviceNotFound",
+                        &format!("Device '{path}' not found"),
+                    ),
                 }
             }
             "device_add" => {
-                if let (Some(id), Some(h)) =
-                    (v["arguments"]["id"].as_str(), v["arguments"]["host"].as_str())
-                {
+                if let (Some(id), Some(h)) = (
+                    v["arguments"]["id"].as_str(),
+                    v["arguments"]["host"].as_str(),
+                ) {
                     opts.devices
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())

@@ -360,7 +360,10 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
                         .map_err(|e| format!("setting {vf}'s MAC to {}: {e}", mac_string(&m)))
                 });
             match r {
-                Ok(m) => info!("SR-IOV: step 4/4: {vf}'s MAC is now {} (VM {to}'s {nic})", mac_string(&m)),
+                Ok(m) => info!(
+                    "SR-IOV: step 4/4: {vf}'s MAC is now {} (VM {to}'s {nic})",
+                    mac_string(&m)
+                ),
                 Err(why) => {
                     error!(vf = %vf, "SR-IOV: step 4/4 failed: {why}; rolling back");
                     return self.rollback(key, &old, Some(&mut *old_vmm), why);
@@ -427,9 +430,11 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
             };
             // The VF may carry the new holder's MAC by now: the old holder's again.
             if let Some(nic) = &old.standby_nic {
-                match v.nic_mac(nic).map_err(|e| e.to_string()).and_then(|m| {
-                    self.dev.set_vf_mac(&vf, m).map_err(|e| format!("{e}"))
-                }) {
+                match v
+                    .nic_mac(nic)
+                    .map_err(|e| e.to_string())
+                    .and_then(|m| self.dev.set_vf_mac(&vf, m).map_err(|e| format!("{e}")))
+                {
                     Ok(()) => {}
                     Err(e) => {
                         error!("SR-IOV: rollback: {vf}'s MAC back to VM {from}'s {nic}: {e}");
@@ -562,9 +567,15 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
                         has.insert(*id, h);
                         vmms.insert(*id, v);
                     }
-                    Err(e) => warn!("SR-IOV: recovery: VM {id}: qom-get {}.host: {e}", vm.vf_device),
+                    Err(e) => warn!(
+                        "SR-IOV: recovery: VM {id}: qom-get {}.host: {e}",
+                        vm.vf_device
+                    ),
                 },
-                Err(e) => info!("SR-IOV: recovery: VM {id}'s QMP {} does not answer ({e}): left out", vm.qmp.display()),
+                Err(e) => info!(
+                    "SR-IOV: recovery: VM {id}'s QMP {} does not answer ({e}): left out",
+                    vm.qmp.display()
+                ),
             }
         }
         for (vf, holder) in leased {
@@ -573,7 +584,9 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
                 if *id == holder || h.as_deref() != Some(vf.as_str()) {
                     continue;
                 }
-                let (Some(vm), Some(v)) = (self.vms.get(id), vmms.get_mut(id)) else { continue };
+                let (Some(vm), Some(v)) = (self.vms.get(id), vmms.get_mut(id)) else {
+                    continue;
+                };
                 warn!("SR-IOV: recovery: {vf} is leased to VM {holder} but still in VM {id}'s QEMU (an interrupted reassignment): device_del {}", vm.vf_device);
                 match v.detach_vf(&vm.vf_device, self.unplug_timeout) {
                     Ok(()) => {
@@ -595,9 +608,11 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
             if blocked {
                 continue;
             }
-            let Some(hv) = self.vms.get(&holder).cloned() else { continue };
+            let Some(hv) = self.vms.get(&holder).cloned() else {
+                continue;
+            };
             match has.get(&holder) {
-                None => continue, // its QEMU did not answer (logged above)
+                None => continue,                      // its QEMU did not answer (logged above)
                 Some(Some(h)) if *h == vf => continue, // where it belongs
                 Some(Some(other)) => {
                     warn!("SR-IOV: recovery: VM {holder} holds the lease of {vf} but its QEMU has {other} as {}: left alone", hv.vf_device);
@@ -605,14 +620,18 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
                 }
                 Some(None) => {}
             }
-            let Some(v) = vmms.get_mut(&holder) else { continue };
+            let Some(v) = vmms.get_mut(&holder) else {
+                continue;
+            };
             if let Some(nic) = &hv.standby_nic {
                 let r = v
                     .nic_mac(nic)
                     .map_err(|e| e.to_string())
                     .and_then(|m| self.dev.set_vf_mac(&vf, m).map_err(|e| e.to_string()));
                 if let Err(e) = r {
-                    error!("SR-IOV: recovery: {vf}'s MAC for VM {holder}'s {nic}: {e}: not plugged");
+                    error!(
+                        "SR-IOV: recovery: {vf}'s MAC for VM {holder}'s {nic}: {e}: not plugged"
+                    );
                     continue;
                 }
             }
@@ -992,7 +1011,10 @@ mod tests {
             get("vm2", "qom-get"),
             serde_json::json!({"path": "/machine/peripheral/net2", "property": "mac"})
         );
-        assert_eq!(get("vm1", "announce-self")["interfaces"], serde_json::json!(["net1"]));
+        assert_eq!(
+            get("vm1", "announce-self")["interfaces"],
+            serde_json::json!(["net1"])
+        );
         assert_eq!(r.dev.leases[&VF], 2);
         assert_eq!(r.dev.swaps, [(VF, 1, 2, false)], "the swap is never forced");
         assert_eq!(r.view.reassignments_total, 1);
@@ -1006,7 +1028,10 @@ mod tests {
     fn restart_finishes_an_interrupted_reassignment() {
         // vdd was killed after the swap (step 1): VM 2 holds the lease, the VF is still in VM 1.
         let o1 = FakeOpts::default();
-        o1.devices.lock().unwrap().insert("vf-of-1".into(), bdf_name(VF));
+        o1.devices
+            .lock()
+            .unwrap()
+            .insert("vf-of-1".into(), bdf_name(VF));
         let o2 = FakeOpts::default();
         let devs2 = o2.devices.clone();
         let s = setup(o1, o2);
@@ -1016,7 +1041,10 @@ mod tests {
         let done = r.reconcile();
         assert_eq!(
             done,
-            ["0000:01:10.2 removed from VM 1", "0000:01:10.2 plugged into VM 2"]
+            [
+                "0000:01:10.2 removed from VM 1",
+                "0000:01:10.2 plugged into VM 2"
+            ]
         );
         assert_eq!(
             s.j.commands(),
@@ -1044,15 +1072,24 @@ mod tests {
             stuck: vec!["vf-of-1".into()],
             ..Default::default()
         };
-        o1.devices.lock().unwrap().insert("vf-of-1".into(), bdf_name(VF));
+        o1.devices
+            .lock()
+            .unwrap()
+            .insert("vf-of-1".into(), bdf_name(VF));
         let s = setup(o1, FakeOpts::default());
         let mut dev = FakeDev::new(s.j.clone());
         dev.leases.insert(VF, 2);
         let mut r = Reassigner::new(dev, QmpConnector, &s.cfg);
         let (done, log) = logs(|| r.reconcile());
         assert!(done.is_empty());
-        assert_eq!(s.j.commands(), ["vm1 qom-get", "vm2 qom-get", "vm1 device_del"]);
-        assert!(log.contains("VM 1's guest did not release 0000:01:10.2"), "{log}");
+        assert_eq!(
+            s.j.commands(),
+            ["vm1 qom-get", "vm2 qom-get", "vm1 device_del"]
+        );
+        assert!(
+            log.contains("VM 1's guest did not release 0000:01:10.2"),
+            "{log}"
+        );
     }
 
     #[test]

@@ -442,7 +442,10 @@ mod tests {
             json!({"execute": "device_add", "arguments": {"driver": "vfio-pci", "host": "0000:01:10.0", "id": "vf0", "bus": "rp1", "failover_pair_id": "net0"}})
         );
 
-        assert_eq!(q.nic_mac("net0").unwrap(), [0x52, 0x54, 0, 0x12, 0x34, 0x56]);
+        assert_eq!(
+            q.nic_mac("net0").unwrap(),
+            [0x52, 0x54, 0, 0x12, 0x34, 0x56]
+        );
         assert_eq!(
             rx.recv().unwrap(),
             json!({"execute": "qom-get", "arguments": {"path": "/machine/peripheral/net0", "property": "mac"}})
