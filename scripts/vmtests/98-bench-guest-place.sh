@@ -101,7 +101,7 @@ while [ $r -le $rounds ]; do
     nn=$(printf %02d $r)
     if [ $((r % 2)) = 1 ]; then mode=off; max=0; else mode=on; max=1; fi
     vdctl policy set max_vms_on_driver_cores $max > /dev/null || fail "vdctl policy set max_vms_on_driver_cores $max"
-    wait_for "round $nn: placement $mode in place" 60 mode_is $mode
+    poll 60 mode_is $mode || { diag; fail "round $nn: placement $mode not in place within 60 s: $WHY"; }
     before=$(counters)
     printf "VDGO-$nn" | dd of=$img bs=4096 seek=15360 conv=notrunc 2>/dev/null || fail "write round $nn's go"
     started() { alive; seen "VDBENCH-START $nn"; }
