@@ -87,8 +87,12 @@ wait_for "the guest waits for round 01's go (booted, disk filled, fio loaded)" $
 tid=$(cat /sys/kernel/debug/kvm/$qpid-*/vcpu0/pid 2>/dev/null | head -1)
 comm=$(cat /proc/$qpid/task/${tid:-none}/comm 2>/dev/null)
 check "KVM's vcpu0 thread (${tid:-none}) is QEMU's 'CPU 0/KVM' ('$comm')" test "$comm" = "CPU 0/KVM"
-listed() { vdctl vm list --json > $W/list.json 2>&1 && tr -d ' \n' < $W/list.json | grep -q "\"pid\":$qpid,\"name\":\"place\",\"state\":\"[a-z]*\",\"vcpus\":\[$tid\]"; }
-wait_for "vdctl vm list has the guest (QEMU $qpid, vCPU thread $tid)" 30 listed
+# (vdctl's JSON has its keys sorted; the guest is the only VM.)
+listed() {
+    vdctl vm list --json > $W/list.json 2>&1 && grep -q '"name": "place"' $W/list.json \
+        && grep -Eq "\"pid\": $qpid,?\$" $W/list.json && tr -d ' \n' < $W/list.json | grep -q "\"vcpus\":\[$tid\]"
+}
+poll 30 listed || { cat $W/list.json; fail "vdctl vm list does not name the guest (QEMU $qpid, vCPU thread $tid)"; }
 base=$(cat /sys/kernel/debug/sched/base_slice_ns)
 hogs=""
 i=0; while [ $i -lt $HOGS ]; do ( while :; do :; done ) & hogs="$hogs $!"; i=$((i + 1)); done
