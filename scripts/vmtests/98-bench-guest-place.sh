@@ -2,9 +2,10 @@
 # make bench (issue 14, item 2): what vdd's placement gains a real guest's disk I/O. One stock
 # QEMU guest with nested KVM and a vd disk (vd-ivshmem-server + ivshmem-doorbell -> vd_front's
 # /dev/vdb0), booted once; in it fio 4k randread QD1 (libaio, direct=1) in 2 x VD_PLACE_PAIRS
-# rounds (4 pairs) of VD_BENCH_SECS (5) each, placement off and on alternately (off, on, off, on,
-# ...), with 4 CPU-bound processes (2 per CPU, as 91-bench-vdd) on both of the test VM's CPUs
-# through every round. The only thing switched between rounds is vdd's placement:
+# rounds (6 pairs) of VD_BENCH_SECS (5) each, placement off and on alternately (off, on, off, on,
+# ...), with 4 CPU-bound processes on the test VM's CPUs through every round: 2 pinned to each
+# (91-bench-vdd's 4 hogs, pinned so that the scheduler's balancing cannot leave the driver core
+# with more or fewer of them in one mode than in the other). The only thing switched between rounds is vdd's placement:
 # `vdctl policy set max_vms_on_driver_cores 0|1` (0 disables placement; with 1 vdd places the
 # guest's vCPU thread, QEMU's `CPU 0/KVM`, on the driver core, CPU 1, with a 500 us EEVDF slice).
 # Threshold 2/s and hold_ms 3600000: the guest, which polls its disk between rounds, is placed as
@@ -13,18 +14,19 @@
 # round's go into the disk image; the host writes it once the round's mode is in place (the vCPU
 # thread's affinity and slice, and `vdctl vm list`'s state). A round counts only if it ran wholly
 # in its mode: the state is checked again at the round's VDBENCH-START and VDBENCH-END console
-# lines, the vCPU thread's affinity at every poll (0.2 s) in between, and vdd's placement and
+# lines, the vCPU thread's affinity at every poll in between (every 0.2 s plus the poll's own
+# cost: about every 0.5 s under the hogs), and vdd's placement and
 # restore counters (`vdctl daemon status`) must not have moved from before the go to after the
 # end. Anything else fails the bench. Printed: fio's p50/p99 completion latency and IOPS per
 # round, per pair with its ratio off/on, and the medians over the rounds of each mode with their
-# ratio (> 1: placement helps). Not pass/fail on the numbers.
+# ratio, and the median of the pairs' ratios (> 1: placement helps). Not pass/fail on the numbers.
 . ./lib.sh
 . ./guest-lib.sh
 load vd_evtchn
 grep -q " /sys/kernel/debug debugfs " /proc/mounts || mount -t debugfs none /sys/kernel/debug || fail "mount debugfs"
 [ "$(cat /sys/devices/system/cpu/online)" = 0-1 ] || fail "needs CPUs 0-1 online (got $(cat /sys/devices/system/cpu/online))"
 secs=${VD_BENCH_SECS:-5}
-pairs=${VD_PLACE_PAIRS:-4}
+pairs=${VD_PLACE_PAIRS:-6}
 rounds=$((pairs * 2))
 HOGS=4
 GUEST_TIMEOUT=$((300 + rounds * (secs + 60)))
@@ -95,9 +97,9 @@ listed() {
 poll 30 listed || { cat $W/list.json; fail "vdctl vm list does not name the guest (QEMU $qpid, vCPU thread $tid)"; }
 base=$(cat /sys/kernel/debug/sched/base_slice_ns)
 hogs=""
-i=0; while [ $i -lt $HOGS ]; do ( while :; do :; done ) & hogs="$hogs $!"; i=$((i + 1)); done
+i=0; while [ $i -lt $HOGS ]; do taskset -c $((i % 2)) sh -c 'while :; do :; done' & hogs="$hogs $!"; i=$((i + 1)); done
 _GL_PIDS="$_GL_PIDS $hogs"
-echo "setup: $HOGS CPU hogs on CPUs 0-1; guest QEMU $qpid, vCPU thread $tid; vdd threshold 2/s," \
+echo "setup: $HOGS CPU hogs, $((HOGS / 2)) pinned to each of CPUs 0 and 1; guest QEMU $qpid, vCPU thread $tid; vdd threshold 2/s," \
     "hold 3600 s, driver core 1, slice 500 us ($(vdctl --json daemon status | sed -n 's/.*"slice_mode": "\([^"]*\)".*/\1/p')); default slice $base ns"
 
 r=1
@@ -116,7 +118,7 @@ while [ $r -le $rounds ]; do
     want=0-1; [ $mode = on ] && want=1
     n=0; limit=$(( (secs * 10 + 600) * GUEST_SLOW ))
     until seen "VDBENCH-END $nn"; do
-        alive
+        kill -0 $qpid 2>/dev/null || fail "round $nn: the guest's QEMU exited: $(guest_verdict place)"
         aff_now
         [ "$A" = $want ] || { diag; fail "round $nn ($mode): the vCPU thread's affinity became $A mid-round"; }
         n=$((n + 1)); [ $n -le $limit ] || fail "round $nn: no end after $((limit / 5)) s"
@@ -149,8 +151,8 @@ while [ $r -le $rounds ]; do
 done
 awk '$3 <= 0 { bad = 1 } END { exit bad }' $W/res || { cat $W/res; fail "a round completed no request"; }
 echo
-echo "BENCH guest-place: a stock QEMU guest's fio 4k randread QD1 on its vd disk, $HOGS CPU hogs on"
-echo "  CPUs 0-1, vdd placement off/on alternated in one boot, $pairs pairs of ${secs}s rounds"
+echo "BENCH guest-place: a stock QEMU guest's fio 4k randread QD1 on its vd disk, $HOGS CPU hogs"
+echo "  ($((HOGS / 2)) pinned to each CPU), vdd placement off/on alternated in one boot, $pairs pairs of ${secs}s rounds"
 echo "  (on: vCPU thread on driver core 1, 500 us slice; clat in us, fio's percentiles)"
 awk '{ m[NR] = $0 } END {
     printf "  %-5s %-16s %-16s %-16s %s\n", "pair", "off p50/p99", "on p50/p99", "iops off/on", "off/on p50, p99"
@@ -158,6 +160,7 @@ awk '{ m[NR] = $0 } END {
         split(m[i], a, " "); split(m[i + 1], b, " ")
         printf "  %-5d %-16s %-16s %-16s %.2fx, %.2fx\n", (i + 1) / 2, a[5] "/" a[6], b[5] "/" b[6],
             a[4] "/" b[4], a[5] / (b[5] > 0 ? b[5] : 1), a[6] / (b[6] > 0 ? b[6] : 1)
+        print a[5] / (b[5] > 0 ? b[5] : 1), a[6] / (b[6] > 0 ? b[6] : 1) > "'$W/ratios'"
     } }' $W/res
 o50=$(awk '$2 == "off" { print $5 }' $W/res | median); n50=$(awk '$2 == "on" { print $5 }' $W/res | median)
 o99=$(awk '$2 == "off" { print $6 }' $W/res | median); n99=$(awk '$2 == "on" { print $6 }' $W/res | median)
@@ -165,6 +168,8 @@ oio=$(awk '$2 == "off" { print $4 }' $W/res | median); nio=$(awk '$2 == "on" { p
 [ "${o50:-0}" -gt 0 ] 2>/dev/null && [ "${n50:-0}" -gt 0 ] 2>/dev/null || fail "no latency measured (off '$o50', on '$n50')"
 echo "  median of $pairs rounds each: off p50 $o50 us, p99 $o99 us, $oio IOPS; on p50 $n50 us, p99 $n99 us, $nio IOPS"
 awk -v a=$o50 -v b=$n50 -v c=$o99 -v d=$n99 -v e=$oio -v f=$nio 'BEGIN {
-    printf "  ratio off/on: p50 %.2fx, p99 %.2fx; IOPS on/off %.2fx (> 1: placement helps)\n", a / b, c / (d > 0 ? d : 1), (e > 0 ? f / e : 0) }'
+    printf "  ratio off/on of the medians: p50 %.2fx, p99 %.2fx; IOPS on/off %.2fx (> 1: placement helps)\n", a / b, c / (d > 0 ? d : 1), (e > 0 ? f / e : 0) }'
+mr() { awk -v k=$1 '{ print $k }' $W/ratios | sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+echo "  median of the $pairs pairs' ratios off/on: p50 $(mr 1 | awk '{ printf "%.2fx", $1 }'), p99 $(mr 2 | awk '{ printf "%.2fx", $1 }')"
 rmmod vd_evtchn || fail "rmmod vd_evtchn after the guest"
 echo "ok: bench-guest-place"
