@@ -7,7 +7,8 @@
 # host's image) until it holds "VDGO-NN" (NN = the round, two digits), written there by the host
 # once the new mode is in place and checked. On the console, per round:
 #   VDBENCH-READY NN   (polling for the go)   VDBENCH-START NN   ...   VDBENCH-END NN
-# and at the end, from fio's terse output (as scripts/guest-bench.sh parses it):
+# and at the end, from fio's terse output (as scripts/guest-bench.sh parses it; the requests from
+# the KiB read, as a starved round can make fewer than 1 IOPS, which fio rounds to 0):
 #   VDBENCH NN ios=<completed requests> iops=<n> p50=<clat us> p99=<clat us>
 bench_secs=5; rounds=8
 for a in $(cat /proc/cmdline); do
@@ -55,12 +56,12 @@ while [ $r -le "$rounds" ]; do
     res=$(echo "$line" | awk -F';' '
         { lo = 6; hi = lo + 39
           if ($5 != 0) { print "error=" $5; exit }
-          iops = $(lo + 2); ms = $(lo + 3); p50 = ""; p99 = ""
+          kb = $lo; iops = $(lo + 2); p50 = ""; p99 = ""
           for (i = lo; i <= hi; i++) {
               if ($i ~ /^50\.0*%=/) { p50 = $i; sub(/.*=/, "", p50) }
               if ($i ~ /^99\.0*%=/) { p99 = $i; sub(/.*=/, "", p99) }
           }
-          printf "ios=%d iops=%d p50=%s p99=%s\n", iops * ms / 1000, iops, p50, p99 }')
+          printf "ios=%d iops=%d p50=%s p99=%s\n", kb / 4, iops, p50, p99 }')
     case "$res" in ios=*" p50="[0-9]*" p99="[0-9]*) ;; *) die "fio round $nn: cannot parse: $res / $line" ;; esac
     echo "VDBENCH $nn $res"
 done
