@@ -154,17 +154,19 @@ echo
 echo "BENCH guest-place: a stock QEMU guest's fio 4k randread QD1 on its vd disk, $HOGS CPU hogs"
 echo "  ($((HOGS / 2)) pinned to each CPU), vdd placement off/on alternated in one boot, $pairs pairs of ${secs}s rounds"
 echo "  (on: vCPU thread on driver core 1, 500 us slice; clat in us, fio's percentiles)"
-awk '{ m[NR] = $0 } END {
-    printf "  %-5s %-16s %-16s %-16s %s\n", "pair", "off p50/p99", "on p50/p99", "iops off/on", "off/on p50, p99"
+# IOPS as requests / round length (fio's own IOPS is an integer: 0 for a starved round).
+awk -v t=$secs '{ m[NR] = $0 } END {
+    printf "  %-5s %-16s %-16s %-16s %s\n", "pair", "off p50/p99", "on p50/p99", "IOPS off/on", "off/on p50, p99"
     for (i = 1; i + 1 <= NR; i += 2) {
         split(m[i], a, " "); split(m[i + 1], b, " ")
         printf "  %-5d %-16s %-16s %-16s %.2fx, %.2fx\n", (i + 1) / 2, a[5] "/" a[6], b[5] "/" b[6],
-            a[4] "/" b[4], a[5] / (b[5] > 0 ? b[5] : 1), a[6] / (b[6] > 0 ? b[6] : 1)
+            sprintf("%.1f/%.1f", a[3] / t, b[3] / t), a[5] / (b[5] > 0 ? b[5] : 1), a[6] / (b[6] > 0 ? b[6] : 1)
         print a[5] / (b[5] > 0 ? b[5] : 1), a[6] / (b[6] > 0 ? b[6] : 1) > "'$W/ratios'"
     } }' $W/res
 o50=$(awk '$2 == "off" { print $5 }' $W/res | median); n50=$(awk '$2 == "on" { print $5 }' $W/res | median)
 o99=$(awk '$2 == "off" { print $6 }' $W/res | median); n99=$(awk '$2 == "on" { print $6 }' $W/res | median)
-oio=$(awk '$2 == "off" { print $4 }' $W/res | median); nio=$(awk '$2 == "on" { print $4 }' $W/res | median)
+oio=$(awk '$2 == "off" { print $3 }' $W/res | median); nio=$(awk '$2 == "on" { print $3 }' $W/res | median)
+oio=$(awk -v n=$oio -v t=$secs 'BEGIN { printf "%.1f", n / t }'); nio=$(awk -v n=$nio -v t=$secs 'BEGIN { printf "%.1f", n / t }')
 [ "${o50:-0}" -gt 0 ] 2>/dev/null && [ "${n50:-0}" -gt 0 ] 2>/dev/null || fail "no latency measured (off '$o50', on '$n50')"
 echo "  median of $pairs rounds each: off p50 $o50 us, p99 $o99 us, $oio IOPS; on p50 $n50 us, p99 $n99 us, $nio IOPS"
 awk -v a=$o50 -v b=$n50 -v c=$o99 -v d=$n99 -v e=$oio -v f=$nio 'BEGIN {
