@@ -20,6 +20,10 @@
 # end. Anything else fails the bench. Printed: fio's p50/p99 completion latency and IOPS per
 # round, per pair with its ratio off/on, and the medians over the rounds of each mode with their
 # ratio, and the median of the pairs' ratios (> 1: placement helps). Not pass/fail on the numbers.
+# The test VM's CPUs are emulated by threads of a host shared with other work, so their speed
+# varies over a boot, and not alike: each hog counts its loops (into $W/hog.N every 5000), and
+# every round prints how fast the hogs of each CPU ran from its start to its end (thousands of
+# loops per second, summed per CPU): a round in which one CPU crawled shows there.
 . ./lib.sh
 . ./guest-lib.sh
 load vd_evtchn
@@ -97,8 +101,25 @@ listed() {
 poll 30 listed || { cat $W/list.json; fail "vdctl vm list does not name the guest (QEMU $qpid, vCPU thread $tid)"; }
 base=$(cat /sys/kernel/debug/sched/base_slice_ns)
 hogs=""
-i=0; while [ $i -lt $HOGS ]; do taskset -c $((i % 2)) sh -c 'while :; do :; done' & hogs="$hogs $!"; i=$((i + 1)); done
+i=0
+while [ $i -lt $HOGS ]; do
+    taskset -c $((i % 2)) sh -c "n=0; while :; do n=\$((n + 1)); [ \$((n % 5000)) != 0 ] || echo \$n > $W/hog.$i; done" &
+    hogs="$hogs $!"; i=$((i + 1))
+done
+# hog_loops CPU: the loops so far of CPU's hogs (hog i runs on CPU i % 2); a file caught while
+# being rewritten reads empty: read again.
+hog_loops() {
+    ht=0; hi=$1
+    while [ $hi -lt $HOGS ]; do
+        v=""; k=0
+        while [ -z "$v" ] && [ $k -lt 20 ]; do { read -r v < $W/hog.$hi; } 2>/dev/null; k=$((k + 1)); done
+        ht=$((ht + ${v:-0})); hi=$((hi + 2))
+    done
+    echo $ht
+}
 _GL_PIDS="$_GL_PIDS $hogs"
+hogs_run() { for f in $(seq 0 $((HOGS - 1))); do [ -s $W/hog.$f ] || return 1; done; }
+wait_for "the $HOGS CPU hogs run and count" 30 hogs_run
 echo "setup: $HOGS CPU hogs, $((HOGS / 2)) pinned to each of CPUs 0 and 1; guest QEMU $qpid, vCPU thread $tid; vdd threshold 2/s," \
     "hold 3600 s, driver core 1, slice 500 us ($(vdctl --json daemon status | sed -n 's/.*"slice_mode": "\([^"]*\)".*/\1/p')); default slice $base ns"
 
@@ -114,6 +135,7 @@ while [ $r -le $rounds ]; do
     wait_for "round $nn: the guest started it" 60 started
     mode_is $mode || { diag; fail "round $nn ($mode): at its start: $WHY"; }
     at_start=$WHY
+    h0=$(hog_loops 0); h1=$(hog_loops 1); t0=$(uptime_cs)
     # Until its end: the vCPU thread stays where the mode puts it.
     want=0-1; [ $mode = on ] && want=1
     n=0; limit=$(( (secs * 10 + 600) * GUEST_SLOW ))
@@ -124,11 +146,14 @@ while [ $r -le $rounds ]; do
         n=$((n + 1)); [ $n -le $limit ] || fail "round $nn: no end after $((limit / 5)) s"
         sleep 0.2
     done
+    h0=$(( $(hog_loops 0) - h0 )); h1=$(( $(hog_loops 1) - h1 )); t0=$(( $(uptime_cs) - t0 ))
     mode_is $mode || { diag; fail "round $nn ($mode): at its end: $WHY"; }
+    # thousands of loops per second of the CPU 0 and CPU 1 hogs in this round
+    echo "$nn $((h0 * 100 / 1000 / (t0 > 0 ? t0 : 1))) $((h1 * 100 / 1000 / (t0 > 0 ? t0 : 1)))" >> $W/hogs
     after=$(counters)
     [ "$before" = "$after" ] && [ "$before" != "?" ] \
         || { diag; fail "round $nn ($mode): vdd placed or restored during it (placements, restores: $before -> $after)"; }
-    echo "round $nn: placement $mode throughout ($n affinity checks; start: $at_start; end: $WHY; vdd placements/restores $after)"
+    echo "round $nn: placement $mode throughout ($n affinity checks; start: $at_start; end: $WHY; vdd placements/restores $after; hogs k loops/s CPU 0 $(tail -1 $W/hogs | cut -d' ' -f2), CPU 1 $(tail -1 $W/hogs | cut -d' ' -f3))"
     r=$((r + 1))
 done
 wait_guest place || fail "the guest: $GUEST_RESULT"
@@ -145,8 +170,9 @@ while [ $r -le $rounds ]; do
     nn=$(printf %02d $r); mode=off; [ $((r % 2)) = 0 ] && mode=on
     l=$(grep -a "^VDBENCH $nn " $c | tr -d '\r' | head -1)
     [ -n "$l" ] || fail "round $nn: no result line from the guest"
-    echo "$l" | awk -v m=$mode '{ for (i = 3; i <= 6; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-        print $2, m, v["ios"], v["iops"], v["p50"], v["p99"] }' >> $W/res
+    h=$(grep "^$nn " $W/hogs | cut -d' ' -f2-)
+    echo "$l" | awk -v m=$mode -v h="$h" '{ for (i = 3; i <= 6; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+        print $2, m, v["ios"], v["iops"], v["p50"], v["p99"], h }' >> $W/res
     r=$((r + 1))
 done
 awk '$3 <= 0 { bad = 1 } END { exit bad }' $W/res || { cat $W/res; fail "a round completed no request"; }
@@ -156,11 +182,14 @@ echo "  ($((HOGS / 2)) pinned to each CPU), vdd placement off/on alternated in o
 echo "  (on: vCPU thread on driver core 1, 500 us slice; clat in us, fio's percentiles)"
 # IOPS as requests / round length (fio's own IOPS is an integer: 0 for a starved round).
 awk -v t=$secs '{ m[NR] = $0 } END {
-    printf "  %-5s %-16s %-16s %-16s %s\n", "pair", "off p50/p99", "on p50/p99", "IOPS off/on", "off/on p50, p99"
+    printf "  %-5s %-16s %-16s %-12s %-16s %s\n", "pair", "off p50/p99", "on p50/p99", "IOPS off/on",
+        "off/on p50, p99", "hogs k loops/s CPU 0/1 off, on"
     for (i = 1; i + 1 <= NR; i += 2) {
         split(m[i], a, " "); split(m[i + 1], b, " ")
-        printf "  %-5d %-16s %-16s %-16s %.2fx, %.2fx\n", (i + 1) / 2, a[5] "/" a[6], b[5] "/" b[6],
-            sprintf("%.1f/%.1f", a[3] / t, b[3] / t), a[5] / (b[5] > 0 ? b[5] : 1), a[6] / (b[6] > 0 ? b[6] : 1)
+        printf "  %-5d %-16s %-16s %-12s %-16s %s\n", (i + 1) / 2, a[5] "/" a[6], b[5] "/" b[6],
+            sprintf("%.1f/%.1f", a[3] / t, b[3] / t),
+            sprintf("%.2fx, %.2fx", a[5] / (b[5] > 0 ? b[5] : 1), a[6] / (b[6] > 0 ? b[6] : 1)),
+            a[7] "/" a[8] ", " b[7] "/" b[8]
         print a[5] / (b[5] > 0 ? b[5] : 1), a[6] / (b[6] > 0 ? b[6] : 1) > "'$W/ratios'"
     } }' $W/res
 o50=$(awk '$2 == "off" { print $5 }' $W/res | median); n50=$(awk '$2 == "on" { print $5 }' $W/res | median)
