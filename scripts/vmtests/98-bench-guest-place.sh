@@ -1,29 +1,30 @@
 # vd-timeout: 1200
-# make bench (issue 14, item 2): what vdd's placement gains a real guest's disk I/O. One stock
-# QEMU guest with nested KVM and a vd disk (vd-ivshmem-server + ivshmem-doorbell -> vd_front's
+# make bench (issue 14, item 2): what vdd's placement gains a real guest's disk I/O. One stock QEMU
+# guest with nested KVM and a vd disk (vd-ivshmem-server + ivshmem-doorbell -> vd_front's
 # /dev/vdb0), booted once; in it fio 4k randread QD1 (libaio, direct=1) in 2 x VD_PLACE_PAIRS
 # rounds (6 pairs) of VD_BENCH_SECS (5) each, placement off and on alternately (off, on, off, on,
 # ...), with 4 CPU-bound processes on the test VM's CPUs through every round: 2 pinned to each
 # (91-bench-vdd's 4 hogs, pinned so that the scheduler's balancing cannot leave the driver core
-# with more or fewer of them in one mode than in the other). The only thing switched between rounds is vdd's placement:
-# `vdctl policy set max_vms_on_driver_cores 0|1` (0 disables placement; with 1 vdd places the
-# guest's vCPU thread, QEMU's `CPU 0/KVM`, on the driver core, CPU 1, with a 500 us EEVDF slice).
-# Threshold 2/s and hold_ms 3600000: the guest, which polls its disk between rounds, is placed as
-# soon as placement is on, and stays placed until it is switched off.
-# The guest (scripts/guest-bench-place.sh) starts a round only when the host has written that
-# round's go into the disk image; the host writes it once the round's mode is in place (the vCPU
-# thread's affinity and slice, and `vdctl vm list`'s state). A round counts only if it ran wholly
-# in its mode: the state is checked again at the round's VDBENCH-START and VDBENCH-END console
-# lines, the vCPU thread's affinity at every poll in between (every 0.2 s plus the poll's own
-# cost: about every 0.5 s under the hogs), and vdd's placement and
-# restore counters (`vdctl daemon status`) must not have moved from before the go to after the
-# end. Anything else fails the bench. Printed: fio's p50/p99 completion latency and IOPS per
-# round, per pair with its ratio off/on, and the medians over the rounds of each mode with their
-# ratio, and the median of the pairs' ratios (> 1: placement helps). Not pass/fail on the numbers.
-# The test VM's CPUs are emulated by threads of a host shared with other work, so their speed
-# varies over a boot, and not alike: each hog counts its loops (into $W/hog.N every 5000), and
-# every round prints how fast the hogs of each CPU ran from its start to its end (thousands of
-# loops per second, summed per CPU): a round in which one CPU crawled shows there.
+# with more or fewer of them in one mode than in the other). The only thing switched between rounds
+# is vdd's placement: `vdctl policy set max_vms_on_driver_cores 0|1` (0 disables placement; with 1
+# vdd places the guest's vCPU thread, QEMU's `CPU 0/KVM`, on the driver core, CPU 1, with a 500 us
+# EEVDF slice). Threshold 2/s and hold_ms 3600000: the guest, which polls its disk between rounds,
+# is placed as soon as placement is on, and stays placed until it is switched off. The guest
+# (scripts/guest-bench-place.sh) starts a round only when the host has written that round's go into
+# the disk image; the host writes it once the round's mode is in place (the vCPU thread's affinity
+# and slice, and `vdctl vm list`'s state). A round counts only if it ran wholly in its mode: the
+# state is checked again at the round's VDBENCH-START and VDBENCH-END console lines, the vCPU
+# thread's affinity at every poll in between (every 0.2 s plus the poll's own cost, which the hogs
+# stretch to 0.3-1 s), and vdd's placement and restore counters (`vdctl daemon status`) must not
+# have moved from before the go to after the end. Anything else fails the bench. Printed: fio's
+# p50/p99 completion latency and IOPS per round, per pair with its ratio off/on, and the medians
+# over the rounds of each mode with their ratio, and the median of the pairs' ratios (> 1:
+# placement helps). Not pass/fail on the numbers. The test VM's CPUs are emulated by threads of a
+# host shared with other work, so their speed varies over a boot, and not alike: each hog counts
+# its loops (into $W/hog.N every 5000), and every round prints how fast the hogs of each CPU ran
+# from its start to its end (thousands of loops per second, summed per CPU): a round in which one
+# CPU crawled shows there. VD_BENCH_SECS and VD_PLACE_PAIRS reach the test through VD_APPEND
+# (scripts/vm.sh). Results and what they say: README, Performance.
 . ./lib.sh
 . ./guest-lib.sh
 load vd_evtchn
@@ -31,6 +32,7 @@ grep -q " /sys/kernel/debug debugfs " /proc/mounts || mount -t debugfs none /sys
 [ "$(cat /sys/devices/system/cpu/online)" = 0-1 ] || fail "needs CPUs 0-1 online (got $(cat /sys/devices/system/cpu/online))"
 secs=${VD_BENCH_SECS:-5}
 pairs=${VD_PLACE_PAIRS:-6}
+case "$pairs" in [1-9]|[1-4][0-9]) ;; *) fail "VD_PLACE_PAIRS=$pairs: 1..49" ;; esac
 rounds=$((pairs * 2))
 HOGS=4
 GUEST_TIMEOUT=$((300 + rounds * (secs + 60)))
