@@ -156,6 +156,7 @@ build_guest() {
     for a in $("$root/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"; done
     cp "$VD_ROOT/scripts/guest-init.sh" "$root/init"; chmod +x "$root/init"
     cp "$VD_ROOT/scripts/guest-bench.sh" "$root/guest-bench.sh" # bench-blk scenario (94-bench)
+    cp "$VD_ROOT/scripts/guest-bench-place.sh" "$root/guest-bench-place.sh" # bench-place (98-bench)
     cp "$VD_ROOT/scripts/guest-input.sh" "$root/guest-input.sh" # input-evdev scenario (82-guest-input)
     # vd_front.ko once the guest driver is built (the guest tests fail clearly without it).
     [ ! -f "$OUT/modules/vd_front.ko" ] || cp "$OUT/modules/vd_front.ko" "$root/lib/modules/"

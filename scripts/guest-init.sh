@@ -352,6 +352,7 @@ case "$scenario" in
         [ "$got" = "$want" ] || die "the pattern's $pattern_lines lines at the start of $disk: md5 $got, pattern $want"
         finish PASS "pattern read back from $disk after a restart (md5 $want)" ;;
     bench-blk) tools; . /guest-bench.sh ;; # make bench's 94-bench-guest-blk (scripts/guest-bench.sh)
+    bench-place) tools; . /guest-bench-place.sh ;; # make bench's 98-bench-guest-place (scripts/guest-bench-place.sh)
     bench-hops) # make bench's 97-bench-guest-hops: vd_front's hop trace (debugfs hops) of 4k random
         # reads at QD1 (vd.hops_ios, default 2000) on each of vd.hops_disks vd disks in turn; each
         # trace goes onto its own disk at 50 MiB (past fio's 48 MiB; the host reads it from the
