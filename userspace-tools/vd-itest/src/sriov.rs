@@ -266,20 +266,23 @@ fn next_event(
 
 /// Reassignment on real traffic: VM 1 holds the VF (netdev lease) while frames go out of its
 /// netdev; VM 2 waits. While traffic flows VM 1 is no candidate and a policy swap is refused;
+/// The policy the reassignment checks set: 20 kB/s threshold, 1 s window, 0.5 s minimum hold.
+const TEST_POLICY: VdsPolicy = VdsPolicy {
+    threshold_bps: 20_000,
+    hysteresis_bps: 10_000,
+    window_ms: 1000,
+    min_hold_ms: 500,
+    sample_ms: 100,
+    flags: 0,
+};
+
 /// once traffic stops it becomes one (event), and the daemon's swap moves the lease to VM 2.
 pub fn reassign(vf: &str, ifname: &str) -> Result<()> {
     let b = bdf(vf)?;
     let daemon = Manager::open()?;
     let holder = Manager::open()?;
     let waiter = Manager::open()?;
-    let pol = VdsPolicy {
-        threshold_bps: 20_000,
-        hysteresis_bps: 10_000,
-        window_ms: 1000,
-        min_hold_ms: 500,
-        sample_ms: 100,
-        flags: 0,
-    };
+    let pol = TEST_POLICY;
     daemon.set_policy(&pol).context("policy set")?;
     check!(
         daemon.policy()? == pol,
@@ -447,14 +450,7 @@ pub fn mirror(vf: &str, ifname: &str) -> Result<()> {
         daemon.version()?.features & VDS_FEAT_PF_MIRROR != 0,
         "the module advertises VDS_FEAT_PF_MIRROR"
     );
-    let pol = VdsPolicy {
-        threshold_bps: 20_000,
-        hysteresis_bps: 10_000,
-        window_ms: 1000,
-        min_hold_ms: 500,
-        sample_ms: 100,
-        flags: 0,
-    };
+    let pol = TEST_POLICY;
     daemon.set_policy(&pol).context("policy set")?;
 
     let tx_bytes = || -> Result<u64> {

@@ -57,8 +57,8 @@ pub fn iommu_group(vf: &str) -> Result<u32> {
         .with_context(|| format!("IOMMU group link of {vf}: {}", link.display()))
 }
 
-/// Opens `vf` as a VMM would, checks what it reads and maps, keeps it open `hold_ms`.
-pub fn open(vf: &str, hold_ms: u64) -> Result<()> {
+/// `vf` opened through a new VFIO container, as a VMM opens it: (IOMMU group, container, device).
+fn open_device(vf: &str) -> Result<(u32, Arc<VfioContainer>, VfioDevice)> {
     let group = iommu_group(vf)?;
     let container = Arc::new(VfioContainer::new(None).context("open /dev/vfio/vfio")?);
     let dev = VfioDevice::new(
@@ -69,6 +69,12 @@ pub fn open(vf: &str, hold_ms: u64) -> Result<()> {
     .with_context(|| {
         format!("VFIO device {vf} in group {group} (is it on vfio-pci, is the group viable?)")
     })?;
+    Ok((group, container, dev))
+}
+
+/// Opens `vf` as a VMM would, checks what it reads and maps, keeps it open `hold_ms`.
+pub fn open(vf: &str, hold_ms: u64) -> Result<()> {
+    let (group, container, dev) = open_device(vf)?;
     let mut id = [0u8; 4];
     dev.region_read(VFIO_PCI_CONFIG_REGION_INDEX, &mut id, 0);
     let (vendor, device) = (
@@ -181,14 +187,7 @@ const IOVA: u64 = 1 << 30;
 /// filled with 1000-byte broadcast frames at about `bytes_per_s` for `ms` milliseconds. Prints
 /// `VFIO-TX frames N bytes B` and the VF's own `VFGOTC` before and after.
 pub fn tx(vf: &str, ms: u64, bytes_per_s: u64) -> Result<()> {
-    let group = iommu_group(vf)?;
-    let container = Arc::new(VfioContainer::new(None).context("open /dev/vfio/vfio")?);
-    let dev = VfioDevice::new(
-        Path::new(&format!("/sys/bus/pci/devices/{vf}")),
-        container.clone(),
-        false,
-    )
-    .with_context(|| format!("VFIO device {vf} in group {group}"))?;
+    let (_group, container, dev) = open_device(vf)?;
     // Bus mastering (PCI_COMMAND bit 2): the VF's DMA.
     let mut cmd = [0u8; 2];
     dev.region_read(VFIO_PCI_CONFIG_REGION_INDEX, &mut cmd, 4);
