@@ -1,5 +1,4 @@
 # vd-timeout: 900
-# vd-tcg b
 # A VF moved between two running real guests by vdd, with net_failover (issue 14, item 1).
 # Two stock QEMU guests, each with a standby virtio-net NIC (failover=on, on a tap in a bridge
 # with the igb PF; the test VM's address is on the bridge) and the guest kernel's net_failover.
