@@ -101,7 +101,7 @@ via() {
 }
 
 mark "step 1: guests up, probes on"
-probe A $IPA 1000; probe B $IPB 1000
+probe A $IPA 5000; probe B $IPB 5000
 wait_for "guest A echoes its probe" $(guest_secs 200) echoes_over A 100
 wait_for "guest B echoes its probe" $(guest_secs 200) echoes_over B 100
 wait_for "guest A's VF (igbvf) is up under its failover master" 60 vf_up_in A
@@ -148,7 +148,7 @@ vd-itest vdd-waiter --vm 2 > $W/waitB.out 2>&1 & WB=$!
 wait_line $W/waitB.out '^WAITING' 10
 wait_for "vdd saw VM 2 waiting" 10 grep -q "VM 2 waits for a VF" $W/vdd.log
 check "while guest A is busy it keeps the VF" test "$(vf_field $VF vm_id)" = 1
-stop_probe A; probe A $IPA 20000
+stop_probe A; probe A $IPA 50000
 moved_to() { test "$(vf_field $VF vm_id)" = "$1" && grep -q "reassignment of $VF from VM $2 to VM $1 done" $W/vdd.log; }
 wait_for "guest A's probe slowed under the threshold: vdd moves the VF to guest B" $(guest_secs 60) moved_to 2 1
 grep "SR-IOV" $W/vdd.log
@@ -160,8 +160,8 @@ check "guest A's traffic goes through its tap" via A vdtapA tap
 
 mark "step 3: and back"
 # 3. And back: B slows down, A waits.
-stop_probe B; probe B $IPB 20000
-stop_probe A; probe A $IPA 1000
+stop_probe B; probe B $IPB 50000
+stop_probe A; probe A $IPA 5000
 vd-itest vdd-waiter --vm 1 > $W/waitA.out 2>&1 & WA=$!
 wait_line $W/waitA.out '^WAITING' 10
 wait_for "guest B idle, guest A waiting: vdd moves the VF back to guest A" $(guest_secs 60) moved_to 1 2
@@ -180,7 +180,7 @@ wait_line $W/waitB2.out '^WAITING' 10
 c0=$(grep -c "step 1/4: lease of $VF swapped from VM 1" $W/vdd.log)
 c2=$(grep -c "step 2/4: device_del vdvf0 done on VM 1" $W/vdd.log)
 vd-itest qmp-vcpus --qmp $W/A.qmp stop || fail "QMP stop on guest A"
-stop_probe A; probe A $IPA 20000
+stop_probe A; probe A $IPA 50000
 step1_again() { [ "$(grep -c "step 1/4: lease of $VF swapped from VM 1" $W/vdd.log)" -gt $c0 ]; }
 wait_for "guest A (stopped) is idle: vdd swaps the lease to VM 2 and asks A's QEMU to unplug" 60 step1_again
 kill -KILL $D; wait $D 2>/dev/null; D=
@@ -204,7 +204,7 @@ mark "step 5: rollback on a failed device_add"
 qemu-system-x86_64 -M q35 -S -nodefaults -display none -qmp unix:$W/C.qmp,server=on,wait=off > $W/C.out 2>&1 < /dev/null & Q3=$!
 _GL_PIDS="$_GL_PIDS $Q3"
 wait_for "QEMU C's QMP socket" 20 test -S $W/C.qmp
-stop_probe B; probe B $IPB 20000
+stop_probe B; probe B $IPB 50000
 vd-itest vdd-waiter --vm 3 > $W/wait3.out 2>&1 & W3=$!
 wait_line $W/wait3.out '^WAITING' 10
 wait_for "the move to VM 3 fails at device_add and is rolled back" $(guest_secs 60) \
@@ -214,7 +214,7 @@ check "QEMU refused the device_add (bus nosuchbus)" grep -q "device_add on VM 3:
 check "the lease is back with VM 2" test "$(vf_field $VF vm_id)" = 2
 check "vdd gave the VF guest B's MAC back" grep -q "$VF's MAC is now\|rollback: $VF plugged back into VM 2" $W/vdd2.log
 wait_for "guest B's VF is up after the rollback" $(guest_secs 60) vf_up_in B
-stop_probe B; probe B $IPB 1000
+stop_probe B; probe B $IPB 5000
 check "guest B's traffic goes through the VF after the rollback" via B vdtapB vf
 
 mark "step 6: a guest that never releases its VF"
