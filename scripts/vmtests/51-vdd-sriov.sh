@@ -2,8 +2,9 @@
 # vd-itest fake-qmp) standing in for the VMMs: VM 1 holds a VF (netdev lease) while frames go out
 # of it; VM 2 waits. While traffic flows nothing moves; when it stops the module makes VM 1 a
 # candidate and vdd swaps the lease, unplugs the VF from VM 1's QEMU (device_del, then set_link
-# up of its standby NIC) and plugs it into VM 2's (device_add vfio-pci, failover_pair_id), in that
-# order. A waiter without a [[vm]] entry is left alone with a log line; a failing device_add is
+# up and announce-self of its standby NIC), gives the VF VM 2's standby MAC (qom-get, then
+# rtnetlink on the real PF) and plugs it into VM 2's QEMU (device_add vfio-pci,
+# failover_pair_id), in that order. A waiter without a [[vm]] entry is left alone with a log line; a failing device_add is
 # rolled back (VF plugged back into the old holder, lease back).
 . ./lib.sh
 . ./sriov-lib.sh
@@ -76,17 +77,21 @@ t0=$(cut -d' ' -f1 /proc/uptime)
 vm_is() { test "$(vf_field $VF vm_id)" = "$1"; }
 wait_for "after the traffic stops vdd moves the VF to VM 2" 20 vm_is 2
 echo "moved $(awk -v a=$t0 '{printf "%.1f", $1 - a}' /proc/uptime) s after the traffic stopped (window 1 s)"
-# The lease moves at step 1 (the swap); the three QMP steps follow: wait for them.
-three_cmds() { [ "$(grep -v qmp_capabilities $W/qmp.log | grep -c execute)" -ge 3 ]; }
-wait_for "vdd went through the QMP steps" 20 three_cmds
+# The lease moves at step 1 (the swap); the QMP steps follow: wait for them (the last is
+# device_add on VM 2).
+qmp_done() { grep -q '"vm":"vm2".*"execute":"device_add"' $W/qmp.log; }
+wait_for "vdd went through the QMP steps" 20 qmp_done
 grep "SR-IOV" $W/vdd.log
 grep -v qmp_capabilities $W/qmp.log > $W/cmds.log; cat $W/cmds.log
 check "vdd logged the candidate event" grep -q "VM 1 is a reassignment candidate on $VF" $W/vdd.log
 check "swap first (log)" grep -q "step 1/4: lease of $VF swapped from VM 1 .* to VM 2" $W/vdd.log
-check "three QMP commands" test "$(wc -l < $W/cmds.log)" = 3
+check "five QMP commands" test "$(wc -l < $W/cmds.log)" = 5
 check "1st: device_del of the VF on VM 1" line_has 1 $W/cmds.log '"vm":"vm1"' '"execute":"device_del"' '"arguments":{"id":"vdvf0"}'
 check "2nd: set_link net0 up on VM 1" line_has 2 $W/cmds.log '"vm":"vm1"' '"execute":"set_link"' '"arguments":{"name":"net0","up":true}'
-check "3rd: device_add vfio-pci of the VF on VM 2 with failover_pair_id" line_has 3 $W/cmds.log '"vm":"vm2"' '"execute":"device_add"' '"driver":"vfio-pci"' "\"host\":\"$VF\"" '"id":"vdvf0"' '"failover_pair_id":"net0"'
+check "3rd: announce-self on VM 1's net0" line_has 3 $W/cmds.log '"vm":"vm1"' '"execute":"announce-self"' '"interfaces":["net0"]'
+check "4th: qom-get of VM 2's standby NIC's MAC" line_has 4 $W/cmds.log '"vm":"vm2"' '"execute":"qom-get"' '"property":"mac"'
+check "vdd set the VF's MAC to it through the PF" grep -q "$VF's MAC is now 52:54:00:76:64:01 (VM 2's net0)" $W/vdd.log
+check "5th: device_add vfio-pci of the VF on VM 2 with failover_pair_id" line_has 5 $W/cmds.log '"vm":"vm2"' '"execute":"device_add"' '"driver":"vfio-pci"' "\"host\":\"$VF\"" '"id":"vdvf0"' '"failover_pair_id":"net0"'
 check "vdd says the reassignment is done" grep -q "reassignment of $VF from VM 1 to VM 2 done" $W/vdd.log
 wait_for "VM 2's file got the swapped event" 5 grep -q "EVENT swapped $VF vm 2 other 1" $W/wait2.out
 wait_for "daemon status counts it" 10 sh -c "vdctl --json daemon status | grep -q '\"reassignments_total\": 1'"
@@ -104,7 +109,7 @@ wait_line $W/wait5.out '^WAITING' 10
 wait_for "vdd handled the next event (VM 5 waits)" 10 grep -q "SR-IOV event: VM 5 waits for a VF" $W/vdd.log
 check "... and logged once" test "$(grep -c 'to waiting VM 4' $W/vdd.log)" = 1
 check "VM 2 keeps the VF" test "$(vf_field $VF vm_id)" = 2
-check "no QMP command for it" test "$(grep -vc qmp_capabilities $W/qmp.log)" = 3
+check "no QMP command for it" test "$(grep -vc qmp_capabilities $W/qmp.log)" = 5
 kill $W4 $W5; wait $W4 $W5 2>/dev/null; W4=; W5=
 
 # A failing device_add on the new holder (VM 3) is rolled back.
@@ -112,12 +117,14 @@ vd-itest vdd-waiter --vm 3 > $W/wait3.out 2>&1 & W3=$!
 wait_line $W/wait3.out '^WAITING' 10
 wait_for "the failed reassignment to VM 3 is rolled back" 15 grep -q "reassignment of $VF from VM 2 to VM 3 failed .* and was rolled back" $W/vdd.log
 grep "SR-IOV" $W/vdd.log | tail -12
-grep -v qmp_capabilities $W/qmp.log | tail -n +4 > $W/cmds2.log; cat $W/cmds2.log
+grep -v qmp_capabilities $W/qmp.log | tail -n +6 > $W/cmds2.log; cat $W/cmds2.log
 check "rollback 1: device_del on VM 2" line_has 1 $W/cmds2.log '"vm":"vm2"' '"execute":"device_del"'
 check "rollback 2: set_link up on VM 2" line_has 2 $W/cmds2.log '"vm":"vm2"' '"execute":"set_link"'
-check "rollback 3: device_add on VM 3 (fails)" line_has 3 $W/cmds2.log '"vm":"vm3"' '"execute":"device_add"' '"id":"hostdev3"'
-check "rollback 4: device_add back on VM 2" line_has 4 $W/cmds2.log '"vm":"vm2"' '"execute":"device_add"' "\"host\":\"$VF\"" '"id":"vdvf0"'
-check "rollback: nothing else" test "$(wc -l < $W/cmds2.log)" = 4
+check "rollback 3: announce-self on VM 2" line_has 3 $W/cmds2.log '"vm":"vm2"' '"execute":"announce-self"'
+check "rollback 4: device_add on VM 3 (fails; VM 3 has no standby NIC, so no MAC)" line_has 4 $W/cmds2.log '"vm":"vm3"' '"execute":"device_add"' '"id":"hostdev3"'
+check "rollback 5: qom-get of VM 2's standby MAC (the VF gets it back)" line_has 5 $W/cmds2.log '"vm":"vm2"' '"execute":"qom-get"'
+check "rollback 6: device_add back on VM 2" line_has 6 $W/cmds2.log '"vm":"vm2"' '"execute":"device_add"' "\"host\":\"$VF\"" '"id":"vdvf0"'
+check "rollback: nothing else" test "$(wc -l < $W/cmds2.log)" = 6
 check "the lease is back with VM 2" test "$(vf_field $VF vm_id)" = 2
 check "VM 3 waits again" sh -c "vdctl --json sriov policy | tr -d ' \n' | grep -q '\"kind\":\"waiter\",\"vf\":null,\"vm_id\":3,'"
 check "daemon status counts the failure" sh -c "vdctl --json daemon status | grep -q '\"failures_total\": 1'"

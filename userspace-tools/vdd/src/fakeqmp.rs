@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The MAC address `qom-get` gives for every NIC.
-pub const FAKE_NIC_MAC: &str = "52:54:00:12:34:56";
+pub const FAKE_NIC_MAC: &str = "52:54:00:76:64:01";
 
 use serde_json::{json, Value};
 

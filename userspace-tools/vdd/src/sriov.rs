@@ -982,7 +982,7 @@ mod tests {
                 "vm1 set_link",
                 "vm1 announce-self",
                 "vm2 qom-get",
-                "- vf_mac 0000:01:10.2 52:54:00:12:34:56",
+                "- vf_mac 0000:01:10.2 52:54:00:76:64:01",
                 "vm2 device_add"
             ],
             "order: swap, unplug from the old holder, its standby link up and announced, the VF \
@@ -1055,7 +1055,7 @@ mod tests {
                 "vm1 set_link",
                 "vm1 announce-self",
                 "vm2 qom-get",
-                "- vf_mac 0000:01:10.2 52:54:00:12:34:56",
+                "- vf_mac 0000:01:10.2 52:54:00:76:64:01",
                 "vm2 device_add"
             ]
         );
@@ -1118,10 +1118,10 @@ mod tests {
                 "vm1 set_link",
                 "vm1 announce-self",
                 "vm2 qom-get",
-                "- vf_mac 0000:01:10.2 52:54:00:12:34:56",
+                "- vf_mac 0000:01:10.2 52:54:00:76:64:01",
                 "vm2 device_add",
                 "vm1 qom-get",
-                "- vf_mac 0000:01:10.2 52:54:00:12:34:56",
+                "- vf_mac 0000:01:10.2 52:54:00:76:64:01",
                 "vm1 device_add",
                 "- swap 0000:01:10.2 2->1 force"
             ],
@@ -1199,7 +1199,7 @@ mod tests {
                 "vm1 device_del",
                 "vm1 set_link",
                 "vm1 qom-get",
-                "- vf_mac 0000:01:10.2 52:54:00:12:34:56",
+                "- vf_mac 0000:01:10.2 52:54:00:76:64:01",
                 "vm1 device_add",
                 "- swap 0000:01:10.2 2->1 force"
             ]

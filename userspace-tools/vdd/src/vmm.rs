@@ -444,7 +444,7 @@ mod tests {
 
         assert_eq!(
             q.nic_mac("net0").unwrap(),
-            [0x52, 0x54, 0, 0x12, 0x34, 0x56]
+            [0x52, 0x54, 0, 0x76, 0x64, 0x01]
         );
         assert_eq!(
             rx.recv().unwrap(),
