@@ -85,7 +85,6 @@ struct State {
     seen: Vec<bool>,
     duplicates: u64,
     rtts: Vec<u64>,
-    first: Option<Instant>,
     last: Option<Instant>,
     max_silence: Duration,
     max_silence_at: Duration,
@@ -171,7 +170,6 @@ pub fn probe(to: SocketAddr, interval: Duration, secs: f64, status: &Path) -> Re
         seen: Vec::new(),
         duplicates: 0,
         rtts: Vec::new(),
-        first: None,
         last: None,
         max_silence: Duration::ZERO,
         max_silence_at: Duration::ZERO,
@@ -206,7 +204,6 @@ pub fn probe(to: SocketAddr, interval: Duration, secs: f64, status: &Path) -> Re
                     g.max_silence_at = l - g.t0;
                 }
             }
-            g.first.get_or_insert(now);
             g.last = Some(now);
         }
     });

@@ -349,33 +349,19 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
             info!("SR-IOV: step 3/4: VM {from} has no standby_nic configured: no link to bring up");
         }
         // 4. Into the new holder, with the MAC of its standby NIC (net_failover pairs by MAC).
-        if let Some(nic) = &new.standby_nic {
-            let r = new_vmm
-                .nic_mac(nic)
-                .map_err(|e| format!("qom-get {nic}.mac on VM {to}: {e}"))
-                .and_then(|m| {
-                    self.dev
-                        .set_vf_mac(&vf, m)
-                        .map(|()| m)
-                        .map_err(|e| format!("setting {vf}'s MAC to {}: {e}", mac_string(&m)))
-                });
-            match r {
-                Ok(m) => info!(
-                    "SR-IOV: step 4/4: {vf}'s MAC is now {} (VM {to}'s {nic})",
-                    mac_string(&m)
-                ),
-                Err(why) => {
-                    error!(vf = %vf, "SR-IOV: step 4/4 failed: {why}; rolling back");
-                    return self.rollback(key, &old, Some(&mut *old_vmm), why);
-                }
+        match self.give_standby_mac(&mut *new_vmm, &new, &vf) {
+            Ok(Some(m)) => info!(
+                "SR-IOV: step 4/4: {vf}'s MAC is now {} (VM {to}'s {})",
+                mac_string(&m),
+                new.standby_nic.as_deref().unwrap_or_default()
+            ),
+            Ok(None) => {}
+            Err(why) => {
+                error!(vf = %vf, "SR-IOV: step 4/4 failed: {why}; rolling back");
+                return self.rollback(key, &old, Some(&mut *old_vmm), why);
             }
         }
-        let d = VfDevice {
-            id: new.vf_device.clone(),
-            host: vf.clone(),
-            failover_pair_id: new.standby_nic.clone(),
-            bus: new.vf_bus.clone(),
-        };
+        let d = vf_device(&new, &vf);
         if let Err(e) = new_vmm.attach_vf(&d) {
             error!(vf = %vf, "SR-IOV: step 4/4 failed: device_add vfio-pci host={vf} id={} on VM {to} ({}): {e}; rolling back", d.id, new.qmp.display());
             return self.rollback(
@@ -422,25 +408,11 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
         self.backoff.insert(key, Instant::now());
         let mut bad = vec![];
         if let Some(v) = replug {
-            let d = VfDevice {
-                id: old.vf_device.clone(),
-                host: vf.clone(),
-                failover_pair_id: old.standby_nic.clone(),
-                bus: old.vf_bus.clone(),
-            };
+            let d = vf_device(old, &vf);
             // The VF may carry the new holder's MAC by now: the old holder's again.
-            if let Some(nic) = &old.standby_nic {
-                match v
-                    .nic_mac(nic)
-                    .map_err(|e| e.to_string())
-                    .and_then(|m| self.dev.set_vf_mac(&vf, m).map_err(|e| format!("{e}")))
-                {
-                    Ok(()) => {}
-                    Err(e) => {
-                        error!("SR-IOV: rollback: {vf}'s MAC back to VM {from}'s {nic}: {e}");
-                        bad.push(format!("MAC back to VM {from}'s {nic}: {e}"));
-                    }
-                }
+            if let Err(e) = self.give_standby_mac(v, old, &vf) {
+                error!("SR-IOV: rollback: {vf}'s MAC back to VM {from}'s: {e}");
+                bad.push(format!("MAC back to VM {from}'s: {e}"));
             }
             match v.attach_vf(&d) {
                 Ok(()) => info!(
@@ -526,6 +498,26 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
                 e.vm_id, vm.vf_device
             ),
         }
+    }
+
+    /// Gives VF `vf` the MAC of `vm`'s standby NIC, read from its QEMU (net_failover in the guest
+    /// pairs the two by MAC). `Ok(None)`: `vm` has no standby NIC, nothing to set.
+    fn give_standby_mac(
+        &mut self,
+        v: &mut dyn Vmm,
+        vm: &VmConfig,
+        vf: &str,
+    ) -> Result<Option<[u8; 6]>, String> {
+        let Some(nic) = &vm.standby_nic else {
+            return Ok(None);
+        };
+        let m = v
+            .nic_mac(nic)
+            .map_err(|e| format!("qom-get {nic}.mac on VM {}: {e}", vm.id))?;
+        self.dev
+            .set_vf_mac(vf, m)
+            .map_err(|e| format!("setting {vf}'s MAC to {}: {e}", mac_string(&m)))?;
+        Ok(Some(m))
     }
 
     /// Makes the configured VMs' QEMUs agree with the module's leases: what a vdd killed in the
@@ -623,24 +615,11 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
             let Some(v) = vmms.get_mut(&holder) else {
                 continue;
             };
-            if let Some(nic) = &hv.standby_nic {
-                let r = v
-                    .nic_mac(nic)
-                    .map_err(|e| e.to_string())
-                    .and_then(|m| self.dev.set_vf_mac(&vf, m).map_err(|e| e.to_string()));
-                if let Err(e) = r {
-                    error!(
-                        "SR-IOV: recovery: {vf}'s MAC for VM {holder}'s {nic}: {e}: not plugged"
-                    );
-                    continue;
-                }
+            if let Err(e) = self.give_standby_mac(&mut **v, &hv, &vf) {
+                error!("SR-IOV: recovery: {vf}'s MAC for VM {holder}: {e}: not plugged");
+                continue;
             }
-            let d = VfDevice {
-                id: hv.vf_device.clone(),
-                host: vf.clone(),
-                failover_pair_id: hv.standby_nic.clone(),
-                bus: hv.vf_bus.clone(),
-            };
+            let d = vf_device(&hv, &vf);
             match v.attach_vf(&d) {
                 Ok(()) => {
                     info!("SR-IOV: recovery: {vf} plugged into VM {holder}, which holds its lease (device_add id={})", d.id);
@@ -675,6 +654,16 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
             ]);
         }
         Ok(())
+    }
+}
+
+/// VF `vf` as `vm`'s QEMU gets it (`device_add vfio-pci`).
+fn vf_device(vm: &VmConfig, vf: &str) -> VfDevice {
+    VfDevice {
+        id: vm.vf_device.clone(),
+        host: vf.to_owned(),
+        failover_pair_id: vm.standby_nic.clone(),
+        bus: vm.vf_bus.clone(),
     }
 }
 
