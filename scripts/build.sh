@@ -174,6 +174,8 @@ build_initramfs() {
     cp "$OUT"/modules/*.ko "$root/lib/modules/"
     cp "$OUT"/bin/* "$root/bin/"
     cp "$VD_ROOT"/scripts/vmtests/*.sh "$root/vd/tests/"
+    # socat: QMP from a shell script (vf-move-qmp.sh, the comparison of make bench's VF move).
+    local s; mapfile -t s < <(elf_closure /usr/bin/socat); stage "$root" "${s[@]}"
     # Configuration examples that tests use as they are (24-libvirt-hook).
     mkdir -p "$root/vd/examples"
     cp "$VD_ROOT/userspace-tools/vd-ivshmem/libvirt-domain.example.xml" "$root/vd/examples/"

@@ -10,7 +10,8 @@ need_root() { [ "$(id -u)" = 0 ] || die "deps: must run as root to install packa
 PKGS=(clang-19 lld-19 llvm-19 libclang-19-dev rustc-web rust-web-src
       bc flex bison libelf-dev libssl-dev cpio kmod busybox-static xz-utils
       python3 curl ca-certificates
-      fio e2fsprogs)  # fio, mkfs.ext4: the nested guests' tools (copied into their initramfs)
+      fio e2fsprogs   # fio, mkfs.ext4: the nested guests' tools (copied into their initramfs)
+      socat)          # QMP from a shell script: make bench's comparison for vdd's VF move
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

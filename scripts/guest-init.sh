@@ -402,7 +402,11 @@ case "$scenario" in
         finish PASS "after the corrupt knob, a write to $disk fails with EIO ($(head -1 /tmp/dd.out))" ;;
     io-loop) # issue 12, 85-guest-kill: vd I/O that never ends (write 1 MiB with fsync, read it
         # back uncached, compare) until the host kills QEMU; a mismatch or an error fails.
-        disk=${disk:-/dev/vdb0}; vd_disk
+        # vd.disk=virtio: the same on the virtio-blk disk (8d-guest-vdd-name's virtio guest).
+        case "${disk:-/dev/vdb0}" in
+            virtio) disk=$(virtio_disk "") || die "no virtio-blk disk besides the tools disk" ;;
+            *) disk=${disk:-/dev/vdb0}; vd_disk ;;
+        esac
         dd if=/dev/urandom of=/tmp/blk bs=64k count=16 2>/dev/null
         step "io-loop on $disk"
         i=0

@@ -5,7 +5,8 @@
 # QEMU's command line and lists its vCPU thread (QEMU's `CPU 0/KVM`); its vd requests count as
 # its own (EVTCHN/s: the channel's kicker is QEMU) and the server that created the channel is no
 # VM. With a threshold under the guest's rate vdd places its vCPU thread on the driver core, and
-# restores it when QEMU is stopped (issue 14, placement of real QEMU vCPU threads). After QEMU is
+# restores it when QEMU is stopped (issue 14, placement of real QEMU vCPU threads); the same for a
+# second guest doing virtio-blk I/O (no vd), seen through KVM's debugfs alone. After QEMU is
 # killed, the VM leaves the list.
 . ./lib.sh
 . ./guest-lib.sh
@@ -65,6 +66,30 @@ wait_for "with QEMU stopped (no I/O), vdd restores the vCPU thread's affinity" 3
 check "and its slice (se.slice back to the default $base)" test "$(slice $tid)" = "$base"
 grep -E "placed VM $qpid|restored VM $qpid" $W/vdd.log
 kill -CONT $qpid
+# A guest doing virtio I/O (virtio-blk, no vd): vdd knows it through KVM's debugfs alone. Its
+# exits while it loops on its disk put it over the threshold; vdd places its vCPU thread and,
+# once QEMU is stopped, restores it.
+vimg=$W/virtio.img; truncate -s 64M $vimg
+GUEST_APPEND="vd.disk=virtio" start_guest virt io-loop \
+    -drive file=$vimg,if=none,id=d1,format=raw -device virtio-blk-pci,drive=d1 -name guest=virt9,debug-threads=on
+vqpid=$GUEST_PID
+looping() { guest_running virt || fail "the virtio guest stopped: $(tail -5 /tmp/guest-virt.console)"; grep -q "io-loop: 20 rounds" /tmp/guest-virt.console; }
+wait_for "the virtio guest loops on its virtio-blk disk (20 rounds)" 150 looping
+vlisted() { vdctl vm list --json > $W/list.json 2>&1 && grep -q '"name": "virt9"' $W/list.json; }
+wait_for "vdctl vm list names the virtio guest virt9 (QEMU pid $vqpid)" 30 vlisted
+vtid=$(for t in /proc/$vqpid/task/*; do [ "$(cat $t/comm)" = "CPU 0/KVM" ] && basename $t; done)
+wait_for "vdd places the virtio guest's vCPU thread (${vtid:-none}) on the driver core" 30 aff_is $vtid 1
+vdctl vm list
+vdctl vm list --json | tr -d ' \n' | grep -o '"pid":'$vqpid',"name":"virt9".*' | grep -o '"rates":{[^}]*}' | head -1
+# What of KVM's statistics moves with virtio I/O: every per-VM counter over 2 s, while it loops.
+kvmstat() { for f in /sys/kernel/debug/kvm/$vqpid-*/*; do [ -f "$f" ] && echo "${f##*/} $(cat $f)"; done 2>/dev/null | sort; }
+kvmstat > $W/k0; sleep 2; kvmstat > $W/k1
+echo "KVM statistics of the virtio guest over 2 s (name delta):"
+awk 'NR == FNR { a[$1] = $2; next } ($1 in a) && $2 != a[$1] { printf " %s %d", $1, $2 - a[$1] }' $W/k0 $W/k1; echo
+check "its slice is 500 us (se.slice $(slice $vtid))" test "$(slice $vtid)" = 500000
+kill -STOP $vqpid
+wait_for "with the virtio guest's QEMU stopped, vdd restores its vCPU thread" 30 aff_is $vtid 0-1
+kill -CONT $vqpid; kill -9 $vqpid; wait $vqpid 2>/dev/null
 kill -9 $qpid; wait $qpid 2>/dev/null
 gone() { vdctl vm list --json > $W/list.json 2>&1 && ! grep -q '"name": "desk9"' $W/list.json; }
 wait_for "after QEMU is killed the guest leaves the list" 30 gone

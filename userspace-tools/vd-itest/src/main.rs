@@ -381,6 +381,17 @@ enum Cmd {
         #[arg(long, default_value_t = 30.0)]
         secs: f64,
     },
+    /// Benchmarks: when a counter file (e.g. a netdev's rx_packets) first rises by `delta` over
+    /// its value at start. Prints `START <unix us>`, then one JSON line
+    /// {start_unix_us, rise_unix_us, from, to} (polls every 200 us); exit 1 after `secs`.
+    CounterRise {
+        #[arg(long)]
+        path: std::path::PathBuf,
+        #[arg(long, default_value_t = 3)]
+        delta: u64,
+        #[arg(long, default_value_t = 60.0)]
+        secs: f64,
+    },
     /// vdd tests: frames out of a netdev at `rate` bytes/s for `secs` seconds.
     SendFrames {
         #[arg(long)]
@@ -486,6 +497,7 @@ fn main() -> std::process::ExitCode {
             &status,
         ),
         Cmd::UdpStop { to, secs } => netprobe::stop(to, secs),
+        Cmd::CounterRise { path, delta, secs } => netprobe::counter_rise(&path, delta, secs),
         Cmd::SendFrames { ifname, rate, secs } => vddtest::send_frames(&ifname, rate, secs),
         Cmd::SriovRate { vf } => sriov::rate(&vf),
         Cmd::SriovBench {

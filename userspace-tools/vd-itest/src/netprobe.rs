@@ -251,3 +251,44 @@ pub fn probe(to: SocketAddr, interval: Duration, secs: f64, status: &Path) -> Re
     println!("{}", serde_json::to_string(&r)?);
     Ok(())
 }
+
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+fn read_counter(path: &Path) -> Result<u64> {
+    let t = fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    t.trim()
+        .parse()
+        .with_context(|| format!("{}: not a counter: {t:?}", path.display()))
+}
+
+/// Benchmarks: the wall-clock time at which the counter in `path` first reaches its starting
+/// value + `delta` (e.g. a VF's first frames through the PF after a move).
+pub fn counter_rise(path: &Path, delta: u64, secs: f64) -> Result<()> {
+    let from = read_counter(path)?;
+    let start = unix_us();
+    println!("START {start}");
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    let t0 = Instant::now();
+    while t0.elapsed().as_secs_f64() < secs {
+        let v = read_counter(path)?;
+        if v >= from.saturating_add(delta) {
+            let rise = unix_us();
+            println!(
+                "{}",
+                serde_json::json!({"start_unix_us": start, "rise_unix_us": rise, "from": from, "to": v})
+            );
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    bail!(
+        "{} stayed under {} + {delta} for {secs} s",
+        path.display(),
+        from
+    )
+}

@@ -189,6 +189,16 @@ pub fn status(sock: &Path, json: bool) -> Result<()> {
         s.sriov.skipped_total,
         s.sriov.last.as_ref().map_or(String::new(), |l| format!("; last: {l}"))
     ));
+    if let Some(m) = &s.sriov.last_move {
+        kv(
+            "last move",
+            format!(
+                "{} VM {} -> VM {}: {:.0} ms (connect {:.0}, lease {:.0}, unplug {:.0}, standby {:.0}, MAC {:.0}, plug {:.0})",
+                m.vf, m.from_vm, m.to_vm, m.total_ms, m.connect_ms, m.lease_ms, m.unplug_ms,
+                m.standby_ms, m.mac_ms, m.plug_ms
+            ),
+        );
+    }
     let holders: Vec<String> = s
         .sriov
         .vfs

@@ -159,6 +159,21 @@ enum SriovCmd {
         #[arg(long)]
         timeout: Option<f64>,
     },
+    /// Move a VF's lease from one VM to a VM waiting for a VF (VDS_IOC_SWAP), as vdd's step 1
+    /// does; the VF's devices in the VMMs are the caller's business (vdd does both).
+    Swap {
+        /// The VF (DDDD:BB:DD.F).
+        vf: String,
+        /// The VM holding it now.
+        #[arg(long)]
+        from: u64,
+        /// The waiting VM that gets it.
+        #[arg(long)]
+        to: u64,
+        /// Even if the module does not find the holder idle.
+        #[arg(long)]
+        force: bool,
+    },
     /// Set a VF's MAC address through its PF driver (rtnetlink IFLA_VF_MAC, as `ip link set PF
     /// vf N mac M`): a VF given to a guest with net_failover must carry its standby NIC's MAC.
     Mac {
@@ -289,6 +304,12 @@ fn main() -> std::process::ExitCode {
                     cli.json,
                 ),
                 SriovCmd::Events { count, timeout } => sriov::events(count, timeout, cli.json),
+                SriovCmd::Swap {
+                    vf,
+                    from,
+                    to,
+                    force,
+                } => sriov::swap(&vf, from, to, force, cli.json),
                 SriovCmd::Mac { vf, mac } => sriov::mac(&vf, &mac, cli.json),
                 SriovCmd::Rate { vf, mbps, min } => sriov::rate(&vf, mbps, min, cli.json),
             }

@@ -331,6 +331,33 @@ pub fn mac(vf: &str, mac: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Moves `vf`'s lease from VM `from` to the waiting VM `to` (VDS_IOC_SWAP).
+pub fn swap(vf: &str, from: u64, to: u64, force: bool, json: bool) -> Result<()> {
+    let m = open()?;
+    let b = parse_bdf(vf).with_context(|| format!("bad PCI address {vf} (DDDD:BB:DD.F)"))?;
+    m.swap(b, from, to, force).map_err(|e| {
+        let hint = vd_sys::sriov::swap_errno_hint(e);
+        let force_hint = if e == nix::errno::Errno::EAGAIN && !force {
+            "; --force moves it anyway"
+        } else {
+            ""
+        };
+        anyhow::anyhow!(
+            "moving {vf}'s lease from VM {from} to VM {to}: {e}{}{hint}{force_hint} (`vdctl sriov list` shows leases; VM {to} must be waiting for a VF)",
+            if hint.is_empty() { "" } else { ": " }
+        )
+    })?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"vf": vf, "from_vm": from, "to_vm": to, "forced": force})
+        );
+    } else {
+        println!("{vf}: lease moved from VM {from} to VM {to}");
+    }
+    Ok(())
+}
+
 /// Ends the lease on `vf` held by a `vdctl sriov lease` process (asks it to release). Leases of
 /// other processes (VMMs) end only when they release them or close the device.
 pub fn release(vf: &str, json: bool) -> Result<()> {

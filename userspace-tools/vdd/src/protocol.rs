@@ -77,6 +77,33 @@ pub struct SriovView {
     pub skipped_total: u64,
     /// The last reassignment or failure, in words.
     pub last: Option<String>,
+    /// The last completed reassignment, step by step (wall clock: comparable with other tools'
+    /// timestamps, e.g. when the new holder's traffic appears on the VF).
+    pub last_move: Option<MoveTiming>,
+}
+
+/// How long a completed reassignment took, step by step (ms, each step on its own).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct MoveTiming {
+    pub vf: String,
+    pub from_vm: u64,
+    pub to_vm: u64,
+    /// When vdd took the decision (the module's proposal in hand), Unix time in microseconds.
+    pub decided_unix_us: u64,
+    /// Both QMP connections opened and greeted.
+    pub connect_ms: f64,
+    /// Step 1: VDS_IOC_SWAP.
+    pub lease_ms: f64,
+    /// Step 2: device_del until DEVICE_DELETED (the old guest's hot-unplug).
+    pub unplug_ms: f64,
+    /// Step 3: set_link up and announce-self on the old holder's standby NIC.
+    pub standby_ms: f64,
+    /// Step 4: the new holder's standby MAC read and given to the VF (qom-get, IFLA_VF_MAC).
+    pub mac_ms: f64,
+    /// Step 4: device_add answered.
+    pub plug_ms: f64,
+    /// Decision to device_add answered.
+    pub total_ms: f64,
 }
 
 /// One VM's input queue (`VDI_IOC_STATS`).

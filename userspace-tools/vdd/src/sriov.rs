@@ -35,7 +35,7 @@ use vd_sys::vfmac::mac_string;
 use vd_uapi::{vds_cand, vds_event, vds_phase, vds_vf, VdsCandidate, VdsEvent, VdsPolicy, VdsVf};
 
 use crate::config::{Config, VmConfig};
-use crate::protocol::{SriovView, VfView};
+use crate::protocol::{MoveTiming, SriovView, VfView};
 use crate::vmm::{Qmp, VfDevice, Vmm, VmmError};
 
 /// What the policy needs of vd_sriov_mgr (a fake in tests).
@@ -125,18 +125,6 @@ pub struct Reassigner<D: SriovDev, C: Connector> {
     /// Leases (VF, VM) vdd's own file took over in a rollback.
     pub held: BTreeSet<(u32, u64)>,
     pub view: SriovView,
-}
-
-fn errno_hint(e: Errno) -> &'static str {
-    match e {
-        Errno::EAGAIN => "the holder is no longer idle (busy again)",
-        Errno::ENOENT => "the waiter stopped waiting or the VF is no longer leased",
-        Errno::ESRCH => "the VF is no longer held by that VM",
-        Errno::EBUSY => "the VF is moving",
-        Errno::ENODEV => "the VF is gone",
-        Errno::EPERM => "vdd lacks CAP_NET_ADMIN",
-        _ => "",
-    }
 }
 
 impl<D: SriovDev, C: Connector> Reassigner<D, C> {
@@ -286,6 +274,9 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
             }
         };
         let t0 = Instant::now();
+        let decided = std::time::SystemTime::now();
+        // Each step's end, for `last_move`.
+        let mut marks = [t0; 6];
         // 0. Both VMMs answer before anything moves.
         let mut old_vmm = match self.conn.connect(&old) {
             Ok(v) => v,
@@ -299,11 +290,12 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
                 return self.not_swapped(key, format!("VM {to}'s QMP {}: {e}", new.qmp.display()))
             }
         };
+        marks[0] = Instant::now();
         // 1. The lease (never forced: the module's idle verdict stands).
         if let Err(e) = self.dev.swap(bdf, from, to, false) {
             let why = format!(
                 "VDS_IOC_SWAP {vf} VM {from} -> VM {to}: {e} ({})",
-                errno_hint(e)
+                vd_sys::sriov::swap_errno_hint(e)
             );
             if e == Errno::EAGAIN || e == Errno::ENOENT || e == Errno::ESRCH {
                 info!("SR-IOV: not reassigning: {why}");
@@ -317,6 +309,7 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
             "SR-IOV: step 1/4: lease of {vf} swapped from VM {from} (idle: {} B/s, held {} ms) to VM {to} (waited {} ms)",
             h.rate_bps, h.age_ms, w.age_ms
         );
+        marks[1] = Instant::now();
         // 2. Out of the old holder.
         if let Err(e) = old_vmm.detach_vf(&old.vf_device, self.unplug_timeout) {
             error!(vf = %vf, "SR-IOV: step 2/4 failed: device_del {} on VM {from} ({}): {e}; rolling back", old.vf_device, old.qmp.display());
@@ -326,6 +319,7 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
             return self.rollback(key, &old, None, format!("device_del on VM {from}: {e}"));
         }
         info!(vf = %vf, "SR-IOV: step 2/4: device_del {} done on VM {from} (DEVICE_DELETED)", old.vf_device);
+        marks[2] = Instant::now();
         // 3. The old holder's guest falls back to its standby NIC.
         if let Some(nic) = &old.standby_nic {
             if let Err(e) = old_vmm.set_link(nic, true) {
@@ -348,6 +342,7 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
         } else {
             info!("SR-IOV: step 3/4: VM {from} has no standby_nic configured: no link to bring up");
         }
+        marks[3] = Instant::now();
         // 4. Into the new holder, with the MAC of its standby NIC (net_failover pairs by MAC).
         match self.give_standby_mac(&mut *new_vmm, &new, &vf) {
             Ok(Some(m)) => info!(
@@ -361,6 +356,7 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
                 return self.rollback(key, &old, Some(&mut *old_vmm), why);
             }
         }
+        marks[4] = Instant::now();
         let d = vf_device(&new, &vf);
         if let Err(e) = new_vmm.attach_vf(&d) {
             error!(vf = %vf, "SR-IOV: step 4/4 failed: device_add vfio-pci host={vf} id={} on VM {to} ({}): {e}; rolling back", d.id, new.qmp.display());
@@ -378,6 +374,23 @@ impl<D: SriovDev, C: Connector> Reassigner<D, C> {
             d.failover_pair_id.as_ref().map_or(String::new(), |p| format!(" failover_pair_id={p}")),
             t0.elapsed().as_millis()
         );
+        marks[5] = Instant::now();
+        let ms = |a: Instant, b: Instant| b.duration_since(a).as_secs_f64() * 1e3;
+        self.view.last_move = Some(MoveTiming {
+            vf: vf.clone(),
+            from_vm: from,
+            to_vm: to,
+            decided_unix_us: decided
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+            connect_ms: ms(t0, marks[0]),
+            lease_ms: ms(marks[0], marks[1]),
+            unplug_ms: ms(marks[1], marks[2]),
+            standby_ms: ms(marks[2], marks[3]),
+            mac_ms: ms(marks[3], marks[4]),
+            plug_ms: ms(marks[4], marks[5]),
+            total_ms: ms(t0, marks[5]),
+        });
         self.view.reassignments_total += 1;
         self.skip_logged.remove(&key);
         self.note(format!(
@@ -722,7 +735,9 @@ pub fn spawn(
             // What a vdd killed mid-reassignment left half done, then proposals pending from
             // before this start (crash-safe: the module keeps both the leases and the proposals).
             let fixed = r.reconcile();
-            if !fixed.is_empty() {
+            if fixed.is_empty() {
+                info!("SR-IOV: recovery: every VF is where its lease is (nothing to finish)");
+            } else {
                 info!("SR-IOV: recovery done: {}", fixed.join("; "));
             }
             r.consider();
@@ -1007,6 +1022,14 @@ mod tests {
         assert_eq!(r.dev.leases[&VF], 2);
         assert_eq!(r.dev.swaps, [(VF, 1, 2, false)], "the swap is never forced");
         assert_eq!(r.view.reassignments_total, 1);
+        let m = r.view.last_move.clone().expect("a completed move is timed");
+        assert_eq!((m.vf.as_str(), m.from_vm, m.to_vm), ("0000:01:10.2", 1, 2));
+        let steps = m.connect_ms + m.lease_ms + m.unplug_ms + m.standby_ms + m.mac_ms + m.plug_ms;
+        assert!((steps - m.total_ms).abs() < 0.01, "the steps add up: {m:?}");
+        assert!(
+            m.decided_unix_us > 1_600_000_000_000_000,
+            "wall clock: {m:?}"
+        );
         r.refresh().unwrap();
         assert_eq!(r.view.vfs[0].vm_id, Some(2));
         assert!(r.view.vfs[0].configured);
