@@ -40,7 +40,8 @@ if [ "${VD_IOMMU:-1}" = 1 ]; then
     machine=q35,kernel-irqchip=split; iommu=(-device intel-iommu,intremap=on,caching-mode=on,eim=on)
     append+=" intel_iommu=on"
 fi
-qemu=(qemu-system-x86_64 -M $machine "${accel[@]}" -cpu max -smp 2 -m 2048 -nographic -no-reboot
+# VD_SMP (2): the test VM's CPUs (experiments: with 1, no vCPU of the test VM interrupts another).
+qemu=(qemu-system-x86_64 -M $machine "${accel[@]}" -cpu max -smp "${VD_SMP:-2}" -m 2048 -nographic -no-reboot
       "${iommu[@]}" -kernel "$OUT/bzImage" -initrd "$OUT/initramfs.gz" -append "$append"
       -device pcie-root-port,id=rp0,slot=1,chassis=1
       -netdev socket,id=n0,udp=127.0.0.1:$((port + 1)),localaddr=127.0.0.1:$port

@@ -33,7 +33,7 @@ check "guest B's traffic goes through its tap (no VF)" via B vdtapB tap
 mark "step 2: vdd moves the VF from A to B"
 # 2. vdd moves the VF from A (idle) to B (waiting). The module samples the passed-through VF's
 # traffic from the PF's per-VF mirror counters.
-vdctl sriov policy --threshold 10000 --hysteresis 5000 --window-ms 1000 --min-hold-ms 500 --sample-ms 100 > /dev/null \
+vdctl sriov policy --threshold 4000 --hysteresis 1000 --window-ms 1000 --min-hold-ms 500 --sample-ms 100 > /dev/null \
     || fail "module policy"
 vdd_conf $W
 cat >> $W/vdd.toml <<EOT
@@ -60,7 +60,7 @@ qmp = "$W/D.qmp"
 vf_bus = "vdrp0"
 EOT
 export VDD_SOCKET=$W/vdd.sock
-busy() { r=$(vf_field $VF rate_bps); [ -n "$r" ] && [ "$r" != null ] && [ "$r" -ge 10000 ] 2>/dev/null; }
+busy() { r=$(vf_field $VF rate_bps); [ -n "$r" ] && [ "$r" != null ] && [ "$r" -ge 4000 ] 2>/dev/null; }
 wait_for "the module measures guest A's VF traffic over the threshold" 30 busy
 vdd --config $W/vdd.toml > $W/vdd.log 2>&1 & D=$!
 wait_for "vdd answers" 10 vdctl daemon status
@@ -69,25 +69,27 @@ vd-itest vdd-waiter --vm 2 > $W/waitB.out 2>&1 & WB=$!
 wait_line $W/waitB.out '^WAITING' 10
 wait_for "vdd saw VM 2 waiting" 10 grep -q "VM 2 waits for a VF" $W/vdd.log
 check "while guest A is busy it keeps the VF" test "$(vf_field $VF vm_id)" = 1
-stop_probe A; probe A $IPA 50000
+stop_probe A; probe A $IPA 200000
 moved_to() { test "$(vf_field $VF vm_id)" = "$1" && grep -q "reassignment of $VF from VM $2 to VM $1 done" $W/vdd.log; }
-wait_for "guest A's probe slowed under the threshold: vdd moves the VF to guest B" $(guest_secs 60) moved_to 2 1
+wait_move "guest A's probe slowed under the threshold: vdd moves the VF to guest B" $(guest_secs 60) moved_to 2 1
 grep "SR-IOV" $W/vdd.log
 check "vdd gave the VF guest B's standby MAC" grep -q "$VF's MAC is now $MACB (VM 2's net0)" $W/vdd.log
 wait_for "guest B's VF is up under its failover master" $(guest_secs 60) vf_up_in B
+pin_vf_irqs B
 wait_for "guest A is left with its standby NIC" 10 standby_only A
 check "guest B's traffic goes through the VF" via B vdtapB vf
 check "guest A's traffic goes through its tap" via A vdtapA tap
 
 mark "step 3: and back"
 # 3. And back: B slows down, A waits.
-stop_probe B; probe B $IPB 50000
-stop_probe A; probe A $IPA 5000
+stop_probe B; probe B $IPB 200000
+stop_probe A; probe A $IPA 10000
 vd-itest vdd-waiter --vm 1 > $W/waitA.out 2>&1 & WA=$!
 wait_line $W/waitA.out '^WAITING' 10
-wait_for "guest B idle, guest A waiting: vdd moves the VF back to guest A" $(guest_secs 60) moved_to 1 2
+wait_move "guest B idle, guest A waiting: vdd moves the VF back to guest A" $(guest_secs 60) moved_to 1 2
 check "vdd gave the VF guest A's standby MAC" grep -q "$VF's MAC is now $MACA (VM 1's net0)" $W/vdd.log
 wait_for "guest A's VF is up again" $(guest_secs 60) vf_up_in A
+pin_vf_irqs A
 wait_for "guest B is left with its standby NIC" 10 standby_only B
 check "guest A's traffic goes through the VF again" via A vdtapA vf
 check "guest B's traffic goes through its tap again" via B vdtapB tap
@@ -101,7 +103,7 @@ wait_line $W/waitB2.out '^WAITING' 10
 c0=$(grep -c "step 1/4: lease of $VF swapped from VM 1" $W/vdd.log)
 c2=$(grep -c "step 2/4: device_del vdvf0 done on VM 1" $W/vdd.log)
 vd-itest qmp-vcpus --qmp $W/A.qmp stop || fail "QMP stop on guest A"
-stop_probe A; probe A $IPA 50000
+stop_probe A; probe A $IPA 200000
 step1_again() { [ "$(grep -c "step 1/4: lease of $VF swapped from VM 1" $W/vdd.log)" -gt $c0 ]; }
 wait_for "guest A (stopped) is idle: vdd swaps the lease to VM 2 and asks A's QEMU to unplug" 60 step1_again
 kill -KILL $D; wait $D 2>/dev/null; D=
@@ -114,6 +116,7 @@ wait_for "the restarted vdd finishes the reassignment: $VF plugged into VM 2" $(
     grep -q "recovery: $VF plugged into VM 2" $W/vdd2.log
 grep "SR-IOV" $W/vdd2.log
 wait_for "guest B's VF is up" $(guest_secs 60) vf_up_in B
+pin_vf_irqs B
 wait_for "guest A is left with its standby NIC" $(guest_secs 30) standby_only A
 check "the VF is leased once, to VM 2" test "$(vdctl sriov list --json | grep -c "\"vm_id\": 2,")" = 1
 check "guest B's traffic goes through the VF" via B vdtapB vf
@@ -125,7 +128,7 @@ mark "step 5: rollback on a failed device_add"
 qemu-system-x86_64 -M q35 -S -nodefaults -display none -qmp unix:$W/C.qmp,server=on,wait=off > $W/C.out 2>&1 < /dev/null & Q3=$!
 _GL_PIDS="$_GL_PIDS $Q3"
 wait_for "QEMU C's QMP socket" 20 test -S $W/C.qmp
-stop_probe B; probe B $IPB 50000
+stop_probe B; probe B $IPB 200000
 vd-itest vdd-waiter --vm 3 > $W/wait3.out 2>&1 & W3=$!
 wait_line $W/wait3.out '^WAITING' 10
 wait_for "the move to VM 3 fails at device_add and is rolled back" $(guest_secs 60) \
@@ -135,7 +138,8 @@ check "QEMU refused the device_add (bus nosuchbus)" grep -q "device_add on VM 3:
 check "the lease is back with VM 2" test "$(vf_field $VF vm_id)" = 2
 check "vdd gave the VF guest B's MAC back" grep -q "$VF's MAC is now\|rollback: $VF plugged back into VM 2" $W/vdd2.log
 wait_for "guest B's VF is up after the rollback" $(guest_secs 60) vf_up_in B
-stop_probe B; probe B $IPB 5000
+pin_vf_irqs B
+stop_probe B; probe B $IPB 10000
 check "guest B's traffic goes through the VF after the rollback" via B vdtapB vf
 
 mark "step 6: a guest that never releases its VF"

@@ -13,7 +13,7 @@
 # - decision -> device_add answered, and its steps (vdd: `vdctl daemon status`'s last move; the
 #   script: its STEP lines): lease, unplug (device_del to DEVICE_DELETED: the old guest's ACPI
 #   hot-unplug), standby (set_link + announce-self), MAC (qom-get + IFLA_VF_MAC), plug (device_add);
-# - the gap the new holder's guest saw: its probe (a datagram every 5 ms) from before the move
+# - the gap the new holder's guest saw: its probe (a datagram every 10 ms) from before the move
 #   until 200 echoes after the VF's traffic began: datagrams lost and the longest silence.
 # Printed: one line per move, the medians per method and their ratios script/vdd. Not pass/fail
 # on the numbers; a move that does not complete fails the bench. Results: README, Performance.
@@ -25,7 +25,7 @@ rounds=${VD_VFMOVE_ROUNDS:-3}
 D=; RW=; WAITERS=
 vfm_more_pids() { echo $D $RW $WAITERS; }
 vfm_start bench-vf-move
-vdctl sriov policy --threshold 10000 --hysteresis 5000 --window-ms 1000 --min-hold-ms 500 --sample-ms 100 > /dev/null \
+vdctl sriov policy --threshold 4000 --hysteresis 1000 --window-ms 1000 --min-hold-ms 500 --sample-ms 100 > /dev/null \
     || fail "module policy"
 vdd_conf $W
 cat >> $W/vdd.toml <<EOT
@@ -78,16 +78,17 @@ ms_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1000 }'
 start_vdd
 for k in $(seq 1 $rounds); do
     mark "round $k: vdd moves the VF from A to B"
-    stop_probe A > /dev/null; stop_probe B > /dev/null; probe B $IPB 5000
+    stop_probe A > /dev/null; stop_probe B > /dev/null; probe B $IPB 10000
     wait_for "guest B echoes" $(guest_secs 30) echoes_over B 50
     watch_rise vdd-$k
     n0=$(grep -c "reassignment of $VF from VM 1 to VM 2 done" $W/vdd-$nv.log)
     waiter 2 $k
     moved() { [ "$(grep -c "reassignment of $VF from VM 1 to VM 2 done" $W/vdd-$nv.log)" -gt $n0 ]; }
-    wait_for "guest A idle, guest B waiting: vdd moves the VF to B" $(guest_secs 90) moved
+    wait_move "guest A idle, guest B waiting: vdd moves the VF to B" $(guest_secs 90) moved
     vdctl --json daemon status > $W/status.json
     rise=$(rise_us vdd-$k)
     wait_for "guest B's VF is up under its failover master" $(guest_secs 60) vf_up_in B
+    pin_vf_irqs B
     wait_for "guest A is left with its standby NIC" $(guest_secs 30) standby_only A
     after_rise B
     dec=$(jnum decided_unix_us $W/status.json)
@@ -98,7 +99,7 @@ for k in $(seq 1 $rounds); do
 
     mark "round $k: the script moves the VF back from B to A"
     stop_vdd
-    stop_probe B > /dev/null; probe A $IPA 5000
+    stop_probe B > /dev/null; probe A $IPA 10000
     wait_for "guest A echoes" $(guest_secs 30) echoes_over A 50
     watch_rise script-$k
     waiter 1 $k
@@ -106,6 +107,7 @@ for k in $(seq 1 $rounds); do
         || fail "the script's move failed: $(cat $W/script-$k.out)"
     rise=$(rise_us script-$k)
     wait_for "guest A's VF is up under its failover master" $(guest_secs 60) vf_up_in A
+    pin_vf_irqs A
     wait_for "guest B is left with its standby NIC" $(guest_secs 30) standby_only B
     after_rise A
     st() { awk -v s="$1" '$1 == "STEP" && $2 == s { print $3 } $1 == s { print $2 }' $W/script-$k.out; }

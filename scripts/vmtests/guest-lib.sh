@@ -15,7 +15,7 @@
 # `result_has TEXT` checks the verdict line.
 # The console goes to this test's output between `==== GUEST CONSOLE NAME BEGIN/END` lines;
 # scripts/test.sh keeps each in build/guest-consoles/<test>-NAME.log.
-# Knobs: GUEST_MEM (MiB, 256), GUEST_APPEND (more kernel parameters), GUEST_INITRD (another
+# Knobs: GUEST_MEM (MiB, 256), GUEST_CPUS (CPU list for QEMU's threads), GUEST_APPEND (more kernel parameters), GUEST_INITRD (another
 # initramfs), VD_GUEST_TIMEOUT (s, 150), GUEST_ACCEL (kvm: nested KVM, the default; tcg: QEMU's
 # own emulator runs the guest, no nested SVM: make test's tcg-guests-a|b boots export it, with
 # GUEST_SLOW, how many times slower such a guest is; waits on a guest's progress scale by it:
@@ -63,7 +63,9 @@ start_guest() {
         tcg) _ga="-accel tcg -cpu qemu64 -name guest=vd-$_gn,debug-threads=on"; _gt="vd.tcg=1" ;;
         *) fail "GUEST_ACCEL=$GUEST_ACCEL: kvm or tcg" ;;
     esac
-    qemu-system-x86_64 $_ga -M q35 -m "${GUEST_MEM:-256}" -smp 1 \
+    # GUEST_CPUS: the test VM's CPUs for every thread of this QEMU (taskset -c), e.g. to keep a
+    # guest's vCPU and the threads that interrupt it on one CPU (vfmove-lib.sh).
+    ${GUEST_CPUS:+taskset -c "$GUEST_CPUS"} qemu-system-x86_64 $_ga -M q35 -m "${GUEST_MEM:-256}" -smp 1 \
         -nic none -vga none -nodefaults -display none -no-reboot \
         -drive "file=$GUEST_DIR/tools.img,if=none,id=vdtools,format=raw,readonly=on" \
         -device virtio-blk-pci,drive=vdtools,serial=vdtools,addr=0x10 \

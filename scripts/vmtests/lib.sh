@@ -28,9 +28,10 @@ json_has() { grep -q "$2" "$1"; }
 # socket and state file in DIR). `[daemon]` comes last: the caller appends its own `[daemon]`
 # keys (metrics = ...) and then its own tables with `cat >> DIR/vdd.toml`.
 vdd_conf() {
+    # CPU 1 (CPU 0 on a one-CPU test VM, VD_SMP=1).
     cat > "$1/vdd.toml" <<EOT
 [host]
-driver_cores = "1"
+driver_cores = "$(( $(grep -c ^processor /proc/cpuinfo) > 1 ? 1 : 0 ))"
 [daemon]
 socket = "$1/vdd.sock"
 state_file = "$1/state.json"

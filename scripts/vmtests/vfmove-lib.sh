@@ -16,10 +16,12 @@
 W=/tmp/vdfo
 MACA=52:54:00:77:00:0a; MACB=52:54:00:77:00:0b
 IPA=10.77.0.2; IPB=10.77.0.3
-H1=; PA=; PB=; PR=
+H1=; PA=; PB=; PR=; VFM_TAIL=
 vfm_more_pids() { :; }
 cleanup() {
     kill $PA $PB $PR $H1 $(vfm_more_pids) 2>/dev/null
+    # What the test printed, for the harness (it went to $W/out.log and the serial console).
+    if [ -n "$VFM_TAIL" ]; then exec 1>&3 2>&4; kill $VFM_TAIL 2>/dev/null; cat $W/out.log; fi
     for t in vdtapA vdtapB; do ip link del $t 2>/dev/null; done
     ip link set vdbr0 down 2>/dev/null; brctl delbr vdbr0 2>/dev/null
     _gl_cleanup
@@ -32,6 +34,13 @@ mark() { echo "<2>vd $VFM_TAG: $*" > /dev/kmsg; echo "== $*"; }
 vfm_start() {
     VFM_TAG=$1
     rm -rf $W; mkdir -p $W
+    # Every line the test prints also reaches the serial console as it happens (the harness
+    # shows a test's output at its end, and the emulator can end the test VM before that).
+    exec 3>&1 4>&2
+    exec > $W/out.log 2>&1
+    mkfifo $W/out.fifo
+    ( while IFS= read -r l; do echo "<2>vd $VFM_TAG| $l" > /dev/kmsg; done < $W/out.fifo ) &
+    tail -f $W/out.log > $W/out.fifo & VFM_TAIL=$! # the reader ends when this does
     guest_kvm
     sriov_init 2
     pfnd=$(ls /sys/bus/pci/devices/$PF/net | head -1)
@@ -64,15 +73,16 @@ vfm_start() {
             echo "<2>vd $VFM_TAG: guest $g: $(received $g 2>/dev/null) echoes; console: $(tail -2 /tmp/guest-$g.console | tr -d '\r' | tr '\n' '|' | cut -c1-200)" > /dev/kmsg
         done
       done ) & PR=$!
-    probe A $IPA 5000
+    probe A $IPA 10000
     wait_for "guest A echoes its probe" $(guest_secs 400) answering A
-    stop_probe A > /dev/null; probe A $IPA 50000
+    stop_probe A > /dev/null; probe A $IPA 200000
     mark "guest A answers; starting guest B"
-    boot B; probe B $IPB 5000
+    boot B; probe B $IPB 10000
     wait_for "guest B echoes its probe" $(guest_secs 400) answering B
-    stop_probe A > /dev/null; probe A $IPA 5000
+    stop_probe A > /dev/null; probe A $IPA 10000
     echo "guests booted again after a silent reset by the emulator: $REBOOTS"
     wait_for "guest A's VF (igbvf) is up under its failover master" $(guest_secs 60) vf_up_in A
+    pin_vf_irqs A
     grep -a 'lower devices\|net_failover master' /tmp/guest-A.console /tmp/guest-B.console
 }
 
@@ -85,13 +95,27 @@ nic() {
         "-device virtio-net-pci,netdev=hn0,id=net0,mac=$2,failover=on,romfile=" \
         "-device pcie-root-port,id=vdrp0,chassis=2,slot=2"
 }
+# Each guest keeps to one CPU of the test VM (A: CPU 0, B: CPU 1) with every thread of its QEMU,
+# its probe and, while it has the VF, the VF's interrupts (pin_vf_irqs): the emulator's nested
+# SVM can take the host's reschedule IPI at the instruction after VMRUN, before KVM restores
+# the host's state, and dies (README limits); an interrupt for a guest raised on its own CPU
+# kicks no other CPU, so the test sends far fewer of them.
+cpu_of() { [ $1 = A ] && echo 0 || echo 1; }
 boot() { # boot A|B
     if [ $1 = A ]; then
-        GUEST_APPEND="vd.mac=$MACA vd.ip=$IPA/24" start_guest A net-failover $(nic A $MACA vdtapA) \
+        GUEST_CPUS=0 GUEST_APPEND="vd.mac=$MACA vd.ip=$IPA/24" start_guest A net-failover $(nic A $MACA vdtapA) \
             -device vfio-pci,host=$VF,id=vdvf0,bus=vdrp0,failover_pair_id=net0
     else
-        GUEST_APPEND="vd.mac=$MACB vd.ip=$IPB/24" start_guest B net-failover $(nic B $MACB vdtapB)
+        GUEST_CPUS=1 GUEST_APPEND="vd.mac=$MACB vd.ip=$IPB/24" start_guest B net-failover $(nic B $MACB vdtapB)
     fi
+}
+# pin_vf_irqs NAME: the VF's interrupts (vfio-msix lines of $VF in /proc/interrupts) and the
+# PF's (its netdev's queues: the VF's frames to the test VM arrive there) go to guest NAME's
+# CPU. (An affinity the kernel refuses leaves them where they are: fewer kicks, not a test.)
+pin_vf_irqs() {
+    for n in $(grep -E "vfio-msi.*$VF|$pfnd" /proc/interrupts | cut -d: -f1); do
+        echo $(( 1 << $(cpu_of $1) )) > /proc/irq/$n/smp_affinity 2>/dev/null
+    done
 }
 # A guest the emulator resets at boot (README limits: nested SVM under TCG; QEMU exits 0 with
 # -no-reboot and the guest said nothing) is booted again, at most twice, and the test says so.
@@ -113,7 +137,7 @@ answering() { # answering NAME: the guest echoed 100 probes; reboots it after a 
 
 # probe NAME IP INTERVAL_US: (re)starts the probe of guest NAME; its reports in $W/probe-NAME.json.
 probe() {
-    vd-itest udp-probe --to $2:7777 --interval-us $3 --status $W/probe-$1.status >> $W/probe-$1.json 2> $W/probe-$1.err &
+    taskset -c $(cpu_of $1) vd-itest udp-probe --to $2:7777 --interval-us $3 --status $W/probe-$1.status >> $W/probe-$1.json 2> $W/probe-$1.err &
     eval P$1=\$!
 }
 stop_probe() { eval "kill \$P$1; wait \$P$1; P$1="; tail -1 $W/probe-$1.json; }
@@ -139,3 +163,12 @@ via() {
     if [ "$3" = vf ]; then [ $((dt * 10)) -lt $dr ]; else [ $((dt * 2)) -ge $dr ]; fi
 }
 
+# wait_move WHAT SECS CMD...: wait_for a move; if it does not come, what the module and vdd saw
+# (the VFs with their rates, the policy, vdd's SR-IOV log) before the test fails.
+wait_move() {
+    _wm=$1; shift
+    poll "$@" && { echo "ok: $_wm"; return 0; }
+    echo "--- no move: the VFs as the module sees them, its policy, and vdd's SR-IOV log:"
+    vdctl sriov list; vdctl sriov policy; grep "SR-IOV" $W/vdd*.log | tail -20
+    fail "timed out waiting: $_wm"
+}
