@@ -40,4 +40,26 @@ vdctl sriov release $L > /tmp/rel.err 2>&1
 rc=$?; cat /tmp/rel.err
 check "releasing a free VF is an error" test $rc != 0
 check "saying it is not leased" grep -q "is not leased" /tmp/rel.err
+# vdctl sriov swap: an operator moves a lease to a VM that waits for a VF (VDS_IOC_SWAP).
+vdctl sriov lease any --vm 51 --keep-host --for 120 > /tmp/lease2.out 2>&1 &
+lp2=$!
+wait_line /tmp/lease2.out leased 10
+S=$(sed -n 's/^leased \([^ ]*\) .*/\1/p' /tmp/lease2.out)
+vdctl sriov swap $S --from 51 --to 52 --force > /tmp/swap.err 2>&1
+rc=$?; cat /tmp/swap.err
+check "a swap to a VM that does not wait is refused" test $rc != 0
+check "with ENOENT, saying that VM 52 must be waiting" grep -q "ENOENT.*VM 52 must be waiting" /tmp/swap.err
+vd-itest vdd-waiter --vm 52 > /tmp/w52.out 2>&1 &
+wp=$!
+wait_line /tmp/w52.out '^WAITING' 10
+vdctl sriov swap $S --from 53 --to 52 --force > /tmp/swap.err 2>&1
+rc=$?; cat /tmp/swap.err
+check "a swap from a VM that does not hold the VF is refused" test $rc != 0
+check "with ESRCH" grep -q "ESRCH" /tmp/swap.err
+vdctl --json sriov swap $S --from 51 --to 52 --force > /tmp/swap.json 2>&1 || fail "vdctl sriov swap: $(cat /tmp/swap.json)"
+cat /tmp/swap.json
+check "vdctl sriov swap moved $S's lease from VM 51 to VM 52" test "$(vf_field $S vm_id)" = 52
+check "and says so in its JSON" grep -q '"to_vm":52' /tmp/swap.json
+kill $wp $lp2; wait $wp $lp2 2>/dev/null
+wait_vf $S vm_id null || fail "$S still leased after its holders exited"
 vdctl sriov policy --threshold 65536 --window-ms 5000 > /dev/null || fail "policy reset"
