@@ -279,6 +279,19 @@ pub fn phase_name(p: u32) -> &'static str {
     }
 }
 
+/// What an error of `VDS_IOC_SWAP` means, in words ("" for one without a specific meaning).
+pub fn swap_errno_hint(e: Errno) -> &'static str {
+    match e {
+        Errno::EAGAIN => "the holder is no longer idle (busy again)",
+        Errno::ENOENT => "the waiter stopped waiting or the VF is no longer leased",
+        Errno::ESRCH => "the VF is no longer held by that VM",
+        Errno::EBUSY => "the VF is moving",
+        Errno::ENODEV => "the VF is gone",
+        Errno::EPERM => "the caller lacks CAP_NET_ADMIN",
+        _ => "",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,18 +337,5 @@ mod tests {
         assert_eq!(parse_bdf("01:00.0"), Some(0x100));
         assert_eq!(parse_bdf("0000:01:20.0"), None);
         assert_eq!(parse_bdf("x"), None);
-    }
-}
-
-/// What an error of `VDS_IOC_SWAP` means, in words ("" for one without a specific meaning).
-pub fn swap_errno_hint(e: Errno) -> &'static str {
-    match e {
-        Errno::EAGAIN => "the holder is no longer idle (busy again)",
-        Errno::ENOENT => "the waiter stopped waiting or the VF is no longer leased",
-        Errno::ESRCH => "the VF is no longer held by that VM",
-        Errno::EBUSY => "the VF is moving",
-        Errno::ENODEV => "the VF is gone",
-        Errno::EPERM => "the caller lacks CAP_NET_ADMIN",
-        _ => "",
     }
 }
