@@ -43,13 +43,13 @@ pub fn vm_list(sock: &Path, json: bool) -> Result<()> {
     }
     let vms: Vec<VmView> = serde_json::from_value(v).context("vdd's vm list")?;
     println!(
-        "{:<8} {:<16} {:<8} {:>9} {:>9} {:>9} {:>9} {:>8}  VCPU-THREADS",
-        "PID", "NAME", "STATE", "RATE/s", "IO/s", "MMIO/s", "EVTCHN/s", "FOR"
+        "{:<8} {:<16} {:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}  VCPU-THREADS",
+        "PID", "NAME", "STATE", "RATE/s", "IO/s", "MMIO/s", "EVTCHN/s", "OTHER/s", "FOR"
     );
     for m in &vms {
         let r = m.rates;
         println!(
-            "{:<8} {:<16} {:<8} {:>9} {:>9} {:>9} {:>9} {:>7.0}s  {}",
+            "{:<8} {:<16} {:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7.0}s  {}",
             m.pid,
             m.name.as_deref().unwrap_or("-"),
             state_name(&m.state),
@@ -57,6 +57,7 @@ pub fn vm_list(sock: &Path, json: bool) -> Result<()> {
             rate(r.map(|r| r.io_exits)),
             rate(r.map(|r| r.mmio_exits)),
             rate(r.map(|r| r.evtchn_requests)),
+            rate(r.map(|r| r.other_exits)),
             m.state_secs,
             tids(&m.vcpus)
         );

@@ -87,7 +87,7 @@ enum PolicyCmd {
     Get(Sock),
     /// Change one threshold or timing now (not written to the config file).
     Set {
-        /// interval_ms, window_ms, threshold, hysteresis, hold_ms, slice_us, max_vms_on_driver_cores, manage_pinned.
+        /// interval_ms, window_ms, threshold, hysteresis, hold_ms, slice_us, max_vms_on_driver_cores, manage_pinned, other_exits_weight.
         key: String,
         value: String,
         #[command(flatten)]

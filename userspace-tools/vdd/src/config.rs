@@ -31,6 +31,11 @@ pub struct PolicyConfig {
     pub max_vms_on_driver_cores: u32,
     /// Also manage VMs whose vCPU threads were pinned by hand (affinity not the online set).
     pub manage_pinned: bool,
+    /// How much KVM's other exits (`Counters::other_exits`) count in a VM's rate. 0 (default):
+    /// only port and MMIO exits to the VMM and vd requests count. 1 lets guests whose virtio I/O
+    /// the kernel serves (ioeventfd) be found, at the price of counting their timer and APIC
+    /// exits too (set `threshold` above an idle guest's rate, which `vdctl vm list` shows).
+    pub other_exits_weight: f64,
 }
 
 impl Default for PolicyConfig {
@@ -44,6 +49,7 @@ impl Default for PolicyConfig {
             slice_us: 500,
             max_vms_on_driver_cores: 2,
             manage_pinned: false,
+            other_exits_weight: 0.0,
         }
     }
 }
@@ -58,6 +64,7 @@ pub const POLICY_KEYS: &[&str] = &[
     "slice_us",
     "max_vms_on_driver_cores",
     "manage_pinned",
+    "other_exits_weight",
 ];
 
 impl PolicyConfig {
@@ -88,6 +95,14 @@ impl PolicyConfig {
             return Err(format!(
                 "hysteresis = {}: must be 0 <= hysteresis < threshold ({})",
                 self.hysteresis, self.threshold
+            ));
+        }
+        if !(self.other_exits_weight.is_finite()
+            && (0.0..=1000.0).contains(&self.other_exits_weight))
+        {
+            return Err(format!(
+                "other_exits_weight = {}: must be 0..=1000",
+                self.other_exits_weight
             ));
         }
         if self.hold_ms > 3_600_000 {
@@ -122,6 +137,7 @@ impl PolicyConfig {
                 n.max_vms_on_driver_cores =
                     u32::try_from(int(v)?).map_err(|_| format!("{key}: {v} is too large"))?
             }
+            "other_exits_weight" => n.other_exits_weight = num(v)?,
             "manage_pinned" => {
                 n.manage_pinned = v
                     .parse::<bool>()

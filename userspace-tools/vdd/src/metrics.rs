@@ -85,7 +85,7 @@ pub fn render(vms: &[VmView], st: &StatusView) -> String {
     let pid = |v: &VmView| ("pid", v.pid.to_string());
     p.float_gauges(
         "vdd_vm_io_rate",
-        "I/O requests per second over the window (io_exits + mmio_exits + vd_evtchn requests).",
+        "The policy's I/O rate over the window (io_exits + mmio_exits + vd_evtchn requests + other_exits_weight x other exits), per second.",
         vms.iter()
             .filter_map(|v| v.rates.map(|r| (vec![pid(v)], r.total))),
     );
@@ -99,6 +99,7 @@ pub fn render(vms: &[VmView], st: &StatusView) -> String {
                     ("io_exits", r.io_exits),
                     ("mmio_exits", r.mmio_exits),
                     ("evtchn", r.evtchn_requests),
+                    ("other_exits", r.other_exits),
                 ]
                 .map(|(s, x)| (vec![pid(v), ("source", s.to_owned())], x))
             }),
@@ -328,6 +329,7 @@ mod tests {
                 io_exits: 1.0,
                 mmio_exits: 0.0,
                 evtchn_requests: 0.5,
+                other_exits: 0.0,
             }),
             state_secs: 0.0,
             cooling_secs: None,

@@ -26,6 +26,9 @@ pub struct KvmVm {
     pub io_exits: u64,
     pub mmio_exits: u64,
     pub halt_exits: u64,
+    /// All VM exits, and those for host interrupts (KVM's `exits`, `irq_exits`).
+    pub exits: u64,
+    pub irq_exits: u64,
     /// Thread ids from `vcpuN/pid` (vCPUs that have run).
     pub vcpu_tids: Vec<u32>,
     /// The kernel has no `vcpuN/pid` files (the daemon falls back to every thread of the VMM).
@@ -167,6 +170,8 @@ impl KvmDebugfs {
             vm.io_exits += io;
             vm.mmio_exits += read_u64(&d.join("mmio_exits")).unwrap_or(0);
             vm.halt_exits += read_u64(&d.join("halt_exits")).unwrap_or(0);
+            vm.exits += read_u64(&d.join("exits")).unwrap_or(0);
+            vm.irq_exits += read_u64(&d.join("irq_exits")).unwrap_or(0);
             let mut saw_vcpu = false;
             let mut saw_pid_file = false;
             for v in std::fs::read_dir(&d).into_iter().flatten().flatten() {
@@ -259,6 +264,13 @@ pub fn merge(kvm: Option<&KvmVm>, evtchn_requests: Option<u64>) -> Counters {
         io_exits: kvm.map_or(0, |k| k.io_exits),
         mmio_exits: kvm.map_or(0, |k| k.mmio_exits),
         evtchn_requests: evtchn_requests.unwrap_or(0),
+        other_exits: kvm.map_or(0, |k| {
+            k.exits
+                .saturating_sub(k.halt_exits)
+                .saturating_sub(k.irq_exits)
+                .saturating_sub(k.io_exits)
+                .saturating_sub(k.mmio_exits)
+        }),
     }
 }
 
@@ -359,6 +371,9 @@ mod tests {
             std::fs::create_dir_all(&v).unwrap();
             std::fs::write(v.join("io_exits"), format!("{io}\n")).unwrap();
             std::fs::write(v.join("mmio_exits"), "7\n").unwrap();
+            std::fs::write(v.join("exits"), "500\n").unwrap();
+            std::fs::write(v.join("halt_exits"), "10\n").unwrap();
+            std::fs::write(v.join("irq_exits"), "15\n").unwrap();
             for (n, pid) in vcpus {
                 let c = v.join(format!("vcpu{n}"));
                 std::fs::create_dir_all(&c).unwrap();
@@ -380,6 +395,12 @@ mod tests {
         assert_eq!(m.len(), 2);
         assert_eq!(m[&100].io_exits, 55);
         assert_eq!(m[&100].mmio_exits, 14);
+        let c = merge(m.get(&100), Some(3));
+        assert_eq!(
+            c.other_exits,
+            1000 - 20 - 30 - 55 - 14,
+            "exits less halts, irqs, io, mmio"
+        );
         assert_eq!(
             m[&100].vcpu_tids,
             vec![101, 105],

@@ -24,6 +24,7 @@ fn shared() -> Arc<Mutex<Shared>> {
             io_exits: 1000.0,
             mmio_exits: 0.0,
             evtchn_requests: 234.0,
+            other_exits: 0.0,
         }),
         state_secs: 2.0,
         cooling_secs: None,
