@@ -49,9 +49,10 @@ check "the server (pid $srv) is not listed as a VM" sh -c "! grep -Eq '\"pid\": 
 # thread to the driver core (CPU 1) with the short EEVDF slice (500 us) and leaves QEMU's other
 # threads alone; with QEMU stopped (SIGSTOP: no exits, no vd requests) it restores the thread's
 # original affinity and slice once the rate has stayed under threshold - hysteresis for hold_ms.
-aff() { awk '/^Cpus_allowed_list/ {print $2}' /proc/$qpid/task/$1/status 2>/dev/null; }
+# aff TID / aff_is TID LIST / slice TID: a thread of QEMU $qpid (or of ${in_qemu}, if set).
+aff() { awk '/^Cpus_allowed_list/ {print $2}' /proc/${in_qemu:-$qpid}/task/$1/status 2>/dev/null; }
 aff_is() { [ "$(aff $1)" = "$2" ]; }
-slice() { awk '/^se.slice/ {print $3}' /proc/$qpid/task/$1/sched 2>/dev/null | cut -d. -f1; }
+slice() { awk '/^se.slice/ {print $3}' /proc/${in_qemu:-$qpid}/task/$1/sched 2>/dev/null | cut -d. -f1; }
 base=$(cat /sys/kernel/debug/sched/base_slice_ns)
 check "the vCPU thread starts on every CPU (affinity 0-1)" aff_is $tid 0-1
 check "lower the hysteresis, then the threshold, and shorten the hold (vdctl policy set)" sh -c \
@@ -73,7 +74,7 @@ kill -CONT $qpid
 vimg=$W/virtio.img; truncate -s 64M $vimg
 GUEST_APPEND="vd.disk=virtio" start_guest virt io-loop \
     -drive file=$vimg,if=none,id=d1,format=raw -device virtio-blk-pci,drive=d1 -name guest=virt9,debug-threads=on
-vqpid=$GUEST_PID
+vqpid=$GUEST_PID; in_qemu=$vqpid
 looping() { guest_running virt || fail "the virtio guest stopped: $(tail -5 /tmp/guest-virt.console)"; grep -q "io-loop: 20 rounds" /tmp/guest-virt.console; }
 wait_for "the virtio guest loops on its virtio-blk disk (20 rounds)" 150 looping
 vtid=$(for t in /proc/$vqpid/task/*; do [ "$(cat $t/comm)" = "CPU 0/KVM" ] && basename $t; done)
@@ -97,7 +98,7 @@ vdctl vm list
 check "its slice is 500 us (se.slice $(slice $vtid))" test "$(slice $vtid)" = 500000
 kill -STOP $vqpid
 wait_for "with the virtio guest's QEMU stopped, vdd restores its vCPU thread" 30 aff_is $vtid 0-1
-kill -CONT $vqpid; kill -9 $vqpid; wait $vqpid 2>/dev/null
+kill -CONT $vqpid; kill -9 $vqpid; wait $vqpid 2>/dev/null; in_qemu=
 kill -9 $qpid; wait $qpid 2>/dev/null
 gone() { vdctl vm list --json > $W/list.json 2>&1 && ! grep -q '"name": "desk9"' $W/list.json; }
 wait_for "after QEMU is killed the guest leaves the list" 30 gone
