@@ -91,7 +91,7 @@ mmio=$(echo "$vr" | grep -o '"mmio_exits":[0-9.]*' | cut -d: -f2 | cut -d. -f1)
 echo "virtio guest doing I/O: io_exits ${io}/s, mmio_exits ${mmio}/s, other exits ${other}/s"
 check "its I/O shows in KVM's other exits (${other}/s), not in io_exits + mmio_exits (${io} + ${mmio}/s, under the threshold of 2/s)" \
     test "${other:-0}" -gt 100 -a $(( ${io:-9} + ${mmio:-9} )) -lt 2
-check "with other_exits_weight 0 vdd leaves it where it is" aff_is $vtid 0-1
+check "with other_exits_weight 0 vdd leaves its vCPU thread ${vtid:-none} where it is (affinity $(aff $vtid))" aff_is $vtid 0-1
 check "vdctl policy set other_exits_weight 1" vdctl policy set other_exits_weight 1
 wait_for "vdd now places the virtio guest's vCPU thread (${vtid:-none}) on the driver core" 30 aff_is $vtid 1
 vdctl vm list

@@ -28,25 +28,7 @@ check "guest B's traffic goes through its tap (no VF)" via B vdtapB tap
 mark "step 2: vdd moves the VF from A to B"
 # 2. vdd moves the VF from A (idle) to B (waiting). The module samples the passed-through VF's
 # traffic from the PF's per-VF mirror counters.
-vdctl sriov policy --threshold 4000 --hysteresis 1000 --window-ms 1000 --min-hold-ms 500 --sample-ms 100 > /dev/null \
-    || fail "module policy"
-vdd_conf $W
-cat >> $W/vdd.toml <<EOT
-[sriov]
-unplug_timeout_ms = $(( $(guest_secs 15) * 1000 ))
-retry_ms = 600000
-[[vm]]
-id = 1
-qmp = "$W/A.qmp"
-standby_nic = "net0"
-vf_bus = "vdrp0"
-[[vm]]
-id = 2
-qmp = "$W/B.qmp"
-standby_nic = "net0"
-vf_bus = "vdrp0"
-EOT
-export VDD_SOCKET=$W/vdd.sock
+vfm_vdd_conf
 busy() { r=$(vf_field $VF rate_bps); [ -n "$r" ] && [ "$r" != null ] && [ "$r" -ge 4000 ] 2>/dev/null; }
 wait_for "the module measures guest A's VF traffic over the threshold" 30 busy
 vdd --config $W/vdd.toml > $W/vdd.log 2>&1 & D=$!

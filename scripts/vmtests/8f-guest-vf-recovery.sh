@@ -17,23 +17,8 @@ WB2=; W3=; D=; Q3=; Q4=; H4=
 vfm_more_pids() { echo $D $H4 $WB2 $W3 $Q3 $Q4; }
 vfm_start 8f
 check "guest A's traffic goes through the VF" via A vdtapA vf
-vdctl sriov policy --threshold 4000 --hysteresis 1000 --window-ms 1000 --min-hold-ms 500 --sample-ms 100 > /dev/null \
-    || fail "module policy"
-vdd_conf $W
+vfm_vdd_conf
 cat >> $W/vdd.toml <<EOT
-[sriov]
-unplug_timeout_ms = $(( $(guest_secs 15) * 1000 ))
-retry_ms = 600000
-[[vm]]
-id = 1
-qmp = "$W/A.qmp"
-standby_nic = "net0"
-vf_bus = "vdrp0"
-[[vm]]
-id = 2
-qmp = "$W/B.qmp"
-standby_nic = "net0"
-vf_bus = "vdrp0"
 [[vm]]
 id = 3
 qmp = "$W/C.qmp"
@@ -43,7 +28,6 @@ id = 4
 qmp = "$W/D.qmp"
 vf_bus = "vdrp0"
 EOT
-export VDD_SOCKET=$W/vdd.sock
 busy() { r=$(vf_field $VF rate_bps); [ -n "$r" ] && [ "$r" != null ] && [ "$r" -ge 4000 ] 2>/dev/null; }
 wait_for "the module measures guest A's VF traffic over the threshold" 30 busy
 vdd --config $W/vdd.toml > $W/vdd.log 2>&1 & D=$!

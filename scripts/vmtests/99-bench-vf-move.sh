@@ -25,25 +25,7 @@ rounds=${VD_VFMOVE_ROUNDS:-3}
 D=; RW=; WAITERS=
 vfm_more_pids() { echo $D $RW $WAITERS; }
 vfm_start bench-vf-move
-vdctl sriov policy --threshold 4000 --hysteresis 1000 --window-ms 1000 --min-hold-ms 500 --sample-ms 100 > /dev/null \
-    || fail "module policy"
-vdd_conf $W
-cat >> $W/vdd.toml <<EOT
-[sriov]
-unplug_timeout_ms = $(( $(guest_secs 15) * 1000 ))
-retry_ms = 600000
-[[vm]]
-id = 1
-qmp = "$W/A.qmp"
-standby_nic = "net0"
-vf_bus = "vdrp0"
-[[vm]]
-id = 2
-qmp = "$W/B.qmp"
-standby_nic = "net0"
-vf_bus = "vdrp0"
-EOT
-export VDD_SOCKET=$W/vdd.sock
+vfm_vdd_conf
 pfrx=/sys/class/net/$pfnd/statistics/rx_packets
 nv=0
 start_vdd() {

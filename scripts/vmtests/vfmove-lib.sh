@@ -175,3 +175,27 @@ wait_move() {
     vdctl sriov list; vdctl sriov policy; grep "SR-IOV" $W/vdd*.log | tail -20
     fail "timed out waiting: $_wm"
 }
+
+# vfm_vdd_conf: the module's policy (a guest probed every 10 ms is busy, every 200 ms idle) and
+# $W/vdd.toml with guests A (VM 1) and B (VM 2); a test appends its other [[vm]] tables.
+vfm_vdd_conf() {
+    vdctl sriov policy --threshold 4000 --hysteresis 1000 --window-ms 1000 --min-hold-ms 500 --sample-ms 100 > /dev/null \
+        || fail "module policy"
+    vdd_conf $W
+    cat >> $W/vdd.toml <<EOT
+[sriov]
+unplug_timeout_ms = $(( $(guest_secs 15) * 1000 ))
+retry_ms = 600000
+[[vm]]
+id = 1
+qmp = "$W/A.qmp"
+standby_nic = "net0"
+vf_bus = "vdrp0"
+[[vm]]
+id = 2
+qmp = "$W/B.qmp"
+standby_nic = "net0"
+vf_bus = "vdrp0"
+EOT
+    export VDD_SOCKET=$W/vdd.sock
+}
