@@ -29,7 +29,6 @@ mark "step 2: vdd moves the VF from A to B"
 # 2. vdd moves the VF from A (idle) to B (waiting). The module samples the passed-through VF's
 # traffic from the PF's per-VF mirror counters.
 vfm_vdd_conf
-busy() { r=$(vf_field $VF rate_bps); [ -n "$r" ] && [ "$r" != null ] && [ "$r" -ge 4000 ] 2>/dev/null; }
 wait_for "the module measures guest A's VF traffic over the threshold" 30 busy
 vdd --config $W/vdd.toml > $W/vdd.log 2>&1 & D=$!
 wait_for "vdd answers" 10 vdctl daemon status
@@ -63,16 +62,4 @@ wait_for "guest B is left with its standby NIC" 10 standby_only B
 check "guest A's traffic goes through the VF again" via A vdtapA vf
 check "guest B's traffic goes through its tap again" via B vdtapB tap
 
-mark "the end"
-# The end: the probes' last reports, the guests' verdicts (tx counts per lower device).
-stop_probe A; stop_probe B
-kill -TERM $D; wait $D; rc=$?; D=
-check "vdd exits 0 (rc=$rc)" test $rc = 0
-echo "probe reports (one per segment; each segment spans at most one switch of its guest):"
-cat $W/probe-A.json $W/probe-B.json
-check "no echo was duplicated" sh -c "! grep -h -v '\"duplicates\":0,' $W/probe-A.json $W/probe-B.json | grep -q ."
-for g in A B; do
-    ip=$IPA; [ $g = B ] && ip=$IPB
-    check "guest $g's echo stops" vd-itest udp-stop --to $ip:7777
-    wait_guest $g || fail "guest $g: $GUEST_RESULT"
-done
+vfm_end

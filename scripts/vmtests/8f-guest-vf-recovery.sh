@@ -28,7 +28,6 @@ id = 4
 qmp = "$W/D.qmp"
 vf_bus = "vdrp0"
 EOT
-busy() { r=$(vf_field $VF rate_bps); [ -n "$r" ] && [ "$r" != null ] && [ "$r" -ge 4000 ] 2>/dev/null; }
 wait_for "the module measures guest A's VF traffic over the threshold" 30 busy
 vdd --config $W/vdd.toml > $W/vdd.log 2>&1 & D=$!
 wait_for "vdd answers" 10 vdctl daemon status
@@ -105,16 +104,4 @@ check "vdd counts the two failed reassignments" sh -c "vdctl --json daemon statu
 check "guest B's traffic still goes through its VF" via B vdtapB vf
 check "guest A's traffic still goes through its tap" via A vdtapA tap
 
-mark "the end"
-# The end: the probes' last reports, the guests' verdicts (tx counts per lower device).
-stop_probe A; stop_probe B
-kill -TERM $D; wait $D; rc=$?; D=
-check "vdd exits 0 (rc=$rc)" test $rc = 0
-echo "probe reports (one per segment; each segment spans at most one switch of its guest):"
-cat $W/probe-A.json $W/probe-B.json
-check "no echo was duplicated" sh -c "! grep -h -v '\"duplicates\":0,' $W/probe-A.json $W/probe-B.json | grep -q ."
-for g in A B; do
-    ip=$IPA; [ $g = B ] && ip=$IPB
-    check "guest $g's echo stops" vd-itest udp-stop --to $ip:7777
-    wait_guest $g || fail "guest $g: $GUEST_RESULT"
-done
+vfm_end

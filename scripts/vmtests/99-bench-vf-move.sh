@@ -35,7 +35,7 @@ start_vdd() {
     wait_for "vdd's SR-IOV policy is up" 10 grep -q "SR-IOV policy up" $W/vdd-$nv.log
 }
 stop_vdd() { kill -TERM $D; wait $D; rc=$?; D=; [ $rc = 0 ] || fail "vdd exited $rc: $(tail -5 $W/vdd-$nv.log)"; }
-waiter() { # waiter VM: a VM waiting for a VF (it holds what it gets until the end)
+waiter() { # waiter VM ROUND: VM waits for a VF (and holds what it gets until the end)
     vd-itest vdd-waiter --vm $1 > $W/wait-$1-$2.out 2>&1 & WAITERS="$WAITERS $!"
     wait_line $W/wait-$1-$2.out '^WAITING' 10
 }

@@ -7,17 +7,18 @@
 #   3. set_link up + announce-self on the old holder's standby NIC;
 #   4. the new holder's standby MAC (qom-get) given to the VF (vdctl sriov mac), then device_add
 #      vfio-pci,failover_pair_id=NIC on the new holder's QEMU.
-# Prints each step's end as "STEP name <unix us>" (ash's EPOCHREALTIME) and "DONE <unix us>".
+# Prints "BEGIN <unix us>", each step's end as "STEP name <unix us>" (ash's EPOCHREALTIME) and
+# "DONE <unix us>".
 #
 # vf-move-qmp.sh VF FROM_VM FROM_QMP TO_VM TO_QMP [NIC [BUS [DEVICE_ID]]]
 set -u
 [ $# -ge 5 ] || { echo "usage: $0 VF FROM_VM FROM_QMP TO_VM TO_QMP [NIC [BUS [DEVICE_ID]]]" >&2; exit 2; }
 VF=$1; FROM=$2; FROMQ=$3; TO=$4; TOQ=$5; NIC=${6:-net0}; BUS=${7:-vdrp0}; DEV=${8:-vdvf0}
-echo "BEGIN $(echo "$EPOCHREALTIME" | tr -d .)"
+now_us() { echo "$EPOCHREALTIME" | tr -d .; }
+echo "BEGIN $(now_us)"
 T=$(mktemp -d /tmp/vfmove.XXXXXX) || exit 1
 trap 'rm -rf $T' EXIT
 die() { echo "vf-move-qmp: $*" >&2; exit 1; }
-now_us() { echo "$EPOCHREALTIME" | tr -d .; }
 stamp() { echo "STEP $1 $(now_us)"; }
 # qmp SOCKET EVENT CMD...: one QMP session: capabilities, then each command (a JSON line); stdin
 # stays open until every command is answered (and, if EVENT is not empty, until a line matches

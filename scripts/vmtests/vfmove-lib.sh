@@ -176,10 +176,12 @@ wait_move() {
     fail "timed out waiting: $_wm"
 }
 
+# The module's threshold (B/s): a guest probed every 10 ms is over it, every 200 ms under it.
+VFM_THRESHOLD=4000
 # vfm_vdd_conf: the module's policy (a guest probed every 10 ms is busy, every 200 ms idle) and
 # $W/vdd.toml with guests A (VM 1) and B (VM 2); a test appends its other [[vm]] tables.
 vfm_vdd_conf() {
-    vdctl sriov policy --threshold 4000 --hysteresis 1000 --window-ms 1000 --min-hold-ms 500 --sample-ms 100 > /dev/null \
+    vdctl sriov policy --threshold $VFM_THRESHOLD --hysteresis 1000 --window-ms 1000 --min-hold-ms 500 --sample-ms 100 > /dev/null \
         || fail "module policy"
     vdd_conf $W
     cat >> $W/vdd.toml <<EOT
@@ -198,4 +200,25 @@ standby_nic = "net0"
 vf_bus = "vdrp0"
 EOT
     export VDD_SOCKET=$W/vdd.sock
+}
+
+# busy: the module measures the VF's traffic at or over the threshold of vfm_vdd_conf.
+busy() { r=$(vf_field $VF rate_bps); [ -n "$r" ] && [ "$r" != null ] && [ "$r" -ge $VFM_THRESHOLD ] 2>/dev/null; }
+
+# vfm_end: the end of a VF-move test with vdd running as $D: the probes' last reports (no echo
+# duplicated), vdd exits 0 on SIGTERM, each guest's echo stops and the guest gives its verdict
+# (tx counts per lower device).
+vfm_end() {
+    mark "the end"
+    stop_probe A; stop_probe B
+    kill -TERM $D; wait $D; rc=$?; D=
+    check "vdd exits 0 (rc=$rc)" test $rc = 0
+    echo "probe reports (one per segment; each segment spans at most one switch of its guest):"
+    cat $W/probe-A.json $W/probe-B.json
+    check "no echo was duplicated" sh -c "! grep -h -v '\"duplicates\":0,' $W/probe-A.json $W/probe-B.json | grep -q ."
+    for g in A B; do
+        ip=$IPA; [ $g = B ] && ip=$IPB
+        check "guest $g's echo stops" vd-itest udp-stop --to $ip:7777
+        wait_guest $g || fail "guest $g: $GUEST_RESULT"
+    done
 }
